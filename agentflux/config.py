@@ -1,0 +1,160 @@
+"""Settings: argument > environment variable > default, validated with messages that name the setting.
+
+Nothing here reads the environment at import time; :meth:`Settings.from_env` is the one place
+that does, and it is called by the CLI (or explicitly by a user).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong. The message names the setting and how to fix it."""
+
+
+class SecretStr(str):
+    """A string that does not print itself (passwords, webhook secrets)."""
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self else "SecretStr('')"
+
+    def get_secret_value(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names and partition counts."""
+
+    events: str = "agentflux.events"
+    kpis: str = "agentflux.kpis"
+    alerts: str = "agentflux.alerts"
+    predictions: str = "agentflux.predictions"
+    pool_commands: str = "agentflux.pool.commands"
+    deadletter: str = "agentflux.deadletter"
+    events_partitions: int = 4
+    partitions: int = 1
+    replication_factor: int = 1
+
+    @classmethod
+    def with_prefix(cls, prefix: str, **kw: Any) -> "Topics":
+        """Topic names under another prefix (tests use one prefix per test)."""
+        names = {f.name: getattr(cls, f.name).replace("agentflux", prefix, 1)
+                 for f in dataclasses.fields(cls) if f.type == "str"}
+        return cls(**{**names, **kw})
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("AGENTFLUX_HOME", Path.home() / ".cache" / "agentflux"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, emitter or CLI command needs. Frozen; build with ``replace``."""
+
+    bootstrap_servers: str | None = None  # None: the local broker that `agentflux up` started
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    topics: Topics = field(default_factory=Topics)
+    app_id: str = "agentflux"
+    window_s: float = 10.0
+    grace_s: float = 2.0
+    max_record_bytes: int = 4 * 1024 * 1024
+    duckdb_path: str = "agentflux.duckdb"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    state_dir: Path = field(default_factory=_state_dir)
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0:
+            raise ConfigError(f"window_s={self.window_s!r}: the KPI window must be > 0 seconds "
+                              "(set AGENTFLUX_WINDOW_S, e.g. 10)")
+        if self.grace_s < 0:
+            raise ConfigError(f"grace_s={self.grace_s!r}: must be >= 0 (set AGENTFLUX_GRACE_S)")
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: use one of "
+                              "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+        if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
+            raise ConfigError("KAFKA_SASL_MECHANISM is required with a SASL security protocol "
+                              "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+        for name in ("metrics_port", "web_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name}={port!r}: a TCP port is 0..65535")
+        if self.max_record_bytes < 1024:
+            raise ConfigError(f"max_record_bytes={self.max_record_bytes!r}: must be >= 1024")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection settings for aiokafka clients (bootstrap + security)."""
+        if not self.bootstrap_servers:
+            raise ConfigError("no Kafka broker configured: run `agentflux up` for a local one, "
+                              "or set KAFKA_BOOTSTRAP_SERVERS=host:port")
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                              "security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            kw.update(sasl_mechanism=self.sasl_mechanism,
+                      sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=(self.sasl_password.get_secret_value()
+                                           if self.sasl_password else None))
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+            kw["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
+        return kw
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Settings from explicit ``overrides``, then ``env`` (default: os.environ), then defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+
+        def take(key: str, name: str, conv: Any = str) -> None:
+            raw = env.get(key)
+            if raw is None or raw == "":
+                return
+            try:
+                values[name] = conv(raw)
+            except ValueError:
+                raise ConfigError(f"{key}={raw!r} is not a valid {conv.__name__}") from None
+
+        take("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers")
+        take("KAFKA_SECURITY_PROTOCOL", "security_protocol")
+        take("KAFKA_SASL_MECHANISM", "sasl_mechanism")
+        take("KAFKA_SASL_USERNAME", "sasl_username")
+        take("KAFKA_SASL_PASSWORD", "sasl_password", SecretStr)
+        take("KAFKA_SSL_CAFILE", "ssl_cafile")
+        take("AGENTFLUX_APP_ID", "app_id")
+        take("AGENTFLUX_WINDOW_S", "window_s", float)
+        take("AGENTFLUX_GRACE_S", "grace_s", float)
+        take("AGENTFLUX_DUCKDB", "duckdb_path")
+        take("AGENTFLUX_METRICS_HOST", "metrics_host")
+        take("AGENTFLUX_METRICS_PORT", "metrics_port", int)
+        take("AGENTFLUX_WEB_HOST", "web_host")
+        take("AGENTFLUX_WEB_PORT", "web_port", int)
+        take("AGENTFLUX_HOME", "state_dir", Path)
+        topic_kw: dict[str, Any] = {}
+        for key, name, conv in (("AGENTFLUX_TOPIC_PREFIX", "prefix", str),
+                                ("AGENTFLUX_EVENTS_PARTITIONS", "events_partitions", int),
+                                ("AGENTFLUX_REPLICATION_FACTOR", "replication_factor", int)):
+            if env.get(key):
+                try:
+                    topic_kw[name] = conv(env[key])
+                except ValueError:
+                    raise ConfigError(f"{key}={env[key]!r} is not a valid {conv.__name__}") from None
+        if topic_kw:
+            prefix = topic_kw.pop("prefix", "agentflux")
+            values["topics"] = Topics.with_prefix(prefix, **topic_kw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
