@@ -31,6 +31,15 @@ class DecodedBatch:
     events: list[dict] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     size_bytes: int = 0
+    _spans: list | None = None
+
+    def spans(self) -> list[tuple[tuple[str, str, str], float | None, bool]]:
+        """``(span key, duration ms, error)`` per valid event, computed once and shared by every
+        agent that receives this batch (Faust hands the same decoded value to each of them)."""
+        if self._spans is None:
+            from agentflux.streams.windows import span_of
+            self._spans = [span_of(e) for e in self.events]
+        return self._spans
 
     @property
     def total(self) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Sequence
 
 from agentflux.streams.sketch import DDSketch
 
@@ -114,16 +114,20 @@ class TumblingWindows:
         self.watermark_ns = 0
         self.late_events = 0
 
-    def add(self, events: Iterable[dict]) -> None:
+    def add(self, events: Sequence[dict], spans: Sequence[tuple] | None = None,
+            on_durations: Callable[[SpanKey, list], None] | None = None) -> None:
+        """Add a batch. ``spans`` (from :func:`span_of`) may be passed when already computed;
+        ``on_durations(span, durations_ms)`` sees each key's new durations once per batch."""
         size = self.size_ns
         wall = self._wall()
         open_ = self._open
         wm = self.watermark_ns
-        for ev in events:
+        if spans is None:
+            spans = [span_of(ev) for ev in events]
+        for ev, (span, dur, err) in zip(events, spans):
             ts = ev["ts"]
             if ts > wm:
                 wm = ts
-            span, dur, err = span_of(ev)
             k = (ts - ts % size, span)
             acc = open_.get(k)
             if acc is None:
@@ -137,10 +141,12 @@ class TumblingWindows:
                 acc.durations.append(dur)
             acc.last_update_wall_ns = wall
         self.watermark_ns = wm
-        for acc in open_.values():  # one vectorised sketch insert per key and batch
+        for (_, span), acc in open_.items():  # one vectorised sketch insert per key and batch
             if acc.durations:
                 acc.sketch.add_many(acc.durations)
-                acc.durations.clear()
+                if on_durations is not None:
+                    on_durations(span, acc.durations)
+                acc.durations = []
 
     def close_due(self, flush_all: bool = False) -> list[WindowRow]:
         """Close and return the windows that are due (all of them with ``flush_all``)."""

@@ -1,0 +1,181 @@
+"""The ``agentflux`` command line. User errors print what is wrong and how to fix it (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from agentflux.config import ConfigError, Settings
+
+
+def _console():
+    from rich.console import Console
+    return Console(stderr=False, highlight=False)
+
+
+def with_broker(settings: Settings, required: bool = True) -> Settings:
+    """Fill in the broker `agentflux up` started when none is configured."""
+    if settings.bootstrap_servers:
+        return settings
+    from agentflux.localkafka import running_broker
+    state = running_broker(settings.state_dir)
+    if state:
+        return settings.replace(bootstrap_servers=state["bootstrap"])
+    if required:
+        raise ConfigError("no Kafka broker: run `agentflux up` to start a local one, or set "
+                          "KAFKA_BOOTSTRAP_SERVERS=host:port")
+    return settings
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings, console=None) -> Iterator[Settings]:
+    """A configured or running broker, else an ephemeral local one stopped on exit."""
+    settings = with_broker(settings, required=False)
+    if settings.bootstrap_servers:
+        yield settings
+        return
+    from agentflux.localkafka import LocalKafka
+    work = Path(tempfile.mkdtemp(prefix="agentflux-kafka-"))
+    if console:
+        console.print("[dim]starting a local Apache Kafka (KRaft) ...[/dim]")
+    kafka = LocalKafka(work_dir=work, cache_dir=settings.state_dir).start()
+    try:
+        yield settings.replace(bootstrap_servers=kafka.bootstrap)
+    finally:
+        kafka.stop()
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from agentflux.localkafka import up
+    settings = Settings.from_env()
+    state = up(settings.state_dir)
+    verb = "already running" if state.get("already_running") else "started"
+    print(f"Kafka {state['version']} {verb} at {state['bootstrap']} (pid {state['pid']}; log {state['log']})")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={state['bootstrap']}  # optional: commands find it anyway")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from agentflux.localkafka import down
+    state = down(Settings.from_env().state_dir)
+    print(f"stopped Kafka at {state['bootstrap']}" if state else "no local Kafka was running")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from agentflux.sinks.duckdb import DuckDBHistory
+    from agentflux.sinks.prometheus import PipelineMetrics
+    from agentflux.streams.app import create_app
+    from agentflux.streams.topics import ensure_topics
+
+    settings = with_broker(Settings.from_env(duckdb_path=args.db, metrics_port=args.metrics_port))
+    asyncio.run(ensure_topics(settings))
+    history = DuckDBHistory(settings.duckdb_path)
+    metrics = PipelineMetrics()
+    port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    app = create_app(settings, metrics=metrics, history=history)
+    print(f"agentflux worker: {settings.bootstrap_servers} -> {settings.duckdb_path}; "
+          f"metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        history.close()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from agentflux.runtime.emitter import Emitter
+    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+    from agentflux.streams.topics import ensure_topics
+
+    settings = with_broker(Settings.from_env())
+    asyncio.run(ensure_topics(settings))
+    sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events, seed=args.seed))
+    with Emitter(settings, runtime="agentflux-simulate") as em, Progress() as progress:
+        task = progress.add_task("emitting", total=args.events)
+        sim.run(em.emit, lambda n: progress.advance(task, n))
+        em.flush(60)
+        st = em.stats()
+    print(f"emitted {st.emitted}, acked {st.acked}, failed {st.failed}, dropped {st.dropped}; "
+          f"write-to-ack p99 {st.ack_p99_ms or 0:.2f} ms")
+    return 0 if st.acked == st.emitted else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agentflux.demo import run_demo
+    return run_demo(events=args.events, db=args.db, agents=args.agents, seed=args.seed,
+                    console=_console())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "pipeline":
+        from agentflux.bench.pipeline import main as bench_main
+        return bench_main(events=args.events, baseline_events=args.baseline_events,
+                          as_json=args.json, console=_console())
+    raise ConfigError(f"unknown benchmark {args.what!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="agentflux", description="Telemetry pipeline for AI-agent runtimes")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start a local Apache Kafka (KRaft) in the background").set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop the local Kafka started by `up`").set_defaults(fn=cmd_down)
+    p = sub.add_parser("worker", help="run the stream processors (Faust worker)")
+    p.add_argument("--db", help="DuckDB history file (env AGENTFLUX_DUCKDB)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT)")
+    p.add_argument("--loglevel", default="warning")
+    p.set_defaults(fn=cmd_worker)
+    p = sub.add_parser("simulate", help="publish events of a synthetic agent runtime")
+    p.add_argument("--agents", type=int, default=8)
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(fn=cmd_simulate)
+    p = sub.add_parser("demo", help="broker + worker + simulator end to end, then a summary")
+    p.add_argument("--events", type=int, default=50_000)
+    p.add_argument("--agents", type=int, default=16)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--db", default="agentflux-demo.duckdb")
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
+    p.add_argument("what", choices=["pipeline"])
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--baseline-events", type=int, default=50_000)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(fn=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from agentflux.localkafka import KafkaStartError
+    try:
+        return args.fn(args)
+    except (ConfigError, KafkaStartError) as exc:
+        print(f"agentflux: error: {exc}", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"agentflux: timed out: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

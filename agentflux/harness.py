@@ -1,0 +1,144 @@
+"""Running a worker as a child process and watching it through its /metrics endpoint.
+
+Used by ``agentflux demo``, the benchmarks and the end-to-end tests: the worker holds the DuckDB
+file open for writing, so progress is read from its Prometheus metrics, not from the database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentflux.config import Settings
+from agentflux.localkafka import free_port
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process."""
+    t = settings.topics
+    prefix = t.events.rsplit(".events", 1)[0]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+        "KAFKA_SECURITY_PROTOCOL": settings.security_protocol,
+        "AGENTFLUX_APP_ID": settings.app_id,
+        "AGENTFLUX_WINDOW_S": repr(settings.window_s),
+        "AGENTFLUX_GRACE_S": repr(settings.grace_s),
+        "AGENTFLUX_DUCKDB": str(settings.duckdb_path),
+        "AGENTFLUX_METRICS_HOST": settings.metrics_host,
+        "AGENTFLUX_METRICS_PORT": str(settings.metrics_port),
+        "AGENTFLUX_WEB_HOST": settings.web_host,
+        "AGENTFLUX_WEB_PORT": str(settings.web_port),
+        "AGENTFLUX_TOPIC_PREFIX": prefix,
+        "AGENTFLUX_EVENTS_PARTITIONS": str(t.events_partitions),
+        "AGENTFLUX_REPLICATION_FACTOR": str(t.replication_factor),
+    }
+    for key, val in (("KAFKA_SASL_MECHANISM", settings.sasl_mechanism),
+                     ("KAFKA_SASL_USERNAME", settings.sasl_username),
+                     ("KAFKA_SASL_PASSWORD", settings.sasl_password.get_secret_value()
+                      if settings.sasl_password else None),
+                     ("KAFKA_SSL_CAFILE", settings.ssl_cafile)):
+        if val:
+            env[key] = val
+    return env
+
+
+def scrape(url: str, timeout_s: float = 2.0) -> dict[str, float]:
+    """``{sample name + labels: value}`` from a Prometheus endpoint, e.g.
+    ``agentflux_history_rows{table="events"}``."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def wait_until(cond: Callable[[], bool], deadline_s: float, what: str,
+               interval_s: float = 0.05) -> None:
+    """Poll ``cond`` until it holds; raise TimeoutError naming ``what`` after ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            if cond():
+                return
+        except OSError:
+            pass  # endpoint not up yet
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class WorkerProcess:
+    """A worker (``agentflux worker``) in a child process, configured by ``settings``."""
+
+    settings: Settings
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = None
+    extra_env: dict = field(default_factory=dict)
+
+    @classmethod
+    def with_free_ports(cls, settings: Settings, **kw) -> "WorkerProcess":
+        return cls(settings.replace(metrics_port=free_port(), web_port=free_port()), **kw)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+
+    def start(self, ready_timeout_s: float = 60.0) -> "WorkerProcess":
+        env = {**os.environ, **settings_env(self.settings), **self.extra_env}
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen([sys.executable, "-m", "agentflux.cli", "worker"], env=env,
+                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if self.log_path:
+            out.close()
+        wait_until(lambda: self._alive_or_raise() and "agentflux_records_total" in self.metrics(),
+                   ready_timeout_s, "the worker's /metrics endpoint")
+        return self
+
+    def _alive_or_raise(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+            raise RuntimeError(f"worker exited with {self.proc.returncode}\n{tail}")
+        return True
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.metrics_url)
+
+    def value(self, name: str, default: float = 0.0) -> float:
+        return self.metrics().get(name, default)
+
+    def wait_for(self, cond: Callable[[dict[str, float]], bool], deadline_s: float, what: str) -> None:
+        wait_until(lambda: self._alive_or_raise() and cond(self.metrics()), deadline_s, what)
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush or commit anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid

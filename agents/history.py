@@ -1,0 +1,161 @@
+"""History: raw events, dead letters and KPI rows into DuckDB, exactly once.
+
+Each take() of records becomes one DuckDB transaction holding the rows and the last offset per
+partition. Records at or below a stored offset were landed before a crash and are skipped, so a
+kill -9 and restart neither loses nor duplicates rows. Events that failed decoding or validation
+land in the ``deadletters`` table in the same transaction and are then published to
+``agentflux.deadletter`` with the reason and source position in headers and the raw bytes as
+the value (the topic is at-least-once; the table is exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, Sequence
+
+import orjson
+import pyarrow as pa
+
+from agentflux.sinks.duckdb import DEADLETTER_SCHEMA, KPI_COLUMNS, KPI_SCHEMA, events_table
+from agentflux.streams.context import PipelineContext, fail_stop
+
+EVENTS_CONSUMER = "history.events"
+KPIS_CONSUMER = "history.kpis"
+
+
+def deadletter_headers(reason: str, detail: str, topic: str, partition: int, offset: int,
+                       index: int | None, event_id: str | None) -> list[tuple[str, bytes]]:
+    h = [("agentflux.reason", reason.encode()), ("agentflux.detail", detail.encode()[:1000]),
+         ("agentflux.source.topic", topic.encode()),
+         ("agentflux.source.partition", str(partition).encode()),
+         ("agentflux.source.offset", str(offset).encode())]
+    if index is not None:
+        h.append(("agentflux.source.index", str(index).encode()))
+    if event_id:
+        h.append(("agentflux.event_id", event_id.encode()))
+    return h
+
+
+class Lander:
+    """Skips records a previous run already landed; tracks the offsets a write will store."""
+
+    def __init__(self, ctx: PipelineContext, consumer: str):
+        self.ctx = ctx
+        self.consumer = consumer
+        self.landed = ctx.history.landed_offsets(consumer)
+        self.skipped = 0
+
+    def fresh(self, faust_events: Sequence[Any]) -> tuple[list[Any], dict]:
+        out, offsets = [], {}
+        for fe in faust_events:
+            m = fe.message
+            key = (m.topic, m.partition)
+            if m.offset <= self.landed.get(key, -1):
+                self.skipped += 1
+                continue
+            out.append(fe)
+            offsets[key] = m.offset
+        return out, offsets
+
+    async def write(self, offsets: dict, **tables: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.ctx.db_executor,
+                                   lambda: self.ctx.history.write(self.consumer, offsets, **tables))
+        self.landed.update(offsets)
+
+
+def register(app: Any, ctx: PipelineContext) -> None:
+    metrics, topics, history = ctx.metrics, ctx.topics, ctx.history
+    events_lander: Lander | None = None
+    kpis_lander: Lander | None = None
+
+    @app.agent(topics.events, name="agentflux.history.events")
+    async def land_events(stream: Any) -> None:
+        nonlocal events_lander
+        events_lander = events_lander or Lander(ctx, EVENTS_CONSUMER)
+        metrics.set_rows("events", history.count("events"))
+        metrics.set_rows("deadletters", history.count("deadletters"))
+        async for batch in stream.take_events(ctx.batch_records, within=ctx.batch_within_s):
+            try:
+                await land_event_batch(batch)
+            except Exception as exc:
+                fail_stop("history.events", exc)
+
+    async def land_event_batch(batch: Sequence[Any]) -> None:
+            assert events_lander is not None
+            fresh, offsets = events_lander.fresh(batch)
+            for fe in batch:
+                m = fe.message
+                ctx.processed[(m.topic, m.partition)] = m.offset
+            if not fresh:
+                return
+            evs: list = []
+            spans: list = []
+            parts: list = []
+            offs: list = []
+            dl = []
+            for fe in fresh:
+                d, m = fe.value, fe.message
+                n = len(d.events)
+                if n:
+                    evs += d.events
+                    spans += d.spans()
+                    parts += [m.partition] * n
+                    offs += [m.offset] * n
+                for r in d.rejected:
+                    dl.append((r, m.topic, m.partition, m.offset))
+            dl_table = pa.Table.from_pylist(
+                [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
+                  "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
+                 for r, t, p, o in dl], schema=DEADLETTER_SCHEMA) if dl else None
+            await events_lander.write(offsets, events=events_table(evs, spans, parts, offs),
+                                      deadletters=dl_table)
+            metrics.count_records(len(fresh))
+            metrics.count_events(collections.Counter(e["type"] for e in evs))
+            metrics.add_rows("events", len(evs))
+            if dl:
+                metrics.add_rows("deadletters", len(dl))
+            for r, t, p, o in dl:
+                metrics.count_deadletters(r.reason)
+                await topics.deadletter.send(
+                    key=(r.event_id or f"{t}/{p}/{o}").encode(), value=r.raw,
+                    headers=deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
+
+    @app.agent(topics.kpis, name="agentflux.history.kpis")
+    async def land_kpis(stream: Any) -> None:
+        nonlocal kpis_lander
+        kpis_lander = kpis_lander or Lander(ctx, KPIS_CONSUMER)
+        metrics.set_rows("kpis", history.count("kpis"))
+        async for batch in stream.take_events(ctx.batch_records, within=ctx.batch_within_s):
+            try:
+                await land_kpi_batch(batch)
+            except Exception as exc:
+                fail_stop("history.kpis", exc)
+
+    async def land_kpi_batch(batch: Sequence[Any]) -> None:
+            assert kpis_lander is not None
+            fresh, offsets = kpis_lander.fresh(batch)
+            if not fresh:
+                return
+            rows = []
+            for fe in fresh:
+                try:
+                    row = orjson.loads(fe.value)
+                    row["window_start"] = int(row.pop("window_start_ns"))
+                    row["window_end"] = int(row.pop("window_end_ns"))
+                    row["sketch"] = orjson.dumps(row["sketch"]).decode()
+                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                    metrics.count_deadletters("invalid_kpi")
+                    m = fe.message
+                    await topics.deadletter.send(
+                        key=None, value=fe.value if isinstance(fe.value, bytes) else b"",
+                        headers=deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
+                                                   m.offset, None, None))
+                    continue
+                row["kafka_partition"] = fe.message.partition
+                row["kafka_offset"] = fe.message.offset
+                rows.append({c: row.get(c) for c in KPI_COLUMNS})
+            table = pa.Table.from_pylist(rows, schema=KPI_SCHEMA) if rows else None
+            await kpis_lander.write(offsets, kpis=table)
+            metrics.add_rows("kpis", len(rows))

@@ -1,0 +1,1 @@
+"""Sinks: DuckDB history, Prometheus exposition, dead letters."""

@@ -1,0 +1,147 @@
+"""Prometheus exposition of the pipeline's own metrics.
+
+A custom collector keeps plain counters and numpy histogram buckets, updated once per batch
+(``observe_many`` bins a whole array with ``searchsorted``), because a per-event
+``Histogram.observe`` would cost more than the rest of the pipeline. Units are base units
+(seconds), counters end in ``_total``, and span durations use the OpenTelemetry GenAI bucket
+boundaries of ``gen_ai.client.operation.duration``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterable
+
+import numpy as np
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+
+GENAI_DURATION_BUCKETS_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
+                            10.24, 20.48, 40.96, 81.92)
+
+
+class PipelineMetrics:
+    """The worker's metrics. Thread-safe; register with ``registry`` and serve with :meth:`serve`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, prefix: str = "agentflux"):
+        self.prefix = prefix
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._lock = threading.Lock()
+        self._events: dict[str, int] = {}
+        self._deadletters: dict[str, int] = {}
+        self._records = 0
+        self._lag: dict[tuple[str, int], int] = {}
+        self._rows: dict[str, int] = {}
+        self._kpi_windows = 0
+        self._open_windows = 0
+        self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
+        self._hist: dict[tuple[str, str, str], list] = {}  # labels -> [bucket counts, sum]
+        self._server = None
+        self.registry.register(self)
+
+    # --- updates (once per batch) ------------------------------------------------------------
+    def count_events(self, counts: dict[str, int]) -> None:
+        with self._lock:
+            for k, n in counts.items():
+                self._events[k] = self._events.get(k, 0) + n
+
+    def count_records(self, n: int) -> None:
+        with self._lock:
+            self._records += n
+
+    def count_deadletters(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._deadletters[reason] = self._deadletters.get(reason, 0) + n
+
+    def count_kpi_windows(self, n: int) -> None:
+        with self._lock:
+            self._kpi_windows += n
+
+    def set_open_windows(self, n: int) -> None:
+        with self._lock:
+            self._open_windows = n
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        with self._lock:
+            self._lag[(topic, partition)] = lag
+
+    def set_rows(self, table: str, rows: int) -> None:
+        with self._lock:
+            self._rows[table] = rows
+
+    def add_rows(self, table: str, rows: int) -> None:
+        with self._lock:
+            self._rows[table] = self._rows.get(table, 0) + rows
+
+    def observe_many(self, span_type: str, name: str, philosophy: str,
+                     seconds: Iterable[float] | np.ndarray) -> None:
+        arr = np.asarray(seconds, dtype=np.float64)
+        if arr.size == 0:
+            return
+        # bucket i counts values <= bounds[i]; the last slot is +Inf
+        counts = np.bincount(np.searchsorted(self._bounds, arr, side="left"),
+                             minlength=len(self._bounds) + 1)
+        total = float(arr.sum())
+        with self._lock:
+            h = self._hist.get((span_type, name, philosophy))
+            if h is None:
+                h = self._hist[(span_type, name, philosophy)] = [np.zeros(len(self._bounds) + 1,
+                                                                          dtype=np.int64), 0.0]
+            h[0] += counts
+            h[1] += total
+
+    # --- exposition --------------------------------------------------------------------------
+    def collect(self):
+        p = self.prefix
+        with self._lock:
+            events = dict(self._events)
+            dls = dict(self._deadletters)
+            lag = dict(self._lag)
+            rows = dict(self._rows)
+            hist = {k: (v[0].copy(), v[1]) for k, v in self._hist.items()}
+            records, windows, open_windows = self._records, self._kpi_windows, self._open_windows
+        c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
+        for k, n in sorted(events.items()):
+            c.add_metric([k], n)
+        yield c
+        c = CounterMetricFamily(f"{p}_deadletter", "Events and records sent to the dead-letter "
+                                "topic, by reason", labels=["reason"])
+        for k, n in sorted(dls.items()):
+            c.add_metric([k], n)
+        yield c
+        yield CounterMetricFamily(f"{p}_records", "Kafka records consumed from the events topic",
+                                  value=records)
+        yield CounterMetricFamily(f"{p}_kpi_windows", "KPI window rows published", value=windows)
+        yield GaugeMetricFamily(f"{p}_open_windows", "KPI windows still open (not yet published)",
+                                value=open_windows)
+        g = GaugeMetricFamily(f"{p}_consumer_lag", "Records not yet processed, per partition "
+                              "(high watermark - next offset)", labels=["topic", "partition"])
+        for (t, part), n in sorted(lag.items()):
+            g.add_metric([t, str(part)], n)
+        yield g
+        g = GaugeMetricFamily(f"{p}_history_rows", "Rows in the DuckDB history, by table",
+                              labels=["table"])
+        for t, n in sorted(rows.items()):
+            g.add_metric([t], n)
+        yield g
+        h = HistogramMetricFamily(f"{p}_span_duration_seconds",
+                                  "Duration of spans (tool calls, LLM calls, ...) in seconds",
+                                  labels=["type", "name", "philosophy"], unit="")
+        for labels, (counts, total) in sorted(hist.items()):
+            cum = np.cumsum(counts).tolist()
+            buckets = [(repr(b), cum[i]) for i, b in enumerate(GENAI_DURATION_BUCKETS_S)]
+            buckets.append(("+Inf", cum[-1]))
+            h.add_metric(list(labels), buckets, total)
+        yield h
+
+    def serve(self, host: str = "127.0.0.1", port: int = 9464) -> int:
+        """Serve /metrics on ``host:port`` (port 0 picks a free one); returns the port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return server.server_address[1]
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None

@@ -1,0 +1,1 @@
+"""Faust app factory, topics, the wire codec, windows and sketches."""

@@ -1,0 +1,132 @@
+"""The Faust app factory. Nothing happens at import time; :func:`create_app` builds the app."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agentflux.config import ConfigError, Settings
+from agentflux.sinks.duckdb import DuckDBHistory
+from agentflux.sinks.prometheus import PipelineMetrics
+from agentflux.streams.codec import decode_record
+from agentflux.streams.context import PipelineContext
+from agentflux.streams.windows import TumblingWindows
+
+BATCH_CODEC = "agentflux-batch"
+
+
+def _batch_codec(max_record_bytes: int) -> Any:
+    from faust.serializers.codecs import Codec
+
+    class BatchCodec(Codec):
+        """Decodes a record into a DecodedBatch; never raises (bad input becomes data)."""
+
+        def _loads(self, s: bytes) -> Any:
+            return decode_record(s, max_record_bytes)
+
+        def _dumps(self, obj: Any) -> bytes:
+            return obj if isinstance(obj, bytes) else bytes(obj)
+
+    return BatchCodec()
+
+
+@dataclass(frozen=True)
+class AppTopics:
+    events: Any
+    kpis: Any
+    deadletter: Any
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    import faust
+
+    if settings.sasl_mechanism:
+        pw = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        ssl_context = None
+        if settings.security_protocol == "SASL_SSL":
+            import ssl
+            ssl_context = ssl.create_default_context(cafile=settings.ssl_cafile)
+        return faust.SASLCredentials(username=settings.sasl_username, password=pw,
+                                     mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
+    if settings.security_protocol == "SSL":
+        import ssl
+        return faust.SSLCredentials(ssl.create_default_context(cafile=settings.ssl_cafile))
+    return None
+
+
+def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
+               history: DuckDBHistory | None = None, windows: TumblingWindows | None = None,
+               batch_records: int = 200) -> Any:
+    """Build the worker's Faust app with the timing and history agents registered."""
+    import faust
+    from faust.serializers import codecs
+
+    from agentflux.agents import history as history_agent
+    from agentflux.agents import timing as timing_agent
+
+    if not settings.bootstrap_servers:
+        raise ConfigError("no Kafka broker configured: run `agentflux up`, or set "
+                          "KAFKA_BOOTSTRAP_SERVERS=host:port")
+    codecs.register(BATCH_CODEC, _batch_codec(settings.max_record_bytes))
+    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        broker_credentials=_broker_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        topic_disable_leader=True,
+        topic_replication_factor=settings.topics.replication_factor,
+        topic_partitions=settings.topics.partitions,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        producer_max_request_size=16 * 1024 * 1024,
+        stream_buffer_maxsize=64,
+        broker_commit_interval=1.0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    t = settings.topics
+    topics = AppTopics(
+        events=app.topic(t.events, value_serializer=BATCH_CODEC, key_serializer="raw",
+                         partitions=t.events_partitions),
+        kpis=app.topic(t.kpis, value_serializer="raw", key_serializer="raw"),
+        deadletter=app.topic(t.deadletter, value_serializer="raw", key_serializer="raw"),
+    )
+    ctx = PipelineContext(
+        settings=settings,
+        metrics=metrics if metrics is not None else PipelineMetrics(),
+        history=history if history is not None else DuckDBHistory(settings.duckdb_path),
+        windows=windows if windows is not None else TumblingWindows(settings.window_s,
+                                                                    settings.grace_s),
+        batch_records=batch_records,
+        topics=topics,
+    )
+    app.agentflux = ctx
+    timing_agent.register(app, ctx)
+    history_agent.register(app, ctx)
+
+    @app.timer(interval=1.0)
+    async def report_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != t.events:
+                continue
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            done = ctx.processed.get((tp.topic, tp.partition))
+            if done is None:
+                pos = await consumer.position(tp)
+                nxt = pos if pos is not None else hw
+            else:
+                nxt = done + 1
+            ctx.metrics.set_lag(tp.topic, tp.partition, max(0, hw - nxt))
+
+    ctx.started_at = time.time()
+    return app

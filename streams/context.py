@@ -1,0 +1,47 @@
+"""What a worker's agents share: settings, metrics, the history database, the windows."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentflux.config import Settings
+from agentflux.sinks.duckdb import DuckDBHistory
+from agentflux.sinks.prometheus import PipelineMetrics
+from agentflux.streams.windows import TumblingWindows
+
+
+@dataclass
+class PipelineContext:
+    settings: Settings
+    metrics: PipelineMetrics
+    history: DuckDBHistory
+    windows: TumblingWindows
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # records per take() and the longest a partial batch waits
+    batch_records: int = 200
+    batch_within_s: float = 0.2
+    # DuckDB calls run here, one at a time, so the event loop keeps consuming meanwhile
+    db_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-duckdb"))
+    topics: Any = None  # AppTopics, set by the app factory
+    # (topic, partition) -> last offset processed, for the lag gauge
+    processed: dict = field(default_factory=dict)
+
+
+def fail_stop(where: str, exc: BaseException) -> None:
+    """Stop the worker process at once, before Faust acks the batch that failed.
+
+    A Faust agent that raises has its buffered events acked (and then committed) while the
+    supervisor restarts it, which silently drops them. Bad *input* never gets here (it is data,
+    routed to the dead-letter topic); this is for failures of the worker itself (a full disk, a
+    bug). Exiting without acking means Kafka redelivers the batch to the restarted worker.
+    """
+    logging.getLogger("agentflux.worker").critical(
+        "fail-stop in %s: %r; exiting so that the batch is redelivered", where, exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(70)
