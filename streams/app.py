@@ -88,6 +88,13 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         producer_max_request_size=16 * 1024 * 1024,
         stream_buffer_maxsize=64,
         broker_commit_interval=1.0,
+        # Landing is exactly-once through the offsets stored in DuckDB, so shutdown need not wait
+        # for take() buffers that a rebalance orphaned (Faust would wait for their acks forever).
+        stream_wait_empty=False,
+        # A worker killed with -9 holds its partitions until its session times out: keep the
+        # stall after a crash short (Faust's default is 60 s).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         key_serializer="raw",
         value_serializer="raw",
     )

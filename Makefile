@@ -1,0 +1,46 @@
+# Each target does its own idempotent set-up: Debian packages (when root), the virtualenv,
+# and Kafka's jars from Maven Central (cached under $(AGENTFLUX_HOME), default ~/.cache/agentflux).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+EVENTS ?= 50000
+
+.PHONY: setup system venv jars demo test test-unit bench up down clean
+
+setup: system venv jars
+
+system:
+	@bash deploy/setup-system.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+jars: venv
+	@$(PY) -c "from agentflux.config import Settings; from agentflux.localkafka import ensure_jars; print('kafka jars:', ensure_jars(Settings.from_env().state_dir))"
+
+demo: setup
+	$(VENV)/bin/agentflux demo --events $(EVENTS)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+bench: setup
+	$(VENV)/bin/agentflux bench pipeline --json
+
+up: setup
+	$(VENV)/bin/agentflux up
+
+down: venv
+	$(VENV)/bin/agentflux down
+
+clean:
+	rm -rf $(VENV) *.egg-info build dist

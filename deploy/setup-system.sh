@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages agentflux needs: a Java runtime and Maven (for the local Apache Kafka).
+# Installs them with apt-get when running as root on Debian; otherwise says what to install.
+set -euo pipefail
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${missing[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "agentflux: missing system packages: ${missing[*]} (Debian: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi

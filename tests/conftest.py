@@ -1,0 +1,46 @@
+"""Shared fixtures. The broker is real: Apache Kafka from Maven Central jars, one per session
+(or the cluster in KAFKA_BOOTSTRAP_SERVERS). A missing Java or Maven fails, it never skips."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agentflux.config import Settings, Topics
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    from agentflux.config import ConfigError
+    from agentflux.localkafka import LocalKafka
+    work = tmp_path_factory.mktemp("kafka")
+    try:
+        kafka = LocalKafka(work_dir=work, cache_dir=Settings.from_env().state_dir).start()
+    except ConfigError as exc:
+        pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
+    yield kafka.bootstrap
+    kafka.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings with topics and a consumer group of this test's own, already created."""
+    from agentflux.localkafka import free_port
+    from agentflux.streams.topics import ensure_topics
+    run = uuid.uuid4().hex[:10]
+    s = Settings.from_env(
+        env={}, bootstrap_servers=kafka_bootstrap, app_id=f"test-{run}",
+        topics=Topics.with_prefix(f"test-{run}"), duckdb_path=str(tmp_path / "history.duckdb"),
+        window_s=1.0, grace_s=1.0, metrics_port=free_port(), web_port=free_port(),
+        state_dir=tmp_path / "state")
+    asyncio.run(ensure_topics(s))
+    return s

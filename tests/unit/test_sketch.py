@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from agentflux.streams.sketch import DDSketch
+
+QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+
+
+@pytest.mark.parametrize("dist", ["lognormal", "pareto", "uniform", "with_zeros"])
+def test_quantiles_within_one_percent_of_numpy(dist):
+    rng = np.random.default_rng(11)
+    x = {"lognormal": rng.lognormal(5, 1.5, 20_000),
+         "pareto": (rng.pareto(1.2, 20_000) + 1) * 3,
+         "uniform": rng.uniform(0.001, 1000, 20_000),
+         "with_zeros": np.concatenate([np.zeros(500), rng.exponential(50, 5_000)])}[dist]
+    s = DDSketch()
+    s.add_many(x)
+    for q in QS:
+        exact = np.quantile(x, q, method="lower")
+        est = s.quantile(q)
+        assert abs(est - exact) <= 0.01 * abs(exact) + 1e-12, (q, est, exact)
+    assert s.count == x.size and s.sum == pytest.approx(x.sum())
+
+
+def test_merged_sketches_equal_one_sketch_of_all_values():
+    rng = np.random.default_rng(5)
+    parts = [rng.lognormal(3, 1, n) for n in (100, 2_000, 7)]
+    merged = DDSketch()
+    for p in parts:
+        s = DDSketch()
+        s.add_many(p)
+        merged.merge(DDSketch.from_dict(s.to_dict()))
+    whole = DDSketch()
+    whole.add_many(np.concatenate(parts))
+    assert merged.bins == whole.bins and merged.count == whole.count
+    for q in QS:
+        assert merged.quantile(q) == whole.quantile(q)
+
+
+def test_add_and_add_many_agree():
+    vals = [0.0, 0.5, 1.0, 3.3, 1e4, 2.5]
+    a, b = DDSketch(), DDSketch()
+    for v in vals:
+        a.add(v)
+    b.add_many(vals)
+    assert a.bins == b.bins and a.zero == b.zero
+
+
+def test_empty_and_bad_arguments():
+    assert DDSketch().quantile(0.5) is None
+    with pytest.raises(ValueError):
+        DDSketch(relative_accuracy=1.5)
+    with pytest.raises(ValueError):
+        DDSketch().quantile(2)
+    with pytest.raises(ValueError):
+        DDSketch(0.01).merge(DDSketch(0.02))

@@ -1,0 +1,87 @@
+import numpy as np
+
+from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+from agentflux.streams.sketch import DDSketch
+from agentflux.streams.windows import TumblingWindows, span_of
+
+S = 10**9
+
+
+class Clock:
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def ev(ts, tool="grep", dur=10.0, status="ok", phil="react"):
+    return {"id": "x" * 36, "type": "tool.call", "v": 1, "ts": ts, "philosophy": phil,
+            "source": {}, "agent_id": "a", "session_id": "s",
+            "attrs": {"tool": tool, "duration_ms": dur, "status": status}}
+
+
+def test_events_fall_into_tumbling_windows_and_close_on_the_watermark():
+    clock = Clock(0)
+    w = TumblingWindows(size_s=10, grace_s=2, wall_clock_ns=clock)
+    w.add([ev(1 * S), ev(9 * S, status="error"), ev(11 * S, tool="ls")])
+    assert w.close_due() == []  # watermark 11 s < 10 + 2
+    w.add([ev(12 * S + 1, tool="ls")])
+    (row,) = w.close_due()
+    assert (row.window_start_ns, row.window_end_ns, row.name) == (0, 10 * S, "grep")
+    assert (row.count, row.errors, row.revision) == (2, 1, 0)
+    assert w.open_windows == 1
+
+
+def test_a_quiet_stream_closes_its_last_window_by_wall_clock():
+    clock = Clock(5 * S)
+    w = TumblingWindows(size_s=10, grace_s=2, wall_clock_ns=clock)
+    w.add([ev(5 * S)])
+    clock.t = 11 * S
+    assert w.close_due() == []  # window not over yet
+    clock.t = 12 * S
+    assert [r.count for r in w.close_due()] == [1]
+
+
+def test_late_events_make_a_new_revision_that_merges():
+    clock = Clock(0)
+    w = TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=clock)
+    w.add([ev(1 * S, dur=5), ev(20 * S)])
+    first = w.close_due()
+    w.add([ev(2 * S, dur=7)])  # late for [0, 10)
+    w.add([ev(40 * S)])
+    late = [r for r in w.close_due() if r.window_start_ns == 0]
+    assert [r.revision for r in first if r.window_start_ns == 0] == [0]
+    assert [r.revision for r in late] == [1] and w.late_events == 1
+    merged = DDSketch()
+    for r in first + late:
+        if r.window_start_ns == 0:
+            merged.merge(r.sketch)
+    assert merged.count == 2
+
+
+def test_keys_are_type_name_and_philosophy_and_percentiles_match_numpy():
+    evs = list(SyntheticRuntime(SimConfig(events=3000, seed=1, start_ns=0)).events())
+    w = TumblingWindows(size_s=3600, grace_s=0)
+    w.add(evs[:1000])
+    w.add(evs[1000:])
+    rows = w.close_due(flush_all=True)
+    assert sum(r.count for r in rows) == len(evs)
+    for r in rows:
+        mine = [span_of(e) for e in evs
+                if span_of(e)[0] == (r.type, r.name, r.philosophy)
+                and r.window_start_ns <= e["ts"] < r.window_end_ns]
+        assert len(mine) == r.count
+        assert sum(m[2] for m in mine) == r.errors
+        durs = [m[1] for m in mine if m[1] is not None]
+        if durs:
+            exact = np.quantile(durs, 0.99, method="lower")
+            assert abs(r.sketch.quantile(0.99) - exact) <= 0.01 * exact
+
+
+def test_span_of_reads_the_right_fields():
+    assert span_of(ev(0, dur=12.5, status="timeout")) == (("tool.call", "grep", "react"), 12.5, True)
+    cache = {"type": "cache.lookup", "philosophy": "p", "attrs": {"cache": "c", "outcome": "hit",
+                                                                  "latency_ns": 2500}}
+    (key, dur, err) = span_of(cache)
+    assert key == ("cache.lookup", "c", "p") and abs(dur - 0.0025) < 1e-12 and not err
