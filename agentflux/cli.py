@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import tempfile
@@ -89,6 +90,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = create_app(settings, metrics=metrics, history=history)
     print(f"agentflux worker: {settings.bootstrap_servers} -> {settings.duckdb_path}; "
           f"metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
+    # Decoding allocates ~45 objects per event, all freed by reference counting; the default
+    # generation-0 threshold (700) runs the cyclic collector every ~15 events, which costs ~40 %
+    # of decode time. Collect rarely instead, and keep start-up objects out of it.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 
 from agentflux.streams.context import PipelineContext, fail_stop
@@ -20,7 +19,7 @@ def register(app: Any, ctx: PipelineContext) -> None:
     windows, metrics, topics = ctx.windows, ctx.metrics, ctx.topics
 
     def observe(span: tuple[str, str, str], durations_ms: list) -> None:
-        metrics.observe_many(*span, np.asarray(durations_ms) / 1000.0)
+        metrics.observe_many(*span, [d / 1000.0 for d in durations_ms])
 
     async def publish(rows: list) -> None:
         for row in rows:

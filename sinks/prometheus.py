@@ -9,6 +9,7 @@ boundaries of ``gen_ai.client.operation.duration``.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from typing import Iterable
 
@@ -76,13 +77,19 @@ class PipelineMetrics:
 
     def observe_many(self, span_type: str, name: str, philosophy: str,
                      seconds: Iterable[float] | np.ndarray) -> None:
-        arr = np.asarray(seconds, dtype=np.float64)
-        if arr.size == 0:
-            return
-        # bucket i counts values <= bounds[i]; the last slot is +Inf
-        counts = np.bincount(np.searchsorted(self._bounds, arr, side="left"),
-                             minlength=len(self._bounds) + 1)
-        total = float(arr.sum())
+        if type(seconds) is list and len(seconds) < 48:  # numpy's fixed cost loses on small lists
+            counts = np.zeros(len(self._bounds) + 1, dtype=np.int64)
+            for v in seconds:
+                counts[bisect.bisect_left(GENAI_DURATION_BUCKETS_S, v)] += 1
+            total = float(sum(seconds))
+        else:
+            arr = np.asarray(seconds, dtype=np.float64)
+            if arr.size == 0:
+                return
+            # bucket i counts values <= bounds[i]; the last slot is +Inf
+            counts = np.bincount(np.searchsorted(self._bounds, arr, side="left"),
+                                 minlength=len(self._bounds) + 1)
+            total = float(arr.sum())
         with self._lock:
             h = self._hist.get((span_type, name, philosophy))
             if h is None:

@@ -57,7 +57,7 @@ def _broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
                history: DuckDBHistory | None = None, windows: TumblingWindows | None = None,
-               batch_records: int = 200) -> Any:
+               batch_records: int = 20) -> Any:
     """Build the worker's Faust app with the timing and history agents registered."""
     import faust
     from faust.serializers import codecs
@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=16 * 1024 * 1024,
         producer_max_request_size=16 * 1024 * 1024,
-        stream_buffer_maxsize=64,
+        stream_buffer_maxsize=8,
         broker_commit_interval=1.0,
         # Landing is exactly-once through the offsets stored in DuckDB, so shutdown need not wait
         # for take() buffers that a rebalance orphaned (Faust would wait for their acks forever).

@@ -23,7 +23,7 @@ class PipelineContext:
     windows: TumblingWindows
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # records per take() and the longest a partial batch waits
-    batch_records: int = 200
+    batch_records: int = 20
     batch_within_s: float = 0.2
     # DuckDB calls run here, one at a time, so the event loop keeps consuming meanwhile
     db_executor: ThreadPoolExecutor = field(

@@ -49,6 +49,10 @@ class DDSketch:
             self.bins[k] = self.bins.get(k, 0) + 1
 
     def add_many(self, values: Iterable[float] | np.ndarray) -> None:
+        if type(values) is list and len(values) < 48:  # numpy's fixed cost loses on small lists
+            for v in values:
+                self.add(v)
+            return
         arr = np.asarray(values, dtype=np.float64)
         if arr.size == 0:
             return

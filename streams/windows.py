@@ -124,24 +124,28 @@ class TumblingWindows:
         wm = self.watermark_ns
         if spans is None:
             spans = [span_of(ev) for ev in events]
+        touched = {}
         for ev, (span, dur, err) in zip(events, spans):
             ts = ev["ts"]
             if ts > wm:
                 wm = ts
             k = (ts - ts % size, span)
-            acc = open_.get(k)
+            acc = touched.get(k)
             if acc is None:
-                acc = open_[k] = _Acc()
-                if k in self._revisions:
-                    self.late_events += 1
+                acc = open_.get(k)
+                if acc is None:
+                    acc = open_[k] = _Acc()
+                    if k in self._revisions:
+                        self.late_events += 1
+                touched[k] = acc
             acc.count += 1
             if err:
                 acc.errors += 1
             if dur is not None:
                 acc.durations.append(dur)
-            acc.last_update_wall_ns = wall
         self.watermark_ns = wm
-        for (_, span), acc in open_.items():  # one vectorised sketch insert per key and batch
+        for (_, span), acc in touched.items():  # one vectorised sketch insert per key and batch
+            acc.last_update_wall_ns = wall
             if acc.durations:
                 acc.sketch.add_many(acc.durations)
                 if on_durations is not None:

@@ -1,0 +1,1 @@
+"""Benchmarks: figures, not tests. Run with ``agentflux bench ...``; results go in README.md."""
