@@ -173,8 +173,10 @@ class LocalKafka:
         self.controller_port = self.controller_port or free_port()
         props = self._write_config()
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                        "-c", str(props), "--ignore-formatted"),
+        # "--cluster-id=": a random id may start with "-", which would parse as an option
+        fmt = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format",
+                                        f"--cluster-id={cluster_id}", "-c", str(props),
+                                        "--ignore-formatted"),
                              capture_output=True, text=True)
         if fmt.returncode != 0:
             raise KafkaStartError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
