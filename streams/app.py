@@ -84,7 +84,9 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         topic_replication_factor=settings.topics.replication_factor,
         topic_partitions=settings.topics.partitions,
         consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        # per-partition fetch size: a soft limit (a larger record still comes through); it bounds
+        # how much undecoded data the consumer holds ahead of the agents
+        consumer_max_fetch_size=2 * 1024 * 1024,
         producer_max_request_size=16 * 1024 * 1024,
         stream_buffer_maxsize=8,
         broker_commit_interval=1.0,
