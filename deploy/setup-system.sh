@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# System packages agentflux needs: a Java runtime and Maven (for the local Apache Kafka).
+# System packages agentflux needs: a Java runtime and Maven (the local Apache Kafka), podman,
+# runc and busybox-static (a local Docker Engine API for the container pool).
 # Installs them with apt-get when running as root on Debian; otherwise says what to install.
 set -euo pipefail
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# the Docker Engine API for the container pool: podman serves it (runc; busybox for a local image)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} with apt-get"
