@@ -1,0 +1,89 @@
+import pytest
+
+from agentflux.bench.corpus import corpus
+from agentflux.runtime.compress import ContextCompressor, Message
+from agentflux.runtime.instrument import CountingEmitter, Instrumentation
+from agentflux.schemas import check
+
+CORPUS = corpus(seed=11, per_kind=2)
+
+
+@pytest.mark.parametrize("sample", CORPUS, ids=[f"{s.kind}-{i}" for i, s in enumerate(CORPUS)])
+def test_tool_outputs_shrink_3x_and_keep_every_key_fact_error_line_and_path(sample):
+    sink = CountingEmitter()
+    c = ContextCompressor(instrumentation=Instrumentation(sink))
+    r = c.compress(sample.text, sample.query)
+    assert r.tokens_before >= 4500
+    assert r.ratio >= 3.0, (r.tokens_before, r.tokens_after)
+    assert r.tokens_after <= c.target_tokens
+    missing = [f for f in sample.must_keep() if f not in r.text]
+    assert missing == []
+    assert 0.0 <= r.quality <= 1.0
+    (ev,) = sink.of_type("context.compress")
+    assert check(ev) is None
+    assert (ev["attrs"]["tokens_before"], ev["attrs"]["tokens_after"]) == (r.tokens_before, r.tokens_after)
+
+
+def test_omissions_are_marked_and_order_is_kept():
+    s = CORPUS[0]
+    r = ContextCompressor().compress(s.text, s.query)
+    assert "lines omitted" in r.text
+    positions = [r.text.index(f) for f in s.error_lines[:2]]
+    assert positions == sorted(positions)
+
+
+def test_summariser_runs_only_when_still_over_budget():
+    calls = []
+
+    def summarise(text, target):
+        calls.append(target)
+        return "summary: payment job failed"
+
+    s = CORPUS[0]
+    c = ContextCompressor(target_tokens=50, summarizer=summarise)
+    r = c.compress(s.text, s.query)
+    assert calls == [50] and r.strategy == "extractive+abstractive" and r.text.startswith("summary")
+    roomy = ContextCompressor(target_tokens=3000, summarizer=summarise)
+    assert roomy.compress(s.text, s.query).strategy == "extractive" and calls == [50]
+
+
+def test_automatic_only_above_the_threshold():
+    c = ContextCompressor()
+    short = "ERROR something broke in src/a.py\n" * 10
+    assert c.maybe_compress(short, "broke") == short
+    long_text = CORPUS[1].text + "\n" + CORPUS[1].text
+    assert c.count(long_text) > 5000
+    assert c.count(c.maybe_compress(long_text, CORPUS[1].query)) <= c.target_tokens
+
+
+def test_fenced_code_blocks_are_kept_whole():
+    block = "```python\nfor i in range(3):\n    print(i)\n```"
+    text = "\n".join(f"filler line number {i} about nothing in particular" for i in range(800))
+    text = text + "\n" + block + "\n" + text
+    r = ContextCompressor(target_tokens=200).compress(text, "unrelated query")
+    assert block in r.text
+
+
+def test_sliding_window_keeps_system_prompt_and_last_user_messages():
+    msgs = [Message("system", "You are a careful agent.")]
+    for i in range(30):
+        msgs.append(Message("user", f"question {i} " + "details " * 50))
+        msgs.append(Message("assistant", f"answer {i} " + "reasoning " * 50))
+    sink = CountingEmitter()
+    c = ContextCompressor(target_tokens=800, keep_last_user=3, instrumentation=Instrumentation(sink))
+    out = c.sliding_window(msgs)
+    assert out[0].role == "system"
+    users = [m.content.split()[1] for m in out if m.role == "user"]
+    assert users[-3:] == ["27", "28", "29"]
+    assert out[-1] == msgs[-1]
+    assert sum(c.count(m.content) for m in out) <= 800 or len(users) == 3
+    assert [m for m in out if m in msgs] == out  # original order
+    assert check(sink.of_type("context.compress")[0]) is None
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError):
+        ContextCompressor(target_tokens=0)
+    from agentflux.config import ConfigError
+    with pytest.raises(ConfigError, match="not installed"):
+        ContextCompressor(encoding="no_such_encoding")
