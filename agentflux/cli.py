@@ -108,17 +108,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from agentflux.runtime.emitter import Emitter
-    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
     from agentflux.streams.topics import ensure_topics
 
     settings = with_broker(Settings.from_env())
     asyncio.run(ensure_topics(settings))
-    sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events, seed=args.seed))
     with Emitter(settings, runtime="agentflux-simulate") as em, Progress() as progress:
-        task = progress.add_task("emitting", total=args.events)
-        sim.run(em.emit, lambda n: progress.advance(task, n))
+        if args.synthetic:
+            from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+            sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events, seed=args.seed))
+            task = progress.add_task("events", total=args.events)
+            sim.run(em.emit, lambda n: progress.advance(task, n))
+        else:
+            from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
+            rt = ComponentRuntime(em, AgentSimConfig(agents=args.agents, sessions=args.sessions,
+                                                     seed=args.seed))
+            task = progress.add_task("sessions", total=args.sessions)
+            asyncio.run(rt.run(lambda n: progress.advance(task, n)))
         em.flush(60)
         st = em.stats()
+    if not args.synthetic:
+        m = rt.optimizer.get_performance_metrics()
+        print(f"tool-result cache hit rate {rt.tool_cache.get_stats()['hit_rate_percent']} %, "
+              f"prompt-prefix hit rate {rt.prefixes.get_stats()['hit_rate_percent']} %, "
+              f"warm starts {m['warm_start_rate_percent']} %")
     print(f"emitted {st.emitted}, acked {st.acked}, failed {st.failed}, dropped {st.dropped}; "
           f"write-to-ack p99 {st.ack_p99_ms or 0:.2f} ms")
     return 0 if st.acked == st.emitted else 1
@@ -148,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT)")
     p.add_argument("--loglevel", default="warning")
     p.set_defaults(fn=cmd_worker)
-    p = sub.add_parser("simulate", help="publish events of a synthetic agent runtime")
+    p = sub.add_parser("simulate", help="run a synthetic agent runtime on the real runtime "
+                       "components and publish its events")
     p.add_argument("--agents", type=int, default=8)
+    p.add_argument("--sessions", type=int, default=200)
+    p.add_argument("--synthetic", action="store_true",
+                   help="generate events directly (fast, exactly --events) instead")
     p.add_argument("--events", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(fn=cmd_simulate)

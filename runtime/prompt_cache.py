@@ -1,8 +1,10 @@
 """Prompt-prefix registry: structure prompts so provider prompt caches hit, and account for it.
 
-Parts are ordered system, shared context (files, tools, long history), then the query last, so
-recursive calls that share context share a byte-identical prefix. The registry hashes each
-cacheable prefix; a prefix seen before (and not expired by the provider's cache TTL) is a hit.
+Parts are ordered system, shared context (files, tools), history, then the query last, so
+recursive calls that share context share a byte-identical prefix. The registry hashes the
+prefix at each cache breakpoint (end of the shared context, end of the history); the longest
+one seen before (and not expired by the provider's cache TTL) is read from the cache, the rest
+of the prefix is written.
 Savings are estimated from a provider price table: a cache write costs ``write_mult`` and a read
 ``read_mult`` times the input price (e.g. 1.25x / 0.1x for one provider, 1.0x / 0.5x for another).
 
@@ -91,26 +93,38 @@ class PrefixRegistry:
         base_cost = total * price
         if not prefix_parts or prefix_tokens < pricing.min_cacheable_tokens:
             return BuiltPrompt(ordered, None, prefix_tokens, total, 0, 0, base_cost, base_cost, False)
+        # Cache breakpoints: after the stable context (system + shared) and after the history,
+        # as providers cache prefixes. A later call reads the longest prefix seen before and
+        # writes what lies beyond it, so a growing conversation keeps hitting its stable head.
         h = hashlib.blake2b(digest_size=12)
-        for p in prefix_parts:
-            h.update(p.kind.encode())
-            h.update(b"\0")
-            h.update(p.text.encode())
-            h.update(b"\0")
-        prefix_id = h.hexdigest()
+        breakpoints: list[tuple[str, int]] = []  # (prefix hash, tokens up to there)
+        upto = 0
+        for k, (p, size) in enumerate(zip(ordered, sizes)):
+            if p.kind == "query":
+                break
+            h.update(p.kind.encode() + b"\0" + p.text.encode() + b"\0")
+            upto += size
+            nxt = ordered[k + 1].kind if k + 1 < len(ordered) else "query"
+            if nxt != p.kind and (p.kind in ("shared", "history") or nxt in ("history", "query")):
+                breakpoints.append((h.copy().hexdigest(), upto))
         now = self._clock()
-        key = (provider, prefix_id)
-        hit = self._seen.get(key, -1.0) > now
-        self._seen[key] = now + pricing.ttl_s  # a read refreshes the provider's TTL too
-        rest = total - prefix_tokens
+        read = 0
+        for bp_hash, bp_tokens in reversed(breakpoints):
+            if bp_tokens >= pricing.min_cacheable_tokens and \
+                    self._seen.get((provider, bp_hash), -1.0) > now:
+                read = bp_tokens
+                break
+        for bp_hash, bp_tokens in breakpoints:
+            if bp_tokens >= pricing.min_cacheable_tokens:
+                self._seen[(provider, bp_hash)] = now + pricing.ttl_s  # reads refresh the TTL
+        prefix_id = breakpoints[-1][0] if breakpoints else h.hexdigest()
+        write = prefix_tokens - read
+        hit = read > 0
         if hit:
             self.hits += 1
-            read, write = prefix_tokens, 0
-            cost = (rest + prefix_tokens * pricing.read_mult) * price
         else:
             self.misses += 1
-            read, write = 0, prefix_tokens
-            cost = (rest + prefix_tokens * pricing.write_mult) * price
+        cost = (total - read - write + read * pricing.read_mult + write * pricing.write_mult) * price
         self.tokens_read += read
         self.savings_usd += base_cost - cost
         if self._instr is not None:

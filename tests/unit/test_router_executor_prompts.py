@@ -227,3 +227,15 @@ def test_short_prefixes_are_not_cacheable_and_providers_price_differently():
     assert hit.cost_usd == pytest.approx((rest + hit.prefix_tokens * 0.5) * 2.5 / 1e6)
     with pytest.raises(ValueError):
         reg.build([shared], "nobody")
+
+
+def test_a_growing_history_still_reads_the_stable_head_from_the_cache():
+    reg = PrefixRegistry()
+    system = PromptPart("system", "You are an agent.")
+    shared = PromptPart("shared", "reference manual line\n" * 600)
+    first = reg.build([system, shared, PromptPart("query", "q1")], "anthropic")
+    step2 = reg.build([system, shared, PromptPart("history", "tool said A " * 50),
+                       PromptPart("query", "q2")], "anthropic")
+    assert not first.hit and step2.hit
+    assert step2.cache_read_tokens == first.prefix_tokens
+    assert step2.cache_write_tokens == step2.prefix_tokens - first.prefix_tokens
