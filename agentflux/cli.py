@@ -143,6 +143,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "runtime":
+        from agentflux.bench.runtime import main as bench_runtime
+        return bench_runtime(as_json=args.json, console=_console())
     if args.what == "pipeline":
         from agentflux.bench.pipeline import main as bench_main
         return bench_main(events=args.events, baseline_events=args.baseline_events,
@@ -176,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="agentflux-demo.duckdb")
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    p.add_argument("what", choices=["pipeline"])
+    p.add_argument("what", choices=["pipeline", "runtime"])
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--baseline-events", type=int, default=50_000)
     p.add_argument("--json", action="store_true", help="print one JSON object")

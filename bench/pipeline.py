@@ -176,13 +176,17 @@ def main(events: int, baseline_events: int, as_json: bool, console) -> int:
     if as_json:
         from rich.console import Console
         quiet = Console(stderr=True)
+    import shutil
     tmp = Path(tempfile.mkdtemp(prefix="agentflux-bench-"))
-    with broker_for(Settings.from_env(), quiet) as settings:
-        result = {"cpu_count": os.cpu_count()}
-        result.update(bench_pipeline(settings, events, tmp, quiet))
-        result.update(bench_baseline(settings, baseline_events, tmp, quiet))
-        result["ratio"] = round(result["events_per_s"] / result["baseline_events_per_s"], 2)
-        result.update(bench_emitter(settings, tmp, quiet))
+    try:
+        with broker_for(Settings.from_env(), quiet) as settings:
+            result = {"cpu_count": os.cpu_count()}
+            result.update(bench_pipeline(settings, events, tmp, quiet))
+            result.update(bench_baseline(settings, baseline_events, tmp, quiet))
+            result["ratio"] = round(result["events_per_s"] / result["baseline_events_per_s"], 2)
+            result.update(bench_emitter(settings, tmp, quiet))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if as_json:
         print(json.dumps(result))
     else:

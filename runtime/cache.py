@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
-import random
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Mapping
@@ -72,7 +71,8 @@ class PerformanceCache:
         self._reported = (0, 0, 0, 0)
         self._instr = instrumentation
         self._sample = lookup_sample_rate
-        self._rng = random.Random()
+        self._every = max(1, round(1 / lookup_sample_rate)) if lookup_sample_rate else 0
+        self._countdown = self._every
 
     # --- the hot path ----------------------------------------------------------------------
     def get(self, key: str) -> Any | None:
@@ -80,7 +80,9 @@ class PerformanceCache:
         if entry is None:
             self._misses += 1
             if self._sample:
-                self._lookup_event("miss", 0)
+                self._countdown -= 1
+                if self._countdown <= 0:
+                    self._lookup_event("miss")
             return None
         now = self._clock()
         if now > entry.expires_at:
@@ -88,12 +90,16 @@ class PerformanceCache:
             self._expired += 1
             self._misses += 1
             if self._sample:
-                self._lookup_event("expired", 0)
+                self._countdown -= 1
+                if self._countdown <= 0:
+                    self._lookup_event("expired")
             return None
         self._cache.move_to_end(key)
         self._hits += 1
         if self._sample:
-            self._lookup_event("hit", 0)
+            self._countdown -= 1
+            if self._countdown <= 0:
+                self._lookup_event("hit")
         entry.access_count += 1
         entry.last_accessed = now
         return entry.value
@@ -173,10 +179,11 @@ class PerformanceCache:
             await asyncio.sleep(interval_s)
             self.report(interval_s)
 
-    def _lookup_event(self, outcome: str, latency_ns: int) -> None:
-        if self._instr is not None and self._rng.random() < self._sample:
-            self._instr.emit("cache.lookup", {"cache": self.name, "outcome": outcome,
-                                              "latency_ns": latency_ns})
+    def _lookup_event(self, outcome: str) -> None:
+        # systematic sampling: every (1 / rate)-th lookup, no random draw on the hot path
+        self._countdown = self._every
+        if self._instr is not None:
+            self._instr.emit("cache.lookup", {"cache": self.name, "outcome": outcome})
 
     def __len__(self) -> int:
         return len(self._cache)
