@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
 import pyarrow as pa
@@ -65,97 +65,107 @@ class Lander:
         self.landed.update(offsets)
 
 
+async def _consume(stream: Any, ctx: PipelineContext, where: str,
+                   handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+    """take() batches of Faust events and hand them to ``handle``; fail-stop on its failure."""
+    async for batch in stream.take_events(ctx.batch_records, within=ctx.batch_within_s):
+        try:
+            await handle(batch)
+        except Exception as exc:
+            fail_stop(where, exc)
+
+
+class EventHistory:
+    """Lands validated events and dead letters; publishes dead letters to their topic."""
+
+    def __init__(self, ctx: PipelineContext):
+        self.ctx = ctx
+        self.lander = Lander(ctx, EVENTS_CONSUMER)
+        ctx.metrics.set_rows("events", ctx.history.count("events"))
+        ctx.metrics.set_rows("deadletters", ctx.history.count("deadletters"))
+
+    async def land(self, batch: Sequence[Any]) -> None:
+        ctx, metrics = self.ctx, self.ctx.metrics
+        for fe in batch:
+            m = fe.message
+            ctx.processed[(m.topic, m.partition)] = m.offset
+        fresh, offsets = self.lander.fresh(batch)
+        if not fresh:
+            return
+        evs: list = []
+        spans: list = []
+        parts: list = []
+        offs: list = []
+        dl = []
+        for fe in fresh:
+            d, m = fe.value, fe.message
+            n = len(d.events)
+            if n:
+                evs += d.events
+                spans += d.spans()
+                parts += [m.partition] * n
+                offs += [m.offset] * n
+            dl += [(r, m.topic, m.partition, m.offset) for r in d.rejected]
+        dl_table = pa.Table.from_pylist(
+            [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
+              "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
+             for r, t, p, o in dl], schema=DEADLETTER_SCHEMA) if dl else None
+        await self.lander.write(offsets, events=events_table(evs, spans, parts, offs),
+                                deadletters=dl_table)
+        metrics.count_records(len(fresh))
+        metrics.count_events(collections.Counter(e["type"] for e in evs))
+        metrics.add_rows("events", len(evs))
+        metrics.add_rows("deadletters", len(dl))
+        for r, t, p, o in dl:
+            metrics.count_deadletters(r.reason)
+            await ctx.topics.deadletter.send(
+                key=(r.event_id or f"{t}/{p}/{o}").encode(), value=r.raw,
+                headers=deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
+
+
+class KpiHistory:
+    """Lands the KPI rows the timing agent publishes; an unreadable row is dead-lettered."""
+
+    def __init__(self, ctx: PipelineContext):
+        self.ctx = ctx
+        self.lander = Lander(ctx, KPIS_CONSUMER)
+        ctx.metrics.set_rows("kpis", ctx.history.count("kpis"))
+
+    async def land(self, batch: Sequence[Any]) -> None:
+        ctx = self.ctx
+        fresh, offsets = self.lander.fresh(batch)
+        if not fresh:
+            return
+        rows = []
+        for fe in fresh:
+            m = fe.message
+            try:
+                row = orjson.loads(fe.value)
+                row["window_start"] = int(row.pop("window_start_ns"))
+                row["window_end"] = int(row.pop("window_end_ns"))
+                row["sketch"] = orjson.dumps(row["sketch"]).decode()
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                ctx.metrics.count_deadletters("invalid_kpi")
+                await ctx.topics.deadletter.send(
+                    key=None, value=fe.value if isinstance(fe.value, bytes) else b"",
+                    headers=deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
+                                               m.offset, None, None))
+                continue
+            row["kafka_partition"] = m.partition
+            row["kafka_offset"] = m.offset
+            rows.append({c: row.get(c) for c in KPI_COLUMNS})
+        table = pa.Table.from_pylist(rows, schema=KPI_SCHEMA) if rows else None
+        await self.lander.write(offsets, kpis=table)
+        ctx.metrics.add_rows("kpis", len(rows))
+
+
 def register(app: Any, ctx: PipelineContext) -> None:
-    metrics, topics, history = ctx.metrics, ctx.topics, ctx.history
-    events_lander: Lander | None = None
-    kpis_lander: Lander | None = None
+    # The landers are built when an agent (re)starts, so they read the stored offsets then.
 
-    @app.agent(topics.events, name="agentflux.history.events")
+    @app.agent(ctx.topics.events, name="agentflux.history.events")
     async def land_events(stream: Any) -> None:
-        nonlocal events_lander
-        events_lander = events_lander or Lander(ctx, EVENTS_CONSUMER)
-        metrics.set_rows("events", history.count("events"))
-        metrics.set_rows("deadletters", history.count("deadletters"))
-        async for batch in stream.take_events(ctx.batch_records, within=ctx.batch_within_s):
-            try:
-                await land_event_batch(batch)
-            except Exception as exc:
-                fail_stop("history.events", exc)
+        await _consume(stream, ctx, "history.events", EventHistory(ctx).land)
 
-    async def land_event_batch(batch: Sequence[Any]) -> None:
-            assert events_lander is not None
-            fresh, offsets = events_lander.fresh(batch)
-            for fe in batch:
-                m = fe.message
-                ctx.processed[(m.topic, m.partition)] = m.offset
-            if not fresh:
-                return
-            evs: list = []
-            spans: list = []
-            parts: list = []
-            offs: list = []
-            dl = []
-            for fe in fresh:
-                d, m = fe.value, fe.message
-                n = len(d.events)
-                if n:
-                    evs += d.events
-                    spans += d.spans()
-                    parts += [m.partition] * n
-                    offs += [m.offset] * n
-                for r in d.rejected:
-                    dl.append((r, m.topic, m.partition, m.offset))
-            dl_table = pa.Table.from_pylist(
-                [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
-                  "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
-                 for r, t, p, o in dl], schema=DEADLETTER_SCHEMA) if dl else None
-            await events_lander.write(offsets, events=events_table(evs, spans, parts, offs),
-                                      deadletters=dl_table)
-            metrics.count_records(len(fresh))
-            metrics.count_events(collections.Counter(e["type"] for e in evs))
-            metrics.add_rows("events", len(evs))
-            if dl:
-                metrics.add_rows("deadletters", len(dl))
-            for r, t, p, o in dl:
-                metrics.count_deadletters(r.reason)
-                await topics.deadletter.send(
-                    key=(r.event_id or f"{t}/{p}/{o}").encode(), value=r.raw,
-                    headers=deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
-
-    @app.agent(topics.kpis, name="agentflux.history.kpis")
+    @app.agent(ctx.topics.kpis, name="agentflux.history.kpis")
     async def land_kpis(stream: Any) -> None:
-        nonlocal kpis_lander
-        kpis_lander = kpis_lander or Lander(ctx, KPIS_CONSUMER)
-        metrics.set_rows("kpis", history.count("kpis"))
-        async for batch in stream.take_events(ctx.batch_records, within=ctx.batch_within_s):
-            try:
-                await land_kpi_batch(batch)
-            except Exception as exc:
-                fail_stop("history.kpis", exc)
-
-    async def land_kpi_batch(batch: Sequence[Any]) -> None:
-            assert kpis_lander is not None
-            fresh, offsets = kpis_lander.fresh(batch)
-            if not fresh:
-                return
-            rows = []
-            for fe in fresh:
-                try:
-                    row = orjson.loads(fe.value)
-                    row["window_start"] = int(row.pop("window_start_ns"))
-                    row["window_end"] = int(row.pop("window_end_ns"))
-                    row["sketch"] = orjson.dumps(row["sketch"]).decode()
-                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                    metrics.count_deadletters("invalid_kpi")
-                    m = fe.message
-                    await topics.deadletter.send(
-                        key=None, value=fe.value if isinstance(fe.value, bytes) else b"",
-                        headers=deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
-                                                   m.offset, None, None))
-                    continue
-                row["kafka_partition"] = fe.message.partition
-                row["kafka_offset"] = fe.message.offset
-                rows.append({c: row.get(c) for c in KPI_COLUMNS})
-            table = pa.Table.from_pylist(rows, schema=KPI_SCHEMA) if rows else None
-            await kpis_lander.write(offsets, kpis=table)
-            metrics.add_rows("kpis", len(rows))
+        await _consume(stream, ctx, "history.kpis", KpiHistory(ctx).land)
