@@ -34,6 +34,8 @@ def _field_schema(spec: FieldSpec) -> dict[str, Any]:
             s["maxLength"] = spec.min_length
     if spec.minimum is not None:
         s["minimum"] = spec.minimum
+    if spec.maximum is not None:
+        s["maximum"] = spec.maximum
     return s
 
 

@@ -15,6 +15,9 @@ from typing import Any, Literal, Union
 from agentflux.schemas.events import Source
 
 
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
@@ -26,6 +29,16 @@ class FieldSpec:
     min_length: int | None = None
     minimum: int | None = None
     ref: str | None = None  # a nested object with its own spec ("source")
+    maximum: int | None = None
+
+    def __post_init__(self) -> None:
+        # Integers land in 64-bit columns: out-of-range values are invalid input, not a crash.
+        if "integer" in self.kinds:
+            if self.minimum is None:
+                object.__setattr__(self, "minimum", INT64_MIN)
+            if self.maximum is None:
+                object.__setattr__(self, "maximum", INT64_MAX)
+
 
 
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}

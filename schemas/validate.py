@@ -51,7 +51,8 @@ def _compile(specs: list[FieldSpec], nested: dict[str, list] | None = None) -> l
         enum = frozenset(s.enum) | ({None} if "null" in s.kinds else set()) if s.enum else None
         out.append((s.name, pytypes, s.required, enum,
                     _PY[s.items] if s.items else None, _PY[s.values] if s.values else None,
-                    s.min_length, s.minimum, (nested or {}).get(s.ref) if s.ref else None))
+                    s.min_length, s.minimum, (nested or {}).get(s.ref) if s.ref else None,
+                    s.maximum))
     return out
 
 
@@ -61,7 +62,8 @@ def _kind_name(value: Any) -> str:
 
 
 def _check_fields(obj: dict, compiled: list[_Compiled], prefix: str, eid: Any) -> Problem | None:
-    for name, pytypes, required, enum, items, values, min_length, minimum, nested in compiled:
+    for name, pytypes, required, enum, items, values, min_length, minimum, nested, maximum \
+            in compiled:
         val = obj.get(name, _MISSING)
         if val is _MISSING:
             if required:
@@ -90,8 +92,10 @@ def _check_fields(obj: dict, compiled: list[_Compiled], prefix: str, eid: Any) -
         if min_length is not None and len(val) < min_length:
             return Problem("invalid_field", prefix + name,
                            f"must have at least {min_length} characters", eid)
-        if minimum is not None and val < minimum:
+        if minimum is not None and val is not None and val < minimum:
             return Problem("invalid_field", prefix + name, f"must be >= {minimum}", eid)
+        if maximum is not None and val is not None and val > maximum:
+            return Problem("invalid_field", prefix + name, f"must be <= {maximum}", eid)
         if nested is not None:
             p = _check_fields(val, nested, prefix + name + ".", eid)
             if p is not None:

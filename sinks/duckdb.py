@@ -132,19 +132,29 @@ Offsets = dict[tuple[str, int], int]
 def events_table(events: Sequence[dict], spans: Sequence[tuple], partition: Sequence[int],
                  offset: Sequence[int]) -> pa.Table:
     """Arrow table of validated events; ``spans`` from :func:`agentflux.streams.windows.span_of`,
-    ``partition``/``offset`` per event (the Kafka record each came from)."""
+    ``partition``/``offset`` per event (the Kafka record each came from). Column by column:
+    one tight comprehension per column beats building and transposing row tuples."""
     dumps = orjson.dumps
-    rows = [(e["id"], e["type"], e["v"], e["ts"], e["agent_id"], e["session_id"], e["philosophy"],
-             e["source"]["runtime"], e["source"]["host"], e["source"]["pid"],
-             e.get("trace_id"), e.get("span_id"), e.get("parent_span_id"),
-             sp[0][1] or None, sp[1], sp[2], dumps(e["attrs"]).decode())
-            for e, sp in zip(events, spans)]
-    cols = list(zip(*rows)) if rows else [[] for _ in range(17)]
-    ts = pa.array(cols[3], pa.int64())
-    arrays = [pa.array(cols[0], pa.string()), pa.array(cols[1], pa.string()),
-              pa.array(cols[2], pa.int32()), ts.cast(pa.timestamp("ns", tz="UTC")), ts]
-    arrays += [pa.array(c, t.type) for c, t in zip(cols[4:], list(EVENT_SCHEMA)[5:18])]
-    arrays += [pa.array(partition, pa.int32()), pa.array(offset, pa.int64())]
+    src = [e["source"] for e in events]
+    ts = pa.array([e["ts"] for e in events], pa.int64())
+    arrays = [pa.array([e["id"] for e in events], pa.string()),
+              pa.array([e["type"] for e in events], pa.string()),
+              pa.array([e["v"] for e in events], pa.int32()),
+              ts.cast(pa.timestamp("ns", tz="UTC")), ts,
+              pa.array([e["agent_id"] for e in events], pa.string()),
+              pa.array([e["session_id"] for e in events], pa.string()),
+              pa.array([e["philosophy"] for e in events], pa.string()),
+              pa.array([s["runtime"] for s in src], pa.string()),
+              pa.array([s["host"] for s in src], pa.string()),
+              pa.array([s["pid"] for s in src], pa.int64()),
+              pa.array([e.get("trace_id") for e in events], pa.string()),
+              pa.array([e.get("span_id") for e in events], pa.string()),
+              pa.array([e.get("parent_span_id") for e in events], pa.string()),
+              pa.array([s[0][1] or None for s in spans], pa.string()),
+              pa.array([s[1] for s in spans], pa.float64()),
+              pa.array([s[2] for s in spans], pa.bool_()),
+              pa.array([dumps(e["attrs"]) for e in events], pa.binary()).cast(pa.string()),
+              pa.array(partition, pa.int32()), pa.array(offset, pa.int64())]
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 

@@ -46,3 +46,31 @@ def test_spans_are_computed_once_per_batch():
     out = decode_record(orjson.dumps(events(10)))
     assert out.spans() is out.spans()
     assert len(out.spans()) == 10
+
+
+def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
+    """Everything the codec accepts must convert to Arrow and insert into DuckDB."""
+    from agentflux.sinks.duckdb import DuckDBHistory, events_table
+
+    base = events(1)[0]
+    tool = {**base, "type": "tool.call", "attrs": {"tool": "t", "duration_ms": 1.0, "status": "ok"}}
+    variants = [
+        {**tool, "ts": 2 ** 63},  # out of int64: rejected
+        {**tool, "ts": 1e30},  # orjson turns a 31-digit integer into a float: rejected
+        {**tool, "source": {**tool["source"], "pid": -(10 ** 20)}},  # rejected
+        {**tool, "attrs": {**tool["attrs"], "duration_ms": 2 ** 63}},  # a huge number: lands
+        {**tool, "ts": 1.7e18, "v": 1.0},  # integral floats are integers in JSON: land
+        {**tool, "agent_id": "ágent-🤖-\u0000-" + "x" * 10_000},  # unicode, NUL, long: lands
+        {**tool, "attrs": {**tool["attrs"], "extra": {"nested": [1, {"deep": None}]}}},  # lands
+    ]
+    for i, v in enumerate(variants):
+        v["id"] = base["id"][:-2] + f"{i:02d}"
+    import json
+    out = decode_record(json.dumps(variants).encode())  # stdlib json writes any integer
+    assert [r.index for r in out.rejected] == [0, 1, 2], [r.detail for r in out.rejected]
+    assert all(r.reason == "invalid_field" for r in out.rejected)
+    n = len(out.events)
+    h = DuckDBHistory(":memory:")
+    h.write("t", {("t", 0): 0}, events=events_table(out.events, out.spans(), [0] * n, [0] * n))
+    assert h.count("events") == 4
+    assert h.query("SELECT max(duration_ms) FROM events")[0][0] == float(2 ** 63)
