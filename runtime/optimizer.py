@@ -32,13 +32,15 @@ class PerformanceOptimizer:
     def __init__(self, enable_caching: bool = True, enable_pooling: bool = True,
                  enable_gc_optimization: bool = True, cache_size: int = 1000, pool_size: int = 10,
                  *, instrumentation: Instrumentation | None = None,
-                 backend: ContainerBackend | None = None, loop_interval_s: float = 300.0):
+                 backend: ContainerBackend | None = None, loop_interval_s: float = 300.0,
+                 stats_interval_s: float = 1.0):
         self.enable_caching = enable_caching
         self.enable_pooling = enable_pooling
         self.enable_gc_optimization = enable_gc_optimization
         self.cache_size = cache_size
         self.pool_size = pool_size
         self.loop_interval_s = loop_interval_s
+        self.stats_interval_s = stats_interval_s
         self._instr = instrumentation
         self._cache = PerformanceCache(cache_size, name="optimizer",
                                        instrumentation=instrumentation) if enable_caching else None
@@ -49,21 +51,31 @@ class PerformanceOptimizer:
         self._metrics = {"cache_hits": 0, "cache_misses": 0, "warm_starts": 0, "cold_starts": 0,
                          "gc_collections": 0, "memory_released_mb": 0.0}
         self._task: asyncio.Task | None = None
+        self._stats_task: asyncio.Task | None = None
         self.loop_iterations = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Start the background loop, and (with caching and instrumentation) one ``cache.stats``
+        delta event every ``stats_interval_s``."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._optimization_loop(), name="agentflux-optimizer")
+        if self._cache is not None and self._instr is not None and (
+                self._stats_task is None or self._stats_task.done()):
+            self._stats_task = asyncio.create_task(self._cache.report_every(self.stats_interval_s),
+                                                   name="agentflux-cache-stats")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        for task in (self._task, self._stats_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._task = self._stats_task = None
+        if self._cache is not None and self._instr is not None:
+            self._cache.report(self.stats_interval_s)  # the last partial interval
 
     @property
     def running(self) -> bool:
@@ -76,7 +88,6 @@ class PerformanceOptimizer:
                 await self.optimize_memory()
                 if self._cache is not None:
                     self._cache._evict_expired()
-                    self._cache.report(self.loop_interval_s)
             except Exception:  # the loop must outlive one bad iteration; the error is logged
                 log.exception("optimizer background iteration failed")
             self.loop_iterations += 1

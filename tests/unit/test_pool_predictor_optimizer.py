@@ -216,3 +216,45 @@ def test_optimizer_performance_metrics_shape():
     assert set(m) == {"optimization_metrics", "cache_stats", "pool_stats", "warm_start_rate_percent"}
     assert set(m["optimization_metrics"]) == {"cache_hits", "cache_misses", "warm_starts",
                                               "cold_starts", "gc_collections", "memory_released_mb"}
+
+
+async def test_optimizer_reports_cache_deltas_every_interval_while_running():
+    sink = CountingEmitter()
+    o = PerformanceOptimizer(instrumentation=Instrumentation(sink), stats_interval_s=0.01)
+    await o.start()
+    o.cache_tool_metadata("t", {"x": 1})
+    for _ in range(5):
+        o.get_cached_tool_metadata("t")
+    o.get_cached_tool_metadata("missing")
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(sink.of_type("cache.stats")) < 3:
+        assert asyncio.get_running_loop().time() < deadline, "no periodic cache.stats"
+        await asyncio.sleep(0.01)
+    await o.stop()
+    stats = [e["attrs"] for e in sink.of_type("cache.stats")]
+    assert sum(s["hits"] for s in stats) == 5 and sum(s["misses"] for s in stats) == 1
+    assert_valid_events(sink)
+
+
+def test_process_sampler_emits_resource_samples():
+    import os
+    import subprocess
+    import sys
+
+    from agentflux.runtime.resources import ResourceSampler
+    sink = CountingEmitter()
+    child = subprocess.Popen([sys.executable, "-c", "x = bytearray(30_000_000); input()"],
+                             stdin=subprocess.PIPE)
+    try:
+        sampler = ResourceSampler(Instrumentation(sink))
+        mine = sampler.sample_process(os.getpid(), "react")
+        assert mine["memory_mb"] > 10 and mine["execution_time_s"] > 0
+        import time
+        deadline = time.monotonic() + 10
+        while sampler.sample_process(child.pid)["memory_mb"] < 30:
+            assert time.monotonic() < deadline, "child never reached 30 MB"
+            time.sleep(0.01)  # polling interval of a condition wait
+    finally:
+        child.kill()
+        child.wait()
+    assert_valid_events(sink)
