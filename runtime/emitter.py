@@ -1,12 +1,17 @@
 """The Emitter: how an agent runtime publishes events to Kafka without waiting for Kafka.
 
-``emit()`` is thread-safe, never blocks and costs about a microsecond: it serialises the event
-with orjson and appends it to a bounded in-memory buffer (a full buffer drops the event and
-counts it in ``stats.dropped``; nothing is lost silently). A background thread runs its own
-asyncio loop with an idempotent aiokafka producer (acks=all): every ``linger_ms`` it drains the
-buffer, groups events by the partition of their session (Kafka's murmur2 partitioner, so a
-session stays ordered and lands where a keyed single-event record would), and sends each group as
-one record holding a JSON array of up to ``batch_events`` events.
+``emit()`` is thread-safe, never blocks and costs well under a microsecond: it appends the event
+to a bounded in-memory buffer (a full buffer drops the event and counts it in
+``stats.dropped``; nothing is lost silently). A background thread runs its own asyncio loop with
+an idempotent aiokafka producer (acks=all): every ``linger_ms`` it drains the buffer, serialises
+the events with orjson, groups them by the partition of their session (Kafka's murmur2
+partitioner, so a session stays ordered and lands where a keyed single-event record would), and
+sends each group as one record holding a JSON array of up to ``batch_events`` events.
+
+Serialising in the background (as OpenTelemetry's BatchSpanProcessor exports in the background)
+keeps the caller's cost flat; the contract that comes with it: do not mutate an event dict after
+passing it to ``emit()``. An event that cannot be serialised is counted in ``stats.failed`` and
+logged.
 
 Async runtimes use the same object: ``emit()`` is safe on an event loop, and ``await
 emitter.aflush()`` / ``await emitter.aclose()`` wait without blocking the loop.
@@ -117,7 +122,7 @@ class Emitter:
         if self._closed or len(self._buf) >= self.buffer_events:
             next(self._dropped)
             return False
-        self._buf.append((event["session_id"], orjson.dumps(event), time.perf_counter_ns()))
+        self._buf.append((event, time.perf_counter_ns()))
         next(self._emitted)
         return True
 
@@ -263,9 +268,20 @@ class Emitter:
         buf = self._buf
         groups: dict[int, list] = {}
         popleft = buf.popleft
+        dumps = orjson.dumps
+        bad = 0
         for _ in range(min(len(buf), 50 * self.batch_events)):
-            item = popleft()
-            groups.setdefault(self._partition(item[0]), []).append(item)
+            event, t = popleft()
+            try:
+                sid = event["session_id"]
+                item = (sid, dumps(event), t)
+            except (TypeError, KeyError) as exc:  # not serialisable: counted, never silent
+                bad += 1
+                log.warning("agentflux emitter: cannot serialise an event: %r", exc)
+                continue
+            groups.setdefault(self._partition(sid), []).append(item)
+        if bad:
+            self._on_done(bad, np.zeros(0, dtype=np.int64), ValueError("unserialisable events"))
         for partition, items in groups.items():
             start = 0
             while start < len(items):

@@ -86,3 +86,16 @@ def test_emit_after_close_is_dropped_and_counted():
     em.close()
     assert em.emit(sim(1)[0]) is False
     assert em.stats().dropped == 1
+
+
+def test_an_event_that_cannot_be_serialised_is_counted_as_failed():
+    records = []
+    good = sim(2)
+    with Emitter(SETTINGS, producer_factory=InMemoryProducer.factory(records)) as em:
+        em.emit(good[0])
+        em.emit({**good[1], "attrs": {"not_json": {1, 2}}})  # a set: orjson cannot write it
+        em.emit({"type": "tool.call"})  # no session id
+        assert em.flush(10)
+        st = em.stats()
+    assert (st.emitted, st.acked, st.failed) == (3, 1, 2)
+    assert [e["id"] for r in records for e in orjson.loads(r.value)] == [good[0]["id"]]
