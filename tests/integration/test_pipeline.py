@@ -54,6 +54,9 @@ def test_every_event_lands_once_and_kpis_match_an_offline_oracle(settings, worke
         assert em.stats().acked == N
     worker.wait_for(lambda m: m.get(EVENTS_ROWS, 0) >= N, 120, f"{N} events to land")
     worker.wait_for(all_windows_landed, 60, "all KPI windows to land")
+    worker.wait_for(lambda m: sum(1 for k in m if k.startswith("agentflux_consumer_lag{")) == 4
+                    and all(v == 0 for k, v in m.items() if k.startswith("agentflux_consumer_lag{")),
+                    30, "consumer lag 0 on every partition")
     metrics = worker.metrics()
     assert worker.stop() == 0
 

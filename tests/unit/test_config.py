@@ -43,3 +43,13 @@ def test_cli_user_error_is_one_line_not_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "agentflux up" in proc.stderr and "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr
+
+
+def test_missing_java_or_maven_is_a_one_line_error(tmp_path):
+    env = {"AGENTFLUX_HOME": str(tmp_path), "PATH": str(tmp_path)}  # no java, no mvn
+    proc = subprocess.run([sys.executable, "-m", "agentflux.cli", "up"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "apt-get install" in proc.stderr and "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr
