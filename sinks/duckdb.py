@@ -163,7 +163,7 @@ class DuckDBHistory:
 
     def __init__(self, path: str | Path = "agentflux.duckdb",
                  connection: duckdb.DuckDBPyConnection | None = None,
-                 checkpoint_threshold: str = "64MB", memory_limit: str = "256MB"):
+                 checkpoint_threshold: str = "64MB", memory_limit: str = "128MB"):
         self.path = str(path)
         self.con = connection if connection is not None else duckdb.connect(self.path)
         self._lock = threading.Lock()
