@@ -142,6 +142,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     console=_console())
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+    from rich.table import Table
+
+    if not Path(args.db).exists():
+        raise ConfigError(f"no history at {args.db}: run `agentflux demo` or a worker first, or "
+                          "pass --db PATH")
+    con = duckdb.connect(args.db, read_only=True)
+    try:
+        cur = con.execute(args.query)
+    except duckdb.Error as exc:
+        con.close()
+        raise ConfigError(f"the query failed: {exc}") from None
+    table = Table()
+    for col in cur.description:
+        table.add_column(col[0])
+    for row in cur.fetchmany(args.limit):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    con.close()
+    _console().print(table)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "runtime":
         from agentflux.bench.runtime import main as bench_runtime
@@ -178,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--db", default="agentflux-demo.duckdb")
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("sql", help="query a DuckDB history (read-only)")
+    p.add_argument("query", help='e.g. "SELECT * FROM kpi_timing LIMIT 10"')
+    p.add_argument("--db", default="agentflux-demo.duckdb")
+    p.add_argument("--limit", type=int, default=50, help="rows to print at most")
+    p.set_defaults(fn=cmd_sql)
     p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
     p.add_argument("what", choices=["pipeline", "runtime"])
     p.add_argument("--events", type=int, default=1_000_000)

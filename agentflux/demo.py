@@ -91,7 +91,8 @@ def run_demo(events: int, db: str, agents: int, seed: int, console) -> int:
                   f"dead letters {n_dead:,}  KPI rows {n_kpis:,}")
     console.print(f"throughput {n_events / elapsed:,.0f} events/s end to end "
                   f"({elapsed:.1f} s, emitter write-to-ack p99 {st.ack_p99_ms or 0:.1f} ms)")
-    console.print(f"history: {db_path}  (try: duckdb {db_path} \"SELECT * FROM kpi_timing LIMIT 10\")")
+    console.print(f"history: {db_path}")
+    console.print(f"try: agentflux sql --db {db_path} \"SELECT * FROM kpi_timing LIMIT 10\"")
     return 0 if n_events + n_dead == st.emitted else 1
 
 

@@ -53,3 +53,20 @@ def test_missing_java_or_maven_is_a_one_line_error(tmp_path):
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "apt-get install" in proc.stderr and "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr
+
+
+def test_sql_command_prints_rows_and_reports_bad_queries_in_one_line(tmp_path):
+    import duckdb
+    db = tmp_path / "h.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE t AS SELECT 'react' AS philosophy, 42 AS n")
+    con.close()
+    run = lambda *a: subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--db", str(db), *a],
+                                    capture_output=True, text=True, timeout=60, env={"COLUMNS": "120"})
+    ok = run("SELECT * FROM t")
+    assert ok.returncode == 0 and "react" in ok.stdout and "42" in ok.stdout
+    bad = run("SELEC nonsense")
+    assert bad.returncode == 2 and "query failed" in bad.stderr and "Traceback" not in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--db",
+                              str(tmp_path / "none.duckdb"), "SELECT 1"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "agentflux demo" in missing.stderr
