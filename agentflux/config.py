@@ -69,6 +69,7 @@ class Settings:
     grace_s: float = 2.0
     max_record_bytes: int = 4 * 1024 * 1024
     duckdb_path: str = "agentflux.duckdb"
+    retention_days: float = 30.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     web_host: str = "127.0.0.1"
@@ -91,6 +92,9 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name}={port!r}: a TCP port is 0..65535")
+        if self.retention_days <= 0:
+            raise ConfigError(f"retention_days={self.retention_days!r}: must be > 0 "
+                              "(set AGENTFLUX_RETENTION_DAYS, e.g. 30)")
         if self.max_record_bytes < 1024:
             raise ConfigError(f"max_record_bytes={self.max_record_bytes!r}: must be >= 1024")
 
@@ -139,6 +143,7 @@ class Settings:
         take("AGENTFLUX_WINDOW_S", "window_s", float)
         take("AGENTFLUX_GRACE_S", "grace_s", float)
         take("AGENTFLUX_DUCKDB", "duckdb_path")
+        take("AGENTFLUX_RETENTION_DAYS", "retention_days", float)
         take("AGENTFLUX_METRICS_HOST", "metrics_host")
         take("AGENTFLUX_METRICS_PORT", "metrics_port", int)
         take("AGENTFLUX_WEB_HOST", "web_host")

@@ -169,3 +169,9 @@ def register(app: Any, ctx: PipelineContext) -> None:
     @app.agent(ctx.topics.kpis, name="agentflux.history.kpis")
     async def land_kpis(stream: Any) -> None:
         await _consume(stream, ctx, "history.kpis", KpiHistory(ctx).land)
+
+    @app.timer(interval=3600.0, on_leader=False)
+    async def apply_retention() -> None:
+        loop = asyncio.get_running_loop()
+        days = ctx.settings.retention_days
+        await loop.run_in_executor(ctx.db_executor, ctx.history.apply_retention, days)

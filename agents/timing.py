@@ -44,3 +44,9 @@ def register(app: Any, ctx: PipelineContext) -> None:
     async def close_windows() -> None:
         await publish(windows.close_due())
 
+    @app.on_before_shutdown.connect
+    async def publish_open_windows(sender: Any, **kwargs: Any) -> None:
+        # Sent after the consumer stopped and before the producer flushes: the open windows go
+        # out as partial rows (a later revision of the same window adds to them).
+        await publish(windows.close_due(flush_all=True))
+

@@ -214,13 +214,11 @@ class DuckDBHistory:
         """Delete events, dead letters and KPI rows older than ``days``; returns events deleted."""
         if days <= 0:
             raise ValueError(f"retention must be > 0 days, got {days!r}")
+        cutoff = "now() - to_microseconds(CAST(? * 86400e6 AS BIGINT))"
         with self._lock:
-            n = self.con.execute("DELETE FROM events WHERE ts < now() - to_days(CAST(? AS INTEGER))",
-                                 [int(days)]).fetchone()[0]
-            self.con.execute("DELETE FROM deadletters WHERE landed_at < now() - to_days(CAST(? AS INTEGER))",
-                             [int(days)])
-            self.con.execute("DELETE FROM kpis WHERE window_end < now() - to_days(CAST(? AS INTEGER))",
-                             [int(days)])
+            n = self.con.execute(f"DELETE FROM events WHERE ts < {cutoff}", [days]).fetchone()[0]
+            self.con.execute(f"DELETE FROM deadletters WHERE landed_at < {cutoff}", [days])
+            self.con.execute(f"DELETE FROM kpis WHERE window_end < {cutoff}", [days])
         return n
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:

@@ -153,3 +153,27 @@ def test_kill_9_mid_stream_and_restart_lands_exactly_n(settings, worker):
     con.close()
     assert (total, distinct) == (N, N)
     assert rows_at_kill[0] < N  # the kill really was mid-stream
+
+
+def test_a_graceful_stop_publishes_the_open_windows(settings, worker, tmp_path):
+    settings = settings.replace(window_s=3600.0, grace_s=60.0)
+    worker.settings = settings
+    evs = list(SyntheticRuntime(SimConfig(events=500, seed=12)).events())  # live timestamps
+    worker.start()
+    with Emitter(settings) as em:
+        for e in evs:
+            em.emit(e)
+        assert em.flush(30)
+    worker.wait_for(lambda m: m.get(EVENTS_ROWS, 0) == 500 and m.get("agentflux_open_windows", 0) > 0,
+                    60, "the events to land in open windows")
+    open_windows = worker.metrics()["agentflux_open_windows"]
+    assert worker.stop() == 0
+    again = WorkerProcess(settings, log_path=tmp_path / "worker2.log").start()
+    try:
+        again.wait_for(lambda m: m.get('agentflux_history_rows{table="kpis"}', 0) == open_windows,
+                       60, f"the {open_windows} flushed windows to land")
+    finally:
+        assert again.stop() == 0
+    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    assert con.execute("SELECT sum(count) FROM kpis").fetchone()[0] == 500
+    con.close()

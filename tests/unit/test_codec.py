@@ -74,3 +74,19 @@ def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
     h.write("t", {("t", 0): 0}, events=events_table(out.events, out.spans(), [0] * n, [0] * n))
     assert h.count("events") == 4
     assert h.query("SELECT max(duration_ms) FROM events")[0][0] == float(2 ** 63)
+
+
+def test_retention_deletes_only_rows_older_than_the_window():
+    import time as _t
+
+    from agentflux.sinks.duckdb import DuckDBHistory, events_table
+    evs = events(4)
+    now = _t.time_ns()
+    for e, age_days in zip(evs, (0, 10, 31, 400)):
+        e["ts"] = now - int(age_days * 86400e9)
+    out = decode_record(orjson.dumps(evs))
+    h = DuckDBHistory(":memory:")
+    h.write("t", {}, events=events_table(out.events, out.spans(), [0] * 4, [0] * 4))
+    assert h.apply_retention(30) == 2
+    assert h.count("events") == 2
+    assert h.apply_retention(5) == 1
