@@ -246,8 +246,8 @@ def up(state_dir: Path) -> dict:
     work = state_dir / "local-kafka"
     shutil.rmtree(work, ignore_errors=True)
     kafka = LocalKafka(work_dir=work, cache_dir=state_dir).start(detached=True)
-    assert kafka.proc is not None
-    state = {"pid": kafka.proc.pid, "bootstrap": kafka.bootstrap, "work_dir": str(work),
+    pid = kafka.proc.pid if kafka.proc is not None else -1
+    state = {"pid": pid, "bootstrap": kafka.bootstrap, "work_dir": str(work),
              "log": str(kafka.log_path), "version": KAFKA_VERSION}
     state_file(state_dir).write_text(json.dumps(state))
     return state

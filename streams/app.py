@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,5 +136,4 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
                 nxt = done + 1
             ctx.metrics.set_lag(tp.topic, tp.partition, max(0, hw - nxt))
 
-    ctx.started_at = time.time()
     return app
