@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from agentflux.bench import report
 from agentflux.config import Settings, Topics
 
 RECORD_EVENTS = 1000
@@ -187,9 +188,4 @@ def main(events: int, baseline_events: int, as_json: bool, console) -> int:
             result.update(bench_emitter(settings, tmp, quiet))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if as_json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            console.print(f"{k:>32}: {v}")
-    return 0
+    return report(result, as_json, console)
