@@ -63,8 +63,9 @@ class ComponentRuntime:
         self.config = c = config or AgentSimConfig()
         self.rng = random.Random(c.seed)
         self.instr = Instrumentation(sink, runtime="agentflux-agentsim")
+        self.containers = SimulatedContainers(self.rng, c.time_scale)
         self.optimizer = PerformanceOptimizer(pool_size=3, instrumentation=self.instr,
-                                              backend=SimulatedContainers(self.rng, c.time_scale))
+                                              backend=self.containers)
         self.router = ModelRouter(MODEL_SPECS, instrumentation=self.instr, rng=self.rng,
                                   backoff_base_s=0.05 * c.time_scale)
         self.tool_cache = ToolResultCache(500, 300, instrumentation=self.instr)
@@ -140,8 +141,8 @@ class ComponentRuntime:
         philosophy = c.philosophies[agent % len(c.philosophies)]
         instr = self.instr.child(agent_id=f"agent-{agent}", session_id=f"s{c.seed}-a{agent}-{n}",
                                  philosophy=philosophy)
-        cid, _ = await self.optimizer.optimize_container_creation({"philosophy": philosophy},
-                                                                  lambda: self.optimizer._pool.backend.create(philosophy))
+        cid, _ = await self.optimizer.optimize_container_creation(
+            {"philosophy": philosophy}, lambda: self.containers.create(philosophy))
         context = [PromptPart("system", f"You are a {philosophy} agent."),
                    PromptPart("shared", self._docs[agent % len(self._docs)])]
         steps, _ = PROFILES.get(philosophy, (4, ()))
@@ -180,5 +181,5 @@ class ComponentRuntime:
         async with asyncio.TaskGroup() as tg:
             for a in range(min(c.agents, c.sessions)):
                 tg.create_task(agent_loop(a))
-        self.tool_cache._cache.report(1.0)
+        self.tool_cache.report(1.0)
         return self.sessions_done

@@ -253,3 +253,7 @@ class ToolResultCache:
 
     def get_stats(self) -> dict[str, Any]:
         return self._cache.get_stats()
+
+    def report(self, interval_s: float) -> dict | None:
+        """Emit one ``cache.stats`` delta event (see :meth:`PerformanceCache.report`)."""
+        return self._cache.report(interval_s)
