@@ -121,6 +121,9 @@ class LocalKafka:
     heap: str = "768m"
     port: int = 0
     controller_port: int = 0
+    # the port clients are told to connect to (metadata); 0: ``port``. A test sets it to a
+    # loopback proxy's port so that every connection of every client goes through the proxy.
+    advertised_port: int = 0
     proc: subprocess.Popen | None = None
 
     @property
@@ -140,7 +143,7 @@ class LocalKafka:
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
