@@ -68,6 +68,13 @@ class Settings:
     window_s: float = 10.0
     grace_s: float = 2.0
     max_record_bytes: int = 4 * 1024 * 1024
+    # event times further ahead of the wall clock are clamped for windowing (they still land)
+    max_future_skew_s: float = 10.0
+    # the history drops an event whose id was among the last N landed from its partition
+    dedup_events: int = 1_000_000
+    # a dead letter larger than this goes to the dead-letter topic by reference (source topic,
+    # partition, offset; the history keeps the bytes): Kafka's default message limit is ~1 MB
+    deadletter_max_bytes: int = 1_000_000
     duckdb_path: str = "agentflux.duckdb"
     retention_days: float = 30.0
     metrics_host: str = "127.0.0.1"
@@ -95,6 +102,15 @@ class Settings:
         if self.retention_days <= 0:
             raise ConfigError(f"retention_days={self.retention_days!r}: must be > 0 "
                               "(set AGENTFLUX_RETENTION_DAYS, e.g. 30)")
+        if self.max_future_skew_s < 0:
+            raise ConfigError(f"max_future_skew_s={self.max_future_skew_s!r}: must be >= 0 "
+                              "(set AGENTFLUX_MAX_FUTURE_SKEW_S, e.g. 10)")
+        if self.dedup_events < 8:
+            raise ConfigError(f"dedup_events={self.dedup_events!r}: the de-duplication horizon "
+                              "must be >= 8 events (set AGENTFLUX_DEDUP_EVENTS, e.g. 1000000)")
+        if self.deadletter_max_bytes < 0:
+            raise ConfigError(f"deadletter_max_bytes={self.deadletter_max_bytes!r}: must be >= 0 "
+                              "(set AGENTFLUX_DEADLETTER_MAX_BYTES)")
         if self.max_record_bytes < 1024:
             raise ConfigError(f"max_record_bytes={self.max_record_bytes!r}: must be >= 1024")
 
@@ -144,6 +160,9 @@ class Settings:
         take("AGENTFLUX_GRACE_S", "grace_s", float)
         take("AGENTFLUX_DUCKDB", "duckdb_path")
         take("AGENTFLUX_RETENTION_DAYS", "retention_days", float)
+        take("AGENTFLUX_MAX_FUTURE_SKEW_S", "max_future_skew_s", float)
+        take("AGENTFLUX_DEDUP_EVENTS", "dedup_events", int)
+        take("AGENTFLUX_DEADLETTER_MAX_BYTES", "deadletter_max_bytes", int)
         take("AGENTFLUX_METRICS_HOST", "metrics_host")
         take("AGENTFLUX_METRICS_PORT", "metrics_port", int)
         take("AGENTFLUX_WEB_HOST", "web_host")

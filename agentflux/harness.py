@@ -40,6 +40,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "AGENTFLUX_TOPIC_PREFIX": prefix,
         "AGENTFLUX_EVENTS_PARTITIONS": str(t.events_partitions),
         "AGENTFLUX_REPLICATION_FACTOR": str(t.replication_factor),
+        "AGENTFLUX_MAX_FUTURE_SKEW_S": repr(settings.max_future_skew_s),
+        "AGENTFLUX_DEDUP_EVENTS": str(settings.dedup_events),
+        "AGENTFLUX_DEADLETTER_MAX_BYTES": str(settings.deadletter_max_bytes),
+        "AGENTFLUX_RETENTION_DAYS": repr(settings.retention_days),
     }
     for key, val in (("KAFKA_SASL_MECHANISM", settings.sasl_mechanism),
                      ("KAFKA_SASL_USERNAME", settings.sasl_username),

@@ -2,10 +2,20 @@
 
 Each take() of records becomes one DuckDB transaction holding the rows and the last offset per
 partition. Records at or below a stored offset were landed before a crash and are skipped, so a
-kill -9 and restart neither loses nor duplicates rows. Events that failed decoding or validation
-land in the ``deadletters`` table in the same transaction and are then published to
-``agentflux.deadletter`` with the reason and source position in headers and the raw bytes as
-the value (the topic is at-least-once; the table is exact).
+kill -9 and restart neither loses nor duplicates rows. Stored offsets are bound to the cluster
+and topic id they count in (see :mod:`agentflux.streams.kafkameta`).
+
+Events that failed decoding or validation land in the ``deadletters`` table in the same
+transaction. Before that transaction they are published to ``agentflux.deadletter`` (and the
+publication awaited), with the reason and source position in headers and the record's original
+bytes, sliced to the rejected event, as the value: the topic is at-least-once (a crash between
+the two re-publishes), the table is exact. A dead letter larger than ``deadletter_max_bytes`` (or
+refused by the broker as too large) is published by reference: an empty value and the source
+topic, partition and offset, where the bytes still are (and the history's table has them).
+
+An event whose id was landed recently from the same partition is a duplicate (see
+:mod:`agentflux.streams.dedup`): it is recorded in the ``duplicates`` table and counted, not landed
+twice.
 """
 
 from __future__ import annotations
@@ -14,11 +24,15 @@ import asyncio
 import collections
 from typing import Any, Awaitable, Callable, Sequence
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
-from agentflux.sinks.duckdb import DEADLETTER_SCHEMA, KPI_COLUMNS, KPI_SCHEMA, events_table
+from agentflux.sinks.duckdb import (DEADLETTER_SCHEMA, DUPLICATE_SCHEMA, KPI_COLUMNS, KPI_SCHEMA,
+                                    events_table)
+from agentflux.streams.codec import as_batch
 from agentflux.streams.context import PipelineContext, fail_stop
+from agentflux.streams.dedup import RecentIds, id_hashes
 
 EVENTS_CONSUMER = "history.events"
 KPIS_CONSUMER = "history.kpis"
@@ -26,15 +40,50 @@ KPIS_CONSUMER = "history.kpis"
 
 def deadletter_headers(reason: str, detail: str, topic: str, partition: int, offset: int,
                        index: int | None, event_id: str | None) -> list[tuple[str, bytes]]:
-    h = [("agentflux.reason", reason.encode()), ("agentflux.detail", detail.encode()[:1000]),
+    h = [("agentflux.reason", reason.encode()),
+         ("agentflux.detail", detail.encode(errors="replace")[:1000]),
          ("agentflux.source.topic", topic.encode()),
          ("agentflux.source.partition", str(partition).encode()),
          ("agentflux.source.offset", str(offset).encode())]
     if index is not None:
         h.append(("agentflux.source.index", str(index).encode()))
     if event_id:
-        h.append(("agentflux.event_id", event_id.encode()))
+        h.append(("agentflux.event_id", event_id.encode(errors="replace")[:200]))
     return h
+
+
+def _too_large(exc: BaseException) -> bool:
+    from aiokafka.errors import MessageSizeTooLargeError
+    return isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__
+
+
+async def publish_deadletters(ctx: PipelineContext, items: Sequence[tuple]) -> None:
+    """Publish ``(key, raw, headers)`` dead letters and wait until the broker has them.
+
+    Oversize ones (over ``deadletter_max_bytes``, or refused by the broker as too large) go by
+    reference: an empty value, ``agentflux.raw=reference`` and the size; the source topic,
+    partition and offset headers say where the original bytes are."""
+    topic = ctx.topics.deadletter
+    limit = ctx.settings.deadletter_max_bytes
+
+    def by_reference(raw: bytes, headers: list) -> list:
+        return [*headers, ("agentflux.raw", b"reference"),
+                ("agentflux.raw.bytes", str(len(raw)).encode())]
+
+    sent = []
+    for key, raw, headers in items:
+        if len(raw) > limit:
+            sent.append((await topic.send(key=key, value=b"", headers=by_reference(raw, headers)),
+                         key, raw, headers))
+        else:
+            sent.append((await topic.send(key=key, value=raw, headers=headers), key, raw, headers))
+    for fut, key, raw, headers in sent:
+        try:
+            await fut
+        except Exception as exc:
+            if not _too_large(exc) or not raw:
+                raise
+            await (await topic.send(key=key, value=b"", headers=by_reference(raw, headers)))
 
 
 class Lander:
@@ -45,6 +94,8 @@ class Lander:
         self.consumer = consumer
         self.landed = ctx.history.landed_offsets(consumer)
         self.skipped = 0
+        if consumer == EVENTS_CONSUMER:
+            ctx.landed = self.landed  # the lag gauge counts from what has landed
 
     def fresh(self, faust_events: Sequence[Any]) -> tuple[list[Any], dict]:
         out, offsets = [], {}
@@ -81,8 +132,17 @@ class EventHistory:
     def __init__(self, ctx: PipelineContext):
         self.ctx = ctx
         self.lander = Lander(ctx, EVENTS_CONSUMER)
-        ctx.metrics.set_rows("events", ctx.history.count("events"))
-        ctx.metrics.set_rows("deadletters", ctx.history.count("deadletters"))
+        self.recent = RecentIds(ctx.settings.dedup_events)
+        for t in ("events", "deadletters", "duplicates"):
+            ctx.metrics.set_rows(t, ctx.history.count(t))
+
+    async def _warm(self, partitions: set) -> None:
+        loop = asyncio.get_running_loop()
+        for p in partitions:
+            if not self.recent.known(p):
+                ids = await loop.run_in_executor(self.ctx.db_executor, self.ctx.history.recent_ids,
+                                                 p, self.recent.capacity)
+                self.recent.warm(p, ids)
 
     async def land(self, batch: Sequence[Any]) -> None:
         ctx, metrics = self.ctx, self.ctx.metrics
@@ -98,7 +158,7 @@ class EventHistory:
         offs: list = []
         dl = []
         for fe in fresh:
-            d, m = fe.value, fe.message
+            d, m = as_batch(fe.value, ctx.settings.max_record_bytes), fe.message
             n = len(d.events)
             if n:
                 evs += d.events
@@ -106,21 +166,56 @@ class EventHistory:
                 parts += [m.partition] * n
                 offs += [m.offset] * n
             dl += [(r, m.topic, m.partition, m.offset) for r in d.rejected]
+        evs, spans, parts, offs, dups, remember = await self._deduplicate(evs, spans, parts, offs)
         dl_table = pa.Table.from_pylist(
             [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
               "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
              for r, t, p, o in dl], schema=DEADLETTER_SCHEMA) if dl else None
+        if dl:  # at-least-once on the topic: published before the rows and offsets commit
+            await publish_deadletters(ctx, [
+                ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
+                 deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
+                for r, t, p, o in dl])
         await self.lander.write(offsets, events=events_table(evs, spans, parts, offs),
-                                deadletters=dl_table)
+                                deadletters=dl_table, duplicates=dups)
+        for p, h in remember:
+            self.recent.remember(p, h)
         metrics.count_records(len(fresh))
         metrics.count_events(collections.Counter(e["type"] for e in evs))
         metrics.add_rows("events", len(evs))
         metrics.add_rows("deadletters", len(dl))
-        for r, t, p, o in dl:
+        for r, *_ in dl:
             metrics.count_deadletters(r.reason)
-            await ctx.topics.deadletter.send(
-                key=(r.event_id or f"{t}/{p}/{o}").encode(), value=r.raw,
-                headers=deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
+        if dups is not None:
+            metrics.count_duplicates(dups.num_rows)
+            metrics.add_rows("duplicates", dups.num_rows)
+
+    async def _deduplicate(self, evs: list, spans: list, parts: list, offs: list) -> tuple:
+        """Drop events whose id landed recently from the same partition (or earlier in this
+        batch). Returns the kept columns, a table of the duplicates, and the hashes to remember
+        once the write committed."""
+        if not evs:
+            return evs, spans, parts, offs, None, []
+        part_arr = np.asarray(parts)
+        await self._warm(set(np.unique(part_arr).tolist()))
+        hashes = id_hashes(e["id"] for e in evs)
+        dup = np.zeros(len(evs), dtype=bool)
+        remember = []
+        for p in np.unique(part_arr).tolist():
+            idx = np.flatnonzero(part_arr == p)
+            d = self.recent.duplicates(p, hashes[idx])
+            dup[idx] = d
+            remember.append((p, hashes[idx][~d]))
+        if not dup.any():
+            return evs, spans, parts, offs, None, remember
+        topic = self.ctx.settings.topics.events
+        dups = pa.Table.from_pylist(
+            [{"event_id": evs[i]["id"], "topic": topic, "kafka_partition": parts[i],
+              "kafka_offset": offs[i]} for i in np.flatnonzero(dup).tolist()],
+            schema=DUPLICATE_SCHEMA)
+        keep = np.flatnonzero(~dup).tolist()
+        return ([evs[i] for i in keep], [spans[i] for i in keep], [parts[i] for i in keep],
+                [offs[i] for i in keep], dups, remember)
 
 
 class KpiHistory:
@@ -146,10 +241,11 @@ class KpiHistory:
                 row["sketch"] = orjson.dumps(row["sketch"]).decode()
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 ctx.metrics.count_deadletters("invalid_kpi")
-                await ctx.topics.deadletter.send(
-                    key=None, value=fe.value if isinstance(fe.value, bytes) else b"",
-                    headers=deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
-                                               m.offset, None, None))
+                await publish_deadletters(ctx, [(
+                    f"{m.topic}/{m.partition}/{m.offset}".encode(),
+                    fe.value if isinstance(fe.value, bytes) else b"",
+                    deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
+                                       m.offset, None, None))])
                 continue
             row["kafka_partition"] = m.partition
             row["kafka_offset"] = m.offset

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from agentflux.streams.codec import as_batch
 from agentflux.streams.context import PipelineContext, fail_stop
 
 
@@ -21,7 +22,14 @@ def register(app: Any, ctx: PipelineContext) -> None:
     def observe(span: tuple[str, str, str], durations_ms: list) -> None:
         metrics.observe_many(*span, [d / 1000.0 for d in durations_ms])
 
+    reported = {"early": 0, "late": 0}
+
     async def publish(rows: list) -> None:
+        for kind in reported:
+            n = getattr(windows, f"{kind}_events")
+            if n != reported[kind]:
+                metrics.count_event_time(kind, n - reported[kind])
+                reported[kind] = n
         for row in rows:
             await topics.kpis.send(key=row.key.encode(),
                                    value=orjson.dumps(row.to_dict(ctx.worker)))
@@ -33,7 +41,8 @@ def register(app: Any, ctx: PipelineContext) -> None:
     async def timing(stream: Any) -> None:
         async for batch in stream.take(ctx.batch_records, within=ctx.batch_within_s):
             try:
-                for decoded in batch:
+                for value in batch:
+                    decoded = as_batch(value, ctx.settings.max_record_bytes)
                     if decoded.events:
                         windows.add(decoded.events, decoded.spans(), on_durations=observe)
                 await publish(windows.close_due())

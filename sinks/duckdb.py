@@ -73,6 +73,13 @@ CREATE TABLE IF NOT EXISTS kpis (
     kafka_partition INTEGER,
     kafka_offset BIGINT
 );
+CREATE TABLE IF NOT EXISTS duplicates (
+    event_id VARCHAR NOT NULL,
+    topic VARCHAR,
+    kafka_partition INTEGER,
+    kafka_offset BIGINT,
+    landed_at TIMESTAMPTZ DEFAULT current_timestamp
+);
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     consumer VARCHAR NOT NULL,
     topic VARCHAR NOT NULL,
@@ -80,6 +87,9 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
     kafka_offset BIGINT NOT NULL,
     PRIMARY KEY (consumer, topic, kafka_partition)
 );
+-- the log an offset counts in: a recreated topic or another cluster starts again at 0
+ALTER TABLE consumer_offsets ADD COLUMN IF NOT EXISTS cluster_id VARCHAR;
+ALTER TABLE consumer_offsets ADD COLUMN IF NOT EXISTS topic_id VARCHAR;
 CREATE OR REPLACE VIEW spans AS
     SELECT ts, type, name, philosophy, agent_id, session_id, duration_ms, error, trace_id, span_id
     FROM events WHERE duration_ms IS NOT NULL;
@@ -125,6 +135,14 @@ KPI_SCHEMA = pa.schema([
     ("kafka_offset", pa.int64()),
 ])
 KPI_COLUMNS = KPI_SCHEMA.names
+DUPLICATE_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("topic", pa.string()), ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+])
+
+
+class OffsetsMismatch(RuntimeError):
+    """Stored offsets belong to another cluster or another incarnation of a topic."""
 
 Offsets = dict[tuple[str, int], int]
 
@@ -167,6 +185,7 @@ class DuckDBHistory:
         self.path = str(path)
         self.con = connection if connection is not None else duckdb.connect(self.path)
         self._lock = threading.Lock()
+        self._identities: dict[str, Any] = {}
         # DuckDB checkpoints the WAL into the table every 16 MB by default; at this ingest rate
         # that costs ~40 % of landing throughput. A larger threshold trades a longer WAL replay
         # after a crash and more memory for un-checkpointed rows.
@@ -176,6 +195,52 @@ class DuckDBHistory:
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute(SCHEMA)
 
+    def bind_logs(self, identities: dict[str, Any]) -> None:
+        """Bind stored offsets to the cluster and topic ids they count in (``{topic:
+        LogIdentity}``, from :func:`agentflux.streams.kafkameta.log_identities`).
+
+        Offsets stored before identities were recorded are adopted. Offsets of another cluster
+        or another incarnation of a topic raise :class:`OffsetsMismatch`: applying them would
+        skip records of the new log silently."""
+        with self._lock:
+            rows = self.con.execute("SELECT DISTINCT topic, cluster_id, topic_id FROM "
+                                    "consumer_offsets").fetchall()
+        problems = []
+        for topic, cluster_id, topic_id in rows:
+            now = identities.get(topic)
+            if now is None or cluster_id is None:
+                continue
+            if (cluster_id, topic_id) != (now.cluster_id, now.topic_id):
+                what = ("another Kafka cluster" if cluster_id != now.cluster_id
+                        else "a topic that was deleted and created again")
+                problems.append(f"topic {topic!r} is now {what} ({now}; the history's offsets "
+                                f"are of cluster {cluster_id}, topic id {topic_id})")
+        if problems:
+            raise OffsetsMismatch("; ".join(problems))
+        self._identities = dict(identities)
+        with self._lock:
+            for topic, ident in identities.items():
+                self.con.execute("UPDATE consumer_offsets SET cluster_id = ?, topic_id = ? "
+                                 "WHERE topic = ? AND cluster_id IS NULL",
+                                 [ident.cluster_id, ident.topic_id, topic])
+
+    def reset_offsets(self, topic: str) -> int:
+        """Forget the landed offsets of ``topic`` (all consumers): the next worker lands the
+        topic from its beginning. Landed rows stay; returns the partitions reset."""
+        with self._lock:
+            n = self.con.execute("SELECT count(*) FROM consumer_offsets WHERE topic = ?",
+                                 [topic]).fetchone()[0]
+            self.con.execute("DELETE FROM consumer_offsets WHERE topic = ?", [topic])
+        return n
+
+    def recent_ids(self, partition: int, limit: int) -> list[str]:
+        """Ids of the last ``limit`` events landed from ``partition`` (to warm the de-duplication
+        of event ids after a restart)."""
+        with self._lock:
+            return [r[0] for r in self.con.execute(
+                "SELECT id FROM events WHERE kafka_partition = ? ORDER BY kafka_offset DESC "
+                "LIMIT ?", [partition, limit]).fetchall()]
+
     def landed_offsets(self, consumer: str) -> Offsets:
         with self._lock:
             rows = self.con.execute("SELECT topic, kafka_partition, kafka_offset FROM "
@@ -183,31 +248,41 @@ class DuckDBHistory:
         return {(t, p): o for t, p, o in rows}
 
     def count(self, table: str) -> int:
-        if table not in ("events", "deadletters", "kpis"):
+        if table not in ("events", "deadletters", "kpis", "duplicates"):
             raise ValueError(f"unknown table {table!r}")
         with self._lock:
             return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def write(self, consumer: str, offsets: Offsets, *, events: pa.Table | None = None,
-              deadletters: pa.Table | None = None, kpis: pa.Table | None = None) -> None:
+              deadletters: pa.Table | None = None, kpis: pa.Table | None = None,
+              duplicates: pa.Table | None = None) -> None:
         """Insert the tables and store ``offsets`` (last landed offset per topic partition) in one
         transaction. Either everything is visible afterwards or nothing is."""
         with self._lock:
             con = self.con
             con.execute("BEGIN TRANSACTION")
             try:
-                for table, data in (("events", events), ("deadletters", deadletters), ("kpis", kpis)):
+                for table, data in (("events", events), ("deadletters", deadletters),
+                                    ("kpis", kpis), ("duplicates", duplicates)):
                     if data is not None and data.num_rows:
                         con.register("_agentflux_batch", data)
                         cols = ", ".join(data.column_names)
                         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _agentflux_batch")
                         con.unregister("_agentflux_batch")
                 for (topic, partition), offset in offsets.items():
-                    con.execute("INSERT OR REPLACE INTO consumer_offsets VALUES (?, ?, ?, ?)",
-                                [consumer, topic, partition, offset])
+                    ident = self._identities.get(topic)
+                    con.execute("INSERT OR REPLACE INTO consumer_offsets VALUES (?, ?, ?, ?, ?, ?)",
+                                [consumer, topic, partition, offset,
+                                 ident.cluster_id if ident else None,
+                                 ident.topic_id if ident else None])
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    # DuckDB already ended a transaction it could not continue (a full disk, an
+                    # I/O error): the original error is the one that says what happened
+                    pass
                 raise
 
     def apply_retention(self, days: float) -> int:
@@ -218,6 +293,7 @@ class DuckDBHistory:
         with self._lock:
             n = self.con.execute(f"DELETE FROM events WHERE ts < {cutoff}", [days]).fetchone()[0]
             self.con.execute(f"DELETE FROM deadletters WHERE landed_at < {cutoff}", [days])
+            self.con.execute(f"DELETE FROM duplicates WHERE landed_at < {cutoff}", [days])
             self.con.execute(f"DELETE FROM kpis WHERE window_end < {cutoff}", [days])
         return n
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,75 @@ def _batch_codec(max_record_bytes: int) -> Any:
             return obj if isinstance(obj, bytes) else bytes(obj)
 
     return BatchCodec()
+
+
+def _bounded_stop_worker() -> Any:
+    import logging
+    import os
+    import threading
+
+    import faust
+
+    class BoundedStopWorker(faust.Worker):
+        """A Faust worker whose stop on SIGTERM/SIGINT is bounded in time.
+
+        Faust's graceful stop commits offsets and flushes the producer; with the broker
+        unreachable it retries for minutes and the process ignores further signals. Landing is
+        exactly-once through the history's stored offsets, so exiting without Faust's commit
+        loses nothing: after ``stop_timeout_s`` (or at a second signal) the process exits."""
+
+        def __init__(self, *args: Any, stop_timeout_s: float = 15.0, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.stop_timeout_s = stop_timeout_s
+
+        def _schedule_shutdown(self, signal: Any) -> None:
+            if self._signal_stop_time:  # a second signal: stop now
+                self._exit_now(f"second {signal.name}")
+            super()._schedule_shutdown(signal)
+            timer = threading.Timer(self.stop_timeout_s, self._exit_now,
+                                    (f"stop took longer than {self.stop_timeout_s:g} s "
+                                     "(broker unreachable?)",))
+            timer.daemon = True
+            timer.start()
+
+        @staticmethod
+        def _exit_now(why: str) -> None:
+            logging.getLogger("agentflux.worker").warning(
+                "%s: exiting now; nothing is lost, the history resumes after its last landed "
+                "offsets", why)
+            logging.shutdown()
+            os._exit(0)
+
+    return BoundedStopWorker
+
+
+def __getattr__(name: str) -> Any:  # BoundedStopWorker imports faust only when used
+    if name == "BoundedStopWorker":
+        return _bounded_stop_worker()
+    raise AttributeError(name)
+
+
+def _read_committed() -> None:
+    """Make Faust's worker consumer read with isolation level ``read_committed``.
+
+    Faust reads uncommitted records unless the app itself is transactional, so records of a
+    transaction its producer aborted would land. Faust builds the aiokafka consumer in
+    ``_create_worker_consumer``; aiokafka reads the isolation level when the consumer starts, so
+    setting it on the built consumer is enough (idempotent: patched once per process)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    cls = driver.AIOKafkaConsumerThread
+    if getattr(cls, "_agentflux_read_committed", False):
+        return
+    create = cls._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    cls._create_worker_consumer = _create_worker_consumer
+    cls._agentflux_read_committed = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +138,7 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         raise ConfigError("no Kafka broker configured: run `agentflux up`, or set "
                           "KAFKA_BOOTSTRAP_SERVERS=host:port")
     codecs.register(BATCH_CODEC, _batch_codec(settings.max_record_bytes))
+    _read_committed()
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
     app = faust.App(
         settings.app_id,
@@ -110,8 +181,8 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         settings=settings,
         metrics=metrics if metrics is not None else PipelineMetrics(),
         history=history if history is not None else DuckDBHistory(settings.duckdb_path),
-        windows=windows if windows is not None else TumblingWindows(settings.window_s,
-                                                                    settings.grace_s),
+        windows=windows if windows is not None else TumblingWindows(
+            settings.window_s, settings.grace_s, max_future_skew_s=settings.max_future_skew_s),
         batch_records=batch_records,
         topics=topics,
     )
@@ -121,19 +192,34 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
 
     @app.timer(interval=1.0)
     async def report_lag() -> None:
+        """Lag = records of the events topic not landed in the history yet, per partition: the
+        end of the log (as the broker reports it now, not a cached high watermark) minus the
+        next offset to land. While the broker cannot be asked, the last figure stays."""
         consumer = app.consumer
-        for tp in consumer.assignment():
-            if tp.topic != t.events:
+        tps = [tp for tp in consumer.assignment() if tp.topic == t.events]
+        if not tps:
+            return
+        try:
+            ends = await asyncio.wait_for(consumer.highwaters(*tps), 5.0)
+            starts = await asyncio.wait_for(consumer.earliest_offsets(*tps), 5.0)
+        except Exception:  # broker unreachable: keep the last figures rather than report 0
+            return
+        for tp in tps:
+            end = ends.get(tp)
+            if end is None:
                 continue
-            hw = consumer.highwater(tp)
-            if hw is None:
-                continue
-            done = ctx.processed.get((tp.topic, tp.partition))
-            if done is None:
-                pos = await consumer.position(tp)
-                nxt = pos if pos is not None else hw
-            else:
-                nxt = done + 1
-            ctx.metrics.set_lag(tp.topic, tp.partition, max(0, hw - nxt))
+            landed = ctx.landed.get((tp.topic, tp.partition))
+            nxt = max(landed + 1 if landed is not None else 0, starts.get(tp) or 0)
+            lag = max(0, end - nxt)
+            if lag and ctx.processed.get((tp.topic, tp.partition)) == landed:
+                # everything received has landed; what remains may be transaction markers
+                # (they take offsets but carry no record): ask where the consumer stands
+                try:
+                    pos = await consumer.position(tp)
+                except Exception:
+                    pos = None
+                if pos is not None and pos >= end:
+                    lag = 0
+            ctx.metrics.set_lag(tp.topic, tp.partition, lag)
 
     return app

@@ -5,8 +5,9 @@ events and :class:`Rejected` items (reason + raw bytes), so one bad event never 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import orjson
 
@@ -51,30 +52,110 @@ def _json_error_reason(exc: Exception) -> str:
     return "not_utf8" if "utf-8" in str(exc).lower() else "invalid_json"
 
 
+_BOM = b"\xef\xbb\xbf"
+# JSON strings as whole tokens (so brackets and commas inside strings are skipped), and the
+# structural characters that delimit array elements
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.S)
+_WS = b" \t\r\n"
+
+
+def element_spans(value: bytes) -> list[tuple[int, int]]:
+    """Byte ranges ``[start, end)`` of the top-level elements of a JSON array that orjson has
+    already accepted, so a dead letter can carry the exact bytes of the one event that failed
+    (a re-serialisation would change numbers, key order and escapes). Runs only for records
+    with a rejected event; cost is proportional to the record's tokens."""
+    spans: list[tuple[int, int]] = []
+    depth = 0
+    start = -1
+    for m in _TOKENS.finditer(value):
+        c = value[m.start()]
+        if c == 0x22:  # a string token
+            continue
+        if c in b"[{":
+            depth += 1
+            if depth == 1:
+                start = m.end()
+        elif c in b"]}":
+            if depth == 1 and start >= 0:
+                spans.append((start, m.start()))
+            depth -= 1
+        elif depth == 1:  # a comma between top-level elements
+            spans.append((start, m.start()))
+            start = m.end()
+    out = []
+    for a, b in spans:
+        while a < b and value[a] in _WS:
+            a += 1
+        while b > a and value[b - 1] in _WS:
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+def _whole(reason: str, detail: str, raw: bytes, n: int) -> DecodedBatch:
+    return DecodedBatch(rejected=[Rejected(reason, detail, raw)], size_bytes=n)
+
+
 def decode_record(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> DecodedBatch:
-    """Decode and validate one record value. Never raises."""
+    """Decode and validate one record value. Never raises.
+
+    Every item the producer sent is accounted for: each element of a JSON array is either a
+    valid event or a :class:`Rejected` carrying its own original bytes; a record that cannot be
+    read as events at all (a tombstone, oversize, not JSON, an empty array, a JSON value that is
+    neither an object nor an array) is one :class:`Rejected` with the record's bytes. A leading
+    UTF-8 byte order mark is ignored (RFC 8259 allows parsers to), duplicate keys resolve to the
+    last one (as orjson, Python's json and JavaScript do).
+    """
     if value is None:
-        return DecodedBatch(rejected=[Rejected("invalid_json", "record has no value (tombstone)", b"")])
+        return _whole("tombstone", "record has no value (a tombstone): an event record carries a "
+                      "JSON event or array of events", b"", 0)
+    value = bytes(value)
     n = len(value)
     if n > max_bytes:
-        return DecodedBatch(rejected=[Rejected("oversize", f"record of {n} bytes exceeds the "
-                                               f"limit of {max_bytes} bytes", bytes(value))],
-                            size_bytes=n)
+        return _whole("oversize", f"record of {n} bytes exceeds the limit of {max_bytes} bytes",
+                      value, n)
+    body = value[3:] if value[:3] == _BOM else value
     try:
-        doc = orjson.loads(value)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return DecodedBatch(rejected=[Rejected(_json_error_reason(exc), str(exc), bytes(value))],
-                            size_bytes=n)
-    items = doc if type(doc) is list else [doc]
+        return _whole(_json_error_reason(exc), str(exc), value, n)
+    if type(doc) is list:
+        if not doc:
+            return _whole("empty_batch", "the record is an empty JSON array: no events", value, n)
+        items = doc
+    elif type(doc) is dict:
+        items = [doc]
+    else:
+        p = check(doc)
+        return _whole(p.reason if p else "not_an_event",
+                      p.message() if p else "not an event", value, n)
     out = DecodedBatch(size_bytes=n)
     ok = out.events.append
+    spans = None
     for i, ev in enumerate(items):
         p = check(ev)
         if p is None:
             ok(ev)
+            continue
+        if type(doc) is list:
+            if spans is None:
+                spans = element_spans(body)
+                if len(spans) != len(items):  # cannot happen for JSON orjson accepted; be safe
+                    spans = [(0, len(body))] * len(items)
+            a, b = spans[i]
+            raw = body[a:b]
         else:
-            out.rejected.append(Rejected(p.reason, p.message(), orjson.dumps(ev), i, p.event_id))
+            raw = value
+        out.rejected.append(Rejected(p.reason, p.message(), raw,
+                                     i if type(doc) is list else None, p.event_id))
     return out
+
+
+def as_batch(value: Any, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> DecodedBatch:
+    """The decoded batch of a Faust event's value. Faust does not call the codec for a record
+    without a value (a tombstone) and hands the agent ``None``: that is a dead letter too."""
+    return value if type(value) is DecodedBatch else decode_record(value, max_bytes)
 
 
 def encode_batch(serialized_events: Sequence[bytes]) -> bytes:

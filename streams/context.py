@@ -29,8 +29,9 @@ class PipelineContext:
     db_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-duckdb"))
     topics: Any = None  # AppTopics, set by the app factory
-    # (topic, partition) -> last offset processed, for the lag gauge
+    # (topic, partition) -> last offset received by the history agent / landed in the history
     processed: dict = field(default_factory=dict)
+    landed: dict = field(default_factory=dict)
 
 
 def fail_stop(where: str, exc: BaseException) -> None:

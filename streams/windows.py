@@ -103,16 +103,24 @@ class TumblingWindows:
     """Aggregates batches of validated events into tumbling windows; pure logic, no I/O."""
 
     def __init__(self, size_s: float = 10.0, grace_s: float = 2.0,
-                 wall_clock_ns: Callable[[], int] = time.time_ns):
+                 wall_clock_ns: Callable[[], int] = time.time_ns,
+                 max_future_skew_s: float = 10.0):
         if size_s <= 0:
             raise ValueError(f"window size must be > 0 seconds, got {size_s!r}")
+        if max_future_skew_s < 0:
+            raise ValueError(f"the allowed future skew must be >= 0 s, got {max_future_skew_s!r}")
         self.size_ns = int(size_s * 1e9)
         self.grace_ns = int(grace_s * 1e9)
+        # An event time further ahead of the wall clock than this is clamped to it for windowing
+        # (the event itself lands unchanged): one clock that is a day fast must not move the
+        # watermark a day ahead, close every window at once and keep its own open for a day.
+        self.max_future_skew_ns = int(max_future_skew_s * 1e9)
+        self.early_events = 0
         self._wall = wall_clock_ns
         self._open: dict[tuple[int, SpanKey], _Acc] = {}
         self._revisions: dict[tuple[int, SpanKey], int] = {}  # closed windows -> revisions emitted
         self.watermark_ns = 0
-        self.late_events = 0
+        self.late_events = 0  # events for a window that had already been published
 
     def add(self, events: Sequence[dict], spans: Sequence[tuple] | None = None,
             on_durations: Callable[[SpanKey, list], None] | None = None) -> None:
@@ -125,9 +133,15 @@ class TumblingWindows:
         if spans is None:
             spans = [span_of(ev) for ev in events]
         touched = {}
+        late_keys = set()
+        ceiling = wall + self.max_future_skew_ns
+        early = late = 0
         for ev, (span, dur, err) in zip(events, spans):
             ts = ev["ts"]
             if ts > wm:
+                if ts > ceiling:
+                    ts = ceiling
+                    early += 1
                 wm = ts
             k = (ts - ts % size, span)
             acc = touched.get(k)
@@ -135,15 +149,19 @@ class TumblingWindows:
                 acc = open_.get(k)
                 if acc is None:
                     acc = open_[k] = _Acc()
-                    if k in self._revisions:
-                        self.late_events += 1
+                if k in self._revisions:
+                    late_keys.add(k)
                 touched[k] = acc
+            if late_keys and k in late_keys:
+                late += 1
             acc.count += 1
             if err:
                 acc.errors += 1
             if dur is not None:
                 acc.durations.append(dur)
         self.watermark_ns = wm
+        self.early_events += early
+        self.late_events += late
         for (_, span), acc in touched.items():  # one vectorised sketch insert per key and batch
             acc.last_update_wall_ns = wall
             if acc.durations:

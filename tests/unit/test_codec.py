@@ -39,7 +39,44 @@ def test_whole_record_failures():
     assert bad_utf8.reason == "not_utf8" and bad_utf8.raw == b'[{"id": "\xff\xfe"}]'
     big = decode_record(b"[" + b" " * 5000 + b"]", max_bytes=1024).rejected[0]
     assert big.reason == "oversize" and "5002 bytes" in big.detail
-    assert decode_record(None).rejected[0].reason == "invalid_json"
+    tomb = decode_record(None)
+    assert [(r.reason, r.index) for r in tomb.rejected] == [("tombstone", None)] and tomb.total == 1
+    empty = decode_record(b" [ ] ")
+    assert [(r.reason, r.raw) for r in empty.rejected] == [("empty_batch", b" [ ] ")]
+    scalar = decode_record(b"42")
+    assert [(r.reason, r.index, r.raw) for r in scalar.rejected] == [("not_an_event", None, b"42")]
+
+
+def test_a_leading_byte_order_mark_is_ignored():
+    evs = events(2)
+    out = decode_record(b"\xef\xbb\xbf" + orjson.dumps(evs))
+    assert out.events == evs and not out.rejected
+
+
+def test_dead_letters_carry_the_original_bytes_of_the_rejected_event():
+    """A re-serialisation would turn a 31-digit integer into 1.2345678901234568e+30, reorder
+    keys and re-escape strings: the dead letter keeps what the producer sent."""
+    import json
+
+    evs = events(3)
+    bad = dict(evs[1], ts=1234567890123456789012345678901)
+    raw_bad = json.dumps(bad, indent=1, ensure_ascii=True).encode()  # its own layout
+    body = (b'[ ' + orjson.dumps(evs[0]) + b' ,\n' + raw_bad + b',' + orjson.dumps(evs[2])
+            + b'\t]')
+    out = decode_record(body)
+    assert out.events == [evs[0], evs[2]]
+    (r,) = out.rejected
+    assert r.index == 1 and r.raw == raw_bad
+    assert b"1234567890123456789012345678901" in r.raw
+    # brackets, commas and escaped quotes inside strings do not confuse the slicing
+    tricky = dict(evs[0], agent_id='a "[x,{y}]" \\ ,]')
+    unknown = dict(evs[2], type="mystery.event")
+    body = orjson.dumps([tricky, unknown])
+    (r,) = decode_record(body).rejected
+    assert r.raw == orjson.dumps(unknown) and r.index == 1
+    # a single rejected event (not an array) keeps the whole record
+    single = orjson.dumps(unknown)
+    assert decode_record(single).rejected[0].raw == single
 
 
 def test_spans_are_computed_once_per_batch():
@@ -90,3 +127,25 @@ def test_retention_deletes_only_rows_older_than_the_window():
     assert h.apply_retention(30) == 2
     assert h.count("events") == 2
     assert h.apply_retention(5) == 1
+
+
+def test_offsets_are_bound_to_the_cluster_and_topic_they_count_in():
+    import pytest
+
+    from agentflux.sinks.duckdb import DuckDBHistory, OffsetsMismatch
+    from agentflux.streams.kafkameta import LogIdentity
+
+    h = DuckDBHistory(":memory:")
+    h.write("c", {("events", 0): 41})  # stored before identities were recorded: adopted
+    h.bind_logs({"events": LogIdentity("cluster-a", "topic-1")})
+    h.write("c", {("events", 1): 7})
+    assert h.query("SELECT DISTINCT cluster_id, topic_id FROM consumer_offsets") == [
+        ("cluster-a", "topic-1")]
+    with pytest.raises(OffsetsMismatch, match="deleted and created again"):
+        DuckDBHistory(":memory:", connection=h.con).bind_logs(
+            {"events": LogIdentity("cluster-a", "topic-2")})
+    with pytest.raises(OffsetsMismatch, match="another Kafka cluster"):
+        DuckDBHistory(":memory:", connection=h.con).bind_logs(
+            {"events": LogIdentity("cluster-b", "topic-1")})
+    assert h.reset_offsets("events") == 2
+    assert h.landed_offsets("c") == {}

@@ -22,7 +22,7 @@ def ev(ts, tool="grep", dur=10.0, status="ok", phil="react"):
 
 
 def test_events_fall_into_tumbling_windows_and_close_on_the_watermark():
-    clock = Clock(0)
+    clock = Clock(13 * S)
     w = TumblingWindows(size_s=10, grace_s=2, wall_clock_ns=clock)
     w.add([ev(1 * S), ev(9 * S, status="error"), ev(11 * S, tool="ls")])
     assert w.close_due() == []  # watermark 11 s < 10 + 2
@@ -85,3 +85,27 @@ def test_span_of_reads_the_right_fields():
                                                                   "latency_ns": 2500}}
     (key, dur, err) = span_of(cache)
     assert key == ("cache.lookup", "c", "p") and abs(dur - 0.0025) < 1e-12 and not err
+
+
+def test_an_event_from_the_future_does_not_move_the_watermark_past_the_allowed_skew():
+    """One producer whose clock is a day fast must not close every open window at once and
+    keep its own window open for a day: its time is clamped for windowing, and counted."""
+    clock = Clock(95 * S)
+    w = TumblingWindows(size_s=10, grace_s=2, wall_clock_ns=clock, max_future_skew_s=5)
+    w.add([ev(91 * S), ev(93 * S), ev(95 * S + 86400 * S, tool="fast-clock")])
+    assert w.watermark_ns == 100 * S and w.early_events == 1
+    assert w.close_due() == []  # [90, 100) closes at 102 s, not at once
+    # the clamped event sits in the window of wall clock + skew, not a day ahead
+    assert sorted((k[0] // S, k[1][1]) for k in w._open) == [(90, "grep"), (100, "fast-clock")]
+    clock.t = 115 * S
+    assert sorted((r.window_start_ns // S, r.name, r.count) for r in w.close_due()) == [
+        (90, "grep", 2), (100, "fast-clock", 1)]
+
+
+def test_late_events_are_counted_per_event():
+    clock = Clock(0)
+    w = TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=clock, max_future_skew_s=3600)
+    w.add([ev(1 * S), ev(20 * S)])
+    w.close_due()
+    w.add([ev(2 * S), ev(3 * S), ev(21 * S)])
+    assert w.late_events == 2
