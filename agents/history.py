@@ -52,17 +52,23 @@ def deadletter_headers(reason: str, detail: str, topic: str, partition: int, off
     return h
 
 
-def _too_large(exc: BaseException) -> bool:
+def _too_large(exc: BaseException | None) -> bool:
+    """The broker or the client refused a record as too large (Faust wraps the client's error
+    in a ProducerSendError)."""
     from aiokafka.errors import MessageSizeTooLargeError
-    return isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__
+    while exc is not None:
+        if isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 async def publish_deadletters(ctx: PipelineContext, items: Sequence[tuple]) -> None:
     """Publish ``(key, raw, headers)`` dead letters and wait until the broker has them.
 
-    Oversize ones (over ``deadletter_max_bytes``, or refused by the broker as too large) go by
-    reference: an empty value, ``agentflux.raw=reference`` and the size; the source topic,
-    partition and offset headers say where the original bytes are."""
+    Oversize ones (over ``deadletter_max_bytes``, or refused by the client or the broker as too
+    large) go by reference: an empty value, ``agentflux.raw=reference`` and the size; the source
+    topic, partition and offset headers say where the original bytes are."""
     topic = ctx.topics.deadletter
     limit = ctx.settings.deadletter_max_bytes
 
@@ -70,13 +76,17 @@ async def publish_deadletters(ctx: PipelineContext, items: Sequence[tuple]) -> N
         return [*headers, ("agentflux.raw", b"reference"),
                 ("agentflux.raw.bytes", str(len(raw)).encode())]
 
-    sent = []
-    for key, raw, headers in items:
+    async def send(key: bytes, raw: bytes, headers: list) -> Any:
         if len(raw) > limit:
-            sent.append((await topic.send(key=key, value=b"", headers=by_reference(raw, headers)),
-                         key, raw, headers))
-        else:
-            sent.append((await topic.send(key=key, value=raw, headers=headers), key, raw, headers))
+            return await topic.send(key=key, value=b"", headers=by_reference(raw, headers))
+        try:
+            return await topic.send(key=key, value=raw, headers=headers)
+        except Exception as exc:
+            if not _too_large(exc):
+                raise
+            return await topic.send(key=key, value=b"", headers=by_reference(raw, headers))
+
+    sent = [(await send(key, raw, headers), key, raw, headers) for key, raw, headers in items]
     for fut, key, raw, headers in sent:
         try:
             await fut
