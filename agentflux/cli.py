@@ -22,9 +22,11 @@ def _console():
 
 
 def with_broker(settings: Settings, required: bool = True) -> Settings:
-    """Fill in the broker `agentflux up` started when none is configured."""
+    """Fill in the broker `agentflux up` started when none is configured. A configured one is
+    checked first (reachable, TLS trusted, SASL accepted): a failure is one ConfigError line."""
     if settings.bootstrap_servers:
-        return settings
+        from agentflux.preflight import check_broker
+        return check_broker(settings)
     from agentflux.localkafka import running_broker
     state = running_broker(settings.state_dir)
     if state:
@@ -58,11 +60,17 @@ def broker_for(settings: Settings, console=None) -> Iterator[Settings]:
 # --- commands --------------------------------------------------------------------------------
 
 def cmd_up(args: argparse.Namespace) -> int:
+    """Start the local broker, or restart a stopped/crashed one on its data and ports;
+    ``--reset`` deletes its data and starts a fresh cluster on new ports."""
     from agentflux.localkafka import up
     settings = Settings.from_env()
-    state = up(settings.state_dir)
-    verb = "already running" if state.get("already_running") else "started"
-    print(f"Kafka {state['version']} {verb} at {state['bootstrap']} (pid {state['pid']}; log {state['log']})")
+    state = up(settings.state_dir, reset=args.reset)
+    what = {"already_running": "already running at",
+            "restarted": "restarted on existing data at",
+            "fresh": "started a fresh cluster" + (" (old data deleted)" if args.reset else "") + " at",
+            }[state["action"]]
+    print(f"Kafka {state['version']} {what} {state['bootstrap']} (cluster {state.get('cluster_id')}; "
+          f"pid {state['pid']}; data {state['work_dir']}; log {state['log']})")
     print(f"export KAFKA_BOOTSTRAP_SERVERS={state['bootstrap']}  # optional: commands find it anyway")
     return 0
 
@@ -179,7 +187,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentflux", description="Telemetry pipeline for AI-agent runtimes")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start a local Apache Kafka (KRaft) in the background").set_defaults(fn=cmd_up)
+    p = sub.add_parser("up", help="start (or restart on its data) a local Apache Kafka (KRaft) "
+                       "in the background")
+    p.add_argument("--reset", action="store_true",
+                   help="delete the local broker's data and start a fresh cluster on new ports")
+    p.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop the local Kafka started by `up`").set_defaults(fn=cmd_down)
     p = sub.add_parser("worker", help="run the stream processors (Faust worker)")
     p.add_argument("--db", help="DuckDB history file (env AGENTFLUX_DUCKDB)")

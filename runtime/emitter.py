@@ -139,6 +139,8 @@ class Emitter:
             self._stopping = True
             raise ConfigError(f"could not connect to Kafka at {self.settings.bootstrap_servers} "
                               f"within {timeout_s}s: is the broker up (`agentflux up`)?")
+        if isinstance(self._error, ConfigError):  # explained by the preflight probe: one line
+            raise ConfigError(f"could not start the Kafka producer: {self._error}") from None
         if self._error is not None:
             raise ConfigError(f"could not start the Kafka producer for "
                               f"{self.settings.bootstrap_servers}: {self._error}") from self._error
@@ -234,6 +236,11 @@ class Emitter:
             parts = await producer.partitions_for(self.topic)
             self._partitions = sorted(parts)
         except BaseException as exc:
+            # aiokafka says only "Unable to bootstrap": probe once more to say why (a wrong
+            # password, an untrusted certificate, ...), as a ConfigError naming the setting
+            if self._producer_factory is None and isinstance(exc, Exception):
+                from agentflux.preflight import diagnose
+                exc = await diagnose(self.settings, exc)
             self._error = exc
             ready.set()
             await producer.stop()

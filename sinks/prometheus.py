@@ -10,6 +10,7 @@ boundaries of ``gen_ai.client.operation.duration``.
 from __future__ import annotations
 
 import bisect
+import re
 import threading
 from typing import Iterable
 
@@ -20,6 +21,21 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 
 GENAI_DURATION_BUCKETS_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
                             10.24, 20.48, 40.96, 81.92)
+
+MAX_LABEL_CHARS = 128
+# C0/C1 controls, DEL, line/paragraph separators, lone surrogates (not encodable as UTF-8)
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def label_value(value: object, max_chars: int = MAX_LABEL_CHARS) -> str:
+    """A label value safe to expose: control characters become U+FFFD and the length is
+    bounded (``…`` marks a cut). Label values come from events (tool, model, philosophy), so
+    a runtime must not be able to break a scrape, a dashboard or a log line through them."""
+    s = value if type(value) is str else str(value)
+    if len(s) <= max_chars and s.isprintable():  # the common case: nothing to do
+        return s
+    s = _UNSAFE.sub("\ufffd", s)
+    return s if len(s) <= max_chars else s[:max_chars - 1] + "…"
 
 
 class PipelineMetrics:
@@ -45,6 +61,7 @@ class PipelineMetrics:
     def count_events(self, counts: dict[str, int]) -> None:
         with self._lock:
             for k, n in counts.items():
+                k = label_value(k)
                 self._events[k] = self._events.get(k, 0) + n
 
     def count_records(self, n: int) -> None:
@@ -52,6 +69,7 @@ class PipelineMetrics:
             self._records += n
 
     def count_deadletters(self, reason: str, n: int = 1) -> None:
+        reason = label_value(reason)
         with self._lock:
             self._deadletters[reason] = self._deadletters.get(reason, 0) + n
 
@@ -64,6 +82,7 @@ class PipelineMetrics:
             self._open_windows = n
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        topic = label_value(topic)
         with self._lock:
             self._lag[(topic, partition)] = lag
 
@@ -90,11 +109,11 @@ class PipelineMetrics:
             counts = np.bincount(np.searchsorted(self._bounds, arr, side="left"),
                                  minlength=len(self._bounds) + 1)
             total = float(arr.sum())
+        key = (label_value(span_type), label_value(name), label_value(philosophy))
         with self._lock:
-            h = self._hist.get((span_type, name, philosophy))
+            h = self._hist.get(key)
             if h is None:
-                h = self._hist[(span_type, name, philosophy)] = [np.zeros(len(self._bounds) + 1,
-                                                                          dtype=np.int64), 0.0]
+                h = self._hist[key] = [np.zeros(len(self._bounds) + 1, dtype=np.int64), 0.0]
             h[0] += counts
             h[1] += total
 
