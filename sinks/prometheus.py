@@ -48,6 +48,8 @@ class PipelineMetrics:
         self._events: dict[str, int] = {}
         self._deadletters: dict[str, int] = {}
         self._records = 0
+        self._duplicates = 0
+        self._event_time: dict[str, int] = {}  # "early" / "late" -> events
         self._lag: dict[tuple[str, int], int] = {}
         self._rows: dict[str, int] = {}
         self._kpi_windows = 0
@@ -72,6 +74,16 @@ class PipelineMetrics:
         reason = label_value(reason)
         with self._lock:
             self._deadletters[reason] = self._deadletters.get(reason, 0) + n
+
+    def count_duplicates(self, n: int) -> None:
+        with self._lock:
+            self._duplicates += n
+
+    def count_event_time(self, kind: str, n: int) -> None:
+        """Events whose time was ahead of the wall clock by more than the allowed skew
+        (``early``, clamped for windowing) or behind an already published window (``late``)."""
+        with self._lock:
+            self._event_time[kind] = self._event_time.get(kind, 0) + n
 
     def count_kpi_windows(self, n: int) -> None:
         with self._lock:
@@ -127,6 +139,7 @@ class PipelineMetrics:
             rows = dict(self._rows)
             hist = {k: (v[0].copy(), v[1]) for k, v in self._hist.items()}
             records, windows, open_windows = self._records, self._kpi_windows, self._open_windows
+            duplicates, event_time = self._duplicates, dict(self._event_time)
         c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
         for k, n in sorted(events.items()):
             c.add_metric([k], n)
@@ -138,6 +151,16 @@ class PipelineMetrics:
         yield c
         yield CounterMetricFamily(f"{p}_records", "Kafka records consumed from the events topic",
                                   value=records)
+        yield CounterMetricFamily(f"{p}_duplicate_events", "Events not landed because an event "
+                                  "with the same id was landed recently (idempotency on id)",
+                                  value=duplicates)
+        c = CounterMetricFamily(f"{p}_event_time_skew_events", "Events early (time ahead of the "
+                                "wall clock beyond the allowed skew; clamped for windowing) or "
+                                "late (for a window already published); all of them land",
+                                labels=["kind"])
+        for k in ("early", "late"):
+            c.add_metric([k], event_time.get(k, 0))
+        yield c
         yield CounterMetricFamily(f"{p}_kpi_windows", "KPI window rows published", value=windows)
         yield GaugeMetricFamily(f"{p}_open_windows", "KPI windows still open (not yet published)",
                                 value=open_windows)
