@@ -14,8 +14,9 @@ Sampled every second: the worker's RSS (psutil on its pid); this process's RSS, 
 ``agentflux_consumer_lag`` gauges (records, summed over partitions); ``landed lag`` = events
 emitted - events in the history (``agentflux_history_rows``), in events and in seconds (the age
 of the oldest event not yet landed, from the per-second emitted counts); the achieved emit rate;
-the emitter's buffered and pending events. After the last emit the run waits until every acked
-event has landed (``drain_s``).
+the emitter's buffered and pending events (pending also after every 10 ms slice of the
+generator, so that a peak between samples shows: ``emitter_pending_max``). After the last emit
+the run waits until every acked event has landed (``drain_s``).
 
 Figures are compared over the steady part of the run: a warm-up of min(10 % of the run, 60 s)
 is excluded (imports, first DuckDB pages, the buffer pool filling up to its 128 MB cap), and the
@@ -68,6 +69,7 @@ class Sample:
     failed: int
     buffered: int
     pending: int
+    pending_peak: int  # the most pending after any slice (10 ms) since the previous sample
     landed: int  # events in the history
     dead: int  # dead letters in the history
     lag_records: int  # sum of the worker's consumer-lag gauges
@@ -85,8 +87,10 @@ class PacedGenerator:
     """Emits ``total`` synthetic events at ``rate`` events/s from a thread."""
 
     def __init__(self, emit: Callable[[dict], Any], rate: float, total: int, seed: int = 7,
-                 agents: int = 64):
+                 agents: int = 64, probe: Callable[[], int] | None = None):
         self.emit, self.rate, self.total, self.seed, self.agents = emit, rate, total, seed, agents
+        self.probe = probe  # read after every slice (the emitter's pending events)
+        self.peak = 0  # the probe's maximum since the sampler last took it
         self.n = 0  # events emitted so far (read by the sampler)
         self.t0: float | None = None
         self.t_end: float | None = None  # when the last event was emitted
@@ -102,6 +106,10 @@ class PacedGenerator:
     @property
     def done(self) -> bool:
         return not self._thread.is_alive() and self.t0 is not None
+
+    def take_peak(self) -> int:
+        peak, self.peak = self.peak, 0
+        return peak
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -121,6 +129,8 @@ class PacedGenerator:
                 for ev in itertools.islice(events, due - n):
                     emit(ev)
                 n = self.n = max(n, due)
+                if self.probe is not None:
+                    self.peak = max(self.peak, self.probe())
                 wait = t0 + min(total, n + step) / rate - time.monotonic()
                 if wait > 0:
                     self._stop.wait(wait)  # pacing the load generator
@@ -168,6 +178,7 @@ def timeline(emit: list[Sample], points: int = 20) -> list[dict[str, Any]]:
             "emitter_rss_mb": _r(_mean([s.emitter_rss_mb for s in part])),
             "landed_lag_max": max(s.landed_lag for s in part),
             "lag_records_max": max(s.lag_records for s in part),
+            "emitter_pending_max": max(s.pending_peak for s in part),
             "worker_cpu": _r(_mean([s.worker_cpu for s in part])),
             "machine_cpu": _r(_mean([s.machine_cpu for s in part]))})
     return out
@@ -226,7 +237,7 @@ def summarise(samples: list[Sample], rate: float, minutes: float, duration_s: fl
         "landed_lag_s_max": _r(max(col(emit, "landed_lag_s"), default=float("nan")), 2),
         "landed_lag_s_p99": _r(_pct(col(emit, "landed_lag_s"), 0.99), 2),
         "emitter_buffered_max": max(col(emit, "buffered"), default=0),
-        "emitter_pending_max": max(col(emit, "pending"), default=0),
+        "emitter_pending_max": max(col(emit, "pending_peak"), default=0),
         "ack_p50_ms": extra.get("ack_p50_ms"), "ack_p99_ms": extra.get("ack_p99_ms"),
         # where the 2 cores went while emitting (the broker and anything else: machine - both)
         "worker_cpu_pct_mean": _r(_mean(col(emit[1:], "worker_cpu"))),
@@ -316,7 +327,8 @@ class Sampler:
         ecpu = (now_cpu[2] - self._cpu_prev[2]) / dt * 100
         self._cpu_prev = now_cpu
         s = Sample(t=t, phase=phase, emitted=st.emitted, acked=st.acked, dropped=st.dropped,
-                   failed=st.failed, buffered=st.buffered, pending=st.pending, landed=landed,
+                   failed=st.failed, buffered=st.buffered, pending=st.pending,
+                   pending_peak=max(st.pending, self.gen.take_peak()), landed=landed,
                    dead=dead, lag_records=lag_records, landed_lag=landed_lag,
                    landed_lag_s=self._age(landed + dead, t) if landed_lag else 0.0,
                    worker_rss_mb=wrss, emitter_rss_mb=self.me.memory_info().rss / 2**20,
@@ -362,7 +374,7 @@ def soak(settings: Settings, minutes: float, rate: float, work: Path, console: A
         worker = WorkerProcess(s, log_path=log).start(ready_timeout_s=120)
         em = Emitter(s, **{"runtime": "agentflux-soak", "spool_dir": "",
                            **(emitter_kw or {})}).start()
-        gen = PacedGenerator(em.emit, rate, total)
+        gen = PacedGenerator(em.emit, rate, total, probe=lambda: em.stats().pending)
         sampler = Sampler(worker, em, gen)
         cols = (TextColumn("{task.description}"), BarColumn(),
                 TextColumn("{task.completed:>5.0f}/{task.total:.0f} s"), TimeElapsedColumn(),
@@ -466,7 +478,7 @@ def print_table(r: dict[str, Any], console: Any) -> None:
          f"{n(r['landed_lag_events_last_third_max'])}"),
         ("landed lag, seconds (max / p99)",
          f"{n(r['landed_lag_s_max'], '.2f')} / {n(r['landed_lag_s_p99'], '.2f')}"),
-        ("emitter buffered / pending max",
+        ("emitter buffered max (samples) / pending max (10 ms)",
          f"{r['emitter_buffered_max']:,} / {r['emitter_pending_max']:,}"),
         ("write-to-ack p50 / p99", f"{n(r['ack_p50_ms'], '.2f')} / {n(r['ack_p99_ms'], '.2f')} ms"),
         ("CPU while emitting: worker / emitter (% of a core); machine (% of all)",
