@@ -113,6 +113,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """Publish a simulated runtime's events and print every emitter counter. Exit 0 only if
+    every event was acknowledged, or the rest is safe in the spool (AGENTFLUX_SPOOL_DIR; the
+    next emitter on it delivers it). SIGTERM / SIGINT end the run early: what is not delivered
+    within the close timeout goes to the spool, or is counted as dropped; exit 130 then."""
+    import signal
+    import threading
+
     from rich.progress import Progress
 
     from agentflux.runtime.emitter import Emitter
@@ -120,28 +127,67 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = with_broker(Settings.from_env())
     asyncio.run(ensure_topics(settings))
-    with Emitter(settings, runtime="agentflux-simulate") as em, Progress() as progress:
-        if args.synthetic:
-            from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-            sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events, seed=args.seed))
-            task = progress.add_task("events", total=args.events)
-            sim.run(em.emit, lambda n: progress.advance(task, n))
-        else:
-            from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
-            rt = ComponentRuntime(em, AgentSimConfig(agents=args.agents, sessions=args.sessions,
+    em = Emitter(settings, runtime="agentflux-simulate").start()
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: the emitter below still closes
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    rt = None
+    interrupted = False
+    try:
+        try:
+            with Progress() as progress:
+                if args.synthetic:
+                    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+                    sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events,
                                                      seed=args.seed))
-            task = progress.add_task("sessions", total=args.sessions)
-            asyncio.run(rt.run(lambda n: progress.advance(task, n)))
-        em.flush(60)
-        st = em.stats()
-    if not args.synthetic:
+                    task = progress.add_task("events", total=args.events)
+                    sim.run(em.emit, lambda n: progress.advance(task, n))
+                else:
+                    from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
+                    rt = ComponentRuntime(em, AgentSimConfig(agents=args.agents,
+                                                             sessions=args.sessions, seed=args.seed))
+                    task = progress.add_task("sessions", total=args.sessions)
+                    asyncio.run(rt.run(lambda n: progress.advance(task, n)))
+            em.flush(60)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("interrupted: delivering what is left (at most 30 s), then stopping",
+                  file=sys.stderr, flush=True)
+        finally:
+            em.close(30)  # spools (or counts as dropped) whatever is still not delivered
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    st = em.stats()
+    if rt is not None and not interrupted:
         m = rt.optimizer.get_performance_metrics()
         print(f"tool-result cache hit rate {rt.tool_cache.get_stats()['hit_rate_percent']} %, "
               f"prompt-prefix hit rate {rt.prefixes.get_stats()['hit_rate_percent']} %, "
               f"warm starts {m['warm_start_rate_percent']} %")
-    print(f"emitted {st.emitted}, acked {st.acked}, failed {st.failed}, dropped {st.dropped}; "
-          f"write-to-ack p99 {st.ack_p99_ms or 0:.2f} ms")
-    return 0 if st.acked == st.emitted else 1
+    print(f"emitted {st.emitted}, acked {st.acked}, failed {st.failed}, dropped {st.dropped}, "
+          f"pending {st.pending} (spooled {st.spooled})"
+          + (f", recovered {st.recovered} from an earlier run's spool" if st.recovered else "")
+          + (f", {st.spool_torn} torn spool records cut off" if st.spool_torn else "")
+          + f"; write-to-ack p99 {st.ack_p99_ms or 0:.2f} ms", flush=True)
+    total = st.emitted + st.recovered
+    if st.acked == total:
+        rc = 0
+    elif st.failed == 0 and st.dropped == 0 and st.pending == st.spooled:
+        print(f"{st.spooled} events are not delivered yet but safe in the spool {em.spool_dir}: "
+              f"the next emitter started with AGENTFLUX_SPOOL_DIR={em.spool_dir} delivers them")
+        rc = 0
+    else:
+        hint = ("" if em.spool_dir is not None else
+                "; set AGENTFLUX_SPOOL_DIR to keep undelivered events across broker outages")
+        print(f"agentflux: {total - st.acked} of {total} events were not delivered "
+              f"(failed {st.failed}, dropped {st.dropped}, pending {st.pending}){hint}",
+              file=sys.stderr)
+        rc = 1
+    return 130 if interrupted else rc
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

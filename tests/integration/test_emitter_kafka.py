@@ -1,6 +1,10 @@
 """The Emitter against the real broker: what it sends is what a consumer reads."""
 
+import socket
+import time
+
 import orjson
+import pytest
 from aiokafka.partitioner import murmur2
 
 from agentflux.runtime.emitter import Emitter
@@ -16,7 +20,8 @@ def test_events_arrive_complete_keyed_and_ordered_per_session(settings):
             em.emit(e)
         assert em.flush(30)
         st = em.stats()
-    assert (st.acked, st.failed, st.dropped) == (5000, 0, 0)
+    assert (st.emitted, st.acked, st.failed, st.dropped, st.pending) == (5000, 5000, 0, 0, 0)
+    assert st.adds_up
     assert st.ack_p99_ms is not None and st.ack_p99_ms > 0
     parts = settings.topics.events_partitions
     records = consume_sync(settings, settings.topics.events, st.records)
@@ -42,11 +47,28 @@ async def test_async_runtimes_use_the_same_emitter_without_blocking(settings):
         assert em.stats().acked == 1
 
 
-def test_an_unreachable_broker_is_a_clear_error(settings):
-    import pytest
-
+def test_an_unreachable_broker_is_a_clear_error_naming_the_setting(settings):
     from agentflux.config import ConfigError
     from agentflux.localkafka import free_port
-    bad = settings.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
-    with pytest.raises(ConfigError, match="could not"):
-        Emitter(bad).start(timeout_s=5)
+    bad = settings.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")  # nothing listens
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        Emitter(bad, spool_dir="").start(timeout_s=5)
+    assert time.monotonic() - t0 < 6
+
+
+def test_a_broker_that_never_answers_fails_start_within_its_timeout(settings):
+    """A black hole (connections accepted, nothing answered) must not hang start() for the
+    producer's request timeout: start() fails within its own, naming the setting."""
+    from agentflux.config import ConfigError
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        bad = settings.replace(bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}")
+        t0 = time.monotonic()
+        with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP_SERVERS"):
+            Emitter(bad, spool_dir="").start(timeout_s=3)
+        assert time.monotonic() - t0 < 4
+    finally:
+        silent.close()
