@@ -166,6 +166,11 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         # A worker killed with -9 holds its partitions until its session times out: keep the
         # stall after a crash short (Faust's default is 60 s).
         broker_session_timeout=10.0,
+        # A group rebalance that happens while a restarted broker still reports the topics
+        # without partitions assigns nothing; the consumer rejoins once its metadata shows the
+        # partitions again. Refresh it every 5 s, not every 5 min (Faust's default): otherwise a
+        # worker sits idle for up to 5 minutes after a broker restart.
+        consumer_metadata_max_age_ms=5000,
         broker_heartbeat_interval=2.0,
         key_serializer="raw",
         value_serializer="raw",
