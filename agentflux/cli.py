@@ -78,21 +78,55 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from agentflux.localkafka import down
     state = down(Settings.from_env().state_dir)
-    print(f"stopped Kafka at {state['bootstrap']}" if state else "no local Kafka was running")
+    if state:
+        print(f"stopped Kafka at {state['bootstrap']}; its data is kept in {state['work_dir']} "
+              "(`agentflux up` resumes it, `agentflux up --reset` starts a fresh cluster)")
+    else:
+        print("no local Kafka was running")
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
+def _preflight_logs(settings: Settings) -> dict:
+    """Create missing topics and read the cluster and topic ids the stored offsets must match;
+    an unreachable broker is one line naming the address and the setting, not a traceback."""
+    from aiokafka.errors import KafkaError
 
-    from agentflux.sinks.duckdb import DuckDBHistory
-    from agentflux.sinks.prometheus import PipelineMetrics
-    from agentflux.streams.app import create_app
+    from agentflux.streams.kafkameta import log_identities
     from agentflux.streams.topics import ensure_topics
 
-    settings = with_broker(Settings.from_env(duckdb_path=args.db, metrics_port=args.metrics_port))
-    asyncio.run(ensure_topics(settings))
+    t = settings.topics
+    try:
+        asyncio.run(ensure_topics(settings))
+        return asyncio.run(log_identities(settings, [t.events, t.kpis]))
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the Kafka broker at {settings.bootstrap_servers} "
+                          f"({type(exc).__name__}: {exc}): start it (`agentflux up`) or set "
+                          "KAFKA_BOOTSTRAP_SERVERS") from None
+
+
+def open_history(settings: Settings, identities: dict):
+    """The worker's history, with its stored offsets bound to the logs they count in."""
+    from agentflux.sinks.duckdb import DuckDBHistory, OffsetsMismatch
+
     history = DuckDBHistory(settings.duckdb_path)
+    try:
+        history.bind_logs(identities)
+    except OffsetsMismatch as exc:
+        history.close()
+        raise ConfigError(
+            f"the history {settings.duckdb_path} cannot resume: {exc}. Its offsets do not count "
+            f"in this log, so applying them would skip events. To land the topic from its "
+            f"beginning, run `agentflux replay --db {settings.duckdb_path}` (landed rows stay; "
+            "events whose ids were landed recently are dropped as duplicates)") from None
+    return history
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from agentflux.sinks.prometheus import PipelineMetrics
+    from agentflux.streams.app import BoundedStopWorker, create_app
+
+    settings = with_broker(Settings.from_env(duckdb_path=args.db, metrics_port=args.metrics_port))
+    history = open_history(settings, _preflight_logs(settings))
     metrics = PipelineMetrics()
     port = metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings, metrics=metrics, history=history)
@@ -104,9 +138,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker = BoundedStopWorker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False,
+                               stop_timeout_s=args.stop_timeout)
     try:
         worker.execute_from_commandline()
+    finally:
+        history.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agentflux.sinks.duckdb import DuckDBHistory
+
+    settings = Settings.from_env(duckdb_path=args.db)
+    if not Path(settings.duckdb_path).exists():
+        raise ConfigError(f"no history at {settings.duckdb_path}: pass --db PATH (or set "
+                          "AGENTFLUX_DUCKDB)")
+    topics = args.topic or [settings.topics.events, settings.topics.kpis]
+    import duckdb
+    try:
+        history = DuckDBHistory(settings.duckdb_path)
+    except duckdb.IOException as exc:
+        raise ConfigError(f"cannot open {settings.duckdb_path} for writing ({exc}): stop the "
+                          "worker that holds it first") from None
+    try:
+        for topic in topics:
+            n = history.reset_offsets(topic)
+            print(f"{topic}: forgot the landed offsets of {n} partition(s); the next worker "
+                  "lands it from the beginning of the log")
     finally:
         history.close()
     return 0
@@ -220,13 +279,23 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    args.events_given = args.events is not None
     if args.what == "runtime":
         from agentflux.bench.runtime import main as bench_runtime
         return bench_runtime(as_json=args.json, console=_console())
     if args.what == "pipeline":
         from agentflux.bench.pipeline import main as bench_main
-        return bench_main(events=args.events, baseline_events=args.baseline_events,
+        return bench_main(events=args.events or 1_000_000, baseline_events=args.baseline_events,
                           as_json=args.json, console=_console())
+    if args.what == "faults":
+        from agentflux.bench.faults import DEFAULT_EVENTS
+        from agentflux.bench.faults import main as bench_faults
+        return bench_faults(events=args.events if args.events_given else DEFAULT_EVENTS,
+                            only=args.scenario, as_json=args.json, console=_console())
+    if args.what == "soak":
+        from agentflux.bench.soak import main as bench_soak
+        return bench_soak(minutes=args.minutes, rate=args.rate, as_json=args.json,
+                          console=_console())
     raise ConfigError(f"unknown benchmark {args.what!r}")
 
 
@@ -243,7 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="DuckDB history file (env AGENTFLUX_DUCKDB)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT)")
     p.add_argument("--loglevel", default="warning")
+    p.add_argument("--stop-timeout", type=float, default=15.0,
+                   help="seconds a stop (SIGTERM/SIGINT) may take before the worker exits "
+                        "anyway, e.g. when the broker is unreachable; nothing is lost: the "
+                        "history resumes from its stored offsets (default 15)")
     p.set_defaults(fn=cmd_worker)
+    p = sub.add_parser("replay", help="forget a history's landed offsets so that the next "
+                       "worker lands the topics from the beginning (after a topic was "
+                       "recreated or the cluster changed)")
+    p.add_argument("--db", help="DuckDB history file (env AGENTFLUX_DUCKDB)")
+    p.add_argument("--topic", action="append",
+                   help="topic to replay (repeatable; default: the events and KPI topics)")
+    p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("simulate", help="run a synthetic agent runtime on the real runtime "
                        "components and publish its events")
     p.add_argument("--agents", type=int, default=8)
@@ -265,9 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="rows to print at most")
     p.set_defaults(fn=cmd_sql)
     p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    p.add_argument("what", choices=["pipeline", "runtime"])
-    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak"])
+    p.add_argument("--events", type=int, default=None,
+                   help="events per run (pipeline: 1,000,000; faults: 100,000 per scenario)")
     p.add_argument("--baseline-events", type=int, default=50_000)
+    p.add_argument("--scenario", action="append",
+                   help="faults: run only this scenario (repeatable; default: all)")
+    p.add_argument("--minutes", type=float, default=30.0, help="soak: duration (default 30)")
+    p.add_argument("--rate", type=float, default=10_000.0,
+                   help="soak: events per second to hold (default 10,000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_bench)
     return ap

@@ -373,8 +373,9 @@ def session_order_note(settings: Settings, evs: list[dict]) -> str:
     order = {e["id"]: i for i, e in enumerate(evs)}
     con = duckdb.connect(settings.duckdb_path, read_only=True)
     try:
+        # rowid: the order rows were inserted in, i.e. the order of the events in a record
         rows = con.execute("SELECT session_id, id FROM events ORDER BY kafka_partition, "
-                           "kafka_offset").fetchall()
+                           "kafka_offset, rowid").fetchall()
     finally:
         con.close()
     last: dict[str, int] = {}
