@@ -144,6 +144,15 @@ class Rig:
                 self.exits.append(code)
             self.worker = None
 
+    def recover(self, out: Outcome, n: int, since: float) -> Outcome:
+        """Wait until ``n`` events + dead letters have landed (recovery counted from ``since``,
+        the end of the fault), stop the worker and count the history into ``out``."""
+        self.wait_landed(n, 300)
+        out.recovery_s = round(time.monotonic() - since, 2)
+        self.stop()
+        out.crash_loops = len([c for c in self.exits if c != 0])
+        return self.count(out)
+
     def count(self, out: Outcome) -> Outcome:
         """Fill the history's figures into ``out`` (the worker must be stopped)."""
         con = duckdb.connect(self.settings.duckdb_path, read_only=True)
@@ -280,11 +289,7 @@ def worker_kill(bootstrap: str, n: int, at: float, rate: float = 8000.0) -> Outc
         r.start_worker()
         st = load.finish()
         out = _emitter_outcome(f"worker_kill_{int(at * 100)}", st)
-        r.wait_landed(out.expected_valid, 300)
-        out.recovery_s = round(time.monotonic() - restart, 2)
-        r.stop()
-        out.crash_loops = len([c for c in r.exits if c not in (0, -9)])
-        r.count(out)
+        r.recover(out, out.expected_valid, since=restart)
     out.seconds = round(time.monotonic() - t0, 1)
     return out
 
@@ -302,11 +307,7 @@ def broker_kill(n: int, rate: float = 8000.0, down_s: float = 3.0) -> Outcome:
         restart = time.monotonic()
         st = load.finish(flush_s=180)
         out = _emitter_outcome("broker_kill", st)
-        r.wait_landed(out.expected_valid, 300)
-        out.recovery_s = round(time.monotonic() - restart, 2)
-        r.stop()
-        out.crash_loops = len([c for c in r.exits if c != 0])
-        r.count(out)
+        r.recover(out, out.expected_valid, since=restart)
     out.seconds = round(time.monotonic() - t0, 1)
     return out
 
@@ -358,11 +359,7 @@ def broker_outage_spool(n: int, buffer_events: int = 2000, spool_max_bytes: int 
             out = _emitter_outcome(name, st)
             out.notes.append(f"spool bytes at the end {st.spool_bytes}")
         out.expected_valid = out.sent - out.dropped
-        r.wait_landed(out.expected_valid, 300)
-        out.recovery_s = round(time.monotonic() - restart, 2)
-        r.stop()
-        out.crash_loops = len([c for c in r.exits if c != 0])
-        r.count(out)
+        r.recover(out, out.expected_valid, since=restart)
         out.notes.append(session_order_note(r.settings, evs))
     out.seconds = round(time.monotonic() - t0, 1)
     return out
@@ -414,11 +411,7 @@ def network(n: int, fault: str, rate: float = 5000.0) -> Outcome:
         healed = time.monotonic()
         st = load.finish(flush_s=180)
         out = _emitter_outcome(f"network_{fault}", st)
-        r.wait_landed(out.expected_valid, 300)
-        out.recovery_s = round(time.monotonic() - healed, 2)
-        r.stop()
-        out.crash_loops = len([c for c in r.exits if c != 0])
-        r.count(out)
+        r.recover(out, out.expected_valid, since=healed)
     out.seconds = round(time.monotonic() - t0, 1)
     return out
 
@@ -438,11 +431,7 @@ def hostile(bootstrap: str, n: int, bad_fraction: float = 0.01, seed: int = 7) -
         out.acked = exp["sent_items"] if acked == len(records) else -1
         out.notes.append(f"{len(records)} records, {acked} acknowledged")
         start = time.monotonic()
-        r.wait_landed(exp["sent_items"], 300)
-        out.recovery_s = round(time.monotonic() - start, 2)
-        r.stop()
-        out.crash_loops = len([c for c in r.exits if c != 0])
-        r.count(out)
+        r.recover(out, exp["sent_items"], since=start)
     out.seconds = round(time.monotonic() - t0, 1)
     return out
 
@@ -489,11 +478,7 @@ def disk_full(bootstrap: str, n: int) -> Outcome:
             subprocess.run(["mount", "-o", "remount,size=1g", str(vol)], check=True)
             healed = time.monotonic()
             r.start_worker()
-            r.wait_landed(out.expected_valid, 300)
-            out.recovery_s = round(time.monotonic() - healed, 2)
-            r.stop()
-            out.crash_loops = len([c for c in r.exits if c != 0])
-            r.count(out)
+            r.recover(out, out.expected_valid, since=healed)
     out.seconds = round(time.monotonic() - t0, 1)
     return out
 
