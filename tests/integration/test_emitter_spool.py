@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentflux.config import ConfigError, Settings, Topics
+from agentflux.harness import wait_until
 from agentflux.runtime.emitter import Emitter
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 
@@ -27,11 +28,7 @@ PARTITIONS = 4
 
 
 def wait_for(cond, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.005)  # polling a condition, bounded by the deadline
+    wait_until(cond, timeout_s, what, interval_s=0.005)
 
 
 @pytest.fixture(scope="module")

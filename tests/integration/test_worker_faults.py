@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agentflux.harness import WorkerProcess, settings_env
+from agentflux.harness import WorkerProcess, settings_env, wait_until
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 
 from .kafka_helpers import consume_sync, produce_raw
@@ -142,20 +142,18 @@ def test_a_recreated_topic_stops_the_worker_with_one_line_and_replay_relands(set
     w.wait_for(lambda m: m.get(EVENTS_ROWS, 0) == 400, 60, "the first 400 events")
     assert w.stop() == 0
 
-    async def recreate():
+    async def admin_call(fn):
         admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
         await admin.start()
         try:
-            await admin.delete_topics([settings.topics.events])
-            deadline = time.monotonic() + 30
-            while settings.topics.events in await admin.list_topics():
-                assert time.monotonic() < deadline, "topic deletion did not finish"
-                await asyncio.sleep(0.2)  # polling the broker for a condition, bounded
+            return await fn(admin)
         finally:
             await admin.close()
-        await ensure_topics(settings)
 
-    asyncio.run(recreate())
+    asyncio.run(admin_call(lambda a: a.delete_topics([settings.topics.events])))
+    wait_until(lambda: settings.topics.events not in asyncio.run(admin_call(
+        lambda a: a.list_topics())), 30, "the topic deletion", interval_s=0.2)
+    asyncio.run(ensure_topics(settings))
     second = events(100, seed=8)  # fewer records than the stored offsets: all would be skipped
     asyncio.run(produce_raw(settings, [orjson.dumps(second[i:i + 20]) for i in range(0, 100, 20)]))
     env = {**os.environ, **settings_env(settings)}
@@ -212,19 +210,20 @@ def test_lag_never_under_reports_what_has_not_landed(settings, worker):
                                        for i in range(0, len(evs), 200)]))
     worker.start()
     seen_backlog = False
-    deadline = time.monotonic() + 120
-    while True:
+
+    def drained() -> bool:
+        nonlocal seen_backlog
         m = worker.metrics()
         lags = [v for k, v in m.items() if k.startswith("agentflux_consumer_lag{")]
         landed = m.get("agentflux_records_total", 0)
-        if lags:
-            # a lag figure may be up to a second old (so higher), never lower than the truth
-            assert sum(lags) + landed >= n_records, (sum(lags), landed)
-            seen_backlog |= sum(lags) > 0 and landed < n_records
-            if landed == n_records and sum(lags) == 0:
-                break
-        assert time.monotonic() < deadline, "the backlog did not land"
-        time.sleep(0.05)  # sampling the gauge while the backlog drains
+        if not lags:
+            return False
+        # a lag figure may be up to a second old (so higher), never lower than the truth
+        assert sum(lags) + landed >= n_records, (sum(lags), landed)
+        seen_backlog |= sum(lags) > 0 and landed < n_records
+        return landed == n_records and sum(lags) == 0
+
+    wait_until(drained, 120, "the backlog to land")
     assert seen_backlog, "the drain was too fast to observe a backlog"
 
 

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 
 from agentflux.config import ConfigError, Settings
+from agentflux.harness import wait_until
 from agentflux.runtime.emitter import Emitter, Spool
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.runtime.testing import InMemoryProducer
@@ -22,11 +23,7 @@ def sim(n, seed=1, agents=6):
 
 
 def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)  # polling a condition, bounded by the deadline
+    wait_until(cond, timeout, what, interval_s=0.002)
 
 
 @dataclass
