@@ -93,7 +93,7 @@ from agentflux.config import ConfigError, Settings
 from agentflux.schemas.events import EVENT_TYPES, Event
 from agentflux.schemas.ids import uuid7
 from agentflux.streams.codec import encode_batch
-from agentflux.streams.sketch import DDSketch
+from agentflux.schemas.sketch import DDSketch
 
 log = logging.getLogger(__name__)
 

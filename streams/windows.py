@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from agentflux.streams.sketch import DDSketch
+from agentflux.schemas.sketch import DDSketch
 
 # type -> (attrs field naming the span, attrs field holding its duration, factor to milliseconds)
 SPAN_FIELDS: dict[str, tuple[str | None, str | None, float]] = {

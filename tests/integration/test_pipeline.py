@@ -15,7 +15,7 @@ import pytest
 from agentflux.harness import WorkerProcess
 from agentflux.runtime.emitter import Emitter
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-from agentflux.streams.sketch import DDSketch
+from agentflux.schemas.sketch import DDSketch
 from agentflux.streams.windows import span_of
 
 from .kafka_helpers import consume_sync, produce_raw

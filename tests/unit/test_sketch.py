@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agentflux.streams.sketch import DDSketch
+from agentflux.schemas.sketch import DDSketch
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 

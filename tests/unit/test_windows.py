@@ -1,7 +1,7 @@
 import numpy as np
 
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-from agentflux.streams.sketch import DDSketch
+from agentflux.schemas.sketch import DDSketch
 from agentflux.streams.windows import TumblingWindows, span_of
 
 S = 10**9
