@@ -39,7 +39,7 @@ def _events(n: int, seed: int):
 
 async def _produce(settings: Settings, topic: str, n: int, per_record: int, progress=None) -> None:
     from aiokafka import AIOKafkaProducer
-    from agentflux.streams.codec import encode_batch
+    from agentflux.schemas.wire import encode_batch
     producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), linger_ms=5,
                                 max_batch_size=4 * 1024 * 1024, max_request_size=8 * 1024 * 1024)
     await producer.start()

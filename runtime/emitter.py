@@ -92,7 +92,7 @@ import orjson
 from agentflux.config import ConfigError, Settings
 from agentflux.schemas.events import EVENT_TYPES, Event
 from agentflux.schemas.ids import uuid7
-from agentflux.streams.codec import encode_batch
+from agentflux.schemas.wire import encode_batch
 from agentflux.schemas.sketch import DDSketch
 
 log = logging.getLogger(__name__)

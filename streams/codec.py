@@ -156,12 +156,3 @@ def as_batch(value: Any, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> DecodedBa
     """The decoded batch of a Faust event's value. Faust does not call the codec for a record
     without a value (a tombstone) and hands the agent ``None``: that is a dead letter too."""
     return value if type(value) is DecodedBatch else decode_record(value, max_bytes)
-
-
-def encode_batch(serialized_events: Sequence[bytes]) -> bytes:
-    """Join already-serialised events into one record value (a JSON array)."""
-    return b"[" + b",".join(serialized_events) + b"]"
-
-
-def encode_events(events: Iterable[dict]) -> bytes:
-    return orjson.dumps(list(events))

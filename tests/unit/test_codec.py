@@ -1,7 +1,8 @@
 import orjson
 
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-from agentflux.streams.codec import decode_record, encode_batch
+from agentflux.streams.codec import decode_record
+from agentflux.schemas.wire import encode_batch
 
 
 def events(n):
