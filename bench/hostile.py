@@ -48,6 +48,7 @@ import orjson
 
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.schemas.ids import uuid7
+from agentflux.schemas.wire import envelope
 from agentflux.streams.codec import DEFAULT_MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,15 @@ def expected_totals(records: Iterable[HostileRecord]) -> dict[str, int]:
 # --- building the hostile cases -----------------------------------------------------------
 
 def _tool_event(rng: random.Random, ts: int, i: int) -> dict:
-    """A valid ``tool.call`` event in wire form, as ``Emitter.event()`` builds it."""
-    return {"id": uuid7(ts, rng), "type": "tool.call", "v": 1, "ts": ts,
-            "source": {"runtime": "agentflux-hostile", "host": "fault-host", "pid": 4000 + i % 7},
-            "agent_id": f"agent-{i % 5}", "session_id": f"hostile-{i % 11}",
-            "philosophy": "react", "trace_id": f"{rng.getrandbits(128):032x}",
-            "span_id": f"{rng.getrandbits(64):016x}",
-            "attrs": {"tool": rng.choice(("web_search", "file_read", "sql_query")),
-                      "duration_ms": round(rng.uniform(1, 900), 3), "status": "ok",
-                      "error": None, "idempotent": True, "cached": False}}
+    """A valid ``tool.call`` event in wire form, built as every producer builds one."""
+    id_ = uuid7(ts, rng)  # the random draws in this order: a seed gives the same stream
+    trace_id, span_id = f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(64):016x}"
+    attrs = {"tool": rng.choice(("web_search", "file_read", "sql_query")),
+             "duration_ms": round(rng.uniform(1, 900), 3), "status": "ok", "error": None,
+             "idempotent": True, "cached": False}
+    return envelope("tool.call", attrs, ts=ts, id=id_, trace_id=trace_id, span_id=span_id,
+                    source={"runtime": "agentflux-hostile", "host": "fault-host", "pid": 4000 + i % 7},
+                    agent_id=f"agent-{i % 5}", session_id=f"hostile-{i % 11}", philosophy="react")
 
 
 def _with(ev: dict, placeholder_path: tuple[str, ...], placeholder: str) -> dict:

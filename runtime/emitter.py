@@ -90,9 +90,8 @@ import numpy as np
 import orjson
 
 from agentflux.config import ConfigError, Settings
-from agentflux.schemas.events import EVENT_TYPES, Event
-from agentflux.schemas.ids import uuid7
-from agentflux.schemas.wire import encode_batch
+from agentflux.schemas.events import Event
+from agentflux.schemas.wire import encode_batch, envelope
 from agentflux.schemas.sketch import DDSketch
 
 log = logging.getLogger(__name__)
@@ -652,21 +651,12 @@ class Emitter:
     def event(self, type: str, attrs: Mapping[str, Any], *, agent_id: str, session_id: str,
               philosophy: str, ts: int | None = None, trace_id: str | None = None,
               span_id: str | None = None, parent_span_id: str | None = None) -> dict:
-        """A wire-form event with a fresh UUIDv7 id, the current time and this emitter's source."""
-        etype = EVENT_TYPES.get(type)
-        if etype is None:
-            raise ValueError(f"unknown event type {type!r}; known: {sorted(EVENT_TYPES)}")
-        ts = time.time_ns() if ts is None else ts
-        ev = {"id": uuid7(ts), "type": type, "v": etype.version, "ts": ts, "source": self.source,
-              "agent_id": agent_id, "session_id": session_id, "philosophy": philosophy,
-              "attrs": dict(attrs)}
-        if trace_id is not None:
-            ev["trace_id"] = trace_id
-        if span_id is not None:
-            ev["span_id"] = span_id
-        if parent_span_id is not None:
-            ev["parent_span_id"] = parent_span_id
-        return ev
+        """A wire-form event with a fresh UUIDv7 id, the current time and this emitter's source
+        (built by :func:`agentflux.schemas.wire.envelope`; ``attrs`` is copied). Raises
+        ``ValueError`` for an unknown type."""
+        return envelope(type, dict(attrs), source=self.source, agent_id=agent_id,
+                        session_id=session_id, philosophy=philosophy, ts=ts, trace_id=trace_id,
+                        span_id=span_id, parent_span_id=parent_span_id)
 
     # --- the hot path ---------------------------------------------------------------------
     def emit(self, event: Mapping[str, Any] | Event) -> bool:

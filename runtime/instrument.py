@@ -9,12 +9,10 @@ from __future__ import annotations
 import collections
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from agentflux.schemas.events import EVENT_TYPES
-from agentflux.schemas.ids import uuid7
+from agentflux.schemas.wire import envelope
 
 
 class EventSink(Protocol):
@@ -52,13 +50,9 @@ class Instrumentation:
 
     def emit(self, type_: str, attrs: dict, *, philosophy: str | None = None,
              session_id: str | None = None, trace_id: str | None = None) -> bool:
-        ts = time.time_ns()
-        ev = {"id": uuid7(ts), "type": type_, "v": EVENT_TYPES[type_].version, "ts": ts,
-              "source": self.source, "agent_id": self.agent_id,
-              "session_id": session_id or self.session_id,
-              "philosophy": philosophy or self.philosophy, "attrs": attrs}
-        if trace_id:
-            ev["trace_id"] = trace_id
+        ev = envelope(type_, attrs, source=self.source, agent_id=self.agent_id,
+                      session_id=session_id or self.session_id,
+                      philosophy=philosophy or self.philosophy, trace_id=trace_id)
         return self.sink.emit(ev)
 
     def child(self, **changes: Any) -> "Instrumentation":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from agentflux.schemas.ids import uuid7
+from agentflux.schemas.wire import envelope
 
 PHILOSOPHIES = ("react", "chain_of_thought", "multi_agent", "autonomous")
 # tool -> (median ms, error rate, idempotent)
@@ -98,19 +99,15 @@ class SyntheticRuntime:
 
     # --- one session ------------------------------------------------------------------------
     def _event(self, agent: _Agent, sid: str, type_: str, attrs: dict, advance_ms: float,
-               trace_id: str, parent: str | None) -> dict:
+               trace_id: str) -> dict:
         if self._live:
             agent.clock_ns = max(time.time_ns(), agent.clock_ns + 1)
         else:
             agent.clock_ns += int(advance_ms * 1e6) + 1000
-        span_id = f"{self.rng.getrandbits(64):016x}"
-        ev = {"id": uuid7(agent.clock_ns, self.rng), "type": type_, "v": 1, "ts": agent.clock_ns,
-              "source": agent.source, "agent_id": f"agent-{agent.idx}", "session_id": sid,
-              "philosophy": agent.philosophy, "trace_id": trace_id, "span_id": span_id,
-              "attrs": attrs}
-        if parent:
-            ev["parent_span_id"] = parent
-        return ev
+        span_id = f"{self.rng.getrandbits(64):016x}"  # drawn before the id: the seeded order
+        return envelope(type_, attrs, source=agent.source, agent_id=f"agent-{agent.idx}",
+                        session_id=sid, philosophy=agent.philosophy, ts=agent.clock_ns,
+                        id=uuid7(agent.clock_ns, self.rng), trace_id=trace_id, span_id=span_id)
 
     def _session(self, agent: _Agent) -> Iterator[dict]:
         r = self.rng
@@ -122,7 +119,7 @@ class SyntheticRuntime:
         yield self._event(agent, sid, "pool.acquire", {
             "pool": agent.philosophy, "warm": warm,
             "startup_ms": round(r.uniform(5, 30) if warm else r.uniform(400, 2500), 2),
-            "available": r.randint(0, 4), "in_use": r.randint(1, 8), "target": 5}, 1, trace, None)
+            "available": r.randint(0, 4), "in_use": r.randint(1, 8), "target": 5}, 1, trace)
         context_tokens = self._tokens(1200, 0.3)
         steps = max(1, int(r.expovariate(1 / mean_steps)) + 1)
         for step in range(steps):
@@ -131,7 +128,7 @@ class SyntheticRuntime:
             yield self._event(agent, sid, "routing.decision", {
                 "candidates": list(models), "chosen": chosen, "decision_us": round(r.uniform(4, 40), 2),
                 "scores": scores, "weights": {"cost": 0.4, "latency": 0.3, "quality": 0.3},
-                "attempt": 1}, 0.05, trace, None)
+                "attempt": 1}, 0.05, trace)
             provider, med, pin, pout = MODELS[chosen]
             out_tok = self._tokens(180)
             cached = int(context_tokens * r.uniform(0.3, 0.9)) if step else 0
@@ -145,7 +142,7 @@ class SyntheticRuntime:
                 "cost_usd": round(((context_tokens - cached) * pin + cached * pin * 0.1
                                    + out_tok * pout) / 1e6, 8),
                 "status": status, "finish_reason": "tool_calls" if step < steps - 1 else "stop"},
-                dur, trace, None)
+                dur, trace)
             context_tokens += out_tok
             if step == steps - 1:
                 break
@@ -154,7 +151,7 @@ class SyntheticRuntime:
             hit = idem and r.random() < 0.35
             yield self._event(agent, sid, "cache.lookup", {
                 "cache": "tool_results", "outcome": "hit" if hit else "miss",
-                "latency_ns": int(r.uniform(300, 3000))}, 0.01, trace, None)
+                "latency_ns": int(r.uniform(300, 3000))}, 0.01, trace)
             if hit:
                 tdur, tstatus, terr = round(r.uniform(0.05, 0.5), 3), "ok", None
             else:
@@ -164,23 +161,23 @@ class SyntheticRuntime:
                 terr = None if tstatus == "ok" else f"{tool} failed: {tstatus}"
             yield self._event(agent, sid, "tool.call", {
                 "tool": tool, "duration_ms": tdur, "status": tstatus, "error": terr,
-                "idempotent": idem, "cached": hit}, tdur, trace, None)
+                "idempotent": idem, "cached": hit}, tdur, trace)
             context_tokens += self._tokens(900, 0.9)
             if context_tokens > 5000:
                 after = min(2000, context_tokens // 3)
                 yield self._event(agent, sid, "context.compress", {
                     "strategy": "extractive", "tokens_before": context_tokens, "tokens_after": after,
                     "duration_ms": round(r.uniform(5, 60), 3), "preserved": r.randint(3, 12),
-                    "quality": round(r.uniform(0.85, 1.0), 4)}, 5, trace, None)
+                    "quality": round(r.uniform(0.85, 1.0), 4)}, 5, trace)
                 context_tokens = after
             if r.random() < 0.2:
                 yield self._event(agent, sid, "resource.sample", {
                     "cpu_percent": round(min(100.0, r.gammavariate(2, 12)), 2),
                     "memory_mb": round(r.lognormvariate(math.log(350), 0.4), 1),
-                    "execution_time_s": round((agent.clock_ns % 10**12) / 1e9, 3)}, 0.1, trace, None)
+                    "execution_time_s": round((agent.clock_ns % 10**12) / 1e9, 3)}, 0.1, trace)
         yield self._event(agent, sid, "pool.release", {
             "pool": agent.philosophy, "available": r.randint(1, 5), "in_use": r.randint(0, 7),
-            "target": 5}, 1, trace, None)
+            "target": 5}, 1, trace)
 
     def events(self) -> Iterator[dict]:
         """Exactly ``config.events`` events, sessions of all agents interleaved."""

@@ -4,11 +4,13 @@ import json
 from pathlib import Path
 
 import jsonschema
+import orjson
 import pytest
 
 from agentflux.schemas import (EVENT_TYPES, Event, InvalidEvent, Source, ToolCall, check, uuid7,
                                validate)
 from agentflux.schemas.jsonschema import SCHEMA_DIR, all_schemas, render
+from agentflux.schemas.wire import envelope
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 
 
@@ -107,3 +109,35 @@ def test_uuid7_is_time_ordered_and_canonical():
     a, b = uuid7(10**18), uuid7(10**18 + 10**6)
     assert len(a) == 36 and a[14] == "7" and a[19] in "89ab"
     assert a < b
+
+
+def test_envelope_builds_the_models_wire_form_byte_for_byte():
+    e = Event(id=uuid7(5 * 10**18), ts=5 * 10**18, source=Source("rt", "h", 1), agent_id="a",
+              session_id="s", philosophy="react", attrs=ToolCall(tool="grep", duration_ms=3.5,
+                                                                  status="ok"),
+              trace_id="t" * 32, span_id="p" * 16, parent_span_id="q" * 16)
+    d = e.to_dict()
+    built = envelope("tool.call", d["attrs"], source=d["source"], agent_id="a", session_id="s",
+                     philosophy="react", ts=e.ts, id=e.id, trace_id=e.trace_id, span_id=e.span_id,
+                     parent_span_id=e.parent_span_id)
+    assert orjson.dumps(built) == orjson.dumps(d)
+
+
+def test_envelope_defaults_a_time_ordered_id_of_its_ts_and_the_registered_version():
+    ev = envelope("llm.call", {}, source={}, agent_id="a", session_id="s", philosophy="react",
+                  ts=10**18)
+    assert ev["v"] == EVENT_TYPES["llm.call"].version and ev["ts"] == 10**18
+    assert ev["id"][:13] == uuid7(10**18)[:13]  # the same millisecond prefix
+    assert not {"trace_id", "span_id", "parent_span_id"} & set(ev)
+    with pytest.raises(ValueError, match="unknown event type"):
+        envelope("telepathy", {}, source={}, agent_id="a", session_id="s", philosophy="react")
+
+
+def test_the_simulator_is_byte_identical_for_a_seed_and_uses_the_envelope_order():
+    a, b = sample_events(300), sample_events(300)
+    assert orjson.dumps(a) == orjson.dumps(b)
+    ev = a[0]
+    rebuilt = envelope(ev["type"], ev["attrs"], source=ev["source"], agent_id=ev["agent_id"],
+                       session_id=ev["session_id"], philosophy=ev["philosophy"], ts=ev["ts"],
+                       id=ev["id"], trace_id=ev["trace_id"], span_id=ev["span_id"])
+    assert orjson.dumps(rebuilt) == orjson.dumps(ev)
