@@ -1,73 +1,18 @@
 """A corpus of realistic tool outputs (~5,000 tokens each) with the facts that must survive
 compression: marked key facts (answers to the query), error lines and file paths.
 
-Deterministic for a seed. Used by the compressor's tests and ``agentflux bench runtime``.
+Deterministic for a seed. Used by the compressor's tests and ``agentflux bench runtime``. The log
+kind, ``Sample`` and ``grow_lines`` live in :mod:`agentflux.runtime.tool_output`, because the agent
+simulator uses them and the runtime does not import benchmarks.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
 
 from agentflux.runtime.tokens import count_tokens
-
-
-@dataclass
-class Sample:
-    kind: str
-    query: str
-    text: str
-    key_facts: list[str] = field(default_factory=list)
-    error_lines: list[str] = field(default_factory=list)
-    file_paths: list[str] = field(default_factory=list)
-
-    def must_keep(self) -> list[str]:
-        return self.key_facts + self.error_lines + self.file_paths
-
-
-def _grow(make_line, budget_tokens: int) -> list[str]:
-    lines, tokens = [], 0
-    while tokens < budget_tokens:
-        line = make_line(len(lines))
-        lines.append(line)
-        tokens += count_tokens(line) + 1
-    return lines
-
-
-def log_sample(rng: random.Random, tokens: int = 5000) -> Sample:
-    services = ["api-gateway", "auth", "inventory", "search", "notifier"]
-
-    def noise(i: int) -> str:
-        ts = f"2026-11-23T10:{(i // 60) % 60:02d}:{i % 60:02d}.{rng.randint(0, 999):03d}Z"
-        kind = rng.random()
-        svc = rng.choice(services)
-        if kind < 0.4:
-            return f"{ts} INFO  {svc} heartbeat ok uptime={rng.randint(1000, 99999)}s rss={rng.randint(100, 900)}MB"
-        if kind < 0.8:
-            return (f"{ts} INFO  {svc} GET /api/v1/items/{rng.randint(1, 99999)} 200 "
-                    f"{rng.randint(2, 300)}ms req_id={rng.getrandbits(48):012x}")
-        return f"{ts} DEBUG {svc} cache refresh took {rng.randint(1, 90)}ms entries={rng.randint(10, 5000)}"
-
-    lines = _grow(noise, tokens - 450)
-    facts = ["payment-worker-3 exited with code 137 (OOMKilled) while settling batch 8812",
-             "payment job settle_invoices retried 3 times, giving up"]
-    errors = ["2026-11-23T10:41:07.113Z ERROR payment-worker-3 settle_invoices failed: "
-              "ConnectionResetError: [Errno 104] Connection reset by peer",
-              "2026-11-23T10:41:09.520Z ERROR payment-worker-3 " + facts[1]]
-    paths = ["/srv/payments/worker/settle.py", "/srv/payments/db/pool.py"]
-    trace = ["Traceback (most recent call last):",
-             f'  File "{paths[0]}", line 214, in settle_invoices',
-             "    rows = pool.fetch(batch)",
-             f'  File "{paths[1]}", line 88, in fetch',
-             "    raise ConnectionResetError(104, 'Connection reset by peer')",
-             "ConnectionResetError: [Errno 104] Connection reset by peer"]
-    at = len(lines) // 2
-    lines[at:at] = [errors[0], *trace, errors[1],
-                    f"2026-11-23T10:41:10.002Z WARN  supervisor {facts[0]}"]
-    return Sample("log", "why did the payment job fail on payment-worker-3",
-                  "\n".join(lines), facts, errors + ["ConnectionResetError: [Errno 104] Connection reset by peer"],
-                  paths)
+from agentflux.runtime.tool_output import Sample, grow_lines, log_sample
 
 
 def search_sample(rng: random.Random, tokens: int = 5000) -> Sample:
@@ -84,7 +29,7 @@ def search_sample(rng: random.Random, tokens: int = 5000) -> Sample:
                 f"   https://docs.example.com/guides/{t.replace(' ', '-')}-{i}.html\n"
                 f"   {filler} Section {rng.randint(1, 40)} covers {t} for version {rng.randint(1, 5)}.x.")
 
-    blocks = _grow(result, tokens - 150)
+    blocks = grow_lines(result, tokens - 150)
     blocks.insert(len(blocks) // 3, f"{len(blocks) + 1}. Orders API rate limits\n"
                   f"   https://docs.example.com/api/orders/limits.html\n   {facts[0]} {facts[1]}")
     return Sample("search", "what are the rate limits of the Orders API", "\n".join(blocks), facts)
@@ -100,7 +45,7 @@ def code_sample(rng: random.Random, tokens: int = 5000) -> Sample:
                          for k in range(rng.randint(4, 9)))
         return f"def {n}(data, limit=10):\n    \"\"\"{n.replace('_', ' ')}.\"\"\"\n{body}\n    return data\n"
 
-    funcs = _grow(func, tokens - 200)
+    funcs = grow_lines(func, tokens - 200)
     facts = ["def load_config(path: str) -> Config:",
              'raise ConfigError(f"config file {path} not found")']
     target = (f"{facts[0]}\n    \"\"\"Read the YAML config at path.\"\"\"\n"

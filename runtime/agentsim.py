@@ -27,6 +27,7 @@ from agentflux.runtime.optimizer import PerformanceOptimizer
 from agentflux.runtime.prompt_cache import PrefixRegistry, PromptPart
 from agentflux.runtime.router import AllModelsFailed, ModelRouter, ModelSpec
 from agentflux.runtime.simulate import MODELS, PHILOSOPHIES, PROFILES, TOOLS
+from agentflux.runtime.tool_output import log_sample
 
 MODEL_SPECS = [ModelSpec(name, provider, frozenset({"tools", "long_context"}), pin, pout,
                          quality=0.6 + 0.1 * i, latency_ms=med)
@@ -157,7 +158,6 @@ class ComponentRuntime:
             else:
                 output = await self._tool(instr, tools[0], args[0])
             if r.random() < 0.08:  # a long tool output (a log dump) that must be compressed
-                from agentflux.bench.corpus import log_sample
                 sample = log_sample(r, 6000)
                 output = self.compressor.maybe_compress(sample.text, sample.query)
             context.append(PromptPart("history", output[:2000]))
