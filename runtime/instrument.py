@@ -44,9 +44,10 @@ class Instrumentation:
     session_id: str = "runtime"
     philosophy: str = "runtime"
     runtime: str = "agentflux"
-    source: dict = field(default_factory=lambda: {"runtime": "agentflux",
-                                                  "host": socket.gethostname(),
-                                                  "pid": os.getpid()})
+    source: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.source = {"runtime": self.runtime, "host": socket.gethostname(), "pid": os.getpid()}
 
     def emit(self, type_: str, attrs: dict, *, philosophy: str | None = None,
              session_id: str | None = None, trace_id: str | None = None) -> bool:
