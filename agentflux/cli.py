@@ -123,7 +123,8 @@ def open_history(settings: Settings, identities: dict):
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from agentflux.sinks.prometheus import PipelineMetrics
-    from agentflux.streams.app import BoundedStopWorker, create_app
+    from agentflux.streams.app import BoundedStopWorker
+    from agentflux.worker import create_app
 
     settings = with_broker(Settings.from_env(duckdb_path=args.db, metrics_port=args.metrics_port))
     history = open_history(settings, _preflight_logs(settings))

@@ -21,18 +21,18 @@ twice.
 from __future__ import annotations
 
 import asyncio
-import collections
+import time
 from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
-from agentflux.sinks.duckdb import (DEADLETTER_SCHEMA, DUPLICATE_SCHEMA, KPI_COLUMNS, KPI_SCHEMA,
-                                    events_table)
-from agentflux.streams.codec import as_batch
+from agentflux.sinks.duckdb import (DEADLETTER_SCHEMA, DUPLICATE_SCHEMA, EVENT_SCHEMA,
+                                    KPI_COLUMNS, KPI_SCHEMA)
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.dedup import RecentIds, id_hashes
+from agentflux.streams.frame import EventFrame
 
 EVENTS_CONSUMER = "history.events"
 KPIS_CONSUMER = "history.kpis"
@@ -137,7 +137,7 @@ async def _consume(stream: Any, ctx: PipelineContext, where: str,
 
 
 class EventHistory:
-    """Lands validated events and dead letters; publishes dead letters to their topic."""
+    """Lands a frame of validated events, its dead letters and duplicates, exactly once."""
 
     def __init__(self, ctx: PipelineContext):
         self.ctx = ctx
@@ -146,7 +146,7 @@ class EventHistory:
         for t in ("events", "deadletters", "duplicates"):
             ctx.metrics.set_rows(t, ctx.history.count(t))
 
-    async def _warm(self, partitions: set) -> None:
+    async def _warm(self, partitions: list) -> None:
         loop = asyncio.get_running_loop()
         for p in partitions:
             if not self.recent.known(p):
@@ -154,78 +154,66 @@ class EventHistory:
                                                  p, self.recent.capacity)
                 self.recent.warm(p, ids)
 
-    async def land(self, batch: Sequence[Any]) -> None:
-        ctx, metrics = self.ctx, self.ctx.metrics
-        for fe in batch:
-            m = fe.message
-            ctx.processed[(m.topic, m.partition)] = m.offset
-        fresh, offsets = self.lander.fresh(batch)
-        if not fresh:
-            return
-        evs: list = []
-        spans: list = []
-        parts: list = []
-        offs: list = []
-        dl = []
-        for fe in fresh:
-            d, m = as_batch(fe.value, ctx.settings.max_record_bytes), fe.message
-            n = len(d.events)
-            if n:
-                evs += d.events
-                spans += d.spans()
-                parts += [m.partition] * n
-                offs += [m.offset] * n
-            dl += [(r, m.topic, m.partition, m.offset) for r in d.rejected]
-        evs, spans, parts, offs, dups, remember = await self._deduplicate(evs, spans, parts, offs)
-        dl_table = pa.Table.from_pylist(
-            [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
-              "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
-             for r, t, p, o in dl], schema=DEADLETTER_SCHEMA) if dl else None
-        if dl:  # at-least-once on the topic: published before the rows and offsets commit
-            await publish_deadletters(ctx, [
-                ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
-                 deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
-                for r, t, p, o in dl])
-        await self.lander.write(offsets, events=events_table(evs, spans, parts, offs),
-                                deadletters=dl_table, duplicates=dups)
-        for p, h in remember:
-            self.recent.remember(p, h)
-        metrics.count_records(len(fresh))
-        metrics.count_events(collections.Counter(e["type"] for e in evs))
-        metrics.add_rows("events", len(evs))
-        metrics.add_rows("deadletters", len(dl))
-        for r, *_ in dl:
-            metrics.count_deadletters(r.reason)
-        if dups is not None:
-            metrics.count_duplicates(dups.num_rows)
-            metrics.add_rows("duplicates", dups.num_rows)
-
-    async def _deduplicate(self, evs: list, spans: list, parts: list, offs: list) -> tuple:
+    async def deduplicate(self, frame: EventFrame) -> tuple[EventFrame, pa.Table | None, list]:
         """Drop events whose id landed recently from the same partition (or earlier in this
-        batch). Returns the kept columns, a table of the duplicates, and the hashes to remember
+        frame). Returns the kept events, a table of the duplicates, and the hashes to remember
         once the write committed."""
-        if not evs:
-            return evs, spans, parts, offs, None, []
-        part_arr = np.asarray(parts)
-        await self._warm(set(np.unique(part_arr).tolist()))
-        hashes = id_hashes(e["id"] for e in evs)
-        dup = np.zeros(len(evs), dtype=bool)
+        if not frame.n:
+            return frame, None, []
+        parts = np.unique(frame.partition).tolist()
+        await self._warm(parts)
+        hashes = id_hashes(frame.ids)
+        dup = np.zeros(frame.n, dtype=bool)
         remember = []
-        for p in np.unique(part_arr).tolist():
-            idx = np.flatnonzero(part_arr == p)
+        for p in parts:
+            idx = np.flatnonzero(frame.partition == p) if len(parts) > 1 else slice(None)
             d = self.recent.duplicates(p, hashes[idx])
             dup[idx] = d
             remember.append((p, hashes[idx][~d]))
         if not dup.any():
-            return evs, spans, parts, offs, None, remember
-        topic = self.ctx.settings.topics.events
-        dups = pa.Table.from_pylist(
-            [{"event_id": evs[i]["id"], "topic": topic, "kafka_partition": parts[i],
-              "kafka_offset": offs[i]} for i in np.flatnonzero(dup).tolist()],
-            schema=DUPLICATE_SCHEMA)
-        keep = np.flatnonzero(~dup).tolist()
-        return ([evs[i] for i in keep], [spans[i] for i in keep], [parts[i] for i in keep],
-                [offs[i] for i in keep], dups, remember)
+            return frame, None, remember
+        at = np.flatnonzero(dup)
+        dups = pa.table({"event_id": pa.array([frame.ids[i] for i in at.tolist()], pa.string()),
+                         "topic": pa.array([self.ctx.settings.topics.events] * len(at)),
+                         "kafka_partition": pa.array(frame.partition[at], pa.int32()),
+                         "kafka_offset": pa.array(frame.offset[at], pa.int64())},
+                        schema=DUPLICATE_SCHEMA)
+        return frame.select(np.flatnonzero(~dup)), dups, remember
+
+    async def land(self, frame: EventFrame, deadletters: list, offsets: dict,
+                   duplicates: pa.Table | None) -> None:
+        """Publish the dead letters (awaited: at-least-once on the topic), then one transaction
+        with the events, dead letters, duplicates and offsets."""
+        ctx = self.ctx
+        dl_table = pa.Table.from_pylist(
+            [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
+              "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
+             for r, t, p, o in deadletters], schema=DEADLETTER_SCHEMA) if deadletters else None
+        if deadletters:
+            await publish_deadletters(ctx, [
+                ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
+                 deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
+                for r, t, p, o in deadletters])
+        await self.lander.write(offsets, events=frame.table(EVENT_SCHEMA) if frame.n else None,
+                                deadletters=dl_table, duplicates=duplicates)
+
+    def landed(self, frame: EventFrame, records: int, deadletters: list,
+               duplicates: pa.Table | None, remember: list) -> None:
+        """Bookkeeping once a landing transaction committed."""
+        metrics = self.ctx.metrics
+        for p, h in remember:
+            self.recent.remember(p, h)
+        metrics.count_records(records)
+        metrics.count_events(frame.type_counts())
+        metrics.add_rows("events", frame.n)
+        metrics.add_rows("deadletters", len(deadletters))
+        for r, *_ in deadletters:
+            metrics.count_deadletters(r.reason)
+        if duplicates is not None:
+            metrics.count_duplicates(duplicates.num_rows)
+            metrics.add_rows("duplicates", duplicates.num_rows)
+        if frame.n:
+            metrics.observe_freshness(np.maximum(time.time_ns() - frame.ts, 0) / 1e9)
 
 
 class KpiHistory:
@@ -266,14 +254,11 @@ class KpiHistory:
 
 
 def register(app: Any, ctx: PipelineContext) -> None:
-    # The landers are built when an agent (re)starts, so they read the stored offsets then.
-
-    @app.agent(ctx.topics.events, name="agentflux.history.events")
-    async def land_events(stream: Any) -> None:
-        await _consume(stream, ctx, "history.events", EventHistory(ctx).land)
+    """The KPI lander and the retention timer (events land through :mod:`agentflux.agents.events`)."""
 
     @app.agent(ctx.topics.kpis, name="agentflux.history.kpis")
     async def land_kpis(stream: Any) -> None:
+        # built when the agent (re)starts, so it reads the stored offsets then
         await _consume(stream, ctx, "history.kpis", KpiHistory(ctx).land)
 
     @app.timer(interval=3600.0, on_leader=False)

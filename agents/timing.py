@@ -1,61 +1,66 @@
 """Timing: RED metrics per (event type, tool or model, philosophy) in tumbling windows.
 
-Every batch updates the open windows (count, errors, a DDSketch of durations) and the Prometheus
-span histogram; a timer closes due windows and publishes one row per window and key to
-``agentflux.kpis`` (key ``type|name|philosophy``, value JSON with p50/p90/p95/p99 and the
-mergeable sketch).
+Every frame of landed events updates the open windows (count, errors, a DDSketch of durations)
+and the Prometheus span histogram, vectorised per (window, key) group; a timer closes due windows
+and publishes one row per window and key to ``agentflux.kpis`` (key ``type|name|philosophy``,
+value JSON with p50/p90/p95/p99 and the mergeable sketch).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 
-from agentflux.streams.codec import as_batch
-from agentflux.streams.context import PipelineContext, fail_stop
+from agentflux.streams.context import PipelineContext
+from agentflux.streams.frame import EventFrame
 
 
-def register(app: Any, ctx: PipelineContext) -> None:
-    windows, metrics, topics = ctx.windows, ctx.metrics, ctx.topics
+class Timing:
+    def __init__(self, ctx: PipelineContext):
+        self.ctx = ctx
+        self.windows = ctx.windows
+        self._reported = {"early": 0, "late": 0}
 
-    def observe(span: tuple[str, str, str], durations_ms: list) -> None:
-        metrics.observe_many(*span, [d / 1000.0 for d in durations_ms])
+    def add(self, frame: EventFrame) -> None:
+        if not frame.n:
+            return
+        key_index, keys = frame.spans()
+        observe = self.ctx.metrics.observe_many
 
-    reported = {"early": 0, "late": 0}
+        def on_durations(span: tuple, durations_ms: np.ndarray) -> None:
+            observe(*span, durations_ms / 1000.0)
 
-    async def publish(rows: list) -> None:
-        for kind in reported:
+        self.windows.add_columns(frame.ts, key_index, keys, frame.duration_ms, frame.error,
+                                 on_durations)
+
+    async def publish(self, flush_all: bool = False) -> None:
+        """Close the due windows (all of them with ``flush_all``) and publish their rows."""
+        ctx, windows, metrics = self.ctx, self.windows, self.ctx.metrics
+        rows = windows.close_due(flush_all=flush_all)
+        for kind, before in self._reported.items():
             n = getattr(windows, f"{kind}_events")
-            if n != reported[kind]:
-                metrics.count_event_time(kind, n - reported[kind])
-                reported[kind] = n
+            if n != before:
+                metrics.count_event_time(kind, n - before)
+                self._reported[kind] = n
         for row in rows:
-            await topics.kpis.send(key=row.key.encode(),
-                                   value=orjson.dumps(row.to_dict(ctx.worker)))
+            await ctx.topics.kpis.send(key=row.key.encode(),
+                                       value=orjson.dumps(row.to_dict(ctx.worker)))
         if rows:
             metrics.count_kpi_windows(len(rows))
         metrics.set_open_windows(windows.open_windows)
 
-    @app.agent(topics.events, name="agentflux.timing")
-    async def timing(stream: Any) -> None:
-        async for batch in stream.take(ctx.batch_records, within=ctx.batch_within_s):
-            try:
-                for value in batch:
-                    decoded = as_batch(value, ctx.settings.max_record_bytes)
-                    if decoded.events:
-                        windows.add(decoded.events, decoded.spans(), on_durations=observe)
-                await publish(windows.close_due())
-            except Exception as exc:
-                fail_stop("timing", exc)
+
+def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
+    """The timers: close windows every 0.5 s; publish the open ones as partial rows at shutdown."""
 
     @app.timer(interval=0.5)
     async def close_windows() -> None:
-        await publish(windows.close_due())
+        await timing.publish()
 
     @app.on_before_shutdown.connect
     async def publish_open_windows(sender: Any, **kwargs: Any) -> None:
         # Sent after the consumer stopped and before the producer flushes: the open windows go
         # out as partial rows (a later revision of the same window adds to them).
-        await publish(windows.close_due(flush_all=True))
-
+        await timing.publish(flush_all=True)

@@ -22,6 +22,10 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 GENAI_DURATION_BUCKETS_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
                             10.24, 20.48, 40.96, 81.92)
 
+# event time to the commit of the transaction that landed it (freshness of the history)
+FRESHNESS_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+                       60.0, 300.0)
+
 MAX_LABEL_CHARS = 128
 # C0/C1 controls, DEL, line/paragraph separators, lone surrogates (not encodable as UTF-8)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -56,6 +60,8 @@ class PipelineMetrics:
         self._open_windows = 0
         self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
         self._hist: dict[tuple[str, str, str], list] = {}  # labels -> [bucket counts, sum]
+        self._fresh_bounds = np.asarray(FRESHNESS_BUCKETS_S)
+        self._fresh = [np.zeros(len(FRESHNESS_BUCKETS_S) + 1, dtype=np.int64), 0.0]
         self._server = None
         self.registry.register(self)
 
@@ -129,6 +135,16 @@ class PipelineMetrics:
             h[0] += counts
             h[1] += total
 
+    def observe_freshness(self, seconds: np.ndarray) -> None:
+        """Event time to landed, one value per landed event (a batch at a time)."""
+        if seconds.size == 0:
+            return
+        counts = np.bincount(np.searchsorted(self._fresh_bounds, seconds, side="left"),
+                             minlength=len(self._fresh_bounds) + 1)
+        with self._lock:
+            self._fresh[0] += counts
+            self._fresh[1] += float(seconds.sum())
+
     # --- exposition --------------------------------------------------------------------------
     def collect(self):
         p = self.prefix
@@ -138,6 +154,7 @@ class PipelineMetrics:
             lag = dict(self._lag)
             rows = dict(self._rows)
             hist = {k: (v[0].copy(), v[1]) for k, v in self._hist.items()}
+            fresh_counts, fresh_sum = self._fresh[0].copy(), self._fresh[1]
             records, windows, open_windows = self._records, self._kpi_windows, self._open_windows
             duplicates, event_time = self._duplicates, dict(self._event_time)
         c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
@@ -182,6 +199,13 @@ class PipelineMetrics:
             buckets = [(repr(b), cum[i]) for i, b in enumerate(GENAI_DURATION_BUCKETS_S)]
             buckets.append(("+Inf", cum[-1]))
             h.add_metric(list(labels), buckets, total)
+        yield h
+        h = HistogramMetricFamily(f"{p}_landing_freshness_seconds",
+                                  "Event time to the commit of the history transaction that "
+                                  "landed the event, in seconds (clamped at 0)", unit="")
+        cum = np.cumsum(fresh_counts).tolist()
+        h.add_metric([], [*[(repr(b), cum[i]) for i, b in enumerate(FRESHNESS_BUCKETS_S)],
+                          ("+Inf", cum[-1])], fresh_sum)
         yield h
 
     def serve(self, host: str = "127.0.0.1", port: int = 9464) -> int:

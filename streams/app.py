@@ -1,17 +1,16 @@
-"""The Faust app factory. Nothing happens at import time; :func:`create_app` builds the app."""
+"""The Faust app: the events codec, read_committed, a bounded stop, credentials, topics.
+
+Nothing happens at import time; :func:`build_app` builds the app, and the composition root
+(:mod:`agentflux.worker`) registers the agents on it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from agentflux.config import ConfigError, Settings
-from agentflux.sinks.duckdb import DuckDBHistory
-from agentflux.sinks.prometheus import PipelineMetrics
 from agentflux.streams.codec import decode_record
-from agentflux.streams.context import PipelineContext
-from agentflux.streams.windows import TumblingWindows
 
 BATCH_CODEC = "agentflux-batch"
 
@@ -108,31 +107,27 @@ class AppTopics:
 
 
 def _broker_credentials(settings: Settings) -> Any:
+    """Faust's credentials, derived from the one mapping of settings to Kafka client arguments
+    (:meth:`Settings.kafka_client_kwargs`), so the worker connects exactly as every other
+    client does."""
     import faust
 
-    if settings.sasl_mechanism:
-        pw = settings.sasl_password.get_secret_value() if settings.sasl_password else None
-        ssl_context = None
-        if settings.security_protocol == "SASL_SSL":
-            import ssl
-            ssl_context = ssl.create_default_context(cafile=settings.ssl_cafile)
-        return faust.SASLCredentials(username=settings.sasl_username, password=pw,
-                                     mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
-    if settings.security_protocol == "SSL":
-        import ssl
-        return faust.SSLCredentials(ssl.create_default_context(cafile=settings.ssl_cafile))
+    kw = settings.kafka_client_kwargs()
+    if kw.get("sasl_mechanism"):
+        return faust.SASLCredentials(username=kw["sasl_plain_username"],
+                                     password=kw["sasl_plain_password"],
+                                     mechanism=kw["sasl_mechanism"],
+                                     ssl_context=kw.get("ssl_context"))
+    if kw.get("ssl_context") is not None:
+        return faust.SSLCredentials(kw["ssl_context"])
     return None
 
 
-def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
-               history: DuckDBHistory | None = None, windows: TumblingWindows | None = None,
-               batch_records: int = 20) -> Any:
-    """Build the worker's Faust app with the timing and history agents registered."""
+def build_app(settings: Settings) -> tuple[Any, AppTopics]:
+    """The worker's Faust app and its topics, with no agent registered (the composition root,
+    :mod:`agentflux.worker`, registers them)."""
     import faust
     from faust.serializers import codecs
-
-    from agentflux.agents import history as history_agent
-    from agentflux.agents import timing as timing_agent
 
     if not settings.bootstrap_servers:
         raise ConfigError("no Kafka broker configured: run `agentflux up`, or set "
@@ -182,76 +177,4 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         kpis=app.topic(t.kpis, value_serializer="raw", key_serializer="raw"),
         deadletter=app.topic(t.deadletter, value_serializer="raw", key_serializer="raw"),
     )
-    ctx = PipelineContext(
-        settings=settings,
-        metrics=metrics if metrics is not None else PipelineMetrics(),
-        history=history if history is not None else DuckDBHistory(settings.duckdb_path),
-        windows=windows if windows is not None else TumblingWindows(
-            settings.window_s, settings.grace_s, max_future_skew_s=settings.max_future_skew_s),
-        batch_records=batch_records,
-        topics=topics,
-    )
-    app.agentflux = ctx
-    timing_agent.register(app, ctx)
-    history_agent.register(app, ctx)
-
-    offsets_client: list = []  # a consumer of its own, only for asking where logs end
-
-    async def log_bounds(tps: list) -> tuple[dict, dict]:
-        """(end, start) offsets per partition, asked of the broker now. Not through Faust's
-        consumer: its requests run on the consumer thread, and a slow answer there (a broker
-        restarting) would hold up fetching."""
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-
-        if not offsets_client:
-            c = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None,
-                                 enable_auto_commit=False, isolation_level="read_committed",
-                                 request_timeout_ms=5000)
-            await c.start()
-            offsets_client.append(c)
-        c = offsets_client[0]
-        parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
-        ends = await c.end_offsets(parts)
-        starts = await c.beginning_offsets(parts)
-        return ({(p.topic, p.partition): o for p, o in ends.items()},
-                {(p.topic, p.partition): o for p, o in starts.items()})
-
-    @app.timer(interval=1.0)
-    async def report_lag() -> None:
-        """Lag = records of the events topic not landed in the history yet, per partition: the
-        end of the log (as the broker reports it now, not a cached high watermark) minus the
-        next offset to land. While the broker cannot be asked, the last figure stays."""
-        consumer = app.consumer
-        tps = [tp for tp in consumer.assignment() if tp.topic == t.events]
-        if not tps:
-            return
-        try:
-            ends, starts = await asyncio.wait_for(log_bounds(tps), 5.0)
-        except Exception:  # broker unreachable: keep the last figures rather than report 0
-            return
-        for tp in tps:
-            key = (tp.topic, tp.partition)
-            end = ends.get(key)
-            if end is None:
-                continue
-            landed = ctx.landed.get(key)
-            nxt = max(landed + 1 if landed is not None else 0, starts.get(key) or 0)
-            lag = max(0, end - nxt)
-            if lag and landed is not None and consumer._read_offset.get(tp) == landed:
-                # everything fetched has landed; if the consumer's position is at the end, what
-                # remains are transaction markers (offsets that carry no record)
-                try:
-                    pos = await asyncio.wait_for(consumer.position(tp), 2.0)
-                except Exception:
-                    pos = None
-                if pos is not None and pos >= end:
-                    lag = 0
-            ctx.metrics.set_lag(tp.topic, tp.partition, lag)
-
-    @app.on_before_shutdown.connect
-    async def close_offsets_client(sender: Any, **kwargs: Any) -> None:
-        while offsets_client:
-            await offsets_client.pop().stop()
-
-    return app
+    return app, topics

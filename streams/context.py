@@ -22,8 +22,10 @@ class PipelineContext:
     history: DuckDBHistory
     windows: TumblingWindows
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    # records per take() and the longest a partial batch waits
-    batch_records: int = 20
+    # a take() of the events topic is full at this many events or records; the longest a
+    # partial batch waits
+    batch_events: int = 20_000
+    batch_records: int = 1_000
     batch_within_s: float = 0.2
     # DuckDB calls run here, one at a time, so the event loop keeps consuming meanwhile
     db_executor: ThreadPoolExecutor = field(

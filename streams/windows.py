@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
+
 from agentflux.schemas.sketch import DDSketch
 
 # type -> (attrs field naming the span, attrs field holding its duration, factor to milliseconds)
@@ -61,7 +63,6 @@ def span_of(event: dict) -> tuple[SpanKey, float | None, bool]:
 class _Acc:
     count: int = 0
     errors: int = 0
-    durations: list = field(default_factory=list)
     sketch: DDSketch = field(default_factory=DDSketch)
     last_update_wall_ns: int = 0
 
@@ -122,53 +123,67 @@ class TumblingWindows:
         self.watermark_ns = 0
         self.late_events = 0  # events for a window that had already been published
 
-    def add(self, events: Sequence[dict], spans: Sequence[tuple] | None = None,
-            on_durations: Callable[[SpanKey, list], None] | None = None) -> None:
-        """Add a batch. ``spans`` (from :func:`span_of`) may be passed when already computed;
-        ``on_durations(span, durations_ms)`` sees each key's new durations once per batch."""
-        size = self.size_ns
+    def add(self, events: Sequence[dict],
+            on_durations: Callable[[SpanKey, np.ndarray], None] | None = None) -> None:
+        """Add a batch of wire events (dicts); the worker adds columns (:meth:`add_columns`)."""
+        if not events:
+            return
+        spans = [span_of(ev) for ev in events]
+        keys: dict[SpanKey, int] = {}
+        idx = np.fromiter((keys.setdefault(s[0], len(keys)) for s in spans), np.int64, len(spans))
+        dur = np.array([np.nan if s[1] is None else s[1] for s in spans], np.float64)
+        self.add_columns(np.fromiter((ev["ts"] for ev in events), np.int64, len(events)), idx,
+                         list(keys), dur, np.array([s[2] for s in spans], bool), on_durations)
+
+    def add_columns(self, ts: np.ndarray, key_index: np.ndarray, keys: Sequence[SpanKey],
+                    duration_ms: np.ndarray, error: np.ndarray,
+                    on_durations: Callable[[SpanKey, np.ndarray], None] | None = None) -> None:
+        """Add a batch as columns: event time (ns), a span key index per event into ``keys``,
+        duration in ms (NaN: none) and error flag. ``on_durations(span, durations_ms)`` sees
+        each key's new durations once per batch. Vectorised: one grouping of the batch by
+        (window, key), then one count, one error sum and one sketch insert per group."""
+        n = len(ts)
+        if n == 0:
+            return
         wall = self._wall()
-        open_ = self._open
-        wm = self.watermark_ns
-        if spans is None:
-            spans = [span_of(ev) for ev in events]
-        touched = {}
-        late_keys = set()
         ceiling = wall + self.max_future_skew_ns
-        early = late = 0
-        for ev, (span, dur, err) in zip(events, spans):
-            ts = ev["ts"]
-            if ts > wm:
-                if ts > ceiling:
-                    ts = ceiling
-                    early += 1
-                wm = ts
-            k = (ts - ts % size, span)
-            acc = touched.get(k)
+        early = ts > ceiling
+        n_early = int(early.sum())
+        if n_early:
+            ts = np.minimum(ts, ceiling)
+        self.watermark_ns = max(self.watermark_ns, int(ts.max()))
+        self.early_events += n_early
+        start = ts - ts % self.size_ns
+        nk = max(len(keys), 1)
+        group = start // self.size_ns * nk + key_index  # one id per (window, key)
+        order = np.argsort(group, kind="stable")
+        g = group[order]
+        bounds = np.flatnonzero(np.diff(g)) + 1
+        firsts = np.concatenate(([0], bounds))
+        counts = np.diff(np.concatenate((firsts, [n])))
+        errors = np.add.reduceat(error[order].astype(np.int64), firsts)
+        dur_sorted = duration_ms[order]
+        open_ = self._open
+        late = 0
+        for j, (first, cnt, errs) in enumerate(zip(firsts.tolist(), counts.tolist(),
+                                                     errors.tolist())):
+            i = int(order[first])
+            k = (int(start[i]), keys[int(key_index[i])])
+            acc = open_.get(k)
             if acc is None:
-                acc = open_.get(k)
-                if acc is None:
-                    acc = open_[k] = _Acc()
-                if k in self._revisions:
-                    late_keys.add(k)
-                touched[k] = acc
-            if late_keys and k in late_keys:
-                late += 1
-            acc.count += 1
-            if err:
-                acc.errors += 1
-            if dur is not None:
-                acc.durations.append(dur)
-        self.watermark_ns = wm
-        self.early_events += early
-        self.late_events += late
-        for (_, span), acc in touched.items():  # one vectorised sketch insert per key and batch
+                acc = open_[k] = _Acc()
+            if k in self._revisions:
+                late += cnt
+            acc.count += cnt
+            acc.errors += errs
             acc.last_update_wall_ns = wall
-            if acc.durations:
-                acc.sketch.add_many(acc.durations)
+            d = dur_sorted[first:first + cnt]
+            d = d[~np.isnan(d)]
+            if d.size:
+                acc.sketch.add_many(d)
                 if on_durations is not None:
-                    on_durations(span, acc.durations)
-                acc.durations = []
+                    on_durations(k[1], d)
+        self.late_events += late
 
     def close_due(self, flush_all: bool = False) -> list[WindowRow]:
         """Close and return the windows that are due (all of them with ``flush_all``)."""

@@ -11,8 +11,8 @@ def events(n):
 
 def test_array_and_single_object_records_decode():
     evs = events(5)
-    assert decode_record(orjson.dumps(evs)).events == evs
-    assert decode_record(orjson.dumps(evs[0])).events == [evs[0]]
+    assert decode_record(orjson.dumps(evs)).wire() == evs
+    assert decode_record(orjson.dumps(evs[0])).wire() == [evs[0]]
 
 
 def test_encode_batch_joins_serialised_events_into_an_array():
@@ -25,7 +25,7 @@ def test_bad_events_are_rejected_with_reasons_and_the_rest_of_the_batch_kept():
     unknown = {**evs[1], "type": "mystery.event"}
     wrong = {**evs[2], "ts": "noon"}
     out = decode_record(orjson.dumps([evs[0], unknown, wrong, 42, evs[3]]))
-    assert out.events == [evs[0], evs[3]]
+    assert out.wire() == [evs[0], evs[3]]
     assert [(r.reason, r.index) for r in out.rejected] == [
         ("unknown_type", 1), ("invalid_field", 2), ("not_an_event", 3)]
     assert orjson.loads(out.rejected[0].raw) == unknown
@@ -51,7 +51,7 @@ def test_whole_record_failures():
 def test_a_leading_byte_order_mark_is_ignored():
     evs = events(2)
     out = decode_record(b"\xef\xbb\xbf" + orjson.dumps(evs))
-    assert out.events == evs and not out.rejected
+    assert out.wire() == evs and not out.rejected
 
 
 def test_dead_letters_carry_the_original_bytes_of_the_rejected_event():
@@ -65,7 +65,7 @@ def test_dead_letters_carry_the_original_bytes_of_the_rejected_event():
     body = (b'[ ' + orjson.dumps(evs[0]) + b' ,\n' + raw_bad + b',' + orjson.dumps(evs[2])
             + b'\t]')
     out = decode_record(body)
-    assert out.events == [evs[0], evs[2]]
+    assert out.wire() == [evs[0], evs[2]]
     (r,) = out.rejected
     assert r.index == 1 and r.raw == raw_bad
     assert b"1234567890123456789012345678901" in r.raw
@@ -80,15 +80,28 @@ def test_dead_letters_carry_the_original_bytes_of_the_rejected_event():
     assert decode_record(single).rejected[0].raw == single
 
 
-def test_spans_are_computed_once_per_batch():
-    out = decode_record(orjson.dumps(events(10)))
-    assert out.spans() is out.spans()
-    assert len(out.spans()) == 10
+def test_frame_columns_match_the_events_and_span_keys_are_computed_once():
+    from agentflux.streams.frame import EventFrame
+    from agentflux.streams.windows import span_of
+
+    evs = events(200)
+    frame = EventFrame.build([(decode_record(orjson.dumps(evs[:150])), 3, 7),
+                              (decode_record(orjson.dumps(evs[150:])), 4, 9)])
+    assert frame.spans() is frame.spans()
+    key_index, keys = frame.spans()
+    want = [span_of(e) for e in evs]
+    assert [keys[i] for i in key_index.tolist()] == [w[0] for w in want]
+    assert [None if d != d else d for d in frame.duration_ms.tolist()] == [w[1] for w in want]
+    assert frame.error.tolist() == [w[2] for w in want]
+    assert frame.ts.tolist() == [e["ts"] for e in evs]
+    assert frame.partition.tolist() == [3] * 150 + [4] * 50
+    assert frame.offset.tolist() == [7] * 150 + [9] * 50
 
 
 def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
     """Everything the codec accepts must convert to Arrow and insert into DuckDB."""
-    from agentflux.sinks.duckdb import DuckDBHistory, events_table
+    from agentflux.sinks.duckdb import EVENT_SCHEMA, DuckDBHistory
+    from agentflux.streams.frame import EventFrame
 
     base = events(1)[0]
     tool = {**base, "type": "tool.call", "attrs": {"tool": "t", "duration_ms": 1.0, "status": "ok"}}
@@ -107,9 +120,8 @@ def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
     out = decode_record(json.dumps(variants).encode())  # stdlib json writes any integer
     assert [r.index for r in out.rejected] == [0, 1, 2], [r.detail for r in out.rejected]
     assert all(r.reason == "invalid_field" for r in out.rejected)
-    n = len(out.events)
     h = DuckDBHistory(":memory:")
-    h.write("t", {("t", 0): 0}, events=events_table(out.events, out.spans(), [0] * n, [0] * n))
+    h.write("t", {("t", 0): 0}, events=EventFrame.build([(out, 0, 0)]).table(EVENT_SCHEMA))
     assert h.count("events") == 4
     assert h.query("SELECT max(duration_ms) FROM events")[0][0] == float(2 ** 63)
 
@@ -117,14 +129,15 @@ def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
 def test_retention_deletes_only_rows_older_than_the_window():
     import time as _t
 
-    from agentflux.sinks.duckdb import DuckDBHistory, events_table
+    from agentflux.sinks.duckdb import EVENT_SCHEMA, DuckDBHistory
+    from agentflux.streams.frame import EventFrame
     evs = events(4)
     now = _t.time_ns()
     for e, age_days in zip(evs, (0, 10, 31, 400)):
         e["ts"] = now - int(age_days * 86400e9)
     out = decode_record(orjson.dumps(evs))
     h = DuckDBHistory(":memory:")
-    h.write("t", {}, events=events_table(out.events, out.spans(), [0] * 4, [0] * 4))
+    h.write("t", {}, events=EventFrame.build([(out, 0, 0)]).table(EVENT_SCHEMA))
     assert h.apply_retention(30) == 2
     assert h.count("events") == 2
     assert h.apply_retention(5) == 1

@@ -1,0 +1,224 @@
+"""A batch of validated events as columns, built once per take() and shared by every processor.
+
+The worker's agents never walk events one by one in Python: the codec hands over typed Structs
+(:mod:`agentflux.schemas.structs`), and :meth:`EventFrame.build` turns a whole batch of records
+into numpy and Arrow columns with C-level loops (``map``/``attrgetter``, ``str.join``, Arrow
+buffers), grouping by event type once to extract each type's span name, duration and error flag.
+Windows, sketches, Prometheus histograms, de-duplication and the history all read these columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from agentflux.schemas.structs import EVENT_STRUCTS
+from agentflux.streams.codec import DecodedBatch
+from agentflux.streams.windows import SPAN_FIELDS, SpanKey
+
+# attrs field -> values that mark the span as an error
+ERROR_VALUES = {"status": frozenset({"error", "timeout", "cancelled"}),
+                "outcome": frozenset({"failed"})}
+
+TYPE_NAMES: tuple[str, ...] = tuple(EVENT_STRUCTS)
+_TYPE_CODE = {cls: i for i, cls in enumerate(EVENT_STRUCTS.values())}
+_TYPE_ARRAY = pa.array(TYPE_NAMES, pa.string())
+
+
+def _error_field(struct: type) -> str | None:
+    attrs = struct.__annotations__["attrs"]
+    return next((f for f in ERROR_VALUES if f in attrs.__struct_fields__), None)
+
+
+# per type code: (name getter, duration getter, scale, error field, error values)
+_EXTRACT = []
+for _name, _cls in EVENT_STRUCTS.items():
+    _nf, _df, _scale = SPAN_FIELDS[_name]
+    _ef = _error_field(_cls)
+    _EXTRACT.append((attrgetter(_nf) if _nf else None, attrgetter(_df) if _df else None, _scale,
+                     _ef, ERROR_VALUES.get(_ef, frozenset())))
+
+_id = attrgetter("id")
+_v = attrgetter("v")
+_ts = attrgetter("ts")
+_attrs = attrgetter("attrs")
+_source = attrgetter("source")
+
+
+def str_array(values: list) -> pa.Array:
+    """An Arrow string array from a list of ``str`` (``None`` = null) without converting element
+    by element: one ``join``, one ``encode``, offsets from the lengths. Falls back to
+    ``pa.array`` for non-ASCII text, where character and byte lengths differ."""
+    n = len(values)
+    if n == 0:
+        return pa.array([], pa.string())
+    mask = None
+    if None in values:
+        mask = np.fromiter(map(_is_none, values), bool, n)
+        if mask.all():
+            return pa.nulls(n, pa.string())
+        values = ["" if v is None else v for v in values]
+    text = "".join(values)
+    data = text.encode()
+    if len(data) != len(text):
+        return pa.array(values, pa.string(), mask=mask)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, n), out=offsets[1:])
+    validity = None if mask is None else pa.array(~mask).buffers()[1]
+    return pa.Array.from_buffers(pa.large_string(), n, [validity, pa.py_buffer(offsets),
+                                                        pa.py_buffer(data)],
+                                 null_count=-1 if mask is None else int(mask.sum())
+                                 ).cast(pa.string())
+
+
+def _is_none(v: object) -> bool:
+    return v is None
+
+
+def json_array(raws: list) -> pa.Array:
+    """Raw JSON byte strings (already validated UTF-8) as an Arrow string array."""
+    n = len(raws)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, raws), np.int64, n), out=offsets[1:])
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets),
+                                                        pa.py_buffer(b"".join(raws))]
+                                 ).cast(pa.string())
+
+
+@dataclass
+class EventFrame:
+    """Valid events of a batch of records, in record order, as columns."""
+
+    events: list  # typed Structs
+    attrs_json: list  # raw JSON of each event's attrs
+    partition: np.ndarray  # int32: the Kafka partition of each event's record
+    offset: np.ndarray  # int64: ... and its offset
+    ts: np.ndarray  # int64 epoch ns
+    type_code: np.ndarray  # int16 index into TYPE_NAMES
+    ids: list  # str
+    philosophy: list  # str
+    name: list  # str | None: the tool, model, cache ... the span is about
+    duration_ms: np.ndarray  # float64, NaN where the type has no duration
+    error: np.ndarray  # bool
+    _span: tuple | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.events)
+
+    @classmethod
+    def build(cls, records: Sequence[tuple[DecodedBatch, int, int]]) -> "EventFrame":
+        """``records``: ``(decoded batch, partition, offset)`` per Kafka record."""
+        events: list = []
+        raws: list = []
+        counts = []
+        for d, _, _ in records:
+            events += d.events
+            raws += d.attrs_json
+            counts.append(len(d.events))
+        n = len(events)
+        partition = np.repeat(np.fromiter((p for _, p, _ in records), np.int32, len(records)),
+                              counts)
+        offset = np.repeat(np.fromiter((o for _, _, o in records), np.int64, len(records)), counts)
+        type_code = np.fromiter(map(_TYPE_CODE.__getitem__, map(type, events)), np.int16, n)
+        name: list = [None] * n
+        duration = np.full(n, np.nan)
+        error = np.zeros(n, bool)
+        attrs = list(map(_attrs, events))
+        present = np.unique(type_code).tolist() if n else []
+        for code in present:
+            get_name, get_dur, scale, err_field, err_values = _EXTRACT[code]
+            if len(present) == 1:
+                idx = None
+                sub = attrs
+            else:
+                idx = np.flatnonzero(type_code == code)
+                sub = [attrs[i] for i in idx.tolist()]
+            if get_name is not None:
+                names = list(map(get_name, sub))
+                if idx is None:
+                    name = names
+                else:
+                    for i, v in zip(idx.tolist(), names):
+                        name[i] = v
+            if get_dur is not None:
+                d = pa.array(list(map(get_dur, sub)), pa.float64()).to_numpy(
+                    zero_copy_only=False)
+                if scale != 1.0:
+                    d = d * scale
+                duration[slice(None) if idx is None else idx] = d
+            if err_field is not None:
+                e = np.fromiter(map(err_values.__contains__, map(attrgetter(err_field), sub)),
+                                bool, len(sub))
+                error[slice(None) if idx is None else idx] = e
+        return cls(events, raws, partition, offset,
+                   np.fromiter(map(_ts, events), np.int64, n), type_code,
+                   list(map(_id, events)), list(map(attrgetter("philosophy"), events)),
+                   name, duration, error)
+
+    def select(self, keep: np.ndarray) -> "EventFrame":
+        """The events at the (sorted) integer positions ``keep``."""
+        idx = keep.tolist()
+        pick = (lambda xs: [xs[i] for i in idx])
+        return EventFrame(pick(self.events), pick(self.attrs_json), self.partition[keep],
+                          self.offset[keep], self.ts[keep], self.type_code[keep],
+                          pick(self.ids), pick(self.philosophy), pick(self.name),
+                          self.duration_ms[keep], self.error[keep])
+
+    def spans(self) -> tuple[np.ndarray, list[SpanKey]]:
+        """A span key index per event and the distinct keys ``(type, name, philosophy)``
+        (a missing name is ``""``), by dictionary-encoding the columns in Arrow."""
+        if self._span is None:
+            if not self.n:
+                self._span = (np.zeros(0, np.int64), [])
+                return self._span
+            names = str_array(self.name).fill_null("").dictionary_encode()
+            phils = str_array(self.philosophy).dictionary_encode()
+            ni = names.indices.to_numpy().astype(np.int64)
+            pi = phils.indices.to_numpy().astype(np.int64)
+            nn, np_ = len(names.dictionary), len(phils.dictionary)
+            combined = (self.type_code.astype(np.int64) * nn + ni) * np_ + pi
+            uniq, inverse = np.unique(combined, return_inverse=True)
+            nd, pd = names.dictionary.to_pylist(), phils.dictionary.to_pylist()
+            keys = []
+            for c in uniq.tolist():
+                rest, p = divmod(c, np_)
+                t, nm = divmod(rest, nn)
+                keys.append((TYPE_NAMES[t], nd[nm], pd[p]))
+            self._span = (inverse.reshape(-1), keys)
+        return self._span
+
+    def type_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.type_code, minlength=len(TYPE_NAMES))
+        return {TYPE_NAMES[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        """The events as the history's Arrow table (``schema``: the history's event schema)."""
+        ev = self.events
+        src = list(map(_source, ev))
+        ts = pa.array(self.ts, pa.int64())
+        arrays = [
+            str_array(self.ids), _TYPE_ARRAY.take(pa.array(self.type_code)),
+            pa.array(np.fromiter(map(_v, ev), np.int32, self.n)),
+            ts.cast(pa.timestamp("ns", tz="UTC")), ts,
+            str_array(list(map(attrgetter("agent_id"), ev))),
+            str_array(list(map(attrgetter("session_id"), ev))),
+            str_array(self.philosophy),
+            str_array(list(map(attrgetter("runtime"), src))),
+            str_array(list(map(attrgetter("host"), src))),
+            pa.array(np.fromiter(map(attrgetter("pid"), src), np.int64, self.n)),
+            str_array(list(map(attrgetter("trace_id"), ev))),
+            str_array(list(map(attrgetter("span_id"), ev))),
+            str_array(list(map(attrgetter("parent_span_id"), ev))),
+            str_array(self.name),
+            pa.array(self.duration_ms, pa.float64(), from_pandas=True),  # NaN -> null
+            pa.array(self.error, pa.bool_()),
+            json_array(self.attrs_json),
+            pa.array(self.partition, pa.int32()), pa.array(self.offset, pa.int64()),
+        ]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
