@@ -147,7 +147,7 @@ _to_struct = msgspec.json.Decoder(AnyEvent)
 def _integral(value: Any) -> Any:
     """``value`` with integral floats as ints: JSON Schema counts ``1.0`` as an integer, the
     typed decoder does not (a float field takes an int either way)."""
-    if type(value) is float and value.is_integer():
+    if type(value) is float and value.is_integer() and -2.0 ** 63 <= value < 2.0 ** 63:
         return int(value)
     if type(value) is dict:
         return {k: _integral(v) for k, v in value.items()}
@@ -183,7 +183,7 @@ def _decode_slow(value: bytes, body: bytes, n: int) -> DecodedBatch:
                 out.events.append(_to_struct.decode(orjson.dumps(_integral(ev))))
                 out.attrs_json.append(orjson.dumps(ev["attrs"]))
                 continue
-            except msgspec.ValidationError as exc:  # the two disagree: never lose it silently
+            except (msgspec.ValidationError, TypeError) as exc:  # they disagree: never silently
                 p = Problem("invalid_field", None, f"rejected by the typed decoder: {exc}",
                             ev.get("id") if type(ev.get("id")) is str else None)
         if type(doc) is list:
