@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflux.schemas.events import EVENT_TYPES
-from agentflux.schemas.spec import ENVELOPE_SPECS, SOURCE_SPECS, FieldSpec, field_specs
+from agentflux.schemas.spec import ENVELOPE_SPECS, INT64_MIN, SOURCE_SPECS, FieldSpec, field_specs
 
 _PY = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
        "array": (list,), "object": (dict,), "null": (type(None),)}
@@ -79,6 +79,8 @@ def _check_fields(obj: dict, compiled: list[_Compiled], prefix: str, eid: Any) -
             return Problem("invalid_field", prefix + name,
                            f"must be one of {sorted(x for x in enum if x is not None)}, got {val!r:.40}",
                            eid)
+        if val is None:  # null where the spec allows it (checked above): nothing more to check
+            continue
         if items is not None:
             for x in val:
                 if type(x) not in items:
@@ -92,9 +94,12 @@ def _check_fields(obj: dict, compiled: list[_Compiled], prefix: str, eid: Any) -
         if min_length is not None and len(val) < min_length:
             return Problem("invalid_field", prefix + name,
                            f"must have at least {min_length} characters", eid)
-        if minimum is not None and val is not None and val < minimum:
+        if minimum is not None and (val < minimum or (type(val) is float and val == INT64_MIN
+                                                       == minimum)):
+            # (orjson reads an integer beyond 64 bits as a float; just below -2**63 it rounds to
+            # exactly -2**63, which must not pass as in range)
             return Problem("invalid_field", prefix + name, f"must be >= {minimum}", eid)
-        if maximum is not None and val is not None and val > maximum:
+        if maximum is not None and val > maximum:
             return Problem("invalid_field", prefix + name, f"must be <= {maximum}", eid)
         if nested is not None:
             p = _check_fields(val, nested, prefix + name + ".", eid)
