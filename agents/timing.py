@@ -8,7 +8,7 @@ value JSON with p50/p90/p95/p99 and the mergeable sketch).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -17,11 +17,20 @@ from agentflux.streams.context import PipelineContext
 from agentflux.streams.frame import EventFrame
 
 
+def producer_ready(app: Any) -> bool:
+    """Whether Faust's producer can send now. Faust marks the producer service started before
+    its Kafka producer exists (a restarted worker's agents may already be processing then), and
+    a send in that gap raises NotReady and crashes the app."""
+    return getattr(app.producer, "_producer", None) is not None
+
+
 class Timing:
-    def __init__(self, ctx: PipelineContext):
+    def __init__(self, ctx: PipelineContext, ready: Callable[[], bool] = lambda: True):
         self.ctx = ctx
+        self.ready = ready
         self.windows = ctx.windows
         self._reported = {"early": 0, "late": 0}
+        self.closed = False  # after the final flush at shutdown: the producer is stopping
 
     def add(self, frame: EventFrame) -> None:
         if not frame.n:
@@ -37,8 +46,11 @@ class Timing:
 
     async def publish(self, flush_all: bool = False) -> None:
         """Close the due windows (all of them with ``flush_all``) and publish their rows."""
+        if self.closed or not self.ready():  # windows stay open until rows can be sent
+            return
         ctx, windows, metrics = self.ctx, self.windows, self.ctx.metrics
         rows = windows.close_due(flush_all=flush_all)
+        self.closed = flush_all
         for kind, before in self._reported.items():
             n = getattr(windows, f"{kind}_events")
             if n != before:
