@@ -1,8 +1,10 @@
 """The per-event baseline: one event per Kafka record through a plain per-event Faust agent.
 
-It does the same work as the batch pipeline (decode, validate, window, land in DuckDB through
-Arrow in blocks of 1,000) but receives one record per event, which is how a Faust pipeline is
-usually written. Run by ``agentflux bench pipeline``; prints one JSON line when done.
+One of the worker's peers in ``agentflux bench pipeline`` (the others are in
+:mod:`agentflux.bench.peers`). It does the same work as the worker (decode, validate, p50/p99
+per span key in 10 s tumbling windows, land events and closed windows in DuckDB through Arrow
+in blocks of 1,000) but receives one record per event, which is how a Faust pipeline is usually
+written. Prints one JSON line when done, the clock running from its first record.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ def main() -> None:
     import faust
     import orjson
 
-    from agentflux.schemas.validate import check
-    from agentflux.sinks.duckdb import DuckDBHistory, events_table
-    from agentflux.streams.windows import TumblingWindows, span_of
+    from ..schemas.validate import check
+    from ..sinks.duckdb import DuckDBHistory, events_table
+    from ..streams.windows import TumblingWindows, span_of
+    from .peers import kpi_table
 
     app = faust.App(f"baseline-{args.topic}", broker=f"kafka://{args.bootstrap}",
                     store="memory://", web_port=args.web_port, web_bind="127.0.0.1",
@@ -42,7 +45,12 @@ def main() -> None:
     def land() -> None:
         buf = state["buf"]
         spans = [span_of(e) for e in buf]
-        history.write("baseline", {}, events=events_table(buf, spans, [0] * len(buf), [0] * len(buf)))
+        closed = [{"start_ns": w.window_start_ns, "end_ns": w.window_end_ns, "type": w.type,
+                   "name": w.name, "philosophy": w.philosophy, "count": w.count,
+                   "errors": w.errors, "p50_ms": w.sketch.quantile(0.5),
+                   "p99_ms": w.sketch.quantile(0.99)} for w in windows.close_due()]
+        history.write("baseline", {}, events=events_table(buf, spans, [0] * len(buf), [0] * len(buf)),
+                      kpis=kpi_table(closed, "baseline") if closed else None)
         state["buf"] = []
 
     @app.agent(topic)
