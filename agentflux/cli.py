@@ -286,8 +286,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return bench_runtime(as_json=args.json, console=_console())
     if args.what == "pipeline":
         from agentflux.bench.pipeline import main as bench_main
-        return bench_main(events=args.events or 1_000_000, baseline_events=args.baseline_events,
-                          as_json=args.json, console=_console())
+        return bench_main(events=args.events or 2_000_000, peer_events=args.peer_events,
+                          skip_peers=args.skip_peers, as_json=args.json, console=_console())
     if args.what == "faults":
         from agentflux.bench.faults import DEFAULT_EVENTS
         from agentflux.bench.faults import main as bench_faults
@@ -348,8 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
     p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak"])
     p.add_argument("--events", type=int, default=None,
-                   help="events per run (pipeline: 1,000,000; faults: 100,000 per scenario)")
-    p.add_argument("--baseline-events", type=int, default=50_000)
+                   help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario)")
+    p.add_argument("--peer-events", "--baseline-events", type=int, default=500_000,
+                   help="pipeline: events for each peer (per-event Faust, Quix Streams, raw "
+                        "consumer; default 500,000)")
+    p.add_argument("--skip-peers", action="store_true",
+                   help="pipeline: measure the worker and the emitter only")
     p.add_argument("--scenario", action="append",
                    help="faults: run only this scenario (repeatable; default: all)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: duration (default 30)")

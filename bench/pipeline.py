@@ -1,13 +1,28 @@
-"""``agentflux bench pipeline``: throughput of one worker on the real broker, the per-event
-Faust baseline on the same broker, and the emitter's cost in the caller.
+"""``agentflux bench pipeline``: one worker on the real broker beside its peers doing the same
+work, the history's freshness, and the emitter's cost in the caller.
 
-* ``events_per_s``: N events are produced first (batch records of 1,000, as the Emitter sends
-  them); then one worker process starts and the clock runs from its first consumed record until
-  the DuckDB history holds all N (read from its /metrics). Worker RSS is sampled throughout.
-* ``baseline_events_per_s``: the same kind of events, one per record, through a per-event Faust
-  agent doing the same work (bench/baseline.py).
-* ``emit_median_us``: the median wall time of one ``Emitter.emit()`` call with a live producer.
-* ``ack_p99_ms``: write-to-ack p99 (emit() call to broker ack, acks=all) at a paced 10,000
+The work: validate every event, land every valid event in a DuckDB history, p50/p99 per span
+key per 10 s tumbling window. Every contender gets N events of its own, produced before it
+starts into a fresh topic (4 partitions) in records of 1,000 events, as the Emitter sends them
+(the per-event Faust baseline: one event per record); its clock runs from its first consumed
+record until all N are processed or landed.
+
+* ``events_per_s``: one worker process (``agentflux worker``); done when its /metrics say the
+  history holds all N. The benchmark reads /metrics and the worker's RSS (psutil) once a second
+  while it drains (the worker renders ~1,000 series a scrape; faster polling would cost it CPU),
+  more often only before its first record and in its last second, to place both ends.
+* Peers, each in a process of its own, in turn (``--peer-events`` each; rates are compared):
+  ``faust_per_event_events_per_s`` (one event per record through a per-event Faust agent,
+  bench/baseline.py), ``quixstreams_events_per_s`` (an idiomatic Quix Streams application,
+  bench/peers.py) and ``raw_consume_events_per_s`` (a bare aiokafka consumer decoding the JSON
+  and discarding it: this machine's limit for a Python consumer). ``ratio_faust``,
+  ``ratio_quixstreams`` and ``fraction_of_raw`` divide ``events_per_s`` by them.
+* ``freshness_p99_s``: after the drain, the same worker receives events emitted live (event time
+  = now) through the Emitter at 10,000 events/s for ~20 s; the p99 of event time to the commit of
+  the landing transaction, from the worker's ``agentflux_landing_freshness_seconds`` histogram
+  (only what this phase added to it).
+* ``emit_median_us``: the median wall time of one ``Emitter.emit()`` call with a live producer;
+  ``ack_p99_ms``: write-to-ack p99 (emit() call to broker ack, acks=all) at a paced 10,000
   events/s for a few seconds.
 """
 
@@ -15,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,23 +41,35 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from agentflux.bench import report
-from agentflux.config import Settings, Topics
+from ..config import ConfigError, Settings, Topics
 
 RECORD_EVENTS = 1000
+EVENTS_ROWS = 'agentflux_history_rows{table="events"}'
+RECORDS = "agentflux_records_total"
+FRESHNESS = "agentflux_landing_freshness_seconds"
+SCRAPE_EVERY_S = 1.0
+FRESHNESS_RATE = 10_000
+FRESHNESS_S = 20.0
+RSS_FLAT_TOLERANCE = 0.10
+# key prefix -> (module run with -m, events per record); each prints one JSON line when done
+PEERS = {"faust_per_event": ("agentflux.bench.baseline", 1),
+         "quixstreams": ("agentflux.bench.peers", RECORD_EVENTS),
+         "raw_consume": ("agentflux.bench.peers", RECORD_EVENTS)}
 
 
 def _events(n: int, seed: int):
-    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+    from ..runtime.simulate import SimConfig, SyntheticRuntime
     return SyntheticRuntime(SimConfig(events=n, agents=64, seed=seed)).events()
 
 
-async def _produce(settings: Settings, topic: str, n: int, per_record: int, progress=None) -> None:
+async def _produce(settings: Settings, topic: str, n: int, per_record: int) -> None:
     from aiokafka import AIOKafkaProducer
-    from agentflux.schemas.wire import encode_batch
+
+    from ..schemas.wire import encode_batch
     producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), linger_ms=5,
                                 max_batch_size=4 * 1024 * 1024, max_request_size=8 * 1024 * 1024)
     await producer.start()
@@ -55,88 +85,227 @@ async def _produce(settings: Settings, topic: str, n: int, per_record: int, prog
                 if len(pending) >= 2000:
                     await asyncio.gather(*pending)
                     pending = []
-                if progress and i % 10_000 == 0:
-                    progress(10_000)
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
 
 
 def _settings_for(base: Settings, tmp: Path, name: str) -> Settings:
-    from agentflux.localkafka import free_port
+    """Settings with topics, a consumer group and a history of their own, topics created."""
+    from ..localkafka import free_port
+    from ..streams.topics import ensure_topics
     run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-    return base.replace(app_id=run, topics=Topics.with_prefix(run), window_s=10.0, grace_s=2.0,
-                        duckdb_path=str(tmp / f"{run}.duckdb"), metrics_port=free_port(),
-                        web_port=free_port())
-
-
-def bench_pipeline(base: Settings, n: int, tmp: Path, console) -> dict:
-    import psutil
-
-    from agentflux.harness import WorkerProcess
-    from agentflux.streams.topics import ensure_topics
-
-    s = _settings_for(base, tmp, "pipeline")
+    s = base.replace(app_id=run, topics=Topics.with_prefix(run), window_s=10.0, grace_s=2.0,
+                     duckdb_path=str(tmp / f"{run}.duckdb"), metrics_port=free_port(),
+                     web_port=free_port())
     asyncio.run(ensure_topics(s))
-    console.print(f"producing {n:,} events in records of {RECORD_EVENTS} ...")
-    asyncio.run(_produce(s, s.topics.events, n, RECORD_EVENTS))
-    worker = WorkerProcess(s, log_path=tmp / "worker.log")
-    t_start = time.perf_counter()
-    worker.start()
+    return s
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+def _third_max(samples: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Largest sample in [lo, hi]; the sample nearest to its middle when none falls inside."""
+    inside = [v for t, v in samples if lo <= t <= hi]
+    if inside:
+        return max(inside)
+    return min(samples, key=lambda s: abs(s[0] - (lo + hi) / 2))[1]
+
+
+def _drain(worker: Any, n: int, deadline_s: float = 1800.0) -> dict[str, Any]:
+    """Watch ``worker`` land ``n`` events: the rate from its first record and its RSS."""
+    import psutil
     proc = psutil.Process(worker.pid)
-    rss: list[tuple[float, float]] = []
+    t_start = time.perf_counter()
+    rss: list[tuple[float, float]] = []  # (seconds since t_start, MiB)
     t0 = rows0 = None
-    rows = 0
-    try:
-        while rows < n:
+    rows = scrapes = 0
+    before = t_start  # the last scrape that saw no record consumed
+    while True:
+        if time.perf_counter() - t_start > deadline_s:
+            raise TimeoutError(f"only {rows:,} of {n:,} events landed in {deadline_s:.0f} s")
+        try:
             m = worker.metrics()
-            rows = int(m.get('agentflux_history_rows{table="events"}', 0))
-            now = time.perf_counter()
-            if t0 is None and m.get("agentflux_records_total", 0) > 0:
-                t0, rows0 = now, rows
-            rss.append((now - t_start, proc.memory_info().rss / 2**20))
-            if now - t_start > 1800:
-                raise TimeoutError(f"only {rows} of {n} events landed in 30 min")
-            time.sleep(0.05)  # sampling cadence of a benchmark, not test synchronisation
-        t1 = time.perf_counter()
-    finally:
-        worker.stop()
-    third = max(1, len(rss) // 3)
+        except OSError:  # a slow answer under load: the next sample will tell
+            if worker.proc.poll() is not None:
+                tail = worker.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the worker exited with {worker.proc.returncode}:\n{tail}")
+            time.sleep(0.05)
+            continue
+        scrapes += 1
+        now = time.perf_counter()
+        rss.append((now - t_start, proc.memory_info().rss / 2**20))
+        rows = int(m.get(EVENTS_ROWS, 0))
+        if t0 is None:
+            if m.get(RECORDS, 0) > 0:  # the first record came since the last scrape
+                t0, rows0 = (now, rows) if rows < n else (before, 0)
+            else:
+                before = now
+        if rows >= n:
+            break
+        if t0 is None:
+            pause = 0.05  # not consuming yet: placing the start costs the worker nothing
+        else:  # once a second; in the last second often enough to place the end
+            rate = (rows - rows0) / (now - t0) if rows > rows0 else 0.0
+            pause = min(SCRAPE_EVERY_S, max(0.05, (n - rows) / rate)) if rate else SCRAPE_EVERY_S
+        time.sleep(pause)  # the sampling cadence of a benchmark, not test synchronisation
+    t1 = now
+    d0, d1 = t0 - t_start, t1 - t_start
+    third = (d1 - d0) / 3
+    first = _third_max(rss, d0, d0 + third)
+    last = _third_max(rss, d1 - third, d1)
     return {
         "events": n,
         "events_per_s": round((n - rows0) / (t1 - t0)),
         "end_to_end_s_incl_startup": round(t1 - t_start, 2),
         "worker_peak_rss_mb": round(max(r for _, r in rss), 1),
-        "worker_rss_mb_first_third_max": round(max(r for _, r in rss[:third]), 1),
-        "worker_rss_mb_last_third_max": round(max(r for _, r in rss[-third:]), 1),
+        "worker_rss_mb_first_third_max": round(first, 1),
+        "worker_rss_mb_last_third_max": round(last, 1),
+        "rss_flat": abs(last - first) <= RSS_FLAT_TOLERANCE * first,
+        "metrics_scrapes": scrapes,
     }
 
 
-def bench_baseline(base: Settings, n: int, tmp: Path, console) -> dict:
-    from agentflux.localkafka import free_port
-    from agentflux.streams.topics import ensure_topics
-
-    s = _settings_for(base, tmp, "baseline")
-    asyncio.run(ensure_topics(s))
-    console.print(f"producing {n:,} events, one per record, for the per-event baseline ...")
-    asyncio.run(_produce(s, s.topics.events, n, 1))
-    proc = subprocess.run(
-        [sys.executable, "-m", "agentflux.bench.baseline", "--bootstrap", s.bootstrap_servers,
-         "--topic", s.topics.events, "--events", str(n), "--db", str(tmp / "baseline.duckdb"),
-         "--web-port", str(free_port())], capture_output=True, text=True, timeout=1800)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith('{"events"')]
-    if not lines:
-        raise RuntimeError(f"baseline failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    r = json.loads(lines[-1])
-    return {"baseline_events": n, "baseline_events_per_s": round(r["events_per_s"])}
+def freshness_buckets(metrics: dict[str, float]) -> dict[float, float]:
+    """``{upper bound: cumulative count}`` of the freshness histogram (summed over any labels);
+    empty when the worker does not expose it."""
+    out: dict[float, float] = {}
+    pattern = re.compile(rf'^{FRESHNESS}_bucket\{{(?:.*,)?le="([^"]+)"')
+    for key, value in metrics.items():
+        m = pattern.match(key)
+        if m:
+            le = float(m.group(1))  # "+Inf" parses as inf
+            out[le] = out.get(le, 0.0) + value
+    return out
 
 
-def bench_emitter(base: Settings, tmp: Path, console, rate: int = 10_000, seconds: float = 4.0) -> dict:
-    from agentflux.runtime.emitter import Emitter
-    from agentflux.streams.topics import ensure_topics
+def quantile_upper_bound(before: dict[float, float], after: dict[float, float],
+                         q: float) -> tuple[float, int]:
+    """The ``q`` quantile of what a histogram observed between two scrapes, as the upper bound
+    of the bucket holding it (a histogram knows no finer: the true value lies between that
+    bucket's lower and upper bounds, so this errs high by at most one bucket's width); and how
+    many observations there were. NaN when there were none, inf beyond the last finite bound."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = int(delta[-1][1]) if delta else 0
+    if total == 0:
+        return math.nan, 0
+    rank = math.ceil(q * total)
+    return next(le for le, cum in delta if cum >= rank), total
+
+
+def _freshness(worker: Any, s: Settings, landed: int, seconds: float, rate: int) -> dict[str, Any]:
+    """Emit live events at ``rate`` for ``seconds`` to the worker's topic; the p99 freshness."""
+    from ..harness import wait_until
+    from ..runtime.emitter import Emitter
+    from .soak import PacedGenerator
+
+    before = freshness_buckets(worker.metrics())
+    if not before:
+        return {"freshness_p50_s": None, "freshness_p99_s": None,
+                "freshness_note": f"the worker does not expose {FRESHNESS} (yet); not measured"}
+    total = int(rate * seconds)
+    with Emitter(s, runtime="agentflux-bench", spool_dir="") as em:
+        gen = PacedGenerator(em.emit, rate, total).start()
+        while not gen.done:
+            time.sleep(0.2)  # waiting for the load generator
+        if gen.error is not None:
+            raise RuntimeError(f"the load generator failed: {gen.error!r}") from gen.error
+        em.flush(60)
+        st = em.stats()
+    achieved = gen.n / (gen.t_end - gen.t0)
+    wait_until(lambda: worker.value(EVENTS_ROWS) >= landed + st.acked, 120,
+               "the live events to land", interval_s=SCRAPE_EVERY_S)
+    after = freshness_buckets(worker.metrics())
+    out: dict[str, Any] = {}
+    for q in (0.5, 0.99):
+        value, observed = quantile_upper_bound(before, after, q)
+        out[f"freshness_p{round(q * 100)}_s"] = None if not math.isfinite(value) else value
+    out.update(freshness_rate_events_per_s=round(achieved), freshness_events=observed)
+    if out["freshness_p99_s"] is None:
+        out["freshness_note"] = ("no landing observed" if not observed else
+                                 f"p99 beyond the largest finite bucket of {FRESHNESS}")
+    return out
+
+
+def bench_worker(base: Settings, n: int, tmp: Path, console,
+                 freshness_s: float = FRESHNESS_S) -> dict[str, Any]:
+    from ..harness import WorkerProcess
+
+    s = _settings_for(base, tmp, "pipeline")
+    console.print(f"producing {n:,} events in records of {RECORD_EVENTS} ...")
+    asyncio.run(_produce(s, s.topics.events, n, RECORD_EVENTS))
+    worker = WorkerProcess(s, log_path=tmp / "worker.log").start()
+    try:
+        console.print(f"one worker draining {n:,} events ...")
+        result = _drain(worker, n)
+        if freshness_s > 0:
+            console.print(f"freshness: emitting live at {FRESHNESS_RATE:,} events/s for "
+                          f"{freshness_s:.0f} s ...")
+            result.update(_freshness(worker, s, n, freshness_s, FRESHNESS_RATE))
+    finally:
+        worker.stop()
+    return result
+
+
+# --- the peers ---------------------------------------------------------------------------------
+
+def bench_peer(name: str, base: Settings, n: int, tmp: Path, console) -> float:
+    """Events per second of one peer (see :data:`PEERS`) on ``n`` events of its own."""
+    from ..localkafka import free_port
+
+    module, per_record = PEERS[name]
+    s = _settings_for(base, tmp, name.replace("_", "-"))
+    console.print(f"{name}: producing {n:,} events in records of {per_record:,} ...")
+    asyncio.run(_produce(s, s.topics.events, n, per_record))
+    common = ["--bootstrap", s.bootstrap_servers, "--topic", s.topics.events, "--events", str(n)]
+    if name == "faust_per_event":
+        args = [*common, "--db", s.duckdb_path, "--web-port", str(free_port())]
+    elif name == "quixstreams":
+        args = ["quixstreams", *common, "--db", s.duckdb_path,
+                "--state-dir", str(tmp / f"{s.app_id}-state")]
+    else:
+        args = ["raw", *common]
+    console.print(f"{name}: draining {n:,} events ...")
+    line = _run_for_line([sys.executable, "-m", module, *args], tmp / f"{s.app_id}.out",
+                         timeout_s=600 + n / 500)
+    return json.loads(line)["events_per_s"]
+
+
+def _run_for_line(cmd: list[str], out: Path, timeout_s: float) -> str:
+    """Run ``cmd`` until it prints its result line (``{"events": ...}``); the line. A child
+    that does not exit within 30 s of printing it is killed (its figure is already taken)."""
+    err = out.with_suffix(".err")
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            lines = [l for l in out.read_text(errors="replace").splitlines()
+                     if l.startswith('{"events"')]
+            if lines:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+                return lines[-1]
+            if proc.poll() is not None or time.monotonic() > deadline:
+                what = "timed out" if proc.poll() is None else f"exited with {proc.returncode}"
+                raise RuntimeError(f"{' '.join(cmd[2:4])} {what}:\n{out.read_text(errors='replace')[-2000:]}"
+                                   f"{err.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)  # waiting for a child's result
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# --- the emitter -------------------------------------------------------------------------------
+
+def bench_emitter(base: Settings, tmp: Path, console, rate: int = 10_000,
+                  seconds: float = 4.0) -> dict[str, Any]:
+    from ..runtime.emitter import Emitter
 
     s = _settings_for(base, tmp, "emitter")
-    asyncio.run(ensure_topics(s))
     evs = list(_events(100_000, seed=5))
     # 1. the cost of emit() in the caller, with the producer live in the background
     with Emitter(s, buffer_events=len(evs) + 1) as em:
@@ -170,22 +339,74 @@ def bench_emitter(base: Settings, tmp: Path, console, rate: int = 10_000, second
             "ack_rate_events_per_s": rate, "emitter_failed": st.failed, "emitter_dropped": st.dropped}
 
 
-def main(events: int, baseline_events: int, as_json: bool, console) -> int:
-    from agentflux.cli import broker_for
+# --- the run -----------------------------------------------------------------------------------
 
+def _ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
+    return round(a / b, digits) if a and b else None
+
+
+MEANING = {
+    "events_per_s": "one worker, records of 1,000 events",
+    "worker_rss_mb_first_third_max": "worker RSS, first third of the drain",
+    "worker_rss_mb_last_third_max": "worker RSS, last third of the drain",
+    "rss_flat": f"last third within {RSS_FLAT_TOLERANCE:.0%} of the first",
+    "metrics_scrapes": "reads of the worker's /metrics during the drain",
+    "freshness_p50_s": "event time to landed (bucket upper bound)",
+    "freshness_p99_s": "event time to landed (bucket upper bound)",
+    "faust_per_event_events_per_s": "Faust agent, one event per record",
+    "quixstreams_events_per_s": "Quix Streams application",
+    "raw_consume_events_per_s": "aiokafka fetch + orjson decode only",
+    "ratio_faust": "events_per_s / Faust per event",
+    "ratio_quixstreams": "events_per_s / Quix Streams",
+    "fraction_of_raw": "events_per_s / raw consume",
+    "emit_median_us": "Emitter.emit() in the caller",
+    "ack_p99_ms": "emit() to broker ack, acks=all",
+}
+
+
+def _table(result: dict[str, Any], console) -> int:
+    from rich.table import Table
+    table = Table(title="agentflux bench pipeline")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("what", style="dim")
+    for key, value in result.items():
+        shown = (f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                 else "-" if value is None else str(value))
+        table.add_row(key, shown, MEANING.get(key, ""))
+    console.print(table)
+    return 0
+
+
+def main(events: int, peer_events: int, skip_peers: bool, as_json: bool, console,
+         freshness_s: float = FRESHNESS_S) -> int:
+    from ..cli import broker_for
+
+    if events < RECORD_EVENTS:
+        raise ConfigError(f"--events must be >= {RECORD_EVENTS}, got {events}")
+    if not skip_peers and peer_events < RECORD_EVENTS:
+        raise ConfigError(f"--peer-events must be >= {RECORD_EVENTS}, got {peer_events}")
     quiet = console
     if as_json:
         from rich.console import Console
         quiet = Console(stderr=True)
-    import shutil
     tmp = Path(tempfile.mkdtemp(prefix="agentflux-bench-"))
     try:
         with broker_for(Settings.from_env(), quiet) as settings:
-            result = {"cpu_count": os.cpu_count()}
-            result.update(bench_pipeline(settings, events, tmp, quiet))
-            result.update(bench_baseline(settings, baseline_events, tmp, quiet))
-            result["ratio"] = round(result["events_per_s"] / result["baseline_events_per_s"], 2)
+            result: dict[str, Any] = {"cpu_count": os.cpu_count()}
+            result.update(bench_worker(settings, events, tmp, quiet, freshness_s))
+            result["peer_events"] = None if skip_peers else peer_events
+            for name in PEERS:
+                rate = None if skip_peers else bench_peer(name, settings, peer_events, tmp, quiet)
+                result[f"{name}_events_per_s"] = None if rate is None else round(rate)
+            ours = result["events_per_s"]
+            result["ratio_faust"] = _ratio(ours, result["faust_per_event_events_per_s"])
+            result["ratio_quixstreams"] = _ratio(ours, result["quixstreams_events_per_s"])
+            result["fraction_of_raw"] = _ratio(ours, result["raw_consume_events_per_s"], 3)
             result.update(bench_emitter(settings, tmp, quiet))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return report(result, as_json, console)
+    if as_json:
+        print(json.dumps(result))
+        return 0
+    return _table(result, console)
