@@ -295,9 +295,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             only=args.scenario, as_json=args.json, console=_console())
     if args.what == "soak":
         from agentflux.bench.soak import main as bench_soak
-        return bench_soak(minutes=args.minutes, rate=args.rate, as_json=args.json,
-                          console=_console())
+        return bench_soak(minutes=args.minutes, rate=args.rate if args.rate is not None else
+                          10_000.0, as_json=args.json, console=_console())
+    if args.what == "profile":
+        return cmd_bench_profile(args)
     raise ConfigError(f"unknown benchmark {args.what!r}")
+
+
+def cmd_bench_profile(args: argparse.Namespace) -> int:
+    """py-spy over one worker draining a backlog: µs per event by bucket and thread group."""
+    from agentflux.bench.profile import main as bench_profile
+    return bench_profile(events=args.events or 500_000, out=args.out,
+                         rate=args.rate if args.rate is not None else 100.0,
+                         python=args.python, as_json=args.json, console=_console())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="rows to print at most")
     p.set_defaults(fn=cmd_sql)
     p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak"])
+    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile"])
     p.add_argument("--events", type=int, default=None,
                    help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario)")
     p.add_argument("--peer-events", "--baseline-events", type=int, default=500_000,
@@ -357,8 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append",
                    help="faults: run only this scenario (repeatable; default: all)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: duration (default 30)")
-    p.add_argument("--rate", type=float, default=10_000.0,
-                   help="soak: events per second to hold (default 10,000)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="soak: events per second to hold (default 10,000); profile: py-spy "
+                        "samples per second (default 100)")
+    p.add_argument("--out", help="profile: directory for profile.json, profile.md and the "
+                   "stacks (default: a new temporary directory)")
+    p.add_argument("--python", help="profile: the worker's interpreter (default: this one), "
+                   "e.g. another checkout's virtualenv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_bench)
     return ap
