@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import logging
+
 import numpy as np
 import orjson
 
 from agentflux.streams.context import PipelineContext
 from agentflux.streams.frame import EventFrame
+
+log = logging.getLogger("agentflux.timing")
 
 
 def producer_ready(app: Any) -> bool:
@@ -31,6 +35,7 @@ class Timing:
         self.windows = ctx.windows
         self._reported = {"early": 0, "late": 0}
         self.closed = False  # after the final flush at shutdown: the producer is stopping
+        self._pending: list = []  # closed window rows not sent yet
 
     def add(self, frame: EventFrame) -> None:
         if not frame.n:
@@ -45,23 +50,34 @@ class Timing:
                                  on_durations)
 
     async def publish(self, flush_all: bool = False) -> None:
-        """Close the due windows (all of them with ``flush_all``) and publish their rows."""
+        """Close the due windows (all of them with ``flush_all``) and publish their rows.
+
+        A row that cannot be sent (Faust's producer not started yet, or closing) is kept and
+        sent at the next call, not dropped and not a crash of the app."""
         if self.closed or not self.ready():  # windows stay open until rows can be sent
             return
         ctx, windows, metrics = self.ctx, self.windows, self.ctx.metrics
-        rows = windows.close_due(flush_all=flush_all)
+        self._pending += windows.close_due(flush_all=flush_all)
         self.closed = flush_all
         for kind, before in self._reported.items():
             n = getattr(windows, f"{kind}_events")
             if n != before:
                 metrics.count_event_time(kind, n - before)
                 self._reported[kind] = n
-        for row in rows:
-            await ctx.topics.kpis.send(key=row.key.encode(),
-                                       value=orjson.dumps(row.to_dict(ctx.worker)))
-        if rows:
-            metrics.count_kpi_windows(len(rows))
-        metrics.set_open_windows(windows.open_windows)
+        sent = 0
+        try:
+            for row in self._pending:
+                await ctx.topics.kpis.send(key=row.key.encode(),
+                                           value=orjson.dumps(row.to_dict(ctx.worker)))
+                sent += 1
+        except Exception as exc:  # NotReady / ProducerSendError around a start or a stop
+            log.warning("%d KPI rows not published yet (%r); retrying", len(self._pending) - sent,
+                        exc)
+        finally:
+            del self._pending[:sent]
+            if sent:
+                metrics.count_kpi_windows(sent)
+            metrics.set_open_windows(windows.open_windows)
 
 
 def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
@@ -69,6 +85,8 @@ def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
 
     @app.timer(interval=0.5)
     async def close_windows() -> None:
+        if app.should_stop:  # stopping: the final flush below publishes what is open
+            return
         await timing.publish()
 
     @app.on_before_shutdown.connect
