@@ -154,31 +154,31 @@ class EventHistory:
                                                  p, self.recent.capacity)
                 self.recent.warm(p, ids)
 
-    async def deduplicate(self, frame: EventFrame) -> tuple[EventFrame, pa.Table | None, list]:
+    async def deduplicate(self, frame: EventFrame) -> tuple[EventFrame, pa.Table | None]:
         """Drop events whose id landed recently from the same partition (or earlier in this
-        frame). Returns the kept events, a table of the duplicates, and the hashes to remember
-        once the write committed."""
+        frame), and remember the ids of the rest at once: the next frame is de-duplicated while
+        this one lands (if that landing fails, the worker stops and rebuilds the horizon from
+        the history). Returns the kept events and a table of the duplicates."""
         if not frame.n:
-            return frame, None, []
+            return frame, None
         parts = np.unique(frame.partition).tolist()
         await self._warm(parts)
         hashes = id_hashes(frame.ids)
         dup = np.zeros(frame.n, dtype=bool)
-        remember = []
         for p in parts:
             idx = np.flatnonzero(frame.partition == p) if len(parts) > 1 else slice(None)
             d = self.recent.duplicates(p, hashes[idx])
             dup[idx] = d
-            remember.append((p, hashes[idx][~d]))
+            self.recent.remember(p, hashes[idx][~d])
         if not dup.any():
-            return frame, None, remember
+            return frame, None
         at = np.flatnonzero(dup)
         dups = pa.table({"event_id": pa.array([frame.ids[i] for i in at.tolist()], pa.string()),
                          "topic": pa.array([self.ctx.settings.topics.events] * len(at)),
                          "kafka_partition": pa.array(frame.partition[at], pa.int32()),
                          "kafka_offset": pa.array(frame.offset[at], pa.int64())},
                         schema=DUPLICATE_SCHEMA)
-        return frame.select(np.flatnonzero(~dup)), dups, remember
+        return frame.select(np.flatnonzero(~dup)), dups
 
     async def land(self, frame: EventFrame, deadletters: list, offsets: dict,
                    duplicates: pa.Table | None) -> None:
@@ -198,11 +198,9 @@ class EventHistory:
                                 deadletters=dl_table, duplicates=duplicates)
 
     def landed(self, frame: EventFrame, records: int, deadletters: list,
-               duplicates: pa.Table | None, remember: list) -> None:
+               duplicates: pa.Table | None) -> None:
         """Bookkeeping once a landing transaction committed."""
         metrics = self.ctx.metrics
-        for p, h in remember:
-            self.recent.remember(p, h)
         metrics.count_records(records)
         metrics.count_events(frame.type_counts())
         metrics.add_rows("events", frame.n)

@@ -64,17 +64,19 @@ class Timing:
             if n != before:
                 metrics.count_event_time(kind, n - before)
                 self._reported[kind] = n
+        # taken out of the shared list before any await: the timer and the landing both call
+        # this, and a row must go out once
+        rows, self._pending = self._pending, []
         sent = 0
         try:
-            for row in self._pending:
+            for row in rows:
                 await ctx.topics.kpis.send(key=row.key.encode(),
                                            value=orjson.dumps(row.to_dict(ctx.worker)))
                 sent += 1
         except Exception as exc:  # NotReady / ProducerSendError around a start or a stop
-            log.warning("%d KPI rows not published yet (%r); retrying", len(self._pending) - sent,
-                        exc)
+            log.warning("%d KPI rows not published yet (%r); retrying", len(rows) - sent, exc)
+            self._pending[:0] = rows[sent:]
         finally:
-            del self._pending[:sent]
             if sent:
                 metrics.count_kpi_windows(sent)
             metrics.set_open_windows(windows.open_windows)

@@ -15,10 +15,13 @@ from typing import Any, AsyncIterator, Callable, Sequence
 
 
 async def take_bounded(stream: Any, *, max_events: int, max_records: int, within: float,
-                       size: Callable[[Any], int]) -> AsyncIterator[Sequence[Any]]:
+                       size: Callable[[Any], int], ack: bool = True
+                       ) -> AsyncIterator[Sequence[Any]]:
     """Like Faust's ``Stream.take_events``, full at ``max_events`` (sum of ``size(value)``) or
     ``max_records``. Built on the same stream hooks Faust's take uses (a processor filling the
-    buffer while the stream is consumed passively)."""
+    buffer while the stream is consumed passively). With ``ack=False`` the caller acks each
+    event (``stream.ack(event)``) when it is done with it, e.g. once its batch has landed while
+    the next batch is already being prepared."""
     events: list = []
     held = 0
     full = asyncio.Event()
@@ -64,8 +67,9 @@ async def take_bounded(stream: Any, *, max_events: int, max_records: int, within
                     batch = list(events)
                     events.clear()
                     held = 0
-                    for event in batch:
-                        await stream.ack(event)
+                    if ack:
+                        for event in batch:
+                            await stream.ack(event)
                     if not consuming.done():
                         consuming.set_result(None)
                     full.clear()
