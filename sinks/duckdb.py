@@ -193,6 +193,10 @@ class DuckDBHistory:
         # DuckDB's buffer pool defaults to 80 % of RAM and keeps landed data cached: bound it so
         # the worker's memory stays flat however much history it writes.
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        # One thread: landing is one insert at a time beside a busy event loop, and DuckDB's
+        # parallel insert costs ~25 % more CPU per row on 2 cores (5.3 vs 4.1 us/event measured
+        # on 300,000 events in inserts of 20,000) and is no faster.
+        self.con.execute("SET threads = 1")
         self.con.execute(SCHEMA)
 
     def bind_logs(self, identities: dict[str, Any]) -> None:
