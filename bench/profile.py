@@ -302,6 +302,10 @@ def classify(frames: Sequence[str | Frame], rules: Sequence[Rule] | None = None)
 
 # --- stacks -----------------------------------------------------------------------------------
 
+def _is_duckdb_library(f: Frame) -> bool:
+    return bool(re.search(r"(^|/)_?duckdb[^/]*\.so", f.path)) or "duckdb::" in f.func
+
+
 @dataclass
 class ThreadInfo:
     """What the stacks of one OS thread say about it, for its group."""
@@ -310,19 +314,17 @@ class ThreadInfo:
     names: collections.Counter = field(default_factory=collections.Counter)
     faust_thread: bool = False  # runs a mode ServiceThread (Faust's consumer)
     db_executor: bool = False  # ran the history's DuckDB calls from an executor
-    python: bool = False  # ever had a Python frame
-    duckdb_native: bool = False  # had frames of DuckDB's library
+    duckdb_own: bool = False  # started by DuckDB's library (its outermost frame is DuckDB's)
 
     def see(self, name: str, frames: Sequence[Frame], weight: float) -> None:
         if name:
             self.names[name] += weight
+        if frames and _is_duckdb_library(frames[0]):
+            self.duckdb_own = True  # one of DuckDB's task threads (py-spy sees those that
+            # called back into Python, e.g. to read an Arrow stream)
         for f in frames:
-            if f.path.endswith(".py"):
-                self.python = True
             if "mode/threads.py" in f.path and f.func.startswith(("WorkerThread", "ServiceThread")):
                 self.faust_thread = True
-            if "duckdb" in f.path.rsplit("/", 1)[-1] and not f.path.endswith(".py"):
-                self.duckdb_native = True
         if (any(f.project == "sinks/duckdb.py" for f in frames)
                 and any(f.path.endswith("concurrent/futures/thread.py") for f in frames)):
             self.db_executor = True
@@ -336,8 +338,7 @@ class ThreadInfo:
     def group(self) -> str:
         if self.name == "MainThread":
             return MAIN
-        if (self.name.startswith("agentflux-duckdb") or self.db_executor
-                or (self.duckdb_native and not self.python)):
+        if self.name.startswith("agentflux-duckdb") or self.db_executor or self.duckdb_own:
             return DB_THREADS
         if self.faust_thread:
             return CONSUMER
@@ -377,12 +378,12 @@ def write_collapsed(path: Path, seconds: dict[tuple[str, ...], float], rate: flo
 
 @dataclass
 class Breakdown:
-    """Sampled seconds of thread time per (bucket, thread group), and what "other" contained."""
+    """Sampled seconds of thread time per (bucket, thread), and what "other" contained."""
 
-    seconds: dict
+    seconds: dict  # (bucket, tid) -> s
     other_frames: collections.Counter
     other_callers: collections.Counter
-    threads: dict
+    threads: dict  # tid -> ThreadInfo
 
     @classmethod
     def of(cls, seconds: dict[tuple[str, ...], float],
@@ -390,59 +391,75 @@ class Breakdown:
         """``seconds`` per collapsed stack (thread frame first), e.g. samples / rate."""
         classifier = classifier or _DEFAULT
         threads: dict[str, ThreadInfo] = {}
-        parsed = []
+        cells: dict[tuple[str, str], float] = collections.defaultdict(float)
+        other_frames: collections.Counter = collections.Counter()
+        other_callers: collections.Counter = collections.Counter()
         for stack, w in seconds.items():
             tid, name, frames = split_thread(stack)
             fs = [_frame(x) for x in frames]
             threads.setdefault(tid, ThreadInfo(tid)).see(name, fs, w)
-            parsed.append((tid, fs, w))
-        cells = {(b, g): 0.0 for b in BUCKETS for g in GROUPS}
-        other_frames: collections.Counter = collections.Counter()
-        other_callers: collections.Counter = collections.Counter()
-        for tid, fs, w in parsed:
             bucket = classifier(fs)
-            cells[(bucket, threads[tid].group)] += w
+            cells[(bucket, tid)] += w
             if bucket == OTHER:
                 if fs:
                     other_frames[fs[-1].short] += w
                 caller = next((f for f in reversed(fs) if f.project), None)
                 other_callers[caller.short if caller else "(no agentflux frame)"] += w
-        return cls(cells, other_frames, other_callers, threads)
+        return cls(dict(cells), other_frames, other_callers, threads)
 
-    def report(self, events: int, rate: float, cpu_s: dict[str, float] | None = None,
-               unsampled_cpu_s: dict[tuple[str, str], float] | None = None,
-               top: int = 15) -> dict:
+    def cpu(self, thread_cpu: dict[str, float], unaccounted: float = 0.0,
+            unsampled: dict[tuple[str, str], float] | None = None) -> dict[tuple[str, str], float]:
+        """CPU seconds per (bucket, group): each thread's CPU (``thread_cpu``, the kernel's
+        figure) split over the buckets of its non-idle samples; the CPU of threads that came
+        and went between two readings (``unaccounted``: the process's CPU minus its threads')
+        split likewise over the samples of the threads without a reading; ``unsampled``
+        ``{(bucket, group): s}`` added as given. CPU without a non-idle sample is "other" (on
+        a DuckDB thread, DuckDB's)."""
+        out = {(b, g): 0.0 for b in BUCKETS for g in GROUPS}
+        busy = collections.defaultdict(float)
+        for (b, tid), sec in self.seconds.items():
+            if b != IDLE:
+                busy[tid] += sec
+        short = {tid for tid in self.threads if tid not in thread_cpu}
+        short_busy = sum(busy[tid] for tid in short)
+        for (b, tid), sec in self.seconds.items():
+            if b == IDLE or not busy[tid]:
+                continue
+            share = (thread_cpu[tid] / busy[tid] if tid in thread_cpu else
+                     unaccounted / short_busy if short_busy else 0.0)
+            out[(b, self.threads[tid].group)] += sec * share
+        for tid, sec in thread_cpu.items():
+            if tid in self.threads and not busy[tid]:
+                g = self.threads[tid].group
+                out[(DUCKDB if g == DB_THREADS else OTHER, g)] += sec
+        if not short_busy:
+            out[(OTHER, OTHER_THREADS)] += unaccounted
+        for key, sec in (unsampled or {}).items():
+            out[key] += sec
+        return out
+
+    def report(self, events: int, rate: float,
+               cpu: dict[tuple[str, str], float] | None = None, top: int = 15) -> dict:
         """Per bucket, thread group and in total: samples, share of the samples, share of the
-        non-idle samples, sampled µs per event and, given the kernel's CPU seconds of the
-        sampled threads per group (``cpu_s``), CPU µs per event; the CPU of threads py-spy
-        could not sample is added where ``unsampled_cpu_s`` ``{(bucket, group): s}`` puts it."""
+        non-idle samples, sampled µs per event and, given CPU seconds per (bucket, group)
+        (:meth:`cpu`), CPU µs per event."""
         per_event = 1e6 / events
-        busy = {g: sum(v for (b, x), v in self.seconds.items() if x == g and b != IDLE)
-                for g in GROUPS}
-        cpu: dict[tuple[str, str], float] | None = None
-        if cpu_s is not None:
-            cpu = dict.fromkeys(self.seconds, 0.0)
-            for (b, g), sec in self.seconds.items():
-                if b != IDLE and busy[g] > 0:
-                    cpu[(b, g)] += cpu_s.get(g, 0.0) * sec / busy[g]
-            for g in GROUPS:
-                if busy[g] == 0:  # CPU without a busy sample: shown, not dropped
-                    cpu[(OTHER, g)] += cpu_s.get(g, 0.0)
-            for key, sec in (unsampled_cpu_s or {}).items():
-                cpu[key] += sec
+        seconds = {(b, g): 0.0 for b in BUCKETS for g in GROUPS}
+        for (b, tid), sec in self.seconds.items():
+            seconds[(b, self.threads[tid].group)] += sec
 
         def cell(bucket: str | None, g: str) -> dict:
             bs = [b for b in BUCKETS if b != IDLE] if bucket is None else [bucket]
             gs = GROUPS if g == "total" else (g,)
-            sec = sum(self.seconds[(b, x)] for b in bs for x in gs)
-            every = sum(self.seconds[(b, x)] for b in BUCKETS for x in gs)
-            busy_sec = sum(busy[x] for x in gs)
+            sec = sum(seconds[(b, x)] for b in bs for x in gs)
+            every = sum(seconds[(b, x)] for b in BUCKETS for x in gs)
+            busy = sum(seconds[(b, x)] for b in BUCKETS if b != IDLE for x in gs)
             us = (None if cpu is None or bucket == IDLE else
                   round(sum(cpu[(b, x)] for b in bs for x in gs) * per_event, 3))
             return {"samples": round(sec * rate),
                     "share": round(sec / every, 4) if every else 0.0,
                     "busy_share": (None if bucket == IDLE else
-                                   round(sec / busy_sec, 4) if busy_sec else 0.0),
+                                   round(sec / busy, 4) if busy else 0.0),
                     "sampled_us_per_event": round(sec * per_event, 3),
                     "cpu_us_per_event": us}
 
@@ -454,8 +471,6 @@ class Breakdown:
         return {
             "buckets": {b: {g: cell(b, g) for g in (*GROUPS, "total")} for b in BUCKETS},
             "busy": {g: cell(None, g) for g in (*GROUPS, "total")},  # every bucket but idle
-            "threads": {t.tid: {"name": t.name, "group": t.group}
-                        for t in sorted(self.threads.values(), key=lambda t: t.tid)},
             "other_top_frames": listing(self.other_frames),
             "other_top_agentflux_callers": listing(self.other_callers),
         }
@@ -601,7 +616,8 @@ def window_seconds(intervals: Iterable[Interval], window: tuple[float, float] | 
 
 # --- CPU time from the kernel -----------------------------------------------------------------
 
-CpuSeries = list[tuple[float, dict[int, float]]]  # (s since launch, {OS tid: CPU s})
+# (s since launch, {OS thread id: CPU s, and 0: the whole process's})
+CpuSeries = list[tuple[float, dict[int, float]]]
 
 
 def cpu_between(series: CpuSeries, t0: float, t1: float) -> dict[int, float]:
@@ -635,28 +651,27 @@ def cpu_between(series: CpuSeries, t0: float, t1: float) -> dict[int, float]:
             for tid in set(a) | set(b) | set(ended)}
 
 
-def split_cpu(cpu: dict[int, float], threads: dict[str, dict], comm: dict[int, str],
+def split_cpu(cpu: dict[int, float], sampled: Iterable[str], comm: dict[int, str],
               main_comm: str) -> tuple[dict[str, float], dict[tuple[str, str], float], list]:
-    """CPU seconds of the threads py-spy sampled, per group; and of those it could not (it
+    """CPU seconds of the threads py-spy sampled, by thread id; and of those it could not (it
     samples threads that have a Python thread state): unnamed ones (the interpreter's own name,
     as the main thread's) are DuckDB's task scheduler threads, which ``duckdb.connect`` starts
     (numpy's and Arrow's pools are idle in the worker), counted as DuckDB insert work; named
     ones (``jemalloc_bg_thd`` ...) are "other"."""
-    sampled: dict[str, float] = collections.defaultdict(float)
+    known = set(sampled)
+    seen: dict[str, float] = {}
     unsampled: dict[tuple[str, str], float] = collections.defaultdict(float)
     listing = []
     for tid, sec in sorted(cpu.items()):
-        info = threads.get(str(tid))
-        if info is not None:
-            sampled[info["group"]] += sec
-            info["cpu_s"] = round(sec, 3)
+        if str(tid) in known:
+            seen[str(tid)] = sec
             continue
         name = comm.get(tid, "")
         where = (DUCKDB, DB_THREADS) if name == main_comm else (OTHER, OTHER_THREADS)
         unsampled[where] += sec
         listing.append({"tid": tid, "comm": name, "counted_as": list(where),
                         "cpu_s": round(sec, 3)})
-    return dict(sampled), dict(unsampled), listing
+    return seen, dict(unsampled), listing
 
 
 # --- running it -------------------------------------------------------------------------------
@@ -706,10 +721,14 @@ def _thread_names(pid: int) -> dict[int, str]:
 
 
 def _thread_cpu(p) -> dict[int, float]:
+    """CPU seconds per OS thread, and under 0 the process's (threads that exited included)."""
     try:
-        return {t.id: t.user_time + t.system_time for t in p.threads()}
+        out = {t.id: t.user_time + t.system_time for t in p.threads()}
+        times = p.cpu_times()
     except Exception:  # not started yet, or exiting
         return {}
+    out[0] = times.user + times.system
+    return out
 
 
 @dataclass
@@ -768,7 +787,8 @@ def run_profiled_worker(settings: Settings, events: int, trace: Path, log: Path,
                     rows = m.get('agentflux_history_rows{table="events"}', 0.0)
                     run.polls.append((now, m.get("agentflux_records_total", 0.0), rows))
                     if rows >= events:
-                        run.alive = set(run.cpu[-1][1]) if run.cpu and run.cpu[-1][1] else None
+                        run.alive = (set(run.cpu[-1][1]) - {0}
+                                     if run.cpu and run.cpu[-1][1] else None)
                         if worker is not None:
                             run.comm = _thread_names(worker.pid)
                             run.main_comm = run.comm.get(worker.pid, "")
@@ -924,13 +944,19 @@ def profile(settings: Settings, events: int, out: Path, rate: float, python: str
     write_collapsed(out / "stacks-drain.txt", seconds, rate)
     write_collapsed(out / "stacks-all.txt", window_seconds(intervals), rate)
     bd = Breakdown.of(seconds)
-    threads = {t.tid: {"name": t.name, "group": t.group, "cpu_s": None}
-               for t in sorted(bd.threads.values(), key=lambda t: t.tid)}
-    cpu = unsampled = None
+    cpu = None
+    thread_cpu: dict[str, float] = {}
     listing: list = []
     if len(run.cpu) > 1:
-        cpu, unsampled, listing = split_cpu(cpu_between(run.cpu, *window), threads, run.comm,
-                                            run.main_comm)
+        in_window = cpu_between(run.cpu, *window)
+        process = in_window.pop(0, 0.0)
+        thread_cpu, unsampled, listing = split_cpu(in_window, bd.threads, run.comm,
+                                                   run.main_comm)
+        cpu = bd.cpu(thread_cpu, max(0.0, process - sum(in_window.values())), unsampled)
+    threads = {t.tid: {"name": t.name, "group": t.group,
+                       "cpu_us_per_event": (round(thread_cpu[t.tid] / events * 1e6, 3)
+                                            if t.tid in thread_cpu else None)}
+               for t in sorted(bd.threads.values(), key=lambda t: t.tid)}
     drain_s = window[1] - window[0]
     t0, _, rows0 = next((p for p in run.polls if p[1] > 0), run.polls[-1])
     t1 = run.polls[-1][0]
@@ -950,11 +976,13 @@ def profile(settings: Settings, events: int, out: Path, rate: float, python: str
         "figure": "cpu_us_per_event" if cpu else "sampled_us_per_event",
         "unsampled_threads": [{**t, "cpu_us_per_event": round(t["cpu_s"] / events * 1e6, 3)}
                               for t in listing],
-        **bd.report(events, rate, cpu, unsampled),
-        "threads": threads,  # the sampled ones, with their CPU seconds over the drain
+        **bd.report(events, rate, cpu),
+        "threads": threads,  # the sampled ones, with the kernel's CPU figure where it has one
         "out": str(out),
     }
     (out / "profile.json").write_text(json.dumps(result, indent=1))
+    (out / "threads-cpu.json").write_text(json.dumps({  # the kernel's readings, to re-analyse
+        "window_s": window, "series": run.cpu, "comm": run.comm, "main_comm": run.main_comm}))
     (out / "profile.md").write_text(markdown(result))
     return result
 
@@ -987,5 +1015,5 @@ def main(events: int, out: str | None, rate: float, python: str | None, as_json:
         print_table(result, console)
         console.print(f"written to {out_dir}: profile.json, profile.md, stacks-drain.txt "
                       "(collapsed stacks of the drain), stacks-all.txt, pyspy-trace.json.gz, "
-                      "worker.log")
+                      "threads-cpu.json, worker.log")
     return 0

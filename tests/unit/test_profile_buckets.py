@@ -15,8 +15,10 @@ LOOP = (f"BaseEventLoop.run_forever ({LIB}/asyncio/base_events.py:607);"
         f"BaseEventLoop._run_once ({LIB}/asyncio/base_events.py:1922);"
         f"Handle._run ({LIB}/asyncio/events.py:80)")
 AGENT = f"{LOOP};Agent._execute_actor ({SITE}/faust/agents/agent.py:698)"
-EXECUTOR = (f"Thread._bootstrap_inner ({LIB}/threading.py:1045);Thread.run ({LIB}/threading.py:982);"
-            f"_worker ({LIB}/concurrent/futures/thread.py:83)")
+EXECUTOR = (f"Thread._bootstrap_inner ({LIB}/threading.py:1045);"
+            f"Thread.run ({LIB}/threading.py:982);_worker ({LIB}/concurrent/futures/thread.py:83)")
+ARROW = f"array ({SITE}/pyarrow/lib.cpython-311-x86_64-linux-gnu.so)"
+NUMPY = f"{SITE}/numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so"
 
 
 def frames(line: str) -> list[str]:
@@ -35,13 +37,14 @@ def frames(line: str) -> list[str]:
     (f"{AGENT};decode_record (/repo/streams/codec.py:130);"
      f"0x7f00 ({SITE}/orjson/orjson.cpython-311-x86_64-linux-gnu.so)", "JSON decode"),
     # new hot path: msgspec's typed decode is validation; Arrow under span columns is spans
-    (f"{AGENT};decode_record (/repo/streams/codec.py:120);decode_fast (/repo/schemas/structs.py:116);"
+    (f"{AGENT};decode_record (/repo/streams/codec.py:120);"
+     "decode_fast (/repo/schemas/structs.py:116);"
      f"Decoder_decode ({SITE}/msgspec/_core.cpython-311-x86_64-linux-gnu.so)", "validation"),
-    (f"{AGENT};Timing.add (/repo/agents/timing.py:30);EventFrame.spans (/repo/streams/frame.py:185);"
-     f"str_array (/repo/streams/frame.py:63);array ({SITE}/pyarrow/lib.cpython-311-x86_64-linux-gnu.so)",
+    (f"{AGENT};Timing.add (/repo/agents/timing.py:30);"
+     f"EventFrame.spans (/repo/streams/frame.py:185);str_array (/repo/streams/frame.py:63);{ARROW}",
      "span extraction"),
-    (f"{AGENT};EventHistory.land (/repo/agents/history.py:195);EventFrame.table (/repo/streams/frame.py:210);"
-     f"str_array (/repo/streams/frame.py:63);array ({SITE}/pyarrow/lib.cpython-311-x86_64-linux-gnu.so)",
+    (f"{AGENT};EventHistory.land (/repo/agents/history.py:195);"
+     f"EventFrame.table (/repo/streams/frame.py:210);str_array (/repo/streams/frame.py:63);{ARROW}",
      "Arrow building"),
     (f"{AGENT};land (/repo/agents/history.py:180);events_table (/repo/sinks/duckdb.py:160);"
      f"0x7f01 ({SITE}/orjson/orjson.cpython-311-x86_64-linux-gnu.so)", "Arrow building"),
@@ -56,7 +59,8 @@ def frames(line: str) -> list[str]:
      f"PyThread_acquire_lock_timed (libpython3.11.so.1.0);0x7f03 ({LIBC})", "idle / waiting"),
     (f"{LOOP};EpollSelector.select ({LIB}/selectors.py:468);epoll_wait ({LIBC})", "idle / waiting"),
     # waiting for the GIL is not work, wherever it happens
-    (f"{AGENT};land (/repo/agents/history.py:170);take_gil (libpython3.11.so.1.0)", "idle / waiting"),
+    (f"{AGENT};land (/repo/agents/history.py:170);take_gil (libpython3.11.so.1.0)",
+     "idle / waiting"),
     (f"{AGENT};land (/repo/agents/history.py:170);gc_collect_main (libpython3.11.so.1.0);"
      "visit_decref (libpython3.11.so.1.0)", "garbage collection"),
     (f"{AGENT};Timing.add (/repo/agents/timing.py:30);TumblingWindows.add_columns "
@@ -70,12 +74,13 @@ def frames(line: str) -> list[str]:
     (f"{LOOP};_SelectorSocketTransport._read_ready ({LIB}/asyncio/selector_events.py:862);"
      "sock_recv_impl (libpython3.11.so.1.0)", "Kafka fetch and record decoding"),
     (f"{AGENT};take_bounded (/repo/streams/batching.py:40)", "Faust stream and take() machinery"),
-    (f"{LOOP};Stream._py_aiter ({SITE}/faust/streams.py:1100)", "Faust stream and take() machinery"),
+    (f"{LOOP};Stream._py_aiter ({SITE}/faust/streams.py:1100)",
+     "Faust stream and take() machinery"),
     # agentflux code with no bucket of its own is "other", not the Faust frames that called it
     (f"{AGENT};EventHistory.deduplicate (/repo/agents/history.py:166);"
      "_Partition.add (/repo/streams/dedup.py:60)", "other"),
     (f"{AGENT};EventHistory.deduplicate (/repo/agents/history.py:166);"
-     f"array_zeros ({SITE}/numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so)", "other"),
+     f"array_zeros ({NUMPY})", "other"),
     # an installed (not editable) agentflux is recognised too
     (f"{AGENT};check ({SITE}/agentflux/schemas/validate.py:115)", "validation"),
     ("thread_run (libpython3.11.so.1.0);0x7f04 (libfoo.so)", "other"),
@@ -99,7 +104,8 @@ def test_breakdown_groups_threads_and_counts_microseconds_per_event():
     lines = [
         f"thread (100): MainThread;{AGENT};check (/repo/schemas/validate.py:115) 30",
         f"thread (100);{LOOP};EpollSelector.select ({LIB}/selectors.py:468) 10",  # not named yet
-        f"thread (101): agentflux-duckdb_0;{EXECUTOR};DuckDBHistory.write (/repo/sinks/duckdb.py:270) 20",
+        f"thread (101): agentflux-duckdb_0;{EXECUTOR};"
+        "DuckDBHistory.write (/repo/sinks/duckdb.py:270) 20",
         f"thread (102): Thread-3;WorkerThread.run ({SITE}/mode/threads.py:62);"
         f"Fetcher.fetched_records ({SITE}/aiokafka/consumer/fetcher.py:1100) 5",
         f"thread (103);0x7f02 ({SITE}/_duckdb.cpython-311-x86_64-linux-gnu.so) 4",  # DuckDB's own
@@ -111,7 +117,15 @@ def test_breakdown_groups_threads_and_counts_microseconds_per_event():
     assert {t: bd.threads[t].group for t in bd.threads} == {
         "100": "main event loop", "101": "DuckDB threads", "102": "Faust consumer thread",
         "103": "DuckDB threads", "104": "other threads"}
-    r = bd.report(events=1000, rate=100, cpu_s={"main event loop": 0.15})
+    # the kernel's CPU per thread: 100 and 101 read; 102-104 came and went between readings
+    # and share what the process used beyond its threads' readings; DuckDB's unsampled threads
+    cpu = bd.cpu({"100": 0.15, "101": 0.2}, unaccounted=0.022,
+                 unsampled={("DuckDB insert and checkpoint", "DuckDB threads"): 0.05})
+    assert cpu[("Kafka fetch and record decoding", "Faust consumer thread")] == pytest.approx(0.01)
+    assert cpu[("DuckDB insert and checkpoint", "DuckDB threads")] == pytest.approx(0.258)
+    assert cpu[("Prometheus updates", "other threads")] == pytest.approx(0.004)
+    assert cpu[("idle / waiting", "main event loop")] == 0.0
+    r = bd.report(events=1000, rate=100, cpu=cpu)
     assert list(r["buckets"]) == list(BUCKETS)
     assert all(list(row) == [*GROUPS, "total"] for row in r["buckets"].values())
     v = r["buckets"]["validation"]
@@ -152,11 +166,13 @@ def test_chrometrace_becomes_timed_stacks_and_the_drain_window():
         *_trace(1, 710_000, 1, []),
         *_trace(1, 900_000, 2, []),
         # a /metrics request thread that exited at 0.25 s; the trace keeps it until the end
-        *_trace(2, 200_000, 0, ["thread (102): Thread-6||0", f"handle|{LIB}/wsgiref/simple_server.py|130"]),
+        *_trace(2, 200_000, 0, ["thread (102): Thread-6||0",
+                                f"handle|{LIB}/wsgiref/simple_server.py|130"]),
         *_trace(2, 900_000, 2, []),
     ]
     ivs = trace_intervals(events)
-    assert (0, 0.1, 0.3, ("thread (100): MainThread", f"_run_once ({LIB}/asyncio/base_events.py:1922)",
+    assert (0, 0.1, 0.3, ("thread (100): MainThread",
+                          f"_run_once ({LIB}/asyncio/base_events.py:1922)",
                           "decode_record (/repo/streams/codec.py:120)")) in ivs
     assert drain_window(ivs) == pytest.approx((0.1, 0.6))
     ivs = end_dead_threads(ivs, alive={100, 101}, period_s=0.01)
