@@ -548,10 +548,12 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
     record decoded or no batch landed.
 
     Start: the first sample decoding a record (a frame of streams/codec.py outside an import).
-    End: the end of the first DuckDB write that starts after the last events table was built
-    (``events_table`` / ``EventFrame.table``; threads are sampled up to a period apart);
-    without such a sample, the end of the last sample in ``DuckDBHistory.write``. So KPI rows
-    landed after the last events are not the drain."""
+    End: the end of the first run of DuckDB writes (consecutive samples inside
+    ``DuckDBHistory.write`` on one thread) still going when the last events table had been
+    built (``events_table`` / ``EventFrame.table``; threads are sampled up to a period apart):
+    that table's write, or the write before it with this one queued right behind. Without a
+    table sample, the end of the last write. So KPI rows landed after the last events are not
+    the drain."""
     marks: dict[tuple[str, ...], tuple[bool, bool, bool]] = {}
 
     def mark(stack: tuple[str, ...]) -> tuple[bool, bool, bool]:
@@ -596,7 +598,7 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
                     r0 = t0
                 r1 = max(r1, t1)
             runs.append((r0, r1))
-        after = [r for r in runs if r[0] >= table_end - period_s]
+        after = [r for r in runs if r[1] >= table_end - period_s]
         if after:
             end = min(after)[1]
     return (start, end) if end > start else None

@@ -178,3 +178,24 @@ def test_chrometrace_becomes_timed_stacks_and_the_drain_window():
     ivs = end_dead_threads(ivs, alive={100, 101}, period_s=0.01)
     dead = [iv for iv in ivs if iv[3][0].startswith("thread (102)")]
     assert [(a, b) for _, a, b, _ in dead] == [(0.2, pytest.approx(0.21))]
+
+
+def test_the_drain_ends_with_the_write_queued_behind_the_one_in_flight():
+    main = "thread (100): MainThread||0"
+    writer = ["thread (101): agentflux-duckdb_0||0",
+              f"_worker|{LIB}/concurrent/futures/thread.py|83"]
+    events = [
+        *_trace(0, 0, 0, [main, "decode_record|/repo/streams/codec.py|120"]),
+        *_trace(0, 300_000, 1, ["events_table|/repo/sinks/duckdb.py|160"]),  # the last batch's
+        *_trace(0, 400_000, 1, [f"select|{LIB}/selectors.py|468"]),
+        *_trace(0, 900_000, 2, []),
+        # the previous batch lands 0.25-0.45 s, the last one right behind it until 0.6 s
+        *_trace(1, 0, 0, writer),
+        *_trace(1, 250_000, 0, ["write|/repo/sinks/duckdb.py|270"]),
+        *_trace(1, 450_000, 1, ["write|/repo/sinks/duckdb.py|271"]),
+        *_trace(1, 600_000, 1, []),
+        *_trace(1, 700_000, 0, ["write|/repo/sinks/duckdb.py|270"]),  # KPI rows, later
+        *_trace(1, 710_000, 1, []),
+        *_trace(1, 900_000, 2, []),
+    ]
+    assert drain_window(trace_intervals(events)) == pytest.approx((0.0, 0.6))
