@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -131,7 +131,7 @@ class EventFrame:
                               counts)
         offset = np.repeat(np.fromiter((o for _, _, o in records), np.int64, len(records)), counts)
         type_code = np.fromiter(map(_TYPE_CODE.__getitem__, map(type, events)), np.int16, n)
-        name: list = [None] * n
+        name = np.full(n, None, object)
         duration = np.full(n, np.nan)
         error = np.zeros(n, bool)
         attrs = list(map(_attrs, events))
@@ -139,32 +139,27 @@ class EventFrame:
         for code in present:
             get_name, get_dur, scale, err_field, err_values = _EXTRACT[code]
             if len(present) == 1:
-                idx = None
+                at: Any = slice(None)
                 sub = attrs
             else:
-                idx = np.flatnonzero(type_code == code)
-                sub = [attrs[i] for i in idx.tolist()]
+                at = np.flatnonzero(type_code == code)
+                sub = list(map(attrs.__getitem__, at.tolist()))
             if get_name is not None:
-                names = list(map(get_name, sub))
-                if idx is None:
-                    name = names
-                else:
-                    for i, v in zip(idx.tolist(), names):
-                        name[i] = v
+                name[at] = list(map(get_name, sub))
             if get_dur is not None:
-                d = pa.array(list(map(get_dur, sub)), pa.float64()).to_numpy(
-                    zero_copy_only=False)
-                if scale != 1.0:
-                    d = d * scale
-                duration[slice(None) if idx is None else idx] = d
+                durations = list(map(get_dur, sub))
+                try:
+                    d = np.fromiter(durations, np.float64, len(sub))
+                except TypeError:  # an optional duration absent (None): null, not a number
+                    d = pa.array(durations, pa.float64()).to_numpy(zero_copy_only=False)
+                duration[at] = d * scale if scale != 1.0 else d
             if err_field is not None:
-                e = np.fromiter(map(err_values.__contains__, map(attrgetter(err_field), sub)),
-                                bool, len(sub))
-                error[slice(None) if idx is None else idx] = e
+                error[at] = np.fromiter(map(err_values.__contains__,
+                                            map(attrgetter(err_field), sub)), bool, len(sub))
         return cls(events, raws, partition, offset,
                    np.fromiter(map(_ts, events), np.int64, n), type_code,
                    list(map(_id, events)), list(map(attrgetter("philosophy"), events)),
-                   name, duration, error)
+                   name.tolist(), duration, error)
 
     def select(self, keep: np.ndarray) -> "EventFrame":
         """The events at the (sorted) integer positions ``keep``."""
