@@ -19,11 +19,7 @@ import pyarrow.compute as pc
 
 from agentflux.schemas.structs import EVENT_STRUCTS
 from agentflux.streams.codec import DecodedBatch
-from agentflux.streams.windows import SPAN_FIELDS, SpanKey
-
-# attrs field -> values that mark the span as an error
-ERROR_VALUES = {"status": frozenset({"error", "timeout", "cancelled"}),
-                "outcome": frozenset({"failed"})}
+from agentflux.streams.windows import ERROR_VALUES, SPAN_FIELDS, SpanKey
 
 TYPE_NAMES: tuple[str, ...] = tuple(EVENT_STRUCTS)
 _TYPE_CODE = {cls: i for i, cls in enumerate(EVENT_STRUCTS.values())}

@@ -41,7 +41,9 @@ SPAN_FIELDS: dict[str, tuple[str | None, str | None, float]] = {
     "memory.gc": (None, None, 0.0),
     "checkpoint.restore": (None, None, 0.0),
 }
-_ERROR_OUTCOMES = frozenset({"failed"})
+# attrs field -> values that mark the span as an error (a type has at most one of the fields)
+ERROR_VALUES = {"status": frozenset({"error", "timeout", "cancelled"}),
+                "outcome": frozenset({"failed"})}
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 SpanKey = tuple[str, str, str]  # (type, name, philosophy)
@@ -53,8 +55,7 @@ def span_of(event: dict) -> tuple[SpanKey, float | None, bool]:
     attrs = event["attrs"]
     name = attrs.get(name_f) if name_f else None
     dur = attrs.get(dur_f) if dur_f else None
-    status = attrs.get("status")
-    error = (status is not None and status != "ok") or attrs.get("outcome") in _ERROR_OUTCOMES
+    error = any(attrs.get(f) in values for f, values in ERROR_VALUES.items())
     return ((event["type"], name if type(name) is str else "", event["philosophy"]),
             None if dur is None else dur * scale, error)
 
