@@ -189,12 +189,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(settings))
     em = Emitter(settings, runtime="agentflux-simulate").start()
 
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt  # unwinds like Ctrl-C: the emitter below still closes
+    # A signal must not unwind from inside Emitter.emit (it would leave an event counted as
+    # emitted and in none of the other counters): the handler only asks to stop, and the next
+    # emit() raises KeyboardInterrupt before it touches the emitter. Once the events are all
+    # emitted, a signal interrupts the final flush at once.
+    stop = threading.Event()
+    emitting = [True]
 
-    previous = None
+    def on_signal(signum, frame):
+        if not emitting[0]:
+            raise KeyboardInterrupt
+        stop.set()
+
+    emit_one = em.emit
+
+    def emit(event):
+        if stop.is_set():
+            raise KeyboardInterrupt  # unwinds like Ctrl-C: the emitter below still closes
+        return emit_one(event)
+
+    em.emit = emit  # the component runtime emits through the emitter too
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     rt = None
     interrupted = False
     try:
@@ -205,13 +222,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events,
                                                      seed=args.seed))
                     task = progress.add_task("events", total=args.events)
-                    sim.run(em.emit, lambda n: progress.advance(task, n))
+                    sim.run(emit, lambda n: progress.advance(task, n))
                 else:
                     from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
                     rt = ComponentRuntime(em, AgentSimConfig(agents=args.agents,
                                                              sessions=args.sessions, seed=args.seed))
                     task = progress.add_task("sessions", total=args.sessions)
                     asyncio.run(rt.run(lambda n: progress.advance(task, n)))
+            emitting[0] = False
+            if stop.is_set():
+                raise KeyboardInterrupt
             em.flush(60)
         except KeyboardInterrupt:
             interrupted = True
@@ -220,8 +240,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         finally:
             em.close(30)  # spools (or counts as dropped) whatever is still not delivered
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     st = em.stats()
     if rt is not None and not interrupted:
         m = rt.optimizer.get_performance_metrics()
