@@ -32,7 +32,7 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
         topics=topics,
     )
     app.agentflux = ctx
-    timer = timing.Timing(ctx, ready=lambda: timing.producer_ready(app))
+    timer = timing.Timing(ctx)
     events.register(app, ctx, timer)
     timing.register(app, ctx, timer)
     history_agents.register(app, ctx)

@@ -8,7 +8,7 @@ value JSON with p50/p90/p95/p99 and the mergeable sketch).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import logging
 
@@ -21,17 +21,9 @@ from agentflux.streams.frame import EventFrame
 log = logging.getLogger("agentflux.timing")
 
 
-def producer_ready(app: Any) -> bool:
-    """Whether Faust's producer can send now. Faust marks the producer service started before
-    its Kafka producer exists (a restarted worker's agents may already be processing then), and
-    a send in that gap raises NotReady and crashes the app."""
-    return getattr(app.producer, "_producer", None) is not None
-
-
 class Timing:
-    def __init__(self, ctx: PipelineContext, ready: Callable[[], bool] = lambda: True):
+    def __init__(self, ctx: PipelineContext):
         self.ctx = ctx
-        self.ready = ready
         self.windows = ctx.windows
         self._reported = {"early": 0, "late": 0}
         self.closed = False  # after the final flush at shutdown: the producer is stopping
@@ -52,9 +44,11 @@ class Timing:
     async def publish(self, flush_all: bool = False) -> None:
         """Close the due windows (all of them with ``flush_all``) and publish their rows.
 
-        A row that cannot be sent (Faust's producer not started yet, or closing) is kept and
-        sent at the next call, not dropped and not a crash of the app."""
-        if self.closed or not self.ready():  # windows stay open until rows can be sent
+        A row that cannot be sent is kept and sent at the next call, not dropped and not a crash
+        of the app: Faust marks its producer service started before the Kafka producer exists
+        (a restarted worker's agents may already be processing then), and sends in that gap, or
+        while it closes, raise."""
+        if self.closed:
             return
         ctx, windows, metrics = self.ctx, self.windows, self.ctx.metrics
         self._pending += windows.close_due(flush_all=flush_all)
