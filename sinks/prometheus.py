@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
@@ -40,6 +40,17 @@ def label_value(value: object, max_chars: int = MAX_LABEL_CHARS) -> str:
         return s
     s = _UNSAFE.sub("\ufffd", s)
     return s if len(s) <= max_chars else s[:max_chars - 1] + "…"
+
+
+def _bucket_counts(bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-bucket counts of ``values``: bucket i counts values <= bounds[i]; the last is +Inf."""
+    return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds) + 1)
+
+
+def _cumulative(bounds: Sequence[float], counts: np.ndarray) -> list[tuple[str, int]]:
+    """Prometheus histogram buckets (``le``, cumulative count) from per-bucket counts."""
+    cum = np.cumsum(counts).tolist()
+    return [*((repr(b), cum[i]) for i, b in enumerate(bounds)), ("+Inf", cum[-1])]
 
 
 class PipelineMetrics:
@@ -124,8 +135,7 @@ class PipelineMetrics:
             if arr.size == 0:
                 return
             # bucket i counts values <= bounds[i]; the last slot is +Inf
-            counts = np.bincount(np.searchsorted(self._bounds, arr, side="left"),
-                                 minlength=len(self._bounds) + 1)
+            counts = _bucket_counts(self._bounds, arr)
             total = float(arr.sum())
         key = (label_value(span_type), label_value(name), label_value(philosophy))
         with self._lock:
@@ -139,8 +149,7 @@ class PipelineMetrics:
         """Event time to landed, one value per landed event (a batch at a time)."""
         if seconds.size == 0:
             return
-        counts = np.bincount(np.searchsorted(self._fresh_bounds, seconds, side="left"),
-                             minlength=len(self._fresh_bounds) + 1)
+        counts = _bucket_counts(self._fresh_bounds, seconds)
         with self._lock:
             self._fresh[0] += counts
             self._fresh[1] += float(seconds.sum())
@@ -195,17 +204,12 @@ class PipelineMetrics:
                                   "Duration of spans (tool calls, LLM calls, ...) in seconds",
                                   labels=["type", "name", "philosophy"], unit="")
         for labels, (counts, total) in sorted(hist.items()):
-            cum = np.cumsum(counts).tolist()
-            buckets = [(repr(b), cum[i]) for i, b in enumerate(GENAI_DURATION_BUCKETS_S)]
-            buckets.append(("+Inf", cum[-1]))
-            h.add_metric(list(labels), buckets, total)
+            h.add_metric(list(labels), _cumulative(GENAI_DURATION_BUCKETS_S, counts), total)
         yield h
         h = HistogramMetricFamily(f"{p}_landing_freshness_seconds",
                                   "Event time to the commit of the history transaction that "
                                   "landed the event, in seconds (clamped at 0)", unit="")
-        cum = np.cumsum(fresh_counts).tolist()
-        h.add_metric([], [*[(repr(b), cum[i]) for i, b in enumerate(FRESHNESS_BUCKETS_S)],
-                          ("+Inf", cum[-1])], fresh_sum)
+        h.add_metric([], _cumulative(FRESHNESS_BUCKETS_S, fresh_counts), fresh_sum)
         yield h
 
     def serve(self, host: str = "127.0.0.1", port: int = 9464) -> int:
