@@ -19,13 +19,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
-    from agentflux.config import ConfigError
     from agentflux.localkafka import LocalKafka
+    from tests.integration.kafka_helpers import start_or_fail
     work = tmp_path_factory.mktemp("kafka")
-    try:
-        kafka = LocalKafka(work_dir=work, cache_dir=Settings.from_env().state_dir).start()
-    except ConfigError as exc:
-        pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
+    kafka = start_or_fail(LocalKafka(work_dir=work, cache_dir=Settings.from_env().state_dir))
     yield kafka.bootstrap
     kafka.stop()
     shutil.rmtree(work, ignore_errors=True)

@@ -5,9 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agentflux.config import Settings
+from agentflux.config import ConfigError, Settings
+
+
+def start_or_fail(kafka):
+    """Start a ``LocalKafka``; a broker that cannot start fails the test with the reason (CI
+    never skips the real component)."""
+    try:
+        return kafka.start()
+    except ConfigError as exc:
+        pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
 
 
 async def produce_raw(settings: Settings, values: list[bytes], key: bytes = b"k") -> None:

@@ -19,10 +19,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agentflux.config import ConfigError, Settings, Topics
+from agentflux.config import Settings, Topics
 from agentflux.harness import wait_until
 from agentflux.runtime.emitter import Emitter
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+
+from .kafka_helpers import start_or_fail
 
 PARTITIONS = 4
 
@@ -36,10 +38,7 @@ def own_kafka(tmp_path_factory):
     from agentflux.localkafka import LocalKafka
     work = tmp_path_factory.mktemp("own-kafka")
     kafka = LocalKafka(work_dir=work, cache_dir=Settings.from_env().state_dir)
-    try:
-        kafka.start()
-    except ConfigError as exc:
-        pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
+    start_or_fail(kafka)
     yield kafka
     kafka.stop()
     shutil.rmtree(work, ignore_errors=True)

@@ -203,7 +203,9 @@ def test_a_given_listen_port_is_used(echo):
 @pytest.fixture(scope="module")
 def kafka_proxy(tmp_path_factory):
     """A broker of this module's own whose advertised listener is a proxy in front of it."""
-    from agentflux.config import ConfigError, Settings
+    from agentflux.config import Settings
+
+    from .kafka_helpers import start_or_fail
     from agentflux.localkafka import LocalKafka, free_port
 
     broker_port = free_port()
@@ -213,10 +215,10 @@ def kafka_proxy(tmp_path_factory):
     kafka = LocalKafka(work_dir=work, cache_dir=Settings.from_env().state_dir, port=broker_port,
                        advertised_port=proxy.port)
     try:
-        kafka.start()
-    except ConfigError as exc:
+        start_or_fail(kafka)
+    except BaseException:
         proxy.stop()
-        pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
+        raise
     yield proxy
     kafka.stop()
     proxy.stop()

@@ -21,6 +21,8 @@ from agentflux.localkafka import LocalKafka, SaslSslListener, free_port
 from agentflux.runtime.emitter import Emitter
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 
+from .kafka_helpers import start_or_fail
+
 USER = "alice"
 PASSWORD = f"pw-{uuid.uuid4().hex}!%"  # known, unique: grep-able in every output
 WRONG = f"wrong-{uuid.uuid4().hex}"
@@ -38,10 +40,7 @@ def secure_kafka(tmp_path_factory, pki):
     kafka = LocalKafka(work_dir=work, cache_dir=Settings.from_env().state_dir, heap="512m",
                        sasl_ssl=SaslSslListener(pki.server_cert, pki.server_key,
                                                 {USER: PASSWORD}))
-    try:
-        kafka.start()
-    except ConfigError as exc:
-        pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
+    start_or_fail(kafka)
     yield kafka
     kafka.stop()
 
