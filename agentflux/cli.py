@@ -104,20 +104,21 @@ def _preflight_logs(settings: Settings) -> dict:
                           "KAFKA_BOOTSTRAP_SERVERS") from None
 
 
-def open_history(settings: Settings, identities: dict):
-    """The worker's history, with its stored offsets bound to the logs they count in."""
-    from agentflux.sinks.duckdb import DuckDBHistory, OffsetsMismatch
+def open_history(settings: Settings):
+    """The history root, created with its schema files and catalog; a root that cannot be
+    written is one line naming the setting."""
+    from agentflux.sinks.catalog import write_catalog
+    from agentflux.sinks.history import History
 
-    history = DuckDBHistory(settings.duckdb_path)
+    history = History(settings.history_path)
     try:
-        history.bind_logs(identities)
-    except OffsetsMismatch as exc:
-        history.close()
-        raise ConfigError(
-            f"the history {settings.duckdb_path} cannot resume: {exc}. Its offsets do not count "
-            f"in this log, so applying them would skip events. To land the topic from its "
-            f"beginning, run `agentflux replay --db {settings.duckdb_path}` (landed rows stay; "
-            "events whose ids were landed recently are dropped as duplicates)") from None
+        history.init()
+        if history.local:
+            write_catalog(history)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the history at {settings.history_path} ({exc}): pass "
+                          "--history PATH (or set AGENTFLUX_HISTORY) to a writable location") \
+            from None
     return history
 
 
@@ -126,12 +127,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from agentflux.streams.app import BoundedStopWorker
     from agentflux.worker import create_app
 
-    settings = with_broker(Settings.from_env(duckdb_path=args.db, metrics_port=args.metrics_port))
-    history = open_history(settings, _preflight_logs(settings))
+    settings = with_broker(Settings.from_env(history_path=args.history,
+                                             metrics_port=args.metrics_port))
+    identities = _preflight_logs(settings)
+    history = open_history(settings)
     metrics = PipelineMetrics()
     port = metrics.serve(settings.metrics_host, settings.metrics_port)
-    app = create_app(settings, metrics=metrics, history=history)
-    print(f"agentflux worker: {settings.bootstrap_servers} -> {settings.duckdb_path}; "
+    app = create_app(settings, metrics=metrics, history=history, identities=identities)
+    print(f"agentflux worker: {settings.bootstrap_servers} -> {history.root}; "
           f"metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
     # Decoding allocates ~45 objects per event, all freed by reference counting; the default
     # generation-0 threshold (700) runs the cyclic collector every ~15 events, which costs ~40 %
@@ -141,35 +144,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.set_threshold(100_000, 50, 100)
     worker = BoundedStopWorker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False,
                                stop_timeout_s=args.stop_timeout)
-    try:
-        worker.execute_from_commandline()
-    finally:
-        history.close()
+    worker.execute_from_commandline()
     return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from agentflux.sinks.duckdb import DuckDBHistory
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(history_path=args.history)
+    if args.action == "init":
+        history = open_history(settings)
+        print(f"history at {history.root}: tables "
+              + ", ".join(sorted(_tables())) + (f"; catalog {history.root}/history.duckdb "
+                                                 "(views only; open it read-only any time)"
+                                                 if history.local else ""))
+        return 0
+    raise ConfigError(f"unknown history action {args.action!r}")
 
-    settings = Settings.from_env(duckdb_path=args.db)
-    if not Path(settings.duckdb_path).exists():
-        raise ConfigError(f"no history at {settings.duckdb_path}: pass --db PATH (or set "
-                          "AGENTFLUX_DUCKDB)")
-    topics = args.topic or [settings.topics.events, settings.topics.kpis]
-    import duckdb
-    try:
-        history = DuckDBHistory(settings.duckdb_path)
-    except duckdb.IOException as exc:
-        raise ConfigError(f"cannot open {settings.duckdb_path} for writing ({exc}): stop the "
-                          "worker that holds it first") from None
-    try:
-        for topic in topics:
-            n = history.reset_offsets(topic)
-            print(f"{topic}: forgot the landed offsets of {n} partition(s); the next worker "
-                  "lands it from the beginning of the log")
-    finally:
-        history.close()
-    return 0
+
+def _tables() -> list[str]:
+    from agentflux.sinks.tables import TABLES
+    return list(TABLES)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -272,18 +265,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from agentflux.demo import run_demo
-    return run_demo(events=args.events, db=args.db, agents=args.agents, seed=args.seed,
-                    console=_console())
+    return run_demo(events=args.events, history=args.history, agents=args.agents,
+                    seed=args.seed, console=_console())
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
     from rich.table import Table
 
-    if not Path(args.db).exists():
-        raise ConfigError(f"no history at {args.db}: run `agentflux demo` or a worker first, or "
-                          "pass --db PATH")
-    con = duckdb.connect(args.db, read_only=True)
+    from agentflux.sinks.catalog import connect
+
+    root = Settings.from_env(history_path=args.history).history_path
+    try:
+        con = connect(root)
+    except (FileNotFoundError, duckdb.IOException) as exc:
+        raise ConfigError(f"no history at {root} ({exc}): run `agentflux demo` or a worker "
+                          "first, or pass --history PATH (or set AGENTFLUX_HISTORY)") from None
     try:
         cur = con.execute(args.query)
     except duckdb.Error as exc:
@@ -340,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop the local Kafka started by `up`").set_defaults(fn=cmd_down)
     p = sub.add_parser("worker", help="run the stream processors (Faust worker)")
-    p.add_argument("--db", help="DuckDB history file (env AGENTFLUX_DUCKDB)")
+    p.add_argument("--history", help="the history's root: a directory or s3://bucket/prefix "
+                   "(env AGENTFLUX_HISTORY; default ./agentflux-history)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT)")
     p.add_argument("--loglevel", default="warning")
     p.add_argument("--stop-timeout", type=float, default=15.0,
@@ -348,13 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
                         "history resumes from its stored offsets (default 15)")
     p.set_defaults(fn=cmd_worker)
-    p = sub.add_parser("replay", help="forget a history's landed offsets so that the next "
-                       "worker lands the topics from the beginning (after a topic was "
-                       "recreated or the cluster changed)")
-    p.add_argument("--db", help="DuckDB history file (env AGENTFLUX_DUCKDB)")
-    p.add_argument("--topic", action="append",
-                   help="topic to replay (repeatable; default: the events and KPI topics)")
-    p.set_defaults(fn=cmd_replay)
+    p = sub.add_parser("history", help="the Parquet history: `init` creates a root's tables "
+                       "and its DuckDB catalog of views")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("--history", help="the history's root (env AGENTFLUX_HISTORY; default "
+                   "./agentflux-history)")
+    p.set_defaults(fn=cmd_history)
     p = sub.add_parser("simulate", help="run a synthetic agent runtime on the real runtime "
                        "components and publish its events")
     p.add_argument("--agents", type=int, default=8)
@@ -368,11 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--agents", type=int, default=16)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--db", default="agentflux-demo.duckdb")
+    p.add_argument("--history", default="agentflux-demo-history",
+                   help="the history root the demo writes (default ./agentflux-demo-history)")
     p.set_defaults(fn=cmd_demo)
-    p = sub.add_parser("sql", help="query a DuckDB history (read-only)")
+    p = sub.add_parser("sql", help="query a history through its DuckDB views (read-only; works "
+                       "while workers write)")
     p.add_argument("query", help='e.g. "SELECT * FROM kpi_timing LIMIT 10"')
-    p.add_argument("--db", default="agentflux-demo.duckdb")
+    p.add_argument("--history", help="the history's root (env AGENTFLUX_HISTORY; default "
+                   "./agentflux-history)")
     p.add_argument("--limit", type=int, default=50, help="rows to print at most")
     p.set_defaults(fn=cmd_sql)
     p = sub.add_parser("bench", help="benchmarks (figures, not tests)")

@@ -75,8 +75,19 @@ class Settings:
     # a dead letter larger than this goes to the dead-letter topic by reference (source topic,
     # partition, offset; the history keeps the bytes): Kafka's default message limit is ~1 MB
     deadletter_max_bytes: int = 1_000_000
-    duckdb_path: str = "agentflux.duckdb"
+    # the history's root: a directory, or any filesystem pyarrow supports (s3://bucket/prefix)
+    history_path: str = "agentflux-history"
     retention_days: float = 30.0
+    # a worker's pending rows become segments at this many events or this age (freshness)
+    segment_rows: int = 100_000
+    segment_age_s: float = 1.0
+    # the compactor: every interval, merge a partition-day's small segments (under
+    # compact_target_rows) once there are compact_min_files of them; delete what a merged
+    # segment hides compact_grace_s later (a query that listed it before still finds it)
+    compact_interval_s: float = 30.0
+    compact_min_files: int = 16
+    compact_target_rows: int = 2_000_000
+    compact_grace_s: float = 120.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     web_host: str = "127.0.0.1"
@@ -111,6 +122,14 @@ class Settings:
         if self.deadletter_max_bytes < 0:
             raise ConfigError(f"deadletter_max_bytes={self.deadletter_max_bytes!r}: must be >= 0 "
                               "(set AGENTFLUX_DEADLETTER_MAX_BYTES)")
+        if self.segment_rows < 1 or self.segment_age_s <= 0:
+            raise ConfigError(f"segment_rows={self.segment_rows!r}, segment_age_s="
+                              f"{self.segment_age_s!r}: both must be > 0 (set "
+                              "AGENTFLUX_SEGMENT_ROWS / AGENTFLUX_SEGMENT_AGE_S)")
+        if self.compact_min_files < 2 or self.compact_grace_s < 0:
+            raise ConfigError(f"compact_min_files={self.compact_min_files!r} must be >= 2 and "
+                              f"compact_grace_s={self.compact_grace_s!r} >= 0 (set "
+                              "AGENTFLUX_COMPACT_MIN_FILES / AGENTFLUX_COMPACT_GRACE_S)")
         if self.max_record_bytes < 1024:
             raise ConfigError(f"max_record_bytes={self.max_record_bytes!r}: must be >= 1024")
 
@@ -158,7 +177,11 @@ class Settings:
         take("AGENTFLUX_APP_ID", "app_id")
         take("AGENTFLUX_WINDOW_S", "window_s", float)
         take("AGENTFLUX_GRACE_S", "grace_s", float)
-        take("AGENTFLUX_DUCKDB", "duckdb_path")
+        take("AGENTFLUX_HISTORY", "history_path")
+        take("AGENTFLUX_SEGMENT_ROWS", "segment_rows", int)
+        take("AGENTFLUX_SEGMENT_AGE_S", "segment_age_s", float)
+        take("AGENTFLUX_COMPACT_MIN_FILES", "compact_min_files", int)
+        take("AGENTFLUX_COMPACT_GRACE_S", "compact_grace_s", float)
         take("AGENTFLUX_RETENTION_DAYS", "retention_days", float)
         take("AGENTFLUX_MAX_FUTURE_SKEW_S", "max_future_skew_s", float)
         take("AGENTFLUX_DEDUP_EVENTS", "dedup_events", int)

@@ -12,7 +12,7 @@ from pathlib import Path
 from agentflux.config import Settings, Topics
 
 
-def run_demo(events: int, db: str, agents: int, seed: int, console) -> int:
+def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
     import asyncio
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,19 +22,19 @@ def run_demo(events: int, db: str, agents: int, seed: int, console) -> int:
     from agentflux.harness import WorkerProcess
     from agentflux.runtime.emitter import Emitter
     from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-    from agentflux.sinks.duckdb import DuckDBHistory
+    from agentflux.sinks.catalog import connect
     from agentflux.streams.topics import ensure_topics
 
     if events < 1:
         from agentflux.config import ConfigError
         raise ConfigError(f"--events must be >= 1, got {events}")
-    db_path = Path(db).resolve()
-    if db_path.exists():
-        console.print(f"[yellow]replacing the existing history {db_path}[/yellow]")
-        db_path.unlink()
-        Path(str(db_path) + ".wal").unlink(missing_ok=True)
+    root = Path(history).resolve()
+    if root.exists() and any(root.iterdir()):
+        from agentflux.config import ConfigError
+        raise ConfigError(f"{root} already exists and is not empty: pass another --history PATH "
+                          "(the demo never replaces a history), or delete it first")
     run = uuid.uuid4().hex[:8]
-    base = Settings.from_env(duckdb_path=str(db_path), window_s=2.0, grace_s=1.0,
+    base = Settings.from_env(history_path=str(root), window_s=2.0, grace_s=1.0,
                              app_id=f"agentflux-demo-{run}",
                              topics=Topics.with_prefix(f"agentflux-demo-{run}"))
     with broker_for(base, console) as settings:
@@ -69,19 +69,19 @@ def run_demo(events: int, db: str, agents: int, seed: int, console) -> int:
                             == m.get("agentflux_kpi_windows_total", -2), 60, "KPI windows to land")
         finally:
             worker.stop()
-    hist = DuckDBHistory(db_path)
+    con = connect(root)
     try:
-        n_events = hist.count("events")
-        n_dead = hist.count("deadletters")
-        n_kpis = hist.count("kpis")
-        rows = hist.query("""
+        n_events, n_dead, n_kpis = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                                    for t in ("events", "deadletters", "kpis"))
+        rows = con.execute("""
             SELECT type, name, count(*) AS n, round(avg(error::INT) * 100, 1) AS err_pct,
                    round(quantile_disc(duration_ms, 0.5), 1) AS p50,
                    round(quantile_disc(duration_ms, 0.99), 1) AS p99
-            FROM events WHERE type IN ('tool.call', 'llm.call') GROUP BY ALL ORDER BY type, n DESC""")
+            FROM events WHERE type IN ('tool.call', 'llm.call') GROUP BY ALL ORDER BY type, n DESC"""
+                           ).fetchall()
     finally:
-        hist.close()
-    table = Table(title="latency per tool and model (ms, from the DuckDB history)")
+        con.close()
+    table = Table(title="latency per tool and model (ms, from the Parquet history via DuckDB)")
     for c in ("type", "name", "calls", "errors %", "p50", "p99"):
         table.add_column(c, justify="right" if c not in ("type", "name") else "left")
     for r in rows:
@@ -91,8 +91,9 @@ def run_demo(events: int, db: str, agents: int, seed: int, console) -> int:
                   f"dead letters {n_dead:,}  KPI rows {n_kpis:,}")
     console.print(f"throughput {n_events / elapsed:,.0f} events/s end to end "
                   f"({elapsed:.1f} s, emitter write-to-ack p99 {st.ack_p99_ms or 0:.1f} ms)")
-    console.print(f"history: {db_path}")
-    console.print(f"try: agentflux sql --db {db_path} \"SELECT * FROM kpi_timing LIMIT 10\"")
+    console.print(f"history: {root} (Parquet segments; DuckDB views in {root}/history.duckdb)")
+    console.print(f"next: .venv/bin/agentflux sql --history {root} "
+                  "\"SELECT * FROM latency ORDER BY window_start DESC LIMIT 10\"")
     return 0 if n_events + n_dead == st.emitted else 1
 
 

@@ -1,7 +1,8 @@
 """Running a worker as a child process and watching it through its /metrics endpoint.
 
-Used by ``agentflux demo``, the benchmarks and the end-to-end tests: the worker holds the DuckDB
-file open for writing, so progress is read from its Prometheus metrics, not from the database.
+Used by ``agentflux demo``, the benchmarks and the end-to-end tests: progress is read from the
+worker's Prometheus metrics (the history can be queried at any time too, but a metric is cheaper
+to poll).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "AGENTFLUX_APP_ID": settings.app_id,
         "AGENTFLUX_WINDOW_S": repr(settings.window_s),
         "AGENTFLUX_GRACE_S": repr(settings.grace_s),
-        "AGENTFLUX_DUCKDB": str(settings.duckdb_path),
+        "AGENTFLUX_HISTORY": str(settings.history_path),
         "AGENTFLUX_METRICS_HOST": settings.metrics_host,
         "AGENTFLUX_METRICS_PORT": str(settings.metrics_port),
         "AGENTFLUX_WEB_HOST": settings.web_host,
@@ -44,6 +45,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "AGENTFLUX_DEDUP_EVENTS": str(settings.dedup_events),
         "AGENTFLUX_DEADLETTER_MAX_BYTES": str(settings.deadletter_max_bytes),
         "AGENTFLUX_RETENTION_DAYS": repr(settings.retention_days),
+        "AGENTFLUX_SEGMENT_ROWS": str(settings.segment_rows),
+        "AGENTFLUX_SEGMENT_AGE_S": repr(settings.segment_age_s),
+        "AGENTFLUX_COMPACT_MIN_FILES": str(settings.compact_min_files),
+        "AGENTFLUX_COMPACT_GRACE_S": repr(settings.compact_grace_s),
     }
     for key, val in (("KAFKA_SASL_MECHANISM", settings.sasl_mechanism),
                      ("KAFKA_SASL_USERNAME", settings.sasl_username),

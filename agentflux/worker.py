@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentflux.config import Settings
-from agentflux.sinks.duckdb import DuckDBHistory
+from agentflux.sinks.history import History, log_id
+from agentflux.sinks.tables import TABLES
 from agentflux.sinks.prometheus import PipelineMetrics
 from agentflux.streams.app import build_app
 from agentflux.streams.context import PipelineContext
@@ -17,21 +18,27 @@ from agentflux.streams.windows import TumblingWindows
 
 
 def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
-               history: DuckDBHistory | None = None,
-               windows: TumblingWindows | None = None) -> Any:
-    """The worker's Faust app with the event pipeline, KPI landing and lag agents registered."""
+               history: History | None = None, windows: TumblingWindows | None = None,
+               identities: dict | None = None) -> Any:
+    """The worker's Faust app with the event pipeline, KPI landing and lag agents registered.
+
+    ``identities``: ``{topic: LogIdentity}`` (:func:`agentflux.streams.kafkameta.log_identities`)
+    names the log each topic's offsets count in; the history's segments carry it."""
     from agentflux.agents import events, history as history_agents, lag, timing
 
     app, topics = build_app(settings)
     ctx = PipelineContext(
         settings=settings,
         metrics=metrics if metrics is not None else PipelineMetrics(),
-        history=history if history is not None else DuckDBHistory(settings.duckdb_path),
+        history=history if history is not None else History(settings.history_path),
         windows=windows if windows is not None else TumblingWindows(
             settings.window_s, settings.grace_s, max_future_skew_s=settings.max_future_skew_s),
         topics=topics,
+        logs={t: log_id(i.cluster_id, i.topic_id) for t, i in (identities or {}).items()},
     )
     app.agentflux = ctx
+    for table in TABLES:  # rows in the history as this worker starts; it adds what it lands
+        ctx.metrics.set_rows(table, ctx.history.count(table))
     timer = timing.Timing(ctx)
     events.register(app, ctx, timer)
     timing.register(app, ctx, timer)

@@ -2,19 +2,25 @@
 
 Each batch of records (bounded by events, see :mod:`agentflux.streams.batching`) is decoded once
 per record by the codec, turned into one columnar :class:`~agentflux.streams.frame.EventFrame`,
-de-duplicated, and then handed to the processors: the history lands it (a DuckDB transaction in
-its own thread) while the timing windows and Prometheus histograms are updated on the event loop.
-Later processors (KPIs, failure patterns, predictor) take the same frame.
+de-duplicated, and then handed to the processors: the history holds its rows per partition until
+they are due as segments (``segment_rows`` events or ``segment_age_s``), then writes them in its
+own thread while the next batches are prepared; the timing windows and Prometheus histograms are
+updated on the event loop. Later processors (KPIs, failure patterns, predictor) take the same
+frame.
 
-Only records the history has not landed yet are processed, so after a kill -9 and restart a
-record redelivered by Kafka neither lands nor counts in a window twice. Any failure of the
-worker itself stops the process before the batch is acked (see ``fail_stop``).
+Only records the history has not landed yet are processed, so after a kill -9 and restart, or a
+rebalance, a record redelivered by Kafka neither lands nor counts in a window twice. Records are
+acked only once their segments are in place. A revoked partition is flushed before the
+rebalance completes, so its new owner resumes after everything this worker landed. Any failure
+of the worker itself stops the process before the batch is acked (see ``fail_stop``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from agentflux.agents.history import EventHistory
 from agentflux.agents.timing import Timing
@@ -29,29 +35,38 @@ def _events_in(value: Any) -> int:
 
 
 class EventPipeline:
-    """Prepares batch N+1 (decode, frame, de-duplicate, timing) while batch N lands.
+    """Prepares batches (decode, frame, de-duplicate, timing) while earlier ones land.
 
-    One landing is in flight at a time, and a batch's events are acked only once the
-    transaction holding them committed, so Kafka's committed offsets never pass the history's.
+    One flush is in flight at a time; a batch's events are acked only once the segments holding
+    them are in place, so Kafka's committed offsets never pass the history's.
     """
 
-    def __init__(self, ctx: PipelineContext, timing: Timing, stream: Any):
+    def __init__(self, ctx: PipelineContext, timing: Timing, stream: Any,
+                 assigned: Callable[[], set]):
         self.ctx = ctx
         self.history = EventHistory(ctx)
         self.timing = timing
         self.stream = stream
+        self.assigned = assigned  # the (topic, partition)s this worker owns now
         self.inflight: asyncio.Future | None = None
+        self.unacked: list[Sequence[Any]] = []  # batches held in the sinks, in order
+        self._flush_lock = asyncio.Lock()
+        self.revocations = 0
 
     async def handle(self, batch: Sequence[Any]) -> None:
         ctx, history = self.ctx, self.history
+        owned = self.assigned()
+        # a take() buffer may still hold records of a partition revoked meanwhile: its new
+        # owner processes them
+        batch = [fe for fe in batch if (fe.message.topic, fe.message.partition) in owned]
+        if not batch:
+            return
         for fe in batch:
             m = fe.message
             ctx.processed[(m.topic, m.partition)] = m.offset
-        fresh, offsets = history.lander.fresh(batch)
-        if not fresh:
-            await self.flush()  # acks stay in order behind the batch in flight
-            await self._ack(batch)
-            return
+        revocations = self.revocations
+        await history.landed.load({fe.message.partition for fe in batch})
+        fresh, ranges = history.landed.fresh(batch)
         records, deadletters = [], []
         limit = ctx.settings.max_record_bytes
         for fe in fresh:
@@ -62,34 +77,90 @@ class EventPipeline:
                 deadletters += [(r, m.topic, m.partition, m.offset) for r in d.rejected]
         frame = EventFrame.build(records)
         frame, duplicates = await history.deduplicate(frame)
-        await self.flush()
-        self.inflight = asyncio.ensure_future(
-            self._land(batch, frame, len(fresh), deadletters, offsets, duplicates))
-        self.timing.add(frame)  # on the event loop while the transaction runs in its thread
+        if self.revocations != revocations:  # a rebalance happened while this was prepared
+            gone = {p for p in ranges if (history.topic, p) not in self.assigned()}
+            if gone:  # not ours to land or ack any more: the new owner does
+                history.forget(gone)  # again: preparing may have re-created state for them
+                frame = frame.select(np.flatnonzero(~np.isin(frame.partition, list(gone))))
+                deadletters = [d for d in deadletters if d[2] not in gone]
+                duplicates = [d for d in duplicates if d[2] not in gone]
+                ranges = {p: r for p, r in ranges.items() if p not in gone}
+                fresh = [fe for fe in fresh if fe.message.partition not in gone]
+                batch = [fe for fe in batch if fe.message.partition not in gone]
+        if ranges:
+            history.add(frame, len(fresh), deadletters, duplicates, ranges)
+            self.timing.add(frame)
+        self.unacked.append(batch)
+        if history.due():
+            await self.start_flush()
+        elif not history.pending() and self._idle():
+            await self.wait()  # (a finished flush: raise its failure, if any)
+            await self._ack_unacked()  # nothing held: everything seen has landed
 
-    async def _land(self, batch: Sequence[Any], frame: EventFrame, records: int,
-                    deadletters: list, offsets: dict, duplicates: Any) -> None:
-        await self.history.land(frame, deadletters, offsets, duplicates)
-        self.history.landed(frame, records, deadletters, duplicates)
-        await self._ack(batch)
+    async def start_flush(self) -> None:
+        """Start landing everything held (after the flush in flight, if any)."""
+        async with self._flush_lock:
+            await self.wait()
+            if not self.history.pending():
+                await self._ack_unacked()
+                return
+            batches, self.unacked = self.unacked, []
+            self.inflight = asyncio.ensure_future(self._flush(batches))
+
+    async def _flush(self, batches: list) -> None:
+        await self.history.flush()
+        for batch in batches:
+            await self._ack(batch)
         await self.timing.publish()
+
+    async def _ack_unacked(self) -> None:
+        batches, self.unacked = self.unacked, []
+        for batch in batches:
+            await self._ack(batch)
 
     async def _ack(self, batch: Sequence[Any]) -> None:
         for fe in batch:
             await self.stream.ack(fe)
 
-    async def flush(self) -> None:
-        """Wait for the landing in flight (its failure stops the worker)."""
+    def _idle(self) -> bool:
+        return self.inflight is None or self.inflight.done()
+
+    async def wait(self) -> None:
+        """Wait for the flush in flight (its failure stops the worker)."""
         if self.inflight is not None:
             inflight, self.inflight = self.inflight, None
             await inflight
 
+    async def tick(self) -> None:
+        """Land what is held once it is due by age (a quiet stream brings no batch to do it)."""
+        if self._idle() and self.history.due():
+            await self.start_flush()
+
+    async def drain(self) -> None:
+        """Land everything held and wait for it."""
+        await self.start_flush()
+        await self.wait()
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Land everything held before the rebalance completes, then forget the revoked
+        partitions: their next owner resumes after what this worker landed."""
+        self.revocations += 1
+        await self.drain()
+        self.history.forget(partitions)
+
 
 def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
+    pipelines: list[EventPipeline] = []
+    topic = ctx.settings.topics.events
+
+    def assigned() -> set:
+        return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+
     @app.agent(ctx.topics.events, name="agentflux.events")
     async def events(stream: Any) -> None:
-        # built when the agent (re)starts, so the history's stored offsets are read then
-        pipeline = EventPipeline(ctx, timing, stream)
+        # built when the agent (re)starts, so the history's landed offsets are read then
+        pipeline = EventPipeline(ctx, timing, stream, assigned)
+        pipelines[:] = [pipeline]
         batches = take_bounded(stream, max_events=ctx.batch_events,
                                max_records=ctx.batch_records, within=ctx.batch_within_s,
                                size=_events_in, ack=False)
@@ -97,22 +168,27 @@ def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
         try:
             async for batch in batches:
                 await pipeline.handle(batch)
-                if pipeline.inflight is not None and not _full(batch, ctx):
-                    # a partial batch: the stream is not backlogged, so land it now rather
-                    # than when the next batch comes (freshness)
-                    await pipeline.flush()
         except Exception as exc:
             fail_stop("events", exc)
         finally:
-            # stopped or cancelled (a rebalance restarts the agent): the landing in flight
-            # completes before a new pipeline reads the stored offsets
-            if pipeline.inflight is not None:
-                try:
-                    await asyncio.shield(pipeline.flush())
-                except Exception as exc:
-                    fail_stop("events", exc)
+            # stopped or cancelled: what is held lands before a new pipeline reads the offsets
+            try:
+                await asyncio.shield(pipeline.drain())
+            except Exception as exc:
+                fail_stop("events", exc)
 
+    @app.timer(interval=0.1)
+    async def land_due() -> None:
+        for pipeline in pipelines:
+            try:
+                await pipeline.tick()
+            except Exception as exc:
+                fail_stop("events", exc)
 
-def _full(batch: Sequence[Any], ctx: PipelineContext) -> bool:
-    return (len(batch) >= ctx.batch_records
-            or sum(_events_in(fe.value) for fe in batch) >= ctx.batch_events)
+    @app.on_partitions_revoked.connect
+    async def land_before_revocation(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        for pipeline in pipelines:
+            try:
+                await pipeline.on_revoked({tp.partition for tp in revoked if tp.topic == topic})
+            except Exception as exc:
+                fail_stop("events", exc)

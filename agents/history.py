@@ -1,15 +1,19 @@
-"""History: raw events, dead letters and KPI rows into DuckDB, exactly once.
+"""History: raw events, dead letters and KPI rows as Parquet segments, exactly once.
 
-Each take() of records becomes one DuckDB transaction holding the rows and the last offset per
-partition. Records at or below a stored offset were landed before a crash and are skipped, so a
-kill -9 and restart neither loses nor duplicates rows. Stored offsets are bound to the cluster
-and topic id they count in (see :mod:`agentflux.streams.kafkameta`).
+Rows are batched per Kafka partition with the offset range of the records they came from and
+land as segments named by that range (:mod:`agentflux.sinks.history`). The highest offset in a
+partition's ``events`` segments is where that partition resumes: records at or below it landed
+before (a kill -9, a rebalance to another worker) and are skipped, so nothing lands twice and,
+because Kafka offsets are acked only after their segments are in place, nothing is lost. A
+flush writes the dead-letter and duplicate segments of a range before its events segment (an
+empty one if the range held no valid event), so the events segment is the range's commit.
+Offsets count in the log of the cluster and topic id they were read from
+(:mod:`agentflux.streams.kafkameta`): a recreated topic starts a new offset space.
 
-Events that failed decoding or validation land in the ``deadletters`` table in the same
-transaction. Before that transaction they are published to ``agentflux.deadletter`` (and the
-publication awaited), with the reason and source position in headers and the record's original
-bytes, sliced to the rejected event, as the value: the topic is at-least-once (a crash between
-the two re-publishes), the table is exact. A dead letter larger than ``deadletter_max_bytes`` (or
+Events that failed decoding or validation land in the ``deadletters`` table. Before that they
+are published to ``agentflux.deadletter`` (and the publication awaited), with the reason and
+source position in headers and the record's original bytes, sliced to the rejected event, as the
+value: the topic is at-least-once (a crash between the two re-publishes), the table is exact. A dead letter larger than ``deadletter_max_bytes`` (or
 refused by the broker as too large) is published by reference: an empty value and the source
 topic, partition and offset, where the bytes still are (and the history's table has them).
 
@@ -21,21 +25,19 @@ twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
-import orjson
-import pyarrow as pa
 
-from agentflux.sinks.duckdb import (DEADLETTER_SCHEMA, DUPLICATE_SCHEMA, EVENT_SCHEMA,
-                                    KPI_COLUMNS, KPI_SCHEMA)
+from agentflux.sinks.sink import BatchingSink, ParquetSink
+from agentflux.sinks.tables import DEADLETTERS, DUPLICATES, EVENTS, KPIS, kpi_row
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.dedup import RecentIds, id_hashes
 from agentflux.streams.frame import EventFrame
 
-EVENTS_CONSUMER = "history.events"
-KPIS_CONSUMER = "history.kpis"
+log = logging.getLogger("agentflux.history")
 
 
 def deadletter_headers(reason: str, detail: str, topic: str, partition: int, offset: int,
@@ -96,71 +98,121 @@ async def publish_deadletters(ctx: PipelineContext, items: Sequence[tuple]) -> N
             await (await topic.send(key=key, value=b"", headers=by_reference(raw, headers)))
 
 
-class Lander:
-    """Skips records a previous run already landed; tracks the offsets a write will store."""
+class Landed:
+    """The last offset landed per partition of one topic, as the history's segments say.
 
-    def __init__(self, ctx: PipelineContext, consumer: str):
-        self.ctx = ctx
-        self.consumer = consumer
-        self.landed = ctx.history.landed_offsets(consumer)
+    Read from the segments the first time a partition is seen (at start, and after a rebalance
+    assigned it: another worker may have landed more of it meanwhile), advanced by this worker's
+    own landings, forgotten when the partition is revoked."""
+
+    def __init__(self, ctx: PipelineContext, topic: str, table: str, offsets: dict | None = None):
+        self.ctx, self.topic, self.table = ctx, topic, table
+        self.log = ctx.log_of(topic)
+        self.offsets: dict[tuple[str, int], int] = {} if offsets is None else offsets
         self.skipped = 0
-        if consumer == EVENTS_CONSUMER:
-            ctx.landed = self.landed  # the lag gauge counts from what has landed
 
-    def fresh(self, faust_events: Sequence[Any]) -> tuple[list[Any], dict]:
-        out, offsets = [], {}
+    async def load(self, partitions: Iterable[int]) -> None:
+        missing = [p for p in partitions if (self.topic, p) not in self.offsets]
+        if not missing:
+            return
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(self.ctx.history_executor,
+                                            self.ctx.history.landed_offsets, self.table, self.log)
+        for p in missing:
+            self.offsets.setdefault((self.topic, p), stored.get(p, -1))
+
+    def fresh(self, faust_events: Sequence[Any]) -> tuple[list[Any], dict[int, list[int]]]:
+        """The events not landed yet, and the offset range per partition they span (call
+        :meth:`load` for their partitions first)."""
+        out, ranges = [], {}
         for fe in faust_events:
             m = fe.message
-            key = (m.topic, m.partition)
-            if m.offset <= self.landed.get(key, -1):
+            # (a partition forgotten meanwhile, i.e. revoked, is filtered out by the caller)
+            if m.offset <= self.offsets.get((m.topic, m.partition), -1):
                 self.skipped += 1
                 continue
             out.append(fe)
-            offsets[key] = m.offset
-        return out, offsets
+            r = ranges.get(m.partition)
+            if r is None:
+                ranges[m.partition] = [m.offset, m.offset]
+            else:
+                r[1] = m.offset
+        return out, ranges
 
-    async def write(self, offsets: dict, **tables: Any) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.ctx.db_executor,
-                                   lambda: self.ctx.history.write(self.consumer, offsets, **tables))
-        self.landed.update(offsets)
+    def advance(self, partition: int, offset: int) -> None:
+        key = (self.topic, partition)
+        self.offsets[key] = max(self.offsets.get(key, -1), offset)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self.offsets.pop((self.topic, p), None)
 
 
 async def _consume(stream: Any, ctx: PipelineContext, where: str,
-                   handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+                   handle: Callable[[Sequence[Any]], Awaitable[None]], within: float) -> None:
     """take() batches of Faust events and hand them to ``handle``; fail-stop on its failure."""
-    async for batch in stream.take_events(ctx.batch_records, within=ctx.batch_within_s):
+    async for batch in stream.take_events(ctx.batch_records, within=within):
         try:
             await handle(batch)
         except Exception as exc:
             fail_stop(where, exc)
 
 
+async def write_in_order(ctx: PipelineContext, sinks: Sequence[BatchingSink]) -> list:
+    """Detach what each sink holds (now, on the event loop) and write it in the history's
+    thread, sink by sink in the order given; returns the batches written."""
+    batches = [(s, b) for s in sinks for b in s.take()]
+    if batches:
+        await asyncio.get_running_loop().run_in_executor(
+            ctx.history_executor, lambda: [s.write(b) for s, b in batches])
+    return [b for _, b in batches]
+
+
 class EventHistory:
-    """Lands a frame of validated events, its dead letters and duplicates, exactly once."""
+    """Batches frames of validated events, their dead letters and duplicates per partition, and
+    lands them as segments (:meth:`flush`)."""
 
     def __init__(self, ctx: PipelineContext):
         self.ctx = ctx
-        self.lander = Lander(ctx, EVENTS_CONSUMER)
+        topic = ctx.settings.topics.events
+        self.topic = topic
+        self.landed = Landed(ctx, topic, EVENTS.name, ctx.landed)  # the lag gauge reads it too
+        log_ = self.landed.log
         self.recent = RecentIds(ctx.settings.dedup_events)
-        for t in ("events", "deadletters", "duplicates"):
-            ctx.metrics.set_rows(t, ctx.history.count(t))
+        # written in this order: a range's events segment (empty if it has no valid event) is
+        # its commit, so it goes last
+        self.sinks = [ParquetSink(DEADLETTERS, log_, ctx.history),
+                      ParquetSink(DUPLICATES, log_, ctx.history),
+                      ParquetSink(EVENTS, log_, ctx.history, empty_segments=True)]
+        self.deadletters, self.duplicates, self.events = self.sinks
+        self._to_publish: list[tuple] = []  # dead letters to publish before their rows land
+        self._notes: list[tuple] = []  # per added frame: what to count once it has landed
+
+    def pending(self) -> bool:
+        return bool(self.events)
+
+    def due(self) -> bool:
+        s = self.ctx.settings
+        return bool(self.events) and (self.events.rows >= s.segment_rows
+                                      or self.events.age() >= s.segment_age_s)
 
     async def _warm(self, partitions: list) -> None:
         loop = asyncio.get_running_loop()
         for p in partitions:
             if not self.recent.known(p):
-                ids = await loop.run_in_executor(self.ctx.db_executor, self.ctx.history.recent_ids,
-                                                 p, self.recent.capacity)
+                ids = await loop.run_in_executor(self.ctx.history_executor,
+                                                 self.ctx.history.recent_ids, self.landed.log, p,
+                                                 self.recent.capacity)
                 self.recent.warm(p, ids)
 
-    async def deduplicate(self, frame: EventFrame) -> tuple[EventFrame, pa.Table | None]:
+    async def deduplicate(self, frame: EventFrame) -> tuple[EventFrame, list[tuple]]:
         """Drop events whose id landed recently from the same partition (or earlier in this
         frame), and remember the ids of the rest at once: the next frame is de-duplicated while
         this one lands (if that landing fails, the worker stops and rebuilds the horizon from
-        the history). Returns the kept events and a table of the duplicates."""
+        the history). Returns the kept events and ``(id, topic, partition, offset)`` of the
+        duplicates."""
         if not frame.n:
-            return frame, None
+            return frame, []
         parts = np.unique(frame.partition).tolist()
         await self._warm(parts)
         hashes = id_hashes(frame.ids)
@@ -171,47 +223,73 @@ class EventHistory:
             dup[idx] = d
             self.recent.remember(p, hashes[idx][~d])
         if not dup.any():
-            return frame, None
-        at = np.flatnonzero(dup)
-        dups = pa.table({"event_id": pa.array([frame.ids[i] for i in at.tolist()], pa.string()),
-                         "topic": pa.array([self.ctx.settings.topics.events] * len(at)),
-                         "kafka_partition": pa.array(frame.partition[at], pa.int32()),
-                         "kafka_offset": pa.array(frame.offset[at], pa.int64())},
-                        schema=DUPLICATE_SCHEMA)
+            return frame, []
+        at = np.flatnonzero(dup).tolist()
+        dups = [(frame.ids[i], self.topic, int(frame.partition[i]), int(frame.offset[i]))
+                for i in at]
         return frame.select(np.flatnonzero(~dup)), dups
 
-    async def land(self, frame: EventFrame, deadletters: list, offsets: dict,
-                   duplicates: pa.Table | None) -> None:
-        """Publish the dead letters (awaited: at-least-once on the topic), then one transaction
-        with the events, dead letters, duplicates and offsets."""
+    def add(self, frame: EventFrame, records: int, deadletters: list, duplicates: list,
+            ranges: dict[int, list[int]]) -> None:
+        """Hold a prepared batch for the next :meth:`flush`: rows per partition, each with the
+        offset range of the records it came from."""
+        table = frame.table(EVENTS.schema) if frame.n else None
+        for p, (first, last) in ranges.items():
+            if table is not None and len(ranges) > 1:
+                rows = table.take(np.flatnonzero(frame.partition == p))
+            else:
+                rows = table if table is not None else ()
+            self.events.add(p, first, last, rows)
+            dl = [d for d in deadletters if d[2] == p]
+            if dl:
+                self.deadletters.add(p, first, last, dl)
+            du = [d for d in duplicates if d[2] == p]
+            if du:
+                self.duplicates.add(p, first, last, du)
+        self._to_publish += deadletters
+        self._notes.append((records, frame.type_counts(), frame.n, [r.reason for r, *_ in
+                            deadletters], len(duplicates), frame.ts if frame.n else None))
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is held for ``partitions`` (revoked, already flushed) and what is known
+        about them: a new assignment reads them again from the history."""
+        for s in self.sinks:
+            s.forget(partitions)
+        self.landed.forget(partitions)
+        for p in partitions:
+            self.recent.forget(p)
+
+    async def flush(self) -> None:
+        """Publish the held dead letters (awaited: at-least-once on the topic), then write the
+        held rows: dead letters, duplicates, then the events segments that commit each range."""
         ctx = self.ctx
-        dl_table = pa.Table.from_pylist(
-            [{"reason": r.reason, "detail": r.detail, "event_id": r.event_id, "topic": t,
-              "kafka_partition": p, "kafka_offset": o, "batch_index": r.index, "raw": r.raw}
-             for r, t, p, o in deadletters], schema=DEADLETTER_SCHEMA) if deadletters else None
-        if deadletters:
+        dead, self._to_publish = self._to_publish, []
+        notes, self._notes = self._notes, []
+        if dead:
             await publish_deadletters(ctx, [
                 ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
                  deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
-                for r, t, p, o in deadletters])
-        await self.lander.write(offsets, events=frame.table(EVENT_SCHEMA) if frame.n else None,
-                                deadletters=dl_table, duplicates=duplicates)
+                for r, t, p, o in dead])
+        written = await write_in_order(ctx, self.sinks)
+        for b in written:
+            if b.table is EVENTS:
+                self.landed.advance(b.partition, b.last)
+        self._count(notes, written)
 
-    def landed(self, frame: EventFrame, records: int, deadletters: list,
-               duplicates: pa.Table | None) -> None:
-        """Bookkeeping once a landing transaction committed."""
+    def _count(self, notes: list, written: list) -> None:
         metrics = self.ctx.metrics
-        metrics.count_records(records)
-        metrics.count_events(frame.type_counts())
-        metrics.add_rows("events", frame.n)
-        metrics.add_rows("deadletters", len(deadletters))
-        for r, *_ in deadletters:
-            metrics.count_deadletters(r.reason)
-        if duplicates is not None:
-            metrics.count_duplicates(duplicates.num_rows)
-            metrics.add_rows("duplicates", duplicates.num_rows)
-        if frame.n:
-            metrics.observe_freshness(np.maximum(time.time_ns() - frame.ts, 0) / 1e9)
+        now = time.time_ns()
+        for records, type_counts, n, reasons, dups, ts in notes:
+            metrics.count_records(records)
+            metrics.count_events(type_counts)
+            for reason in reasons:
+                metrics.count_deadletters(reason)
+            if dups:
+                metrics.count_duplicates(dups)
+            if ts is not None:
+                metrics.observe_freshness(np.maximum(now - ts, 0) / 1e9)
+        for b in written:
+            metrics.add_rows(b.table.name, b.rows)
 
 
 class KpiHistory:
@@ -219,48 +297,87 @@ class KpiHistory:
 
     def __init__(self, ctx: PipelineContext):
         self.ctx = ctx
-        self.lander = Lander(ctx, KPIS_CONSUMER)
-        ctx.metrics.set_rows("kpis", ctx.history.count("kpis"))
+        self.landed = Landed(ctx, ctx.settings.topics.kpis, KPIS.name)
+        self.sink = ParquetSink(KPIS, self.landed.log, ctx.history)
 
     async def land(self, batch: Sequence[Any]) -> None:
         ctx = self.ctx
-        fresh, offsets = self.lander.fresh(batch)
+        await self.landed.load({fe.message.partition for fe in batch})
+        fresh, ranges = self.landed.fresh(batch)
         if not fresh:
             return
-        rows = []
+        rows: dict[int, list] = {}
         for fe in fresh:
             m = fe.message
             try:
-                row = orjson.loads(fe.value)
-                row["window_start"] = int(row.pop("window_start_ns"))
-                row["window_end"] = int(row.pop("window_end_ns"))
-                row["sketch"] = orjson.dumps(row["sketch"]).decode()
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                rows.setdefault(m.partition, []).append(kpi_row(fe.value, m.partition, m.offset))
+            except (ValueError, KeyError, TypeError) as exc:  # orjson's error is a ValueError
                 ctx.metrics.count_deadletters("invalid_kpi")
                 await publish_deadletters(ctx, [(
                     f"{m.topic}/{m.partition}/{m.offset}".encode(),
                     fe.value if isinstance(fe.value, bytes) else b"",
                     deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
                                        m.offset, None, None))])
-                continue
-            row["kafka_partition"] = m.partition
-            row["kafka_offset"] = m.offset
-            rows.append({c: row.get(c) for c in KPI_COLUMNS})
-        table = pa.Table.from_pylist(rows, schema=KPI_SCHEMA) if rows else None
-        await self.lander.write(offsets, kpis=table)
-        ctx.metrics.add_rows("kpis", len(rows))
+        for p, (first, last) in ranges.items():
+            self.sink.add(p, first, last, rows.get(p, ()))
+        for b in await write_in_order(ctx, [self.sink]):
+            self.landed.advance(b.partition, b.last)
+            ctx.metrics.add_rows(KPIS.name, b.rows)
+
+    def forget(self, partitions: set[int]) -> None:
+        self.landed.forget(partitions)
 
 
 def register(app: Any, ctx: PipelineContext) -> None:
-    """The KPI lander and the retention timer (events land through :mod:`agentflux.agents.events`)."""
+    """The KPI lander and the history's upkeep: compaction of the partitions this worker owns,
+    retention (events land through :mod:`agentflux.agents.events`)."""
+    kpis_topic = ctx.settings.topics.kpis
+    landers: list[KpiHistory] = []
 
     @app.agent(ctx.topics.kpis, name="agentflux.history.kpis")
     async def land_kpis(stream: Any) -> None:
-        # built when the agent (re)starts, so it reads the stored offsets then
-        await _consume(stream, ctx, "history.kpis", KpiHistory(ctx).land)
+        lander = KpiHistory(ctx)
+        landers[:] = [lander]
+        await _consume(stream, ctx, "history.kpis", lander.land, within=1.0)
 
-    @app.timer(interval=3600.0, on_leader=False)
+    @app.on_partitions_revoked.connect
+    async def forget_kpi_partitions(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        for lander in landers:
+            lander.forget({tp.partition for tp in revoked if tp.topic == kpis_topic})
+
+    @app.timer(interval=ctx.settings.compact_interval_s)
+    async def compact() -> None:
+        if app.should_stop:
+            return
+        owned = {}
+        for tp in app.consumer.assignment():
+            owned.setdefault(tp.topic, set()).add(tp.partition)
+        loop = asyncio.get_running_loop()
+        s = ctx.settings
+        for table, topic in ((EVENTS, s.topics.events), (DEADLETTERS, s.topics.events),
+                             (DUPLICATES, s.topics.events), (KPIS, kpis_topic)):
+            parts = owned.get(topic)
+            if not parts:
+                continue
+            try:
+                stats = await loop.run_in_executor(
+                    ctx.upkeep_executor, lambda: ctx.history.compact(
+                        table, partitions=parts, min_files=s.compact_min_files,
+                        target_rows=s.compact_target_rows, grace_s=s.compact_grace_s))
+            except Exception as exc:  # upkeep: retried at the next interval, never a stop
+                log.warning("compaction of %s failed: %r", table.name, exc)
+                continue
+            if stats["written"] or stats["deleted"]:
+                log.info("compacted %s: %s", table.name, stats)
+
+    @app.timer(interval=3600.0)
     async def apply_retention() -> None:
         loop = asyncio.get_running_loop()
-        days = ctx.settings.retention_days
-        await loop.run_in_executor(ctx.db_executor, ctx.history.apply_retention, days)
+        try:
+            gone = await loop.run_in_executor(ctx.upkeep_executor, ctx.history.apply_retention,
+                                              ctx.settings.retention_days)
+        except Exception as exc:
+            log.warning("retention failed: %r", exc)
+            return
+        if gone:
+            log.info("retention deleted %d day partitions", len(gone))

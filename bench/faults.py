@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import duckdb
+from agentflux.sinks.catalog import connect
 
 from agentflux.config import Settings, Topics
 from agentflux.harness import WorkerProcess, wait_until
@@ -155,7 +155,7 @@ class Rig:
 
     def count(self, out: Outcome) -> Outcome:
         """Fill the history's figures into ``out`` (the worker must be stopped)."""
-        con = duckdb.connect(self.settings.duckdb_path, read_only=True)
+        con = connect(self.settings.history_path)
         try:
             rows, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone()
             out.landed = distinct
@@ -170,7 +170,7 @@ class Rig:
 
 def _settings(bootstrap: str, work: Path, **kw: Any) -> Settings:
     run = uuid.uuid4().hex[:8]
-    kw = {"duckdb_path": str(work / "history.duckdb"), "window_s": 5.0, "grace_s": 1.0, **kw}
+    kw = {"history_path": str(work / "history"), "window_s": 5.0, "grace_s": 1.0, **kw}
     return Settings.from_env(
         env={}, bootstrap_servers=bootstrap, app_id=f"faults-{run}",
         topics=Topics.with_prefix(f"faults-{run}"), state_dir=Settings.from_env().state_dir, **kw)
@@ -368,7 +368,7 @@ def broker_outage_spool(n: int, buffer_events: int = 2000, spool_max_bytes: int 
 def session_order_note(settings: Settings, evs: list[dict]) -> str:
     """Whether every session's events landed in the order they were emitted."""
     order = {e["id"]: i for i, e in enumerate(evs)}
-    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    con = connect(settings.history_path)
     try:
         # rowid: the order rows were inserted in, i.e. the order of the events in a record
         rows = con.execute("SELECT session_id, id FROM events ORDER BY kafka_partition, "
@@ -457,7 +457,7 @@ def disk_full(bootstrap: str, n: int) -> Outcome:
 
     t0 = time.monotonic()
     with small_volume() as vol:
-        with rig(bootstrap, duckdb_path=str(vol / "history.duckdb")) as r:
+        with rig(bootstrap, history_path=str(vol / "history")) as r:
             with Emitter(r.settings) as em:
                 for e in synthetic(n, seed=61):
                     em.emit(e)

@@ -123,6 +123,12 @@ def _broker_credentials(settings: Settings) -> Any:
     return None
 
 
+def _faust_dir(settings: Settings) -> Any:
+    d = settings.state_dir / "faust"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def build_app(settings: Settings) -> tuple[Any, AppTopics]:
     """The worker's Faust app and its topics, with no agent registered (the composition root,
     :mod:`agentflux.worker`, registers them)."""
@@ -140,6 +146,9 @@ def build_app(settings: Settings) -> tuple[Any, AppTopics]:
         broker=brokers,
         broker_credentials=_broker_credentials(settings),
         store="memory://",
+        # Faust's own directory (empty with the memory store): one under the state dir, not one
+        # per app id in the working directory
+        datadir=str(_faust_dir(settings)),
         autodiscover=False,
         web_enabled=True,
         web_bind=settings.web_host,
@@ -155,7 +164,7 @@ def build_app(settings: Settings) -> tuple[Any, AppTopics]:
         producer_max_request_size=16 * 1024 * 1024,
         stream_buffer_maxsize=8,
         broker_commit_interval=1.0,
-        # Landing is exactly-once through the offsets stored in DuckDB, so shutdown need not wait
+        # Landing is exactly-once through the history's segments, so shutdown need not wait
         # for take() buffers that a rebalance orphaned (Faust would wait for their acks forever).
         stream_wait_empty=False,
         # A worker killed with -9 holds its partitions until its session times out: keep the

@@ -1,4 +1,4 @@
-"""What a worker's agents share: settings, metrics, the history database, the windows."""
+"""What a worker's agents share: settings, metrics, the history, the windows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentflux.config import Settings
-from agentflux.sinks.duckdb import DuckDBHistory
+from agentflux.sinks.history import NO_LOG, History
 from agentflux.sinks.prometheus import PipelineMetrics
 from agentflux.streams.windows import TumblingWindows
 
@@ -19,7 +19,7 @@ from agentflux.streams.windows import TumblingWindows
 class PipelineContext:
     settings: Settings
     metrics: PipelineMetrics
-    history: DuckDBHistory
+    history: History
     windows: TumblingWindows
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # a take() of the events topic is full at this many events or records; the longest a
@@ -27,13 +27,22 @@ class PipelineContext:
     batch_events: int = 20_000
     batch_records: int = 1_000
     batch_within_s: float = 0.2
-    # DuckDB calls run here, one at a time, so the event loop keeps consuming meanwhile
-    db_executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-duckdb"))
+    # segment writes run here, one at a time, so the event loop keeps consuming meanwhile
+    history_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-history"))
+    # compaction and retention, beside the landing (never in its way)
+    upkeep_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-upkeep"))
     topics: Any = None  # AppTopics, set by the app factory
+    # topic -> the log its offsets count in (sinks.history.log_id of its cluster and topic id)
+    logs: dict = field(default_factory=dict)
     # (topic, partition) -> last offset received by the history agent / landed in the history
     processed: dict = field(default_factory=dict)
     landed: dict = field(default_factory=dict)
+
+
+    def log_of(self, topic: str) -> str:
+        return self.logs.get(topic, NO_LOG)
 
 
 def fail_stop(where: str, exc: BaseException) -> None:

@@ -36,7 +36,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:10]
     s = Settings.from_env(
         env={}, bootstrap_servers=kafka_bootstrap, app_id=f"test-{run}",
-        topics=Topics.with_prefix(f"test-{run}"), duckdb_path=str(tmp_path / "history.duckdb"),
+        topics=Topics.with_prefix(f"test-{run}"), history_path=str(tmp_path / "history"),
         window_s=1.0, grace_s=1.0, metrics_port=free_port(), web_port=free_port(),
         state_dir=tmp_path / "state")
     asyncio.run(ensure_topics(s))

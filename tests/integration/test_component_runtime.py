@@ -2,7 +2,7 @@
 
 import asyncio
 
-import duckdb
+from agentflux.sinks.catalog import connect
 
 from agentflux.harness import WorkerProcess
 from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
@@ -22,7 +22,7 @@ def test_component_runtime_events_land_with_real_component_behaviour(settings, t
                         120, "every component event to land")
     finally:
         assert worker.stop() == 0
-    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    con = connect(settings.history_path)
     q = lambda sql: con.execute(sql).fetchall()
     assert q("SELECT count(*) FROM deadletters") == [(0,)]
     cached = q("SELECT count(*) FILTER (WHERE attrs->>'cached' = 'true'), count(*) FROM events "

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-import duckdb
+from agentflux.sinks.catalog import connect
 import numpy as np
 import orjson
 import pytest
@@ -60,7 +60,7 @@ def test_every_event_lands_once_and_kpis_match_an_offline_oracle(settings, worke
     metrics = worker.metrics()
     assert worker.stop() == 0
 
-    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    con = connect(settings.history_path)
     assert con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone() == (N, N)
     assert con.execute("SELECT count(*) FROM deadletters").fetchone()[0] == 0
     # events_total by type equals what landed
@@ -148,7 +148,7 @@ def test_kill_9_mid_stream_and_restart_lands_exactly_n(settings, worker):
     t.join(120)
     worker.wait_for(lambda m: m.get(EVENTS_ROWS, 0) >= N, 120, f"{N} events after the restart")
     assert worker.stop() == 0
-    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    con = connect(settings.history_path)
     total, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone()
     con.close()
     assert (total, distinct) == (N, N)
@@ -174,6 +174,6 @@ def test_a_graceful_stop_publishes_the_open_windows(settings, worker, tmp_path):
                        60, f"the {open_windows} flushed windows to land")
     finally:
         assert again.stop() == 0
-    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    con = connect(settings.history_path)
     assert con.execute("SELECT sum(count) FROM kpis").fetchone()[0] == 500
     con.close()

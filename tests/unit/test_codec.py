@@ -98,9 +98,12 @@ def test_frame_columns_match_the_events_and_span_keys_are_computed_once():
     assert frame.offset.tolist() == [7] * 150 + [9] * 50
 
 
-def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
-    """Everything the codec accepts must convert to Arrow and insert into DuckDB."""
-    from agentflux.sinks.duckdb import EVENT_SCHEMA, DuckDBHistory
+def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink(tmp_path):
+    """Everything the codec accepts must convert to Arrow, land as a segment and read back
+    through the DuckDB views."""
+    from agentflux.sinks.catalog import connect, write_catalog
+    from agentflux.sinks.history import History
+    from agentflux.sinks.tables import EVENTS
     from agentflux.streams.frame import EventFrame
 
     base = events(1)[0]
@@ -120,46 +123,12 @@ def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink():
     out = decode_record(json.dumps(variants).encode())  # stdlib json writes any integer
     assert [r.index for r in out.rejected] == [0, 1, 2], [r.detail for r in out.rejected]
     assert all(r.reason == "invalid_field" for r in out.rejected)
-    h = DuckDBHistory(":memory:")
-    h.write("t", {("t", 0): 0}, events=EventFrame.build([(out, 0, 0)]).table(EVENT_SCHEMA))
+    h = History(tmp_path)
+    write_catalog(h)
+    h.write_segment(EVENTS, EventFrame.build([(out, 0, 0)]).table(EVENTS.schema),
+                    log="a" * 12, partition=0, first=0, last=0)
     assert h.count("events") == 4
-    assert h.query("SELECT max(duration_ms) FROM events")[0][0] == float(2 ** 63)
-
-
-def test_retention_deletes_only_rows_older_than_the_window():
-    import time as _t
-
-    from agentflux.sinks.duckdb import EVENT_SCHEMA, DuckDBHistory
-    from agentflux.streams.frame import EventFrame
-    evs = events(4)
-    now = _t.time_ns()
-    for e, age_days in zip(evs, (0, 10, 31, 400)):
-        e["ts"] = now - int(age_days * 86400e9)
-    out = decode_record(orjson.dumps(evs))
-    h = DuckDBHistory(":memory:")
-    h.write("t", {}, events=EventFrame.build([(out, 0, 0)]).table(EVENT_SCHEMA))
-    assert h.apply_retention(30) == 2
-    assert h.count("events") == 2
-    assert h.apply_retention(5) == 1
-
-
-def test_offsets_are_bound_to_the_cluster_and_topic_they_count_in():
-    import pytest
-
-    from agentflux.sinks.duckdb import DuckDBHistory, OffsetsMismatch
-    from agentflux.streams.kafkameta import LogIdentity
-
-    h = DuckDBHistory(":memory:")
-    h.write("c", {("events", 0): 41})  # stored before identities were recorded: adopted
-    h.bind_logs({"events": LogIdentity("cluster-a", "topic-1")})
-    h.write("c", {("events", 1): 7})
-    assert h.query("SELECT DISTINCT cluster_id, topic_id FROM consumer_offsets") == [
-        ("cluster-a", "topic-1")]
-    with pytest.raises(OffsetsMismatch, match="deleted and created again"):
-        DuckDBHistory(":memory:", connection=h.con).bind_logs(
-            {"events": LogIdentity("cluster-a", "topic-2")})
-    with pytest.raises(OffsetsMismatch, match="another Kafka cluster"):
-        DuckDBHistory(":memory:", connection=h.con).bind_logs(
-            {"events": LogIdentity("cluster-b", "topic-1")})
-    assert h.reset_offsets("events") == 2
-    assert h.landed_offsets("c") == {}
+    con = connect(tmp_path)
+    assert con.execute("SELECT max(duration_ms) FROM events").fetchone()[0] == float(2 ** 63)
+    assert con.execute("SELECT count(*) FROM events WHERE agent_id LIKE 'ágent-🤖-%'"
+                       ).fetchone()[0] == 1

@@ -56,17 +56,22 @@ def test_missing_java_or_maven_is_a_one_line_error(tmp_path):
 
 
 def test_sql_command_prints_rows_and_reports_bad_queries_in_one_line(tmp_path):
-    import duckdb
-    db = tmp_path / "h.duckdb"
-    con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE t AS SELECT 'react' AS philosophy, 42 AS n")
-    con.close()
-    run = lambda *a: subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--db", str(db), *a],
-                                    capture_output=True, text=True, timeout=60, env={"COLUMNS": "120"})
-    ok = run("SELECT * FROM t")
-    assert ok.returncode == 0 and "react" in ok.stdout and "42" in ok.stdout
+    from agentflux.sinks.catalog import write_catalog
+    from agentflux.sinks.history import History
+    from agentflux.sinks.tables import EVENTS
+    from tests.unit.test_history import rows
+
+    h = History(tmp_path / "h")
+    write_catalog(h)
+    h.write_segment(EVENTS, rows(range(42)), log="a" * 12, partition=0, first=0, last=41)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--history",
+                                     str(tmp_path / "h"), *a], capture_output=True, text=True,
+                                    timeout=60, env={"COLUMNS": "120"})
+    ok = run("SELECT philosophy, count(*) AS n FROM events GROUP BY ALL")
+    assert ok.returncode == 0 and "react" in ok.stdout and "42" in ok.stdout, ok.stderr
     bad = run("SELEC nonsense")
     assert bad.returncode == 2 and "query failed" in bad.stderr and "Traceback" not in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--db",
-                              str(tmp_path / "none.duckdb"), "SELECT 1"], capture_output=True, text=True)
+    missing = subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--history",
+                              str(tmp_path / "none"), "SELECT 1"], capture_output=True, text=True)
     assert missing.returncode == 2 and "agentflux demo" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -1,0 +1,184 @@
+"""DuckDB on top of the history: a catalog of views over the Parquet segments.
+
+``<root>/history.duckdb`` holds only views (no data), so no process keeps it open: a worker writes
+it to a temporary file and renames it into place (an open reader keeps the old one), and any
+number of readers open it read-only at any time (``agentflux sql``, notebooks, the ``duckdb``
+CLI). The views re-list the segments at every query, so they see every segment published before
+the query started, and apply the history's visibility rule (:mod:`agentflux.sinks.history`): a
+row shows when its offset is above its segment's floor, so overlapping segments (a compaction in
+progress, a late segment from a previous owner) never show a row twice.
+
+Plain DuckDB users can read the Parquet directly; without the rule they must only avoid reading
+while the compactor runs (see README).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from agentflux.sinks.history import SCHEMA_FILE, SEGMENT_SQL_RE, History
+from agentflux.sinks.tables import TABLES
+
+CATALOG_FILE = "history.duckdb"
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def table_views(root: str) -> str:
+    """The base views: one per table, each with the visibility rule applied."""
+    out = []
+    for name in TABLES:
+        glob = _q(f"{root}/{name}/**/*.parquet")
+        out.append(f"""
+CREATE OR REPLACE VIEW _{name}_segments AS
+    SELECT file, seg.log, CAST(seg.p AS INTEGER) AS kafka_partition,
+           CAST(seg.first AS BIGINT) AS first_offset, CAST(seg.last AS BIGINT) AS last_offset,
+           coalesce(max(CAST(seg.last AS BIGINT)) OVER (
+               PARTITION BY seg.log, seg.p ORDER BY CAST(seg.first AS BIGINT),
+               CAST(seg.last AS BIGINT) DESC, file
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), -1) AS floor
+    FROM (SELECT file, regexp_extract(file, {_q(SEGMENT_SQL_RE)},
+                                      ['log', 'p', 'first', 'last']) AS seg
+          FROM glob({glob}))
+    WHERE seg.log <> '';
+CREATE OR REPLACE VIEW {name} AS
+    SELECT t.* EXCLUDE (filename)
+    FROM read_parquet({glob}, filename = true) t
+    JOIN _{name}_segments s ON t.filename = s.file
+    WHERE t.kafka_offset > s.floor;""")
+    return "\n".join(out)
+
+
+# Views for analysts, over the base views. Percentiles over time come from the windows' merged
+# DDSketches (bucket counts summed across partial rows, revisions and workers), never from
+# percentiles of percentiles.
+ANALYST_VIEWS = """
+CREATE OR REPLACE VIEW spans AS
+    SELECT ts, type, name, philosophy, agent_id, session_id, duration_ms, error, trace_id, span_id
+    FROM events WHERE duration_ms IS NOT NULL;
+CREATE OR REPLACE VIEW kpi_timing AS
+    SELECT window_start, window_end, type, name, philosophy, sum(count) AS count,
+           sum(errors) AS errors, sum(errors) / sum(count) AS error_rate,
+           max(p50_ms) AS p50_ms, max(p99_ms) AS p99_ms, count(*) AS partial_rows
+    FROM kpis WHERE kind = 'timing'
+    GROUP BY ALL;
+CREATE OR REPLACE VIEW llm_usage AS
+    SELECT date_trunc('hour', ts) AS hour, philosophy, name AS model,
+           count(*) AS calls,
+           sum(CAST(attrs->>'input_tokens' AS BIGINT)) AS input_tokens,
+           sum(CAST(attrs->>'output_tokens' AS BIGINT)) AS output_tokens,
+           sum(CAST(attrs->>'cache_read_tokens' AS BIGINT)) AS cache_read_tokens,
+           sum(CAST(attrs->>'cost_usd' AS DOUBLE)) AS cost_usd
+    FROM events WHERE type = 'llm.call' GROUP BY ALL;
+CREATE OR REPLACE VIEW _sketch_bins AS
+    SELECT window_start, window_end, type, name, CAST(b.key AS INTEGER) AS k,
+           sum(CAST(b.value AS BIGINT)) AS c
+    FROM (SELECT window_start, window_end, type, name,
+                 unnest(map_entries(json_transform(sketch -> 'bins', '"MAP(VARCHAR, BIGINT)"')))
+                     AS b
+          FROM kpis WHERE kind = 'timing')
+    GROUP BY ALL;
+CREATE OR REPLACE VIEW _sketch_totals AS
+    SELECT window_start, window_end, type, name,
+           any_value(CAST(sketch ->> 'alpha' AS DOUBLE)) AS alpha,
+           sum(CAST(sketch ->> 'zero' AS BIGINT)) AS zero,
+           sum(CAST(sketch ->> 'count' AS BIGINT)) AS n,
+           min(CAST(sketch ->> 'min' AS DOUBLE)) AS min_ms,
+           max(CAST(sketch ->> 'max' AS DOUBLE)) AS max_ms,
+           sum(count) AS count, sum(errors) AS errors
+    FROM kpis WHERE kind = 'timing' GROUP BY ALL;
+CREATE OR REPLACE VIEW latency AS
+    WITH cum AS (
+        SELECT b.window_start, b.window_end, b.type, b.name, b.k, t.alpha, t.zero, t.n,
+               t.min_ms, t.max_ms,
+               t.zero + sum(b.c) OVER (PARTITION BY b.window_start, b.type, b.name
+                                       ORDER BY b.k) AS seen
+        FROM _sketch_bins b JOIN _sketch_totals t USING (window_start, window_end, type, name)),
+    q AS (
+        SELECT window_start, window_end, type, name, p,
+               CASE WHEN floor(p * (any_value(n) - 1)) < any_value(zero) THEN 0.0
+                    ELSE least(greatest(
+                        2 * pow((1 + any_value(alpha)) / (1 - any_value(alpha)),
+                                min(k) FILTER (WHERE seen > floor(p * (n - 1))))
+                          / ((1 + any_value(alpha)) / (1 - any_value(alpha)) + 1),
+                        any_value(min_ms)), any_value(max_ms)) END AS v
+        FROM cum, (VALUES (0.5), (0.9), (0.95), (0.99)) ps(p)
+        GROUP BY window_start, window_end, type, name, p)
+    SELECT t.window_start, t.window_end, t.type, t.name, t.count, t.errors,
+           t.errors / t.count AS error_rate,
+           max(v) FILTER (WHERE p = 0.5) AS p50_ms, max(v) FILTER (WHERE p = 0.9) AS p90_ms,
+           max(v) FILTER (WHERE p = 0.95) AS p95_ms, max(v) FILTER (WHERE p = 0.99) AS p99_ms
+    FROM _sketch_totals t LEFT JOIN q USING (window_start, window_end, type, name)
+    GROUP BY ALL;
+CREATE OR REPLACE VIEW error_rates AS
+    SELECT date_trunc('minute', ts) AS minute, type, name, count(*) AS events,
+           count(*) FILTER (WHERE error) AS errors,
+           count(*) FILTER (WHERE error) / count(*) AS error_rate
+    FROM events WHERE duration_ms IS NOT NULL GROUP BY ALL;
+CREATE OR REPLACE VIEW cost AS
+    SELECT session_id, agent_id, name AS model, count(*) AS llm_calls,
+           sum(CAST(attrs->>'input_tokens' AS BIGINT)) AS input_tokens,
+           sum(CAST(attrs->>'output_tokens' AS BIGINT)) AS output_tokens,
+           sum(CAST(attrs->>'cost_usd' AS DOUBLE)) AS cost_usd
+    FROM events WHERE type = 'llm.call' GROUP BY GROUPING SETS
+        ((session_id, agent_id, model), (agent_id, model), (model), ());
+"""
+
+
+def catalog_sql(root: str) -> str:
+    return table_views(root) + ANALYST_VIEWS
+
+
+def write_catalog(history: History) -> Path:
+    """Write ``<root>/history.duckdb`` (views only) to a temporary file and rename it into
+    place; the table directories and schema files are created first, so the views are valid on
+    an empty history. Local roots only (DuckDB reads object stores through an extension this
+    project does not download: use :func:`connect`)."""
+    if not history.local:
+        raise ValueError(f"a catalog file needs a local history root, not {history.root}")
+    history.init()
+    final = Path(history.base) / CATALOG_FILE
+    tmp = final.with_name(f".{CATALOG_FILE}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute(catalog_sql(history.base))
+        finally:
+            con.close()
+        os.replace(tmp, final)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            if leftover.exists():
+                leftover.unlink()
+    return final
+
+
+def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection with the history's views.
+
+    A local root opens its catalog file read-only (writing it first if there is none). Any other
+    root (``s3://...``) is read through pyarrow: the visible rows of each table are registered
+    in an in-memory DuckDB, with the same analyst views on top."""
+    history = History(root)
+    if history.local:
+        path = Path(history.base) / CATALOG_FILE
+        if not path.exists():
+            if not (Path(history.base) / "events").is_dir():
+                raise FileNotFoundError(f"no history at {history.base}")
+            write_catalog(history)
+        return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect()
+    for name in TABLES:
+        con.register(f"_{name}_arrow", history.read(name))
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_arrow")
+    con.execute(ANALYST_VIEWS)
+    return con
+
+
+__all__ = ["CATALOG_FILE", "SCHEMA_FILE", "catalog_sql", "connect", "write_catalog"]

@@ -1,0 +1,363 @@
+"""The history: immutable Parquet segments that many workers write and any reader reads.
+
+Layout, under one root (a local directory or any filesystem pyarrow supports, e.g. ``s3://``)::
+
+    <root>/<table>/_schema.parquet                       no rows: the table's columns (for views)
+    <root>/<table>/day=YYYY-MM-DD/<log>-p<partition>-<first>-<last>.parquet
+
+A segment holds the rows landed from one Kafka partition's records ``first..last`` (offsets,
+zero-padded so names sort numerically); ``log`` names the log those offsets count in (a hash of
+the cluster id and the topic id, :func:`log_id`), so a topic that is deleted and created again,
+or another cluster, starts a new offset space instead of colliding with the old one. ``day`` is
+the UTC day the segment was written (retention drops whole days). A segment is written under a
+temporary name and renamed into place (on object stores, one PUT), so a reader never sees half a
+file; local segments are fsynced before the rename.
+
+**Visibility.** Segments may overlap: a compacted segment covers the ones it merged until they
+are deleted, and a worker that lost a partition without knowing it (a long pause) may still
+rename a late segment over offsets the new owner landed. Readers never see a row twice because
+of one rule, applied by the DuckDB views and by :meth:`History.read` alike: per (log, partition)
+order the segments by ``first`` ascending then ``last`` descending; a row of a segment is visible
+when its offset is above every ``last`` before that segment in the order (its *floor*). The
+content of an offset is a function of the Kafka record, so which copy wins does not matter.
+A merged segment becomes visible in one rename and hides its sources at once; sources are deleted
+only ``grace_s`` later, so a query that listed them a moment before still finds them.
+
+**Resume.** The highest ``last`` of a table's segments for a (log, partition) is where a worker
+resumes that partition (:meth:`History.landed_offset`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import time
+import uuid
+from typing import Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from agentflux.sinks.tables import TABLES, Table
+
+SEGMENT_RE = re.compile(r"^([0-9a-f]{12})-p(\d{5})-(\d{20})-(\d{20})\.parquet$")
+# the same pattern for DuckDB's regexp_extract over full paths
+SEGMENT_SQL_RE = r"([0-9a-f]{12})-p(\d{5})-(\d{20})-(\d{20})\.parquet$"
+SCHEMA_FILE = "_schema.parquet"
+TMP_SUFFIX = ".tmp"
+NO_LOG = "0" * 12  # offsets whose log is not known (in-process tests, imports without identity)
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": [
+    "ts", "type", "kafka_offset", "kafka_partition", "window_start", "window_end", "landed_at"]}
+
+
+def log_id(cluster_id: str | None, topic_id: str | None) -> str:
+    """The name of the offset space a segment's offsets count in."""
+    if not cluster_id and not topic_id:
+        return NO_LOG
+    return hashlib.sha1(f"{cluster_id}/{topic_id}".encode()).hexdigest()[:12]
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    table: str
+    day: str
+    log: str
+    partition: int
+    first: int
+    last: int
+    path: str
+    mtime: float = 0.0
+
+    @property
+    def group(self) -> tuple[str, int]:
+        return (self.log, self.partition)
+
+
+def segment_name(log: str, partition: int, first: int, last: int) -> str:
+    return f"{log}-p{partition:05d}-{first:020d}-{last:020d}.parquet"
+
+
+def with_floors(segments: Iterable[Segment]) -> list[tuple[Segment, int]]:
+    """Each segment with its floor (see the module docstring), in visibility order per group;
+    a segment whose floor >= last contributes nothing."""
+    out: list[tuple[Segment, int]] = []
+    by_group: dict[tuple, list[Segment]] = {}
+    for s in segments:
+        by_group.setdefault(s.group, []).append(s)
+    for group in sorted(by_group):
+        floor = -1
+        for s in sorted(by_group[group], key=lambda s: (s.first, -s.last, s.path)):
+            out.append((s, floor))
+            floor = max(floor, s.last)
+    return out
+
+
+class History:
+    """One history root. Thread-safe (no state beyond the filesystem handle)."""
+
+    def __init__(self, root: str | os.PathLike, filesystem: pafs.FileSystem | None = None):
+        root = str(root)
+        if filesystem is not None:
+            self.fs, self.base = filesystem, root.rstrip("/")
+        elif "://" in root:
+            self.fs, self.base = pafs.FileSystem.from_uri(root)
+            self.base = self.base.rstrip("/")
+        else:
+            self.fs, self.base = pafs.LocalFileSystem(), os.path.abspath(root)
+        self.root = root if "://" in root else self.base
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def table_dir(self, table: str) -> str:
+        return f"{self.base}/{table}"
+
+    def init(self, tables: Iterable[Table] = TABLES.values()) -> None:
+        """Create the table directories and their schema files (idempotent)."""
+        for t in tables:
+            d = self.table_dir(t.name)
+            self.fs.create_dir(d, recursive=True)
+            path = f"{d}/{SCHEMA_FILE}"
+            info = self.fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound or not self._same_schema(path, t.schema):
+                self._publish(path, t.empty(), {})
+
+    def _same_schema(self, path: str, schema: pa.Schema) -> bool:
+        try:
+            return pq.read_schema(path, filesystem=self.fs).remove_metadata().equals(schema)
+        except (OSError, pa.ArrowInvalid):
+            return False
+
+    def segments(self, table: str, *, partitions: Iterable[int] | None = None,
+                 log: str | None = None) -> list[Segment]:
+        """The table's segments (parsed from the listing; temporary files excluded)."""
+        want = set(partitions) if partitions is not None else None
+        out = []
+        for info in self._list(self.table_dir(table)):
+            name = info.base_name
+            m = SEGMENT_RE.match(name)
+            if not m:
+                continue
+            lg, p = m.group(1), int(m.group(2))
+            if (want is not None and p not in want) or (log is not None and lg != log):
+                continue
+            day = info.path.rsplit("/", 2)[-2]
+            out.append(Segment(table, day.removeprefix("day="), lg, p, int(m.group(3)),
+                               int(m.group(4)), info.path,
+                               info.mtime.timestamp() if info.mtime else 0.0))
+        return out
+
+    def _list(self, directory: str) -> list[pafs.FileInfo]:
+        sel = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+        return [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def write_segment(self, table: Table, data: pa.Table, *, log: str, partition: int,
+                      first: int, last: int, day: str | None = None) -> Segment:
+        """Publish ``data`` (already in ``table``'s schema) as the segment of ``partition``'s
+        offsets ``first..last``. Zero rows is a valid segment: it records that the offsets were
+        landed (their records held only dead letters, or only duplicates)."""
+        if first > last or first < 0:
+            raise ValueError(f"bad offset range {first}..{last}")
+        day = day or today()
+        d = f"{self.table_dir(table.name)}/day={day}"
+        path = f"{d}/{segment_name(log, partition, first, last)}"
+        self.fs.create_dir(d, recursive=True)
+        self._publish(path, data, {"agentflux.log": log, "agentflux.partition": str(partition),
+                                   "agentflux.first": str(first), "agentflux.last": str(last)})
+        return Segment(table.name, day, log, partition, first, last, path, time.time())
+
+    def _publish(self, path: str, data: pa.Table, meta: dict[str, str]) -> None:
+        if meta:
+            data = data.replace_schema_metadata({**(data.schema.metadata or {}), **meta})
+        if not self.local:  # an object store: a PUT is visible only once complete
+            with self.fs.open_output_stream(path) as out:
+                pq.write_table(data, out, **PARQUET_OPTIONS)
+            return
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        try:
+            with open(tmp, "wb") as f:
+                pq.write_table(data, f, **PARQUET_OPTIONS)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        fd = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a power loss
+        finally:
+            os.close(fd)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def landed_offset(self, table: str, log: str, partition: int) -> int:
+        """The last offset of ``partition`` (in ``log``) landed in ``table``; -1 if none."""
+        return max((s.last for s in self.segments(table, partitions=[partition], log=log)),
+                   default=-1)
+
+    def landed_offsets(self, table: str, log: str) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for s in self.segments(table, log=log):
+            out[s.partition] = max(out.get(s.partition, -1), s.last)
+        return out
+
+    def visible(self, table: str, **kw: object) -> Iterator[tuple[Segment, int]]:
+        """Segments that contribute rows, each with its floor."""
+        for s, floor in with_floors(self.segments(table, **kw)):  # type: ignore[arg-type]
+            if floor < s.last:
+                yield s, floor
+
+    def _read(self, s: Segment, floor: int, columns: Sequence[str] | None) -> pa.Table:
+        cols = None if columns is None else list(dict.fromkeys([*columns, "kafka_offset"]))
+        t = pq.read_table(s.path, filesystem=self.fs, columns=cols)
+        if floor >= s.first:
+            t = t.filter(pc.greater(t["kafka_offset"], floor))
+        return t if columns is None else t.select(list(columns))
+
+    def read(self, table: str, columns: Sequence[str] | None = None, **kw: object) -> pa.Table:
+        """The table's visible rows (the same rows the DuckDB views show)."""
+        parts = [self._read(s, floor, columns) for s, floor in self.visible(table, **kw)]
+        if not parts:
+            schema = TABLES[table].schema
+            return schema.empty_table() if columns is None else schema.empty_table().select(
+                list(columns))
+        return pa.concat_tables(parts)
+
+    def count(self, table: str) -> int:
+        """Visible rows, from the segments' metadata (reads offsets only where segments
+        overlap)."""
+        n = 0
+        for s, floor in self.visible(table):
+            if floor < s.first:
+                n += pq.ParquetFile(s.path, filesystem=self.fs).metadata.num_rows
+            else:
+                n += self._read(s, floor, ["kafka_offset"]).num_rows
+        return n
+
+    def recent_ids(self, log: str, partition: int, limit: int) -> list[str]:
+        """Ids of the last ``limit`` events landed from ``partition``, newest first (to warm the
+        de-duplication of event ids after a restart or an assignment)."""
+        out: list[str] = []
+        segs = sorted(self.visible("events", partitions=[partition], log=log),
+                      key=lambda sf: -sf[0].last)
+        for s, floor in segs:
+            if len(out) >= limit:
+                break
+            ids = self._read(s, floor, ["id"]).column("id").to_pylist()
+            out.extend(reversed(ids))
+        return out[:limit]
+
+    # --- upkeep -----------------------------------------------------------------------------
+
+    def apply_retention(self, days: float, now: float | None = None) -> list[str]:
+        """Delete whole day partitions older than ``days`` (by the UTC day the segments were
+        written); returns the directories deleted."""
+        if days <= 0:
+            raise ValueError(f"retention must be > 0 days, got {days!r} (AGENTFLUX_RETENTION_DAYS)")
+        cutoff = time.strftime("%Y-%m-%d", time.gmtime((now or time.time()) - days * 86400))
+        gone = []
+        for t in TABLES:
+            sel = pafs.FileSelector(self.table_dir(t), allow_not_found=True)
+            for info in self.fs.get_file_info(sel):
+                name = info.base_name
+                if info.type == pafs.FileType.Directory and name.startswith("day=") \
+                        and name.removeprefix("day=") < cutoff:
+                    self.fs.delete_dir(info.path)
+                    gone.append(info.path)
+        return gone
+
+    def compact(self, table: Table, *, partitions: Iterable[int] | None = None,
+                min_files: int = 16, target_rows: int = 2_000_000, grace_s: float = 120.0,
+                now: float | None = None) -> dict[str, int]:
+        """Merge runs of small segments of one (day, log, partition) into one segment, and
+        delete what merged segments hide once ``grace_s`` has passed.
+
+        A run is merged when its day and partition hold at least ``min_files`` segments under
+        ``target_rows`` rows; the merged segment holds exactly the run's visible rows, named by
+        the run's first and last offsets, so it covers the run and hides it in one rename.
+        Hidden segments (and temporary files left by a crash) are deleted once they are
+        ``grace_s`` older than their cover: a query that listed them just before still reads
+        them. Returns counts: merged segments written, segments merged, files deleted."""
+        now = time.time() if now is None else now
+        stats = {"written": 0, "merged": 0, "deleted": 0}
+        want = set(partitions) if partitions is not None else None
+        segs = self.segments(table.name, partitions=want)
+        floors = with_floors(segs)
+        by_day: dict[tuple, list[tuple[Segment, int]]] = {}
+        for s, floor in floors:
+            by_day.setdefault((s.day, s.log, s.partition), []).append((s, floor))
+        for (day, log, partition), items in sorted(by_day.items()):
+            visible = [(s, f) for s, f in items if f < s.last]
+            small = [(s, f) for s, f in visible if self._rows(s) < target_rows]
+            if len(small) < min_files:
+                continue
+            run = self._run(visible, small, target_rows)
+            if len(run) < 2:
+                continue
+            data = pa.concat_tables([self._read(s, f, None) for s, f in run])
+            self.write_segment(table, data.cast(table.schema), log=log, partition=partition,
+                               first=run[0][0].first, last=run[-1][0].last, day=day)
+            stats["written"] += 1
+            stats["merged"] += len(run)
+        stats["deleted"] = self._collect(table.name, want, now, grace_s)
+        return stats
+
+    def _rows(self, s: Segment) -> int:
+        return pq.ParquetFile(s.path, filesystem=self.fs).metadata.num_rows
+
+    def _run(self, visible: list, small: list, target_rows: int) -> list:
+        """The longest prefix of consecutive small segments (in visibility order) whose rows
+        stay under ``target_rows``."""
+        small_paths = {s.path for s, _ in small}
+        run, rows = [], 0
+        for s, f in visible:
+            if s.path not in small_paths:
+                if len(run) >= 2:
+                    break
+                run, rows = [], 0
+                continue
+            r = self._rows(s)
+            if run and rows + r > target_rows:
+                break
+            run.append((s, f))
+            rows += r
+        return run
+
+    def _collect(self, table: str, partitions: set | None, now: float, grace_s: float) -> int:
+        deleted = 0
+        segs = self.segments(table, partitions=partitions)
+        for s, floor in with_floors(segs):
+            if floor < s.last:
+                continue  # visible (at least partly)
+            covers = [c for c in segs if c.group == s.group and c.path != s.path
+                      and c.first <= s.first and c.last >= s.last]
+            # a hidden segment always has a cover: the segment that set its floor
+            if covers and all(now - c.mtime >= grace_s for c in covers):
+                self._delete(s.path)
+                deleted += 1
+        for info in self._list(self.table_dir(table)):
+            if info.base_name.endswith(TMP_SUFFIX) and info.mtime \
+                    and now - info.mtime.timestamp() >= grace_s:
+                self._delete(info.path)
+                deleted += 1
+        return deleted
+
+    def _delete(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass  # another compactor (a previous owner) got there first

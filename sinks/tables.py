@@ -1,0 +1,120 @@
+"""The history's tables: each table's columns are defined here, once.
+
+Agents hand rows in the shape they produce (an Arrow table of events, dead-letter tuples, KPI rows
+as published on ``agentflux.kpis``); a :class:`Table` turns them into its schema. Storage
+(:mod:`agentflux.sinks.history`) and the DuckDB views (:mod:`agentflux.sinks.catalog`) read the
+schemas from here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import orjson
+import pyarrow as pa
+
+TS = pa.timestamp("ns", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    schema: pa.Schema
+    # the rows an agent hands over (a list of its own records) -> this table's columns
+    convert: Callable[[Sequence[Any]], pa.Table] | None = None
+
+    def rows(self, items: Sequence[Any]) -> pa.Table:
+        if isinstance(items, pa.Table):
+            return items if items.schema == self.schema else items.select(
+                self.schema.names).cast(self.schema)
+        if self.convert is not None:
+            return self.convert(items)
+        return pa.Table.from_pylist(list(items), schema=self.schema)
+
+    def empty(self) -> pa.Table:
+        return self.schema.empty_table()
+
+
+EVENTS = Table("events", pa.schema([
+    ("id", pa.string()), ("type", pa.string()), ("v", pa.int32()),
+    ("ts", TS), ("ts_ns", pa.int64()),
+    ("agent_id", pa.string()), ("session_id", pa.string()), ("philosophy", pa.string()),
+    ("source_runtime", pa.string()), ("source_host", pa.string()), ("source_pid", pa.int64()),
+    ("trace_id", pa.string()), ("span_id", pa.string()), ("parent_span_id", pa.string()),
+    ("name", pa.string()), ("duration_ms", pa.float64()), ("error", pa.bool_()),
+    ("attrs", pa.string()), ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
+]))
+
+
+def _now_column(n: int) -> pa.Array:
+    return pa.array([time.time_ns()] * n, pa.int64()).cast(TS)
+
+
+def _deadletters(items: Sequence[tuple]) -> pa.Table:
+    """``(rejected, topic, partition, offset)`` tuples from the codec."""
+    return pa.table({
+        "reason": pa.array([r.reason for r, *_ in items], pa.string()),
+        "detail": pa.array([r.detail for r, *_ in items], pa.string()),
+        "event_id": pa.array([r.event_id for r, *_ in items], pa.string()),
+        "topic": pa.array([t for _, t, _, _ in items], pa.string()),
+        "kafka_partition": pa.array([p for *_, p, _ in items], pa.int32()),
+        "kafka_offset": pa.array([o for *_, o in items], pa.int64()),
+        "batch_index": pa.array([r.index for r, *_ in items], pa.int32()),
+        "raw": pa.array([r.raw for r, *_ in items], pa.binary()),
+        "landed_at": _now_column(len(items)),
+    }, schema=DEADLETTERS.schema)
+
+
+DEADLETTERS = Table("deadletters", pa.schema([
+    ("reason", pa.string()), ("detail", pa.string()), ("event_id", pa.string()),
+    ("topic", pa.string()), ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
+    ("batch_index", pa.int32()), ("raw", pa.binary()), ("landed_at", TS),
+]), _deadletters)
+
+
+def _duplicates(items: Sequence[tuple]) -> pa.Table:
+    """``(event_id, topic, partition, offset)`` tuples."""
+    cols = list(zip(*items)) if items else [(), (), (), ()]
+    return pa.table({
+        "event_id": pa.array(cols[0], pa.string()), "topic": pa.array(cols[1], pa.string()),
+        "kafka_partition": pa.array(cols[2], pa.int32()),
+        "kafka_offset": pa.array(cols[3], pa.int64()), "landed_at": _now_column(len(items)),
+    }, schema=DUPLICATES.schema)
+
+
+DUPLICATES = Table("duplicates", pa.schema([
+    ("event_id", pa.string()), ("topic", pa.string()), ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()), ("landed_at", TS),
+]), _duplicates)
+
+KPI_WIRE_RENAMES = {"window_start_ns": "window_start", "window_end_ns": "window_end"}
+
+
+def kpi_row(value: bytes, partition: int, offset: int) -> dict:
+    """One KPI row as published on ``agentflux.kpis`` -> a row of the ``kpis`` table. Raises
+    ValueError / KeyError / TypeError on a row that is not one."""
+    row = orjson.loads(value)
+    if not isinstance(row, dict):
+        raise TypeError(f"a KPI row is a JSON object, got {type(row).__name__}")
+    for wire, col in KPI_WIRE_RENAMES.items():
+        row[col] = int(row.pop(wire))
+    row["sketch"] = orjson.dumps(row["sketch"]).decode()
+    row["kafka_partition"], row["kafka_offset"] = partition, offset
+    return {c: row.get(c) for c in KPIS.schema.names}
+
+
+KPIS = Table("kpis", pa.schema([
+    ("kind", pa.string()), ("worker", pa.string()),
+    ("window_start", TS), ("window_end", TS),
+    ("type", pa.string()), ("name", pa.string()), ("philosophy", pa.string()),
+    ("revision", pa.int32()), ("count", pa.int64()), ("errors", pa.int64()),
+    ("duration_count", pa.int64()), ("duration_sum_ms", pa.float64()),
+    ("duration_min_ms", pa.float64()), ("duration_max_ms", pa.float64()),
+    ("p50_ms", pa.float64()), ("p90_ms", pa.float64()), ("p95_ms", pa.float64()),
+    ("p99_ms", pa.float64()), ("sketch", pa.string()), ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+]))
+
+TABLES: dict[str, Table] = {t.name: t for t in (EVENTS, DEADLETTERS, DUPLICATES, KPIS)}

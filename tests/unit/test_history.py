@@ -1,0 +1,238 @@
+"""The Parquet history without a broker: layout, visibility, compaction, retention, catalog."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from agentflux.sinks.catalog import CATALOG_FILE, connect, write_catalog
+from agentflux.sinks.history import History, log_id, with_floors
+from agentflux.sinks.sink import ParquetSink
+from agentflux.sinks.tables import DEADLETTERS, EVENTS, KPIS
+
+LOG = log_id("cluster-a", "topic-1")
+
+
+def rows(offsets, partition=0, tag="x"):
+    """Event rows, one per offset, with an id that names the offset (and who wrote it)."""
+    offsets = list(offsets)
+    n = len(offsets)
+    return pa.table({
+        "id": [f"p{partition}-o{o}" for o in offsets], "type": ["tool.call"] * n,
+        "v": pa.array([1] * n, pa.int32()),
+        "ts": pa.array([time.time_ns()] * n, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+        "ts_ns": pa.array([1] * n, pa.int64()), "agent_id": [tag] * n, "session_id": ["s"] * n,
+        "philosophy": ["react"] * n, "source_runtime": ["r"] * n, "source_host": ["h"] * n,
+        "source_pid": pa.array([1] * n, pa.int64()), "trace_id": [None] * n,
+        "span_id": [None] * n, "parent_span_id": [None] * n, "name": ["grep"] * n,
+        "duration_ms": [1.0] * n, "error": [False] * n, "attrs": ["{}"] * n,
+        "kafka_partition": pa.array([partition] * n, pa.int32()),
+        "kafka_offset": pa.array(offsets, pa.int64()),
+    }, schema=EVENTS.schema)
+
+
+def seg(h, first, last, partition=0, log=LOG, tag="x", day=None):
+    return h.write_segment(EVENTS, rows(range(first, last + 1), partition, tag), log=log,
+                           partition=partition, first=first, last=last, day=day)
+
+
+def view_ids(root) -> list[str]:
+    con = connect(root)
+    try:
+        return sorted(r[0] for r in con.execute("SELECT id FROM events").fetchall())
+    finally:
+        con.close()
+
+
+def test_views_are_valid_on_an_empty_history_and_no_process_keeps_the_catalog_open(tmp_path):
+    h = History(tmp_path)
+    path = write_catalog(h)
+    assert path == tmp_path / CATALOG_FILE
+    con = connect(tmp_path)
+    for view in ("events", "spans", "deadletters", "duplicates", "kpis", "kpi_timing",
+                 "llm_usage", "latency", "error_rates", "cost"):
+        assert con.execute(f"SELECT count(*) FROM {view}").fetchone()[0] in (0, 1), view
+    # a reader holds the catalog open; rewriting it (a worker starting) still works, and the
+    # open reader keeps answering; a second reader opens it at the same time
+    write_catalog(h)
+    other = duckdb.connect(str(path), read_only=True)
+    seg(h, 0, 9)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 10
+    assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 10
+    con.close()
+    other.close()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_segment_is_named_by_partition_and_offset_range_and_resume_is_its_last_offset(tmp_path):
+    h = History(tmp_path)
+    s = seg(h, 100, 199, partition=3)
+    assert os.path.basename(s.path) == f"{LOG}-p00003-{100:020d}-{199:020d}.parquet"
+    assert f"/events/day={time.strftime('%Y-%m-%d', time.gmtime())}/" in s.path
+    meta = pq.read_schema(s.path).metadata
+    assert meta[b"agentflux.first"] == b"100" and meta[b"agentflux.log"] == LOG.encode()
+    assert h.landed_offset("events", LOG, 3) == 199
+    assert h.landed_offset("events", LOG, 2) == -1
+    # another log (a recreated topic, another cluster) is another offset space
+    assert h.landed_offset("events", log_id("cluster-a", "topic-2"), 3) == -1
+    seg(h, 0, 9, partition=3, log=log_id("cluster-a", "topic-2"))
+    assert len(view_ids(tmp_path)) == 110  # both logs' rows, neither hides the other
+
+
+def test_overlapping_segments_never_show_a_row_twice_or_lose_one(tmp_path):
+    """A late segment from a previous owner overlaps what the new owner landed; a compaction
+    merges segments that stay until deleted: every offset shows exactly once."""
+    h = History(tmp_path)
+    seg(h, 0, 99, tag="a")
+    seg(h, 100, 249, tag="b")  # the new owner
+    seg(h, 250, 400, tag="b")
+    seg(h, 100, 260, tag="a")  # the previous owner's late segment, partly over both
+    ids = view_ids(tmp_path)
+    assert ids == sorted(f"p0-o{o}" for o in range(401))
+    assert h.read("events", ["id"]).num_rows == 401 and h.count("events") == 401
+
+
+def test_the_views_and_the_python_reader_apply_the_same_rule_on_random_layouts(tmp_path):
+    rnd = random.Random(7)
+    for trial in range(20):
+        root = tmp_path / f"t{trial}"
+        h = History(root)
+        write_catalog(h)
+        covered = set()
+        for _ in range(rnd.randint(1, 8)):
+            first = rnd.randint(0, 60)
+            last = first + rnd.randint(0, 40)
+            seg(h, first, last, partition=rnd.randint(0, 1), tag=str(rnd.random()))
+            covered |= {(p, o) for p in (0, 1) for o in range(first, last + 1)}
+        segs = h.segments("events")
+        want = sorted({f"p{s.partition}-o{o}" for s in segs for o in range(s.first, s.last + 1)})
+        assert view_ids(root) == want
+        assert sorted(h.read("events", ["id"]).column("id").to_pylist()) == want
+        assert h.count("events") == len(want)
+
+
+def test_compaction_bounds_files_keeps_every_row_once_and_deletes_only_after_the_grace(tmp_path):
+    h = History(tmp_path)
+    for i in range(20):
+        seg(h, i * 10, i * 10 + 9)
+    seg(h, 200, 204, partition=1)
+    before = view_ids(tmp_path)
+    t0 = time.time()
+    stats = h.compact(EVENTS, min_files=16, target_rows=1000, grace_s=60, now=t0)
+    assert stats == {"written": 1, "merged": 20, "deleted": 0}
+    assert view_ids(tmp_path) == before  # merged and sources side by side: no duplicate
+    assert len(h.segments("events")) == 22
+    # a query that listed the sources just before still finds them until the grace has passed
+    assert h.compact(EVENTS, min_files=16, grace_s=60, now=t0 + 30)["deleted"] == 0
+    assert h.compact(EVENTS, min_files=16, grace_s=60, now=t0 + 61)["deleted"] == 20
+    assert [(s.first, s.last) for s in sorted(h.segments("events", partitions=[0]),
+                                              key=lambda s: s.first)] == [(0, 199)]
+    assert view_ids(tmp_path) == before
+    assert h.landed_offset("events", LOG, 0) == 199
+
+
+def test_compaction_of_a_late_overlapping_segment_keeps_each_offset_once(tmp_path):
+    h = History(tmp_path)
+    seg(h, 0, 99, tag="b")
+    seg(h, 100, 199, tag="b")
+    seg(h, 50, 150, tag="a")  # late, overlapping two
+    seg(h, 200, 299, tag="b")
+    h.compact(EVENTS, min_files=2, target_rows=10_000, grace_s=0, now=time.time())
+    h.compact(EVENTS, min_files=2, target_rows=10_000, grace_s=0, now=time.time() + 1)
+    assert view_ids(tmp_path) == sorted(f"p0-o{o}" for o in range(300))
+    assert len(h.segments("events")) == 1
+
+
+def test_retention_deletes_whole_days_older_than_the_window(tmp_path):
+    h = History(tmp_path)
+    now = time.time()
+    day = lambda age: time.strftime("%Y-%m-%d", time.gmtime(now - age * 86400))
+    for i, age in enumerate((0, 10, 31, 400)):
+        seg(h, i * 10, i * 10 + 9, day=day(age))
+    h.write_segment(DEADLETTERS, DEADLETTERS.empty(), log=LOG, partition=0, first=0, last=9,
+                    day=day(400))
+    gone = h.apply_retention(30, now=now)
+    assert sorted(os.path.basename(g) for g in gone) == sorted(
+        [f"day={day(31)}", f"day={day(400)}", f"day={day(400)}"])
+    assert h.count("events") == 20
+    with pytest.raises(ValueError, match="AGENTFLUX_RETENTION_DAYS"):
+        h.apply_retention(0)
+
+
+def test_an_interrupted_write_leaves_no_visible_file(tmp_path, monkeypatch):
+    h = History(tmp_path)
+    write_catalog(h)
+
+    def boom(*a, **kw):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(pq, "write_table", boom)
+    with pytest.raises(OSError, match="No space left"):
+        seg(h, 0, 9)
+    monkeypatch.undo()
+    assert h.segments("events") == []
+    assert not [f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".tmp")]
+    assert view_ids(tmp_path) == []
+
+
+def test_the_sink_batches_per_partition_with_offset_ranges_and_commit_segments(tmp_path):
+    h = History(tmp_path)
+    events = ParquetSink(EVENTS, LOG, h, empty_segments=True)
+    dead = ParquetSink(DEADLETTERS, LOG, h)
+    events.add(0, 10, 19, rows(range(10, 15)))
+    events.add(0, 20, 29, rows(range(20, 25)))
+    events.add(1, 5, 5)  # a record with no valid event: the range still lands (empty)
+    dead.add(1, 5, 5)  # nothing to write: no file
+    assert events.rows == 10 and bool(events)
+    batches = events.take()
+    assert [(b.partition, b.first, b.last, b.rows) for b in batches] == [(0, 10, 29, 10),
+                                                                       (1, 5, 5, 0)]
+    assert not events and dead.take() == []
+    for b in batches:
+        events.write(b)
+    assert h.landed_offsets("events", LOG) == {0: 29, 1: 5}
+    assert h.count("events") == 10
+
+
+def test_kpi_rows_convert_from_the_wire_and_the_latency_view_merges_their_sketches(tmp_path):
+    import numpy as np
+    import orjson
+
+    from agentflux.schemas.sketch import DDSketch
+    from agentflux.sinks.tables import kpi_row
+
+    h = History(tmp_path)
+    write_catalog(h)
+    rng = np.random.default_rng(3)
+    merged, wire = DDSketch(), []
+    for worker in range(3):  # three workers' partial rows of one window
+        values = rng.lognormal(3, 1, 500)
+        s = DDSketch()
+        s.add_many(values)
+        merged.merge(s)
+        wire.append(orjson.dumps({
+            "kind": "timing", "worker": f"w{worker}", "window_start_ns": 0,
+            "window_end_ns": 10 * 10**9, "type": "tool.call", "name": "grep",
+            "philosophy": "react", "revision": 0, "count": 500, "errors": worker,
+            "sketch": s.to_dict(), "p50_ms": s.quantile(0.5)}))
+    table = KPIS.rows([kpi_row(v, 0, i) for i, v in enumerate(wire)])
+    h.write_segment(KPIS, table, log=LOG, partition=0, first=0, last=2)
+    con = connect(tmp_path)
+    got = con.execute("SELECT count, errors, p50_ms, p90_ms, p95_ms, p99_ms FROM latency"
+                      ).fetchall()
+    assert got == [(1500, 3, *[pytest.approx(merged.quantile(q), rel=1e-12)
+                               for q in (0.5, 0.9, 0.95, 0.99)])]
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        kpi_row(b'{"kind": "timing"}', 0, 0)
+
+
+def test_with_floors_orders_by_first_then_longest(tmp_path):
+    h = History(tmp_path)
+    a, b = seg(h, 0, 10), seg(h, 0, 20)
+    c = seg(h, 15, 30)
+    assert [(s.last, f) for s, f in with_floors([a, b, c])] == [(20, -1), (10, 20), (30, 20)]
