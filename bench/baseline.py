@@ -2,9 +2,11 @@
 
 One of the worker's peers in ``agentflux bench pipeline`` (the others are in
 :mod:`agentflux.bench.peers`). It does the same work as the worker (decode, validate, p50/p99
-per span key in 10 s tumbling windows, land events and closed windows in DuckDB through Arrow
-in blocks of 1,000) but receives one record per event, which is how a Faust pipeline is usually
-written. Prints one JSON line when done, the clock running from its first record.
+per span key in 10 s tumbling windows, land events and closed windows as Parquet segments of
+the history: every 1,000 events, one segment per partition through a
+:class:`~agentflux.sinks.sink.ParquetSink`) but receives one record per event, which is how a
+Faust pipeline is usually written. Prints one JSON line when done, the clock running from its
+first record.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--events", type=int, required=True)
-    ap.add_argument("--db", required=True)
+    ap.add_argument("--history", required=True, help="the history's root directory")
     ap.add_argument("--web-port", type=int, required=True)
     args = ap.parse_args()
 
@@ -28,30 +30,43 @@ def main() -> None:
     import orjson
 
     from ..schemas.validate import check
-    from ..sinks.duckdb import DuckDBHistory, events_table
-    from ..streams.windows import TumblingWindows, span_of
-    from .peers import kpi_table
+    from ..sinks.history import History, log_id
+    from ..sinks.sink import ParquetSink
+    from ..sinks.tables import EVENTS, KPIS
+    from ..streams.windows import TumblingWindows
+    from .peers import event_row, kpi_rows
 
+    root = os.path.abspath(args.history)
     app = faust.App(f"baseline-{args.topic}", broker=f"kafka://{args.bootstrap}",
                     store="memory://", web_port=args.web_port, web_bind="127.0.0.1",
                     topic_disable_leader=True, consumer_auto_offset_reset="earliest",
                     value_serializer="raw", autodiscover=False, stream_wait_empty=False,
-                    datadir=os.path.dirname(os.path.abspath(args.db)))
+                    datadir=os.path.dirname(root))
     topic = app.topic(args.topic, value_serializer="raw")
-    history = DuckDBHistory(args.db)
+    history = History(root)
+    events = ParquetSink(EVENTS, log_id("baseline", args.topic), history)
+    # closed windows come from the events of every partition: their rows are numbered in a log
+    # of their own (partition 0), the segment named by the first and last row numbers
+    kpis = ParquetSink(KPIS, log_id("baseline", "windows"), history)
     windows = TumblingWindows(10, 2)
-    state = {"n": 0, "t0": None, "buf": [], "bad": 0}
+    # held: partition -> [first offset, last offset, rows] of the events not landed yet
+    state = {"n": 0, "t0": None, "held": {}, "rows": 0, "bad": 0, "kpi_rows": 0}
 
     def land() -> None:
-        buf = state["buf"]
-        spans = [span_of(e) for e in buf]
+        for p, (first, last, rows) in state["held"].items():
+            events.add(p, first, last, rows)
         closed = [{"start_ns": w.window_start_ns, "end_ns": w.window_end_ns, "type": w.type,
                    "name": w.name, "philosophy": w.philosophy, "count": w.count,
                    "errors": w.errors, "p50_ms": w.sketch.quantile(0.5),
-                   "p99_ms": w.sketch.quantile(0.99)} for w in windows.close_due()]
-        history.write("baseline", {}, events=events_table(buf, spans, [0] * len(buf), [0] * len(buf)),
-                      kpis=kpi_table(closed, "baseline") if closed else None)
-        state["buf"] = []
+                   "p99_ms": w.sketch.quantile(0.99), "partition": 0,
+                   "offset": state["kpi_rows"] + i} for i, w in enumerate(windows.close_due())]
+        if closed:
+            kpis.add(0, closed[0]["offset"], closed[-1]["offset"], kpi_rows(closed, "baseline"))
+            state["kpi_rows"] += len(closed)
+        for sink in (events, kpis):
+            for batch in sink.take():
+                sink.write(batch)
+        state["held"], state["rows"] = {}, 0
 
     @app.agent(topic)
     async def per_event(stream):
@@ -63,12 +78,18 @@ def main() -> None:
                 state["bad"] += 1
             else:
                 windows.add([ev])
-                state["buf"].append(ev)
-                if len(state["buf"]) >= 1000:
+                m = stream.current_event.message
+                held = state["held"].get(m.partition)
+                if held is None:
+                    held = state["held"][m.partition] = [m.offset, m.offset, []]
+                held[1] = m.offset
+                held[2].append(event_row(ev, m.partition, m.offset))
+                state["rows"] += 1
+                if state["rows"] >= 1000:
                     land()
             state["n"] += 1
             if state["n"] == args.events:
-                if state["buf"]:
+                if state["rows"]:
                     land()
                 elapsed = time.perf_counter() - state["t0"]
                 sys.__stdout__.write(orjson.dumps({"events": state["n"], "seconds": elapsed,

@@ -4,9 +4,11 @@ written with other tools, each run in a process of its own by the benchmark.
 * ``quixstreams``: an idiomatic Quix Streams application (``Application`` +
   ``StreamingDataFrame``, as its documentation shows them): explode each record's array of
   events, validate every event (a bad one is counted, not landed), land every valid event in a
-  DuckDB history through a ``BatchingSink``, and p50/p99 per span key in 10 s tumbling windows
-  (``group_by`` span key, then ``tumbling_window().agg(...).final()``; the closed windows land
-  through a second ``BatchingSink``).
+  Parquet history (:class:`agentflux.sinks.history.History`) through a ``BatchingSink`` whose
+  ``write(batch)`` writes one segment per batch (the batch's partition and first/last offsets),
+  as the worker does, and p50/p99 per span key in 10 s tumbling windows (``group_by`` span key,
+  then ``tumbling_window().agg(...).final()``; the closed windows land through a second
+  ``BatchingSink``, one ``kpis`` segment per batch).
 * ``raw``: a bare aiokafka consumer that fetches the records and decodes their JSON with orjson,
   then discards it: what a Python consumer can do on this machine at all.
 
@@ -24,6 +26,8 @@ import uuid
 from typing import Any, Callable, Iterable
 
 import orjson
+
+from ..streams.windows import span_of
 
 WINDOW_S = 10.0
 GRACE_S = 2.0
@@ -75,6 +79,9 @@ class QuixRun:
         self.landed += n
         self._check_done()
 
+    def count_kpi_rows(self, n: int) -> None:
+        self.kpi_rows += n
+
     def _check_done(self) -> None:
         if (self.reported or self.landed + self.bad < self.events
                 or self.windowed < self.events - self.bad):
@@ -85,30 +92,40 @@ class QuixRun:
         self._stop()
 
 
-def kpi_table(rows: list[dict[str, Any]], worker: str):
-    """KPI rows of closed windows for the history's kpis table, from dicts with ``start_ns``,
-    ``end_ns``, ``type``, ``name``, ``philosophy``, ``count``, ``errors``, ``p50_ms``, ``p99_ms``."""
-    import pyarrow as pa
-    ns = pa.timestamp("ns", tz="UTC")
+def event_row(event: dict, partition: int, offset: int) -> dict:
+    """One validated wire event -> a row of the history's ``events`` table (the columns the
+    worker lands: the span's name, duration and error as :func:`span_of` reads them, ``attrs``
+    as JSON text, the Kafka record it came from)."""
+    (_, name, _), duration_ms, error = span_of(event)
+    src = event["source"]
+    return {"id": event["id"], "type": event["type"], "v": event["v"], "ts": event["ts"],
+            "ts_ns": event["ts"], "agent_id": event["agent_id"],
+            "session_id": event["session_id"], "philosophy": event["philosophy"],
+            "source_runtime": src["runtime"], "source_host": src["host"],
+            "source_pid": src["pid"], "trace_id": event.get("trace_id"),
+            "span_id": event.get("span_id"), "parent_span_id": event.get("parent_span_id"),
+            "name": name or None, "duration_ms": duration_ms, "error": error,
+            "attrs": orjson.dumps(event["attrs"]).decode(), "kafka_partition": partition,
+            "kafka_offset": offset}
 
-    def col(field: str, kind: Any) -> Any:
-        return pa.array([r[field] for r in rows], kind)
 
-    return pa.table({
-        "kind": ["timing"] * len(rows), "worker": [worker] * len(rows),
-        "window_start": col("start_ns", pa.int64()).cast(ns),
-        "window_end": col("end_ns", pa.int64()).cast(ns),
-        "type": col("type", pa.string()), "name": col("name", pa.string()),
-        "philosophy": col("philosophy", pa.string()), "count": col("count", pa.int64()),
-        "errors": col("errors", pa.int64()), "p50_ms": col("p50_ms", pa.float64()),
-        "p99_ms": col("p99_ms", pa.float64())})
+def kpi_rows(windows: list[dict[str, Any]], worker: str) -> list[dict[str, Any]]:
+    """Rows of the history's ``kpis`` table for closed windows, from dicts with ``start_ns``,
+    ``end_ns``, ``type``, ``name``, ``philosophy``, ``count``, ``errors``, ``p50_ms``,
+    ``p99_ms``, ``partition`` and ``offset`` (where the row counts in its segment's log); the
+    columns these peers do not compute (revision, sketch, ...) are null."""
+    return [{"kind": "timing", "worker": worker, "window_start": w["start_ns"],
+             "window_end": w["end_ns"], "type": w["type"], "name": w["name"],
+             "philosophy": w["philosophy"], "count": w["count"], "errors": w["errors"],
+             "p50_ms": w["p50_ms"], "p99_ms": w["p99_ms"], "kafka_partition": w["partition"],
+             "kafka_offset": w["offset"]} for w in windows]
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
-def build_quix_app(bootstrap: str, topic: str, events: int, db: str, state_dir: str):
+def build_quix_app(bootstrap: str, topic: str, events: int, root: str, state_dir: str):
     """The application and its run counts. Nothing connects before ``app.run()``."""
     from datetime import timedelta
 
@@ -118,43 +135,38 @@ def build_quix_app(bootstrap: str, topic: str, events: int, db: str, state_dir: 
     from quixstreams.sinks import BatchingSink, SinkBatch
 
     from ..schemas.validate import check
-    from ..sinks.duckdb import DuckDBHistory, events_table
-    from ..streams.windows import span_of
+    from ..sinks.history import History, log_id
+    from ..sinks.tables import EVENTS, KPIS, Table
 
-    class DuckDBEventsSink(BatchingSink):
-        """Lands the events of one topic partition and checkpoint as one Arrow table, with the
-        partition's last offset, in one history transaction."""
+    class SegmentSink(BatchingSink):
+        """Lands each batch (one topic partition, one checkpoint) as one history segment named
+        by the batch's partition and first/last offsets; offsets count in the log of the topic
+        they were read from."""
 
-        def __init__(self, history: DuckDBHistory, on_landed: Callable[[int], None]):
+        def __init__(self, history: History, table: Table,
+                     rows: Callable[[SinkBatch], list[dict]],
+                     on_landed: Callable[[int], None]):
             super().__init__()
-            self.history, self.on_landed = history, on_landed
-
-        def write(self, batch: SinkBatch) -> None:
-            evs = [item.value for item in batch]
-            offsets = [item.offset for item in batch]
-            table = events_table(evs, [span_of(e) for e in evs], [batch.partition] * len(evs),
-                                 offsets)
-            self.history.write(CONSUMER, {(batch.topic, batch.partition): offsets[-1]},
-                               events=table)
-            self.on_landed(len(evs))
-
-    class DuckDBWindowsSink(BatchingSink):
-        """Lands closed windows (count, errors, p50, p99 per span key) in the kpis table."""
-
-        def __init__(self, history: DuckDBHistory, run: QuixRun):
-            super().__init__()
-            self.history, self.run = history, run
+            self.history, self.table, self.rows, self.on_landed = history, table, rows, on_landed
 
         def write(self, batch: SinkBatch) -> None:
             items = list(batch)
-            table = kpi_table([{"start_ns": i.value["start"] * 1_000_000,
-                                "end_ns": i.value["end"] * 1_000_000,
-                                "type": i.key[0], "name": i.key[1], "philosophy": i.key[2],
-                                "count": i.value["count"], "errors": i.value["errors"],
-                                **i.value["durations"]} for i in items], CONSUMER)
-            self.history.write(CONSUMER, {(batch.topic, batch.partition): items[-1].offset},
-                               kpis=table)
-            self.run.kpi_rows += len(items)
+            self.history.write_segment(self.table, self.table.rows(self.rows(batch)),
+                                       log=log_id(CONSUMER, batch.topic),
+                                       partition=batch.partition, first=items[0].offset,
+                                       last=items[-1].offset)
+            self.on_landed(len(items))
+
+    def event_rows(batch: SinkBatch) -> list[dict]:
+        return [event_row(i.value, batch.partition, i.offset) for i in batch]
+
+    def window_rows(batch: SinkBatch) -> list[dict]:
+        return kpi_rows([{"start_ns": i.value["start"] * 1_000_000,
+                          "end_ns": i.value["end"] * 1_000_000,
+                          "type": i.key[0], "name": i.key[1], "philosophy": i.key[2],
+                          "count": i.value["count"], "errors": i.value["errors"],
+                          **i.value["durations"], "partition": batch.partition,
+                          "offset": i.offset} for i in batch], CONSUMER)
 
     class Percentiles(Collector):
         """p50 and p99 of a window's durations (events of a type without one collect None)."""
@@ -174,13 +186,13 @@ def build_quix_app(bootstrap: str, topic: str, events: int, db: str, state_dir: 
                       auto_offset_reset="earliest", state_dir=state_dir, loglevel="WARNING",
                       commit_interval=1.0)
     run = QuixRun(events, app.stop, check)
-    history = DuckDBHistory(db)
+    history = History(root)
 
     sdf = app.dataframe(app.topic(topic, value_deserializer="json"))
     sdf = sdf.apply(run.explode, expand=True)  # a record is an array of events
     sdf = sdf.filter(run.valid)
     sdf = sdf.set_timestamp(lambda event, _key, _ts, _headers: event["ts"] // 1_000_000)
-    sdf.sink(DuckDBEventsSink(history, run.on_landed))
+    sdf.sink(SegmentSink(history, EVENTS, event_rows, run.on_landed))
 
     spans = sdf.apply(span_value).group_by("span")  # re-keyed through a repartition topic
     spans = spans.update(run.reached_window)
@@ -188,17 +200,14 @@ def build_quix_app(bootstrap: str, topic: str, events: int, db: str, state_dir: 
                                      on_late=run.on_late)
                .agg(count=Count(), errors=Sum("error"), durations=Percentiles("duration_ms"))
                .final())
-    windows.sink(DuckDBWindowsSink(history, run))
-    return app, run, history
+    windows.sink(SegmentSink(history, KPIS, window_rows, run.count_kpi_rows))
+    return app, run
 
 
 def run_quix(args: argparse.Namespace) -> None:
-    app, run, history = build_quix_app(args.bootstrap, args.topic, args.events, args.db,
-                                       args.state_dir)
-    try:
-        app.run()
-    finally:
-        history.close()
+    app, run = build_quix_app(args.bootstrap, args.topic, args.events, args.history,
+                              args.state_dir)
+    app.run()
     if not run.reported:
         raise SystemExit(f"stopped after {run.landed} landed and {run.bad} bad of {run.events}")
 
@@ -249,12 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--events", type=int, required=True)
-    ap.add_argument("--db", help="quixstreams: the DuckDB history file")
+    ap.add_argument("--history", help="quixstreams: the history's root directory")
     ap.add_argument("--state-dir", help="quixstreams: the application's state directory")
     args = ap.parse_args(argv)
     if args.peer == "quixstreams":
-        if not (args.db and args.state_dir):
-            ap.error("quixstreams needs --db and --state-dir")
+        if not (args.history and args.state_dir):
+            ap.error("quixstreams needs --history and --state-dir")
         run_quix(args)
     else:
         run_raw(args)

@@ -1,11 +1,11 @@
 """``agentflux bench pipeline``: one worker on the real broker beside its peers doing the same
-work, the history's freshness, and the emitter's cost in the caller.
+work, the history's freshness, landing and query figures, and the emitter's cost in the caller.
 
-The work: validate every event, land every valid event in a DuckDB history, p50/p99 per span
-key per 10 s tumbling window. Every contender gets N events of its own, produced before it
-starts into a fresh topic (4 partitions) in records of 1,000 events, as the Emitter sends them
-(the per-event Faust baseline: one event per record); its clock runs from its first consumed
-record until all N are processed or landed.
+The work: validate every event, land every valid event as Parquet segments of a history (a root
+directory of its own per contender), p50/p99 per span key per 10 s tumbling window. Every
+contender gets N events of its own, produced before it starts into a fresh topic (4 partitions)
+in records of 1,000 events, as the Emitter sends them (the per-event Faust baseline: one event
+per record); its clock runs from its first consumed record until all N are processed or landed.
 
 * ``events_per_s``: one worker process (``agentflux worker``); done when its /metrics say the
   history holds all N. The benchmark reads /metrics and the worker's RSS (psutil) once a second
@@ -18,9 +18,21 @@ record until all N are processed or landed.
   and discarding it: this machine's limit for a Python consumer). ``ratio_faust``,
   ``ratio_quixstreams`` and ``fraction_of_raw`` divide ``events_per_s`` by them.
 * ``freshness_p99_s``: after the drain, the same worker receives events emitted live (event time
-  = now) through the Emitter at 10,000 events/s for ~20 s; the p99 of event time to the commit of
-  the landing transaction, from the worker's ``agentflux_landing_freshness_seconds`` histogram
-  (only what this phase added to it).
+  = now) through the Emitter at 10,000 events/s for ~20 s; the p99 of event time to its segment
+  being in place, from the worker's ``agentflux_landing_freshness_seconds`` histogram (only what
+  this phase added to it).
+* ``landing_rows_per_s``: in this process, with the worker stopped: 1,000,000 realistic event
+  rows (synthetic events in records of 1,000, decoded by the worker's codec, one
+  :class:`~agentflux.streams.frame.EventFrame` per 100,000 rows as an Arrow table in the
+  ``events`` schema) are written to a fresh history root as segments of 100,000 rows
+  (``History.write_segment``: Parquet, zstd, fsync, rename); rows over the seconds of the
+  writes alone.
+* ``query_events_by_type_ms``: the median of 5 runs of ``SELECT type, count(*) FROM events GROUP
+  BY type`` through the history's DuckDB catalog (:func:`agentflux.sinks.catalog.connect`) over
+  the worker's history once it has stopped (the drain plus the freshness phase); below 1,000,000
+  events (a small ``--events``) the 1,000,000 rows above are landed into it too, as segments of a
+  log of their own. ``query_events_rows`` is the rows the query counted,
+  ``query_events_segments`` the events segment files under the root.
 * ``emit_median_us``: the median wall time of one ``Emitter.emit()`` call with a live producer;
   ``ack_p99_ms``: write-to-ack p99 (emit() call to broker ack, acks=all) at a paced 10,000
   events/s for a few seconds.
@@ -42,11 +54,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..config import ConfigError, Settings, Topics
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RECORD_EVENTS = 1000
 EVENTS_ROWS = 'agentflux_history_rows{table="events"}'
@@ -56,6 +71,11 @@ SCRAPE_EVERY_S = 1.0
 FRESHNESS_RATE = 10_000
 FRESHNESS_S = 20.0
 RSS_FLAT_TOLERANCE = 0.10
+LANDING_ROWS = 1_000_000
+SEGMENT_ROWS = 100_000
+QUERY_MIN_ROWS = 1_000_000
+QUERY_RUNS = 5
+QUERY = "SELECT type, count(*) FROM events GROUP BY type"
 # key prefix -> (module run with -m, events per record); each prints one JSON line when done
 PEERS = {"faust_per_event": ("agentflux.bench.baseline", 1),
          "quixstreams": ("agentflux.bench.peers", RECORD_EVENTS),
@@ -97,7 +117,7 @@ def _settings_for(base: Settings, tmp: Path, name: str) -> Settings:
     from ..streams.topics import ensure_topics
     run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     s = base.replace(app_id=run, topics=Topics.with_prefix(run), window_s=10.0, grace_s=2.0,
-                     duckdb_path=str(tmp / f"{run}.duckdb"), metrics_port=free_port(),
+                     history_path=str(tmp / f"{run}-history"), metrics_port=free_port(),
                      web_port=free_port())
     asyncio.run(ensure_topics(s))
     return s
@@ -231,7 +251,8 @@ def _freshness(worker: Any, s: Settings, landed: int, seconds: float, rate: int)
 
 
 def bench_worker(base: Settings, n: int, tmp: Path, console,
-                 freshness_s: float = FRESHNESS_S) -> dict[str, Any]:
+                 freshness_s: float = FRESHNESS_S) -> tuple[dict[str, Any], Path]:
+    """The worker's figures, and its history's root (the worker stopped)."""
     from ..harness import WorkerProcess
 
     s = _settings_for(base, tmp, "pipeline")
@@ -248,7 +269,90 @@ def bench_worker(base: Settings, n: int, tmp: Path, console,
             result.update(_freshness(worker, s, n, freshness_s, FRESHNESS_RATE))
     finally:
         worker.stop()
-    return result
+    return result, Path(s.history_path)
+
+
+# --- the history -------------------------------------------------------------------------------
+
+def landing_segments(rows: int, seed: int = 11) -> list["pa.Table"]:
+    """``rows`` events as the worker lands them, in tables of :data:`SEGMENT_ROWS`: synthetic
+    events encoded with orjson in records of 1,000, decoded by the codec, one
+    :class:`~agentflux.streams.frame.EventFrame` per table in the ``events`` schema (partition 0,
+    the record's index as its offset)."""
+    from ..sinks.tables import EVENTS
+    from ..streams.codec import decode_record
+    from ..streams.frame import EventFrame
+
+    out, records, chunk = [], [], []
+    offset = 0
+    for i, ev in enumerate(_events(rows, seed), 1):
+        chunk.append(ev)
+        if len(chunk) == RECORD_EVENTS or i == rows:
+            records.append((decode_record(orjson.dumps(chunk)), 0, offset))
+            offset += 1
+            chunk = []
+            if len(records) * RECORD_EVENTS >= SEGMENT_ROWS or i == rows:
+                out.append(EventFrame.build(records).table(EVENTS.schema))
+                records = []
+    return out
+
+
+def write_segments(root: Path, segments: list["pa.Table"]) -> float:
+    """Write ``segments`` (from :func:`landing_segments`) to the history at ``root`` in a log of
+    their own; the seconds the writes took."""
+    from ..sinks.history import History, log_id
+    from ..sinks.tables import EVENTS
+
+    history = History(root)
+    history.init()
+    log = log_id("agentflux-bench", "landing")
+    seconds = 0.0
+    for table in segments:
+        offsets = table.column("kafka_offset")
+        first, last = offsets[0].as_py(), offsets[-1].as_py()
+        t0 = time.perf_counter()
+        history.write_segment(EVENTS, table, log=log, partition=0, first=first, last=last)
+        seconds += time.perf_counter() - t0
+    return seconds
+
+
+def query_events_by_type(root: Path) -> dict[str, Any]:
+    """The median of :data:`QUERY_RUNS` runs of :data:`QUERY` through the history's catalog."""
+    from ..sinks.catalog import connect
+    from ..sinks.history import History
+
+    con = connect(root)
+    try:
+        times, counted = [], 0
+        for _ in range(QUERY_RUNS):
+            t0 = time.perf_counter()
+            by_type = con.execute(QUERY).fetchall()
+            times.append(time.perf_counter() - t0)
+            counted = sum(n for _, n in by_type)
+    finally:
+        con.close()
+    return {"query_events_by_type_ms": round(statistics.median(times) * 1000, 1),
+            "query_events_rows": counted,
+            "query_events_segments": len(History(root).segments("events"))}
+
+
+def bench_history(worker_history: Path, tmp: Path, console) -> dict[str, Any]:
+    """``landing_rows_per_s`` and ``query_events_by_type_ms`` (see the module docstring)."""
+    from ..sinks.history import History
+
+    console.print(f"landing: building {LANDING_ROWS:,} event rows ...")
+    segments = landing_segments(LANDING_ROWS)
+    console.print(f"landing: writing them as segments of {SEGMENT_ROWS:,} rows ...")
+    seconds = write_segments(tmp / "landing-history", segments)
+    out: dict[str, Any] = {"landing_rows": LANDING_ROWS,
+                           "landing_rows_per_s": round(LANDING_ROWS / seconds)}
+    if History(worker_history).count("events") < QUERY_MIN_ROWS:
+        console.print(f"query: adding {LANDING_ROWS:,} rows to the worker's history ...")
+        write_segments(worker_history, segments)
+    del segments  # ~400 MB of Arrow tables, not kept through the query and the peers
+    console.print(f"query: {QUERY} ({QUERY_RUNS} runs) ...")
+    out.update(query_events_by_type(worker_history))
+    return out
 
 
 # --- the peers ---------------------------------------------------------------------------------
@@ -263,9 +367,9 @@ def bench_peer(name: str, base: Settings, n: int, tmp: Path, console) -> float:
     asyncio.run(_produce(s, s.topics.events, n, per_record))
     common = ["--bootstrap", s.bootstrap_servers, "--topic", s.topics.events, "--events", str(n)]
     if name == "faust_per_event":
-        args = [*common, "--db", s.duckdb_path, "--web-port", str(free_port())]
+        args = [*common, "--history", s.history_path, "--web-port", str(free_port())]
     elif name == "quixstreams":
-        args = ["quixstreams", *common, "--db", s.duckdb_path,
+        args = ["quixstreams", *common, "--history", s.history_path,
                 "--state-dir", str(tmp / f"{s.app_id}-state")]
     else:
         args = ["raw", *common]
@@ -357,6 +461,11 @@ MEANING = {
     "metrics_scrapes": "reads of the worker's /metrics during the drain",
     "freshness_p50_s": "event time to landed (bucket upper bound)",
     "freshness_p99_s": "event time to landed (bucket upper bound)",
+    "landing_rows": "event rows built in-process for landing_rows_per_s",
+    "landing_rows_per_s": f"events rows written as Parquet segments of {SEGMENT_ROWS:,}",
+    "query_events_by_type_ms": f"median of {QUERY_RUNS}: {QUERY}",
+    "query_events_rows": "rows that query counted",
+    "query_events_segments": "events segment files in that history",
     "faust_per_event_events_per_s": "Faust agent, one event per record",
     "quixstreams_events_per_s": "Quix Streams application",
     "raw_consume_events_per_s": "aiokafka fetch + orjson decode only",
@@ -398,7 +507,9 @@ def main(events: int, peer_events: int, skip_peers: bool, as_json: bool, console
     try:
         with broker_for(Settings.from_env(), quiet) as settings:
             result: dict[str, Any] = {"cpu_count": os.cpu_count()}
-            result.update(bench_worker(settings, events, tmp, quiet, freshness_s))
+            worker, worker_history = bench_worker(settings, events, tmp, quiet, freshness_s)
+            result.update(worker)
+            result.update(bench_history(worker_history, tmp, quiet))
             result["peer_events"] = None if skip_peers else peer_events
             for name in PEERS:
                 rate = None if skip_peers else bench_peer(name, settings, peer_events, tmp, quiet)
