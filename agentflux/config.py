@@ -180,6 +180,7 @@ class Settings:
         take("AGENTFLUX_HISTORY", "history_path")
         take("AGENTFLUX_SEGMENT_ROWS", "segment_rows", int)
         take("AGENTFLUX_SEGMENT_AGE_S", "segment_age_s", float)
+        take("AGENTFLUX_COMPACT_INTERVAL_S", "compact_interval_s", float)
         take("AGENTFLUX_COMPACT_MIN_FILES", "compact_min_files", int)
         take("AGENTFLUX_COMPACT_GRACE_S", "compact_grace_s", float)
         take("AGENTFLUX_RETENTION_DAYS", "retention_days", float)

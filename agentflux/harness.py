@@ -47,6 +47,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "AGENTFLUX_RETENTION_DAYS": repr(settings.retention_days),
         "AGENTFLUX_SEGMENT_ROWS": str(settings.segment_rows),
         "AGENTFLUX_SEGMENT_AGE_S": repr(settings.segment_age_s),
+        "AGENTFLUX_COMPACT_INTERVAL_S": repr(settings.compact_interval_s),
         "AGENTFLUX_COMPACT_MIN_FILES": str(settings.compact_min_files),
         "AGENTFLUX_COMPACT_GRACE_S": repr(settings.compact_grace_s),
     }

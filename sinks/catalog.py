@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import pyarrow.fs as pafs
 
 from agentflux.sinks.history import SCHEMA_FILE, SEGMENT_SQL_RE, History
 from agentflux.sinks.tables import TABLES
@@ -31,27 +32,34 @@ def _q(s: str) -> str:
 
 
 def table_views(root: str) -> str:
-    """The base views: one per table, each with the visibility rule applied."""
+    """The base views: one per table, each with the visibility rule applied.
+
+    The segment list and the rows come from one ``read_parquet`` over the glob (materialised
+    once, only the columns a query needs): a second listing, taken a moment earlier or later,
+    could see a merged segment that the scan did not, and hide rows the scan read. Segments with
+    no rows take no part in the rule (there is nothing they could hide: the content of an offset
+    is the same in every segment that holds it)."""
     out = []
     for name in TABLES:
         glob = _q(f"{root}/{name}/**/*.parquet")
         out.append(f"""
-CREATE OR REPLACE VIEW _{name}_segments AS
-    SELECT file, seg.log, CAST(seg.p AS INTEGER) AS kafka_partition,
-           CAST(seg.first AS BIGINT) AS first_offset, CAST(seg.last AS BIGINT) AS last_offset,
-           coalesce(max(CAST(seg.last AS BIGINT)) OVER (
-               PARTITION BY seg.log, seg.p ORDER BY CAST(seg.first AS BIGINT),
-               CAST(seg.last AS BIGINT) DESC, file
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), -1) AS floor
-    FROM (SELECT file, regexp_extract(file, {_q(SEGMENT_SQL_RE)},
-                                      ['log', 'p', 'first', 'last']) AS seg
-          FROM glob({glob}))
-    WHERE seg.log <> '';
 CREATE OR REPLACE VIEW {name} AS
-    SELECT t.* EXCLUDE (filename)
-    FROM read_parquet({glob}, filename = true) t
-    JOIN _{name}_segments s ON t.filename = s.file
-    WHERE t.kafka_offset > s.floor;""")
+    WITH scan AS MATERIALIZED (SELECT * FROM read_parquet({glob}, filename = true)),
+    segs AS (
+        SELECT filename, seg.log || '/' || seg.p AS lp, CAST(seg.first AS BIGINT) AS first_offset,
+               CAST(seg.last AS BIGINT) AS last_offset
+        FROM (SELECT filename, regexp_extract(filename, {_q(SEGMENT_SQL_RE)},
+                                              ['log', 'p', 'first', 'last']) AS seg
+              FROM (SELECT DISTINCT filename FROM scan))
+        WHERE seg.log <> ''),
+    floors AS (
+        SELECT filename, coalesce(max(last_offset) OVER (
+            PARTITION BY lp ORDER BY first_offset, last_offset DESC, filename
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), -1) AS floor
+        FROM segs)
+    SELECT scan.* EXCLUDE (filename)
+    FROM scan JOIN floors USING (filename)
+    WHERE scan.kafka_offset > floors.floor;""")
     return "\n".join(out)
 
 
@@ -173,6 +181,8 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
                 raise FileNotFoundError(f"no history at {history.base}")
             write_catalog(history)
         return duckdb.connect(str(path), read_only=True)
+    if history.fs.get_file_info(history.table_dir("events")).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no history at {history.root}")
     con = duckdb.connect()
     for name in TABLES:
         con.register(f"_{name}_arrow", history.read(name))
