@@ -148,6 +148,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from agentflux.replay import run_replay
+
+    if not args.history:
+        raise ConfigError("replay needs --history PATH: a new, empty root to rebuild into")
+    from_time = None
+    if args.from_time:
+        try:
+            when = dt.datetime.fromisoformat(args.from_time)
+        except ValueError:
+            raise ConfigError(f"--from-time {args.from_time!r} is not an ISO time, e.g. "
+                              "2026-11-25T08:00:00+00:00") from None
+        from_time = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+    settings = with_broker(Settings.from_env())
+    return run_replay(settings, args.history, from_time, _console())
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     settings = Settings.from_env(history_path=args.history)
     if args.action == "init":
@@ -346,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
                         "history resumes from its stored offsets (default 15)")
     p.set_defaults(fn=cmd_worker)
+    p = sub.add_parser("replay", help="rebuild a history from Kafka into a new root (after "
+                       "changing a view or a processor, or losing a disk)")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--from-beginning", action="store_true",
+                      help="from the start of the topics' retained logs")
+    when.add_argument("--from-time", help="from this time (ISO 8601; UTC if no zone)")
+    p.add_argument("--history", help="the new root to write (must be empty or absent)")
+    p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("history", help="the Parquet history: `init` creates a root's tables "
                        "and its DuckDB catalog of views")
     p.add_argument("action", choices=["init"])

@@ -88,6 +88,9 @@ class Settings:
     compact_min_files: int = 16
     compact_target_rows: int = 2_000_000
     compact_grace_s: float = 120.0
+    # a replay worker (`agentflux replay`) lands into a new history and publishes nothing: the
+    # KPI rows and dead letters it would publish are on the topics already
+    replay: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     web_host: str = "127.0.0.1"
@@ -192,6 +195,7 @@ class Settings:
         take("AGENTFLUX_WEB_HOST", "web_host")
         take("AGENTFLUX_WEB_PORT", "web_port", int)
         take("AGENTFLUX_HOME", "state_dir", Path)
+        take("AGENTFLUX_REPLAY", "replay", lambda v: v == "1")
         topic_kw: dict[str, Any] = {}
         for key, name, conv in (("AGENTFLUX_TOPIC_PREFIX", "prefix", str),
                                 ("AGENTFLUX_EVENTS_PARTITIONS", "events_partitions", int),

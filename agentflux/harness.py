@@ -50,6 +50,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "AGENTFLUX_COMPACT_INTERVAL_S": repr(settings.compact_interval_s),
         "AGENTFLUX_COMPACT_MIN_FILES": str(settings.compact_min_files),
         "AGENTFLUX_COMPACT_GRACE_S": repr(settings.compact_grace_s),
+        "AGENTFLUX_REPLAY": "1" if settings.replay else "0",
     }
     for key, val in (("KAFKA_SASL_MECHANISM", settings.sasl_mechanism),
                      ("KAFKA_SASL_USERNAME", settings.sasl_username),

@@ -265,7 +265,7 @@ class EventHistory:
         ctx = self.ctx
         dead, self._to_publish = self._to_publish, []
         notes, self._notes = self._notes, []
-        if dead:
+        if dead and not ctx.settings.replay:  # a replay's dead letters are on the topic already
             await publish_deadletters(ctx, [
                 ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
                  deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
