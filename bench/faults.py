@@ -23,6 +23,7 @@ crash_loops = 0. ``agentflux bench faults --json`` prints one object per scenari
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import signal
@@ -36,11 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from agentflux.sinks.catalog import connect
-
 from agentflux.config import Settings, Topics
 from agentflux.harness import WorkerProcess, wait_until
 from agentflux.localkafka import LocalKafka, free_port
+from agentflux.sinks.catalog import connect
+from agentflux.sinks.history import History
 
 EVENTS_ROWS = 'agentflux_history_rows{table="events"}'
 DL_ROWS = 'agentflux_history_rows{table="deadletters"}'
@@ -368,16 +369,12 @@ def broker_outage_spool(n: int, buffer_events: int = 2000, spool_max_bytes: int 
 def session_order_note(settings: Settings, evs: list[dict]) -> str:
     """Whether every session's events landed in the order they were emitted."""
     order = {e["id"]: i for i, e in enumerate(evs)}
-    con = connect(settings.history_path)
-    try:
-        # rowid: the order rows were inserted in, i.e. the order of the events in a record
-        rows = con.execute("SELECT session_id, id FROM events ORDER BY kafka_partition, "
-                           "kafka_offset, rowid").fetchall()
-    finally:
-        con.close()
+    # the visible rows segment by segment, each partition's in offset order: a segment keeps its
+    # rows in the order they landed, i.e. the order of the events in a record
+    rows = History(settings.history_path).read("events", columns=["session_id", "id"])
     last: dict[str, int] = {}
     out_of_order = 0
-    for sid, eid in rows:
+    for sid, eid in zip(rows.column("session_id").to_pylist(), rows.column("id").to_pylist()):
         i = order.get(eid, -1)
         if i < last.get(sid, -1):
             out_of_order += 1
@@ -450,22 +447,38 @@ def small_volume(size: str = "8m") -> Iterator[Path]:
         shutil.rmtree(mnt, ignore_errors=True)
 
 
+def fill(volume: Path) -> None:
+    """Write a ballast file on ``volume`` until the volume has no room left."""
+    chunk = bytes(64 * 1024)
+    with open(volume / "ballast", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+
+
 def disk_full(bootstrap: str, n: int) -> Outcome:
     """The history's volume fills up: the worker stops (exit 70, the real error in its log) and
-    never acks what it could not land; with room again a restart lands everything once."""
+    never acks what it could not land; with room again a restart lands everything once.
+
+    The volume is filled once the worker is up (its catalog and schema files written), before
+    the events are sent: its first segment finds no room, however few events there are."""
     from agentflux.runtime.emitter import Emitter
 
     t0 = time.monotonic()
     with small_volume() as vol:
         with rig(bootstrap, history_path=str(vol / "history")) as r:
+            w = WorkerProcess.with_free_ports(r.settings, log_path=r.work / "worker0.log")
+            w.start(ready_timeout_s=120)
+            fill(vol)
             with Emitter(r.settings) as em:
                 for e in synthetic(n, seed=61):
                     em.emit(e)
                 em.flush(120)
                 st = em.stats()
             out = _emitter_outcome("disk_full", st)
-            w = WorkerProcess.with_free_ports(r.settings, log_path=r.work / "worker0.log")
-            w.start(ready_timeout_s=120)
             try:
                 w.proc.wait(300)
             except subprocess.TimeoutExpired:

@@ -2,12 +2,12 @@
 and lag.
 
 The rig: a broker (the configured one, the one ``agentflux up`` started, or an ephemeral local
-one), topics of the run's own, one worker process with a DuckDB history in a scratch directory,
-and an :class:`~agentflux.runtime.emitter.Emitter` in this process fed by a paced synthetic
-runtime (:class:`~agentflux.runtime.simulate.SyntheticRuntime` in live mode: event times are the
-wall clock, so windows close as they would in production; events are generated lazily, never
-held). The generator emits in 100 slices a second on a schedule of ``R`` events/s from the
-start, so a slice that comes late is caught up by the next one.
+one), topics of the run's own, one worker process with a history (Parquet segments) in a scratch
+directory, and an :class:`~agentflux.runtime.emitter.Emitter` in this process fed by a paced
+synthetic runtime (:class:`~agentflux.runtime.simulate.SyntheticRuntime` in live mode: event
+times are the wall clock, so windows close as they would in production; events are generated
+lazily, never held). The generator emits in 100 slices a second on a schedule of ``R`` events/s
+from the start, so a slice that comes late is caught up by the next one.
 
 Sampled every second: the worker's RSS (psutil on its pid); this process's RSS, reported as the
 *emitter* RSS (it includes the generator, the sampler and the progress display); the worker's
@@ -19,8 +19,8 @@ generator, so that a peak between samples shows: ``emitter_pending_max``). After
 the run waits until every acked event has landed (``drain_s``).
 
 Figures are compared over the steady part of the run: a warm-up of min(10 % of the run, 60 s)
-is excluded (imports, first DuckDB pages, the buffer pool filling up to its 128 MB cap), and the
-rest is cut in thirds. Criteria (exit 0 when all pass):
+is excluded (imports, the first segments written, the first windows closing), and the rest is
+cut in thirds. Criteria (exit 0 when all pass):
 
 * ``rate_held``: achieved rate >= 97 % of R, nothing dropped or failed;
 * ``delivered``: acked == emitted and landed (+ dead-lettered) == acked;
@@ -273,7 +273,7 @@ def _run_settings(base: Settings, work: Path) -> Settings:
     from agentflux.localkafka import free_port
     run = f"soak-{uuid.uuid4().hex[:8]}"
     return base.replace(app_id=run, topics=Topics.with_prefix(run),
-                        duckdb_path=str(work / f"{run}.duckdb"), metrics_port=free_port(),
+                        history_path=str(work / f"{run}-history"), metrics_port=free_port(),
                         web_port=free_port())
 
 
