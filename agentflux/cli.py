@@ -176,6 +176,17 @@ def cmd_history(args: argparse.Namespace) -> int:
                                                  "(views only; open it read-only any time)"
                                                  if history.local else ""))
         return 0
+    if args.action == "import":
+        from agentflux.migrate import import_duckdb
+
+        if not args.db:
+            raise ConfigError("history import needs --db PATH: the old DuckDB history file")
+        history = open_history(settings)
+        t = settings.topics
+        counts = import_duckdb(args.db, history, t.events, t.kpis)
+        print(f"imported {args.db} into {history.root}: "
+              + ", ".join(f"{n:,} {table}" for table, n in counts.items()))
+        return 0
     raise ConfigError(f"unknown history action {args.action!r}")
 
 
@@ -374,8 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", help="the new root to write (must be empty or absent)")
     p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("history", help="the Parquet history: `init` creates a root's tables "
-                       "and its DuckDB catalog of views")
-    p.add_argument("action", choices=["init"])
+                       "and its DuckDB catalog of views; `import --db OLD` brings in a history "
+                       "of the earlier single-DuckDB-file layout")
+    p.add_argument("action", choices=["init", "import"])
+    p.add_argument("--db", help="import: the old DuckDB history file")
     p.add_argument("--history", help="the history's root (env AGENTFLUX_HISTORY; default "
                    "./agentflux-history)")
     p.set_defaults(fn=cmd_history)
