@@ -49,6 +49,7 @@ SEGMENT_RE = re.compile(r"^([0-9a-f]{12})-p(\d{5})-(\d{20})-(\d{20})\.parquet$")
 SEGMENT_SQL_RE = r"([0-9a-f]{12})-p(\d{5})-(\d{20})-(\d{20})\.parquet$"
 SCHEMA_FILE = "_schema.parquet"
 TMP_SUFFIX = ".tmp"
+OBJECT_STORES = ("s3", "gcs", "abfs")  # pyarrow FileSystem.type_name of key-value stores
 NO_LOG = "0" * 12  # offsets whose log is not known (in-process tests, imports without identity)
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": [
     "ts", "type", "kafka_offset", "kafka_partition", "window_start", "window_end", "landed_at"]}
@@ -108,12 +109,18 @@ class History:
         if filesystem is not None:
             self.fs, self.base = filesystem, root.rstrip("/")
         elif "://" in root:
-            self.fs, self.base = pafs.FileSystem.from_uri(root)
+            uri = root
+            if uri.startswith("s3://") and "allow_delayed_open=" not in uri:
+                # a small segment is then one PutObject, not a three-request multipart upload
+                uri += ("&" if "?" in uri else "?") + "allow_delayed_open=true"
+            self.fs, self.base = pafs.FileSystem.from_uri(uri)
             self.base = self.base.rstrip("/")
         else:
             self.fs, self.base = pafs.LocalFileSystem(), os.path.abspath(root)
         self.root = root if "://" in root else self.base
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        # keys, not directories: nothing to create before a PUT (create_dir would PUT markers)
+        self.object_store = self.fs.type_name in OBJECT_STORES
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -171,7 +178,8 @@ class History:
         day = day or today()
         d = f"{self.table_dir(table.name)}/day={day}"
         path = f"{d}/{segment_name(log, partition, first, last)}"
-        self.fs.create_dir(d, recursive=True)
+        if not self.object_store:
+            self.fs.create_dir(d, recursive=True)
         self._publish(path, data, {"agentflux.log": log, "agentflux.partition": str(partition),
                                    "agentflux.first": str(first), "agentflux.last": str(last)})
         return Segment(table.name, day, log, partition, first, last, path, time.time())
@@ -180,8 +188,13 @@ class History:
         if meta:
             data = data.replace_schema_metadata({**(data.schema.metadata or {}), **meta})
         if not self.local:  # an object store: a PUT is visible only once complete
+            # Encode in memory first: closing an S3 output stream completes the upload, even
+            # when leaving the ``with`` on an exception, so a failed encoding written into the
+            # stream would publish a truncated segment under its final name.
+            buf = pa.BufferOutputStream()
+            pq.write_table(data, buf, **PARQUET_OPTIONS)
             with self.fs.open_output_stream(path) as out:
-                pq.write_table(data, out, **PARQUET_OPTIONS)
+                out.write(buf.getvalue())
             return
         tmp = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
         try:
@@ -302,6 +315,8 @@ class History:
             by_day.setdefault((s.day, s.log, s.partition), []).append((s, floor))
         for (day, log, partition), items in sorted(by_day.items()):
             visible = [(s, f) for s, f in items if f < s.last]
+            if len(visible) < min_files:
+                continue  # no run possible: skip reading footers (a GET each on object stores)
             small = [(s, f) for s, f in visible if self._rows(s) < target_rows]
             if len(small) < min_files:
                 continue
