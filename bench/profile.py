@@ -17,7 +17,8 @@ are not charged to the events. The drain's stacks are written in the collapsed f
 Each sample goes to exactly one bucket (:data:`BUCKETS`): its frames are read from the innermost
 outwards and the first frame a *strong* rule claims decides. Frames of libraries that serve
 whoever calls them (pyarrow, msgspec, orjson, socket reads) only *suggest* a bucket, used when
-no caller is claimed; libraries without rules (numpy, the interpreter) are transparent.
+no caller is claimed; pyarrow's Parquet writer and reader are the history's segments wherever
+they run; libraries without rules (numpy, the interpreter) are transparent.
 
 Two figures per bucket and thread group:
 
@@ -28,12 +29,13 @@ Two figures per bucket and thread group:
 * ``cpu_us_per_event``: the kernel's CPU time of the group's threads over the drain (per OS
   thread, from /proc, read every 0.1 s), divided by N and split over the buckets in proportion
   to the group's non-idle samples. This is the figure to compare between runs. py-spy samples
-  only threads with a Python thread state; the CPU of the others (DuckDB's own task threads,
-  started by ``duckdb.connect``) is counted under DuckDB from the kernel's figures alone.
+  only threads with a Python thread state; the CPU of the others (jemalloc's background thread,
+  native pool threads) is counted as "other" from the kernel's figures alone, listed by name.
 
-Thread groups: the main thread (the event loop: Faust, the agents, the codec), the DuckDB
-threads (the history's executor thread and DuckDB's own), Faust's consumer thread (a mode
-ServiceThread running aiokafka's fetcher) and the rest (the /metrics server ...).
+Thread groups: the main thread (the event loop: Faust, the agents, the codec), the history
+threads (``agentflux-history``, the executor that writes the segments, and ``agentflux-upkeep``,
+compaction and retention), Faust's consumer thread (a mode ServiceThread running aiokafka's
+fetcher) and the rest (the /metrics server ...).
 """
 
 from __future__ import annotations
@@ -67,17 +69,19 @@ BUCKETS = (
     "validation",
     "span extraction",
     "Arrow building",
-    "DuckDB insert and checkpoint",
+    "Parquet segment writes",
     "windows and sketches",
     "Prometheus updates",
     "garbage collection",
     "idle / waiting",
     "other",
 )
-KAFKA, FAUST, JSON, VALID, SPAN, ARROW, DUCKDB, WINDOWS, PROM, GC, IDLE, OTHER = BUCKETS
-# DuckDB threads: the history's executor thread and DuckDB's own worker threads
-GROUPS = ("main event loop", "DuckDB threads", "Faust consumer thread", "other threads")
-MAIN, DB_THREADS, CONSUMER, OTHER_THREADS = GROUPS
+KAFKA, FAUST, JSON, VALID, SPAN, ARROW, SEGMENTS, WINDOWS, PROM, GC, IDLE, OTHER = BUCKETS
+# history threads: the history's executor (segment writes) and the upkeep executor (compaction,
+# retention)
+GROUPS = ("main event loop", "history threads", "Faust consumer thread", "other threads")
+MAIN, HISTORY_THREADS, CONSUMER, OTHER_THREADS = GROUPS
+HISTORY_THREAD_NAMES = ("agentflux-history", "agentflux-upkeep")
 
 # --- frames -----------------------------------------------------------------------------------
 
@@ -223,8 +227,11 @@ RULES: tuple[Rule, ...] = (
     Rule(ARROW, project=r"^streams/frame\.py$", func=_fn("table")),
     Rule(ARROW, project=r"^streams/frame\.py$", func=_fn("str_array", "json_array"), weak=True),
     Rule(SPAN, project=r"^streams/frame\.py$", func=_fn("build", "spans", "_error_field")),
-    Rule(ARROW, project=r"^sinks/duckdb\.py$", func=_fn("events_table")),
-    Rule(DUCKDB, project=r"^sinks/duckdb\.py$"),
+    # the history: a segment written (Parquet, fsync, rename), the compactor's merges, the
+    # listings and reads of an assignment; batching rows per partition is Arrow work
+    Rule(SEGMENTS, project=r"^sinks/history\.py$"),
+    Rule(SEGMENTS, project=r"^sinks/sink\.py$", func=_fn("write")),
+    Rule(ARROW, project=r"^sinks/(sink|tables)\.py$"),
     Rule(PROM, project=r"^sinks/prometheus\.py$"),
     Rule(PROM, project=r"^streams/frame\.py$", func=_fn("type_counts")),  # for a counter
     Rule(PROM, project=r"^agents/", text=r"\bmetrics\.|\bobserve\("),
@@ -234,8 +241,6 @@ RULES: tuple[Rule, ...] = (
     Rule(FAUST, project=r"^streams/batching\.py$"),  # take() bounded by events
     # libraries
     Rule(PROM, path=r"(^|/)prometheus_client/"),
-    Rule(DUCKDB, path=r"(^|/)_?duckdb([^/]*\.so[.\d]*$|/)"),
-    Rule(DUCKDB, func=r"duckdb::"),
     Rule(KAFKA, path=r"(^|/)(aiokafka|kafka)/"),
     Rule(KAFKA, path=r"(^|/)faust/transport/drivers/aiokafka\.py$"),
     Rule(KAFKA, path=r"(^|/)(cramjam|lz4|zstandard|snappy)"),
@@ -247,7 +252,9 @@ RULES: tuple[Rule, ...] = (
     Rule(FAUST, path=r"(^|/)(faust|mode|venusian|aiohttp|yarl|multidict|croniter|aiohttp_cors"
                      r"|opentracing)/"),
     Rule(FAUST, path=r"(^|/)asyncio/"),  # the event loop Faust's agents, streams and timers run on
-    Rule(ARROW, path=r"(^|/)(pyarrow/|libarrow|libparquet)", weak=True),
+    Rule(SEGMENTS, path=r"(^|/)(pyarrow/(parquet/|_parquet)|libparquet)"),
+    Rule(SEGMENTS, func=r"^parquet::"),
+    Rule(ARROW, path=r"(^|/)(pyarrow/|libarrow)", weak=True),
     Rule(ARROW, func=r"^arrow::", weak=True),
     Rule(VALID, path=r"(^|/)msgspec/", weak=True),
     Rule(JSON, path=r"(^|/)orjson", weak=True),
@@ -302,10 +309,6 @@ def classify(frames: Sequence[str | Frame], rules: Sequence[Rule] | None = None)
 
 # --- stacks -----------------------------------------------------------------------------------
 
-def _is_duckdb_library(f: Frame) -> bool:
-    return bool(re.search(r"(^|/)_?duckdb[^/]*\.so", f.path)) or "duckdb::" in f.func
-
-
 @dataclass
 class ThreadInfo:
     """What the stacks of one OS thread say about it, for its group."""
@@ -313,21 +316,17 @@ class ThreadInfo:
     tid: str
     names: collections.Counter = field(default_factory=collections.Counter)
     faust_thread: bool = False  # runs a mode ServiceThread (Faust's consumer)
-    db_executor: bool = False  # ran the history's DuckDB calls from an executor
-    duckdb_own: bool = False  # started by DuckDB's library (its outermost frame is DuckDB's)
+    history_executor: bool = False  # ran the history's calls from an executor
 
     def see(self, name: str, frames: Sequence[Frame], weight: float) -> None:
         if name:
             self.names[name] += weight
-        if frames and _is_duckdb_library(frames[0]):
-            self.duckdb_own = True  # one of DuckDB's task threads (py-spy sees those that
-            # called back into Python, e.g. to read an Arrow stream)
         for f in frames:
             if "mode/threads.py" in f.path and f.func.startswith(("WorkerThread", "ServiceThread")):
                 self.faust_thread = True
-        if (any(f.project == "sinks/duckdb.py" for f in frames)
+        if (any(f.project == "sinks/history.py" for f in frames)
                 and any(f.path.endswith("concurrent/futures/thread.py") for f in frames)):
-            self.db_executor = True
+            self.history_executor = True
 
     @property
     def name(self) -> str:
@@ -338,8 +337,8 @@ class ThreadInfo:
     def group(self) -> str:
         if self.name == "MainThread":
             return MAIN
-        if self.name.startswith("agentflux-duckdb") or self.db_executor or self.duckdb_own:
-            return DB_THREADS
+        if self.name.startswith(HISTORY_THREAD_NAMES) or self.history_executor:
+            return HISTORY_THREADS
         if self.faust_thread:
             return CONSUMER
         return OTHER_THREADS
@@ -414,7 +413,7 @@ class Breakdown:
         and went between two readings (``unaccounted``: the process's CPU minus its threads')
         split likewise over the samples of the threads without a reading; ``unsampled``
         ``{(bucket, group): s}`` added as given. CPU without a non-idle sample is "other" (on
-        a DuckDB thread, DuckDB's)."""
+        a history thread, segment writes)."""
         out = {(b, g): 0.0 for b in BUCKETS for g in GROUPS}
         busy = collections.defaultdict(float)
         for (b, tid), sec in self.seconds.items():
@@ -431,7 +430,7 @@ class Breakdown:
         for tid, sec in thread_cpu.items():
             if tid in self.threads and not busy[tid]:
                 g = self.threads[tid].group
-                out[(DUCKDB if g == DB_THREADS else OTHER, g)] += sec
+                out[(SEGMENTS if g == HISTORY_THREADS else OTHER, g)] += sec
         if not short_busy:
             out[(OTHER, OTHER_THREADS)] += unaccounted
         for key, sec in (unsampled or {}).items():
@@ -548,12 +547,12 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
     record decoded or no batch landed.
 
     Start: the first sample decoding a record (a frame of streams/codec.py outside an import).
-    End: the end of the first run of DuckDB writes (consecutive samples inside
-    ``DuckDBHistory.write`` on one thread) still going when the last events table had been
-    built (``events_table`` / ``EventFrame.table``; threads are sampled up to a period apart):
-    that table's write, or the write before it with this one queued right behind. Without a
-    table sample, the end of the last write. So KPI rows landed after the last events are not
-    the drain."""
+    End: the end of the first run of segment writes (consecutive samples inside
+    ``ParquetSink.write`` on one thread; the compactor's merges are not landings) still going
+    when the last events table had been built (``EventFrame.table``; threads are sampled up to a
+    period apart): that table's write, or the write before it with this one queued right behind.
+    Without a table sample, the end of the last write. So KPI rows landed after the last events
+    are not the drain."""
     marks: dict[tuple[str, ...], tuple[bool, bool, bool]] = {}
 
     def mark(stack: tuple[str, ...]) -> tuple[bool, bool, bool]:
@@ -565,9 +564,8 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
             else:
                 places = [(f.project, f.func.rsplit(".", 1)[-1]) for f in fs]
                 got = (any(rel == "streams/codec.py" for rel, _ in places),
-                       any(p in (("sinks/duckdb.py", "events_table"), ("streams/frame.py", "table"))
-                           for p in places),
-                       ("sinks/duckdb.py", "write") in places)
+                       ("streams/frame.py", "table") in places,
+                       ("sinks/sink.py", "write") in places)
             marks[stack] = got
         return got
 
@@ -653,27 +651,25 @@ def cpu_between(series: CpuSeries, t0: float, t1: float) -> dict[int, float]:
             for tid in set(a) | set(b) | set(ended)}
 
 
-def split_cpu(cpu: dict[int, float], sampled: Iterable[str], comm: dict[int, str],
-              main_comm: str) -> tuple[dict[str, float], dict[tuple[str, str], float], list]:
+def split_cpu(cpu: dict[int, float], sampled: Iterable[str], comm: dict[int, str]
+              ) -> tuple[dict[str, float], dict[tuple[str, str], float], list]:
     """CPU seconds of the threads py-spy sampled, by thread id; and of those it could not (it
-    samples threads that have a Python thread state): unnamed ones (the interpreter's own name,
-    as the main thread's) are DuckDB's task scheduler threads, which ``duckdb.connect`` starts
-    (numpy's and Arrow's pools are idle in the worker), counted as DuckDB insert work; named
-    ones (``jemalloc_bg_thd`` ...) are "other"."""
+    samples threads that have a Python thread state), counted as "other" and listed by name:
+    jemalloc's background thread (``jemalloc_bg_thd``, pyarrow's allocator), unnamed native
+    pool threads (numpy's, Arrow's) and the task threads of the DuckDB connection that wrote
+    the catalog at start-up (gone by the drain)."""
     known = set(sampled)
     seen: dict[str, float] = {}
-    unsampled: dict[tuple[str, str], float] = collections.defaultdict(float)
+    unsampled = 0.0
     listing = []
     for tid, sec in sorted(cpu.items()):
         if str(tid) in known:
             seen[str(tid)] = sec
             continue
-        name = comm.get(tid, "")
-        where = (DUCKDB, DB_THREADS) if name == main_comm else (OTHER, OTHER_THREADS)
-        unsampled[where] += sec
-        listing.append({"tid": tid, "comm": name, "counted_as": list(where),
-                        "cpu_s": round(sec, 3)})
-    return seen, dict(unsampled), listing
+        unsampled += sec
+        listing.append({"tid": tid, "comm": comm.get(tid, ""),
+                        "counted_as": [OTHER, OTHER_THREADS], "cpu_s": round(sec, 3)})
+    return seen, {(OTHER, OTHER_THREADS): unsampled}, listing
 
 
 # --- running it -------------------------------------------------------------------------------
@@ -741,7 +737,6 @@ class Drained:
     cpu: CpuSeries
     alive: set | None  # OS thread ids alive when the history held all events
     comm: dict = field(default_factory=dict)  # OS thread id -> its name in /proc (comm)
-    main_comm: str = ""
 
 
 def run_profiled_worker(settings: Settings, events: int, trace: Path, log: Path, rate: float,
@@ -793,7 +788,6 @@ def run_profiled_worker(settings: Settings, events: int, trace: Path, log: Path,
                                      if run.cpu and run.cpu[-1][1] else None)
                         if worker is not None:
                             run.comm = _thread_names(worker.pid)
-                            run.main_comm = run.comm.get(worker.pid, "")
                         now = time.perf_counter() - launched
                         if worker is not None:
                             run.cpu.append((now, _thread_cpu(worker)))
@@ -882,7 +876,7 @@ def print_table(result: dict, console) -> None:
                     f"events/s, py-spy {result['rate_hz']:g} Hz"
                     f"{' native' if result['native'] else ''}")
     t.add_column("bucket", no_wrap=True)
-    for g in ("main loop", "DuckDB", "consumer", "other thr.", "total"):
+    for g in ("main loop", "history", "consumer", "other thr.", "total"):
         t.add_column(g, justify="right")
     t.add_column("%", justify="right")
     t.add_column("sampled", justify="right")
@@ -952,8 +946,7 @@ def profile(settings: Settings, events: int, out: Path, rate: float, python: str
     if len(run.cpu) > 1:
         in_window = cpu_between(run.cpu, *window)
         process = in_window.pop(0, 0.0)
-        thread_cpu, unsampled, listing = split_cpu(in_window, bd.threads, run.comm,
-                                                   run.main_comm)
+        thread_cpu, unsampled, listing = split_cpu(in_window, bd.threads, run.comm)
         cpu = bd.cpu(thread_cpu, max(0.0, process - sum(in_window.values())), unsampled)
     threads = {t.tid: {"name": t.name, "group": t.group,
                        "cpu_us_per_event": (round(thread_cpu[t.tid] / events * 1e6, 3)
@@ -984,7 +977,7 @@ def profile(settings: Settings, events: int, out: Path, rate: float, python: str
     }
     (out / "profile.json").write_text(json.dumps(result, indent=1))
     (out / "threads-cpu.json").write_text(json.dumps({  # the kernel's readings, to re-analyse
-        "window_s": window, "series": run.cpu, "comm": run.comm, "main_comm": run.main_comm}))
+        "window_s": window, "series": run.cpu, "comm": run.comm}))
     (out / "profile.md").write_text(markdown(result))
     return result
 

@@ -45,12 +45,16 @@ def test_bench_profile_attributes_the_drain_to_every_bucket(kafka_bootstrap, tmp
                if b != "idle / waiting") == pytest.approx(1.0, abs=0.01)
 
     # the hot path is found where it runs: decoding and validating on the event loop, the
-    # insert on the DuckDB threads
+    # segment writes on the history's executor thread (named agentflux-history_0)
     cpu = {b: row["total"]["cpu_us_per_event"] for b, row in r["buckets"].items()}
     assert cpu["validation"] + cpu["JSON decode"] > 0, cpu
-    assert r["buckets"]["DuckDB insert and checkpoint"]["DuckDB threads"]["cpu_us_per_event"] > 0
+    segments = r["buckets"]["Parquet segment writes"]
+    assert segments["history threads"]["cpu_us_per_event"] > 0, segments
+    assert segments["main event loop"]["samples"] == 0, segments
     groups = {t["group"] for t in r["threads"].values()}
-    assert {"main event loop", "DuckDB threads", "Faust consumer thread"} <= groups
+    assert {"main event loop", "history threads", "Faust consumer thread"} <= groups
+    assert any(t["name"].startswith("agentflux-history") and t["group"] == "history threads"
+               for t in r["threads"].values()), r["threads"]
 
     for name in ("profile.json", "profile.md", "stacks-drain.txt", "stacks-all.txt",
                  "pyspy-trace.json.gz"):
