@@ -38,3 +38,9 @@ def test_bench_pipeline_prints_the_worker_beside_its_peers(kafka_bootstrap, tmp_
     assert out["emitter_failed"] == 0 and out["emitter_dropped"] == 0
     # from the worker's landing histogram, over the paced phase only (10,000 events/s, 20 s)
     assert out["freshness_p99_s"] > 0 and out["freshness_events"] == 200_000, out
+    # the history: 1,000,000 rows written as segments in-process; the query over the worker's
+    # 220,000 events topped up with those rows (a history of >= 1,000,000 events)
+    assert out["landing_rows"] == 1_000_000 and out["landing_rows_per_s"] > 0, out
+    assert out["query_events_by_type_ms"] > 0, out
+    assert out["query_events_rows"] == 220_000 + 1_000_000, out
+    assert out["query_events_segments"] >= 10, out
