@@ -233,19 +233,9 @@ class EventHistory:
             ranges: dict[int, list[int]]) -> None:
         """Hold a prepared batch for the next :meth:`flush`: rows per partition, each with the
         offset range of the records it came from."""
-        table = frame.table(EVENTS.schema) if frame.n else None
-        for p, (first, last) in ranges.items():
-            if table is not None and len(ranges) > 1:
-                rows = table.take(np.flatnonzero(frame.partition == p))
-            else:
-                rows = table if table is not None else ()
-            self.events.add(p, first, last, rows)
-            dl = [d for d in deadletters if d[2] == p]
-            if dl:
-                self.deadletters.add(p, first, last, dl)
-            du = [d for d in duplicates if d[2] == p]
-            if du:
-                self.duplicates.add(p, first, last, du)
+        self.events.add_ranges(ranges, frame)
+        self.deadletters.add_ranges(ranges, deadletters)
+        self.duplicates.add_ranges(ranges, duplicates)
         self._to_publish += deadletters
         self._notes.append((records, frame.type_counts(), frame.n, [r.reason for r, *_ in
                             deadletters], len(duplicates), frame.ts if frame.n else None))

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from agentflux.sinks.history import History, Segment
@@ -28,6 +29,20 @@ class SegmentBatch:
     first: int
     last: int
     data: pa.Table
+
+    def add_ranges(self, ranges: dict[int, Sequence[int]], rows: Any = ()) -> None:
+        """Rows of several partitions (told apart by their ``kafka_partition`` column) with the
+        offset range ``(first, last)`` of each partition's records."""
+        data = self.table.rows(rows) if len(rows) else None
+        if data is not None and len(ranges) > 1:
+            part = data.column("kafka_partition").to_numpy()
+        for p, (first, last) in ranges.items():
+            if data is None:
+                self.add(p, first, last)
+            elif len(ranges) == 1:
+                self.add(p, first, last, data)
+            else:
+                self.add(p, first, last, data.take(np.flatnonzero(part == p)))
 
     @property
     def rows(self) -> int:
@@ -70,6 +85,20 @@ class BatchingSink:
             p.rows += data.num_rows
         if self.since is None:
             self.since = time.monotonic()
+
+    def add_ranges(self, ranges: dict[int, Sequence[int]], rows: Any = ()) -> None:
+        """Rows of several partitions (told apart by their ``kafka_partition`` column) with the
+        offset range ``(first, last)`` of each partition's records."""
+        data = self.table.rows(rows) if len(rows) else None
+        if data is not None and len(ranges) > 1:
+            part = data.column("kafka_partition").to_numpy()
+        for p, (first, last) in ranges.items():
+            if data is None:
+                self.add(p, first, last)
+            elif len(ranges) == 1:
+                self.add(p, first, last, data)
+            else:
+                self.add(p, first, last, data.take(np.flatnonzero(part == p)))
 
     @property
     def rows(self) -> int:

@@ -26,9 +26,13 @@ class Table:
     convert: Callable[[Sequence[Any]], pa.Table] | None = None
 
     def rows(self, items: Sequence[Any]) -> pa.Table:
+        """``items`` in this table's schema: an Arrow table, a columnar frame that builds its
+        own (``items.table(schema)``, e.g. an EventFrame), or records ``convert`` takes."""
         if isinstance(items, pa.Table):
             return items if items.schema == self.schema else items.select(
                 self.schema.names).cast(self.schema)
+        if hasattr(items, "table"):
+            return items.table(self.schema)
         if self.convert is not None:
             return self.convert(items)
         return pa.Table.from_pylist(list(items), schema=self.schema)

@@ -112,6 +112,9 @@ class EventFrame:
     def n(self) -> int:
         return len(self.events)
 
+    def __len__(self) -> int:
+        return self.n
+
     @classmethod
     def build(cls, records: Sequence[tuple[DecodedBatch, int, int]]) -> "EventFrame":
         """``records``: ``(decoded batch, partition, offset)`` per Kafka record."""

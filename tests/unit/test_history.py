@@ -236,3 +236,13 @@ def test_with_floors_orders_by_first_then_longest(tmp_path):
     a, b = seg(h, 0, 10), seg(h, 0, 20)
     c = seg(h, 15, 30)
     assert [(s.last, f) for s, f in with_floors([a, b, c])] == [(20, -1), (10, 20), (30, 20)]
+
+
+def test_the_sink_splits_rows_of_several_partitions_by_their_partition_column(tmp_path):
+    h = History(tmp_path)
+    sink = ParquetSink(EVENTS, LOG, h, empty_segments=True)
+    mixed = pa.concat_tables([rows(range(0, 5), partition=0), rows(range(7, 9), partition=2)])
+    sink.add_ranges({0: (0, 6), 2: (7, 9), 3: (4, 4)}, mixed)
+    got = [(b.partition, b.first, b.last, sorted(b.data.column("kafka_offset").to_pylist()))
+           for b in sink.take()]
+    assert got == [(0, 0, 6, [0, 1, 2, 3, 4]), (2, 7, 9, [7, 8]), (3, 4, 4, [])]
