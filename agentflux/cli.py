@@ -308,7 +308,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     root = Settings.from_env(history_path=args.history).history_path
     try:
         con = connect(root)
-    except (FileNotFoundError, duckdb.IOException) as exc:
+    except (OSError, duckdb.IOException) as exc:  # (FileNotFoundError is an OSError)
         raise ConfigError(f"no history at {root} ({exc}): run `agentflux demo` or a worker "
                           "first, or pass --history PATH (or set AGENTFLUX_HISTORY)") from None
     try:

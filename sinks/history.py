@@ -117,7 +117,8 @@ class History:
             self.base = self.base.rstrip("/")
         else:
             self.fs, self.base = pafs.LocalFileSystem(), os.path.abspath(root)
-        self.root = root if "://" in root else self.base
+        # for messages: a URI without credentials someone may have put in it (user:secret@)
+        self.root = re.sub(r"//[^/@]*@", "//", root) if "://" in root else self.base
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         # keys, not directories: nothing to create before a PUT (create_dir would PUT markers)
         self.object_store = self.fs.type_name in OBJECT_STORES
@@ -187,7 +188,7 @@ class History:
     def _publish(self, path: str, data: pa.Table, meta: dict[str, str]) -> None:
         if meta:
             data = data.replace_schema_metadata({**(data.schema.metadata or {}), **meta})
-        if not self.local:  # an object store: a PUT is visible only once complete
+        if self.object_store:  # a PUT is visible only once complete
             # Encode in memory first: closing an S3 output stream completes the upload, even
             # when leaving the ``with`` on an exception, so a failed encoding written into the
             # stream would publish a truncated segment under its final name.
@@ -197,6 +198,15 @@ class History:
                 out.write(buf.getvalue())
             return
         tmp = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        if not self.local:  # another filesystem (HDFS, a subtree): temporary name, then move
+            try:
+                with self.fs.open_output_stream(tmp) as out:
+                    pq.write_table(data, out, **PARQUET_OPTIONS)
+                self.fs.move(tmp, path)
+            except BaseException:
+                self._delete(tmp)
+                raise
+            return
         try:
             with open(tmp, "wb") as f:
                 pq.write_table(data, f, **PARQUET_OPTIONS)

@@ -246,3 +246,15 @@ def test_the_sink_splits_rows_of_several_partitions_by_their_partition_column(tm
     got = [(b.partition, b.first, b.last, sorted(b.data.column("kafka_offset").to_pylist()))
            for b in sink.take()]
     assert got == [(0, 0, 6, [0, 1, 2, 3, 4]), (2, 7, 9, [7, 8]), (3, 4, 4, [])]
+
+
+def test_another_pyarrow_filesystem_writes_through_a_temporary_name_and_reads_back(tmp_path):
+    import pyarrow.fs as pafs
+
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    h = History("root", filesystem=fs)
+    assert not h.local and not h.object_store
+    h.init()
+    h.write_segment(EVENTS, rows(range(5)), log=LOG, partition=0, first=0, last=4)
+    assert h.count("events") == 5 and h.landed_offsets("events", LOG) == {0: 4}
+    assert not [f for _, _, fs_ in os.walk(tmp_path) for f in fs_ if f.endswith(".tmp")]
