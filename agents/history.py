@@ -288,7 +288,8 @@ class KpiHistory:
     def __init__(self, ctx: PipelineContext):
         self.ctx = ctx
         self.landed = Landed(ctx, ctx.settings.topics.kpis, KPIS.name)
-        self.sink = ParquetSink(KPIS, self.landed.log, ctx.history)
+        # a range of only unreadable rows lands too (empty): it is not read again after a restart
+        self.sink = ParquetSink(KPIS, self.landed.log, ctx.history, empty_segments=True)
 
     async def land(self, batch: Sequence[Any]) -> None:
         ctx = self.ctx
