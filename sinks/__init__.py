@@ -1,1 +1,2 @@
-"""Sinks: DuckDB history, Prometheus exposition, dead letters."""
+"""Sinks: the Parquet history (tables, segments, the DuckDB catalog, the sink contract) and the
+Prometheus exposition."""

@@ -170,17 +170,29 @@ def write_catalog(history: History) -> Path:
 def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection with the history's views.
 
-    A local root opens its catalog file read-only (writing it first if there is none). Any other
-    root (``s3://...``) is read through pyarrow: the visible rows of each table are registered
-    in an in-memory DuckDB, with the same analyst views on top."""
+    A local root opens its catalog file read-only (writing it first if there is none). A
+    catalog whose views point elsewhere (the root was moved or copied) or that cannot be written
+    is not used: the same views are created in an in-memory DuckDB instead. Any other root
+    (``s3://...``) is read through pyarrow: the visible rows of each table are registered in an
+    in-memory DuckDB, with the same analyst views on top."""
     history = History(root)
     if history.local:
+        if not (Path(history.base) / "events").is_dir():
+            raise FileNotFoundError(f"no history at {history.base}")
         path = Path(history.base) / CATALOG_FILE
         if not path.exists():
-            if not (Path(history.base) / "events").is_dir():
-                raise FileNotFoundError(f"no history at {history.base}")
-            write_catalog(history)
-        return duckdb.connect(str(path), read_only=True)
+            try:
+                write_catalog(history)
+            except OSError:
+                pass  # a read-only copy of a history: views in memory below
+        if path.exists():
+            con = duckdb.connect(str(path), read_only=True)
+            if _points_at(con, history.base):
+                return con
+            con.close()
+        con = duckdb.connect()
+        con.execute(catalog_sql(history.base))
+        return con
     if history.fs.get_file_info(history.table_dir("events")).type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no history at {history.root}")
     con = duckdb.connect()
@@ -189,6 +201,11 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_arrow")
     con.execute(ANALYST_VIEWS)
     return con
+
+
+def _points_at(con: duckdb.DuckDBPyConnection, base: str) -> bool:
+    row = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'events'").fetchone()
+    return row is not None and _q(f"{base}/events/**/*.parquet") in row[0]
 
 
 __all__ = ["CATALOG_FILE", "SCHEMA_FILE", "catalog_sql", "connect", "write_catalog"]

@@ -327,10 +327,10 @@ class History:
             visible = [(s, f) for s, f in items if f < s.last]
             if len(visible) < min_files:
                 continue  # no run possible: skip reading footers (a GET each on object stores)
-            small = [(s, f) for s, f in visible if self._rows(s) < target_rows]
-            if len(small) < min_files:
+            rows = {s.path: self._rows(s) for s, _ in visible}
+            if sum(r < target_rows for r in rows.values()) < min_files:
                 continue
-            run = self._run(visible, small, target_rows)
+            run = self._run(visible, rows, target_rows)
             if len(run) < 2:
                 continue
             data = pa.concat_tables([self._read(s, f, None) for s, f in run])
@@ -344,18 +344,18 @@ class History:
     def _rows(self, s: Segment) -> int:
         return pq.ParquetFile(s.path, filesystem=self.fs).metadata.num_rows
 
-    def _run(self, visible: list, small: list, target_rows: int) -> list:
-        """The longest prefix of consecutive small segments (in visibility order) whose rows
-        stay under ``target_rows``."""
-        small_paths = {s.path for s, _ in small}
+    @staticmethod
+    def _run(visible: list, rows_of: dict[str, int], target_rows: int) -> list:
+        """The first run of consecutive small segments (in visibility order, ``rows_of`` their
+        row counts) whose rows stay under ``target_rows``."""
         run, rows = [], 0
         for s, f in visible:
-            if s.path not in small_paths:
+            r = rows_of[s.path]
+            if r >= target_rows:
                 if len(run) >= 2:
                     break
                 run, rows = [], 0
                 continue
-            r = self._rows(s)
             if run and rows + r > target_rows:
                 break
             run.append((s, f))

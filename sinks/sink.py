@@ -30,20 +30,6 @@ class SegmentBatch:
     last: int
     data: pa.Table
 
-    def add_ranges(self, ranges: dict[int, Sequence[int]], rows: Any = ()) -> None:
-        """Rows of several partitions (told apart by their ``kafka_partition`` column) with the
-        offset range ``(first, last)`` of each partition's records."""
-        data = self.table.rows(rows) if len(rows) else None
-        if data is not None and len(ranges) > 1:
-            part = data.column("kafka_partition").to_numpy()
-        for p, (first, last) in ranges.items():
-            if data is None:
-                self.add(p, first, last)
-            elif len(ranges) == 1:
-                self.add(p, first, last, data)
-            else:
-                self.add(p, first, last, data.take(np.flatnonzero(part == p)))
-
     @property
     def rows(self) -> int:
         return self.data.num_rows

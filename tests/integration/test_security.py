@@ -54,7 +54,7 @@ def secure(secure_kafka, pki, tmp_path) -> Settings:
         env={}, bootstrap_servers=secure_kafka.sasl_ssl_bootstrap, security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512", sasl_username=USER, sasl_password=SecretStr(PASSWORD),
         ssl_cafile=str(pki.ca_cert), app_id=f"sec-{run}", topics=Topics.with_prefix(f"sec-{run}"),
-        duckdb_path=str(tmp_path / "history.duckdb"), window_s=1.0, grace_s=1.0,
+        history_path=str(tmp_path / "history"), window_s=1.0, grace_s=1.0,
         metrics_port=free_port(), web_port=free_port(), state_dir=tmp_path / "state")
     asyncio.run(ensure_topics(s))
     return s

@@ -258,3 +258,11 @@ def test_another_pyarrow_filesystem_writes_through_a_temporary_name_and_reads_ba
     h.write_segment(EVENTS, rows(range(5)), log=LOG, partition=0, first=0, last=4)
     assert h.count("events") == 5 and h.landed_offsets("events", LOG) == {0: 4}
     assert not [f for _, _, fs_ in os.walk(tmp_path) for f in fs_ if f.endswith(".tmp")]
+
+
+def test_a_moved_history_is_still_readable_through_its_views(tmp_path):
+    h = History(tmp_path / "a")
+    write_catalog(h)
+    seg(h, 0, 9)
+    os.rename(tmp_path / "a", tmp_path / "b")
+    assert len(view_ids(tmp_path / "b")) == 10
