@@ -158,10 +158,13 @@ async def _consume(stream: Any, ctx: PipelineContext, where: str,
             fail_stop(where, exc)
 
 
-async def write_in_order(ctx: PipelineContext, sinks: Sequence[BatchingSink]) -> list:
-    """Detach what each sink holds (now, on the event loop) and write it in the history's
-    thread, sink by sink in the order given; returns the batches written."""
-    batches = [(s, b) for s in sinks for b in s.take()]
+def take_all(sinks: Sequence[BatchingSink]) -> list[tuple[BatchingSink, Any]]:
+    """Detach what each sink holds, sink by sink in the order given (on the event loop)."""
+    return [(s, b) for s in sinks for b in s.take()]
+
+
+async def write_in_order(ctx: PipelineContext, batches: list[tuple[BatchingSink, Any]]) -> list:
+    """Write :func:`take_all`'s batches in the history's thread, in order; returns them."""
     if batches:
         await asyncio.get_running_loop().run_in_executor(
             ctx.history_executor, lambda: [s.write(b) for s, b in batches])
@@ -253,6 +256,9 @@ class EventHistory:
         """Publish the held dead letters (awaited: at-least-once on the topic), then write the
         held rows: dead letters, duplicates, then the events segments that commit each range."""
         ctx = self.ctx
+        # detached together, before any await: rows added meanwhile go with their own dead
+        # letters into the next flush
+        batches = take_all(self.sinks)
         dead, self._to_publish = self._to_publish, []
         notes, self._notes = self._notes, []
         if dead and not ctx.settings.replay:  # a replay's dead letters are on the topic already
@@ -260,7 +266,7 @@ class EventHistory:
                 ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
                  deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
                 for r, t, p, o in dead])
-        written = await write_in_order(ctx, self.sinks)
+        written = await write_in_order(ctx, batches)
         for b in written:
             if b.table is EVENTS:
                 self.landed.advance(b.partition, b.last)
@@ -311,7 +317,7 @@ class KpiHistory:
                                        m.offset, None, None))])
         for p, (first, last) in ranges.items():
             self.sink.add(p, first, last, rows.get(p, ()))
-        for b in await write_in_order(ctx, [self.sink]):
+        for b in await write_in_order(ctx, take_all([self.sink])):
             self.landed.advance(b.partition, b.last)
             ctx.metrics.add_rows(KPIS.name, b.rows)
 
