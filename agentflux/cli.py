@@ -87,7 +87,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _preflight_logs(settings: Settings) -> dict:
-    """Create missing topics and read the cluster and topic ids the stored offsets must match;
+    """Create missing topics and read the cluster and topic ids the offsets count in (segments
+    are named by them);
     an unreachable broker is one line naming the address and the setting, not a traceback."""
     from aiokafka.errors import KafkaError
 
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-timeout", type=float, default=15.0,
                    help="seconds a stop (SIGTERM/SIGINT) may take before the worker exits "
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
-                        "history resumes from its stored offsets (default 15)")
+                        "history resumes after its landed segments (default 15)")
     p.set_defaults(fn=cmd_worker)
     p = sub.add_parser("replay", help="rebuild a history from Kafka into a new root (after "
                        "changing a view or a processor, or losing a disk)")

@@ -42,7 +42,7 @@ def _bounded_stop_worker() -> Any:
 
         Faust's graceful stop commits offsets and flushes the producer; with the broker
         unreachable it retries for minutes and the process ignores further signals. Landing is
-        exactly-once through the history's stored offsets, so exiting without Faust's commit
+        exactly-once through the history's segments, so exiting without Faust's commit
         loses nothing: after ``stop_timeout_s`` (or at a second signal) the process exits."""
 
         def __init__(self, *args: Any, stop_timeout_s: float = 15.0, **kwargs: Any):

@@ -2,8 +2,9 @@
 
 An offset means nothing without the log it counts in. A topic that was deleted and created again
 under the same name starts again at offset 0, and another cluster reached through the same
-address has logs of its own: offsets stored by the history must not be applied to either, or
-the worker silently skips everything up to the old offset. Kafka names both: the cluster id
+address has logs of its own: offsets landed in the history must not be applied to either, or
+the worker silently skips everything up to the old offset (the history names each segment by
+the log of its offsets, :func:`agentflux.sinks.history.log_id`). Kafka names both: the cluster id
 (Metadata v2+) and the topic id, a UUID given to each incarnation of a topic (Metadata v10+,
 Kafka 2.8+). aiokafka asks for Metadata up to v5 only, so this module sends a Metadata v10
 request itself, with aiokafka's protocol types.

@@ -156,7 +156,7 @@ def test_a_recreated_topic_is_a_new_offset_space_and_nothing_of_it_is_skipped(se
     wait_until(lambda: settings.topics.events not in asyncio.run(admin_call(
         lambda a: a.list_topics())), 30, "the topic deletion", interval_s=0.2)
     asyncio.run(ensure_topics(settings))
-    second = events(100, seed=8)  # fewer records than the stored offsets: all would be skipped
+    second = events(100, seed=8)  # fewer records than landed before: all would be skipped
     asyncio.run(produce_raw(settings, [orjson.dumps(second[i:i + 20]) for i in range(0, 100, 20)]))
     w = WorkerProcess(settings, log_path=tmp_path / "w2.log").start()
     try:
