@@ -87,9 +87,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _preflight_logs(settings: Settings) -> dict:
-    """Create missing topics and read the cluster and topic ids the offsets count in (segments
-    are named by them);
-    an unreachable broker is one line naming the address and the setting, not a traceback."""
+    """Create missing topics and read the cluster and topic ids their offsets count in (history
+    segments are named by them); an unreachable broker is one line naming the address and the
+    setting, not a traceback."""
     from aiokafka.errors import KafkaError
 
     from agentflux.streams.kafkameta import log_identities
