@@ -35,7 +35,7 @@ import os
 import re
 import time
 import uuid
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -197,11 +197,17 @@ class History:
             with self.fs.open_output_stream(path) as out:
                 out.write(buf.getvalue())
             return
+        self._publish_stream(path, lambda out: pq.write_table(data, out, **PARQUET_OPTIONS))
+
+    def _publish_stream(self, path: str, write: Callable[[Any], None]) -> None:
+        """``write(out)`` into a temporary name, then move it into place: a rename after an
+        fsync on a local disk; a move on other filesystems (on an object store a server-side
+        copy: a failed write leaves only a temporary key, which the compactor deletes)."""
         tmp = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
-        if not self.local:  # another filesystem (HDFS, a subtree): temporary name, then move
+        if not self.local:
             try:
                 with self.fs.open_output_stream(tmp) as out:
-                    pq.write_table(data, out, **PARQUET_OPTIONS)
+                    write(out)
                 self.fs.move(tmp, path)
             except BaseException:
                 self._delete(tmp)
@@ -209,7 +215,7 @@ class History:
             return
         try:
             with open(tmp, "wb") as f:
-                pq.write_table(data, f, **PARQUET_OPTIONS)
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -333,13 +339,34 @@ class History:
             run = self._run(visible, rows, target_rows)
             if len(run) < 2:
                 continue
-            data = pa.concat_tables([self._read(s, f, None) for s, f in run])
-            self.write_segment(table, data.cast(table.schema), log=log, partition=partition,
-                               first=run[0][0].first, last=run[-1][0].last, day=day)
+            self._merge(table, run, log=log, partition=partition, day=day)
             stats["written"] += 1
             stats["merged"] += len(run)
         stats["deleted"] = self._collect(table.name, want, now, grace_s)
         return stats
+
+    def _merge(self, table: Table, run: list, *, log: str, partition: int, day: str) -> None:
+        """Write ``run``'s visible rows as one segment, streaming: a batch of at most 65,536
+        rows in memory at a time, however large the run (a merge of merged segments is up to
+        ``target_rows``)."""
+        first, last = run[0][0].first, run[-1][0].last
+        path = (f"{self.table_dir(table.name)}/day={day}/"
+                f"{segment_name(log, partition, first, last)}")
+        schema = table.schema.with_metadata({
+            "agentflux.log": log, "agentflux.partition": str(partition),
+            "agentflux.first": str(first), "agentflux.last": str(last)})
+
+        def write(out: Any) -> None:
+            with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as w:
+                for s, floor in run:
+                    source = pq.ParquetFile(s.path, filesystem=self.fs)
+                    for batch in source.iter_batches(batch_size=65_536):
+                        t = pa.Table.from_batches([batch])
+                        if floor >= s.first:
+                            t = t.filter(pc.greater(t["kafka_offset"], floor))
+                        w.write_table(t.cast(table.schema).replace_schema_metadata(
+                            schema.metadata))
+        self._publish_stream(path, write)
 
     def _rows(self, s: Segment) -> int:
         return pq.ParquetFile(s.path, filesystem=self.fs).metadata.num_rows

@@ -5,6 +5,8 @@ running throughout, and an analyst querying the history the whole time."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -93,6 +95,11 @@ def test_workers_joining_leaving_and_killed_land_every_event_exactly_once(settin
         workers[2].wait_for(lambda m: m.get("agentflux_records_total", 0) > 0, 90,
                             "the third worker to land records")
         wait_until(lambda: analyst.seen()[0] >= N // 2, 120, "half of the events")
+        # the command line reads the history while the workers write it
+        sql = subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--history",
+                              settings.history_path, "SELECT count(*) >= 50000 AS ok FROM events"],
+                             capture_output=True, text=True, timeout=60, env={"COLUMNS": "80"})
+        assert sql.returncode == 0 and "True" in sql.stdout, sql.stdout + sql.stderr
         workers[0].start()  # the killed one restarts
         wait_until(lambda: analyst.seen()[0] >= N * 2 // 3, 120, "two thirds of the events")
         assert workers[2].stop() == 0  # the third leaves: its partitions move to the others
