@@ -12,8 +12,8 @@ import time
 import uuid
 from collections import Counter
 
+import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 
 from agentflux.harness import WorkerProcess
@@ -165,21 +165,18 @@ def test_the_layout_on_an_object_store_reads_back_exactly_once(s3_root):
     assert h.read("deadletters").num_rows == 0
 
 
-def test_a_failed_write_publishes_no_object(s3_root, monkeypatch):
+def test_a_failed_write_publishes_no_object(s3_root):
     """Closing an S3 output stream completes the upload: a failure while encoding must not
-    leave a truncated segment under its final name (a reader would fail on it, and a worker
-    would resume past offsets that never landed)."""
+    leave a segment (truncated or empty) under its final name (a reader would fail on it, and a
+    worker would resume past offsets that never landed). The failure is real: pyarrow cannot
+    write a union column to Parquet."""
     h = History(s3_root)
     h.init()
-    real = pq.write_table
-
-    def boom(table, where, **kw):
-        where.write(b"PAR1" + b"\0" * 100)  # some bytes, then the failure
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(pq, "write_table", boom)
-    with pytest.raises(OSError, match="No space left"):
-        seg(h, 0, 9)
-    monkeypatch.setattr(pq, "write_table", real)
+    union = pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()), pa.array([0, 0], pa.int32()),
+                                     [pa.array([1]), pa.array(["a"])])
+    unwritable = pa.table({"kafka_offset": pa.array([0, 1], pa.int64()), "u": union})
+    with pytest.raises(pa.ArrowNotImplementedError, match="Parquet"):
+        h.write_segment(EVENTS, unwritable, log=LOG, partition=0, first=0, last=9)
     assert h.segments("events") == []
     assert h.landed_offsets("events", LOG) == {}
     assert ids_via_duckdb(s3_root) == (0, 0, [])

@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from agentflux.harness import WorkerProcess, settings_env
+from agentflux.harness import WorkerProcess, settings_env, wait_until
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.sinks.catalog import connect
 
@@ -36,9 +36,11 @@ def test_replay_rebuilds_a_history_from_the_beginning_or_from_a_time(settings, t
     bad = [{**evs[0], "id": evs[0]["id"][:-4] + "dead", "type": "telepathy.call"}]
     asyncio.run(produce_raw(settings, [orjson.dumps(first[i:i + 100])
                                        for i in range(0, 2000, 100)] + [orjson.dumps(bad)]))
-    time.sleep(1.1)  # not synchronisation: a gap in record time between the two halves
+    # the cut: after every record of the first half (record times are wall-clock milliseconds)
+    # and before any of the second
     cut = dt.datetime.now(dt.timezone.utc)
-    time.sleep(0.1)
+    wait_until(lambda: dt.datetime.now(dt.timezone.utc) > cut + dt.timedelta(milliseconds=5), 5,
+               "the clock to pass the cut")
     asyncio.run(produce_raw(settings, [orjson.dumps(second[i:i + 100])
                                        for i in range(0, 1000, 100)]))
     live = WorkerProcess(settings, log_path=tmp_path / "live.log").start()
