@@ -109,7 +109,6 @@ class Landed:
         self.ctx, self.topic, self.table = ctx, topic, table
         self.log = ctx.log_of(topic)
         self.offsets: dict[tuple[str, int], int] = {} if offsets is None else offsets
-        self.skipped = 0
 
     async def load(self, partitions: Iterable[int]) -> None:
         missing = [p for p in partitions if (self.topic, p) not in self.offsets]
@@ -129,7 +128,6 @@ class Landed:
             m = fe.message
             # (a partition forgotten meanwhile, i.e. revoked, is filtered out by the caller)
             if m.offset <= self.offsets.get((m.topic, m.partition), -1):
-                self.skipped += 1
                 continue
             out.append(fe)
             r = ranges.get(m.partition)

@@ -24,7 +24,7 @@ A merged segment becomes visible in one rename and hides its sources at once; so
 only ``grace_s`` later, so a query that listed them a moment before still finds them.
 
 **Resume.** The highest ``last`` of a table's segments for a (log, partition) is where a worker
-resumes that partition (:meth:`History.landed_offset`).
+resumes that partition (:meth:`History.landed_offsets`).
 """
 
 from __future__ import annotations
@@ -233,12 +233,8 @@ class History:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def landed_offset(self, table: str, log: str, partition: int) -> int:
-        """The last offset of ``partition`` (in ``log``) landed in ``table``; -1 if none."""
-        return max((s.last for s in self.segments(table, partitions=[partition], log=log)),
-                   default=-1)
-
     def landed_offsets(self, table: str, log: str) -> dict[int, int]:
+        """The last offset landed in ``table`` per partition of ``log`` (absent: none)."""
         out: dict[int, int] = {}
         for s in self.segments(table, log=log):
             out[s.partition] = max(out.get(s.partition, -1), s.last)

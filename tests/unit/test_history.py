@@ -77,10 +77,10 @@ def test_a_segment_is_named_by_partition_and_offset_range_and_resume_is_its_last
     assert f"/events/day={time.strftime('%Y-%m-%d', time.gmtime())}/" in s.path
     meta = pq.read_schema(s.path).metadata
     assert meta[b"agentflux.first"] == b"100" and meta[b"agentflux.log"] == LOG.encode()
-    assert h.landed_offset("events", LOG, 3) == 199
-    assert h.landed_offset("events", LOG, 2) == -1
+    assert h.landed_offsets("events", LOG).get(3, -1) == 199
+    assert h.landed_offsets("events", LOG).get(2, -1) == -1
     # another log (a recreated topic, another cluster) is another offset space
-    assert h.landed_offset("events", log_id("cluster-a", "topic-2"), 3) == -1
+    assert h.landed_offsets("events", log_id("cluster-a", "topic-2")).get(3, -1) == -1
     seg(h, 0, 9, partition=3, log=log_id("cluster-a", "topic-2"))
     assert len(view_ids(tmp_path)) == 110  # both logs' rows, neither hides the other
 
@@ -134,7 +134,7 @@ def test_compaction_bounds_files_keeps_every_row_once_and_deletes_only_after_the
     assert [(s.first, s.last) for s in sorted(h.segments("events", partitions=[0]),
                                               key=lambda s: s.first)] == [(0, 199)]
     assert view_ids(tmp_path) == before
-    assert h.landed_offset("events", LOG, 0) == 199
+    assert h.landed_offsets("events", LOG).get(0, -1) == 199
 
 
 def test_compaction_of_a_late_overlapping_segment_keeps_each_offset_once(tmp_path):
