@@ -126,8 +126,9 @@ def open_history(settings: Settings):
 def cmd_worker(args: argparse.Namespace) -> int:
     from agentflux.sinks.prometheus import PipelineMetrics
     from agentflux.streams.app import BoundedStopWorker
-    from agentflux.worker import create_app
+    from agentflux.worker import arrow_memory_pool, create_app
 
+    arrow_memory_pool()
     settings = with_broker(Settings.from_env(history_path=args.history,
                                              metrics_port=args.metrics_port))
     identities = _preflight_logs(settings)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import re
 import time
@@ -51,6 +52,7 @@ SCHEMA_FILE = "_schema.parquet"
 TMP_SUFFIX = ".tmp"
 OBJECT_STORES = ("s3", "gcs", "abfs")  # pyarrow FileSystem.type_name of key-value stores
 NO_LOG = "0" * 12  # offsets whose log is not known (in-process tests, imports without identity)
+MERGE_BATCH_ROWS = 16_384  # a merge holds a few batches: ~40 MB at most (65,536: ~125 MB)
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": [
     "ts", "type", "kafka_offset", "kafka_partition", "window_start", "window_end", "landed_at"]}
 
@@ -311,9 +313,10 @@ class History:
         """Merge runs of small segments of one (day, log, partition) into one segment, and
         delete what merged segments hide once ``grace_s`` has passed.
 
-        A run is merged when its day and partition hold at least ``min_files`` segments under
-        ``target_rows`` rows; the merged segment holds exactly the run's visible rows, named by
-        the run's first and last offsets, so it covers the run and hides it in one rename.
+        Per day and partition, one run of consecutive segments is merged per call, chosen by
+        size tier (:meth:`_run`: at least ``min_files`` segments of similar size). The merged
+        segment holds exactly the run's visible rows, named by the run's first and last
+        offsets, so it covers the run and hides it in one rename.
         Hidden segments (and temporary files left by a crash) are deleted once they are
         ``grace_s`` older than their cover: a query that listed them just before still reads
         them. Returns counts: merged segments written, segments merged, files deleted."""
@@ -330,20 +333,22 @@ class History:
             if len(visible) < min_files:
                 continue  # no run possible: skip reading footers (a GET each on object stores)
             rows = {s.path: self._rows(s) for s, _ in visible}
-            if sum(r < target_rows for r in rows.values()) < min_files:
-                continue
-            run = self._run(visible, rows, target_rows)
-            if len(run) < 2:
-                continue
-            self._merge(table, run, log=log, partition=partition, day=day)
-            stats["written"] += 1
-            stats["merged"] += len(run)
+            # merge until no run is left: a pass that merged only the newest small segments
+            # would let the merged ones pile up
+            while run := self._run(visible, rows, min_files, target_rows):
+                merged = self._merge(table, run, log=log, partition=partition, day=day)
+                rows[merged.path] = sum(rows[s.path] for s, _ in run)  # (at most)
+                i = visible.index(run[0])
+                visible[i:i + len(run)] = [(merged, run[0][1])]
+                stats["written"] += 1
+                stats["merged"] += len(run)
         stats["deleted"] = self._collect(table.name, want, now, grace_s)
         return stats
 
-    def _merge(self, table: Table, run: list, *, log: str, partition: int, day: str) -> None:
-        """Write ``run``'s visible rows as one segment, streaming: a batch of at most 65,536
-        rows in memory at a time, however large the run (a merge of merged segments is up to
+    def _merge(self, table: Table, run: list, *, log: str, partition: int,
+               day: str) -> Segment:
+        """Write ``run``'s visible rows as one segment, streaming: a batch of at most
+        ``MERGE_BATCH_ROWS`` rows in memory at a time, however large the run (up to
         ``target_rows``)."""
         first, last = run[0][0].first, run[-1][0].last
         path = (f"{self.table_dir(table.name)}/day={day}/"
@@ -356,34 +361,54 @@ class History:
             with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as w:
                 for s, floor in run:
                     source = pq.ParquetFile(s.path, filesystem=self.fs)
-                    for batch in source.iter_batches(batch_size=65_536):
+                    for batch in source.iter_batches(batch_size=MERGE_BATCH_ROWS):
                         t = pa.Table.from_batches([batch])
                         if floor >= s.first:
                             t = t.filter(pc.greater(t["kafka_offset"], floor))
                         w.write_table(t.cast(table.schema).replace_schema_metadata(
                             schema.metadata))
         self._publish_stream(path, write)
+        return dataclasses.replace(run[0][0], last=last, path=path, mtime=time.time())
 
     def _rows(self, s: Segment) -> int:
         return pq.ParquetFile(s.path, filesystem=self.fs).metadata.num_rows
 
     @staticmethod
-    def _run(visible: list, rows_of: dict[str, int], target_rows: int) -> list:
-        """The first run of consecutive small segments (in visibility order, ``rows_of`` their
-        row counts) whose rows stay under ``target_rows``."""
-        run, rows = [], 0
-        for s, f in visible:
-            r = rows_of[s.path]
-            if r >= target_rows:
-                if len(run) >= 2:
-                    break
-                run, rows = [], 0
-                continue
-            if run and rows + r > target_rows:
-                break
-            run.append((s, f))
-            rows += r
-        return run
+    def _run(visible: list, rows_of: dict[str, int], min_files: int, target_rows: int) -> list:
+        """The run to merge next (in visibility order; ``rows_of`` gives row counts), or [].
+
+        Size-tiered, so that a row is rewritten about log_F(target / segment) times (F =
+        ``min_files``) however long the day: a segment's tier is floor(log_F(rows)); segments of
+        ``target_rows / 2`` rows or more are final. For the lowest tier t that has one, the run
+        is the first stretch of consecutive non-final segments of tiers <= t holding at least
+        ``min_files`` segments of tier t (smaller ones in it are absorbed), cut where it would
+        exceed ``target_rows`` (a cut run merges into a final segment). Merging the growing
+        newest segment with every new small one instead rewrote it on each pass: a day of
+        1-second segments rewrote each row ~50 times before it reached the target."""
+        base = max(2, min_files)
+
+        def tier(r: int) -> int:
+            return int(math.log(max(r, 1), base) + 1e-9)
+
+        final = max(1, target_rows // 2)
+        tiers = sorted({tier(rows_of[s.path]) for s, _ in visible
+                        if rows_of[s.path] < final})
+        for t in tiers:
+            run: list = []
+            rows = count = 0
+            for s, f in [*visible, (None, None)]:  # a sentinel closes the last stretch
+                r = rows_of[s.path] if s is not None else final
+                cut = run and rows + r > target_rows
+                if r >= final or tier(r) > t or cut:
+                    if len(run) >= 2 and (count >= min_files or cut):
+                        return run
+                    run, rows, count = [], 0, 0
+                    if r >= final or tier(r) > t:
+                        continue
+                run.append((s, f))
+                rows += r
+                count += tier(r) == t
+        return []
 
     def _collect(self, table: str, partitions: set | None, now: float, grace_s: float) -> int:
         deleted = 0

@@ -137,6 +137,32 @@ def test_compaction_bounds_files_keeps_every_row_once_and_deletes_only_after_the
     assert h.landed_offsets("events", LOG).get(0, -1) == 199
 
 
+def test_compaction_rewrites_each_row_a_few_times_and_keeps_the_file_count_bounded(tmp_path):
+    """A day of small segments compacted as it grows (here 10-row segments, a pass every 8):
+    size tiers bound both the rewrites (merging the growing newest segment with each new
+    small one rewrote every row ~30 times here) and the visible files at any moment."""
+    h = History(tmp_path)
+    min_files, target, size, n = 4, 5_000, 10, 640
+    rewritten = 0
+    known = set()
+    for i in range(n):
+        seg(h, i * size, i * size + size - 1)
+        known.add((i * size, i * size + size - 1))
+        if i % 8 == 7:
+            h.compact(EVENTS, min_files=min_files, target_rows=target, grace_s=0,
+                      now=time.time() + 3600)
+            visible = [s for s, f in with_floors(h.segments("events")) if f < s.last]
+            for s in visible:
+                if (s.first, s.last) not in known:
+                    known.add((s.first, s.last))
+                    rewritten += s.last - s.first + 1
+            assert len(visible) <= 3 * min_files + 8, [(s.first, s.last) for s in visible]
+    amplification = rewritten / (n * size)
+    # tiers of 10, 40, 160, 640 and 2,560 rows: 2.9 rewrites per row (the previous policy: 27)
+    assert 2 <= amplification <= 5, amplification
+    assert view_ids(tmp_path) == sorted(f"p0-o{o}" for o in range(n * size))
+
+
 def test_compaction_of_a_late_overlapping_segment_keeps_each_offset_once(tmp_path):
     h = History(tmp_path)
     seg(h, 0, 99, tag="b")
