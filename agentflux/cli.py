@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
+from agentflux import tabular
 from agentflux.config import ConfigError, Settings
 
 
@@ -302,30 +305,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    """Print a query's result; rows beyond --limit are counted in a note on stderr, so stdout
+    holds only the result (a csv or json file stays valid)."""
     import duckdb
-    from rich.table import Table
 
     from agentflux.sinks.catalog import connect
 
+    if args.limit < 0:
+        raise ConfigError(f"--limit {args.limit}: give a number of rows, or 0 for all of them")
     root = Settings.from_env(history_path=args.history).history_path
     try:
         con = connect(root)
     except (OSError, duckdb.IOException) as exc:  # (FileNotFoundError is an OSError)
         raise ConfigError(f"no history at {root} ({exc}): run `agentflux demo` or a worker "
                           "first, or pass --history PATH (or set AGENTFLUX_HISTORY)") from None
+    tty = sys.stdout.isatty()
     try:
         cur = con.execute(args.query)
+        if cur.description is None:  # a statement without a result
+            return 0
+        columns = [d[0] for d in cur.description]
+        if args.limit:
+            rows = cur.fetchmany(args.limit + 1)
+            more, rows = len(rows) > args.limit, rows[:args.limit]
+        else:
+            rows, more = _all_rows(cur), False
+        sys.stdout.writelines(tabular.render(
+            args.format, columns, rows, width=shutil.get_terminal_size().columns if tty else None,
+            color=tty))
+        sys.stdout.flush()
+        if more:
+            print(_more_rows(con, args.query, args.limit), file=sys.stderr)
     except duckdb.Error as exc:
-        con.close()
         raise ConfigError(f"the query failed: {exc}") from None
-    table = Table()
-    for col in cur.description:
-        table.add_column(col[0])
-    for row in cur.fetchmany(args.limit):
-        table.add_row(*["" if v is None else str(v) for v in row])
-    con.close()
-    _console().print(table)
+    except BrokenPipeError:
+        # `agentflux sql ... | head`: the reader stopped; no traceback when Python flushes stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        con.close()
     return 0
+
+
+def _all_rows(cur) -> Iterator[tuple]:
+    """Every row, a batch at a time: --limit 0 --format csv can export more than fits in memory."""
+    while batch := cur.fetchmany(10_000):
+        yield from batch
+
+
+def _more_rows(con, query: str, limit: int) -> str:
+    left = (_count_rows(con, query) or 0) - limit
+    if left > 1:
+        return f"… {left:,} more rows (use --limit to see more)"
+    if left == 1:
+        return "… 1 more row (use --limit to see more)"
+    # not counted (or fewer by now: retention deleted some since the query ran)
+    return "… more rows (use --limit to see more)"
+
+
+def _count_rows(con, query: str) -> int | None:
+    """How many rows ``query`` returns, by running it again as ``SELECT count(*) FROM (query)``:
+    DuckDB then reads only what counting needs (for a plain SELECT over the history's views,
+    the Parquet footers' row counts). None when it is not one SELECT, or the count fails."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(query)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            return None
+        select = statements[0].query.rstrip().rstrip(";")  # the newline ends a trailing comment
+        return con.execute(f"SELECT count(*) FROM (\n{select}\n)").fetchone()[0]
+    except duckdb.Error:
+        return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -359,76 +410,145 @@ def cmd_bench_profile(args: argparse.Namespace) -> int:
                          python=args.python, as_json=args.json, console=_console())
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("agentflux")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked: importlib.metadata adds ~20 ms to every start."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the installed version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"agentflux {version()}")
+        parser.exit()
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, when it has one. None means "not set" (the
+    help says what applies then: an environment variable, a per-benchmark figure) and a flag's
+    False is its absence, so neither is shown."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help, default = action.help or "", action.default
+        if default is None or default is False or default is argparse.SUPPRESS:
+            return help
+        shown = f"{default:,}" if isinstance(default, int) else str(default)
+        return f"{help} (default: {shown.replace('%', '%%')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="agentflux", description="Telemetry pipeline for AI-agent runtimes")
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("up", help="start (or restart on its data) a local Apache Kafka (KRaft) "
-                       "in the background")
+    ap = argparse.ArgumentParser(
+        prog="agentflux", description="Telemetry pipeline for AI-agent runtimes: Kafka, stream "
+        "processors, a Parquet history to query.",
+        epilog="`agentflux COMMAND --help` shows a command's options and their defaults.")
+    ap.add_argument("--version", action=_Version)
+    # in the order a user needs them; `agentflux` alone prints this list
+    sub = ap.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description or help,
+                              formatter_class=_HelpFormatter)
+
+    history_help = ("the history's root: a directory or s3://bucket/prefix (env "
+                    "AGENTFLUX_HISTORY; default ./agentflux-history)")
+    p = command("up", "start a local Kafka (KRaft) in the background",
+                "Start (or restart on its data) a local Apache Kafka (KRaft) in the background; "
+                "the other commands find it.")
     p.add_argument("--reset", action="store_true",
                    help="delete the local broker's data and start a fresh cluster on new ports")
     p.set_defaults(fn=cmd_up)
-    sub.add_parser("down", help="stop the local Kafka started by `up`").set_defaults(fn=cmd_down)
-    p = sub.add_parser("worker", help="run the stream processors (Faust worker)")
-    p.add_argument("--history", help="the history's root: a directory or s3://bucket/prefix "
-                   "(env AGENTFLUX_HISTORY; default ./agentflux-history)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT)")
-    p.add_argument("--loglevel", default="warning")
+    p = command("demo", "broker, worker and simulator end to end, a summary",
+                "Broker + worker + simulator end to end, then a summary; what it started, it "
+                "stops.")
+    p.add_argument("--events", type=int, default=50_000, help="events to publish")
+    p.add_argument("--agents", type=int, default=16, help="simulated agents")
+    p.add_argument("--seed", type=int, default=42, help="the simulation's random seed")
+    p.add_argument("--history", default="agentflux-demo-history",
+                   help="the history root the demo writes (must be empty or absent)")
+    p.set_defaults(fn=cmd_demo)
+    p = command("simulate", "publish a simulated agent runtime's events",
+                "Run a synthetic agent runtime on the real runtime components and publish its "
+                "events.")
+    p.add_argument("--agents", type=int, default=8, help="simulated agents")
+    p.add_argument("--sessions", type=int, default=200, help="agent sessions to run")
+    p.add_argument("--synthetic", action="store_true",
+                   help="generate events directly (fast, exactly --events) instead")
+    p.add_argument("--events", type=int, default=10_000, help="with --synthetic: events to publish")
+    p.add_argument("--seed", type=int, default=42, help="the simulation's random seed")
+    p.set_defaults(fn=cmd_simulate)
+    p = command("worker", "run the stream processors into a history",
+                "Run the stream processors (Faust worker): events and KPIs land in the history; "
+                "Prometheus metrics on /metrics.")
+    p.add_argument("--history", help=history_help)
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT; "
+                   "default 9464)")
+    p.add_argument("--loglevel", default="warning",
+                   help="the worker's log level: debug, info, warning or error")
     p.add_argument("--stop-timeout", type=float, default=15.0,
                    help="seconds a stop (SIGTERM/SIGINT) may take before the worker exits "
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
-                        "history resumes after its landed segments (default 15)")
+                        "history resumes after its landed segments")
     p.set_defaults(fn=cmd_worker)
-    p = sub.add_parser("replay", help="rebuild a history from Kafka into a new root (after "
-                       "changing a view or a processor, or losing a disk)")
+    p = command("sql", "query a history (read-only, also while workers write)",
+                "Query a history through its DuckDB views (read-only; works while workers "
+                "write).")
+    p.add_argument("query", help='e.g. "SELECT * FROM kpi_timing LIMIT 10"')
+    p.add_argument("--history", help=history_help)
+    p.add_argument("--format", choices=tabular.FORMATS, default="table",
+                   help="table: to read (values never cut: a wide one folds onto more lines; "
+                        "numbers rounded to 4 significant digits, integers and times exact); "
+                        "csv (with a header row), json (one array of objects), markdown (a "
+                        "GitHub pipe table): every value at full precision")
+    p.add_argument("--limit", type=int, default=50,
+                   help="rows to print at most, 0 for all. When rows are left out, a note on "
+                        "stderr says how many: a single SELECT is run again as SELECT count(*) "
+                        "FROM (query) to count them (DuckDB reads only what counting needs); "
+                        "other statements say only that there are more")
+    p.set_defaults(fn=cmd_sql)
+    p = command("history", "create a history root, or import an old DuckDB one",
+                "The Parquet history: `init` creates a root's tables and its DuckDB catalog of "
+                "views; `import --db OLD` brings in a history of the earlier single-DuckDB-file "
+                "layout.")
+    p.add_argument("action", choices=["init", "import"],
+                   help="init: create the tables and the catalog; import: bring in --db")
+    p.add_argument("--db", help="import: the old DuckDB history file")
+    p.add_argument("--history", help=history_help)
+    p.set_defaults(fn=cmd_history)
+    p = command("replay", "rebuild a history from Kafka into a new root",
+                "Rebuild a history from Kafka into a new root (after changing a view or a "
+                "processor, or losing a disk).")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--from-beginning", action="store_true",
                       help="from the start of the topics' retained logs")
     when.add_argument("--from-time", help="from this time (ISO 8601; UTC if no zone)")
     p.add_argument("--history", help="the new root to write (must be empty or absent)")
     p.set_defaults(fn=cmd_replay)
-    p = sub.add_parser("history", help="the Parquet history: `init` creates a root's tables "
-                       "and its DuckDB catalog of views; `import --db OLD` brings in a history "
-                       "of the earlier single-DuckDB-file layout")
-    p.add_argument("action", choices=["init", "import"])
-    p.add_argument("--db", help="import: the old DuckDB history file")
-    p.add_argument("--history", help="the history's root (env AGENTFLUX_HISTORY; default "
-                   "./agentflux-history)")
-    p.set_defaults(fn=cmd_history)
-    p = sub.add_parser("simulate", help="run a synthetic agent runtime on the real runtime "
-                       "components and publish its events")
-    p.add_argument("--agents", type=int, default=8)
-    p.add_argument("--sessions", type=int, default=200)
-    p.add_argument("--synthetic", action="store_true",
-                   help="generate events directly (fast, exactly --events) instead")
-    p.add_argument("--events", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=42)
-    p.set_defaults(fn=cmd_simulate)
-    p = sub.add_parser("demo", help="broker + worker + simulator end to end, then a summary")
-    p.add_argument("--events", type=int, default=50_000)
-    p.add_argument("--agents", type=int, default=16)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--history", default="agentflux-demo-history",
-                   help="the history root the demo writes (default ./agentflux-demo-history)")
-    p.set_defaults(fn=cmd_demo)
-    p = sub.add_parser("sql", help="query a history through its DuckDB views (read-only; works "
-                       "while workers write)")
-    p.add_argument("query", help='e.g. "SELECT * FROM kpi_timing LIMIT 10"')
-    p.add_argument("--history", help="the history's root (env AGENTFLUX_HISTORY; default "
-                   "./agentflux-history)")
-    p.add_argument("--limit", type=int, default=50, help="rows to print at most")
-    p.set_defaults(fn=cmd_sql)
-    p = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile"])
+    command("down", "stop the local Kafka started by `up`",
+            "Stop the local Kafka started by `up`; its data is kept for the next `up`.") \
+        .set_defaults(fn=cmd_down)
+    p = command("bench", "benchmarks (figures, not tests)", "Benchmarks: figures, not tests.")
+    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile"],
+                   help="the benchmark to run")
     p.add_argument("--events", type=int, default=None,
-                   help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario)")
+                   help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario; "
+                        "profile: 500,000)")
     p.add_argument("--peer-events", "--baseline-events", type=int, default=500_000,
                    help="pipeline: events for each peer (per-event Faust, Quix Streams, raw "
-                        "consumer; default 500,000)")
+                        "consumer)")
     p.add_argument("--skip-peers", action="store_true",
                    help="pipeline: measure the worker and the emitter only")
     p.add_argument("--scenario", action="append",
                    help="faults: run only this scenario (repeatable; default: all)")
-    p.add_argument("--minutes", type=float, default=30.0, help="soak: duration (default 30)")
+    p.add_argument("--minutes", type=float, default=30.0, help="soak: duration")
     p.add_argument("--rate", type=float, default=None,
                    help="soak: events per second to hold (default 10,000); profile: py-spy "
                         "samples per second (default 100)")
@@ -442,7 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command. ``agentflux`` alone asks what there is: the commands, one line each, and
+    exit 0 (not argparse's "the following arguments are required")."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from agentflux.localkafka import KafkaStartError
     try:
