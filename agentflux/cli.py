@@ -1,4 +1,15 @@
-"""The ``agentflux`` command line. User errors print what is wrong and how to fix it (exit 2)."""
+"""The ``agentflux`` command line.
+
+User errors print one line, what is wrong and the fix (a setting, a flag or a command), and
+exit 2; anything unexpected prints one line too and exits 1. ``agentflux --debug COMMAND`` (or
+``AGENTFLUX_DEBUG=1``) adds the traceback.
+
+SIGINT and SIGTERM end every command the same way: one "interrupted" line at once, then what
+the command started is stopped in order (producers and the worker before the broker), within
+a few seconds, what is known so far is summarised, and the exit status is 130 (``worker``: 0, a
+stop is how a worker ends). A second signal only says it is still stopping; a third exits at
+once.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -20,8 +32,99 @@ from agentflux.config import ConfigError, Settings
 
 
 def _console():
+    """Rich output: colours and live progress bars in a terminal, plain text otherwise (rich
+    would otherwise take FORCE_COLOR or TTY_COMPATIBLE as a terminal and write cursor codes)."""
     from rich.console import Console
-    return Console(stderr=False, highlight=False)
+    tty = sys.stdout.isatty()
+    return Console(stderr=False, highlight=False, force_terminal=tty, force_interactive=tty,
+                   no_color=not tty)
+
+
+def _say(line: str) -> None:
+    """Write a line to stderr unbuffered: safe in a signal handler, whatever Python was printing
+    when the signal came."""
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+
+
+class Signals:
+    """SIGINT and SIGTERM as one KeyboardInterrupt, raised once.
+
+    The first signal says so on stderr and raises KeyboardInterrupt where the main thread is,
+    unless a :meth:`deferred` section runs (one that must not be cut in the middle, e.g. an
+    Emitter.emit): that section calls :meth:`check` at its safe points. Later signals do not
+    interrupt the clean-up (it is bounded); a third exits at once."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.count = 0
+        self._defer = 0
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.received = signal.Signals(signum).name
+            _say(f"agentflux: interrupted ({self.received}): stopping what was started "
+                 "(a few seconds)")
+            if not self._defer:
+                raise KeyboardInterrupt
+        elif self.count == 2:
+            _say("agentflux: still stopping; a third signal exits at once")
+        else:
+            os._exit(130)
+
+    def check(self) -> None:
+        """At a safe point of a deferred section: raise if a signal came."""
+        if self.received:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["Signals"]:
+        """Handle SIGINT and SIGTERM for the duration (main thread only; restored after)."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+SIGNALS = Signals()
+
+
+def interrupted() -> bool:
+    """In a ``finally`` or ``except`` block: is the code unwinding because of SIGINT/SIGTERM?
+    (Clean-up then uses short timeouts.)"""
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt) or SIGNALS.received is not None
+
+
+def agentflux_command() -> str:
+    """How to run this agentflux from the user's shell, for the hints commands print:
+    ``agentflux`` when that is on PATH and is this installation, else the script's path
+    (relative when it is under the current directory, e.g. ``.venv/bin/agentflux``)."""
+    script = Path(sys.executable).parent / "agentflux"  # the virtualenv's bin/ (not resolved)
+    found = shutil.which("agentflux")
+    if found and script.exists() and Path(found).resolve() == script.resolve():
+        return "agentflux"
+    if script.exists():
+        try:
+            return str(script.relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return f"{sys.executable} -m agentflux.cli"
 
 
 def with_broker(settings: Settings, required: bool = True) -> Settings:
@@ -42,7 +145,9 @@ def with_broker(settings: Settings, required: bool = True) -> Settings:
 
 @contextlib.contextmanager
 def broker_for(settings: Settings, console=None) -> Iterator[Settings]:
-    """A configured or running broker, else an ephemeral local one stopped on exit."""
+    """A configured or running broker, else an ephemeral local one, stopped on exit after
+    whatever the body started (its data is deleted with it, so after a signal it is given only
+    a moment to stop)."""
     settings = with_broker(settings, required=False)
     if settings.bootstrap_servers:
         yield settings
@@ -51,12 +156,12 @@ def broker_for(settings: Settings, console=None) -> Iterator[Settings]:
     work = Path(tempfile.mkdtemp(prefix="agentflux-kafka-"))
     if console:
         console.print("[dim]starting a local Apache Kafka (KRaft) ...[/dim]")
-    kafka = LocalKafka(work_dir=work, cache_dir=settings.state_dir).start()
+    kafka = LocalKafka(work_dir=work, cache_dir=settings.state_dir)
     try:
+        kafka.start()
         yield settings.replace(bootstrap_servers=kafka.bootstrap)
     finally:
-        kafka.stop()
-        import shutil
+        kafka.stop(timeout_s=1.5 if interrupted() else 20.0)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -67,6 +172,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     ``--reset`` deletes its data and starts a fresh cluster on new ports."""
     from agentflux.localkafka import up
     settings = Settings.from_env()
+    if args.reset and not args.force:
+        _confirm_reset(settings.state_dir)
     state = up(settings.state_dir, reset=args.reset)
     what = {"already_running": "already running at",
             "restarted": "restarted on existing data at",
@@ -76,6 +183,25 @@ def cmd_up(args: argparse.Namespace) -> int:
           f"pid {state['pid']}; data {state['work_dir']}; log {state['log']})")
     print(f"export KAFKA_BOOTSTRAP_SERVERS={state['bootstrap']}  # optional: commands find it anyway")
     return 0
+
+
+def _confirm_reset(state_dir: Path) -> None:
+    """``up --reset`` deletes the local broker's data (every topic and event on it): ask in a
+    terminal, refuse otherwise unless --force. Nothing to delete: nothing to ask."""
+    from agentflux.localkafka import read_state
+
+    state = read_state(state_dir) or {}
+    data = Path(state.get("work_dir") or state_dir / "local-kafka")
+    if not data.exists():
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError(f"`agentflux up --reset` deletes the local Kafka's data in {data} "
+                          "(every topic and event on it): add --force to do it")
+    answer = input(f"delete the local Kafka's data in {data} (every topic and event on it) "
+                   "and start a fresh cluster? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise ConfigError("nothing deleted (`agentflux up` without --reset resumes the "
+                          "broker on its data)")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -126,31 +252,128 @@ def open_history(settings: Settings):
     return history
 
 
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why ``host:port`` cannot be listened on now, or None (port 0: never)."""
+    import socket
+
+    if not port:
+        return None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def _port_problem(host: str, port: int, exc: OSError, what: str, flag: str, env: str,
+                  host_env: str) -> str:
+    import errno
+
+    from agentflux.localkafka import free_port
+
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} for the worker's {what} is taken by another process "
+                f"(another worker?): pass {flag} N or set {env}=N, e.g. {flag} {free_port()}")
+    return (f"cannot listen on {host}:{port} for the worker's {what} ({exc.strerror or exc}): "
+            f"set {host_env} to an address of this machine, or pass {flag} N")
+
+
+_PORTS = (("metrics_host", "metrics_port", "metrics endpoint (/metrics)", "--metrics-port",
+           "AGENTFLUX_METRICS_PORT", "AGENTFLUX_METRICS_HOST"),
+          ("web_host", "web_port", "Faust web server", "--web-port", "AGENTFLUX_WEB_PORT",
+           "AGENTFLUX_WEB_HOST"))
+
+
+def _check_ports(settings: Settings) -> None:
+    """The worker's two listening ports, checked before anything starts: a taken port is one
+    line naming it and the flag or variable that changes it (Faust would log a traceback)."""
+    if settings.metrics_port and settings.metrics_port == settings.web_port:
+        raise ConfigError(f"the metrics port and the Faust web port are both "
+                          f"{settings.metrics_port}: give them different ports (--metrics-port, "
+                          "--web-port or AGENTFLUX_METRICS_PORT, AGENTFLUX_WEB_PORT)")
+    for host_name, port_name, what, flag, env, host_env in _PORTS:
+        host, port = getattr(settings, host_name), getattr(settings, port_name)
+        exc = _bind_error(host, port)
+        if exc is not None:
+            raise ConfigError(_port_problem(host, port, exc, what, flag, env, host_env))
+
+
+def _history_rows(metrics, table: str) -> int:
+    value = metrics.registry.get_sample_value("agentflux_history_rows", {"table": table})
+    return int(value or 0)
+
+
+def _worker_class(summary):
+    """The bounded-stop Faust worker, saying at once that a signal came, and summarising the
+    run before it exits (also when the bounded stop cuts it short)."""
+    from agentflux.streams.app import BoundedStopWorker
+
+    class CliWorker(BoundedStopWorker):
+        signal_name: str | None = None
+
+        def _schedule_shutdown(self, sig) -> None:
+            if not self._signal_stop_time:
+                self.signal_name = sig.name
+                _say(f"agentflux worker: interrupted ({sig.name}): stopping (at most "
+                     f"{self.stop_timeout_s:g} s)")
+            super()._schedule_shutdown(sig)
+
+        def _exit_now(self, why: str) -> None:
+            _say(summary())
+            super()._exit_now(why)
+
+    return CliWorker
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from agentflux.sinks.prometheus import PipelineMetrics
-    from agentflux.streams.app import BoundedStopWorker
     from agentflux.worker import arrow_memory_pool, create_app
 
     arrow_memory_pool()
-    settings = with_broker(Settings.from_env(history_path=args.history,
-                                             metrics_port=args.metrics_port))
-    identities = _preflight_logs(settings)
+    settings = Settings.from_env(history_path=args.history, metrics_port=args.metrics_port,
+                                 web_port=args.web_port)
+    if args.stop_timeout <= 0:
+        raise ConfigError(f"--stop-timeout {args.stop_timeout:g}: give seconds > 0")
+    # what needs no broker first: a taken port or an unwritable history is one line at once
+    _check_ports(settings)
     history = open_history(settings)
+    settings = with_broker(settings)
+    identities = _preflight_logs(settings)
     metrics = PipelineMetrics()
-    port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    try:
+        port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:  # taken since the check
+        raise ConfigError(_port_problem(settings.metrics_host, settings.metrics_port, exc,
+                                        *_PORTS[0][2:])) from None
     app = create_app(settings, metrics=metrics, history=history, identities=identities)
+    at_start = {t: _history_rows(metrics, t) for t in ("events", "deadletters")}
+
+    def summary() -> str:
+        landed = {t: _history_rows(metrics, t) - n for t, n in at_start.items()}
+        return (f"agentflux worker: stopped; this run landed {landed['events']:,} events and "
+                f"{landed['deadletters']:,} dead letters in {history.root}")
+
     print(f"agentflux worker: {settings.bootstrap_servers} -> {history.root}; "
-          f"metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
+          f"metrics on http://{settings.metrics_host}:{port}/metrics; Faust web on "
+          f"http://{settings.web_host}:{settings.web_port}", flush=True)
     # Decoding allocates ~45 objects per event, all freed by reference counting; the default
     # generation-0 threshold (700) runs the cyclic collector every ~15 events, which costs ~40 %
     # of decode time. Collect rarely instead, and keep start-up objects out of it.
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    worker = BoundedStopWorker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False,
-                               stop_timeout_s=args.stop_timeout)
-    worker.execute_from_commandline()
-    return 0
+    worker = _worker_class(summary)(app, loglevel=args.loglevel, quiet=True,
+                                    redirect_stdouts=False, stop_timeout_s=args.stop_timeout)
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:  # how a Faust worker ends
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if worker.signal_name:
+        print(summary(), file=sys.stderr, flush=True)
+    return code
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -204,72 +427,55 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Publish a simulated runtime's events and print every emitter counter. Exit 0 only if
     every event was acknowledged, or the rest is safe in the spool (AGENTFLUX_SPOOL_DIR; the
     next emitter on it delivers it). SIGTERM / SIGINT end the run early: what is not delivered
-    within the close timeout goes to the spool, or is counted as dropped; exit 130 then."""
-    import signal
-    import threading
-
+    within 3 s goes to the spool, or is counted as dropped; exit 130 then."""
     from rich.progress import Progress
 
     from agentflux.runtime.emitter import Emitter
     from agentflux.streams.topics import ensure_topics
 
+    for flag, value in (("--agents", args.agents), ("--sessions", args.sessions),
+                        ("--events", args.events)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: give a number >= 1")
     settings = with_broker(Settings.from_env())
     asyncio.run(ensure_topics(settings))
     em = Emitter(settings, runtime="agentflux-simulate").start()
 
     # A signal must not unwind from inside Emitter.emit (it would leave an event counted as
-    # emitted and in none of the other counters): the handler only asks to stop, and the next
-    # emit() raises KeyboardInterrupt before it touches the emitter. Once the events are all
-    # emitted, a signal interrupts the final flush at once.
-    stop = threading.Event()
-    emitting = [True]
-
-    def on_signal(signum, frame):
-        if not emitting[0]:
-            raise KeyboardInterrupt
-        stop.set()
-
+    # emitted and in none of the other counters): while events are emitted a signal is only
+    # recorded, and the next emit() raises KeyboardInterrupt before it touches the emitter.
+    # Once the events are all emitted, a signal interrupts the final flush at once.
     emit_one = em.emit
 
     def emit(event):
-        if stop.is_set():
-            raise KeyboardInterrupt  # unwinds like Ctrl-C: the emitter below still closes
+        SIGNALS.check()  # unwinds like Ctrl-C: the emitter below still closes
         return emit_one(event)
 
     em.emit = emit  # the component runtime emits through the emitter too
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     rt = None
     interrupted = False
     try:
-        try:
-            with Progress() as progress:
-                if args.synthetic:
-                    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-                    sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events,
-                                                     seed=args.seed))
-                    task = progress.add_task("events", total=args.events)
-                    sim.run(emit, lambda n: progress.advance(task, n))
-                else:
-                    from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
-                    rt = ComponentRuntime(em, AgentSimConfig(agents=args.agents,
-                                                             sessions=args.sessions, seed=args.seed))
-                    task = progress.add_task("sessions", total=args.sessions)
-                    asyncio.run(rt.run(lambda n: progress.advance(task, n)))
-            emitting[0] = False
-            if stop.is_set():
-                raise KeyboardInterrupt
-            em.flush(60)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("interrupted: delivering what is left (at most 30 s), then stopping",
-                  file=sys.stderr, flush=True)
-        finally:
-            em.close(30)  # spools (or counts as dropped) whatever is still not delivered
+        with Progress(console=_console()) as progress, SIGNALS.deferred():
+            if args.synthetic:
+                from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+                sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events,
+                                                 seed=args.seed))
+                task = progress.add_task("events", total=args.events)
+                sim.run(emit, lambda n: progress.advance(task, n))
+            else:
+                from agentflux.runtime.agentsim import AgentSimConfig, ComponentRuntime
+                rt = ComponentRuntime(em, AgentSimConfig(agents=args.agents,
+                                                         sessions=args.sessions, seed=args.seed))
+                task = progress.add_task("sessions", total=args.sessions)
+                asyncio.run(rt.run(lambda n: progress.advance(task, n)))
+        SIGNALS.check()
+        em.flush(60)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: delivering what is left (at most 3 s), then stopping",
+              file=sys.stderr, flush=True)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        em.close(3 if interrupted else 30)  # spools (or counts as dropped) what is left
     st = em.stats()
     if rt is not None and not interrupted:
         m = rt.optimizer.get_performance_metrics()
@@ -316,9 +522,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
     root = Settings.from_env(history_path=args.history).history_path
     try:
         con = connect(root)
-    except (OSError, duckdb.IOException) as exc:  # (FileNotFoundError is an OSError)
-        raise ConfigError(f"no history at {root} ({exc}): run `agentflux demo` or a worker "
-                          "first, or pass --history PATH (or set AGENTFLUX_HISTORY)") from None
+    except (OSError, duckdb.Error) as exc:  # (FileNotFoundError is an OSError)
+        raise ConfigError(_not_a_history(root, exc)) from None
     tty = sys.stdout.isatty()
     try:
         cur = con.execute(args.query)
@@ -345,6 +550,22 @@ def cmd_sql(args: argparse.Namespace) -> int:
     finally:
         con.close()
     return 0
+
+
+def _not_a_history(root: str, exc: BaseException) -> str:
+    """Why ``root`` cannot be read as a history, and the fix, in one line."""
+    fix = ("pass --history PATH (or set AGENTFLUX_HISTORY) to a history root: the directory a "
+           "worker or `agentflux demo` writes")
+    if "://" not in root:
+        path = Path(root)
+        if path.is_file():
+            return f"{root} is a file, not a history root: {fix}"
+        if not path.exists():
+            return f"no history at {root} (no such directory): {fix}"
+        if not (path / "events").is_dir():
+            return f"{root} is not a history root (it has no events/ directory): {fix}"
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    return f"cannot read the history at {root} ({reason}): {fix}"
 
 
 def _all_rows(cur) -> Iterator[tuple]:
@@ -451,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
         "processors, a Parquet history to query.",
         epilog="`agentflux COMMAND --help` shows a command's options and their defaults.")
     ap.add_argument("--version", action=_Version)
+    ap.add_argument("--debug", action="store_true",
+                    help="print the traceback with an error (also AGENTFLUX_DEBUG=1); give it "
+                         "before the command: agentflux --debug worker")
     # in the order a user needs them; `agentflux` alone prints this list
     sub = ap.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
@@ -464,7 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "Start (or restart on its data) a local Apache Kafka (KRaft) in the background; "
                 "the other commands find it.")
     p.add_argument("--reset", action="store_true",
-                   help="delete the local broker's data and start a fresh cluster on new ports")
+                   help="delete the local broker's data and start a fresh cluster on new ports "
+                        "(asks first in a terminal; elsewhere it needs --force)")
+    p.add_argument("--force", action="store_true",
+                   help="with --reset: delete the data without asking")
     p.set_defaults(fn=cmd_up)
     p = command("demo", "broker, worker and simulator end to end, a summary",
                 "Broker + worker + simulator end to end, then a summary; what it started, it "
@@ -491,6 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", help=history_help)
     p.add_argument("--metrics-port", type=int, help="Prometheus port (env AGENTFLUX_METRICS_PORT; "
                    "default 9464)")
+    p.add_argument("--web-port", type=int, help="the Faust web server's port (env "
+                   "AGENTFLUX_WEB_PORT; default 6066): a second worker on this machine needs "
+                   "other ports")
     p.add_argument("--loglevel", default="warning",
                    help="the worker's log level: debug, info, warning or error")
     p.add_argument("--stop-timeout", type=float, default=15.0,
@@ -561,6 +791,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _debug(args: argparse.Namespace | None = None) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("AGENTFLUX_DEBUG") == "1"
+
+
+def _one_line(text: str) -> str:
+    """The first line of a message (a KafkaStartError may carry a log's tail after it)."""
+    lines = str(text).strip().splitlines() or [""]
+    return lines[0] + (" (`agentflux --debug ...` shows the rest)" if len(lines) > 1 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. ``agentflux`` alone asks what there is: the commands, one line each, and
     exit 0 (not argparse's "the following arguments are required")."""
@@ -570,18 +810,46 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
+    debug = _debug(args)
+    if debug:
+        os.environ["AGENTFLUX_DEBUG"] = "1"  # the processes a command starts inherit it
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if debug:
+        logging.getLogger("agentflux").setLevel(logging.DEBUG)
+    from agentflux.harness import WorkerExited
     from agentflux.localkafka import KafkaStartError
-    try:
-        return args.fn(args)
-    except (ConfigError, KafkaStartError) as exc:
-        print(f"agentflux: error: {exc}", file=sys.stderr)
-        return 2
-    except TimeoutError as exc:
-        print(f"agentflux: timed out: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        return 130
+
+    def fail(line: str, code: int) -> int:
+        if debug:
+            import traceback
+            traceback.print_exc()
+        print(line, file=sys.stderr, flush=True)
+        return code
+
+    with SIGNALS.installed():
+        try:
+            return args.fn(args)
+        except (ConfigError, KafkaStartError) as exc:
+            return fail(f"agentflux: error: {_one_line(exc) if not debug else exc}", 2)
+        except WorkerExited as exc:
+            return fail(f"agentflux: error: {exc.summary()}", 1)
+        except TimeoutError as exc:
+            return fail(f"agentflux: timed out: {_one_line(exc)}", 3)
+        except KeyboardInterrupt:
+            # the signal handler said "interrupted" when it came; a command that had started
+            # something has stopped it by now
+            if SIGNALS.received is None:  # a KeyboardInterrupt Python raised on its own
+                _say("agentflux: interrupted")
+            return 130
+        except BrokenPipeError:  # `agentflux ... | head`: the reader went away
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except Exception as exc:  # a bug, or an error not foreseen: still one line
+            text = _one_line(exc) or type(exc).__name__
+            return fail(f"agentflux: error: {type(exc).__name__}: {text} (a bug? `agentflux "
+                        f"--debug {args.command} ...` or AGENTFLUX_DEBUG=1 shows the "
+                        "traceback)", 1)
 
 
 if __name__ == "__main__":

@@ -111,10 +111,11 @@ class Settings:
         if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
             raise ConfigError("KAFKA_SASL_MECHANISM is required with a SASL security protocol "
                               "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
-        for name in ("metrics_port", "web_port"):
+        for name, fix in (("metrics_port", "--metrics-port or AGENTFLUX_METRICS_PORT"),
+                          ("web_port", "--web-port or AGENTFLUX_WEB_PORT")):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
-                raise ConfigError(f"{name}={port!r}: a TCP port is 0..65535")
+                raise ConfigError(f"{name}={port!r}: a TCP port is 0..65535 ({fix})")
         if self.retention_days <= 0:
             raise ConfigError(f"retention_days={self.retention_days!r}: must be > 0 "
                               "(set AGENTFLUX_RETENTION_DAYS, e.g. 30)")
@@ -137,6 +138,11 @@ class Settings:
                               "AGENTFLUX_COMPACT_MIN_FILES / AGENTFLUX_COMPACT_GRACE_S)")
         if self.max_record_bytes < 1024:
             raise ConfigError(f"max_record_bytes={self.max_record_bytes!r}: must be >= 1024")
+
+    @property
+    def log_dir(self) -> Path:
+        """Where commands keep the logs of the processes they start (``AGENTFLUX_HOME/logs``)."""
+        return self.state_dir / "logs"
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -171,7 +177,8 @@ class Settings:
             try:
                 values[name] = conv(raw)
             except ValueError:
-                raise ConfigError(f"{key}={raw!r} is not a valid {conv.__name__}") from None
+                raise ConfigError(f"{key}={raw!r} is not a valid {conv.__name__}: set it to "
+                                  f"one, or unset {key} for the default") from None
 
         take("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers")
         take("KAFKA_SECURITY_PROTOCOL", "security_protocol")
@@ -206,7 +213,8 @@ class Settings:
                 try:
                     topic_kw[name] = conv(env[key])
                 except ValueError:
-                    raise ConfigError(f"{key}={env[key]!r} is not a valid {conv.__name__}") from None
+                    raise ConfigError(f"{key}={env[key]!r} is not a valid {conv.__name__}: set "
+                                      f"it to one, or unset {key} for the default") from None
         if topic_kw:
             prefix = topic_kw.pop("prefix", "agentflux")
             values["topics"] = Topics.with_prefix(prefix, **topic_kw)

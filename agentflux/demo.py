@@ -1,61 +1,143 @@
-"""``agentflux demo``: broker, worker and a synthetic runtime end to end, then a summary."""
+"""``agentflux demo``: broker, worker and a synthetic runtime end to end, then a summary.
+
+It never replaces a history: ``--history`` must be absent or empty, and writable, which is
+checked before anything starts. What it starts it stops, in order: the simulator's producer,
+then the worker, then a broker it started itself. SIGINT or SIGTERM (see :mod:`agentflux.cli`)
+does the same within a few seconds and prints what was done so far (exit 130); the history
+stays readable. The worker's log goes to the state directory (``AGENTFLUX_HOME/logs``; the
+last few runs kept, each bounded) and the demo says where.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import shlex
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-from agentflux.config import Settings, Topics
+from agentflux.config import ConfigError, Settings, Topics
+
+KEEP_LOGS = 5  # demo worker logs kept in the state directory
+# The worker's own bound on a stop (--stop-timeout). The demo stops it only once every event
+# and KPI window has landed, or after a signal, so a short bound loses nothing.
+WORKER_STOP_TIMEOUT_S = 2.0
+
+
+@dataclass
+class _SoFar:
+    """What an interrupted demo can report."""
+
+    started: float = 0.0
+    emitted: int = 0
+    acked: int = 0
+    log: Path | None = None
 
 
 def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
-    import asyncio
+    from agentflux.cli import SIGNALS, agentflux_command
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from agentflux.cli import broker_for
-    from agentflux.harness import WorkerProcess
-    from agentflux.runtime.emitter import Emitter
-    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-    from agentflux.sinks.catalog import connect
-    from agentflux.streams.topics import ensure_topics
-
-    if events < 1:
-        from agentflux.config import ConfigError
-        raise ConfigError(f"--events must be >= 1, got {events}")
+    for flag, value in (("--events", events), ("--agents", agents)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: give a number >= 1")
     root = Path(history).resolve()
-    if root.exists() and any(root.iterdir()):
-        from agentflux.config import ConfigError
-        raise ConfigError(f"{root} already exists and is not empty: pass another --history PATH "
-                          "(the demo never replaces a history), or delete it first")
+    created = _prepare_root(root)
     run = uuid.uuid4().hex[:8]
     base = Settings.from_env(history_path=str(root), window_s=2.0, grace_s=1.0,
                              app_id=f"agentflux-demo-{run}",
                              topics=Topics.with_prefix(f"agentflux-demo-{run}"))
+    so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
+    try:
+        st, elapsed = _run(base, events, agents, seed, console, so_far, SIGNALS)
+    except KeyboardInterrupt:
+        _interrupted(console, root, so_far)
+        return 130
+    except BaseException:
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # nothing was written: leave no empty directory behind
+        raise
+    return _summary(console, root, st, elapsed, agentflux_command())
+
+
+def _prepare_root(root: Path) -> bool:
+    """Refuse a history root that holds anything, or that cannot be written; True if it had to
+    be created."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--history {root} is a file: pass the path of a new directory "
+                          "(the demo never replaces anything)")
+    if root.is_dir() and any(root.iterdir()):
+        raise ConfigError(f"{root} already exists and is not empty: pass another --history PATH "
+                          "(the demo never replaces a history), or delete it first")
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".agentflux-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write the demo's history at {root} ({exc.strerror or exc}): "
+                          "pass --history PATH in a directory you can write") from None
+    return created
+
+
+def _worker_log(log_dir: Path, run: str) -> Path:
+    """This run's worker log in the state directory; older demo logs beyond the last
+    ``KEEP_LOGS`` are deleted."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the state directory {log_dir.parent} "
+                          f"({exc.strerror or exc}): set AGENTFLUX_HOME to a writable "
+                          "directory") from None
+    old = sorted(log_dir.glob("demo-worker-*.log"), key=lambda p: p.stat().st_mtime)
+    for path in old[:max(0, len(old) - (KEEP_LOGS - 1))]:
+        for part in (path, path.with_name(path.name + ".1")):
+            part.unlink(missing_ok=True)
+    return log_dir / f"demo-worker-{run}.log"
+
+
+def _run(base: Settings, events: int, agents: int, seed: int, console, so_far: _SoFar,
+         signals) -> tuple:
+    import asyncio
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agentflux.cli import broker_for, interrupted
+    from agentflux.harness import WorkerProcess
+    from agentflux.runtime.emitter import Emitter
+    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+    from agentflux.streams.topics import ensure_topics
+
     with broker_for(base, console) as settings:
         console.print(f"broker {settings.bootstrap_servers}; topics {settings.topics.events} ...")
         asyncio.run(ensure_topics(settings))
-        log = Path(tempfile.gettempdir()) / f"agentflux-demo-worker-{run}.log"
-        worker = WorkerProcess.with_free_ports(settings, log_path=log).start()
-        console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}")
+        log = so_far.log
+        worker = WorkerProcess.with_free_ports(settings, log_path=log,
+                                               stop_timeout_s=WORKER_STOP_TIMEOUT_S).start()
         try:
+            console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}")
             sim = SyntheticRuntime(SimConfig(agents=agents, events=events, seed=seed))
-            cols = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed:>9,}/{task.total:,}"),
-                    TimeElapsedColumn())
+            cols = (TextColumn("{task.description:<10}"), BarColumn(),
+                    TextColumn("{task.completed:>9,}/{task.total:,}"), TimeElapsedColumn())
             with Progress(*cols, console=console) as progress:
                 t_emit = progress.add_task("emitted", total=events)
                 t_land = progress.add_task("landed", total=events)
                 t0 = time.monotonic()
-                with Emitter(settings, runtime="agentflux-demo") as em:
-                    sim.run(em.emit, lambda n: (progress.advance(t_emit, n),
-                                                progress.update(t_land, completed=_landed(worker))))
+                em = Emitter(settings, runtime="agentflux-demo").start()
+                try:
+                    def emit(event) -> None:
+                        signals.check()  # a signal ends the run between two events, never in one
+                        em.emit(event)
+
+                    with signals.deferred():
+                        sim.run(emit, lambda n: (progress.advance(t_emit, n),
+                                                 progress.update(t_land, completed=_landed(worker))))
+                    signals.check()
                     em.flush(120)
+                finally:
+                    em.close(1.0 if interrupted() else 30.0)  # the producer first
                     st = em.stats()
+                    so_far.emitted, so_far.acked = st.emitted, st.acked
                 deadline = time.monotonic() + 300
                 while (landed := _landed(worker)) < st.acked:
                     progress.update(t_land, completed=landed)
@@ -68,7 +150,39 @@ def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
                             and m.get('agentflux_history_rows{table="kpis"}', -1)
                             == m.get("agentflux_kpi_windows_total", -2), 60, "KPI windows to land")
         finally:
-            worker.stop()
+            worker.stop(3.0 if interrupted() else 30.0)  # then the broker (leaving broker_for)
+    return st, elapsed
+
+
+def _interrupted(console, root: Path, so_far: _SoFar) -> None:
+    """The summary of an interrupted demo: what was emitted, acknowledged and landed."""
+    landed = _history_count(root)
+    console.print(f"interrupted after {time.monotonic() - so_far.started:.1f} s: emitted "
+                  f"{so_far.emitted:,}, acked {so_far.acked:,}, landed {landed:,}"
+                  + (f"; the history so far is in {root}" if landed else "")
+                  + (f"; worker log {so_far.log}" if so_far.log and so_far.log.exists() else ""))
+
+
+def _history_count(root: Path) -> int:
+    from agentflux.sinks.catalog import connect
+
+    try:
+        con = connect(root)
+    except Exception:  # nothing landed yet (no history), or no catalog: nothing to count
+        return 0
+    try:
+        return con.execute("SELECT count(*) FROM events").fetchone()[0]
+    except Exception:
+        return 0
+    finally:
+        con.close()
+
+
+def _summary(console, root: Path, st, elapsed: float, command: str) -> int:
+    from rich.table import Table
+
+    from agentflux.sinks.catalog import connect
+
     con = connect(root)
     try:
         n_events, n_dead, n_kpis = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -92,9 +206,18 @@ def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
     console.print(f"throughput {n_events / elapsed:,.0f} events/s end to end "
                   f"({elapsed:.1f} s, emitter write-to-ack p99 {st.ack_p99_ms or 0:.1f} ms)")
     console.print(f"history: {root} (Parquet segments; DuckDB views in {root}/history.duckdb)")
-    console.print(f"next: .venv/bin/agentflux sql --history {root} "
-                  "\"SELECT * FROM latency ORDER BY window_start DESC LIMIT 10\"")
+    query = "SELECT * FROM latency ORDER BY window_start DESC LIMIT 10"
+    console.print(f"next: {command} sql --history {shlex.quote(_shown(root))} "
+                  f"{shlex.quote(query)}", soft_wrap=True, markup=False)
     return 0 if n_events + n_dead == st.emitted else 1
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is under it (as a user typed it)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _landed(worker) -> int:

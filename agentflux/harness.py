@@ -3,14 +3,21 @@
 Used by ``agentflux demo``, the benchmarks and the end-to-end tests: progress is read from the
 worker's Prometheus metrics (the history can be queried at any time too, but a metric is cheaper
 to poll).
+
+The worker runs in its own process group, so a terminal's Ctrl-C reaches only the parent, which
+stops it in order (before the broker); on Linux it also gets SIGTERM if the parent dies. Its
+output log is bounded: past ``log_max_bytes`` it is moved to ``<log>.1`` and started again
+(one previous part kept), so a worker that logs reconnect errors for hours fills no disk.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -20,7 +27,9 @@ from typing import Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentflux.config import Settings
-from agentflux.localkafka import free_port
+from agentflux.localkafka import child_process_kwargs, free_port
+
+DEFAULT_LOG_MAX_BYTES = 8 * 1024 * 1024
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -90,14 +99,68 @@ def wait_until(cond: Callable[[], bool], deadline_s: float, what: str,
         time.sleep(interval_s)
 
 
+class WorkerExited(RuntimeError):
+    """The worker process ended while it was expected to run (it printed why in its log)."""
+
+    def __init__(self, returncode: int, log_path: Path | None, tail: str):
+        super().__init__(f"worker exited with {returncode}\n{tail}")
+        self.returncode, self.log_path, self.tail = returncode, log_path, tail
+
+    def summary(self) -> str:
+        """One line: the exit status, the worker's last line (its own error) and the log."""
+        lines = [line.strip() for line in self.tail.splitlines() if line.strip()]
+        last = lines[-1].removeprefix("agentflux: error: ") if lines else ""
+        return (f"the worker exited with {self.returncode}" + (f": {last}" if last else "")
+                + (f" (its log: {self.log_path})" if self.log_path else ""))
+
+
+class BoundedLog:
+    """Keeps a child's output file (opened for appending, so the child writes at its end
+    whatever the size) under ``max_bytes``: checked every ``interval_s``, a larger file is
+    copied to ``<name>.1`` and truncated. Runs until :meth:`close` or the process ends."""
+
+    def __init__(self, path: Path, proc: subprocess.Popen, max_bytes: int,
+                 interval_s: float = 0.5):
+        self.path, self.proc, self.max_bytes, self.interval_s = path, proc, max_bytes, interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentflux-worker-log",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval_s):
+            self.rotate_if_full()
+            if self.proc.poll() is not None:
+                return
+
+    def rotate_if_full(self) -> None:
+        try:
+            if self.path.stat().st_size <= self.max_bytes:
+                return
+            shutil.copyfile(self.path, self.path.with_name(self.path.name + ".1"))
+            os.truncate(self.path, 0)
+        except OSError:
+            pass  # the log's directory went away (a test's tmp dir): nothing to bound
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(2.0)
+
+
 @dataclass
 class WorkerProcess:
-    """A worker (``agentflux worker``) in a child process, configured by ``settings``."""
+    """A worker (``agentflux worker``) in a child process, configured by ``settings``.
+
+    ``stop_timeout_s``: the worker's ``--stop-timeout`` (its bound on a stop); ``log_path``: its
+    output, kept under ``log_max_bytes`` (plus one previous part, ``<log>.1``)."""
 
     settings: Settings
     log_path: Path | None = None
     proc: subprocess.Popen | None = None
     extra_env: dict = field(default_factory=dict)
+    stop_timeout_s: float | None = None
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    _log: BoundedLog | None = field(default=None, repr=False)
 
     @classmethod
     def with_free_ports(cls, settings: Settings, **kw) -> "WorkerProcess":
@@ -108,20 +171,39 @@ class WorkerProcess:
         return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
 
     def start(self, ready_timeout_s: float = 60.0) -> "WorkerProcess":
+        """Start the worker and return once its /metrics answers. If it exits first, raises
+        WorkerExited; if it is not ready in time (TimeoutError) or the wait is interrupted
+        (KeyboardInterrupt), the started process is stopped before the exception goes on."""
         env = {**os.environ, **settings_env(self.settings), **self.extra_env}
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-m", "agentflux.cli", "worker"], env=env,
-                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cmd = [sys.executable, "-m", "agentflux.cli", "worker"]
+        if self.stop_timeout_s is not None:
+            cmd += ["--stop-timeout", repr(float(self.stop_timeout_s))]
+        out = subprocess.DEVNULL
         if self.log_path:
-            out.close()
-        wait_until(lambda: self._alive_or_raise() and "agentflux_records_total" in self.metrics(),
-                   ready_timeout_s, "the worker's /metrics endpoint")
+            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, **child_process_kwargs())
+        finally:
+            if self.log_path:
+                out.close()
+        if self.log_path:
+            self._log = BoundedLog(Path(self.log_path), self.proc, self.log_max_bytes)
+        try:
+            wait_until(lambda: self._alive_or_raise() and "agentflux_records_total" in self.metrics(),
+                       ready_timeout_s, "the worker's /metrics endpoint")
+        except WorkerExited:
+            raise
+        except BaseException:
+            self.stop(timeout_s=3.0)
+            raise
         return self
 
     def _alive_or_raise(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
-            raise RuntimeError(f"worker exited with {self.proc.returncode}\n{tail}")
+            raise WorkerExited(self.proc.returncode, self.log_path, tail)
         return True
 
     def metrics(self) -> dict[str, float]:
@@ -136,6 +218,7 @@ class WorkerProcess:
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """Graceful stop (SIGTERM, then SIGKILL after ``timeout_s``)."""
         if self.proc is None or self.proc.poll() is not None:
+            self._close_log()
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -143,12 +226,21 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+        finally:
+            self._close_log()
 
     def kill(self) -> None:
         """kill -9: no chance to flush or commit anything."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.rotate_if_full()
+            self._log.close()
+            self._log = None
 
     @property
     def pid(self) -> int | None:

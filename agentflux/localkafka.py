@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -86,6 +87,33 @@ def ensure_jars(cache_dir: Path) -> Path:
                               + (proc.stdout + proc.stderr)[-2000:])
     marker.write_text(KAFKA_VERSION)
     return libs
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def child_process_kwargs() -> dict:
+    """``subprocess.Popen`` arguments for a child this process stops itself (a worker, an
+    ephemeral broker): its own process group, so a terminal's Ctrl-C reaches only this process,
+    which then stops its children in order (producers and worker before the broker); and on
+    Linux, when called from the main thread, SIGTERM to the child if this process dies (even
+    by kill -9), so nothing is left running."""
+    import threading
+
+    kw: dict = {"process_group": 0}
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+        parent = os.getpid()
+
+        def die_with_parent() -> None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the parent died before prctl
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        kw["preexec_fn"] = die_with_parent
+    return kw
 
 
 def free_port() -> int:
@@ -283,21 +311,28 @@ class LocalKafka:
         self.cluster_id = self._format(libs, props)
         log = open(self.log_path, "ab")
         log_start = log.tell()  # the ready line of an earlier run in this log does not count
+        # detached (`agentflux up`): a session of its own, it outlives this process; otherwise
+        # a child this process stops (see child_process_kwargs)
+        spawn = {"start_new_session": True} if detached else child_process_kwargs()
         self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)),
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=detached)
+                                     stdin=subprocess.DEVNULL, **spawn)
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while READY_LINE not in self._log_since(log_start):
-            if self.proc.poll() is not None:
-                raise KafkaStartError(f"Kafka exited with {self.proc.returncode}; see {self.log_path}:\n"
-                                      + self._log_since(log_start)[-3000:])
-            if time.monotonic() > deadline:
-                self.stop()
-                raise KafkaStartError(f"Kafka did not log {READY_LINE!r} within {timeout_s}s; "
-                                      f"see {self.log_path}")
-            time.sleep(0.1)  # polling a log file for a condition, bounded by the deadline
-        asyncio.run(wait_for_group_coordinator(self.bootstrap, max(5.0, deadline - time.monotonic())))
+        try:
+            deadline = time.monotonic() + timeout_s
+            while READY_LINE not in self._log_since(log_start):
+                if self.proc.poll() is not None:
+                    raise KafkaStartError(f"Kafka exited with {self.proc.returncode}; see "
+                                          f"{self.log_path}:\n" + self._log_since(log_start)[-3000:])
+                if time.monotonic() > deadline:
+                    raise KafkaStartError(f"Kafka did not log {READY_LINE!r} within {timeout_s}s; "
+                                          f"see {self.log_path}")
+                time.sleep(0.1)  # polling a log file for a condition, bounded by the deadline
+            asyncio.run(wait_for_group_coordinator(self.bootstrap,
+                                                   max(5.0, deadline - time.monotonic())))
+        except BaseException:  # not ready, or interrupted (Ctrl-C): nothing left running
+            self.stop(timeout_s=5.0)
+            raise
         return self
 
     def _log_since(self, offset: int) -> str:

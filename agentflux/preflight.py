@@ -12,12 +12,16 @@ or nothing listening. Messages never contain the password.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from typing import Any
 
 from agentflux.config import ConfigError, Settings
 
 DEFAULT_TIMEOUT_S = 10.0
+
+
+_LOCAL = "or unset it and run `agentflux up` for a local broker"
 
 
 def _servers(settings: Settings) -> list[tuple[str, int]]:
@@ -27,9 +31,13 @@ def _servers(settings: Settings) -> list[tuple[str, int]]:
         if not item:
             continue
         host, sep, port = item.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS: {item!r} is not host:port")
-        out.append((host.strip("[]"), int(port)))
+        host = host.strip("[]")
+        if "://" in item or "/" in item or not sep or not host or not port.isdigit() \
+                or not 0 < int(port) < 65536:
+            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers!r}: "
+                              f"{item!r} is not host:port (no scheme), e.g. "
+                              f"KAFKA_BOOTSTRAP_SERVERS=localhost:9092; {_LOCAL}")
+        out.append((host, int(port)))
     if not out:
         raise ConfigError("no Kafka broker configured: run `agentflux up` for a local one, or "
                           "set KAFKA_BOOTSTRAP_SERVERS=host:port")
@@ -72,12 +80,17 @@ def _explain(settings: Settings, address: str, exc: BaseException, timeout_s: fl
                 f"({getattr(exc, 'reason', None) or type(exc).__name__}): is it a TLS listener? "
                 f"check KAFKA_SECURITY_PROTOCOL (now {proto})")
     if isinstance(exc, ConnectionRefusedError):
-        return (f"cannot connect to Kafka at {address}: connection refused; is the broker up "
-                "(`agentflux up`)? check KAFKA_BOOTSTRAP_SERVERS")
+        return (f"cannot connect to Kafka at {address} (KAFKA_BOOTSTRAP_SERVERS): connection "
+                f"refused; is the broker up? set KAFKA_BOOTSTRAP_SERVERS to one that is, "
+                f"{_LOCAL}")
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot resolve the host of the Kafka broker address {address} "
+                f"(KAFKA_BOOTSTRAP_SERVERS): {exc.strerror or exc}; set KAFKA_BOOTSTRAP_SERVERS "
+                f"to a reachable host:port, {_LOCAL}")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return (f"the Kafka broker at {address} did not answer within {timeout_s:g}s "
                 f"(security protocol {proto}): check KAFKA_BOOTSTRAP_SERVERS and "
-                "KAFKA_SECURITY_PROTOCOL")
+                f"KAFKA_SECURITY_PROTOCOL, {_LOCAL}")
     if isinstance(exc, errors.KafkaConnectionError):
         hint = (" (does it expect TLS or SASL? check KAFKA_SECURITY_PROTOCOL)"
                 if proto == "PLAINTEXT" else f" (security protocol {proto})")
