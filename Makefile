@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 	@touch $(STAMP)
+	@echo "agentflux is installed in $(VENV)/bin: 'source $(VENV)/bin/activate' puts it on your shell's PATH (or type $(VENV)/bin/agentflux)"
 
 jars: venv
 	@$(PY) -c "from agentflux.config import Settings; from agentflux.localkafka import ensure_jars; print('kafka jars:', ensure_jars(Settings.from_env().state_dir))"
 
 demo: setup
 	$(VENV)/bin/agentflux demo --events $(EVENTS)
+	@command -v agentflux >/dev/null || echo "tip: 'source $(VENV)/bin/activate' puts agentflux on this shell's PATH"
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
