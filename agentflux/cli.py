@@ -23,7 +23,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -152,17 +151,31 @@ def broker_for(settings: Settings, console=None) -> Iterator[Settings]:
     if settings.bootstrap_servers:
         yield settings
         return
-    from agentflux.localkafka import LocalKafka
+    from agentflux.localkafka import KafkaStartError, LocalKafka
     work = Path(tempfile.mkdtemp(prefix="agentflux-kafka-"))
     if console:
         console.print("[dim]starting a local Apache Kafka (KRaft) ...[/dim]")
     kafka = LocalKafka(work_dir=work, cache_dir=settings.state_dir)
     try:
-        kafka.start()
+        try:
+            kafka.start()
+        except KafkaStartError as exc:  # keep its log: the work directory goes below
+            raise KafkaStartError(_keep_log(exc, kafka.log_path, settings.log_dir)) from None
         yield settings.replace(bootstrap_servers=kafka.bootstrap)
     finally:
-        kafka.stop(timeout_s=1.5 if interrupted() else 20.0)
+        kafka.stop(timeout_s=1.0 if interrupted() else 20.0)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _keep_log(exc: BaseException, log: Path, log_dir: Path) -> str:
+    """``exc``'s message with ``log`` copied into ``log_dir`` (the original is deleted next)."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        kept = log_dir / "kafka-failed-start.log"
+        shutil.copyfile(log, kept)
+    except OSError:
+        return str(exc)
+    return str(exc).replace(str(log), str(kept))
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -452,6 +465,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return emit_one(event)
 
     em.emit = emit  # the component runtime emits through the emitter too
+    what = (f"{args.events:,} synthetic events" if args.synthetic
+            else f"{args.sessions:,} sessions of {args.agents} agents")
+    print(f"agentflux simulate: publishing {what} to {settings.topics.events} at "
+          f"{settings.bootstrap_servers} (Ctrl-C stops)", file=sys.stderr, flush=True)
     rt = None
     interrupted = False
     try:

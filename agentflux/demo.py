@@ -49,12 +49,12 @@ def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
     so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
     try:
         st, elapsed = _run(base, events, agents, seed, console, so_far, SIGNALS)
-    except KeyboardInterrupt:
-        _interrupted(console, root, so_far)
-        return 130
-    except BaseException:
+    except BaseException as exc:
         if created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()  # nothing was written: leave no empty directory behind
+        if isinstance(exc, KeyboardInterrupt):
+            _interrupted(console, root, so_far)
+            return 130
         raise
     return _summary(console, root, st, elapsed, agentflux_command())
 
@@ -115,7 +115,8 @@ def _run(base: Settings, events: int, agents: int, seed: int, console, so_far: _
         worker = WorkerProcess.with_free_ports(settings, log_path=log,
                                                stop_timeout_s=WORKER_STOP_TIMEOUT_S).start()
         try:
-            console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}")
+            console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}",
+                          soft_wrap=True)
             sim = SyntheticRuntime(SimConfig(agents=agents, events=events, seed=seed))
             cols = (TextColumn("{task.description:<10}"), BarColumn(),
                     TextColumn("{task.completed:>9,}/{task.total:,}"), TimeElapsedColumn())
@@ -160,7 +161,8 @@ def _interrupted(console, root: Path, so_far: _SoFar) -> None:
     console.print(f"interrupted after {time.monotonic() - so_far.started:.1f} s: emitted "
                   f"{so_far.emitted:,}, acked {so_far.acked:,}, landed {landed:,}"
                   + (f"; the history so far is in {root}" if landed else "")
-                  + (f"; worker log {so_far.log}" if so_far.log and so_far.log.exists() else ""))
+                  + (f"; worker log {so_far.log}" if so_far.log and so_far.log.exists() else ""),
+                  soft_wrap=True, markup=False)
 
 
 def _history_count(root: Path) -> int:

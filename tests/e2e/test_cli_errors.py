@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from agentflux.localkafka import free_port
 
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
 

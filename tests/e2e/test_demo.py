@@ -9,8 +9,10 @@ from agentflux.sinks.catalog import connect
 
 def test_demo_runs_end_to_end_and_leaves_a_history(kafka_bootstrap, tmp_path):
     root = tmp_path / "demo-history"
+    (tmp_path / "tmp").mkdir()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "AGENTFLUX_HOME": str(tmp_path / "home"), "COLUMNS": "160"}
+           "AGENTFLUX_HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path / "tmp"),
+           "COLUMNS": "160"}
     proc = subprocess.run([sys.executable, "-m", "agentflux.cli", "demo", "--events", "8000",
                            "--history", str(root)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -18,6 +20,10 @@ def test_demo_runs_end_to_end_and_leaves_a_history(kafka_bootstrap, tmp_path):
     assert "landed 8,000" in out and "dead letters 0" in out and "events/s" in out
     assert "llm.call" in out and "tool.call" in out
     assert f"agentflux sql --history {root}" in out.replace("\n", "")
+    # the worker's log is in the state directory (the demo says where), nothing in /tmp
+    logs = list((tmp_path / "home" / "logs").glob("demo-worker-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in out.replace("\n", "")
+    assert not list((tmp_path / "tmp").iterdir())
     con = connect(root)
     assert con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone() == (8000, 8000)
     assert con.execute("SELECT count(*) FROM kpis").fetchone()[0] > 0
