@@ -422,6 +422,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
         if not args.db:
             raise ConfigError("history import needs --db PATH: the old DuckDB history file")
+        _check_duckdb_file(args.db)
         history = open_history(settings)
         t = settings.topics
         counts = import_duckdb(args.db, history, t.events, t.kpis)
@@ -429,6 +430,21 @@ def cmd_history(args: argparse.Namespace) -> int:
               + ", ".join(f"{n:,} {table}" for table, n in counts.items()))
         return 0
     raise ConfigError(f"unknown history action {args.action!r}")
+
+
+def _check_duckdb_file(db: str) -> None:
+    """A file that is not a DuckDB database is named as such (opening it would say only that
+    it cannot be opened). DuckDB's files say "DUCK" at byte 8."""
+    try:
+        with open(db, "rb") as f:
+            head = f.read(12)
+    except (FileNotFoundError, IsADirectoryError):
+        return  # the import says there is no history there
+    except OSError as exc:
+        raise ConfigError(f"cannot read --db {db} ({exc.strerror or exc})") from None
+    if head[8:12] != b"DUCK":
+        raise ConfigError(f"--db {db} is not a DuckDB database file: pass the old layout's "
+                          "DuckDB history file")
 
 
 def _tables() -> list[str]:

@@ -41,12 +41,14 @@ def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
         if value < 1:
             raise ConfigError(f"{flag} {value}: give a number >= 1")
     root = Path(history).resolve()
-    created = _prepare_root(root)
     run = uuid.uuid4().hex[:8]
     base = Settings.from_env(history_path=str(root), window_s=2.0, grace_s=1.0,
                              app_id=f"agentflux-demo-{run}",
                              topics=Topics.with_prefix(f"agentflux-demo-{run}"))
+    if root.is_dir() and any(root.iterdir()):  # before anything is written, logs included
+        _prepare_root(root)
     so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
+    created = _prepare_root(root)
     try:
         st, elapsed = _run(base, events, agents, seed, console, so_far, SIGNALS)
     except BaseException as exc:

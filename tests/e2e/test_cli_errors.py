@@ -147,6 +147,11 @@ CASES = [
      ["--agents 0", ">= 1"]),
     ("bad-number-setting", ["worker"], {"AGENTFLUX_WINDOW_S": "ten"},
      ["AGENTFLUX_WINDOW_S='ten'", "float"]),
+    ("history-import-not-duckdb", ["history", "import", "--db", "{file}", "--history", "{tmp}/h"],
+     {}, ["--db {file} is not a DuckDB database file"]),
+    ("state-dir-unwritable", ["demo", "--events", "10", "--history", "{tmp}/d"],
+     {"AGENTFLUX_HOME": "{file}/home", "KAFKA_BOOTSTRAP_SERVERS": NOWHERE},
+     ["cannot write the state directory {file}/home", "AGENTFLUX_HOME"]),
     ("up-reset-deletes-data", ["up", "--reset"], {},
      ["--reset", "deletes", "local-kafka", "--force"]),
 ]
