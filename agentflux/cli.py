@@ -342,9 +342,9 @@ def _worker_class(summary):
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from agentflux.sinks.prometheus import PipelineMetrics
-    from agentflux.worker import arrow_memory_pool, create_app
+    from agentflux.worker import create_app, tune_memory
 
-    arrow_memory_pool()
+    tune_memory()
     settings = Settings.from_env(history_path=args.history, metrics_port=args.metrics_port,
                                  web_port=args.web_port)
     if args.stop_timeout <= 0:

@@ -6,15 +6,14 @@ after an outage, or a client that publishes twice keys the same session to the s
 a per-partition horizon catches them; an event re-sent under another key (another partition) or
 after more than ``capacity`` newer events of its partition lands again.
 
-Memory is 8 bytes per remembered id: ids are kept as 64-bit hashes in a ring of sorted numpy
-generations, so a whole batch is checked with a few vectorised binary searches and no per-event
-set lookups. A false positive needs a 64-bit hash collision among the remembered ids (about
+Memory is 8 bytes per remembered id, allocated when a partition is first seen (capacity x 9/8 x 8
+bytes: 9 MB at the default): ids are kept as 64-bit hashes in a ring of sorted numpy generations,
+so a whole batch is checked with a few vectorised binary searches and no per-event set lookups. A false positive needs a 64-bit hash collision among the remembered ids (about
 1 in 10^13 per event at a million ids). After a restart the horizon is warmed from the history.
 """
 
 from __future__ import annotations
 
-import collections
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -30,30 +29,48 @@ def id_hashes(ids: Iterable[str]) -> np.ndarray:
 
 
 class _Partition:
-    __slots__ = ("generations", "current", "gen_size")
+    """A partition's horizon: ``GENERATIONS + 1`` sorted generations of ``gen_size`` hashes in
+    one buffer allocated (and written) whole when the partition is first seen. The newest
+    generation fills batch by batch (an in-place sort of two sorted runs: a merge); when it is
+    full, the slot of the oldest becomes the newest. Nothing is allocated per batch, and the
+    worker's memory is its final size from the start instead of growing while the horizon
+    fills (~7 minutes at 10,000 events/s over 4 partitions): a leak would still show."""
+
+    __slots__ = ("gen_size", "buf", "used", "newest")
 
     def __init__(self, gen_size: int):
         self.gen_size = gen_size
-        self.generations: collections.deque = collections.deque(maxlen=GENERATIONS)
-        self.current = np.empty(0, dtype=np.int64)
+        self.buf = np.zeros((GENERATIONS + 1, gen_size), dtype=np.int64)
+        self.buf.fill(0)  # written: the pages are the process's now, not at the first ids
+        self.used = [0] * (GENERATIONS + 1)
+        self.newest = 0
+
+    @property
+    def size(self) -> int:
+        return sum(self.used)
 
     def contains(self, h: np.ndarray) -> np.ndarray:
         seen = np.zeros(len(h), dtype=bool)
-        for arr in (self.current, *self.generations):
-            if len(arr):
+        for slot, n in enumerate(self.used):
+            if n:
+                arr = self.buf[slot, :n]
                 i = np.searchsorted(arr, h)
-                i[i == len(arr)] = 0
+                i[i == n] = 0
                 seen |= arr[i] == h
         return seen
 
     def add(self, h: np.ndarray) -> None:
-        h = np.sort(h)  # (usually already sorted by the caller: cheap)
-        # a sorted merge: O(n) copying instead of re-sorting the generation
-        cur = np.insert(self.current, np.searchsorted(self.current, h), h)
-        if len(cur) >= self.gen_size:  # the generation is full: freeze it, start the next
-            self.generations.appendleft(cur)
-            cur = np.empty(0, dtype=np.int64)
-        self.current = cur
+        while len(h):
+            slot, n = self.newest, self.used[self.newest]
+            if n == self.gen_size:  # full: the oldest generation's slot starts the next
+                slot = self.newest = (slot + 1) % len(self.used)
+                n = self.used[slot] = 0
+            take = min(len(h), self.gen_size - n)
+            gen = self.buf[slot, :n + take]
+            gen[n:] = h[:take]
+            gen.sort(kind="stable")  # two sorted runs (usually): timsort merges them
+            self.used[slot] = n + take
+            h = h[take:]
 
 
 class RecentIds:
