@@ -326,6 +326,11 @@ def _worker_class(summary):
     class CliWorker(BoundedStopWorker):
         signal_name: str | None = None
 
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            if not self.stdout.isatty():  # Faust's spinner hides the cursor in any file
+                self.spinner = None
+
         def _schedule_shutdown(self, sig) -> None:
             if not self._signal_stop_time:
                 self.signal_name = sig.name
@@ -756,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "other ports")
     p.add_argument("--loglevel", default="warning",
                    help="the worker's log level: debug, info, warning or error")
-    p.add_argument("--stop-timeout", type=float, default=15.0,
+    p.add_argument("--stop-timeout", type=float, default=4.0,
                    help="seconds a stop (SIGTERM/SIGINT) may take before the worker exits "
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
                         "history resumes after its landed segments")
