@@ -222,7 +222,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     state = down(Settings.from_env().state_dir)
     if state:
         print(f"stopped Kafka at {state['bootstrap']}; its data is kept in {state['work_dir']} "
-              "(`agentflux up` resumes it, `agentflux up --reset` starts a fresh cluster)")
+              "(`agentflux up` resumes it, `agentflux up --reset --force` deletes it for a fresh "
+              "cluster)")
     else:
         print("no local Kafka was running")
     return 0

@@ -534,7 +534,7 @@ def up(state_dir: Path, reset: bool = False) -> dict:
         if busy:
             raise ConfigError(
                 f"cannot restart the local Kafka: its port 127.0.0.1:{busy} is taken by another "
-                f"process; stop that process, or run `agentflux up --reset` for a fresh cluster "
+                f"process; stop that process, or run `agentflux up --reset --force` for a fresh cluster "
                 f"on new ports (deletes the data in {work})")
     kafka = LocalKafka(work_dir=work, cache_dir=state_dir, port=port, controller_port=cport)
     try:
@@ -543,7 +543,7 @@ def up(state_dir: Path, reset: bool = False) -> dict:
         if not resume:
             raise
         raise KafkaStartError(f"restarting the local Kafka on its data in {work} failed "
-                              f"(`agentflux up --reset` deletes it and starts a fresh cluster): "
+                              f"(`agentflux up --reset --force` deletes it and starts a fresh cluster): "
                               f"{exc}") from None
     pid = kafka.proc.pid if kafka.proc is not None else -1
     new_state = {"pid": pid, "bootstrap": kafka.bootstrap, "port": kafka.port,
