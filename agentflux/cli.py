@@ -90,6 +90,7 @@ class Signals:
         """Handle SIGINT and SIGTERM for the duration (main thread only; restored after)."""
         import threading
 
+        self.received, self.count = None, 0  # a new command (main() may run in-process)
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
