@@ -348,10 +348,12 @@ def _worker_class(summary):
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from agentflux.sinks.prometheus import PipelineMetrics
-    from agentflux.worker import create_app, tune_memory
+    from agentflux.memory import tune_memory
+    tune_memory()  # before anything imports pyarrow
 
-    tune_memory()
+    from agentflux.sinks.prometheus import PipelineMetrics
+    from agentflux.worker import create_app
+
     settings = Settings.from_env(history_path=args.history, metrics_port=args.metrics_port,
                                  web_port=args.web_port)
     if args.stop_timeout <= 0:

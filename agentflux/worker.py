@@ -6,7 +6,6 @@ module knows both, so ``streams/`` never imports ``agents/``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from agentflux.config import Settings
@@ -16,41 +15,6 @@ from agentflux.sinks.prometheus import PipelineMetrics
 from agentflux.streams.app import build_app
 from agentflux.streams.context import PipelineContext
 from agentflux.streams.windows import TumblingWindows
-
-
-def tune_memory() -> str:
-    """Make the long-running worker's RSS follow its working set instead of its past peaks.
-
-    - Arrow's buffers on jemalloc (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses): it hands freed
-      pages back within about a second, where pyarrow's default (mimalloc) keeps them. A
-      compaction merge of 2,000,000 rows left the process 30 MB larger with mimalloc and 13 MB
-      smaller with jemalloc three seconds later.
-    - glibc's malloc (numpy arrays, Python objects): a fixed mmap threshold of 256 KiB, so a
-      batch's large arrays are mapped and unmapped instead of carving the heap (glibc raises
-      the threshold after the first free, up to 32 MiB, and the heap then keeps the high-water
-      mark of every batch size), and at most 4 arenas for the worker's threads.
-    Returns Arrow's pool backend."""
-    import ctypes
-    import ctypes.util
-
-    import pyarrow as pa
-
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        try:
-            pa.set_memory_pool(pa.jemalloc_memory_pool())
-        except NotImplementedError:  # a pyarrow built without jemalloc
-            pass
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
-        libc.mallopt(_M_ARENA_MAX, 4)
-    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
-        pass
-    return pa.default_memory_pool().backend_name
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-_M_ARENA_MAX = -8
 
 
 def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
