@@ -388,6 +388,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.set_threshold(100_000, 50, 100)
     worker = _worker_class(summary)(app, loglevel=args.loglevel, quiet=True,
                                     redirect_stdouts=False, stop_timeout_s=args.stop_timeout)
+    # Until Faust installs its own handlers (once it has started), a signal asks the worker
+    # for its bounded stop too, instead of unwinding from the middle of its start-up.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: worker._schedule_shutdown(signal.Signals(signum)))
     code = 0
     try:
         worker.execute_from_commandline()

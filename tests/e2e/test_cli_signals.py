@@ -222,19 +222,29 @@ def test_demo_with_its_own_broker_stops_the_worker_before_the_broker(kafka_boots
     assert_nothing_left_in_tmp(env)  # the broker's data directory went with it
 
 
-def test_worker_stops_within_5s_and_summarises(kafka_bootstrap, env, tmp_path):
-    root = tmp_path / "history"
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_worker_stops_within_5s_and_summarises(kafka_bootstrap, env, tmp_path, when):
+    """A signal while the worker starts (it has printed its line, Faust is starting), or once
+    it runs (Faust's web server answers): the same bounded stop."""
+    import urllib.request
+
     from agentflux.localkafka import free_port
-    metrics_port = free_port()
+
+    root = tmp_path / "history"
+    metrics_port, web_port = free_port(), free_port()
     run = Running(["worker", "--history", str(root), "--metrics-port", str(metrics_port),
-                   "--web-port", str(free_port())],
+                   "--web-port", str(web_port)],
                   {**env, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                    "AGENTFLUX_TOPIC_PREFIX": f"sig-{uuid.uuid4().hex[:8]}",
                    "AGENTFLUX_APP_ID": f"sig-{uuid.uuid4().hex[:8]}"})
     try:
         run.printed("agentflux worker:")
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-        run.wait_for(lambda: "agentflux_records_total" in scrape(url), 60, "/metrics")
+        if when == "running":
+            url = f"http://127.0.0.1:{metrics_port}/metrics"
+            run.wait_for(lambda: "agentflux_records_total" in scrape(url), 60, "/metrics")
+            run.wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{web_port}/",
+                                                        timeout=1).status == 200,
+                         60, "Faust's web server")
         code, took = run.interrupt(signal.SIGINT)
     finally:
         if run.proc.poll() is None:
