@@ -377,6 +377,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return (f"agentflux worker: stopped; this run landed {landed['events']:,} events and "
                 f"{landed['deadletters']:,} dead letters in {history.root}")
 
+    worker = _worker_class(summary)(app, loglevel=args.loglevel, quiet=True,
+                                    redirect_stdouts=False, stop_timeout_s=args.stop_timeout)
+    # Until Faust installs its own handlers (once it has started), a signal asks the worker
+    # for its bounded stop too, instead of unwinding from the middle of its start-up.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: worker._schedule_shutdown(signal.Signals(signum)))
     print(f"agentflux worker: {settings.bootstrap_servers} -> {history.root}; "
           f"metrics on http://{settings.metrics_host}:{port}/metrics; Faust web on "
           f"http://{settings.web_host}:{settings.web_port}", flush=True)
@@ -386,12 +392,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    worker = _worker_class(summary)(app, loglevel=args.loglevel, quiet=True,
-                                    redirect_stdouts=False, stop_timeout_s=args.stop_timeout)
-    # Until Faust installs its own handlers (once it has started), a signal asks the worker
-    # for its bounded stop too, instead of unwinding from the middle of its start-up.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: worker._schedule_shutdown(signal.Signals(signum)))
     code = 0
     try:
         worker.execute_from_commandline()
