@@ -496,11 +496,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     em.emit = emit  # the component runtime emits through the emitter too
     what = (f"{args.events:,} synthetic events" if args.synthetic
             else f"{args.sessions:,} sessions of {args.agents} agents")
-    print(f"agentflux simulate: publishing {what} to {settings.topics.events} at "
-          f"{settings.bootstrap_servers} (Ctrl-C stops)", file=sys.stderr, flush=True)
     rt = None
     interrupted = False
     try:
+        print(f"agentflux simulate: publishing {what} to {settings.topics.events} at "
+              f"{settings.bootstrap_servers} (Ctrl-C stops)", file=sys.stderr, flush=True)
         with Progress(console=_console()) as progress, SIGNALS.deferred():
             if args.synthetic:
                 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
