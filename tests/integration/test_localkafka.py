@@ -110,7 +110,7 @@ def test_up_starts_a_broker_and_down_stops_it_keeping_its_data_for_the_next_up(h
     assert values(state["bootstrap"], 10) == sorted(f"record-{i}" for i in range(10))
 
     running = read_state(home)
-    reset = run(["up", "--reset"], home)  # stops the running broker, deletes its data
+    reset = run(["up", "--reset", "--force"], home)  # stops the running broker, deletes its data
     assert reset.returncode == 0, reset.stderr
     assert "started a fresh cluster (old data deleted)" in reset.stdout
     assert not exists(running["pid"])
@@ -150,7 +150,7 @@ def test_up_after_a_kill_9_resumes_the_same_cluster_at_the_same_address_with_eve
     assert blocked.stderr.startswith("agentflux: error: ")
     assert f"127.0.0.1:{after['port']}" in blocked.stderr and "agentflux up --reset" in blocked.stderr
 
-    fresh = run(["up", "--reset"], home)
+    fresh = run(["up", "--reset", "--force"], home)
     assert fresh.returncode == 0, fresh.stderr
     new = read_state(home)
     assert "started a fresh cluster" in fresh.stdout and new["bootstrap"] in fresh.stdout
