@@ -358,7 +358,8 @@ def register(app: Any, ctx: PipelineContext) -> None:
                 stats = await loop.run_in_executor(
                     ctx.upkeep_executor, lambda: ctx.history.compact(
                         table, partitions=parts, min_files=s.compact_min_files,
-                        target_rows=s.compact_target_rows, grace_s=s.compact_grace_s))
+                        target_rows=s.compact_target_rows, grace_s=s.compact_grace_s,
+                        settle_s=5 * s.compact_interval_s))
             except Exception as exc:  # upkeep: retried at the next interval, never a stop
                 log.warning("compaction of %s failed: %r", table.name, exc)
                 continue

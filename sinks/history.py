@@ -309,14 +309,16 @@ class History:
 
     def compact(self, table: Table, *, partitions: Iterable[int] | None = None,
                 min_files: int = 16, target_rows: int = 2_000_000, grace_s: float = 120.0,
-                now: float | None = None) -> dict[str, int]:
+                settle_s: float = 300.0, now: float | None = None) -> dict[str, int]:
         """Merge runs of small segments of one (day, log, partition) into one segment, and
         delete what merged segments hide once ``grace_s`` has passed.
 
         Per day and partition, one run of consecutive segments is merged per call, chosen by
         size tier (:meth:`_run`: at least ``min_files`` segments of similar size). The merged
         segment holds exactly the run's visible rows, named by the run's first and last
-        offsets, so it covers the run and hides it in one rename.
+        offsets, so it covers the run and hides it in one rename. A day and partition that got no
+        new segment for ``settle_s`` (yesterday's, or a quiet one) is merged whole, whatever the
+        tiers, into as few segments as ``target_rows`` allows.
         Hidden segments (and temporary files left by a crash) are deleted once they are
         ``grace_s`` older than their cover: a query that listed them just before still reads
         them. Returns counts: merged segments written, segments merged, files deleted."""
@@ -335,7 +337,8 @@ class History:
             rows = {s.path: self._rows(s) for s, _ in visible}
             # merge until no run is left: a pass that merged only the newest small segments
             # would let the merged ones pile up
-            while run := self._run(visible, rows, min_files, target_rows):
+            settled = now - max(s.mtime for s, _ in visible) >= settle_s
+            while run := self._run(visible, rows, min_files, target_rows, settled):
                 merged = self._merge(table, run, log=log, partition=partition, day=day)
                 rows[merged.path] = sum(rows[s.path] for s, _ in run)  # (at most)
                 i = visible.index(run[0])
@@ -374,7 +377,8 @@ class History:
         return pq.ParquetFile(s.path, filesystem=self.fs).metadata.num_rows
 
     @staticmethod
-    def _run(visible: list, rows_of: dict[str, int], min_files: int, target_rows: int) -> list:
+    def _run(visible: list, rows_of: dict[str, int], min_files: int, target_rows: int,
+             settled: bool = False) -> list:
         """The run to merge next (in visibility order; ``rows_of`` gives row counts), or [].
 
         Size-tiered, so that a row is rewritten about log_F(target / segment) times (F =
@@ -392,7 +396,7 @@ class History:
 
         final = max(1, target_rows // 2)
         tiers = sorted({tier(rows_of[s.path]) for s, _ in visible
-                        if rows_of[s.path] < final})
+                        if rows_of[s.path] < final}) if not settled else [math.inf]
         for t in tiers:
             run: list = []
             rows = count = 0
@@ -400,7 +404,7 @@ class History:
                 r = rows_of[s.path] if s is not None else final
                 cut = run and rows + r > target_rows
                 if r >= final or tier(r) > t or cut:
-                    if len(run) >= 2 and (count >= min_files or cut):
+                    if len(run) >= 2 and (count >= min_files or cut or settled):
                         return run
                     run, rows, count = [], 0, 0
                     if r >= final or tier(r) > t:

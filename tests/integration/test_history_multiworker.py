@@ -99,7 +99,7 @@ def test_workers_joining_leaving_and_killed_land_every_event_exactly_once(settin
         sql = subprocess.run([sys.executable, "-m", "agentflux.cli", "sql", "--history",
                               settings.history_path, "SELECT count(*) >= 50000 AS ok FROM events"],
                              capture_output=True, text=True, timeout=60, env={"COLUMNS": "80"})
-        assert sql.returncode == 0 and "True" in sql.stdout, sql.stdout + sql.stderr
+        assert sql.returncode == 0 and "true" in sql.stdout, sql.stdout + sql.stderr
         workers[0].start()  # the killed one restarts
         wait_until(lambda: analyst.seen()[0] >= N * 2 // 3, 120, "two thirds of the events")
         assert workers[2].stop() == 0  # the third leaves: its partitions move to the others
