@@ -1,15 +1,23 @@
-"""DuckDB on top of the history: a catalog of views over the Parquet segments.
+"""DuckDB on top of the history: views over the Parquet segments.
 
-``<root>/history.duckdb`` holds only views (no data), so no process keeps it open: a worker writes
-it to a temporary file and renames it into place (an open reader keeps the old one), and any
-number of readers open it read-only at any time (``agentflux sql``, notebooks, the ``duckdb``
-CLI). The views re-list the segments at every query, so they see every segment published before
-the query started, and apply the history's visibility rule (:mod:`agentflux.sinks.history`): a
-row shows when its offset is above its segment's floor, so overlapping segments (a compaction in
-progress, a late segment from a previous owner) never show a row twice.
+Two ways in, with the same views:
 
-Plain DuckDB users can read the Parquet directly; without the rule they must only avoid reading
-while the compactor runs (see README).
+* :func:`connect` (``agentflux sql``, notebooks, Python): an in-memory DuckDB whose base views
+  read the segments that are visible at the moment each query starts, listed by
+  :func:`visible_segments` (a function of this connection that DuckDB calls once per table per
+  query). A segment a merged one hides is never opened, so the compactor deleting it cannot fail
+  a query; a visible segment is deleted only ``compact_grace_s`` after the merged segment that
+  hides it appeared, so a query shorter than the grace never misses a file.
+* ``<root>/history.duckdb``, for plain DuckDB clients (the ``duckdb`` CLI, other languages):
+  views only (no data), so no process keeps it open; a worker writes it to a temporary file and
+  renames it into place, and any number of readers open it read-only at any time. Its views glob
+  every segment at each query (SQL cannot pass a computed file list to ``read_parquet``), so they
+  open hidden segments too: a query running at the moment the compactor deletes one fails with
+  "No such file or directory" and can simply be run again.
+
+Both apply the history's visibility rule (:mod:`agentflux.sinks.history`) to the rows they read:
+a row shows when its offset is above its segment's floor, so overlapping segments (a compaction
+in progress, a late segment from a previous owner) never show a row twice.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.fs as pafs
 
-from agentflux.sinks.history import SCHEMA_FILE, SEGMENT_SQL_RE, History
+from agentflux.sinks.history import SCHEMA_FILE, SEGMENT_SQL_RE, History, with_floors
 from agentflux.sinks.tables import TABLES
 
 CATALOG_FILE = "history.duckdb"
@@ -31,20 +39,26 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def table_views(root: str) -> str:
+SEGMENTS_FUNCTION = "agentflux_segments"
+
+
+def table_views(root: str, *, listed: bool = False) -> str:
     """The base views: one per table, each with the visibility rule applied.
 
-    The segment list and the rows come from one ``read_parquet`` over the glob (materialised
-    once, only the columns a query needs): a second listing, taken a moment earlier or later,
-    could see a merged segment that the scan did not, and hide rows the scan read. Segments with
-    no rows take no part in the rule (there is nothing they could hide: the content of an offset
-    is the same in every segment that holds it)."""
+    The files come from the glob (the catalog file) or, with ``listed``, from
+    ``agentflux_segments(table)`` (:func:`connect`: the visible segments, after the table's
+    schema file). The floors come from the files the scan read (materialised once, only the
+    columns a query needs): a second listing, taken a moment earlier or later, could see a merged
+    segment that the scan did not, and hide rows the scan read. Segments with no rows take no
+    part in the rule (there is nothing they could hide: the content of an offset is the same in
+    every segment that holds it)."""
     out = []
     for name in TABLES:
-        glob = _q(f"{root}/{name}/**/*.parquet")
+        files = (f"{SEGMENTS_FUNCTION}({_q(name)})" if listed
+                 else _q(f"{root}/{name}/**/*.parquet"))
         out.append(f"""
 CREATE OR REPLACE VIEW {name} AS
-    WITH scan AS MATERIALIZED (SELECT * FROM read_parquet({glob}, filename = true)),
+    WITH scan AS MATERIALIZED (SELECT * FROM read_parquet({files}, filename = true)),
     segs AS (
         SELECT filename, seg.log || '/' || seg.p AS lp, CAST(seg.first AS BIGINT) AS first_offset,
                CAST(seg.last AS BIGINT) AS last_offset
@@ -139,8 +153,15 @@ CREATE OR REPLACE VIEW cost AS
 """
 
 
-def catalog_sql(root: str) -> str:
-    return table_views(root) + ANALYST_VIEWS
+def catalog_sql(root: str, *, listed: bool = False) -> str:
+    return table_views(root, listed=listed) + ANALYST_VIEWS
+
+
+def visible_segments(history: History, table: str) -> list[str]:
+    """The table's schema file, then the segments of which some row is visible (those whose
+    floor is below their last offset), from one listing."""
+    return [f"{history.table_dir(table)}/{SCHEMA_FILE}"] + [
+        s.path for s, floor in with_floors(history.segments(table)) if floor < s.last]
 
 
 def write_catalog(history: History) -> Path:
@@ -168,30 +189,27 @@ def write_catalog(history: History) -> Path:
 
 
 def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection with the history's views.
+    """A DuckDB connection with the history's views (see the module docstring).
 
-    A local root opens its catalog file read-only (writing it first if there is none). A
-    catalog whose views point elsewhere (the root was moved or copied) or that cannot be written
-    is not used: the same views are created in an in-memory DuckDB instead. Any other root
-    (``s3://...``) is read through pyarrow: the visible rows of each table are registered in an
-    in-memory DuckDB, with the same analyst views on top."""
+    A local root gets an in-memory DuckDB whose views read the segments visible when each query
+    starts (its catalog file is written too when there is none, for plain DuckDB clients; a
+    read-only copy of a history goes without). Any other root (``s3://...``) is read through
+    pyarrow: the visible rows of each table are registered in an in-memory DuckDB, with the same
+    analyst views on top."""
     history = History(root)
     if history.local:
         if not (Path(history.base) / "events").is_dir():
             raise FileNotFoundError(f"no history at {history.base}")
-        path = Path(history.base) / CATALOG_FILE
-        if not path.exists():
-            try:
+        try:  # the schema files the views start from, and the catalog file if there is none
+            history.init()
+            if not (Path(history.base) / CATALOG_FILE).exists():
                 write_catalog(history)
-            except OSError:
-                pass  # a read-only copy of a history: views in memory below
-        if path.exists():
-            con = duckdb.connect(str(path), read_only=True)
-            if _points_at(con, history.base):
-                return con
-            con.close()
+        except OSError:
+            pass  # a read-only copy of a history
         con = duckdb.connect()
-        con.execute(catalog_sql(history.base))
+        con.create_function(SEGMENTS_FUNCTION, lambda table: visible_segments(history, table),
+                            ["VARCHAR"], "VARCHAR[]", side_effects=True)
+        con.execute(catalog_sql(history.base, listed=True))
         return con
     if history.fs.get_file_info(history.table_dir("events")).type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no history at {history.root}")
@@ -203,9 +221,5 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _points_at(con: duckdb.DuckDBPyConnection, base: str) -> bool:
-    row = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'events'").fetchone()
-    return row is not None and _q(f"{base}/events/**/*.parquet") in row[0]
-
-
-__all__ = ["CATALOG_FILE", "SCHEMA_FILE", "catalog_sql", "connect", "write_catalog"]
+__all__ = ["CATALOG_FILE", "SCHEMA_FILE", "catalog_sql", "connect", "visible_segments",
+           "write_catalog"]

@@ -72,13 +72,6 @@ def not_a_history_dir(tmp_path: Path) -> Path:
     return d
 
 
-def broken_catalog(tmp_path: Path) -> Path:
-    d = tmp_path / "history"
-    (d / "events").mkdir(parents=True)
-    (d / "history.duckdb").write_text("this is not a DuckDB file")
-    return d
-
-
 def non_empty(tmp_path: Path) -> Path:
     d = tmp_path / "earlier-history"
     d.mkdir()
@@ -117,8 +110,6 @@ CASES = [
      ["{other_dir} is not a history root", "--history"]),
     ("sql-on-a-missing-dir", ["sql", "--history", "{tmp}/nothing-here", "SELECT 1"], {},
      ["no history at {tmp}/nothing-here", "--history"]),
-    ("sql-on-a-broken-catalog", ["sql", "--history", "{broken}", "SELECT 1"], {},
-     ["cannot read the history at {broken}", "not a valid DuckDB database file", "--history"]),
     ("second-worker-metrics-port", ["worker", "--history", "{tmp}/h", "--metrics-port", "{busy}"],
      {"KAFKA_BOOTSTRAP_SERVERS": NOWHERE},
      ["port {busy} on 127.0.0.1", "metrics", "is taken", "--metrics-port",
@@ -168,7 +159,7 @@ def test_a_user_error_is_one_line_with_the_fix(args, extra, needles, env, tmp_pa
     with listening() as busy:
         names = {"tmp": str(tmp_path), "read_only": str(read_only_dir),
                  "file": str(a_file(tmp_path)), "other_dir": str(not_a_history_dir(tmp_path)),
-                 "broken": str(broken_catalog(tmp_path)), "non_empty": str(non_empty(tmp_path)),
+                 "non_empty": str(non_empty(tmp_path)),
                  "busy": str(busy)}
         argv = [a.format(**names) for a in args]
         run_env = {**env, **{k: v.format(**names) for k, v in extra.items()}}

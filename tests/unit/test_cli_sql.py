@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,11 @@ def test_a_negative_limit_is_a_user_error(history, capsys):
     rc, stdout, stderr = sql(capsys, QUERY, "--history", history, "--limit", "-1")
     assert rc == 2 and stdout == ""
     assert stderr.startswith("agentflux: error: --limit -1") and stderr.count("\n") == 1
+
+
+def test_a_broken_catalog_file_does_not_stop_sql(history, capsys):
+    """The catalog file is for plain DuckDB clients; `agentflux sql` builds its own views."""
+    (Path(history) / "history.duckdb").write_text("this is not a DuckDB file")
+    rc, stdout, stderr = sql(capsys, "SELECT count(*) AS n FROM events", "--history", history,
+                             "--format", "csv")
+    assert rc == 0 and stdout.splitlines() == ["n", "0"], stderr

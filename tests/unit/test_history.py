@@ -43,11 +43,17 @@ def seg(h, first, last, partition=0, log=LOG, tag="x", day=None):
 
 
 def view_ids(root) -> list[str]:
-    con = connect(root)
-    try:
-        return sorted(r[0] for r in con.execute("SELECT id FROM events").fetchall())
-    finally:
-        con.close()
+    """The ids the views show, through connect() (visible segments listed per query) and through
+    the catalog file as a plain DuckDB client opens it (a glob): both must agree."""
+    ids = []
+    path = write_catalog(History(root))
+    for con in (connect(root), duckdb.connect(str(path), read_only=True)):
+        try:
+            ids.append(sorted(r[0] for r in con.execute("SELECT id FROM events").fetchall()))
+        finally:
+            con.close()
+    assert ids[0] == ids[1]
+    return ids[0]
 
 
 def test_views_are_valid_on_an_empty_history_and_no_process_keeps_the_catalog_open(tmp_path):
@@ -135,6 +141,31 @@ def test_compaction_bounds_files_keeps_every_row_once_and_deletes_only_after_the
                                               key=lambda s: s.first)] == [(0, 199)]
     assert view_ids(tmp_path) == before
     assert h.landed_offsets("events", LOG).get(0, -1) == 199
+
+
+def test_a_query_through_connect_never_opens_a_segment_that_a_merged_one_hides(tmp_path):
+    """The compactor deletes what a merged segment hides, at any moment: a query that opened
+    such a segment would fail (the CI once saw it). connect()'s views list the visible segments
+    when each query starts, so hidden ones are never opened: here they are made unreadable."""
+    h = History(tmp_path)
+    for i in range(20):
+        seg(h, i * 10, i * 10 + 9)
+    seg(h, 200, 209)
+    before = view_ids(tmp_path)
+    con = connect(tmp_path)  # open across the compaction, as a notebook is
+    h.compact(EVENTS, min_files=16, target_rows=1000, grace_s=3600, settle_s=float("inf"))
+    hidden = [s for s, f in with_floors(h.segments("events")) if f >= s.last]
+    assert len(hidden) == 21
+    for s in hidden:  # as good as deleted mid-query: opening one fails
+        with open(s.path, "wb") as f:
+            f.write(b"not parquet any more")
+    try:
+        got = sorted(r[0] for r in con.execute("SELECT id FROM events").fetchall())
+        assert got == before
+        seg(h, 210, 219)  # and a segment landed after connect() shows at the next query
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 220
+    finally:
+        con.close()
 
 
 def test_compaction_rewrites_each_row_a_few_times_and_keeps_the_file_count_bounded(tmp_path):
