@@ -364,11 +364,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = with_broker(settings)
     identities = _preflight_logs(settings)
     metrics = PipelineMetrics()
-    try:
-        port = metrics.serve(settings.metrics_host, settings.metrics_port)
-    except OSError as exc:  # taken since the check
-        raise ConfigError(_port_problem(settings.metrics_host, settings.metrics_port, exc,
-                                        *_PORTS[0][2:])) from None
     app = create_app(settings, metrics=metrics, history=history, identities=identities)
     at_start = {t: _history_rows(metrics, t) for t in ("events", "deadletters")}
 
@@ -383,12 +378,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # for its bounded stop too, instead of unwinding from the middle of its start-up.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: worker._schedule_shutdown(signal.Signals(signum)))
+    # /metrics only now: whoever waits for it to stop the worker (a supervisor, the fault
+    # harness) gets that bounded stop, not an interrupted start-up
+    try:
+        port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:  # taken since the check
+        raise ConfigError(_port_problem(settings.metrics_host, settings.metrics_port, exc,
+                                        *_PORTS[0][2:])) from None
     print(f"agentflux worker: {settings.bootstrap_servers} -> {history.root}; "
           f"metrics on http://{settings.metrics_host}:{port}/metrics; Faust web on "
           f"http://{settings.web_host}:{settings.web_port}", flush=True)
-    # Decoding allocates ~45 objects per event, all freed by reference counting; the default
-    # generation-0 threshold (700) runs the cyclic collector every ~15 events, which costs ~40 %
-    # of decode time. Collect rarely instead, and keep start-up objects out of it.
+    # The hot path allocates a few objects per batch, not per event, but the codec's per-event
+    # path (records the native decoder refuses) and Faust's allocate many, freed by reference
+    # counting; the default generation-0 threshold (700) would run the cyclic collector every
+    # few hundred of them. Collect rarely instead, and keep start-up objects out of it.
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)

@@ -96,6 +96,7 @@ class Rig:
     proxy: Any = None
     worker: WorkerProcess | None = None
     exits: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def start_worker(self) -> WorkerProcess:
         n = len(self.exits) + (1 if self.worker else 0)
@@ -110,9 +111,21 @@ class Rig:
         if w is None or w.proc is None or w.proc.poll() is None:
             return None
         code = w.proc.returncode
-        self.exits.append(code)
+        self._exited(w, code)
         self.worker = None
         return code
+
+    def _exited(self, w: WorkerProcess, code: int | None) -> None:
+        """Record an exit; one nobody asked for keeps the end of the worker's log in the notes
+        (the scratch directory is deleted with the scenario)."""
+        if code in (0, None):
+            return
+        self.exits.append(code)
+        try:
+            tail = Path(w.log_path).read_text(errors="replace").splitlines()[-12:]
+        except OSError:
+            tail = []
+        self.notes.append(f"worker exited with {code}; its log ended: " + " | ".join(tail))
 
     def landed(self) -> float:
         w = self.worker
@@ -140,9 +153,8 @@ class Rig:
 
     def stop(self) -> None:
         if self.worker is not None:
-            code = self.worker.stop()
-            if code not in (0, None):
-                self.exits.append(code)
+            w = self.worker
+            self._exited(w, w.stop())
             self.worker = None
 
     def recover(self, out: Outcome, n: int, since: float) -> Outcome:
@@ -151,7 +163,8 @@ class Rig:
         self.wait_landed(n, 300)
         out.recovery_s = round(time.monotonic() - since, 2)
         self.stop()
-        out.crash_loops = len([c for c in self.exits if c != 0])
+        out.crash_loops = len(self.exits)
+        out.notes += self.notes
         return self.count(out)
 
     def count(self, out: Outcome) -> Outcome:
