@@ -137,9 +137,10 @@ def test_an_untrusted_certificate_fails_fast_with_one_clear_line(secure, tmp_pat
         assert_no_secret(message, worker.stdout, worker.stderr)
 
 
-def test_plaintext_against_the_tls_listener_names_the_security_protocol(secure):
+def test_plaintext_against_the_tls_listener_names_the_security_protocol(secure, tmp_path):
     bad = Settings.from_env(env={}, bootstrap_servers=secure.bootstrap_servers,
-                            topics=secure.topics, state_dir=secure.state_dir)
+                            topics=secure.topics, state_dir=secure.state_dir,
+                            history_path=str(tmp_path / "history"))  # not ./agentflux-history
     assert_one_clear_line(cli(["worker"], bad), "KAFKA_SECURITY_PROTOCOL")
 
 
