@@ -4,7 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# a change of the dependencies or of the native decoder's source reinstalls (and rebuilds it)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml native/Cargo.toml native/Cargo.lock native/src/*.rs | sha1sum | cut -c1-12)
+# rustup's cargo, where rustup puts it, for the native decoder
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 EVENTS ?= 50000
 
 .PHONY: setup system venv jars demo test test-unit bench up down clean
@@ -16,7 +19,8 @@ system:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+	@command -v cargo >/dev/null || { echo "make: cargo not found: the worker's native decoder (native/) is Rust; install Rust 1.78 or newer (https://rustup.rs) and run make again" >&2; exit 2; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 	@touch $(STAMP)

@@ -30,11 +30,12 @@ import time
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from agentflux.sinks.sink import BatchingSink, ParquetSink
 from agentflux.sinks.tables import DEADLETTERS, DUPLICATES, EVENTS, KPIS, kpi_row
 from agentflux.streams.context import PipelineContext, fail_stop
-from agentflux.streams.dedup import RecentIds, id_hashes
+from agentflux.streams.dedup import RecentIds
 from agentflux.streams.frame import EventFrame
 
 log = logging.getLogger("agentflux.history")
@@ -216,7 +217,7 @@ class EventHistory:
             return frame, []
         parts = np.unique(frame.partition).tolist()
         await self._warm(parts)
-        hashes = id_hashes(frame.ids)
+        hashes = frame.id_hash
         dup = np.zeros(frame.n, dtype=bool)
         for p in parts:
             idx = np.flatnonzero(frame.partition == p) if len(parts) > 1 else slice(None)
@@ -226,8 +227,9 @@ class EventHistory:
         if not dup.any():
             return frame, []
         at = np.flatnonzero(dup).tolist()
-        dups = [(frame.ids[i], self.topic, int(frame.partition[i]), int(frame.offset[i]))
-                for i in at]
+        ids = frame.ids.take(pa.array(at, pa.int64())).to_pylist()
+        dups = [(i, self.topic, int(frame.partition[a]), int(frame.offset[a]))
+                for i, a in zip(ids, at)]
         return frame.select(np.flatnonzero(~dup)), dups
 
     def add(self, frame: EventFrame, records: int, deadletters: list, duplicates: list,

@@ -292,7 +292,7 @@ def landing_segments(rows: int, seed: int = 11) -> list["pa.Table"]:
             offset += 1
             chunk = []
             if len(records) * RECORD_EVENTS >= SEGMENT_ROWS or i == rows:
-                out.append(EventFrame.build(records).table(EVENTS.schema))
+                out.append(EventFrame.from_structs(records).table(EVENTS.schema))
                 records = []
     return out
 

@@ -194,7 +194,7 @@ _WAIT_LIBC = (r"^(__)?(epoll_wait|e?poll|ppoll|p?select|\w*futex\w*|pthread_cond
 
 def _fn(*names: str) -> str:
     """A function-name pattern: ``names`` as a whole part of the qualified name, so that
-    ``EventFrame.build`` and ``EventFrame.build.<locals>.<listcomp>`` match ``build``."""
+    ``EventFrame.spans`` and ``EventFrame.spans.<locals>.<listcomp>`` match ``spans``."""
     return r"(^|\.)(%s)(\.|$)" % "|".join(names)
 
 
@@ -226,7 +226,13 @@ RULES: tuple[Rule, ...] = (
     Rule(WINDOWS, project=r"^(schemas|streams)/sketch\.py$"),
     Rule(ARROW, project=r"^streams/frame\.py$", func=_fn("table")),
     Rule(ARROW, project=r"^streams/frame\.py$", func=_fn("str_array", "json_array"), weak=True),
-    Rule(SPAN, project=r"^streams/frame\.py$", func=_fn("build", "spans", "_error_field")),
+    Rule(SPAN, project=r"^streams/frame\.py$",
+         func=_fn("from_structs", "spans", "_error_field")),
+    # the native decoder (decode, validation and column buffers in one pass) and the wrapping
+    # of its buffers as arrays
+    Rule(VALID, path=r"(^|/)_native\.", weak=False),
+    Rule(VALID, func=r"^(<?_native|serde_json|serde|agentflux_native)\b"),
+    Rule(ARROW, project=r"^streams/native\.py$"),
     # the history: a segment written (Parquet, fsync, rename), the compactor's merges, the
     # listings and reads of an assignment; batching rows per partition is Arrow work
     Rule(SEGMENTS, project=r"^sinks/history\.py$"),

@@ -1,4 +1,4 @@
-"""The Faust app: the events codec, read_committed, a bounded stop, credentials, topics.
+"""The Faust app: read_committed, a bounded stop, credentials, topics.
 
 Nothing happens at import time; :func:`build_app` builds the app, and the composition root
 (:mod:`agentflux.worker`) registers the agents on it.
@@ -10,24 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflux.config import ConfigError, Settings
-from agentflux.streams.codec import decode_record
 
-BATCH_CODEC = "agentflux-batch"
-
-
-def _batch_codec(max_record_bytes: int) -> Any:
-    from faust.serializers.codecs import Codec
-
-    class BatchCodec(Codec):
-        """Decodes a record into a DecodedBatch; never raises (bad input becomes data)."""
-
-        def _loads(self, s: bytes) -> Any:
-            return decode_record(s, max_record_bytes)
-
-        def _dumps(self, obj: Any) -> bytes:
-            return obj if isinstance(obj, bytes) else bytes(obj)
-
-    return BatchCodec()
 
 
 def _bounded_stop_worker() -> Any:
@@ -133,12 +116,10 @@ def build_app(settings: Settings) -> tuple[Any, AppTopics]:
     """The worker's Faust app and its topics, with no agent registered (the composition root,
     :mod:`agentflux.worker`, registers them)."""
     import faust
-    from faust.serializers import codecs
 
     if not settings.bootstrap_servers:
         raise ConfigError("no Kafka broker configured: run `agentflux up`, or set "
                           "KAFKA_BOOTSTRAP_SERVERS=host:port")
-    codecs.register(BATCH_CODEC, _batch_codec(settings.max_record_bytes))
     _read_committed()
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
     app = faust.App(
@@ -181,7 +162,8 @@ def build_app(settings: Settings) -> tuple[Any, AppTopics]:
     )
     t = settings.topics
     topics = AppTopics(
-        events=app.topic(t.events, value_serializer=BATCH_CODEC, key_serializer="raw",
+        # raw: a take() batch of records is decoded whole (agents/events.py)
+        events=app.topic(t.events, value_serializer="raw", key_serializer="raw",
                          partitions=t.events_partitions),
         kpis=app.topic(t.kpis, value_serializer="raw", key_serializer="raw"),
         deadletter=app.topic(t.deadletter, value_serializer="raw", key_serializer="raw"),

@@ -198,9 +198,3 @@ def _decode_slow(value: bytes, body: bytes, n: int) -> DecodedBatch:
         out.rejected.append(Rejected(p.reason, p.message(), raw,
                                      i if type(doc) is list else None, p.event_id))
     return out
-
-
-def as_batch(value: Any, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> DecodedBatch:
-    """The decoded batch of a Faust event's value. Faust does not call the codec for a record
-    without a value (a tombstone) and hands the agent ``None``: that is a dead letter too."""
-    return value if type(value) is DecodedBatch else decode_record(value, max_bytes)

@@ -14,18 +14,20 @@ so a whole batch is checked with a few vectorised binary searches and no per-eve
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from agentflux.streams.native import hash_ids
 
 DEFAULT_CAPACITY = 1_000_000
 GENERATIONS = 8
 
 
-def id_hashes(ids: Iterable[str]) -> np.ndarray:
-    """64-bit hashes of event ids (stable within the process, which is all the horizon needs:
-    it is rebuilt from the history on start)."""
-    return np.fromiter(map(hash, ids), dtype=np.int64)
+def id_hashes(ids: Sequence[str]) -> np.ndarray:
+    """64-bit hashes of event ids, as the native decoder computes them for each event (the
+    horizon is rebuilt from the history's ids on start)."""
+    return hash_ids(list(ids))
 
 
 class _Partition:

@@ -1,10 +1,12 @@
 """A batch of validated events as columns, built once per take() and shared by every processor.
 
-The worker's agents never walk events one by one in Python: the codec hands over typed Structs
-(:mod:`agentflux.schemas.structs`), and :meth:`EventFrame.build` turns a whole batch of records
-into numpy and Arrow columns with C-level loops (``map``/``attrgetter``, ``str.join``, Arrow
-buffers), grouping by event type once to extract each type's span name, duration and error flag.
-Windows, sketches, Prometheus histograms, de-duplication and the history all read these columns.
+The worker's agents never walk events one by one in Python. :meth:`EventFrame.decode` hands a
+take()'s record values to the native decoder (:mod:`agentflux.streams.native`, Rust), which
+decodes, validates and lays out every event as column buffers in one pass; the records it does
+not accept are re-read event by event by the codec (exact dead-letter reasons), and their valid
+events join the frame through :meth:`EventFrame.from_structs` (msgspec Structs turned into columns
+with C-level loops). Windows, sketches, Prometheus histograms, de-duplication and the history all
+read these columns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow.compute as pc
 
 from agentflux.schemas.structs import EVENT_STRUCTS
 from agentflux.streams.codec import DecodedBatch
+from agentflux.streams.dedup import id_hashes
 from agentflux.streams.windows import ERROR_VALUES, SPAN_FIELDS, SpanKey
 
 TYPE_NAMES: tuple[str, ...] = tuple(EVENT_STRUCTS)
@@ -91,34 +94,63 @@ def json_array(raws: list) -> pa.Array:
     return arr.cast(pa.string()) if wide else arr
 
 
+# the string columns the frame holds as Arrow arrays (the native decoder's order)
+STR_COLUMNS = ("id", "agent_id", "session_id", "philosophy", "source_runtime", "source_host",
+               "trace_id", "span_id", "parent_span_id", "name", "attrs")
+
+
 @dataclass
 class EventFrame:
     """Valid events of a batch of records, in record order, as columns."""
 
-    events: list  # typed Structs
-    attrs_json: list  # raw JSON of each event's attrs
     partition: np.ndarray  # int32: the Kafka partition of each event's record
     offset: np.ndarray  # int64: ... and its offset
     ts: np.ndarray  # int64 epoch ns
     type_code: np.ndarray  # int16 index into TYPE_NAMES
-    ids: list  # str
-    philosophy: list  # str
-    name: list  # str | None: the tool, model, cache ... the span is about
+    v: np.ndarray  # int32 schema version
+    source_pid: np.ndarray  # int64
     duration_ms: np.ndarray  # float64, NaN where the type has no duration
     error: np.ndarray  # bool
+    id_hash: np.ndarray  # int64: the de-duplication horizon's hash of each id
+    strings: dict[str, pa.Array]  # STR_COLUMNS (``name``: the tool, model, cache ... or null)
     _span: tuple | None = field(default=None, repr=False)
-    _arrow: dict = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
-        return len(self.events)
+        return len(self.ts)
 
     def __len__(self) -> int:
         return self.n
 
+    @property
+    def ids(self) -> pa.Array:
+        return self.strings["id"]
+
     @classmethod
-    def build(cls, records: Sequence[tuple[DecodedBatch, int, int]]) -> "EventFrame":
-        """``records``: ``(decoded batch, partition, offset)`` per Kafka record."""
+    def empty(cls) -> "EventFrame":
+        z = np.zeros(0)
+        return cls(z.astype(np.int32), z.astype(np.int64), z.astype(np.int64),
+                   z.astype(np.int16), z.astype(np.int32), z.astype(np.int64), z,
+                   z.astype(bool), z.astype(np.int64),
+                   {c: pa.array([], pa.string()) for c in STR_COLUMNS})
+
+    @classmethod
+    def decode(cls, values: list, partitions: np.ndarray, offsets: np.ndarray,
+               max_bytes: int) -> tuple["EventFrame", list[int]]:
+        """The events of the records ``values`` (bytes or None; ``partitions`` and ``offsets``
+        per record) that the native decoder accepts whole, and the indexes of the records it
+        does not (for :func:`agentflux.streams.codec.decode_record`)."""
+        from agentflux.streams.native import decode
+
+        _, failed, numeric, strings = decode(values, max_bytes)
+        record, type_code, v, ts, pid, duration, error, id_hash = numeric
+        return cls(partitions[record], offsets[record], ts, type_code, v, pid, duration, error,
+                   id_hash, strings), failed
+
+    @classmethod
+    def from_structs(cls, records: Sequence[tuple[DecodedBatch, int, int]]) -> "EventFrame":
+        """``records``: ``(decoded batch, partition, offset)`` per Kafka record, the events as
+        typed Structs (the codec's per-event path)."""
         events: list = []
         raws: list = []
         counts = []
@@ -156,19 +188,43 @@ class EventFrame:
             if err_field is not None:
                 error[at] = np.fromiter(map(err_values.__contains__,
                                             map(attrgetter(err_field), sub)), bool, len(sub))
-        return cls(events, raws, partition, offset,
-                   np.fromiter(map(_ts, events), np.int64, n), type_code,
-                   list(map(_id, events)), list(map(attrgetter("philosophy"), events)),
-                   name.tolist(), duration, error)
+        ids = list(map(_id, events))
+        src = list(map(_source, events))
+        strings = {
+            "id": str_array(ids),
+            "agent_id": str_array(list(map(attrgetter("agent_id"), events))),
+            "session_id": str_array(list(map(attrgetter("session_id"), events))),
+            "philosophy": str_array(list(map(attrgetter("philosophy"), events))),
+            "source_runtime": str_array(list(map(attrgetter("runtime"), src))),
+            "source_host": str_array(list(map(attrgetter("host"), src))),
+            "trace_id": str_array(list(map(attrgetter("trace_id"), events))),
+            "span_id": str_array(list(map(attrgetter("span_id"), events))),
+            "parent_span_id": str_array(list(map(attrgetter("parent_span_id"), events))),
+            "name": str_array(name.tolist()),
+            "attrs": json_array(raws),
+        }
+        return cls(partition, offset, np.fromiter(map(_ts, events), np.int64, n), type_code,
+                   np.fromiter(map(_v, events), np.int32, n),
+                   np.fromiter(map(attrgetter("pid"), src), np.int64, n), duration, error,
+                   id_hashes(ids), strings)
+
+    @classmethod
+    def concat(cls, frames: Sequence["EventFrame"]) -> "EventFrame":
+        frames = [f for f in frames if f.n]
+        if len(frames) <= 1:
+            return frames[0] if frames else cls.empty()
+        cat = (lambda name: np.concatenate([getattr(f, name) for f in frames]))
+        return cls(cat("partition"), cat("offset"), cat("ts"), cat("type_code"), cat("v"),
+                   cat("source_pid"), cat("duration_ms"), cat("error"), cat("id_hash"),
+                   {c: pa.concat_arrays([f.strings[c] for f in frames]) for c in STR_COLUMNS})
 
     def select(self, keep: np.ndarray) -> "EventFrame":
-        """The events at the (sorted) integer positions ``keep``."""
-        idx = keep.tolist()
-        pick = (lambda xs: [xs[i] for i in idx])
-        return EventFrame(pick(self.events), pick(self.attrs_json), self.partition[keep],
-                          self.offset[keep], self.ts[keep], self.type_code[keep],
-                          pick(self.ids), pick(self.philosophy), pick(self.name),
-                          self.duration_ms[keep], self.error[keep])
+        """The events at the integer positions ``keep``."""
+        at = pa.array(keep, pa.int64())
+        return EventFrame(self.partition[keep], self.offset[keep], self.ts[keep],
+                          self.type_code[keep], self.v[keep], self.source_pid[keep],
+                          self.duration_ms[keep], self.error[keep], self.id_hash[keep],
+                          {c: a.take(at) for c, a in self.strings.items()})
 
     def spans(self) -> tuple[np.ndarray, list[SpanKey]]:
         """A span key index per event and the keys ``(type, name, philosophy)`` it indexes (a
@@ -177,8 +233,8 @@ class EventFrame:
             if not self.n:
                 self._span = (np.zeros(0, np.int64), [])
                 return self._span
-            names = pc.dictionary_encode(self.arrow("name"), null_encoding="encode")
-            phils = pc.dictionary_encode(self.arrow("philosophy"))
+            names = pc.dictionary_encode(self.strings["name"], null_encoding="encode")
+            phils = pc.dictionary_encode(self.strings["philosophy"])
             nn, np_ = len(names.dictionary), len(phils.dictionary)
             combined = ((self.type_code.astype(np.int64) * nn
                          + names.indices.to_numpy().astype(np.int64)) * np_
@@ -193,41 +249,22 @@ class EventFrame:
             self._span = (inverse.reshape(-1), keys)
         return self._span
 
-    def arrow(self, column: str) -> pa.Array:
-        """``name`` or ``philosophy`` as an Arrow string array (built once: spans and the
-        history's table both use it)."""
-        arr = self._arrow.get(column)
-        if arr is None:
-            arr = self._arrow[column] = str_array(getattr(self, column))
-        return arr
-
     def type_counts(self) -> dict[str, int]:
         counts = np.bincount(self.type_code, minlength=len(TYPE_NAMES))
         return {TYPE_NAMES[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
 
     def table(self, schema: pa.Schema) -> pa.Table:
         """The events as the history's Arrow table (``schema``: the history's event schema)."""
-        ev = self.events
-        src = list(map(_source, ev))
+        s = self.strings
         ts = pa.array(self.ts, pa.int64())
         arrays = [
-            str_array(self.ids), _TYPE_ARRAY.take(pa.array(self.type_code)),
-            pa.array(np.fromiter(map(_v, ev), np.int32, self.n)),
-            ts.cast(pa.timestamp("ns", tz="UTC")), ts,
-            str_array(list(map(attrgetter("agent_id"), ev))),
-            str_array(list(map(attrgetter("session_id"), ev))),
-            self.arrow("philosophy"),
-            str_array(list(map(attrgetter("runtime"), src))),
-            str_array(list(map(attrgetter("host"), src))),
-            pa.array(np.fromiter(map(attrgetter("pid"), src), np.int64, self.n)),
-            str_array(list(map(attrgetter("trace_id"), ev))),
-            str_array(list(map(attrgetter("span_id"), ev))),
-            str_array(list(map(attrgetter("parent_span_id"), ev))),
-            self.arrow("name"),
+            s["id"], _TYPE_ARRAY.take(pa.array(self.type_code)), pa.array(self.v, pa.int32()),
+            ts.cast(pa.timestamp("ns", tz="UTC")), ts, s["agent_id"], s["session_id"],
+            s["philosophy"], s["source_runtime"], s["source_host"],
+            pa.array(self.source_pid, pa.int64()), s["trace_id"], s["span_id"],
+            s["parent_span_id"], s["name"],
             pa.array(self.duration_ms, pa.float64(), from_pandas=True),  # NaN -> null
-            pa.array(self.error, pa.bool_()),
-            json_array(self.attrs_json),
+            pa.array(self.error, pa.bool_()), s["attrs"],
             pa.array(self.partition, pa.int32()), pa.array(self.offset, pa.int64()),
         ]
         return pa.Table.from_arrays(arrays, schema=schema)
-

@@ -85,7 +85,7 @@ def test_frame_columns_match_the_events_and_span_keys_are_computed_once():
     from agentflux.streams.windows import span_of
 
     evs = events(200)
-    frame = EventFrame.build([(decode_record(orjson.dumps(evs[:150])), 3, 7),
+    frame = EventFrame.from_structs([(decode_record(orjson.dumps(evs[:150])), 3, 7),
                               (decode_record(orjson.dumps(evs[150:])), 4, 9)])
     assert frame.spans() is frame.spans()
     key_index, keys = frame.spans()
@@ -125,7 +125,7 @@ def test_hostile_but_valid_json_lands_or_is_rejected_never_crashes_the_sink(tmp_
     assert all(r.reason == "invalid_field" for r in out.rejected)
     h = History(tmp_path)
     write_catalog(h)
-    h.write_segment(EVENTS, EventFrame.build([(out, 0, 0)]).table(EVENTS.schema),
+    h.write_segment(EVENTS, EventFrame.from_structs([(out, 0, 0)]).table(EVENTS.schema),
                     log="a" * 12, partition=0, first=0, last=0)
     assert h.count("events") == 4
     con = connect(tmp_path)

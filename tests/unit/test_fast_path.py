@@ -1,5 +1,5 @@
-"""The worker's fast path (msgspec Structs), the per-event validator and the JSON Schema files give
-the same verdict on a mutation corpus: every field of every event type missing, of every wrong
+"""The worker's fast paths (the native decoder and msgspec Structs), the per-event validator and
+the JSON Schema files give the same verdict on a mutation corpus: every field of every event type missing, of every wrong
 JSON kind, out of range, null where not allowed, plus extra keys at every level."""
 
 import copy
@@ -15,6 +15,7 @@ from agentflux.schemas.jsonschema import SCHEMA_DIR
 from agentflux.schemas.spec import ENVELOPE_SPECS, INT64_MAX, INT64_MIN, SOURCE_SPECS, field_specs
 from agentflux.schemas.structs import decode_fast
 from agentflux.schemas.validate import check
+from agentflux.streams import native
 from agentflux.streams.codec import decode_record
 
 # one value of each JSON kind
@@ -133,6 +134,7 @@ def test_every_example_is_valid_on_every_path(type_name):
     assert check(ev) is None and SCHEMAS[type_name].is_valid(ev)
     assert decode_fast(orjson.dumps(ev)) is not None
     assert decode_fast(orjson.dumps([ev, ev])) is not None
+    assert native.decode([orjson.dumps(ev), orjson.dumps([ev, ev])], 1 << 22)[:2] == (3, [])
 
 
 def test_fast_path_validator_and_json_schema_agree_on_every_mutation():
@@ -142,13 +144,14 @@ def test_fast_path_validator_and_json_schema_agree_on_every_mutation():
         slow = check(ev) is None
         schema = _json_schema_valid(type_name, ev)
         fast = decode_fast(body) is not None
+        accepted = not native.decode([body], 1 << 22)[1]
         landed = decode_record(body).events != []
         # the documented difference: an integral float in an integer field is refused by the
-        # strict fast path and accepted (as JSON Schema does) by the slow path
+        # strict fast paths and accepted (as JSON Schema does) by the slow path
         expected_fast = slow and "integral float" not in label
-        if not (slow == schema == landed and fast == expected_fast):
+        if not (slow == schema == landed and fast == accepted == expected_fast):
             disagree.append(f"{type_name} {label}: validator={slow} schema={schema} "
-                            f"fast={fast} landed={landed}")
+                            f"msgspec={fast} native={accepted} landed={landed}")
     assert not disagree, "\n".join(disagree[:40])
 
 
