@@ -134,7 +134,9 @@ def _third_max(samples: list[tuple[float, float]], lo: float, hi: float) -> floa
 
 
 def _drain(worker: Any, n: int, deadline_s: float = 1800.0) -> dict[str, Any]:
-    """Watch ``worker`` land ``n`` events: the rate from its first record and its RSS."""
+    """Watch ``worker`` land ``n`` events: the rate from its first record (its /metrics read
+    about once a second) and its RSS (read from /proc every 0.1 s, which costs the worker
+    nothing: a drain of a few seconds still has tens of samples per third)."""
     import psutil
     proc = psutil.Process(worker.pid)
     t_start = time.perf_counter()
@@ -142,36 +144,42 @@ def _drain(worker: Any, n: int, deadline_s: float = 1800.0) -> dict[str, Any]:
     t0 = None
     rows = scrapes = 0
     before = t_start  # the last scrape that saw no record consumed
+    next_scrape = t_start
     while True:
-        if time.perf_counter() - t_start > deadline_s:
-            raise TimeoutError(f"only {rows:,} of {n:,} events landed in {deadline_s:.0f} s")
-        try:
-            m = worker.metrics()
-        except OSError:  # a slow answer under load: the next sample will tell
-            if worker.proc.poll() is not None:
-                tail = worker.log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the worker exited with {worker.proc.returncode}:\n{tail}")
-            time.sleep(0.05)
-            continue
-        scrapes += 1
         now = time.perf_counter()
+        if now - t_start > deadline_s:
+            raise TimeoutError(f"only {rows:,} of {n:,} events landed in {deadline_s:.0f} s")
         rss.append((now - t_start, proc.memory_info().rss / 2**20))
-        rows = int(m.get(EVENTS_ROWS, 0))
-        if t0 is None:
-            if m.get(RECORDS, 0) > 0:
-                # the first record came since the last scrape, which saw nothing consumed (and
-                # so nothing landed): the clock starts then, at most 50 ms early
-                t0 = before
-            else:
-                before = now
-        if rows >= n:
-            break
-        if t0 is None:
-            pause = 0.05  # not consuming yet: placing the start costs the worker nothing
-        else:  # once a second; in the last second often enough to place the end
-            rate = rows / (now - t0)
-            pause = min(SCRAPE_EVERY_S, max(0.05, (n - rows) / rate)) if rate else SCRAPE_EVERY_S
-        time.sleep(pause)  # the sampling cadence of a benchmark, not test synchronisation
+        if now >= next_scrape:
+            try:
+                m = worker.metrics()
+            except OSError:  # a slow answer under load: the next sample will tell
+                if worker.proc.poll() is not None:
+                    tail = worker.log_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"the worker exited with {worker.proc.returncode}:\n{tail}")
+                m = None
+            if m is not None:
+                scrapes += 1
+                now = time.perf_counter()
+                rows = int(m.get(EVENTS_ROWS, 0))
+                if t0 is None:
+                    if m.get(RECORDS, 0) > 0:
+                        # the first record came since the last scrape, which saw nothing
+                        # consumed (and so nothing landed): the clock starts then, at most
+                        # 50 ms early
+                        t0 = before
+                    else:
+                        before = now
+                if rows >= n:
+                    break
+            if t0 is None or m is None:
+                pause = 0.05  # not consuming yet: placing the start costs the worker nothing
+            else:  # once a second; in the last second often enough to place the end
+                rate = rows / (now - t0)
+                pause = min(SCRAPE_EVERY_S, max(0.05, (n - rows) / rate)) if rate else SCRAPE_EVERY_S
+            next_scrape = now + pause
+        # the sampling cadence of a benchmark, not test synchronisation
+        time.sleep(max(0.0, min(0.1, next_scrape - time.perf_counter())))
     t1 = now
     d0, d1 = t0 - t_start, t1 - t_start
     third = (d1 - d0) / 3
@@ -185,6 +193,10 @@ def _drain(worker: Any, n: int, deadline_s: float = 1800.0) -> dict[str, Any]:
         "worker_rss_mb_first_third_max": round(first, 1),
         "worker_rss_mb_last_third_max": round(last, 1),
         "rss_flat": abs(last - first) <= RSS_FLAT_TOLERANCE * first,
+        # the shape: the largest reading of each tenth of the drain
+        "worker_rss_mb_by_tenth": [round(_third_max(rss, d0 + i * (d1 - d0) / 10,
+                                                    d0 + (i + 1) * (d1 - d0) / 10), 1)
+                                   for i in range(10)],
         "metrics_scrapes": scrapes,
     }
 
@@ -458,6 +470,7 @@ MEANING = {
     "worker_rss_mb_first_third_max": "worker RSS, first third of the drain",
     "worker_rss_mb_last_third_max": "worker RSS, last third of the drain",
     "rss_flat": f"last third within {RSS_FLAT_TOLERANCE:.0%} of the first",
+    "worker_rss_mb_by_tenth": "largest RSS reading of each tenth of the drain",
     "metrics_scrapes": "reads of the worker's /metrics during the drain",
     "freshness_p50_s": "event time to landed (bucket upper bound)",
     "freshness_p99_s": "event time to landed (bucket upper bound)",

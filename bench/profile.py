@@ -228,10 +228,10 @@ RULES: tuple[Rule, ...] = (
     Rule(ARROW, project=r"^streams/frame\.py$", func=_fn("str_array", "json_array"), weak=True),
     Rule(SPAN, project=r"^streams/frame\.py$",
          func=_fn("from_structs", "spans", "_error_field")),
-    # the native decoder (decode, validation and column buffers in one pass) and the wrapping
-    # of its buffers as arrays
-    Rule(VALID, path=r"(^|/)_native\.", weak=False),
-    Rule(VALID, func=r"^(<?_native|serde_json|serde|agentflux_native)\b"),
+    # the native decoder: JSON decode, validation and the column buffers in one pass (all of it
+    # counted as JSON decode), and the wrapping of its buffers as arrays
+    Rule(JSON, path=r"(^|/)_native\."),
+    Rule(JSON, project=r"^streams/native\.py$", text=r"DECODER\.decode"),
     Rule(ARROW, project=r"^streams/native\.py$"),
     # the history: a segment written (Parquet, fsync, rename), the compactor's merges, the
     # listings and reads of an assignment; batching rows per partition is Arrow work
@@ -552,7 +552,8 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
     """``(start_s, end_s)`` of the drain on the trace's clock, or None if the trace shows no
     record decoded or no batch landed.
 
-    Start: the first sample decoding a record (a frame of streams/codec.py outside an import).
+    Start: the first sample decoding a record (a frame of streams/native.py or streams/codec.py
+    outside an import).
     End: the end of the first run of segment writes (consecutive samples inside
     ``ParquetSink.write`` on one thread; the compactor's merges are not landings) still going
     when the last events table had been built (``EventFrame.table``; threads are sampled up to a
@@ -569,7 +570,7 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
                 got = (False, False, False)
             else:
                 places = [(f.project, f.func.rsplit(".", 1)[-1]) for f in fs]
-                got = (any(rel == "streams/codec.py" for rel, _ in places),
+                got = (any(rel in ("streams/codec.py", "streams/native.py") for rel, _ in places),
                        ("streams/frame.py", "table") in places,
                        ("sinks/sink.py", "write") in places)
             marks[stack] = got

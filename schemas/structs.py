@@ -111,6 +111,11 @@ def to_wire(event: Any, attrs_json: bytes) -> dict:
     return d
 
 
+def raw_attrs(event: bytes) -> bytes:
+    """The ``attrs`` of one event's JSON, as the bytes it was sent as."""
+    return bytes(_raw_one.decode(event).attrs)
+
+
 def decode_fast(body: bytes) -> tuple[list, list[bytes]] | None:
     """Typed events and their raw ``attrs`` JSON for a record whose every event is valid; ``None``
     when anything in it is not (the caller re-checks it event by event for exact reasons)."""

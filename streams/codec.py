@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from agentflux.schemas.structs import AnyEvent, decode_fast, to_wire
+from agentflux.schemas.events import EVENT_TYPES
+from agentflux.schemas.spec import ENVELOPE_SPECS, field_specs
+from agentflux.schemas.structs import AnyEvent, decode_fast, raw_attrs, to_wire
 from agentflux.schemas.validate import Problem, check
 
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -142,6 +144,9 @@ def _utf8(body: bytes) -> bool:
 
 
 _to_struct = msgspec.json.Decoder(AnyEvent)
+_ENVELOPE_KEYS = frozenset(s.name for s in ENVELOPE_SPECS)
+_ATTR_KEYS = {name: frozenset(s.name for s in field_specs(t.attrs))
+              for name, t in EVENT_TYPES.items()}
 
 
 def _integral(value: Any) -> Any:
@@ -173,28 +178,44 @@ def _decode_slow(value: bytes, body: bytes, n: int) -> DecodedBatch:
         return _whole(p.reason if p else "not_an_event",
                       p.message() if p else "not an event", value, n)
     out = DecodedBatch(size_bytes=n)
-    spans = None
+    spans: list | None = None
+
+    def element(i: int) -> bytes:
+        """The exact bytes of item ``i`` (the body, for a single event)."""
+        nonlocal spans
+        if type(doc) is not list:
+            return body
+        if spans is None:
+            spans = element_spans(body)
+            if len(spans) != len(items):  # cannot happen for JSON orjson accepted; be safe
+                spans = [(0, len(body))] * len(items)
+        a, b = spans[i]
+        return body[a:b]
+
     for i, ev in enumerate(items):
         p = check(ev)
         if p is None:
             # valid, but refused by the strict fast path (an integral float such as 1.0 in an
-            # integer field, which JSON Schema accepts)
+            # integer field, which JSON Schema accepts; or another event of the record)
+            eid = ev.get("id") if type(ev.get("id")) is str else None
             try:
-                out.events.append(_to_struct.decode(orjson.dumps(_integral(ev))))
-                out.attrs_json.append(orjson.dumps(ev["attrs"]))
-                continue
+                typed = {k: v for k, v in ev.items() if k in _ENVELOPE_KEYS}  # shallow: valid
+                typed["attrs"] = {k: v for k, v in ev["attrs"].items()
+                                  if k in _ATTR_KEYS[ev["type"]]}
+                event = _to_struct.decode(orjson.dumps(_integral(typed)))
             except (msgspec.ValidationError, TypeError) as exc:  # they disagree: never silently
-                p = Problem("invalid_field", None, f"rejected by the typed decoder: {exc}",
-                            ev.get("id") if type(ev.get("id")) is str else None)
-        if type(doc) is list:
-            if spans is None:
-                spans = element_spans(body)
-                if len(spans) != len(items):  # cannot happen for JSON orjson accepted; be safe
-                    spans = [(0, len(body))] * len(items)
-            a, b = spans[i]
-            raw = body[a:b]
-        else:
-            raw = value
+                p = Problem("invalid_field", None, f"rejected by the typed decoder: {exc}", eid)
+            else:
+                try:
+                    attrs_json = raw_attrs(element(i))  # as sent, unknown attrs included
+                except (msgspec.DecodeError, RecursionError):  # valid JSON, nested too deep
+                    p = Problem("too_deep", "attrs", "nested deeper than the decoder reads "
+                                "(about 1,000 levels)", eid)
+                else:
+                    out.events.append(event)
+                    out.attrs_json.append(attrs_json)
+                    continue
+        raw = element(i) if type(doc) is list else value
         out.rejected.append(Rejected(p.reason, p.message(), raw,
                                      i if type(doc) is list else None, p.event_id))
     return out

@@ -17,7 +17,7 @@ use std::fmt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -194,6 +194,52 @@ impl<'de> Deserialize<'de> for NumMap {
     }
 }
 
+/// Any JSON value, read and dropped: strings are decoded (escapes checked, as the codec's JSON
+/// reader checks them) and nesting counts against serde_json's recursion limit (128), so a value
+/// nested deeper goes to the codec, which decides (its reader stops at 1024).
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Skip;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+                while map.next_key::<S<'de>>()?.is_some() {
+                    map.next_value::<Skip>()?;
+                }
+                Ok(Skip)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 struct Source<'a> {
     runtime: Option<S<'a>>,
     host: Option<S<'a>>,
@@ -216,7 +262,7 @@ impl<'de> Deserialize<'de> for Source<'de> {
                         "host" => s.host = Some(map.next_value()?),
                         "pid" => s.pid = Some(map.next_value::<I64>()?.0),
                         _ => {
-                            map.next_value::<IgnoredAny>()?;
+                            map.next_value::<Skip>()?;
                         }
                     }
                 }
@@ -261,7 +307,7 @@ fn read_envelope<'de, A: MapAccess<'de>>(mut map: A) -> Result<Envelope<'de>, A:
             "parent_span_id" => e.parent_span_id = map.next_value::<Option<S<'de>>>()?,
             "attrs" => e.attrs = Some(map.next_value()?),
             _ => {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Skip>()?;
             }
         }
     }
@@ -301,7 +347,7 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
         let mut span = Span { name: None, duration_ms: f64::NAN, error: false };
         while let Some(k) = map.next_key::<S<'de>>()? {
             let Some(i) = spec.fields.iter().position(|f| f.name == *k.0) else {
-                map.next_value::<IgnoredAny>()?; // an attribute this version does not know: kept raw
+                map.next_value::<Skip>()?; // an attribute this version does not know: kept raw
                 continue;
             };
             let f = &spec.fields[i];

@@ -105,6 +105,11 @@ def test_tricky_encodings_give_the_same_columns(body):
     (orjson.dumps({**tool(), "type": "tool.explode"}), "unknown_type"),
     (b"{" * 200 + b"}" * 200, "not_an_event"),
     (b" " * (LIMIT + 1), "oversize"),
+    # an escape the codec's reader refuses, in an attribute nobody reads
+    (orjson.dumps(tool())[:-2] + b', "zz": "\\ud800"}}', "invalid_json"),
+    # nesting beyond what either reader takes
+    (orjson.dumps(tool())[:-2] + b', "zz": ' + b"[" * 1100 + b"]" * 1100 + b"}}",
+     "invalid_json"),
 ])
 def test_a_record_it_refuses_goes_back_to_the_codec_for_its_reason(body, reason):
     fast, _ = both(body)
@@ -135,3 +140,18 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_result(monkeypatch):
     for a, b in zip(chunked[2], whole[2]):
         np.testing.assert_array_equal(a, b)  # (NaN durations equal)
     assert all(chunked[3][c].equals(whole[3][c]) for c in native.STR_COLUMNS)
+
+
+@pytest.mark.parametrize("depth,lands", [(100, True), (200, True), (900, True), (1000, False)])
+def test_deep_unknown_attrs_go_to_the_codec_which_lands_them_or_names_the_depth(depth, lands):
+    """The native decoder reads 128 levels; deeper records go to the codec: msgspec reads about
+    1,000 (the event lands, attrs as sent), beyond that the dead letter says why."""
+    body = orjson.dumps(tool())[:-2] + b', "zz": ' + b"[" * depth + b"]" * depth + b"}}"
+    assert (both(body)[0] is None) == (depth > 120)
+    for value in (body, b"[" + body + b"," + orjson.dumps(tool(duration_ms="x")) + b"]"):
+        out = decode_record(value, LIMIT)
+        assert len(out.events) == int(lands)
+        if lands:
+            assert bytes(out.attrs_json[0]).endswith(b"]" * depth + b"}")
+        else:
+            assert out.rejected[0].reason == "too_deep"
