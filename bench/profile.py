@@ -556,10 +556,12 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
     outside an import).
     End: the end of the first run of segment writes (consecutive samples inside
     ``ParquetSink.write`` on one thread; the compactor's merges are not landings) still going
-    when the last events table had been built (``EventFrame.table``; threads are sampled up to a
-    period apart): that table's write, or the write before it with this one queued right behind.
-    Without a table sample, the end of the last write. So KPI rows landed after the last events
-    are not the drain."""
+    when the last events table had been built or the last record decoded, whichever is later
+    (``EventFrame.table``, the decoders; threads are sampled up to a period apart; with the
+    native decoder a table takes a millisecond and is rarely sampled, the last decode is):
+    that table's write, or the write before it with this one queued right behind. Without such
+    a sample, the end of the last write. So KPI rows landed after the last events are not the
+    drain."""
     marks: dict[tuple[str, ...], tuple[bool, bool, bool]] = {}
 
     def mark(stack: tuple[str, ...]) -> tuple[bool, bool, bool]:
@@ -581,7 +583,7 @@ def drain_window(intervals: Sequence[Interval], period_s: float = 0.01
         decoding, table, writing = mark(stack)
         if decoding:
             start = t0 if start is None else min(start, t0)
-        if table:
+        if table or decoding:  # the events' own work: decoding records, building the table
             table_end = t1 if table_end is None else max(table_end, t1)
         if writing:
             write_end = t1 if write_end is None else max(write_end, t1)
