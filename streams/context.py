@@ -40,6 +40,12 @@ class PipelineContext:
     processed: dict = field(default_factory=dict)
     landed: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # start the executors' threads now, not at their first task: a thread started later
+        # can take the identity (pthread id) of a /metrics request thread that just ended, and
+        # a sampling profiler then shows the history's writes under that thread's name
+        for executor in (self.history_executor, self.upkeep_executor):
+            executor.submit(int).result()
 
     def log_of(self, topic: str) -> str:
         return self.logs.get(topic, NO_LOG)
