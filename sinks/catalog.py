@@ -200,12 +200,11 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     if history.local:
         if not (Path(history.base) / "events").is_dir():
             raise FileNotFoundError(f"no history at {history.base}")
-        try:  # the schema files the views start from, and the catalog file if there is none
-            history.init()
-            if not (Path(history.base) / CATALOG_FILE).exists():
+        if not (Path(history.base) / CATALOG_FILE).exists():
+            try:  # for plain DuckDB clients; it creates the schema files the views start from
                 write_catalog(history)
-        except OSError:
-            pass  # a read-only copy of a history
+            except OSError:
+                pass  # a read-only copy of a history
         con = duckdb.connect()
         con.create_function(SEGMENTS_FUNCTION, lambda table: visible_segments(history, table),
                             ["VARCHAR"], "VARCHAR[]", side_effects=True)

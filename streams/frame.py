@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 from agentflux.schemas.structs import EVENT_STRUCTS
 from agentflux.streams.codec import DecodedBatch
 from agentflux.streams.dedup import id_hashes
+from agentflux.streams.native import STR_COLUMNS
+from agentflux.streams.native import decode as native_decode
 from agentflux.streams.windows import ERROR_VALUES, SPAN_FIELDS, SpanKey
 
 TYPE_NAMES: tuple[str, ...] = tuple(EVENT_STRUCTS)
@@ -94,9 +96,6 @@ def json_array(raws: list) -> pa.Array:
     return arr.cast(pa.string()) if wide else arr
 
 
-# the string columns the frame holds as Arrow arrays (the native decoder's order)
-STR_COLUMNS = ("id", "agent_id", "session_id", "philosophy", "source_runtime", "source_host",
-               "trace_id", "span_id", "parent_span_id", "name", "attrs")
 
 
 @dataclass
@@ -140,9 +139,7 @@ class EventFrame:
         """The events of the records ``values`` (bytes or None; ``partitions`` and ``offsets``
         per record) that the native decoder accepts whole, and the indexes of the records it
         does not (for :func:`agentflux.streams.codec.decode_record`)."""
-        from agentflux.streams.native import decode
-
-        _, failed, numeric, strings = decode(values, max_bytes)
+        _, failed, numeric, strings = native_decode(values, max_bytes)
         record, type_code, v, ts, pid, duration, error, id_hash = numeric
         return cls(partitions[record], offsets[record], ts, type_code, v, pid, duration, error,
                    id_hash, strings), failed
