@@ -75,14 +75,16 @@ class PerformanceCache:
         self._countdown = self._every
 
     # --- the hot path ----------------------------------------------------------------------
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str, tool: str | None = None) -> Any | None:
+        """The value, or None (missing or expired). ``tool``: the tool the key belongs to, if
+        any, named on the sampled ``cache.lookup`` events (per-tool hit rates)."""
         entry = self._cache.get(key)
         if entry is None:
             self._misses += 1
             if self._sample:
                 self._countdown -= 1
                 if self._countdown <= 0:
-                    self._lookup_event("miss")
+                    self._lookup_event("miss", tool)
             return None
         now = self._clock()
         if now > entry.expires_at:
@@ -92,14 +94,14 @@ class PerformanceCache:
             if self._sample:
                 self._countdown -= 1
                 if self._countdown <= 0:
-                    self._lookup_event("expired")
+                    self._lookup_event("expired", tool)
             return None
         self._cache.move_to_end(key)
         self._hits += 1
         if self._sample:
             self._countdown -= 1
             if self._countdown <= 0:
-                self._lookup_event("hit")
+                self._lookup_event("hit", tool)
         entry.access_count += 1
         entry.last_accessed = now
         return entry.value
@@ -179,11 +181,14 @@ class PerformanceCache:
             await asyncio.sleep(interval_s)
             self.report(interval_s)
 
-    def _lookup_event(self, outcome: str) -> None:
+    def _lookup_event(self, outcome: str, tool: str | None) -> None:
         # systematic sampling: every (1 / rate)-th lookup, no random draw on the hot path
         self._countdown = self._every
         if self._instr is not None:
-            self._instr.emit("cache.lookup", {"cache": self.name, "outcome": outcome})
+            attrs = {"cache": self.name, "outcome": outcome}
+            if tool is not None:
+                attrs["tool"] = tool
+            self._instr.emit("cache.lookup", attrs)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -219,7 +224,7 @@ class ToolResultCache:
     def get(self, tool: str, arguments: Mapping[str, Any]) -> Any | None:
         if tool not in self._idempotent:
             return None
-        return self._cache.get(canonical_key(tool, arguments))
+        return self._cache.get(canonical_key(tool, arguments), tool)
 
     def put(self, tool: str, arguments: Mapping[str, Any], result: Any,
             ttl: float | None = None) -> bool:

@@ -98,6 +98,7 @@ class AsyncExecutor:
         sem = asyncio.Semaphore(self.max_concurrency)
         tasks: dict[str, asyncio.Task] = {}
         token = _current_budget.set(budget)
+        exhausted: set[str] = set()  # tasks refused or stopped by the budget
 
         async def run(name: str, call: Call) -> None:
             t0 = time.perf_counter()
@@ -114,6 +115,7 @@ class AsyncExecutor:
                 outcome = "failed"
                 out.errors[name] = exc
                 out.budget_exceeded = True
+                exhausted.add(name)
                 for other, t in tasks.items():
                     if other != name and not t.done():
                         t.cancel()
@@ -121,7 +123,7 @@ class AsyncExecutor:
                 outcome = "failed"
                 out.errors[name] = exc
             finally:
-                self._emit(name, outcome, t0, False, budget)
+                self._emit(name, outcome, t0, False, budget, name in exhausted)
 
         try:
             async with asyncio.timeout(budget.max_wall_s if budget and budget.max_wall_s else None):
@@ -168,7 +170,7 @@ class AsyncExecutor:
                     self._emit(name, "cancelled", starts[name], True, None)
 
     def _emit(self, task: str, outcome: str, t0: float, speculative: bool,
-              budget: Budget | None) -> None:
+              budget: Budget | None, budget_exceeded: bool = False) -> None:
         if self._instr is None:
             return
         attrs = {"task": task, "outcome": outcome, "concurrency": self.max_concurrency,
@@ -176,4 +178,6 @@ class AsyncExecutor:
                  "duration_ms": round((time.perf_counter() - t0) * 1000, 3)}
         if budget is not None:
             attrs["budget"] = budget.as_attrs()
+        if budget_exceeded:
+            attrs["budget_exceeded"] = True
         self._instr.emit("executor.task", attrs)

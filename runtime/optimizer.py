@@ -115,10 +115,10 @@ class PerformanceOptimizer:
         return await self._pool.release(_philosophy(config), container_id)
 
     # --- caching -------------------------------------------------------------------------------
-    def _get(self, key: str) -> Any | None:
+    def _get(self, key: str, tool: str | None = None) -> Any | None:
         if self._cache is None:
             return None
-        v = self._cache.get(key)
+        v = self._cache.get(key, tool)
         self._metrics["cache_hits" if v is not None else "cache_misses"] += 1
         return v
 
@@ -127,7 +127,7 @@ class PerformanceOptimizer:
             self._cache.set(f"tool:{tool_id}", metadata, TOOL_METADATA_TTL if ttl is None else ttl)
 
     def get_cached_tool_metadata(self, tool_id: str) -> dict | None:
-        return self._get(f"tool:{tool_id}")
+        return self._get(f"tool:{tool_id}", tool_id)
 
     def cache_execution_pattern(self, pattern_key: str, pattern: dict, ttl: float | None = None) -> None:
         if self._cache is not None:

@@ -84,9 +84,10 @@ class ResourceSampler:
         with p.oneshot():
             cpu = p.cpu_percent(interval=None)
             mem = p.memory_info().rss / (1024 * 1024)
+            mem_pct = p.memory_percent()  # of the machine's physical memory
             elapsed = time.time() - p.create_time()
         attrs = {"cpu_percent": round(cpu, 2), "memory_mb": round(mem, 2),
-                 "execution_time_s": round(elapsed, 3)}
+                 "execution_time_s": round(elapsed, 3), "memory_percent": round(mem_pct, 2)}
         self._instr.emit("resource.sample", attrs, philosophy=philosophy)
         return attrs
 
@@ -98,8 +99,11 @@ class ResourceSampler:
         sys_delta = s["cpu_stats"].get("system_cpu_usage", 0) - s["precpu_stats"].get("system_cpu_usage", 0)
         ncpu = s["cpu_stats"].get("online_cpus") or 1
         cpu = (cpu_delta / sys_delta) * ncpu * 100 if sys_delta > 0 else 0.0
-        mem = s.get("memory_stats", {}).get("usage", 0) / (1024 * 1024)
+        mem_stats = s.get("memory_stats", {})
+        mem = mem_stats.get("usage", 0) / (1024 * 1024)
         attrs = {"cpu_percent": round(cpu, 2), "memory_mb": round(mem, 2)}
+        if mem_stats.get("limit"):  # of the container's memory limit
+            attrs["memory_percent"] = round(mem_stats.get("usage", 0) / mem_stats["limit"] * 100, 2)
         self._instr.emit("resource.sample", attrs, philosophy=philosophy)
         return attrs
 

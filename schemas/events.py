@@ -57,6 +57,7 @@ class CacheLookup:
     cache: str
     outcome: Literal["hit", "miss", "expired"]
     latency_ns: Optional[int] = None
+    tool: Optional[str] = None  # the tool whose metadata or result was looked up, if any
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class CacheStats:
     expired: int = 0
     evictions: int = 0
     size: int = 0
+    tool: Optional[str] = None  # a cache that serves one tool
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class ExecutorTask:
     concurrency: int = 1
     speculative: bool = False
     budget: Optional[dict[str, float]] = None
+    budget_exceeded: bool = False  # the task was refused or cut short by its budget
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class ResourceSample:
     cpu_percent: float
     memory_mb: float
     execution_time_s: Optional[float] = None
+    memory_percent: Optional[float] = None  # of the memory available to the runtime (0-100)
 
 
 @dataclass(frozen=True)
