@@ -24,7 +24,8 @@ from agentflux.streams.codec import DecodedBatch
 from agentflux.streams.dedup import id_hashes
 from agentflux.streams.native import STR_COLUMNS
 from agentflux.streams.native import decode as native_decode
-from agentflux.streams.windows import ERROR_VALUES, SPAN_FIELDS, SpanKey
+from agentflux.streams.windows import (ENUMS, ERROR_VALUES, LABEL_FIELDS, MEASURE_FIELDS,
+                                        SLOTS, SPAN_FIELDS, SpanKey, measure_value)
 
 TYPE_NAMES: tuple[str, ...] = tuple(EVENT_STRUCTS)
 _TYPE_CODE = {cls: i for i, cls in enumerate(EVENT_STRUCTS.values())}
@@ -43,6 +44,11 @@ for _name, _cls in EVENT_STRUCTS.items():
     _ef = _error_field(_cls)
     _EXTRACT.append((attrgetter(_nf) if _nf else None, attrgetter(_df) if _df else None, _scale,
                      _ef, ERROR_VALUES.get(_ef, frozenset())))
+
+# per type code: (label getter or None, [(measure getter, allowed enum values or None)])
+_MEASURE_GET = [(attrgetter(LABEL_FIELDS[n]) if n in LABEL_FIELDS else None,
+                 [(attrgetter(f), ENUMS[n].get(f)) for f in MEASURE_FIELDS[n]])
+                for n in EVENT_STRUCTS]
 
 _id = attrgetter("id")
 _v = attrgetter("v")
@@ -111,7 +117,9 @@ class EventFrame:
     duration_ms: np.ndarray  # float64, NaN where the type has no duration
     error: np.ndarray  # bool
     id_hash: np.ndarray  # int64: the de-duplication horizon's hash of each id
-    strings: dict[str, pa.Array]  # STR_COLUMNS (``name``: the tool, model, cache ... or null)
+    measures: np.ndarray  # float64, events x SLOTS: numbers from the attrs (MEASURE_FIELDS)
+    strings: dict[str, pa.Array]  # STR_COLUMNS (``name``: the tool, model, cache ... or null;
+    # ``label``: the second dimension of LABEL_FIELDS)
     _span: tuple | None = field(default=None, repr=False)
 
     @property
@@ -130,7 +138,7 @@ class EventFrame:
         z = np.zeros(0)
         return cls(z.astype(np.int32), z.astype(np.int64), z.astype(np.int64),
                    z.astype(np.int16), z.astype(np.int32), z.astype(np.int64), z,
-                   z.astype(bool), z.astype(np.int64),
+                   z.astype(bool), z.astype(np.int64), np.zeros((0, SLOTS)),
                    {c: pa.array([], pa.string()) for c in STR_COLUMNS})
 
     @classmethod
@@ -140,9 +148,9 @@ class EventFrame:
         per record) that the native decoder accepts whole, and the indexes of the records it
         does not (for :func:`agentflux.streams.codec.decode_record`)."""
         _, failed, numeric, strings = native_decode(values, max_bytes)
-        record, type_code, v, ts, pid, duration, error, id_hash = numeric
+        record, type_code, v, ts, pid, duration, error, id_hash, measures = numeric
         return cls(partitions[record], offsets[record], ts, type_code, v, pid, duration, error,
-                   id_hash, strings), failed
+                   id_hash, measures, strings), failed
 
     @classmethod
     def from_structs(cls, records: Sequence[tuple[DecodedBatch, int, int]]) -> "EventFrame":
@@ -161,6 +169,8 @@ class EventFrame:
         offset = np.repeat(np.fromiter((o for _, _, o in records), np.int64, len(records)), counts)
         type_code = np.fromiter(map(_TYPE_CODE.__getitem__, map(type, events)), np.int16, n)
         name = np.full(n, None, object)
+        label = np.full(n, None, object)
+        measures = np.full((n, SLOTS), np.nan)
         duration = np.full(n, np.nan)
         error = np.zeros(n, bool)
         attrs = list(map(_attrs, events))
@@ -185,6 +195,11 @@ class EventFrame:
             if err_field is not None:
                 error[at] = np.fromiter(map(err_values.__contains__,
                                             map(attrgetter(err_field), sub)), bool, len(sub))
+            get_label, getters = _MEASURE_GET[code]
+            if get_label is not None:
+                label[at] = list(map(get_label, sub))
+            for j, (get, allowed) in enumerate(getters):
+                measures[at, j] = [measure_value(x, allowed) for x in map(get, sub)]
         ids = list(map(_id, events))
         src = list(map(_source, events))
         strings = {
@@ -199,11 +214,12 @@ class EventFrame:
             "parent_span_id": str_array(list(map(attrgetter("parent_span_id"), events))),
             "name": str_array(name.tolist()),
             "attrs": json_array(raws),
+            "label": str_array(label.tolist()),
         }
         return cls(partition, offset, np.fromiter(map(_ts, events), np.int64, n), type_code,
                    np.fromiter(map(_v, events), np.int32, n),
                    np.fromiter(map(attrgetter("pid"), src), np.int64, n), duration, error,
-                   id_hashes(ids), strings)
+                   id_hashes(ids), measures, strings)
 
     @classmethod
     def concat(cls, frames: Sequence["EventFrame"]) -> "EventFrame":
@@ -213,7 +229,7 @@ class EventFrame:
         cat = (lambda name: np.concatenate([getattr(f, name) for f in frames]))
         return cls(cat("partition"), cat("offset"), cat("ts"), cat("type_code"), cat("v"),
                    cat("source_pid"), cat("duration_ms"), cat("error"), cat("id_hash"),
-                   {c: pa.concat_arrays([f.strings[c] for f in frames]) for c in STR_COLUMNS})
+                   cat("measures"), {c: pa.concat_arrays([f.strings[c] for f in frames]) for c in STR_COLUMNS})
 
     def select(self, keep: np.ndarray) -> "EventFrame":
         """The events at the integer positions ``keep``."""
@@ -221,7 +237,7 @@ class EventFrame:
         return EventFrame(self.partition[keep], self.offset[keep], self.ts[keep],
                           self.type_code[keep], self.v[keep], self.source_pid[keep],
                           self.duration_ms[keep], self.error[keep], self.id_hash[keep],
-                          {c: a.take(at) for c, a in self.strings.items()})
+                          self.measures[keep], {c: a.take(at) for c, a in self.strings.items()})
 
     def spans(self) -> tuple[np.ndarray, list[SpanKey]]:
         """A span key index per event and the keys ``(type, name, philosophy)`` it indexes (a

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentflux.schemas.events import EVENT_TYPES
+from agentflux.schemas.events import ATTRS_TYPE_NAMES, EVENT_TYPES
 from agentflux.schemas.spec import FieldSpec, field_specs
-from agentflux.streams.windows import ERROR_VALUES, SPAN_FIELDS
+from agentflux.streams.windows import (ENUMS, ERROR_VALUES, LABEL_FIELDS, MEASURE_FIELDS, SLOTS,
+                                       SPAN_FIELDS, measure_value)
 
 try:
     from agentflux import _native
@@ -43,6 +44,16 @@ def _kind(s: FieldSpec) -> str:
     return _KINDS[k]
 
 
+def _default(attrs: type, name: str) -> float:
+    """A measure slot's value when its field is absent: the model's default, as the codec's
+    typed path reads it (NaN: none, or None)."""
+    import dataclasses
+    f = next(f for f in dataclasses.fields(attrs) if f.name == name)
+    if f.default is dataclasses.MISSING:
+        return float("nan")
+    return measure_value(f.default, ENUMS[ATTRS_TYPE_NAMES[attrs]].get(name))
+
+
 def type_table() -> list[tuple]:
     """Per event type, in type-code order (that of ``EVENT_TYPES``): what the decoder checks
     and extracts (see ``Decoder.__new__`` in native/src/lib.rs)."""
@@ -58,12 +69,16 @@ def type_table() -> list[tuple]:
                    s.minimum if s.minimum is not None else 0,
                    s.maximum if s.maximum is not None else 0) for s in specs]
         out.append((name, t.version, fields, index.get(name_f), index.get(dur_f), scale,
-                    index.get(err_f), sorted(ERROR_VALUES.get(err_f, ()))))
+                    index.get(err_f), sorted(ERROR_VALUES.get(err_f, ())),
+                    [(index[f], _default(t.attrs, f)) for f in MEASURE_FIELDS[name]],
+                    index.get(LABEL_FIELDS.get(name))))
     return out
 
 
 DECODER = _native.Decoder(type_table())
-_NUMERIC = (np.uint32, np.int16, np.int32, np.int64, np.int64, np.float64, np.bool_, np.int64)
+_NUMERIC = (np.uint32, np.int16, np.int32, np.int64, np.int64, np.float64, np.bool_, np.int64,
+            np.float64)
+assert _native.SLOTS == SLOTS, "native/ and streams/windows.py disagree on the measure slots"
 STR_COLUMNS: tuple[str, ...] = tuple(_native.STR_COLUMNS)
 
 
@@ -72,7 +87,9 @@ def decode(values: list, max_bytes: int) -> tuple[int, list[int], list[np.ndarra
     """``(events, indexes of the records not accepted, numeric columns, string columns)`` for
     the record values ``values``: numeric columns are ``record`` (the index into ``values`` of
     each event's record), ``type_code``, ``v``, ``ts``, ``source_pid``, ``duration_ms`` (NaN:
-    none), ``error`` and ``id_hash``; string columns are named by :data:`STR_COLUMNS`."""
+    none), ``error``, ``id_hash`` and ``measures`` (events x SLOTS, see
+    :data:`~agentflux.streams.windows.MEASURE_FIELDS`); string columns are named by
+    :data:`STR_COLUMNS`."""
     if any(v is not None and type(v) is not bytes for v in values):  # bytearray, memoryview
         values = [v if v is None else bytes(v) for v in values]
     chunks = _chunks(values)
@@ -80,6 +97,7 @@ def decode(values: list, max_bytes: int) -> tuple[int, list[int], list[np.ndarra
         return _concat([(start, decode(part, max_bytes)) for start, part in chunks])
     n, failed, numeric, strings = DECODER.decode(values, max_bytes)
     arrays = [np.frombuffer(b, t) for b, t in zip(numeric, _NUMERIC)]
+    arrays[-1] = arrays[-1].reshape(n, SLOTS)
     cols = {}
     for name, (offsets, data, validity, nulls) in zip(STR_COLUMNS, strings):
         cols[name] = pa.Array.from_buffers(

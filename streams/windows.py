@@ -41,6 +41,58 @@ SPAN_FIELDS: dict[str, tuple[str | None, str | None, float]] = {
     "memory.gc": (None, None, 0.0),
     "checkpoint.restore": (None, None, 0.0),
 }
+# type -> attrs fields read as numbers into the measure slots of each event, in slot order (at
+# most SLOTS): a number as it is, a boolean as 0/1, an enum as the index of its value among the
+# schema's allowed values, any other present value as 1, absent or null as NaN. The KPI measures
+# (:mod:`agentflux.agents.kpis`) are computed from these columns.
+MEASURE_FIELDS: dict[str, tuple[str, ...]] = {
+    "tool.call": ("cached", "idempotent"),
+    "llm.call": ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "cost_usd"),
+    "cache.lookup": ("outcome",),
+    "cache.evict": ("count",),
+    "cache.invalidate": ("count",),
+    "cache.stats": ("hits", "misses", "expired", "evictions", "size"),
+    "prompt_cache.lookup": ("outcome", "prefix_tokens"),
+    "context.compress": ("tokens_before", "tokens_after", "preserved", "quality"),
+    "routing.decision": ("fallback_from", "attempt"),
+    "executor.task": ("outcome", "speculative", "budget_exceeded", "concurrency"),
+    "pool.acquire": ("warm", "available", "in_use", "target"),
+    "pool.release": ("available", "in_use", "target"),
+    "pool.state": ("available", "in_use", "target"),
+    "resource.sample": ("cpu_percent", "memory_mb", "memory_percent", "execution_time_s"),
+    "memory.gc": ("objects_collected", "rss_before_mb", "rss_after_mb"),
+    "checkpoint.restore": (),
+}
+SLOTS = 6
+
+
+def _enums() -> dict[str, dict[str, tuple]]:
+    from agentflux.schemas.events import EVENT_TYPES
+    from agentflux.schemas.spec import field_specs
+    return {name: {f.name: tuple(v for v in f.enum if v is not None)
+                   for f in field_specs(t.attrs) if f.enum}
+            for name, t in EVENT_TYPES.items()}
+
+
+# type -> enum field -> its allowed values, in the order whose index a measure slot holds
+ENUMS: dict[str, dict[str, tuple]] = _enums()
+
+
+def measure_value(value: object, allowed: tuple | None = None) -> float:
+    """One attrs value as its measure slot holds it (the native decoder's rule, for the codec's
+    per-event path and for oracles)."""
+    if value is None:
+        return float("nan")
+    if allowed:
+        return float(allowed.index(value))
+    if isinstance(value, (bool, int, float)):
+        return float(value)
+    return 1.0
+
+
+# type -> an attrs string field carried as the event's ``label`` (a second dimension)
+LABEL_FIELDS: dict[str, str] = {"cache.lookup": "tool", "cache.stats": "tool"}
 # attrs field -> values that mark the span as an error (a type has at most one of the fields)
 ERROR_VALUES = {"status": frozenset({"error", "timeout", "cancelled"}),
                 "outcome": frozenset({"failed"})}

@@ -54,7 +54,13 @@ struct TypeSpec {
     scale: f64,
     err_field: Option<usize>,
     err_values: Vec<String>,
+    measure_slot: Vec<Option<usize>>, // per field: the measure slot it fills, if any
+    measure_defaults: [f64; SLOTS],   // a slot's value when its field is absent
+    label_field: Option<usize>,
 }
+
+/// Measure slots per event: numbers read from the attrs for the KPIs (NaN: absent or null).
+const SLOTS: usize = 6;
 
 const ID_CHARS: usize = 36; // a UUID in canonical form
 
@@ -133,7 +139,7 @@ impl<'de> Deserialize<'de> for F64 {
 }
 
 /// A JSON boolean.
-struct B;
+struct B(bool);
 
 impl<'de> Deserialize<'de> for B {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -144,8 +150,7 @@ impl<'de> Deserialize<'de> for B {
                 f.write_str("a boolean")
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<B, E> {
-                let _ = v;
-                Ok(B)
+                Ok(B(v))
             }
         }
         d.deserialize_bool(V)
@@ -319,6 +324,8 @@ struct Span<'a> {
     name: Option<S<'a>>,
     duration_ms: f64, // NaN: none
     error: bool,
+    label: Option<S<'a>>,
+    m: [f64; SLOTS],
 }
 
 struct AttrsSeed<'s> {
@@ -344,7 +351,8 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Span<'de>, A::Error> {
         let spec = self.spec;
         let mut seen = 0u64;
-        let mut span = Span { name: None, duration_ms: f64::NAN, error: false };
+        let mut span =
+            Span { name: None, duration_ms: f64::NAN, error: false, label: None, m: spec.measure_defaults };
         while let Some(k) = map.next_key::<S<'de>>()? {
             let Some(i) = spec.fields.iter().position(|f| f.name == *k.0) else {
                 map.next_value::<Skip>()?; // an attribute this version does not know: kept raw
@@ -353,6 +361,10 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
             let f = &spec.fields[i];
             seen |= 1 << i;
             let dur = spec.dur_field == Some(i);
+            let slot = spec.measure_slot[i];
+            if let Some(j) = slot {
+                span.m[j] = f64::NAN; // a repeated key: the last value counts, as for the others
+            }
             match f.kind {
                 Kind::Str => {
                     let v: Option<S<'de>> = map.next_value()?;
@@ -360,6 +372,9 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
                         None if f.nullable => {
                             if spec.name_field == Some(i) {
                                 span.name = None;
+                            }
+                            if spec.label_field == Some(i) {
+                                span.label = None;
                             }
                             if spec.err_field == Some(i) {
                                 span.error = false;
@@ -377,6 +392,19 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
                             }
                             if spec.err_field == Some(i) {
                                 span.error = spec.err_values.iter().any(|a| *a == *s.0);
+                            }
+                            if let Some(j) = slot {
+                                // an enum: its index among the allowed values; any other
+                                // string: 1 (present)
+                                span.m[j] = match &f.allowed {
+                                    Some(allowed) => {
+                                        allowed.iter().position(|a| *a == *s.0).unwrap_or(0) as f64
+                                    }
+                                    None => 1.0,
+                                };
+                            }
+                            if spec.label_field == Some(i) {
+                                span.label = Some(S(s.0.clone()));
                             }
                             if spec.name_field == Some(i) {
                                 span.name = Some(s);
@@ -398,6 +426,9 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
                         if dur {
                             span.duration_ms = x as f64 * spec.scale;
                         }
+                        if let Some(j) = slot {
+                            span.m[j] = x as f64;
+                        }
                     }
                 },
                 Kind::Num => match map.next_value::<Option<F64>>()? {
@@ -411,23 +442,38 @@ impl<'de, 's> Visitor<'de> for AttrsSeed<'s> {
                         if dur {
                             span.duration_ms = x * spec.scale;
                         }
+                        if let Some(j) = slot {
+                            span.m[j] = x;
+                        }
                     }
                 },
-                Kind::Bool => {
-                    if map.next_value::<Option<B>>()?.is_none() && !f.nullable {
-                        return Err(bad("null"));
+                Kind::Bool => match map.next_value::<Option<B>>()? {
+                    None if !f.nullable => return Err(bad("null")),
+                    None => {}
+                    Some(B(x)) => {
+                        if let Some(j) = slot {
+                            span.m[j] = x as u8 as f64;
+                        }
                     }
-                }
-                Kind::StrList => {
-                    if map.next_value::<Option<StrList>>()?.is_none() && !f.nullable {
-                        return Err(bad("null"));
+                },
+                Kind::StrList => match map.next_value::<Option<StrList>>()? {
+                    None if !f.nullable => return Err(bad("null")),
+                    None => {}
+                    Some(_) => {
+                        if let Some(j) = slot {
+                            span.m[j] = 1.0;
+                        }
                     }
-                }
-                Kind::NumMap => {
-                    if map.next_value::<Option<NumMap>>()?.is_none() && !f.nullable {
-                        return Err(bad("null"));
+                },
+                Kind::NumMap => match map.next_value::<Option<NumMap>>()? {
+                    None if !f.nullable => return Err(bad("null")),
+                    None => {}
+                    Some(_) => {
+                        if let Some(j) = slot {
+                            span.m[j] = 1.0;
+                        }
                     }
-                }
+                },
             }
         }
         if seen & spec.required != spec.required {
@@ -474,9 +520,9 @@ impl StrCol {
     }
 }
 
-const STR_COLUMNS: [&str; 11] = [
+const STR_COLUMNS: [&str; 12] = [
     "id", "agent_id", "session_id", "philosophy", "source_runtime", "source_host", "trace_id",
-    "span_id", "parent_span_id", "name", "attrs",
+    "span_id", "parent_span_id", "name", "attrs", "label",
 ];
 
 struct Columns {
@@ -488,6 +534,7 @@ struct Columns {
     duration_ms: Vec<f64>,
     error: Vec<u8>,
     id_hash: Vec<i64>,
+    measures: Vec<f64>, // SLOTS per row
     strs: Vec<StrCol>, // in STR_COLUMNS order
     failed: Vec<u32>,
 }
@@ -503,6 +550,7 @@ impl Columns {
             duration_ms: Vec::new(),
             error: Vec::new(),
             id_hash: Vec::new(),
+            measures: Vec::new(),
             strs: (0..STR_COLUMNS.len()).map(|_| StrCol::new()).collect(),
             failed: Vec::new(),
         }
@@ -519,6 +567,7 @@ impl Columns {
         self.duration_ms.truncate(rows);
         self.error.truncate(rows);
         self.id_hash.truncate(rows);
+        self.measures.truncate(rows * SLOTS);
         for c in &mut self.strs {
             c.truncate(rows);
         }
@@ -588,6 +637,7 @@ impl<'c> Ctx<'c> {
         c.duration_ms.push(span.duration_ms);
         c.error.push(span.error as u8);
         c.id_hash.push(fnv1a(id.0.as_bytes()));
+        c.measures.extend_from_slice(&span.m);
         let s = &mut c.strs;
         s[0].push(&id.0);
         s[1].push_opt(e.agent_id.as_ref());
@@ -600,6 +650,7 @@ impl<'c> Ctx<'c> {
         s[8].push_opt(e.parent_span_id.as_ref());
         s[9].push_opt(span.name.as_ref());
         s[10].push(raw.get());
+        s[11].push_opt(span.label.as_ref());
         self.events += 1;
         Ok(())
     }
@@ -684,7 +735,8 @@ struct Decoder {
 }
 
 type FieldArg = (String, String, bool, bool, Option<Vec<String>>, usize, i64, i64);
-type TypeArg = (String, i64, Vec<FieldArg>, Option<usize>, Option<usize>, f64, Option<usize>, Vec<String>);
+type TypeArg = (String, i64, Vec<FieldArg>, Option<usize>, Option<usize>, f64, Option<usize>,
+               Vec<String>, Vec<(usize, f64)>, Option<usize>);
 
 fn bitmap(valid: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; valid.len().div_ceil(8)];
@@ -702,13 +754,25 @@ fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
 #[pymethods]
 impl Decoder {
     /// ``types``: per event type, in type-code order: ``(name, version, fields, name field,
-    /// duration field, scale to ms, error field, error values)``; a field is ``(name, kind,
+    /// duration field, scale to ms, error field, error values, measure fields (at most
+    /// ``SLOTS``, in slot order: ``(field index, value when absent)``), label field)``; a field is ``(name, kind,
     /// nullable, required, allowed values or None, min length, minimum, maximum)`` with kind
     /// one of ``str int num bool str_list num_map``.
     #[new]
     fn new(types: Vec<TypeArg>) -> PyResult<Self> {
         let mut out = Vec::new();
-        for (name, version, fields, name_field, dur_field, scale, err_field, err_values) in types {
+        for (name, version, fields, name_field, dur_field, scale, err_field, err_values, measures,
+             label_field) in types
+        {
+            if measures.len() > SLOTS || measures.iter().any(|&(i, _)| i >= fields.len()) {
+                return Err(PyValueError::new_err(format!("{name}: at most {SLOTS} measure fields")));
+            }
+            let mut measure_slot = vec![None; fields.len()];
+            let mut measure_defaults = [f64::NAN; SLOTS];
+            for (j, &(i, default)) in measures.iter().enumerate() {
+                measure_slot[i] = Some(j);
+                measure_defaults[j] = default;
+            }
             if fields.len() > 64 {
                 return Err(PyValueError::new_err(format!("{name}: more than 64 attrs")));
             }
@@ -743,6 +807,9 @@ impl Decoder {
                 scale,
                 err_field,
                 err_values,
+                measure_slot,
+                measure_defaults,
+                label_field,
             });
         }
         Ok(Decoder { types: out })
@@ -752,7 +819,7 @@ impl Decoder {
     /// ``(events, failed records, numeric columns, string columns)``: numeric columns are the
     /// bytes of ``record`` (uint32), ``type_code`` (int16), ``v`` (int32), ``ts`` (int64),
     /// ``source_pid`` (int64), ``duration_ms`` (float64, NaN: none), ``error`` (bool) and
-    /// ``id_hash`` (int64); a string column is ``(offsets int32 bytes, data bytes, validity
+    /// ``id_hash`` (int64) and ``measures`` (float64, ``SLOTS`` per event); a string column is ``(offsets int32 bytes, data bytes, validity
     /// bitmap bytes or None, null count)``. The GIL is released while decoding.
     fn decode<'py>(
         &self,
@@ -791,6 +858,7 @@ impl Decoder {
                 PyBytes::new(py, as_bytes(&cols.duration_ms)),
                 PyBytes::new(py, &cols.error),
                 PyBytes::new(py, as_bytes(&cols.id_hash)),
+                PyBytes::new(py, as_bytes(&cols.measures)),
             ],
         )?;
         let mut strs = Vec::new();
@@ -834,5 +902,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_function(wrap_pyfunction!(hash_ids, m)?)?;
     m.add("STR_COLUMNS", STR_COLUMNS.to_vec())?;
+    m.add("SLOTS", SLOTS)?;
     Ok(())
 }

@@ -45,8 +45,11 @@ def assert_accounted(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BY
                                      max_bytes)
     if not failed:
         assert not out.rejected, [r.reason for r in out.rejected]
-        assert fast.table(EVENTS.schema).equals(
-            EventFrame.from_structs([(out, 0, 0)]).table(EVENTS.schema))
+        slow = EventFrame.from_structs([(out, 0, 0)])
+        assert fast.table(EVENTS.schema).equals(slow.table(EVENTS.schema))
+        # ... and the same KPI measures and labels
+        np.testing.assert_array_equal(fast.measures, slow.measures)
+        assert fast.strings["label"].equals(slow.strings["label"])
     for r in out.rejected:
         assert REASON.fullmatch(r.reason), r.reason
         assert type(r.raw) is bytes

@@ -37,6 +37,9 @@ def same(body: bytes) -> None:
     assert a.equals(b), (a.to_pylist()[:2], b.to_pylist()[:2])
     assert fast.id_hash.tolist() == native.hash_ids(a.column("id").to_pylist()).tolist()
     assert fast.spans()[1] == slow.spans()[1]
+    # the KPI measures and the label: the same numbers (NaN where absent) on both paths
+    np.testing.assert_array_equal(fast.measures, slow.measures)
+    assert fast.strings["label"].equals(slow.strings["label"])
 
 
 def test_simulated_records_give_the_same_columns():
@@ -77,6 +80,7 @@ def tool(**attrs) -> dict:
     # a key given twice: the last one counts (envelope and attrs)
     b'{"agent_id": "first", ' + orjson.dumps(tool())[1:],
     orjson.dumps(tool())[:-2] + b', "tool": "second"}}',
+    orjson.dumps(tool())[:-2] + b', "cached": false, "cached": true}}',
     # the attrs before the type, whitespace, a byte order mark
     orjson.dumps({"attrs": tool()["attrs"], **{k: v for k, v in tool().items() if k != "attrs"}}),
     json.dumps([tool(), tool()], indent=2).encode(),
@@ -155,3 +159,20 @@ def test_deep_unknown_attrs_go_to_the_codec_which_lands_them_or_names_the_depth(
             assert bytes(out.attrs_json[0]).endswith(b"]" * depth + b"}")
         else:
             assert out.rejected[0].reason == "too_deep"
+
+
+def test_measure_slots_read_numbers_booleans_enums_and_presence():
+    """What the KPIs read per event: numbers as sent, booleans as 0/1, an enum as the index of
+    its value in the schema, any other value as 1 when present, NaN when absent or null."""
+    ev = example("cache.lookup")
+    ev["attrs"] = {"cache": "tool_metadata", "outcome": "expired", "tool": "web_search"}
+    routing = example("routing.decision")
+    routing["attrs"].update(fallback_from=None, attempt=3)
+    pool = example("pool.acquire")
+    pool["attrs"].update(warm=False, available=2, in_use=7, target=9)
+    fast, _ = both(orjson.dumps([ev, routing, pool]))
+    m = fast.measures
+    assert m[0, 0] == 2.0 and np.isnan(m[0, 1:]).all()  # ("hit", "miss", "expired")
+    assert fast.strings["label"].to_pylist() == ["web_search", None, None]
+    assert np.isnan(m[1, 0]) and m[1, 1] == 3.0  # fallback_from null, attempt 3
+    assert m[2, :4].tolist() == [0.0, 2.0, 7.0, 9.0]
