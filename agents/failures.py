@@ -1,0 +1,1038 @@
+"""Failure-pattern detection over KPI window rows: a deterministic rule engine, no I/O.
+
+The worker feeds :meth:`FailureDetector.observe` the KPI rows it reads (one partial row per window,
+dimension key, source partition and revision) and publishes the alert transitions it returns. The
+engine:
+
+* merges partial rows of one (window, key) and drops redelivered rows by ``row_id``;
+* evaluates on event time only: a window ending at ``T`` is judged (a *tick*) once a row of a
+  window ``settle_windows`` later arrives (or :meth:`FailureDetector.advance` says event time has
+  moved on), so partial rows from every partition are merged first and the result never depends
+  on the wall clock, on batch boundaries or on a restart;
+* keeps one state machine per alert (rule + labels): one ``firing`` transition when the condition
+  first holds, none while it keeps holding, one ``resolved`` after ``clear_windows`` ticks without
+  it; a later episode fires again under the same fingerprint;
+* keeps bounded state: per-window data only as far back as the longest rule needs (long windows
+  in coarse buckets), row ids for ``late_rows_horizon``, idle keys forgotten.
+
+:meth:`FailureDetector.state` is JSON-serialisable; a detector rebuilt with
+:meth:`FailureDetector.from_state` and fed the same later rows returns exactly the transitions the
+original would have, which is how a worker restart neither repeats nor loses an alert.
+
+Rules live in ``failure_rules.yaml`` next to this module (documented defaults); see
+:func:`load_rules`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+import yaml
+
+from ..schemas.sketch import DDSketch
+
+__all__ = ["KINDS", "SEVERITIES", "Rules", "RuleSpec", "FailureDetector", "fingerprint",
+           "load_rules"]
+
+KINDS = ("burn_rate", "streak", "latency_slo", "threshold", "kpi_degradation", "fallback_storm",
+         "cost_budget")
+SEVERITIES = ("page", "ticket", "warning")
+_REFERENCE_PERIOD_NS = 30 * 86_400 * 10**9  # burn-rate windows are written for a 30-day SLO
+_STATE_VERSION = 1
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_NS = {"ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9, "d": 86400e9, None: 1e9}
+_MEASURE = re.compile(r"^(count|errors|error_rate|duration_count|duration_max_ms|p\d+(?:\.\d+)?"
+                      r"|sums\.[\w.-]+|maxes\.[\w.-]+)$")
+_SUMMABLE = re.compile(r"^(count|errors|duration_count|sums\.[\w.-]+)$")
+
+
+def _bad(where: str, problem: str, fix: str) -> ValueError:
+    return ValueError(f"{where}: {problem}; fix: {fix}")
+
+
+def _number(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _bad(where, f"expected a number, got {v!r}", "write a plain number such as 0.8")
+    return float(v)
+
+
+def _positive(v: Any, where: str) -> float:
+    x = _number(v, where)
+    if x <= 0:
+        raise _bad(where, f"must be > 0, got {v!r}", "use a positive number")
+    return x
+
+
+def _non_negative(v: Any, where: str) -> float:
+    x = _number(v, where)
+    if x < 0:
+        raise _bad(where, f"must be >= 0, got {v!r}", "use 0 or a positive number")
+    return x
+
+
+def _objective(v: Any, where: str) -> float:
+    x = _number(v, where)
+    if not 0 < x < 1:
+        raise _bad(where, f"an SLO objective is a fraction in (0, 1), got {v!r}",
+                   "write 99 % as 0.99")
+    return x
+
+
+def _fraction(v: Any, where: str) -> float:
+    x = _number(v, where)
+    if not 0 < x <= 1:
+        raise _bad(where, f"must be in (0, 1], got {v!r}", "write 70 % as 0.7")
+    return x
+
+
+def _int(minimum: int) -> Callable[[Any, str], int]:
+    def parse(v: Any, where: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise _bad(where, f"expected a whole number >= {minimum}, got {v!r}",
+                       f"write an integer such as {max(minimum, 3)}")
+        return v
+    return parse
+
+
+def _bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise _bad(where, f"expected true or false, got {v!r}", "write true or false")
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise _bad(where, f"expected a non-empty string, got {v!r}", "quote a name")
+    return v
+
+
+def _duration_ns(v: Any, where: str) -> int:
+    """Seconds as a number, or a string such as ``"500ms"``, ``"5m"``, ``"3d"``."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        m = _DURATION.match(repr(v)) if v >= 0 else None
+    else:
+        m = _DURATION.match(v) if isinstance(v, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise _bad(where, f"expected a positive duration, got {v!r}",
+                   'write seconds or a string such as "10s", "5m", "6h", "3d"')
+    return int(round(float(m.group(1)) * _UNIT_NS[m.group(2)]))
+
+
+def _types(v: Any, where: str) -> tuple[str, ...]:
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not items or not all(isinstance(t, str) and t
+                                                           for t in items):
+        raise _bad(where, f"expected a row type or a list of them, got {v!r}",
+                   "write e.g. tool.call or [cache.lookup, cache.stats]")
+    return tuple(items)
+
+
+def _group_by(v: Any, where: str) -> tuple[str, ...]:
+    if (not isinstance(v, list) or not v or len(set(v)) != len(v)
+            or not all(k in ("name", "philosophy") for k in v)):
+        raise _bad(where, f"expected a list of name and/or philosophy, got {v!r}",
+                   "write [name, philosophy], [name] or [philosophy]")
+    return tuple(v)
+
+
+def _severity(v: Any, where: str) -> str:
+    if v not in SEVERITIES:
+        raise _bad(where, f"unknown severity {v!r}", f"use one of {', '.join(SEVERITIES)}")
+    return v
+
+
+def _op(v: Any, where: str) -> str:
+    if v not in (">", "<"):
+        raise _bad(where, f"unknown comparison {v!r}", 'use ">" or "<" (quoted in YAML)')
+    return v
+
+
+def _measure(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not _MEASURE.match(v):
+        raise _bad(where, f"unknown measure {v!r}", "use count, errors, error_rate, "
+                   "duration_count, duration_max_ms, p50/p90/p95/p99, sums.<m> or maxes.<m>")
+    return v
+
+
+def _summable(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not _SUMMABLE.match(v):
+        raise _bad(where, f"{v!r} cannot be summed over windows",
+                   "use count, errors, duration_count or sums.<m>")
+    return v
+
+
+def _summables(v: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise _bad(where, f"expected a list of measures, got {v!r}", "write e.g. [sums.hits]")
+    return tuple(_summable(m, f"{where}[{i}]") for i, m in enumerate(v))
+
+
+def _objectives(v: Any, where: str) -> dict[str, float]:
+    if not isinstance(v, dict):
+        raise _bad(where, f"expected a mapping of name to objective, got {v!r}",
+                   "write e.g. {code_exec: 0.9}")
+    return {str(k): _objective(x, f"{where}.{k}") for k, x in v.items()}
+
+
+def _burn_windows(v: Any, where: str) -> tuple[dict, ...]:
+    if not isinstance(v, list) or not v:
+        raise _bad(where, f"expected a list of window pairs, got {v!r}",
+                   "write e.g. [{severity: page, long: 1h, short: 5m, burn_rate: 14.4}]")
+    out = []
+    for i, pair in enumerate(v):
+        w = f"{where}[{i}]"
+        if not isinstance(pair, dict) or set(pair) != {"severity", "long", "short", "burn_rate"}:
+            raise _bad(w, f"expected keys severity, long, short, burn_rate, got {pair!r}",
+                       "write {severity: page, long: 1h, short: 5m, burn_rate: 14.4}")
+        out.append({"severity": _severity(pair["severity"], f"{w}.severity"),
+                    "long_ns": _duration_ns(pair["long"], f"{w}.long"),
+                    "short_ns": _duration_ns(pair["short"], f"{w}.short"),
+                    "burn_rate": _positive(pair["burn_rate"], f"{w}.burn_rate")})
+    return tuple(out)
+
+
+def _template(v: Any, where: str) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise _bad(where, f"expected a text template, got {v!r}", "quote the text")
+    return v
+
+
+_COMMON: dict[str, Callable[[Any, str], Any]] = {
+    "kind": _str, "enabled": _bool, "type": _types, "dim": _str, "group_by": _group_by,
+    "label": _str, "severity": _severity, "clear_windows": _int(1), "summary": _template,
+    "description": _template}
+_COMMON_DEFAULTS = {"enabled": True, "dim": "name", "group_by": ["name", "philosophy"],
+                    "label": "name", "severity": "warning", "clear_windows": None,
+                    "summary": None, "description": None}
+_THRESHOLD = {"measure": _measure, "op": _op, "threshold": _number, "for_windows": _int(1),
+              "min_count": _int(0)}
+_RATIO = {"numerator": _summables, "denominator": _summables, "op": _op, "threshold": _number,
+          "span_windows": _int(1), "min_denominator": _non_negative, "min_count": _int(0),
+          "baseline_windows": _int(0), "drop_fraction": _fraction}
+_PER_KIND: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "burn_rate": {"objective": _objective, "objective_overrides": _objectives,
+                  "period": _duration_ns, "min_events": _int(0),
+                  "buckets_per_window": _int(1), "windows": _burn_windows},
+    "streak": {"length": _int(1), "keep_windows": _int(1)},
+    "latency_slo": _THRESHOLD, "threshold": _THRESHOLD,
+    "kpi_degradation": _RATIO, "fallback_storm": _RATIO,
+    "cost_budget": {"measure": _summable, "budget": _positive, "horizon": _duration_ns,
+                    "buckets": _int(1), "once": _bool},
+}
+_TOP: dict[str, Callable[[Any, str], Any]] = {
+    "window_s": _duration_ns, "settle_windows": _int(0), "clear_windows": _int(1),
+    "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns}
+
+# What an alert says, unless a rule has its own template. Fields: subject (the labels), rule,
+# severity, value, threshold and the rule's scalar settings.
+_TEMPLATES = {
+    "burn_rate": ("{subject}: error budget burning {value:.1f}x (>= {threshold:g}x)",
+                  "The error ratio over both windows of a multiwindow pair is {value:.1f} times "
+                  "the ratio that would exhaust the error budget of the SLO period."),
+    "streak": ("{subject}: {value:.0f} failed calls in a row",
+               "At least {threshold:g} consecutive failed calls with no success in between."),
+    "latency_slo": ("{subject}: {measure} {value:.0f} ms {op} {threshold:g} ms",
+                    "The {measure} latency breached its SLO in {for_windows} consecutive windows."),
+    "threshold": ("{subject}: {measure} {value:.4g} {op} {threshold:g}",
+                  "{measure} crossed its threshold in {for_windows} consecutive windows."),
+    "kpi_degradation": ("{subject}: KPI at {value:.3g} ({op} {threshold:.3g})",
+                        "The ratio over the last {span_windows} windows crossed its threshold."),
+    "fallback_storm": ("{subject}: {value:.0%} of routing decisions fell back (> {threshold:.0%})",
+                       "Routing falls back to other models more than its threshold over the last "
+                       "{span_windows} windows: a model or provider is failing."),
+    "cost_budget": ("{subject}: spent {value:.2f} USD (budget {threshold:.2f} USD)",
+                    "The rolling cost over the horizon went over its budget."),
+}
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One validated rule: its name, kind and settings (durations in ns)."""
+
+    name: str
+    kind: str
+    params: Mapping[str, Any]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.params["enabled"])
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Validated settings and rules (see ``failure_rules.yaml``); build with :func:`load_rules`."""
+
+    window_ns: int
+    settle_windows: int
+    clear_windows: int
+    late_rows_horizon_ns: int
+    idle_horizon_ns: int
+    rules: tuple[RuleSpec, ...]
+
+    def rule(self, name: str) -> RuleSpec:
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def _read_yaml(text: str, origin: str) -> dict:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _bad(origin, f"not valid YAML{at} ({getattr(exc, 'problem', None) or exc})",
+                   "correct the YAML syntax") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise _bad(origin, f"expected a mapping at the top, got {type(doc).__name__}",
+                   "start the file with settings such as `rules:`")
+    return doc
+
+
+def _merge(defaults: dict, user: dict, origin: str) -> dict:
+    """User settings over the defaults; a user rule of a known name is merged key by key
+    (unless it changes the kind: then it replaces the default rule)."""
+    merged = {**defaults, **{k: v for k, v in user.items() if k != "rules"}}
+    rules = dict(defaults.get("rules") or {})
+    user_rules = user.get("rules", {})
+    if user_rules is None:
+        user_rules = {}
+    if not isinstance(user_rules, dict):
+        raise _bad(f"{origin}: rules", f"expected a mapping of rule names, got {user_rules!r}",
+                   "write `rules:` then `  name: {setting: value}` lines")
+    for name, body in user_rules.items():
+        if not isinstance(body, dict):
+            raise _bad(f"{origin}: rules.{name}", f"expected a mapping, got {body!r}",
+                       "write e.g. `cpu_high: {threshold: 90}` or `{enabled: false}`")
+        base = rules.get(name) or {}
+        if "kind" in body and base.get("kind") not in (None, body["kind"]):
+            base = {}
+        rules[name] = {**base, **body}
+    merged["rules"] = rules
+    return merged
+
+
+def _template_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if isinstance(v, (str, int, float))}
+
+
+def _validate_rule(name: str, body: dict, origin: str) -> RuleSpec:
+    where = f"{origin}: rules.{name}"
+    kind = body.get("kind")
+    if kind not in KINDS:
+        raise _bad(f"{where}.kind", f"unknown or missing kind {kind!r}",
+                   f"use one of {', '.join(KINDS)}")
+    allowed = {**_COMMON, **_PER_KIND[kind]}
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise _bad(f"{where}.{unknown[0]}", f"unknown setting for a {kind} rule",
+                   f"remove it, or use one of {', '.join(sorted(allowed))}")
+    params = {**_COMMON_DEFAULTS, **body}
+    missing = [k for k in allowed if k not in params]
+    if missing:
+        raise _bad(f"{where}.{missing[0]}", f"a {kind} rule needs this setting",
+                   f"add {', '.join(missing)}")
+    parsed = {k: allowed[k](v, f"{where}.{k}") if v is not None else None
+              for k, v in params.items()}
+    for key, template in ((k, parsed[k]) for k in ("summary", "description")):
+        if template is None:
+            continue
+        try:
+            template.format(**{**_template_fields(parsed), "subject": "x", "rule": name,
+                               "severity": "page", "value": 1.0, "threshold": 1.0})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise _bad(f"{where}.{key}", f"the template does not format ({exc!r})",
+                       "use only {subject} {rule} {severity} {value} {threshold} and the "
+                       "rule's own settings in braces") from None
+    return RuleSpec(name, kind, parsed)
+
+
+def load_rules(path: str | Path | None = None) -> Rules:
+    """The packaged defaults, with the YAML file at ``path`` (if any) merged over them.
+
+    Raises ``ValueError`` naming the file, the key and the fix for anything invalid (the CLI
+    prints the message, no stack trace)."""
+    defaults = _read_yaml(resources.files(__package__).joinpath("failure_rules.yaml")
+                          .read_text(encoding="utf-8"), "failure_rules.yaml (packaged)")
+    origin = "failure_rules.yaml (packaged)"
+    doc = defaults
+    if path is not None:
+        origin = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _bad(origin, f"cannot read the rules file ({exc.strerror or exc})",
+                       "pass the path of a readable YAML file") from None
+        doc = _merge(defaults, _read_yaml(text, origin), origin)
+    unknown = sorted(set(doc) - set(_TOP) - {"rules"})
+    if unknown:
+        raise _bad(f"{origin}: {unknown[0]}", "unknown top-level setting",
+                   f"use one of {', '.join(sorted([*_TOP, 'rules']))}")
+    top = {k: _TOP[k](doc[k], f"{origin}: {k}") if k in doc else None for k in _TOP}
+    missing = [k for k, v in top.items() if v is None]
+    if missing:
+        raise _bad(f"{origin}: {missing[0]}", "missing setting", f"add {', '.join(missing)}")
+    rules = doc.get("rules") or {}
+    if not isinstance(rules, dict):
+        raise _bad(f"{origin}: rules", f"expected a mapping of rule names, got {rules!r}",
+                   "write `rules:` then `  name: {setting: value}` lines")
+    specs = tuple(_validate_rule(str(n), b if isinstance(b, dict) else {}, origin)
+                  for n, b in rules.items())
+    return Rules(window_ns=top["window_s"], settle_windows=top["settle_windows"],
+                 clear_windows=top["clear_windows"],
+                 late_rows_horizon_ns=top["late_rows_horizon"],
+                 idle_horizon_ns=top["idle_horizon"], rules=specs)
+
+
+# --------------------------------------------------------------------------------------------
+# window data
+# --------------------------------------------------------------------------------------------
+
+class _Row(NamedTuple):
+    row_id: str
+    dim: str
+    type: str
+    name: str
+    philosophy: str
+    start: int
+    end: int
+    count: int
+    errors: int
+    dcount: int
+    dmax: float | None
+    sums: dict
+    maxes: dict
+    sketch: DDSketch | None
+
+
+def _parse_row(row: Any) -> _Row:
+    """A checked, normalised KPI row; raises KeyError / TypeError / ValueError if malformed."""
+    if not isinstance(row.get("row_id"), str):
+        raise TypeError("row_id")
+    start, end = row["window_start_ns"], row["window_end_ns"]
+    if not (type(start) is int and type(end) is int and end > start):
+        raise ValueError("window bounds")
+    count, errors = row["count"], row.get("errors", 0)
+    if not (type(count) is int and type(errors) is int and 0 <= errors <= count):
+        raise ValueError("count / errors")
+    sums = {str(k): float(v) for k, v in (row.get("sums") or {}).items()}
+    maxes = {str(k): float(v) for k, v in (row.get("maxes") or {}).items() if v is not None}
+    if not all(math.isfinite(v) for v in (*sums.values(), *maxes.values())):
+        raise ValueError("non-finite measure")
+    sk = row.get("sketch")
+    sketch = DDSketch.from_dict(sk) if sk else None
+    dmax = row.get("duration_max_ms")
+    return _Row(row["row_id"], str(row["dim"]), str(row["type"]), str(row.get("name") or ""),
+                str(row.get("philosophy") or ""), start, end, count, errors,
+                int(row.get("duration_count") or 0), None if dmax is None else float(dmax),
+                sums, maxes, sketch)
+
+
+class _Agg:
+    """The merge of partial rows: summed counts and sums, max of maxes, merged sketch."""
+
+    __slots__ = ("count", "errors", "dcount", "dmax", "sums", "maxes", "sketch")
+
+    def __init__(self) -> None:
+        self.count = self.errors = self.dcount = 0
+        self.dmax: float | None = None
+        self.sums: dict[str, float] = {}
+        self.maxes: dict[str, float] = {}
+        self.sketch: DDSketch | None = None
+
+    def add(self, r: _Row, keep_sketch: bool) -> None:
+        self.count += r.count
+        self.errors += r.errors
+        self.dcount += r.dcount
+        if r.dmax is not None:
+            self.dmax = r.dmax if self.dmax is None else max(self.dmax, r.dmax)
+        for k, v in r.sums.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        for k, v in r.maxes.items():
+            self.maxes[k] = max(self.maxes.get(k, v), v)
+        if keep_sketch and r.sketch is not None:
+            if self.sketch is None:
+                self.sketch = DDSketch(r.sketch.alpha)
+            if self.sketch.gamma == r.sketch.gamma:
+                self.sketch.merge(r.sketch)
+
+    def n(self, measure: str) -> int:
+        """How many observations back ``measure``: durations for latency measures."""
+        return self.dcount if measure[0] == "p" or measure.startswith("duration") else self.count
+
+    def value(self, measure: str) -> float | None:
+        if measure == "count":
+            return float(self.count)
+        if measure == "errors":
+            return float(self.errors)
+        if measure == "error_rate":
+            return self.errors / self.count if self.count else None
+        if measure == "duration_count":
+            return float(self.dcount)
+        if measure == "duration_max_ms":
+            return self.dmax
+        if measure.startswith("sums."):
+            return self.sums.get(measure[5:], 0.0)
+        if measure.startswith("maxes."):
+            return self.maxes.get(measure[6:])
+        if self.sketch is None:  # pNN
+            return None
+        return self.sketch.quantile(float(measure[1:]) / 100)
+
+    def state(self) -> list:
+        return [self.count, self.errors, self.dcount, self.dmax, self.sums, self.maxes,
+                None if self.sketch is None else self.sketch.to_dict()]
+
+    @classmethod
+    def from_state(cls, s: list) -> "_Agg":
+        a = cls()
+        a.count, a.errors, a.dcount, a.dmax, a.sums, a.maxes = s[0], s[1], s[2], s[3], \
+            dict(s[4]), dict(s[5])
+        a.sketch = None if s[6] is None else DDSketch.from_dict(s[6])
+        return a
+
+
+Group = tuple[str, ...]
+
+
+class _Series:
+    """Merged aggregates of one rule per group and time bucket (a bucket is one KPI window, or
+    several for long horizons), kept for ``keep_ns`` before the latest tick."""
+
+    def __init__(self, bucket_ns: int, keep_ns: int, keep_sketch: bool = False):
+        self.bucket_ns, self.keep_ns, self.keep_sketch = bucket_ns, keep_ns, keep_sketch
+        self.data: dict[Group, dict[int, _Agg]] = {}
+        self.floor_ns: int | None = None  # buckets before it are gone: rows for them are dropped
+
+    def add(self, group: Group, r: _Row) -> None:
+        b = r.start - r.start % self.bucket_ns
+        if self.floor_ns is not None and b < self.floor_ns:
+            return
+        buckets = self.data.setdefault(group, {})
+        agg = buckets.get(b)
+        if agg is None:
+            agg = buckets[b] = _Agg()
+        agg.add(r, self.keep_sketch)
+
+    def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
+        buckets = self.data.get(group, {})
+        return [buckets[b] for b in sorted(buckets, reverse=True) if b < before_ns]
+
+    def total(self, group: Group, lo_ns: int, hi_ns: int, measures: Iterable[str]) -> float:
+        measures = tuple(measures)
+        return sum(agg.value(m) for b, agg in self.data.get(group, {}).items()
+                   if lo_ns <= b < hi_ns for m in measures)
+
+    def prune(self, now_ns: int) -> list[tuple[Group, int, _Agg]]:
+        """Drop buckets that start before ``now - keep``; returns them, oldest first."""
+        floor = now_ns - self.keep_ns
+        self.floor_ns = floor if self.floor_ns is None else max(self.floor_ns, floor)
+        gone = []
+        for group in list(self.data):
+            buckets = self.data[group]
+            for b in sorted(b for b in buckets if b < self.floor_ns):
+                gone.append((group, b, buckets.pop(b)))
+            if not buckets:
+                del self.data[group]
+        return gone
+
+    def state(self) -> dict:
+        return {"floor": self.floor_ns,
+                "groups": [[list(g), [[b, a.state()] for b, a in buckets.items()]]
+                           for g, buckets in self.data.items()]}
+
+    def load(self, s: dict) -> None:
+        self.floor_ns = s["floor"]
+        self.data = {tuple(g): {int(b): _Agg.from_state(a) for b, a in buckets}
+                     for g, buckets in s["groups"]}
+
+
+# --------------------------------------------------------------------------------------------
+# rules
+# --------------------------------------------------------------------------------------------
+
+class _Condition(NamedTuple):
+    group: Group
+    severity: str
+    holds: bool
+    value: float
+    threshold: float
+
+
+def _crosses(value: float | None, op: str, threshold: float) -> bool:
+    return value is not None and (value > threshold if op == ">" else value < threshold)
+
+
+class _Rule:
+    """What every kind shares: which rows it takes, how it groups and labels them."""
+
+    once = False
+
+    def __init__(self, spec: RuleSpec, rules: Rules):
+        p = self.p = spec.params
+        self.name, self.kind = spec.name, spec.kind
+        self.types = frozenset(p["type"])
+        self.dim, self.group_by, self.label = p["dim"], tuple(p["group_by"]), p["label"]
+        self.severity = p["severity"]
+        self.clear_windows = p["clear_windows"] or rules.clear_windows
+        self.w = rules.window_ns
+        self.settle = rules.settle_windows
+        self.series: dict[str, _Series] = {}
+
+    def accepts(self, r: _Row) -> bool:
+        return r.type in self.types and r.dim == self.dim
+
+    def group(self, r: _Row) -> Group:
+        return tuple(r.name if k == "name" else r.philosophy for k in self.group_by)
+
+    def labels(self, group: Group, severity: str) -> dict[str, str]:
+        out = {"alertname": self.name, "severity": severity}
+        for k, v in zip(self.group_by, group):
+            out[self.label if k == "name" else k] = v
+        return out
+
+    def ingest(self, r: _Row) -> None:
+        g = self.group(r)
+        for s in self.series.values():
+            s.add(g, r)
+
+    def groups(self) -> list[Group]:
+        seen: dict[Group, None] = {}
+        for s in self.series.values():
+            seen.update(dict.fromkeys(s.data))
+        return sorted(seen)
+
+    def evaluate(self, tick_ns: int) -> list[_Condition]:
+        raise NotImplementedError
+
+    def prune(self, tick_ns: int) -> None:
+        for s in self.series.values():
+            s.prune(tick_ns)
+
+    def empty(self) -> bool:
+        return not any(s.data for s in self.series.values())
+
+    def state(self) -> dict:
+        return {"series": {k: s.state() for k, s in self.series.items()}}
+
+    def load(self, s: dict) -> None:
+        for k, v in s.get("series", {}).items():
+            if k in self.series:
+                self.series[k].load(v)
+
+
+def _scaled(length_ns: int, period_ns: int, window_ns: int) -> int:
+    """A burn-rate window for an SLO period: ``period / 30 d`` times the 30-day window, in whole
+    KPI windows, at least one."""
+    scaled = length_ns * period_ns / _REFERENCE_PERIOD_NS
+    return max(1, round(scaled / window_ns)) * window_ns
+
+
+class _BurnRate(_Rule):
+    """Multiwindow, multi-burn-rate error-budget alerts (SRE workbook): a pair fires when the burn
+    rate over both its long and its short window reaches its factor; one alert per severity."""
+
+    def __init__(self, spec: RuleSpec, rules: Rules):
+        super().__init__(spec, rules)
+        p = self.p
+        self.pairs = [(wp["severity"], _scaled(wp["long_ns"], p["period"], self.w),
+                       _scaled(wp["short_ns"], p["period"], self.w), wp["burn_rate"])
+                      for wp in p["windows"]]
+        self.severities = list(dict.fromkeys(s for s, *_ in self.pairs))
+        for length in sorted({x for _, lo, sh, _ in self.pairs for x in (lo, sh)}):
+            bucket = max(self.w, length // p["buckets_per_window"] // self.w * self.w)
+            self.series[str(length)] = _Series(bucket, length)
+
+    def _ratio(self, group: Group, length: int, tick: int) -> tuple[float, float]:
+        s = self.series[str(length)]
+        return (s.total(group, tick - length, tick, ("count",)),
+                s.total(group, tick - length, tick, ("errors",)))
+
+    def _history_start(self, group: Group, long_ns: int) -> int:
+        """Where the retained data of ``group`` begins: a pair is judged only once it covers the
+        short window (minutes after a start, a "6-hour burn" would be a 2-minute one)."""
+        return min(self.series[str(long_ns)].data.get(group) or (2**63,))
+
+    def evaluate(self, tick_ns: int) -> list[_Condition]:
+        p = self.p
+        out = []
+        for g in self.groups():
+            name = g[self.group_by.index("name")] if "name" in self.group_by else None
+            budget = 1 - p["objective_overrides"].get(name, p["objective"])
+            for sev in self.severities:
+                # the pair that holds, else the one closest to holding, speaks for the alert
+                best = (False, -1.0, 0.0, 0.0)  # (holds, burn / factor, burn, factor)
+                for s, long_ns, short_ns, factor in self.pairs:
+                    if s != sev:
+                        continue
+                    nl, el = self._ratio(g, long_ns, tick_ns)
+                    ns, es = self._ratio(g, short_ns, tick_ns)
+                    if (nl < max(p["min_events"], 1) or ns < 1
+                            or self._history_start(g, long_ns) > tick_ns - short_ns):
+                        burn = 0.0
+                    else:
+                        burn = min(el / nl, es / ns) / budget
+                    best = max(best, (burn >= factor, burn / factor, burn, factor))
+                out.append(_Condition(g, sev, best[0], best[2], best[3]))
+        return out
+
+
+class _Streak(_Rule):
+    """``length`` failed calls with no success in between, counted in whole windows. Windows
+    older than ``keep_windows`` are folded into a carried count, so a streak can span any time."""
+
+    def __init__(self, spec: RuleSpec, rules: Rules):
+        super().__init__(spec, rules)
+        self.series["w"] = _Series(self.w, self.p["keep_windows"] * self.w)
+        self.carried: dict[Group, int] = {}
+        self.last_end: dict[Group, int] = {}
+        self.idle_ns = rules.idle_horizon_ns
+
+    def ingest(self, r: _Row) -> None:
+        super().ingest(r)
+        g = self.group(r)
+        self.last_end[g] = max(self.last_end.get(g, r.end), r.end)
+
+    def groups(self) -> list[Group]:
+        return sorted(set(self.series["w"].data) | set(self.carried))
+
+    def evaluate(self, tick_ns: int) -> list[_Condition]:
+        out = []
+        for g in self.groups():
+            streak = 0
+            for agg in self.series["w"].newest_first(g, tick_ns):
+                if agg.count > agg.errors:
+                    break
+                streak += agg.errors
+            else:
+                streak += self.carried.get(g, 0)
+            out.append(_Condition(g, self.severity, streak >= self.p["length"], float(streak),
+                                  float(self.p["length"])))
+        return out
+
+    def prune(self, tick_ns: int) -> None:
+        for g, _, agg in self.series["w"].prune(tick_ns):
+            if agg.count > agg.errors:
+                self.carried.pop(g, None)
+            elif agg.errors:
+                self.carried[g] = self.carried.get(g, 0) + agg.errors
+        idle = tick_ns - self.idle_ns
+        for g in [g for g, end in self.last_end.items() if end < idle]:
+            if g not in self.series["w"].data:
+                del self.last_end[g]
+                self.carried.pop(g, None)
+
+    def empty(self) -> bool:
+        return super().empty() and not self.carried and not self.last_end
+
+    def state(self) -> dict:
+        return {**super().state(), "carried": [[list(g), n] for g, n in self.carried.items()],
+                "last_end": [[list(g), e] for g, e in self.last_end.items()]}
+
+    def load(self, s: dict) -> None:
+        super().load(s)
+        self.carried = {tuple(g): n for g, n in s["carried"]}
+        self.last_end = {tuple(g): e for g, e in s["last_end"]}
+
+
+class _Threshold(_Rule):
+    """A per-window measure past a threshold in ``for_windows`` consecutive windows that have at
+    least ``min_count`` observations (windows without them are skipped, not breaking)."""
+
+    def __init__(self, spec: RuleSpec, rules: Rules):
+        super().__init__(spec, rules)
+        p = self.p
+        keep = (2 * p["for_windows"] + self.settle + 1) * self.w
+        self.series["w"] = _Series(self.w, keep, keep_sketch=p["measure"][0] == "p")
+
+    def evaluate(self, tick_ns: int) -> list[_Condition]:
+        p = self.p
+        m, n = p["measure"], p["for_windows"]
+        out = []
+        for g in self.groups():
+            windows = [a for a in self.series["w"].newest_first(g, tick_ns)
+                       if a.n(m) >= max(p["min_count"], 1)][:n]
+            values = [a.value(m) for a in windows]
+            holds = len(values) == n and all(_crosses(v, p["op"], p["threshold"])
+                                              for v in values)
+            known = [v for v in values if v is not None]
+            value = (min(known) if p["op"] == ">" else max(known)) if known else 0.0
+            out.append(_Condition(g, self.severity, holds, float(value), p["threshold"]))
+        return out
+
+
+class _Ratio(_Rule):
+    """sum(numerator) / sum(denominator) over the last ``span_windows`` windows against a
+    threshold, or against ``drop_fraction`` x the same ratio over the ``baseline_windows``
+    before them. Too little data (the minimums) is no judgement: the condition does not hold."""
+
+    def __init__(self, spec: RuleSpec, rules: Rules):
+        super().__init__(spec, rules)
+        p = self.p
+        keep = (p["span_windows"] + p["baseline_windows"] + self.settle + 1) * self.w
+        self.series["w"] = _Series(self.w, keep)
+
+    def _ratio(self, g: Group, lo: int, hi: int) -> float | None:
+        p, s = self.p, self.series["w"]
+        den = s.total(g, lo, hi, p["denominator"])
+        if den <= 0 or den < p["min_denominator"] or s.total(g, lo, hi, ("count",)) < p["min_count"]:
+            return None
+        return s.total(g, lo, hi, p["numerator"]) / den
+
+    def evaluate(self, tick_ns: int) -> list[_Condition]:
+        p = self.p
+        lo = tick_ns - p["span_windows"] * self.w
+        out = []
+        for g in self.groups():
+            ratio = self._ratio(g, lo, tick_ns)
+            threshold = p["threshold"]
+            if p["baseline_windows"]:
+                base = self._ratio(g, lo - p["baseline_windows"] * self.w, lo)
+                threshold = p["drop_fraction"] * base if base is not None else math.nan
+                if base is None:
+                    ratio = None
+            holds = ratio is not None and _crosses(ratio, p["op"], threshold)
+            out.append(_Condition(g, self.severity, holds, 0.0 if ratio is None else ratio,
+                                  0.0 if math.isnan(threshold) else threshold))
+        return out
+
+
+class _CostBudget(_Rule):
+    """Rolling spend over ``horizon`` past ``budget``; with ``once`` a key fires once, and only
+    fires again after its spend has left the horizon entirely."""
+
+    def __init__(self, spec: RuleSpec, rules: Rules):
+        super().__init__(spec, rules)
+        p = self.p
+        self.once = p["once"]
+        bucket = max(self.w, p["horizon"] // p["buckets"] // self.w * self.w)
+        self.series["h"] = _Series(bucket, p["horizon"])
+
+    def evaluate(self, tick_ns: int) -> list[_Condition]:
+        p = self.p
+        out = []
+        for g in self.groups():
+            spent = self.series["h"].total(g, tick_ns - p["horizon"], tick_ns, (p["measure"],))
+            out.append(_Condition(g, self.severity, spent > p["budget"], spent, p["budget"]))
+        return out
+
+
+_KIND_CLASSES: dict[str, type[_Rule]] = {
+    "burn_rate": _BurnRate, "streak": _Streak, "latency_slo": _Threshold,
+    "threshold": _Threshold, "kpi_degradation": _Ratio, "fallback_storm": _Ratio,
+    "cost_budget": _CostBudget}
+
+
+# --------------------------------------------------------------------------------------------
+# the detector
+# --------------------------------------------------------------------------------------------
+
+def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
+    """Stable across processes and restarts: a hash of the rule name and the sorted labels."""
+    blob = json.dumps([rule, sorted(labels.items())], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class FailureDetector:
+    """Consumes KPI rows, returns alert transitions (see the module docstring).
+
+    Not thread-safe; one instance per worker (or per partition set), restored from
+    :meth:`state` after a restart or rebalance."""
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+        self._w = rules.window_ns
+        self._rules = [_KIND_CLASSES[s.kind](s, rules) for s in rules.rules if s.enabled]
+        self._by_name = {r.name: r for r in self._rules}
+        self._next_tick: int | None = None
+        self._watermark = 0
+        self._seen: dict[str, int] = {}
+        self._seen_by_end: dict[int, list[str]] = {}
+        self._alerts: dict[str, dict] = {}
+        self._once: dict[str, list] = {}  # fingerprint -> [rule, group] of keys that fired once
+        self.counters = {"rows": 0, "duplicates": 0, "too_late": 0, "rejected": 0, "ignored": 0}
+
+    # -- input ---------------------------------------------------------------------------------
+    def observe(self, rows: Iterable[Mapping]) -> list[dict]:
+        """Merge ``rows`` and return the transitions they cause, in event-time order. A row that
+        is not a KPI row is ignored, a malformed one rejected, a redelivered or too late one
+        dropped (each counted in :attr:`counters`); none raises."""
+        out: list[dict] = []
+        for raw in rows:
+            if not isinstance(raw, Mapping) or raw.get("kind", "kpi") != "kpi":
+                self.counters["ignored"] += 1
+                continue
+            try:
+                r = _parse_row(raw)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                self.counters["rejected"] += 1
+                continue
+            if r.row_id in self._seen:
+                self.counters["duplicates"] += 1
+                continue
+            if r.end < self._watermark - self.rules.late_rows_horizon_ns:
+                self.counters["too_late"] += 1
+                continue
+            if self._next_tick is None:
+                self._next_tick = r.end
+            self._advance(r.start, out)
+            self._remember(r)
+            for rule in self._rules:
+                if rule.accepts(r):
+                    rule.ingest(r)
+        return out
+
+    def advance(self, event_time_ns: int) -> list[dict]:
+        """Event time has reached ``event_time_ns`` (no row for an earlier window will come but
+        late ones): evaluate the windows due, as a row of that time would. For a quiet stream."""
+        out: list[dict] = []
+        if self._next_tick is not None:
+            self._advance(event_time_ns, out)
+        return out
+
+    def _remember(self, r: _Row) -> None:
+        self.counters["rows"] += 1
+        self._seen[r.row_id] = r.end
+        self._seen_by_end.setdefault(r.end, []).append(r.row_id)
+        self._watermark = max(self._watermark, r.end)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _advance(self, now_ns: int, out: list[dict]) -> None:
+        """Tick every window end ``T`` with ``T + settle`` at or before ``now_ns``; over a gap
+        with nothing stored and no alert, jump (the ticks would do nothing)."""
+        limit = now_ns - self.rules.settle_windows * self._w
+        w = self._w
+        while self._next_tick <= limit:
+            if not self._alerts and not self._once and all(r.empty() for r in self._rules):
+                self._next_tick += (limit - self._next_tick) // w * w
+            self._tick(self._next_tick, out)
+            self._next_tick += w
+
+    def _tick(self, tick_ns: int, out: list[dict]) -> None:
+        for rule in self._rules:
+            touched = set()
+            for cond in rule.evaluate(tick_ns):
+                labels = rule.labels(cond.group, cond.severity)
+                fp = fingerprint(rule.name, labels)
+                touched.add(fp)
+                self._update(rule, fp, labels, cond, tick_ns, out)
+            for fp in sorted(fp for fp, a in self._alerts.items()
+                             if a["rule"] == rule.name and fp not in touched):
+                a = self._alerts[fp]
+                self._update(rule, fp, a["labels"], None, tick_ns, out)
+            rule.prune(tick_ns)
+        if self._once:
+            live = {(r.name, g) for r in self._rules if r.once for g in r.groups()}
+            for fp in [fp for fp, (name, g) in self._once.items()
+                       if (name, tuple(g)) not in live and fp not in self._alerts]:
+                del self._once[fp]
+        horizon = tick_ns - self.rules.late_rows_horizon_ns
+        for end in [e for e in self._seen_by_end if e < horizon]:
+            for rid in self._seen_by_end.pop(end):
+                self._seen.pop(rid, None)
+
+    def _update(self, rule: _Rule, fp: str, labels: dict, cond: _Condition | None,
+                tick_ns: int, out: list[dict]) -> None:
+        """The alert state machine: fire once, stay quiet while active, resolve after
+        ``clear_windows`` ticks without the condition."""
+        a = self._alerts.get(fp)
+        if cond is not None and cond.holds:
+            if a is None:
+                if rule.once and fp in self._once:
+                    return
+                a = self._alerts[fp] = {
+                    "fingerprint": fp, "rule": rule.name, "kind": rule.kind,
+                    "severity": labels["severity"], "labels": labels, "starts_at_ns": tick_ns,
+                    "updated_at_ns": tick_ns, "value": cond.value, "threshold": cond.threshold,
+                    "clear": 0}
+                if rule.once:
+                    self._once[fp] = [rule.name, list(cond.group)]
+                out.append(self._transition(rule, a, "firing"))
+            else:
+                a.update(clear=0, value=cond.value, threshold=cond.threshold,
+                         updated_at_ns=tick_ns)
+            return
+        if a is None:
+            return
+        a["clear"] += 1
+        if cond is not None:
+            a["value"] = cond.value
+        if a["clear"] >= rule.clear_windows:
+            a["updated_at_ns"] = tick_ns
+            del self._alerts[fp]
+            out.append(self._transition(rule, a, "resolved"))
+
+    def _transition(self, rule: _Rule, a: dict, status: str) -> dict:
+        labels = a["labels"]
+        subject = " ".join(f"{k}={v}" for k, v in labels.items()
+                           if k not in ("alertname", "severity"))
+        fields = {**_template_fields(rule.p), "subject": subject, "rule": rule.name,
+                  "severity": a["severity"], "value": a["value"], "threshold": a["threshold"]}
+        summary, description = _TEMPLATES[rule.kind]
+        return {"fingerprint": a["fingerprint"], "status": status, "rule": a["rule"],
+                "kind": a["kind"], "severity": a["severity"], "labels": dict(labels),
+                "annotations": {"summary": (rule.p["summary"] or summary).format(**fields),
+                                "description": (rule.p["description"] or description)
+                                .format(**fields)},
+                "starts_at_ns": a["starts_at_ns"],
+                "ends_at_ns": a["updated_at_ns"] if status == "resolved" else None,
+                "updated_at_ns": a["updated_at_ns"], "value": float(a["value"]),
+                "threshold": float(a["threshold"])}
+
+    # -- output and state ----------------------------------------------------------------------
+    def active(self) -> list[dict]:
+        """The alerts firing now, as ``firing`` transitions with their latest value."""
+        return [self._transition(self._by_name[a["rule"]], a, "firing")
+                for a in sorted(self._alerts.values(),
+                                key=lambda a: (a["starts_at_ns"], a["fingerprint"]))]
+
+    def state(self) -> dict:
+        """Everything needed to continue exactly where this detector is (JSON-friendly)."""
+        return {"version": _STATE_VERSION, "window_ns": self._w, "next_tick_ns": self._next_tick,
+                "watermark_ns": self._watermark,
+                "seen": [[e, list(ids)] for e, ids in self._seen_by_end.items()],
+                "alerts": [dict(a) for a in self._alerts.values()],
+                "once": [[fp, v] for fp, v in self._once.items()],
+                "counters": dict(self.counters),
+                "rules": {r.name: r.state() for r in self._rules}}
+
+    @classmethod
+    def from_state(cls, rules: Rules, state: Mapping) -> "FailureDetector":
+        """A detector that continues from ``state`` (of :meth:`state`). Rules added since start
+        empty; alerts of rules removed or disabled since are dropped."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"failure detector state version {state.get('version')!r} is not "
+                             f"{_STATE_VERSION}; start from an empty state")
+        if state["window_ns"] != rules.window_ns:
+            raise ValueError(f"the state was kept with {state['window_ns'] / 1e9:g}-s windows, "
+                             f"the rules say window_s {rules.window_ns / 1e9:g}; use the same "
+                             "window size or start from an empty state")
+        d = cls(rules)
+        d._next_tick, d._watermark = state["next_tick_ns"], state["watermark_ns"]
+        for end, ids in state["seen"]:
+            d._seen_by_end[end] = list(ids)
+            for rid in ids:
+                d._seen[rid] = end
+        d._alerts = {a["fingerprint"]: {**a, "labels": dict(a["labels"])}
+                     for a in state["alerts"] if a["rule"] in d._by_name}
+        d._once = {fp: list(v) for fp, v in state["once"] if v[0] in d._by_name}
+        d.counters.update(state.get("counters", {}))
+        for name, s in state["rules"].items():
+            if name in d._by_name:
+                d._by_name[name].load(s)
+        return d
