@@ -482,6 +482,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                         ("--events", args.events)):
         if value < 1:
             raise ConfigError(f"{flag} {value}: give a number >= 1")
+    incidents = incident_specs(args.incident)
+    if incidents is None:
+        return 0  # --incident list: printed
+    if incidents and not args.synthetic:
+        print("agentflux simulate: --incident runs the synthetic generator (as --synthetic)",
+              file=sys.stderr, flush=True)
+        args.synthetic = True
+    sim_config = None
+    if args.synthetic:
+        sim_config = synthetic_config(args.agents, args.events, args.seed, incidents)
     settings = with_broker(Settings.from_env())
     asyncio.run(ensure_topics(settings))
     em = Emitter(settings, runtime="agentflux-simulate").start()
@@ -506,9 +516,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"{settings.bootstrap_servers} (Ctrl-C stops)", file=sys.stderr, flush=True)
         with Progress(console=_console()) as progress, SIGNALS.deferred():
             if args.synthetic:
-                from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-                sim = SyntheticRuntime(SimConfig(agents=args.agents, events=args.events,
-                                                 seed=args.seed))
+                from agentflux.runtime.simulate import SyntheticRuntime
+                sim = SyntheticRuntime(sim_config)
+                if incidents:
+                    print(_incidents_line(sim), file=sys.stderr, flush=True)
                 task = progress.add_task("events", total=args.events)
                 sim.run(emit, lambda n: progress.advance(task, n))
             else:
@@ -553,10 +564,56 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 130 if interrupted else rc
 
 
+def incident_specs(names: list[str] | None) -> tuple | None:
+    """``--incident NAME[:TARGET]`` flags as incident specs; None after printing the list for
+    ``--incident list``. An unknown name or target is a ConfigError naming the valid ones."""
+    from agentflux.runtime.simulate import IncidentSpec, incident_names
+
+    if names and "list" in names:
+        print("incidents (--incident NAME or NAME:TARGET, repeatable):\n" + incident_names())
+        return None
+    out = []
+    for name in names or ():
+        try:
+            out.append(IncidentSpec.parse(name))
+        except ValueError as exc:
+            raise ConfigError(f"--incident {name}: {exc} (`--incident list` says what each "
+                              "does)") from None
+    return tuple(out)
+
+
+def synthetic_config(agents: int, events: int, seed: int, incidents: tuple):
+    """The synthetic generator's configuration: live event time, or with incidents accelerated
+    event time that ends now, each incident starting after the first fifth of the run and
+    lasting to its end (so a few seconds of publishing show an alert firing)."""
+    from agentflux.runtime.simulate import SimConfig, accelerated
+
+    try:
+        config = SimConfig(agents=agents, events=events, seed=seed, incidents=incidents)
+    except ValueError as exc:
+        raise ConfigError(f"--incident: {exc}") from None
+    return accelerated(config) if incidents else config
+
+
+def _incidents_line(sim) -> str:
+    import datetime as dt
+
+    def at(ns: int) -> str:
+        return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%H:%M:%S")
+
+    return ("incidents (event time, UTC; the run spans "
+            f"{at(sim.start_ns)} .. now): " + "; ".join(
+                f"{i.name} on {', '.join(f'{k}={v}' for k, v in i.labels.items())} from "
+                f"{at(i.start_ns)}" for i in sim.incidents))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agentflux.demo import run_demo
+    incidents = incident_specs(args.incident)
+    if incidents is None:
+        return 0  # --incident list: printed
     return run_demo(events=args.events, history=args.history, agents=args.agents,
-                    seed=args.seed, console=_console())
+                    seed=args.seed, console=_console(), incidents=incidents)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -669,6 +726,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           10_000.0, as_json=args.json, console=_console())
     if args.what == "profile":
         return cmd_bench_profile(args)
+    if args.what == "alerts":
+        from agentflux.bench.alerts import main as bench_alerts
+        return bench_alerts(minutes=args.minutes_of_event_time, seed=args.seed,
+                            as_json=args.json, console=_console())
     raise ConfigError(f"unknown benchmark {args.what!r}")
 
 
@@ -750,6 +811,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="the simulation's random seed")
     p.add_argument("--history", default="agentflux-demo-history",
                    help="the history root the demo writes (must be empty or absent)")
+    p.add_argument("--incident", action="append", metavar="NAME[:TARGET]",
+                   help="inject an incident (repeatable; `--incident list` names them): the "
+                        "simulator then runs in accelerated event time, the incident from a "
+                        "fifth of the run to its end, and the demo prints the alerts raised")
     p.set_defaults(fn=cmd_demo)
     p = command("simulate", "publish a simulated agent runtime's events",
                 "Run a synthetic agent runtime on the real runtime components and publish its "
@@ -760,6 +825,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate events directly (fast, exactly --events) instead")
     p.add_argument("--events", type=int, default=10_000, help="with --synthetic: events to publish")
     p.add_argument("--seed", type=int, default=42, help="the simulation's random seed")
+    p.add_argument("--incident", action="append", metavar="NAME[:TARGET]",
+                   help="inject an incident into the synthetic generator's events (repeatable; "
+                        "implies --synthetic; `--incident list` names them): accelerated event "
+                        "time ending now, the incident from a fifth of the run to its end")
     p.set_defaults(fn=cmd_simulate)
     p = command("worker", "run the stream processors into a history",
                 "Run the stream processors (Faust worker): events and KPIs land in the history; "
@@ -815,7 +884,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Stop the local Kafka started by `up`; its data is kept for the next `up`.") \
         .set_defaults(fn=cmd_down)
     p = command("bench", "benchmarks (figures, not tests)", "Benchmarks: figures, not tests.")
-    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile"],
+    p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile",
+                                    "alerts"],
                    help="the benchmark to run")
     p.add_argument("--events", type=int, default=None,
                    help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario; "
@@ -835,6 +905,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "stacks (default: a new temporary directory)")
     p.add_argument("--python", help="profile: the worker's interpreter (default: this one), "
                    "e.g. another checkout's virtualenv")
+    p.add_argument("--minutes-of-event-time", type=float, default=60.0,
+                   help="alerts: minutes of the simulated fleet's event time (published in "
+                        "accelerated time), incidents every 8 minutes after a 5-minute warm-up")
+    p.add_argument("--seed", type=int, default=7, help="alerts: the simulation's random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_bench)
     return ap

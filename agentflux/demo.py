@@ -32,9 +32,17 @@ class _SoFar:
     emitted: int = 0
     acked: int = 0
     log: Path | None = None
+    alerts: list | None = None  # the alert messages read from the alerts topic, if any
 
 
-def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
+# how long the alerts topic must stay unchanged before the demo reads it as complete
+ALERTS_QUIET_S = 3.0
+
+
+def run_demo(events: int, history: str, agents: int, seed: int, console,
+             incidents: tuple = ()) -> int:
+    """``incidents``: :class:`~agentflux.runtime.simulate.IncidentSpec` to inject; the simulator
+    then runs in accelerated event time ending now, and the summary lists the alerts raised."""
     from agentflux.cli import SIGNALS, agentflux_command
 
     for flag, value in (("--events", events), ("--agents", agents)):
@@ -47,10 +55,12 @@ def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
                              topics=Topics.with_prefix(f"agentflux-demo-{run}"))
     if root.is_dir() and any(root.iterdir()):  # before anything is written, logs included
         _prepare_root(root)
+    from agentflux.cli import synthetic_config
+    sim_config = synthetic_config(agents, events, seed, incidents)  # checked before it starts
     so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
     created = _prepare_root(root)
     try:
-        st, elapsed = _run(base, events, agents, seed, console, so_far, SIGNALS)
+        st, elapsed = _run(base, sim_config, console, so_far, SIGNALS)
     except BaseException as exc:
         if created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()  # nothing was written: leave no empty directory behind
@@ -58,7 +68,9 @@ def run_demo(events: int, history: str, agents: int, seed: int, console) -> int:
             _interrupted(console, root, so_far)
             return 130
         raise
-    return _summary(console, root, st, elapsed, agentflux_command())
+    code = _summary(console, root, st, elapsed, agentflux_command())
+    _print_alerts(console, so_far.alerts, bool(incidents))
+    return code
 
 
 def _prepare_root(root: Path) -> bool:
@@ -98,8 +110,7 @@ def _worker_log(log_dir: Path, run: str) -> Path:
     return log_dir / f"demo-worker-{run}.log"
 
 
-def _run(base: Settings, events: int, agents: int, seed: int, console, so_far: _SoFar,
-         signals) -> tuple:
+def _run(base: Settings, sim_config, console, so_far: _SoFar, signals) -> tuple:
     import asyncio
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -107,9 +118,10 @@ def _run(base: Settings, events: int, agents: int, seed: int, console, so_far: _
     from agentflux.cli import broker_for, interrupted
     from agentflux.harness import WorkerProcess
     from agentflux.runtime.emitter import Emitter
-    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+    from agentflux.runtime.simulate import SyntheticRuntime
     from agentflux.streams.topics import ensure_topics
 
+    events = sim_config.events
     with broker_for(base, console) as settings:
         console.print(f"broker {settings.bootstrap_servers}; topics {settings.topics.events} ...")
         asyncio.run(ensure_topics(settings))
@@ -119,7 +131,10 @@ def _run(base: Settings, events: int, agents: int, seed: int, console, so_far: _
         try:
             console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}",
                           soft_wrap=True)
-            sim = SyntheticRuntime(SimConfig(agents=agents, events=events, seed=seed))
+            sim = SyntheticRuntime(sim_config)
+            from agentflux.cli import _incidents_line
+            if sim.incidents:
+                console.print(_incidents_line(sim), soft_wrap=True, markup=False)
             cols = (TextColumn("{task.description:<10}"), BarColumn(),
                     TextColumn("{task.completed:>9,}/{task.total:,}"), TimeElapsedColumn())
             with Progress(*cols, console=console) as progress:
@@ -152,6 +167,7 @@ def _run(base: Settings, events: int, agents: int, seed: int, console, so_far: _
             worker.wait_for(lambda m: m.get("agentflux_open_windows", 1) == 0
                             and m.get('agentflux_history_rows{table="kpis"}', -1)
                             == m.get("agentflux_kpi_windows_total", -2), 60, "KPI windows to land")
+            so_far.alerts = _read_alerts(settings, signals)
         finally:
             worker.stop(3.0 if interrupted() else 30.0)  # then the broker (leaving broker_for)
     return st, elapsed
@@ -231,3 +247,66 @@ def _landed(worker) -> int:
         return 0
     return int(m.get('agentflux_history_rows{table="events"}', 0)
                + m.get('agentflux_history_rows{table="deadletters"}', 0))
+
+
+def _read_alerts(settings: Settings, signals) -> list | None:
+    """The alert messages on the demo's alerts topic once it has been unchanged for
+    ``ALERTS_QUIET_S`` (the detector judges a window when later KPI rows arrive: the last alerts
+    follow the last rows within a moment); None when the topic cannot be read."""
+    import asyncio
+
+    from agentflux.bench.alerts import _read_alerts as read_topic
+
+    try:
+        alerts = asyncio.run(read_topic(settings))
+        stable = time.monotonic()
+        while time.monotonic() - stable < ALERTS_QUIET_S:
+            signals.check()
+            time.sleep(0.5)  # polling the topic for the last alerts
+            again = asyncio.run(read_topic(settings))
+            if len(again) != len(alerts):
+                alerts, stable = again, time.monotonic()
+    except (OSError, TimeoutError, ValueError) as exc:
+        import logging
+        logging.getLogger("agentflux.demo").warning("cannot read the alerts topic: %r", exc)
+        return None
+    return alerts
+
+
+def _print_alerts(console, alerts: list | None, asked: bool) -> None:
+    """The alert episodes the pipeline raised (firing, with resolved ones marked)."""
+    from rich.table import Table
+
+    from agentflux.sinks.tables import TABLES
+
+    if alerts is None:
+        console.print("alerts: the alerts topic could not be read")
+        return
+    if not alerts:
+        if "alerts" not in TABLES:
+            console.print("alerts: none; this worker does not detect failure patterns yet (no "
+                          "alerts table in its history)")
+        else:
+            console.print("alerts: none raised" + (" (the incident may need more events: "
+                                                   "try --events 200000)" if asked else ""))
+        return
+    episodes: dict[tuple, dict] = {}
+    for a in alerts:
+        key = (a.get("fingerprint"), a.get("starts_at_ns"))
+        ep = episodes.setdefault(key, dict(a))
+        if a.get("status") == "resolved":
+            ep["status"] = "resolved"
+    table = Table(title=f"alerts raised ({len(episodes)}; from the alerts topic)")
+    for c in ("status", "kind", "rule", "severity", "subject", "value", "threshold", "at (UTC)"):
+        table.add_column(c)
+    import datetime as dt
+    for ep in sorted(episodes.values(), key=lambda e: e.get("starts_at_ns") or 0):
+        labels = ep.get("labels") or {}
+        subject = " ".join(f"{k}={v}" for k, v in labels.items()
+                           if k not in ("alertname", "severity"))
+        at = dt.datetime.fromtimestamp((ep.get("starts_at_ns") or 0) / 1e9,
+                                       dt.timezone.utc).strftime("%H:%M:%S")
+        table.add_row(str(ep.get("status")), str(ep.get("kind")), str(ep.get("rule")),
+                      str(ep.get("severity")), subject, f"{ep.get('value', 0):.4g}",
+                      f"{ep.get('threshold', 0):.4g}", at)
+    console.print(table)
