@@ -93,6 +93,14 @@ class Settings:
     # a replay worker (`agentflux replay`) lands into a new history and publishes nothing: the
     # KPI rows and dead letters it would publish are on the topics already
     replay: bool = False
+    # failure patterns: a rules file merged over the packaged defaults (None: the defaults)
+    failure_rules: str | None = None
+    # alert delivery: Alertmanager's base URL (API v2), a webhook URL and its signing secrets
+    # (Standard Webhooks; several, comma-separated, during a rotation), the re-send interval
+    alertmanager_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secrets: SecretStr | None = None
+    alert_resend_s: float = 30.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     web_host: str = "127.0.0.1"
@@ -116,6 +124,12 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name}={port!r}: a TCP port is 0..65535 ({fix})")
+        if self.webhook_url and not self.webhook_secrets:
+            raise ConfigError("AGENTFLUX_WEBHOOK_URL is set but AGENTFLUX_WEBHOOK_SECRETS is not: "
+                              "webhooks are always signed; set a secret (whsec_<base64>)")
+        if self.alert_resend_s <= 0:
+            raise ConfigError(f"alert_resend_s={self.alert_resend_s!r}: must be > 0 (set "
+                              "AGENTFLUX_ALERT_RESEND_S, e.g. 30)")
         if self.retention_days <= 0:
             raise ConfigError(f"retention_days={self.retention_days!r}: must be > 0 "
                               "(set AGENTFLUX_RETENTION_DAYS, e.g. 30)")
@@ -205,6 +219,11 @@ class Settings:
         take("AGENTFLUX_WEB_PORT", "web_port", int)
         take("AGENTFLUX_HOME", "state_dir", Path)
         take("AGENTFLUX_REPLAY", "replay", lambda v: v == "1")
+        take("AGENTFLUX_FAILURE_RULES", "failure_rules")
+        take("AGENTFLUX_ALERTMANAGER_URL", "alertmanager_url")
+        take("AGENTFLUX_WEBHOOK_URL", "webhook_url")
+        take("AGENTFLUX_WEBHOOK_SECRETS", "webhook_secrets", SecretStr)
+        take("AGENTFLUX_ALERT_RESEND_S", "alert_resend_s", float)
         topic_kw: dict[str, Any] = {}
         for key, name, conv in (("AGENTFLUX_TOPIC_PREFIX", "prefix", str),
                                 ("AGENTFLUX_EVENTS_PARTITIONS", "events_partitions", int),

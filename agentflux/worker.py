@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentflux.config import Settings
+from agentflux.config import ConfigError, Settings
 from agentflux.sinks.history import History, log_id
 from agentflux.sinks.tables import TABLES
 from agentflux.sinks.prometheus import PipelineMetrics
@@ -24,7 +24,7 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
 
     ``identities``: ``{topic: LogIdentity}`` (:func:`agentflux.streams.kafkameta.log_identities`)
     names the log each topic's offsets count in; the history's segments carry it."""
-    from agentflux.agents import events, history as history_agents, lag, timing
+    from agentflux.agents import alerting, events, failures, history as history_agents, kpis, lag
 
     app, topics = build_app(settings)
     ctx = PipelineContext(
@@ -39,9 +39,31 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
     app.agentflux = ctx
     for table in TABLES:  # rows in the history as this worker starts; it adds what it lands
         ctx.metrics.set_rows(table, ctx.history.count(table))
-    timer = timing.Timing(ctx)
-    events.register(app, ctx, timer)
-    timing.register(app, ctx, timer)
-    history_agents.register(app, ctx)
+    windows_agent = kpis.Kpis(ctx)
+    held = events.register(app, ctx, windows_agent)
+    kpis.register(app, ctx, windows_agent, held)
+    try:
+        rules = failures.load_rules(settings.failure_rules)
+    except ValueError as exc:  # the message names the key and the fix
+        raise ConfigError(f"failure rules: {exc}") from None
+    sinks = alerting.alert_sinks(ctx)
+    history_agents.register(app, ctx, alerting.Alerting(ctx, rules, sinks))
+    register_sinks(app, sinks)
     lag.register(app, ctx)
     return app
+
+
+def register_sinks(app: Any, sinks: list) -> None:
+    """Start the alert delivery sinks with the app; at shutdown, one bounded flush."""
+    if not sinks:
+        return
+
+    @app.task
+    async def start_alert_sinks() -> None:
+        for sink in sinks:
+            await sink.start()
+
+    @app.on_before_shutdown.connect
+    async def stop_alert_sinks(sender: Any, **kwargs: Any) -> None:
+        for sink in sinks:
+            await sink.stop(timeout_s=5.0)

@@ -19,16 +19,19 @@ of the worker itself stops the process before the batch is acked (see ``fail_sto
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Sequence
+import logging
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 
 from agentflux.agents.history import EventHistory
-from agentflux.agents.timing import Timing
+from agentflux.agents.kpis import Kpis
 from agentflux.streams.batching import take_bounded
 from agentflux.streams.codec import decode_record
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.frame import EventFrame
+
+log = logging.getLogger("agentflux.events")
 
 
 def _events_in(value: bytes | None) -> int:
@@ -66,17 +69,23 @@ class EventPipeline:
     them are in place, so Kafka's committed offsets never pass the history's.
     """
 
-    def __init__(self, ctx: PipelineContext, timing: Timing, stream: Any,
-                 assigned: Callable[[], set]):
+    def __init__(self, ctx: PipelineContext, kpis: Kpis, stream: Any,
+                 assigned: Callable[[], set],
+                 seek: Callable[[int, int], Awaitable[None]] | None = None):
         self.ctx = ctx
-        self.history = EventHistory(ctx)
-        self.timing = timing
+        self.history = EventHistory(ctx, kpis)
+        self.kpis = kpis
         self.stream = stream
         self.assigned = assigned  # the (topic, partition)s this worker owns now
         self.inflight: asyncio.Future | None = None
         self.unacked: list[Sequence[Any]] = []  # batches held in the sinks, in order
         self._flush_lock = asyncio.Lock()
         self.revocations = 0
+        self.seek = seek  # (partition, offset): where the consumer reads a partition next
+        self._rewound: set[int] = set()  # partitions read again from their landed offset
+        # partition -> last offset dropped when it was sent back: records after it that were
+        # fetched before the seek are dropped too, until the re-read arrives
+        self._awaiting: dict[int, int] = {}
 
     async def handle(self, batch: Sequence[Any]) -> None:
         ctx, history = self.ctx, self.history
@@ -90,7 +99,19 @@ class EventPipeline:
             m = fe.message
             ctx.processed[(m.topic, m.partition)] = m.offset
         revocations = self.revocations
-        await history.landed.load({fe.message.partition for fe in batch})
+        if self._awaiting:
+            batch = self._drop_stale(batch)
+            if not batch:
+                return
+        parts = {fe.message.partition for fe in batch}
+        new = [p for p in parts if (history.topic, p) not in history.landed.offsets]
+        await history.landed.load(parts)
+        if new and self.seek is not None:
+            batch = await self._resume_at_landed(batch, new)
+            if not batch:
+                return
+            parts = {fe.message.partition for fe in batch}
+        await self.kpis.load(parts)  # (the window state as of the landed offsets)
         fresh, ranges = history.landed.fresh(batch)
         frame, deadletters = decode(fresh, ctx.settings.max_record_bytes)
         frame, duplicates = await history.deduplicate(frame)
@@ -106,13 +127,78 @@ class EventPipeline:
                 batch = [fe for fe in batch if fe.message.partition not in gone]
         if ranges:
             history.add(frame, len(fresh), deadletters, duplicates, ranges)
-            self.timing.add(frame)
+            self.kpis.add(frame)
         self.unacked.append(batch)
         if history.due():
             await self.start_flush()
         elif not history.pending() and self._idle():
             await self.wait()  # (a finished flush: raise its failure, if any)
             await self._ack_unacked()  # nothing held: everything seen has landed
+
+    async def _resume_at_landed(self, batch: Sequence[Any], new: list[int]) -> list[Any]:
+        """The history's offsets decide where a partition resumes, not Kafka's committed offset:
+        if a newly assigned partition's first record is past the offset after its last landed
+        one, the committed offset skipped records nobody landed (Faust can commit past an
+        offset it never saw acked, when later ones are). The consumer is sent back to the
+        landed offset once per assignment, and the partition's records of this batch are read
+        again from there. A gap that is still there on the second read is a real one (records
+        deleted by retention, transaction markers)."""
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for fe in batch:
+            m = fe.message
+            if m.partition in new:
+                first[m.partition] = min(m.offset, first.get(m.partition, m.offset))
+                last[m.partition] = max(m.offset, last.get(m.partition, m.offset))
+        back = {}
+        for p, offset in first.items():
+            resume = self.history.landed.offsets.get((self.history.topic, p), -1) + 1
+            if offset > resume and p not in self._rewound:
+                back[p] = resume
+            self._rewound.add(p)
+        for p, resume in back.items():
+            log.warning("partition %d: the consumer resumed at offset %d but the history has "
+                        "landed only up to %d: reading it again from %d", p, first[p],
+                        resume - 1, resume)
+            await self.seek(p, resume)
+            self._awaiting[p] = last[p]
+        return [fe for fe in batch if fe.message.partition not in back]
+
+    async def check_position(self, partition: int, position: int | None) -> None:
+        """For an assigned partition that has brought no record yet: if the consumer sits past
+        the offset after the last landed one (nothing more may come to trigger the check in
+        :meth:`handle`), send it back there."""
+        history = self.history
+        if (self.seek is None or position is None or partition in self._rewound
+                or (history.topic, partition) in history.landed.offsets):
+            return
+        stored = await asyncio.get_running_loop().run_in_executor(
+            self.ctx.history_executor, self.ctx.history.landed_offsets, history.landed.table,
+            history.landed.log)
+        if partition in self._rewound or (history.topic, partition) in history.landed.offsets:
+            return  # records came meanwhile: handle() checked
+        self._rewound.add(partition)
+        resume = stored.get(partition, -1) + 1
+        if position > resume:
+            log.warning("partition %d: the consumer sits at offset %d but the history has "
+                        "landed only up to %d: reading it again from %d", partition, position,
+                        resume - 1, resume)
+            self._awaiting[partition] = position - 1  # anything fetched before the seek
+            await self.seek(partition, resume)
+
+    def _drop_stale(self, batch: Sequence[Any]) -> list[Any]:
+        """Records of a partition sent back that were fetched before the seek (offsets after
+        the last one dropped) are dropped; the first record at or before it is the re-read."""
+        out = []
+        for fe in batch:
+            m = fe.message
+            stale = self._awaiting.get(m.partition)
+            if stale is not None:
+                if m.offset > stale:
+                    continue
+                del self._awaiting[m.partition]
+            out.append(fe)
+        return out
 
     async def start_flush(self) -> None:
         """Start landing everything held (after the flush in flight, if any)."""
@@ -128,7 +214,7 @@ class EventPipeline:
         await self.history.flush()
         for batch in batches:
             await self._ack(batch)
-        await self.timing.publish()
+        await self.kpis.publish()
 
     async def _ack_unacked(self) -> None:
         batches, self.unacked = self.unacked, []
@@ -164,19 +250,28 @@ class EventPipeline:
         self.revocations += 1
         await self.drain()
         self.history.forget(partitions)
+        self.kpis.forget(partitions)
+        self._rewound -= set(partitions)
+        for p in partitions:
+            self._awaiting.pop(p, None)
 
 
-def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
+def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int]]:
+    """The events agent; returns ``held()``: the partitions with events held for landing."""
     pipelines: list[EventPipeline] = []
     topic = ctx.settings.topics.events
 
     def assigned() -> set:
         return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
 
+    async def seek(partition: int, offset: int) -> None:
+        from faust.types import TP
+        await app.consumer.seek(TP(topic, partition), offset)
+
     @app.agent(ctx.topics.events, name="agentflux.events")
     async def events(stream: Any) -> None:
         # built when the agent (re)starts, so the history's landed offsets are read then
-        pipeline = EventPipeline(ctx, timing, stream, assigned)
+        pipeline = EventPipeline(ctx, kpis, stream, assigned, seek)
         pipelines[:] = [pipeline]
         batches = take_bounded(stream, max_events=ctx.batch_events,
                                max_records=ctx.batch_records, within=ctx.batch_within_s,
@@ -202,6 +297,20 @@ def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
             except Exception as exc:
                 fail_stop("events", exc)
 
+    @app.timer(interval=1.0)
+    async def resume_at_landed() -> None:
+        if app.should_stop:
+            return
+        from faust.types import TP
+        for pipeline in pipelines:
+            for t, p in assigned():
+                if t == topic:
+                    try:
+                        position = await app.consumer.position(TP(topic, p))
+                        await pipeline.check_position(p, position)
+                    except Exception as exc:  # a rebalance in progress: checked again later
+                        log.debug("position of partition %d not checked: %r", p, exc)
+
     @app.on_partitions_revoked.connect
     async def land_before_revocation(sender: Any, revoked: Any, **kwargs: Any) -> None:
         for pipeline in pipelines:
@@ -209,3 +318,8 @@ def register(app: Any, ctx: PipelineContext, timing: Timing) -> None:
                 await pipeline.on_revoked({tp.partition for tp in revoked if tp.topic == topic})
             except Exception as exc:
                 fail_stop("events", exc)
+
+    def held() -> set[int]:
+        return {p for pipeline in pipelines for p in pipeline.history.events.partitions()}
+
+    return held

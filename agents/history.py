@@ -27,16 +27,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from agentflux.sinks.sink import BatchingSink, ParquetSink
-from agentflux.sinks.tables import DEADLETTERS, DUPLICATES, EVENTS, KPIS, kpi_row
+from agentflux.sinks.tables import ALERTS, DEADLETTERS, DUPLICATES, EVENTS, KPIS, alert_row, kpi_row
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.dedup import RecentIds
 from agentflux.streams.frame import EventFrame
+
+if TYPE_CHECKING:
+    from agentflux.agents.alerting import Alerting
+    from agentflux.agents.kpis import Kpis
 
 log = logging.getLogger("agentflux.history")
 
@@ -162,11 +167,18 @@ def take_all(sinks: Sequence[BatchingSink]) -> list[tuple[BatchingSink, Any]]:
     return [(s, b) for s in sinks for b in s.take()]
 
 
-async def write_in_order(ctx: PipelineContext, batches: list[tuple[BatchingSink, Any]]) -> list:
-    """Write :func:`take_all`'s batches in the history's thread, in order; returns them."""
+async def write_in_order(ctx: PipelineContext, batches: list[tuple[BatchingSink, Any]],
+                         before: Callable[[], Any] | None = None) -> list:
+    """Write :func:`take_all`'s batches in the history's thread, in order, after ``before()``
+    (the window state that goes with them); returns them."""
+    def write() -> None:
+        if before is not None:
+            before()
+        for s, b in batches:
+            s.write(b)
+
     if batches:
-        await asyncio.get_running_loop().run_in_executor(
-            ctx.history_executor, lambda: [s.write(b) for s, b in batches])
+        await asyncio.get_running_loop().run_in_executor(ctx.history_executor, write)
     return [b for _, b in batches]
 
 
@@ -174,8 +186,9 @@ class EventHistory:
     """Batches frames of validated events, their dead letters and duplicates per partition, and
     lands them as segments (:meth:`flush`)."""
 
-    def __init__(self, ctx: PipelineContext):
+    def __init__(self, ctx: PipelineContext, kpis: "Kpis | None" = None):
         self.ctx = ctx
+        self.kpis = kpis  # its window state is stored with each landing (before the events)
         topic = ctx.settings.topics.events
         self.topic = topic
         self.landed = Landed(ctx, topic, EVENTS.name, ctx.landed)  # the lag gauge reads it too
@@ -261,15 +274,22 @@ class EventHistory:
         batches = take_all(self.sinks)
         dead, self._to_publish = self._to_publish, []
         notes, self._notes = self._notes, []
+        cp = None
+        if self.kpis is not None:
+            cp = self.kpis.checkpoint({b.partition: b.last for s, b in batches
+                                       if s is self.events})
         if dead and not ctx.settings.replay:  # a replay's dead letters are on the topic already
             await publish_deadletters(ctx, [
                 ((r.event_id or f"{t}/{p}/{o}").encode(), r.raw,
                  deadletter_headers(r.reason, r.detail, t, p, o, r.index, r.event_id))
                 for r, t, p, o in dead])
-        written = await write_in_order(ctx, batches)
+        written = await write_in_order(
+            ctx, batches, before=None if cp is None else lambda: self.kpis.write_states(cp.states))
         for b in written:
             if b.table is EVENTS:
                 self.landed.advance(b.partition, b.last)
+        if cp is not None:
+            self.kpis.committed(cp)
         self._count(notes, written)
 
     def _count(self, notes: list, written: list) -> None:
@@ -289,25 +309,38 @@ class EventHistory:
 
 
 class KpiHistory:
-    """Lands the KPI rows the timing agent publishes; an unreadable row is dead-lettered."""
+    """Lands the KPI rows the windows publish, and runs the failure detector on them (its state
+    and alerts land with each batch, :mod:`agentflux.agents.alerting`); an unreadable row is
+    dead-lettered."""
 
-    def __init__(self, ctx: PipelineContext):
+    def __init__(self, ctx: PipelineContext, alerting: "Alerting | None" = None):
         self.ctx = ctx
+        self.alerting = alerting
         self.landed = Landed(ctx, ctx.settings.topics.kpis, KPIS.name)
         # a range of only unreadable rows lands too (empty): it is not read again after a restart
         self.sink = ParquetSink(KPIS, self.landed.log, ctx.history, empty_segments=True)
+        self.alerts = ParquetSink(ALERTS, self.landed.log, ctx.history)
 
     async def land(self, batch: Sequence[Any]) -> None:
         ctx = self.ctx
-        await self.landed.load({fe.message.partition for fe in batch})
+        parts = {fe.message.partition for fe in batch}
+        await self.landed.load(parts)
+        if self.alerting is not None:
+            await self.alerting.load(parts, self.landed.offsets)
         fresh, ranges = self.landed.fresh(batch)
         if not fresh:
             return
         rows: dict[int, list] = {}
+        docs: dict[int, list] = {}
         for fe in fresh:
             m = fe.message
             try:
-                rows.setdefault(m.partition, []).append(kpi_row(fe.value, m.partition, m.offset))
+                doc = orjson.loads(fe.value)
+                if not isinstance(doc, dict):
+                    raise TypeError(f"a KPI row is a JSON object, got {type(doc).__name__}")
+                rows.setdefault(m.partition, []).append(kpi_row(dict(doc), m.partition,
+                                                                m.offset))
+                docs.setdefault(m.partition, []).append(doc)
             except (ValueError, KeyError, TypeError) as exc:  # orjson's error is a ValueError
                 ctx.metrics.count_deadletters("invalid_kpi")
                 await publish_deadletters(ctx, [(
@@ -315,17 +348,35 @@ class KpiHistory:
                     fe.value if isinstance(fe.value, bytes) else b"",
                     deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
                                        m.offset, None, None))])
+        raised: dict[int, list[dict]] = {}
+        states = []
         for p, (first, last) in ranges.items():
+            if self.alerting is not None:
+                raised[p] = self.alerting.observe(p, docs.get(p, []))
+                self.alerts.add(p, first, last, [alert_row(t, p, last) for t in raised[p]])
+                states.append((p, last, self.alerting.state(p)))
             self.sink.add(p, first, last, rows.get(p, ()))
-        for b in await write_in_order(ctx, take_all([self.sink])):
-            self.landed.advance(b.partition, b.last)
-            ctx.metrics.add_rows(KPIS.name, b.rows)
+        previous = {p: self.landed.offsets.get((self.landed.topic, p), -1) for p in ranges}
+        # the detector's state and the alerts before the KPI segment that commits the range
+        for b in await write_in_order(
+                ctx, take_all([self.alerts, self.sink]),
+                before=None if not states else lambda: self.alerting.write_states(states)):
+            ctx.metrics.add_rows(b.table.name, b.rows)
+            if b.table is KPIS:
+                self.landed.advance(b.partition, b.last)
+                if self.alerting is not None:
+                    self.alerting.committed(b.partition, raised.get(b.partition, []),
+                                            previous[b.partition])
+        if self.alerting is not None:
+            await self.alerting.publish()
 
     def forget(self, partitions: set[int]) -> None:
         self.landed.forget(partitions)
+        if self.alerting is not None:
+            self.alerting.forget(partitions)
 
 
-def register(app: Any, ctx: PipelineContext) -> None:
+def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None) -> None:
     """The KPI lander and the history's upkeep: compaction of the partitions this worker owns,
     retention (events land through :mod:`agentflux.agents.events`)."""
     kpis_topic = ctx.settings.topics.kpis
@@ -333,7 +384,7 @@ def register(app: Any, ctx: PipelineContext) -> None:
 
     @app.agent(ctx.topics.kpis, name="agentflux.history.kpis")
     async def land_kpis(stream: Any) -> None:
-        lander = KpiHistory(ctx)
+        lander = KpiHistory(ctx, alerting)
         landers[:] = [lander]
         await _consume(stream, ctx, "history.kpis", lander.land, within=1.0)
 
@@ -352,7 +403,8 @@ def register(app: Any, ctx: PipelineContext) -> None:
         loop = asyncio.get_running_loop()
         s = ctx.settings
         for table, topic in ((EVENTS, s.topics.events), (DEADLETTERS, s.topics.events),
-                             (DUPLICATES, s.topics.events), (KPIS, kpis_topic)):
+                             (DUPLICATES, s.topics.events), (KPIS, kpis_topic),
+                             (ALERTS, kpis_topic)):
             parts = owned.get(topic)
             if not parts:
                 continue

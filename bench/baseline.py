@@ -33,7 +33,8 @@ def main() -> None:
     from ..sinks.history import History, log_id
     from ..sinks.sink import ParquetSink
     from ..sinks.tables import EVENTS, KPIS
-    from ..streams.windows import TumblingWindows
+    from ..schemas.sketch import DDSketch
+    from ..streams.fields import span_of
     from .peers import event_row, kpi_rows
 
     root = os.path.abspath(args.history)
@@ -48,18 +49,15 @@ def main() -> None:
     # closed windows come from the events of every partition: their rows are numbered in a log
     # of their own (partition 0), the segment named by the first and last row numbers
     kpis = ParquetSink(KPIS, log_id("baseline", "windows"), history)
-    windows = TumblingWindows(10, 2)
+    windows = PerEventWindows(10, 2, span_of, DDSketch)
     # held: partition -> [first offset, last offset, rows] of the events not landed yet
     state = {"n": 0, "t0": None, "held": {}, "rows": 0, "bad": 0, "kpi_rows": 0}
 
     def land() -> None:
         for p, (first, last, rows) in state["held"].items():
             events.add(p, first, last, rows)
-        closed = [{"start_ns": w.window_start_ns, "end_ns": w.window_end_ns, "type": w.type,
-                   "name": w.name, "philosophy": w.philosophy, "count": w.count,
-                   "errors": w.errors, "p50_ms": w.sketch.quantile(0.5),
-                   "p99_ms": w.sketch.quantile(0.99), "partition": 0,
-                   "offset": state["kpi_rows"] + i} for i, w in enumerate(windows.close_due())]
+        closed = [{**w, "partition": 0, "offset": state["kpi_rows"] + i}
+                  for i, w in enumerate(windows.close_due())]
         if closed:
             kpis.add(0, closed[0]["offset"], closed[-1]["offset"], kpi_rows(closed, "baseline"))
             state["kpi_rows"] += len(closed)
@@ -99,6 +97,41 @@ def main() -> None:
 
     sys.argv = [sys.argv[0], "worker", "-l", "warn", "--without-web"]
     app.main()
+
+
+class PerEventWindows:
+    """Tumbling windows of RED metrics updated one event at a time, as a per-event agent does:
+    count, errors and a DDSketch of durations per (window, type, name, philosophy), closed when
+    the watermark passes ``end + grace``."""
+
+    def __init__(self, size_s: float, grace_s: float, span_of, sketch):
+        self.size, self.grace = int(size_s * 1e9), int(grace_s * 1e9)
+        self.span_of, self.sketch = span_of, sketch
+        self.open: dict = {}
+        self.watermark = 0
+
+    def add(self, events: list) -> None:
+        for ev in events:
+            span, dur, err = self.span_of(ev)
+            start = ev["ts"] - ev["ts"] % self.size
+            acc = self.open.get((start, span))
+            if acc is None:
+                acc = self.open[(start, span)] = [0, 0, self.sketch()]
+            acc[0] += 1
+            acc[1] += err
+            if dur is not None:
+                acc[2].add(dur)
+            self.watermark = max(self.watermark, ev["ts"])
+
+    def close_due(self) -> list[dict]:
+        out = []
+        for (start, (t, name, phil)), (n, errors, s) in list(self.open.items()):
+            if self.watermark >= start + self.size + self.grace:
+                del self.open[(start, (t, name, phil))]
+                out.append({"start_ns": start, "end_ns": start + self.size, "type": t,
+                            "name": name, "philosophy": phil, "count": n, "errors": errors,
+                            "p50_ms": s.quantile(0.5), "p99_ms": s.quantile(0.99)})
+        return out
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from ..streams.windows import span_of
+from ..streams.fields import span_of
 
 WINDOW_S = 10.0
 GRACE_S = 2.0

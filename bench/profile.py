@@ -221,7 +221,7 @@ RULES: tuple[Rule, ...] = (
     Rule(JSON, project=r"^streams/codec\.py$", text=r"orjson\.loads|_utf8\(|\.decode\(\)"),
     # the per-record decode and check loop (weak: an orjson frame inside it is JSON decode)
     Rule(VALID, project=r"^streams/codec\.py$", weak=True),
-    Rule(SPAN, project=r"^streams/windows\.py$", func=_fn("span_of")),
+    Rule(SPAN, project=r"^streams/fields\.py$", func=_fn("span_of")),
     Rule(WINDOWS, project=r"^streams/windows\.py$"),
     Rule(WINDOWS, project=r"^(schemas|streams)/sketch\.py$"),
     Rule(ARROW, project=r"^streams/frame\.py$", func=_fn("table")),
@@ -242,8 +242,9 @@ RULES: tuple[Rule, ...] = (
     Rule(PROM, project=r"^streams/frame\.py$", func=_fn("type_counts")),  # for a counter
     Rule(PROM, project=r"^agents/", text=r"\bmetrics\.|\bobserve\("),
     Rule(ARROW, project=r"^agents/", text=r"\bpa\.\w+\("),
-    Rule(WINDOWS, project=r"^agents/timing\.py$", func=_fn("add", "publish", "close_windows")),
-    Rule(WINDOWS, project=r"^agents/timing\.py$", text=r"windows\.|close_due|publish\("),
+    Rule(WINDOWS, project=r"^agents/kpis\.py$", func=_fn("add", "publish", "close_windows",
+                                                           "checkpoint", "close_idle")),
+    Rule(WINDOWS, project=r"^agents/kpis\.py$", text=r"windows\.|close_due|publish\("),
     Rule(FAUST, project=r"^streams/batching\.py$"),  # take() bounded by events
     # libraries
     Rule(PROM, path=r"(^|/)prometheus_client/"),

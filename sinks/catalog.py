@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.fs as pafs
 
+from agentflux.schemas.kpis import kpi_views_sql
 from agentflux.sinks.history import SCHEMA_FILE, SEGMENT_SQL_RE, History, with_floors
 from agentflux.sinks.tables import TABLES
 
@@ -81,6 +82,9 @@ CREATE OR REPLACE VIEW {name} AS
 # DDSketches (bucket counts summed across partial rows, revisions and workers), never from
 # percentiles of percentiles.
 ANALYST_VIEWS = """
+CREATE OR REPLACE VIEW kpi_rows AS
+    SELECT * FROM kpis
+    QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY kafka_partition, kafka_offset) = 1;
 CREATE OR REPLACE VIEW spans AS
     SELECT ts, type, name, philosophy, agent_id, session_id, duration_ms, error, trace_id, span_id
     FROM events WHERE duration_ms IS NOT NULL;
@@ -88,7 +92,7 @@ CREATE OR REPLACE VIEW kpi_timing AS
     SELECT window_start, window_end, type, name, philosophy, sum(count) AS count,
            sum(errors) AS errors, sum(errors) / sum(count) AS error_rate,
            max(p50_ms) AS p50_ms, max(p99_ms) AS p99_ms, count(*) AS partial_rows
-    FROM kpis WHERE kind = 'timing'
+    FROM kpi_rows WHERE dim = 'name'
     GROUP BY ALL;
 CREATE OR REPLACE VIEW llm_usage AS
     SELECT date_trunc('hour', ts) AS hour, philosophy, name AS model,
@@ -104,7 +108,7 @@ CREATE OR REPLACE VIEW _sketch_bins AS
     FROM (SELECT window_start, window_end, type, name,
                  unnest(map_entries(json_transform(sketch -> 'bins', '"MAP(VARCHAR, BIGINT)"')))
                      AS b
-          FROM kpis WHERE kind = 'timing')
+          FROM kpi_rows WHERE dim = 'name')
     GROUP BY ALL;
 CREATE OR REPLACE VIEW _sketch_totals AS
     SELECT window_start, window_end, type, name,
@@ -114,7 +118,7 @@ CREATE OR REPLACE VIEW _sketch_totals AS
            min(CAST(sketch ->> 'min' AS DOUBLE)) AS min_ms,
            max(CAST(sketch ->> 'max' AS DOUBLE)) AS max_ms,
            sum(count) AS count, sum(errors) AS errors
-    FROM kpis WHERE kind = 'timing' GROUP BY ALL;
+    FROM kpi_rows WHERE dim = 'name' GROUP BY ALL;
 CREATE OR REPLACE VIEW latency AS
     WITH cum AS (
         SELECT b.window_start, b.window_end, b.type, b.name, b.k, t.alpha, t.zero, t.n,
@@ -154,7 +158,7 @@ CREATE OR REPLACE VIEW cost AS
 
 
 def catalog_sql(root: str, *, listed: bool = False) -> str:
-    return table_views(root, listed=listed) + ANALYST_VIEWS
+    return table_views(root, listed=listed) + ANALYST_VIEWS + kpi_views_sql()
 
 
 def visible_segments(history: History, table: str) -> list[str]:
@@ -216,7 +220,7 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     for name in TABLES:
         con.register(f"_{name}_arrow", history.read(name))
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_arrow")
-    con.execute(ANALYST_VIEWS)
+    con.execute(ANALYST_VIEWS + kpi_views_sql())
     return con
 
 

@@ -103,6 +103,10 @@ def with_floors(segments: Iterable[Segment]) -> list[tuple[Segment, int]]:
     return out
 
 
+STATE_DIR = "_state"  # processors' state per partition, beside the tables
+STATE_SUFFIX = ".state"
+
+
 class History:
     """One history root. Thread-safe (no state beyond the filesystem handle)."""
 
@@ -232,6 +236,48 @@ class History:
             os.fsync(fd)  # the rename itself survives a power loss
         finally:
             os.close(fd)
+
+    # --- state that moves with a partition ---------------------------------------------------
+
+    def _state_dir(self, kind: str, log: str, partition: int) -> str:
+        return f"{self.base}/{STATE_DIR}/{kind}/{log}/p{partition}"
+
+    def put_state(self, kind: str, log: str, partition: int, offset: int, data: bytes) -> None:
+        """Store a processor's state of ``partition`` as of ``offset`` (atomic: a reader sees
+        the old file or the new one; written again under the same offset, it replaces it)."""
+        d = self._state_dir(kind, log, partition)
+        if not self.object_store:
+            self.fs.create_dir(d, recursive=True)
+        path = f"{d}/{offset:020d}{STATE_SUFFIX}"
+        if self.object_store:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
+        self._publish_stream(path, lambda out: out.write(data))
+
+    def state_offsets(self, kind: str, log: str, partition: int) -> list[int]:
+        out = []
+        for info in self._list(self._state_dir(kind, log, partition)):
+            name = info.base_name
+            if name.endswith(STATE_SUFFIX) and name[:-len(STATE_SUFFIX)].isdigit():
+                out.append(int(name[:-len(STATE_SUFFIX)]))
+        return sorted(out)
+
+    def get_state(self, kind: str, log: str, partition: int, offset: int) -> bytes | None:
+        path = f"{self._state_dir(kind, log, partition)}/{offset:020d}{STATE_SUFFIX}"
+        try:
+            with self.fs.open_input_stream(path) as f:
+                return f.read()
+        except (FileNotFoundError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower() \
+                    or "No such file" in str(exc):
+                return None
+            raise
+
+    def drop_state(self, kind: str, log: str, partition: int, offsets: Iterable[int]) -> None:
+        d = self._state_dir(kind, log, partition)
+        for o in offsets:
+            self._delete(f"{d}/{o:020d}{STATE_SUFFIX}")
 
     # --- reading ----------------------------------------------------------------------------
 

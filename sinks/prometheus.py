@@ -42,6 +42,57 @@ def label_value(value: object, max_chars: int = MAX_LABEL_CHARS) -> str:
     return s if len(s) <= max_chars else s[:max_chars - 1] + "…"
 
 
+# KPI measures of closed windows -> Prometheus counters: (type, measure) -> (family, fixed
+# labels); the row's name goes in the type's name label (NAME_LABELS), with its philosophy.
+# Ratios (hit rates, warm-start rate ...) are rates of these counters, computed by Prometheus.
+KPI_COUNTERS: dict[tuple[str, str], tuple[str, tuple[tuple[str, str], ...]]] = {
+    **{("cache.lookup", m): ("cache_lookups", (("outcome", o), ("source", "events")))
+       for m, o in (("hits", "hit"), ("misses", "miss"), ("expired", "expired"))},
+    **{("cache.stats", m): ("cache_lookups", (("outcome", o), ("source", "stats")))
+       for m, o in (("hits", "hit"), ("misses", "miss"), ("expired", "expired"))},
+    ("cache.stats", "evictions"): ("cache_evictions", ()),
+    **{("llm.call", f"{k}_tokens"): ("llm_tokens", (("kind", k),))
+       for k in ("input", "output", "cache_read", "cache_write")},
+    ("llm.call", "cost_usd"): ("llm_cost_usd", ()),
+    ("prompt_cache.lookup", "hits"): ("prompt_cache_lookups", (("outcome", "hit"),)),
+    ("prompt_cache.lookup", "misses"): ("prompt_cache_lookups", (("outcome", "miss"),)),
+    ("context.compress", "tokens_before"): ("compression_tokens", (("stage", "before"),)),
+    ("context.compress", "tokens_after"): ("compression_tokens", (("stage", "after"),)),
+    ("routing.decision", "count"): ("routing_decisions", ()),
+    ("routing.decision", "fallbacks"): ("routing_fallbacks", ()),
+    **{("executor.task", m): ("executor_tasks", (("outcome", m),))
+       for m in ("won", "failed", "cancelled")},
+    ("executor.task", "speculative"): ("executor_speculative_tasks", ()),
+    ("executor.task", "budget_exceeded"): ("executor_budget_exceeded", ()),
+    ("pool.acquire", "warm"): ("pool_acquires", (("start", "warm"),)),
+    ("pool.acquire", "cold"): ("pool_acquires", (("start", "cold"),)),
+}
+NAME_LABELS = {"cache.lookup": "cache", "cache.stats": "cache", "llm.call": "model",
+               "prompt_cache.lookup": "prefix", "context.compress": "strategy",
+               "routing.decision": "model", "executor.task": "task", "pool.acquire": "pool"}
+KPI_HELP = {
+    "cache_lookups": "Cache lookups by outcome, from sampled lookup events or stats deltas",
+    "cache_evictions": "Cache entries evicted (stats deltas)",
+    "llm_tokens": "LLM tokens by kind (input includes cached; cache_read/cache_write are part of it)",
+    "llm_cost_usd": "LLM cost in US dollars",
+    "prompt_cache_lookups": "Prompt-prefix registry lookups by outcome",
+    "compression_tokens": "Context tokens before and after compression, per strategy",
+    "routing_decisions": "Routing decisions per chosen model",
+    "routing_fallbacks": "Routing decisions that fell back from another model",
+    "executor_tasks": "Executor tasks by outcome",
+    "executor_speculative_tasks": "Speculative executor tasks",
+    "executor_budget_exceeded": "Executor tasks refused or stopped by their budget",
+    "pool_acquires": "Container acquisitions by start (warm or cold)",
+}
+# a KPI family keeps at most this many label sets; more are counted, not exposed
+MAX_KPI_SERIES = 2000
+# last closed window's maximum of a resource measure, per philosophy: (measure, gauge, help)
+RESOURCE_GAUGES = (("cpu_percent", "resource_cpu_percent_max",
+                    "CPU percent, maximum over the last closed window's samples"),
+                   ("memory_percent", "resource_memory_percent_max",
+                    "Memory percent, maximum over the last closed window's samples"))
+
+
 def _bucket_counts(bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per-bucket counts of ``values``: bucket i counts values <= bounds[i]; the last is +Inf."""
     return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds) + 1)
@@ -68,6 +119,12 @@ class PipelineMetrics:
         self._lag: dict[tuple[str, int], int] = {}
         self._rows: dict[str, int] = {}
         self._kpi_windows = 0
+        self._kpi: dict[str, dict[tuple, float]] = {}  # family -> labels -> total
+        self._kpi_overflow = 0
+        self._resource: dict[tuple[str, str], tuple[int, float]] = {}  # -> (window, max)
+        self._alerts: dict[tuple[str, str], int] = {}  # (rule, status) -> transitions
+        self._active_alerts = 0
+        self._delivery: dict[tuple[str, str], int] = {}  # (sink, outcome) -> alerts
         self._open_windows = 0
         self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
         self._hist: dict[tuple[str, str, str], list] = {}  # labels -> [bucket counts, sum]
@@ -105,6 +162,55 @@ class PipelineMetrics:
     def count_kpi_windows(self, n: int) -> None:
         with self._lock:
             self._kpi_windows += n
+
+    def add_kpi_rows(self, rows: Iterable[dict]) -> None:
+        """Add closed window rows' measures to the KPI counters (dimension ``name`` only: a
+        session or agent id is never a label)."""
+        with self._lock:
+            for r in rows:
+                t = r["type"]
+                if r["dim"] != "name":
+                    continue
+                if t == "resource.sample":
+                    for m, gauge, _ in RESOURCE_GAUGES:
+                        v = r["maxes"].get(m)
+                        key = (gauge, label_value(r["philosophy"]))
+                        if v is not None and r["window_start_ns"] >= self._resource.get(
+                                key, (-1, 0.0))[0]:
+                            self._resource[key] = (r["window_start_ns"], v)
+                    continue
+                label = NAME_LABELS.get(t)
+                if label is None:
+                    continue
+                for m in ("count", *r["sums"]):
+                    spec = KPI_COUNTERS.get((t, m))
+                    if spec is None:
+                        continue
+                    v = r["count"] if m == "count" else r["sums"][m]
+                    if not v:
+                        continue
+                    family, fixed = spec
+                    series = self._kpi.setdefault(family, {})
+                    key = ((label, label_value(r["name"])),
+                           ("philosophy", label_value(r["philosophy"])), *fixed)
+                    if key not in series and len(series) >= MAX_KPI_SERIES:
+                        self._kpi_overflow += 1
+                        continue
+                    series[key] = series.get(key, 0.0) + v
+
+    def count_alert(self, rule: str, status: str) -> None:
+        with self._lock:
+            k = (label_value(rule), status)
+            self._alerts[k] = self._alerts.get(k, 0) + 1
+
+    def set_active_alerts(self, n: int) -> None:
+        with self._lock:
+            self._active_alerts = n
+
+    def count_delivery(self, sink: str, outcome: str, n: int = 1) -> None:
+        with self._lock:
+            k = (sink, outcome)
+            self._delivery[k] = self._delivery.get(k, 0) + n
 
     def set_open_windows(self, n: int) -> None:
         with self._lock:
@@ -166,6 +272,10 @@ class PipelineMetrics:
             fresh_counts, fresh_sum = self._fresh[0].copy(), self._fresh[1]
             records, windows, open_windows = self._records, self._kpi_windows, self._open_windows
             duplicates, event_time = self._duplicates, dict(self._event_time)
+            kpi = {f: dict(v) for f, v in self._kpi.items()}
+            kpi_overflow, resource = self._kpi_overflow, dict(self._resource)
+            alerts, active, delivery = (dict(self._alerts), self._active_alerts,
+                                        dict(self._delivery))
         c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
         for k, n in sorted(events.items()):
             c.add_metric([k], n)
@@ -206,6 +316,32 @@ class PipelineMetrics:
         for labels, (counts, total) in sorted(hist.items()):
             h.add_metric(list(labels), _cumulative(GENAI_DURATION_BUCKETS_S, counts), total)
         yield h
+        for family, series in sorted(kpi.items()):
+            names = [k for k, _ in next(iter(series))]
+            c = CounterMetricFamily(f"{p}_{family}", KPI_HELP[family], labels=names)
+            for key, v in sorted(series.items()):
+                c.add_metric([v_ for _, v_ in key], v)
+            yield c
+        yield CounterMetricFamily(f"{p}_kpi_series_overflow", "KPI measures not exposed "
+                                  f"because their family already has {MAX_KPI_SERIES} series",
+                                  value=kpi_overflow)
+        for _, gauge, help_ in RESOURCE_GAUGES:
+            g = GaugeMetricFamily(f"{p}_{gauge}", help_, labels=["philosophy"])
+            for (name, phil), (_, v) in sorted(resource.items()):
+                if name == gauge:
+                    g.add_metric([phil], v)
+            yield g
+        c = CounterMetricFamily(f"{p}_alerts", "Alert transitions raised by the failure "
+                                "detector, by rule and status", labels=["rule", "status"])
+        for (rule, status), n in sorted(alerts.items()):
+            c.add_metric([rule, status], n)
+        yield c
+        yield GaugeMetricFamily(f"{p}_alerts_active", "Alerts firing now", value=active)
+        c = CounterMetricFamily(f"{p}_alert_deliveries", "Alert transitions delivered, retried, "
+                                "dropped or rejected, by sink", labels=["sink", "outcome"])
+        for (sink, outcome), n in sorted(delivery.items()):
+            c.add_metric([sink, outcome], n)
+        yield c
         h = HistogramMetricFamily(f"{p}_landing_freshness_seconds",
                                   "Event time to the commit of the history transaction that "
                                   "landed the event, in seconds (clamped at 0)", unit="")

@@ -93,6 +93,10 @@ class BatchingSink:
     def age(self) -> float:
         return 0.0 if self.since is None else time.monotonic() - self.since
 
+    def partitions(self) -> list[int]:
+        """The partitions with rows held."""
+        return list(self._pending)
+
     def __bool__(self) -> bool:
         return bool(self._pending)
 

@@ -96,29 +96,56 @@ DUPLICATES = Table("duplicates", pa.schema([
 KPI_WIRE_RENAMES = {"window_start_ns": "window_start", "window_end_ns": "window_end"}
 
 
-def kpi_row(value: bytes, partition: int, offset: int) -> dict:
-    """One KPI row as published on ``agentflux.kpis`` -> a row of the ``kpis`` table. Raises
-    ValueError / KeyError / TypeError on a row that is not one."""
-    row = orjson.loads(value)
+def kpi_row(value: bytes | dict, partition: int, offset: int) -> dict:
+    """One KPI row as published on ``agentflux.kpis`` (its bytes, or parsed: then changed in
+    place) -> a row of the ``kpis`` table. Raises ValueError / KeyError / TypeError on a row
+    that is not one."""
+    row = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
     if not isinstance(row, dict):
         raise TypeError(f"a KPI row is a JSON object, got {type(row).__name__}")
     for wire, col in KPI_WIRE_RENAMES.items():
         row[col] = int(row.pop(wire))
-    row["sketch"] = orjson.dumps(row["sketch"]).decode()
+    for col in ("sketch", "sums", "maxes"):  # JSON documents, read with DuckDB's -> / ->>
+        row[col] = orjson.dumps(row.get(col) or {}).decode()
     row["kafka_partition"], row["kafka_offset"] = partition, offset
     return {c: row.get(c) for c in KPIS.schema.names}
 
 
 KPIS = Table("kpis", pa.schema([
-    ("kind", pa.string()), ("worker", pa.string()),
-    ("window_start", TS), ("window_end", TS),
+    ("kind", pa.string()), ("row_id", pa.string()), ("worker", pa.string()),
+    ("window_start", TS), ("window_end", TS), ("dim", pa.string()),
     ("type", pa.string()), ("name", pa.string()), ("philosophy", pa.string()),
-    ("revision", pa.int32()), ("count", pa.int64()), ("errors", pa.int64()),
+    ("revision", pa.int32()), ("source_partition", pa.int32()),
+    ("count", pa.int64()), ("errors", pa.int64()),
     ("duration_count", pa.int64()), ("duration_sum_ms", pa.float64()),
     ("duration_min_ms", pa.float64()), ("duration_max_ms", pa.float64()),
     ("p50_ms", pa.float64()), ("p90_ms", pa.float64()), ("p95_ms", pa.float64()),
-    ("p99_ms", pa.float64()), ("sketch", pa.string()), ("kafka_partition", pa.int32()),
+    ("p99_ms", pa.float64()), ("sketch", pa.string()), ("sums", pa.string()),
+    ("maxes", pa.string()), ("kafka_partition", pa.int32()),
     ("kafka_offset", pa.int64()),
 ]))
 
-TABLES: dict[str, Table] = {t.name: t for t in (EVENTS, DEADLETTERS, DUPLICATES, KPIS)}
+def alert_row(t: dict, partition: int, offset: int) -> dict:
+    """An alert transition (:mod:`agentflux.agents.failures`) -> a row of the ``alerts`` table;
+    ``partition`` and ``offset``: the KPI record range's last offset that raised it."""
+    def ts(ns: int | None) -> Any:
+        return None if ns is None else pa.scalar(ns, pa.int64()).cast(TS).as_py()
+    return {"fingerprint": t["fingerprint"], "status": t["status"], "rule": t["rule"],
+            "kind": t["kind"], "severity": t["severity"],
+            "labels": orjson.dumps(t["labels"]).decode(),
+            "annotations": orjson.dumps(t.get("annotations", {})).decode(),
+            "starts_at": ts(t["starts_at_ns"]), "ends_at": ts(t.get("ends_at_ns")),
+            "updated_at": ts(t["updated_at_ns"]), "value": t.get("value"),
+            "threshold": t.get("threshold"), "kafka_partition": partition,
+            "kafka_offset": offset}
+
+
+ALERTS = Table("alerts", pa.schema([
+    ("fingerprint", pa.string()), ("status", pa.string()), ("rule", pa.string()),
+    ("kind", pa.string()), ("severity", pa.string()), ("labels", pa.string()),
+    ("annotations", pa.string()), ("starts_at", TS), ("ends_at", TS), ("updated_at", TS),
+    ("value", pa.float64()), ("threshold", pa.float64()), ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+]))
+
+TABLES: dict[str, Table] = {t.name: t for t in (EVENTS, DEADLETTERS, DUPLICATES, KPIS, ALERTS)}

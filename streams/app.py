@@ -86,6 +86,7 @@ def _read_committed() -> None:
 class AppTopics:
     events: Any
     kpis: Any
+    alerts: Any
     deadletter: Any
 
 
@@ -166,6 +167,7 @@ def build_app(settings: Settings) -> tuple[Any, AppTopics]:
         events=app.topic(t.events, value_serializer="raw", key_serializer="raw",
                          partitions=t.events_partitions),
         kpis=app.topic(t.kpis, value_serializer="raw", key_serializer="raw"),
+        alerts=app.topic(t.alerts, value_serializer="raw", key_serializer="raw"),
         deadletter=app.topic(t.deadletter, value_serializer="raw", key_serializer="raw"),
     )
     return app, topics

@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any, Sequence
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,8 +25,9 @@ from agentflux.streams.codec import DecodedBatch
 from agentflux.streams.dedup import id_hashes
 from agentflux.streams.native import STR_COLUMNS
 from agentflux.streams.native import decode as native_decode
-from agentflux.streams.windows import (ENUMS, ERROR_VALUES, LABEL_FIELDS, MEASURE_FIELDS,
-                                        SLOTS, SPAN_FIELDS, SpanKey, measure_value)
+from agentflux.streams.fields import (ENUMS, ERROR_VALUES, LABEL_FIELDS, MEASURE_DEFAULTS,
+                                      MEASURE_FIELDS, SLOTS, SPAN_FIELDS, SpanKey, measure_value,
+                                      span_of)
 
 TYPE_NAMES: tuple[str, ...] = tuple(EVENT_STRUCTS)
 _TYPE_CODE = {cls: i for i, cls in enumerate(EVENT_STRUCTS.values())}
@@ -220,6 +222,39 @@ class EventFrame:
                    np.fromiter(map(_v, events), np.int32, n),
                    np.fromiter(map(attrgetter("pid"), src), np.int64, n), duration, error,
                    id_hashes(ids), measures, strings)
+
+    @classmethod
+    def from_wire(cls, events: Sequence[dict], partition: int = 0) -> "EventFrame":
+        """Wire events (dicts, taken as valid) as a frame, their offsets numbered from 0: for
+        tests, oracles and peers; the worker decodes records (:meth:`decode`)."""
+        n = len(events)
+        spans = [span_of(e) for e in events]
+        measures = np.full((n, SLOTS), np.nan)
+        label = []
+        for i, e in enumerate(events):
+            t, attrs = e["type"], e["attrs"]
+            for j, f in enumerate(MEASURE_FIELDS[t]):
+                measures[i, j] = (measure_value(attrs[f], ENUMS[t].get(f)) if f in attrs
+                                  else MEASURE_DEFAULTS[t][f])
+            lf = LABEL_FIELDS.get(t)
+            label.append(attrs.get(lf) if lf else None)
+        get = (lambda k: str_array([e.get(k) for e in events]))
+        strings = {c: get(c) for c in ("id", "agent_id", "session_id", "philosophy", "trace_id",
+                                       "span_id", "parent_span_id")}
+        strings.update(
+            source_runtime=str_array([e.get("source", {}).get("runtime") for e in events]),
+            source_host=str_array([e.get("source", {}).get("host") for e in events]),
+            name=str_array([s[0][1] or None for s in spans]),
+            attrs=str_array([orjson.dumps(e["attrs"]).decode() for e in events]),
+            label=str_array(label))
+        ids = [e.get("id") or "" for e in events]
+        return cls(np.full(n, partition, np.int32), np.arange(n, dtype=np.int64),
+                   np.fromiter((e["ts"] for e in events), np.int64, n),
+                   np.fromiter((TYPE_NAMES.index(e["type"]) for e in events), np.int16, n),
+                   np.fromiter((e.get("v", 1) for e in events), np.int32, n),
+                   np.fromiter((e.get("source", {}).get("pid", 0) for e in events), np.int64, n),
+                   np.array([np.nan if s[1] is None else s[1] for s in spans], np.float64),
+                   np.array([s[2] for s in spans], bool), id_hashes(ids), measures, strings)
 
     @classmethod
     def concat(cls, frames: Sequence["EventFrame"]) -> "EventFrame":

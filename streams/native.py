@@ -3,7 +3,7 @@ values in, column buffers out, wrapped here as numpy and Arrow arrays without a 
 
 Its rules for each type's attrs are handed over from the field specs the JSON Schema files and
 the per-event validator come from (:mod:`agentflux.schemas.spec`), and the span fields from
-:data:`agentflux.streams.windows.SPAN_FIELDS`; the envelope's rules are in the Rust source. It
+:mod:`agentflux.streams.fields`; the envelope's rules are in the Rust source. It
 accepts a record only when every event in it is valid (``tests/unit/test_fast_path.py`` checks
 its verdicts against the validator's on a mutation corpus); the caller re-reads the records it
 reports back with :func:`agentflux.streams.codec.decode_record`.
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentflux.schemas.events import ATTRS_TYPE_NAMES, EVENT_TYPES
+from agentflux.schemas.events import EVENT_TYPES
 from agentflux.schemas.spec import FieldSpec, field_specs
-from agentflux.streams.windows import (ENUMS, ERROR_VALUES, LABEL_FIELDS, MEASURE_FIELDS, SLOTS,
-                                       SPAN_FIELDS, measure_value)
+from agentflux.streams.fields import (ERROR_VALUES, LABEL_FIELDS, MEASURE_DEFAULTS,
+                                      MEASURE_FIELDS, SLOTS, SPAN_FIELDS)
 
 try:
     from agentflux import _native
@@ -44,16 +44,6 @@ def _kind(s: FieldSpec) -> str:
     return _KINDS[k]
 
 
-def _default(attrs: type, name: str) -> float:
-    """A measure slot's value when its field is absent: the model's default, as the codec's
-    typed path reads it (NaN: none, or None)."""
-    import dataclasses
-    f = next(f for f in dataclasses.fields(attrs) if f.name == name)
-    if f.default is dataclasses.MISSING:
-        return float("nan")
-    return measure_value(f.default, ENUMS[ATTRS_TYPE_NAMES[attrs]].get(name))
-
-
 def type_table() -> list[tuple]:
     """Per event type, in type-code order (that of ``EVENT_TYPES``): what the decoder checks
     and extracts (see ``Decoder.__new__`` in native/src/lib.rs)."""
@@ -70,7 +60,7 @@ def type_table() -> list[tuple]:
                    s.maximum if s.maximum is not None else 0) for s in specs]
         out.append((name, t.version, fields, index.get(name_f), index.get(dur_f), scale,
                     index.get(err_f), sorted(ERROR_VALUES.get(err_f, ())),
-                    [(index[f], _default(t.attrs, f)) for f in MEASURE_FIELDS[name]],
+                    [(index[f], MEASURE_DEFAULTS[name][f]) for f in MEASURE_FIELDS[name]],
                     index.get(LABEL_FIELDS.get(name))))
     return out
 
@@ -78,7 +68,7 @@ def type_table() -> list[tuple]:
 DECODER = _native.Decoder(type_table())
 _NUMERIC = (np.uint32, np.int16, np.int32, np.int64, np.int64, np.float64, np.bool_, np.int64,
             np.float64)
-assert _native.SLOTS == SLOTS, "native/ and streams/windows.py disagree on the measure slots"
+assert _native.SLOTS == SLOTS, "native/ and streams/fields.py disagree on the measure slots"
 STR_COLUMNS: tuple[str, ...] = tuple(_native.STR_COLUMNS)
 
 
@@ -88,7 +78,7 @@ def decode(values: list, max_bytes: int) -> tuple[int, list[int], list[np.ndarra
     the record values ``values``: numeric columns are ``record`` (the index into ``values`` of
     each event's record), ``type_code``, ``v``, ``ts``, ``source_pid``, ``duration_ms`` (NaN:
     none), ``error``, ``id_hash`` and ``measures`` (events x SLOTS, see
-    :data:`~agentflux.streams.windows.MEASURE_FIELDS`); string columns are named by
+    :data:`~agentflux.streams.fields.MEASURE_FIELDS`); string columns are named by
     :data:`STR_COLUMNS`."""
     if any(v is not None and type(v) is not bytes for v in values):  # bytearray, memoryview
         values = [v if v is None else bytes(v) for v in values]

@@ -53,3 +53,60 @@ async def consume(settings: Settings, topic: str, n: int, deadline_s: float = 30
 
 def consume_sync(settings: Settings, topic: str, n: int, deadline_s: float = 30.0) -> list:
     return asyncio.run(consume(settings, topic, n, deadline_s))
+
+
+async def read_all(settings: Settings, topic: str, deadline_s: float = 30.0) -> list:
+    """Every record of ``topic`` up to its end offsets as of now."""
+    from aiokafka import TopicPartition
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic)
+                                                  or await _partitions(consumer, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list = []
+        end = time.monotonic() + deadline_s
+        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > end:
+                raise TimeoutError(f"read {len(out)} records of {topic}, not to its end")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set:
+    await consumer._client.force_metadata_update()  # noqa: SLF001 (a test helper)
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def commit_group_offsets(settings: Settings, group: str, topic: str,
+                               offsets: dict[int, int]) -> None:
+    """Commit ``offsets`` (partition -> next offset to read) for consumer group ``group``, as
+    a consumer of that group that skipped records would."""
+    from aiokafka import TopicPartition
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
+        consumer.assign(list(tps))
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    from aiokafka import TopicPartition
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None)
+    await consumer.start()
+    try:
+        parts = await _partitions(consumer, topic)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: o for tp, o in ends.items()}
+    finally:
+        await consumer.stop()

@@ -18,6 +18,8 @@ from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.sinks.catalog import connect
 from agentflux.sinks.history import History
 
+from tests.kpi_oracle import compare, merged_from_history, oracle
+
 from .kafka_helpers import produce_raw
 
 N = 100_000
@@ -63,8 +65,10 @@ class Analyst(threading.Thread):
 def test_workers_joining_leaving_and_killed_land_every_event_exactly_once(settings, tmp_path):
     settings = settings.replace(compact_interval_s=2.0, compact_min_files=4, compact_grace_s=30.0,
                                 segment_age_s=0.5)
+    # event time in the past (the run spans ~15 min of it): windowing clamps event time more
+    # than max_future_skew_s ahead of the wall clock, which the oracle below does not model
     evs = list(SyntheticRuntime(SimConfig(events=N, agents=16, seed=808,
-                                          start_ns=time.time_ns())).events())
+                                          start_ns=time.time_ns() - 3600 * 10**9)).events())
     bad = [{**e, "type": "telepathy.call"} for e in evs[:BAD]]
     bad = [{**e, "id": e["id"][:-6] + f"{i:06d}"} for i, e in enumerate(bad)]
     workers = [WorkerProcess.with_free_ports(settings, log_path=tmp_path / f"w{i}.log")
@@ -119,6 +123,23 @@ def test_workers_joining_leaving_and_killed_land_every_event_exactly_once(settin
                    "the compactor to merge each partition's segments")
         queries = analyst.queries
         wait_until(lambda: analyst.queries >= queries + 5, 30, "more queries of the final state")
+        # every KPI window (all dimensions, every measure) equals the offline oracle: the killed
+        # worker's open windows were restored from the state landed with its offsets, and no
+        # window was counted twice across the kill, the joins and the leave
+        want = oracle(evs, int(settings.window_s * 1e9))
+        problems: list[str] = []
+
+        def kpis_match() -> bool:
+            con = connect(settings.history_path)
+            try:
+                problems[:] = compare(merged_from_history(con), want)
+            finally:
+                con.close()
+            return not problems
+        try:
+            wait_until(kpis_match, 120, "the KPI windows to equal the oracle")
+        except Exception:
+            raise AssertionError("\n".join(problems[:20])) from None
     finally:
         analyst.stop.set()
         analyst.join(30)

@@ -82,7 +82,7 @@ def test_dead_letters_carry_the_original_bytes_of_the_rejected_event():
 
 def test_frame_columns_match_the_events_and_span_keys_are_computed_once():
     from agentflux.streams.frame import EventFrame
-    from agentflux.streams.windows import span_of
+    from agentflux.streams.fields import span_of
 
     evs = events(200)
     frame = EventFrame.from_structs([(decode_record(orjson.dumps(evs[:150])), 3, 7),

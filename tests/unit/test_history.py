@@ -279,19 +279,25 @@ def test_kpi_rows_convert_from_the_wire_and_the_latency_view_merges_their_sketch
         s.add_many(values)
         merged.merge(s)
         wire.append(orjson.dumps({
-            "kind": "timing", "worker": f"w{worker}", "window_start_ns": 0,
-            "window_end_ns": 10 * 10**9, "type": "tool.call", "name": "grep",
-            "philosophy": "react", "revision": 0, "count": 500, "errors": worker,
-            "sketch": s.to_dict(), "p50_ms": s.quantile(0.5)}))
+            "kind": "kpi", "row_id": f"row-{worker}", "worker": f"w{worker}", "dim": "name",
+            "window_start_ns": 0, "window_end_ns": 10 * 10**9, "type": "tool.call",
+            "name": "grep", "philosophy": "react", "revision": 0, "source_partition": worker,
+            "count": 500, "errors": worker, "sketch": s.to_dict(), "p50_ms": s.quantile(0.5),
+            "sums": {"cached": 10.0 * worker}, "maxes": {"cached": 1.0}}))
+    # a row published twice (a crash between publishing and the next state): counted once
+    wire.append(wire[1])
     table = KPIS.rows([kpi_row(v, 0, i) for i, v in enumerate(wire)])
-    h.write_segment(KPIS, table, log=LOG, partition=0, first=0, last=2)
+    h.write_segment(KPIS, table, log=LOG, partition=0, first=0, last=3)
     con = connect(tmp_path)
     got = con.execute("SELECT count, errors, p50_ms, p90_ms, p95_ms, p99_ms FROM latency"
                       ).fetchall()
     assert got == [(1500, 3, *[pytest.approx(merged.quantile(q), rel=1e-12)
                                for q in (0.5, 0.9, 0.95, 0.99)])]
+    assert con.execute("SELECT kpi, value FROM kpi_values ORDER BY kpi").fetchall() == [
+        ("error_rate", 3 / 1500)]
+    assert con.execute("SELECT count, partial_rows FROM kpi_windows").fetchall() == [(1500, 3)]
     with pytest.raises((ValueError, KeyError, TypeError)):
-        kpi_row(b'{"kind": "timing"}', 0, 0)
+        kpi_row(b'{"kind": "kpi"}', 0, 0)
 
 
 def test_with_floors_orders_by_first_then_longest(tmp_path):

@@ -39,7 +39,7 @@ def frames(line: str) -> list[str]:
      "validation"),
     (f"{AGENT};land (/repo/agents/history.py:172);DecodedBatch.spans (/repo/streams/codec.py:42);"
      "DecodedBatch.spans.<locals>.<listcomp> (/repo/streams/codec.py:42);"
-     "span_of (/repo/streams/windows.py:55)", "span extraction"),
+     "span_of (/repo/streams/fields.py:55)", "span extraction"),
     # orjson's native frames are JSON decode even inside the codec's loop
     (f"{AGENT};decode_record (/repo/streams/codec.py:130);"
      f"0x7f00 ({SITE}/orjson/orjson.cpython-311-x86_64-linux-gnu.so)", "JSON decode"),
@@ -47,7 +47,7 @@ def frames(line: str) -> list[str]:
     (f"{AGENT};decode_record (/repo/streams/codec.py:120);"
      "decode_fast (/repo/schemas/structs.py:116);"
      f"Decoder_decode ({SITE}/msgspec/_core.cpython-311-x86_64-linux-gnu.so)", "validation"),
-    (f"{AGENT};Timing.add (/repo/agents/timing.py:30);"
+    (f"{AGENT};Kpis.add (/repo/agents/kpis.py:30);"
      f"EventFrame.spans (/repo/streams/frame.py:185);str_array (/repo/streams/frame.py:63);{ARROW}",
      "span extraction"),
     (f"{AGENT};EventHistory.land (/repo/agents/history.py:195);"
@@ -84,10 +84,10 @@ def frames(line: str) -> list[str]:
      "idle / waiting"),
     (f"{AGENT};land (/repo/agents/history.py:170);gc_collect_main (libpython3.11.so.1.0);"
      "visit_decref (libpython3.11.so.1.0)", "garbage collection"),
-    (f"{AGENT};Timing.add (/repo/agents/timing.py:30);TumblingWindows.add_columns "
+    (f"{AGENT};Kpis.add (/repo/agents/kpis.py:30);TumblingWindows.add_frame "
      "(/repo/streams/windows.py:160);DDSketch.add_many (/repo/schemas/sketch.py:60)",
      "windows and sketches"),
-    (f"{AGENT};Timing.add (/repo/agents/timing.py:30);PipelineMetrics.observe_many "
+    (f"{AGENT};Kpis.add (/repo/agents/kpis.py:30);PipelineMetrics.observe_many "
      f"(/repo/sinks/prometheus.py:120);Histogram.observe ({SITE}/prometheus_client/metrics.py:600)",
      "Prometheus updates"),
     (f"{LOOP};Fetcher._fetch_requests_routine ({SITE}/aiokafka/consumer/fetcher.py:440)",

@@ -1,0 +1,145 @@
+"""Failure patterns on the KPI stream, and the alerts they raise, exactly once.
+
+The worker that owns a partition of ``agentflux.kpis`` (the KPI lander,
+:class:`agentflux.agents.history.KpiHistory`) feeds each batch of KPI rows to a
+:class:`~agentflux.agents.failures.FailureDetector` for that partition. Its state is stored with the
+history's offsets, as the windows' is (:mod:`agentflux.agents.kpis`): before a batch's ``kpis``
+segment lands, the detector's state as of that batch and the alert transitions it raised are
+written (``<history>/_state/failures/...``; the transitions also as rows of the ``alerts`` table),
+and the segment is the commit. A restarted worker, or the partition's next owner, restores the
+detector at the landed offset: an alert fires once, across restarts and rebalances.
+
+A committed transition is then delivered: to ``agentflux.alerts`` (key = fingerprint), and to
+Alertmanager and a signed webhook when configured (:mod:`agentflux.sinks.alerting`, bounded
+queues, never in the way of the stream). A transition stays in the stored *outbox* until the
+alerts topic has it, so a crash re-sends it (the same transition; Alertmanager and webhook
+receivers de-duplicate by labels and ``webhook-id``).
+
+All KPI rows of a key go to one partition of the KPI topic (key ``dim|type|name|philosophy``);
+rules that combine several keys (a fallback storm over the models of a philosophy) see them all
+with the default of one KPI partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Iterable
+
+import orjson
+
+from agentflux.agents.failures import FailureDetector, Rules
+from agentflux.streams.context import PipelineContext
+
+log = logging.getLogger("agentflux.alerts")
+
+STATE_KIND = "failures"
+
+
+class Alerting:
+    def __init__(self, ctx: PipelineContext, rules: Rules, sinks: Iterable[Any] = ()):
+        self.ctx = ctx
+        self.rules = rules
+        self.sinks = list(sinks)
+        self.topic = ctx.settings.topics.kpis
+        self.log = ctx.log_of(self.topic)
+        self.detectors: dict[int, FailureDetector] = {}
+        self.outbox: dict[int, list[dict]] = {}  # partition -> transitions not on the topic yet
+        self._ready: list[tuple[int, dict]] = []  # committed, to send
+
+    async def load(self, partitions: Iterable[int], landed: dict) -> None:
+        """Restore the detectors of newly assigned partitions as of their landed offsets."""
+        loop = asyncio.get_running_loop()
+        for p in partitions:
+            if p in self.detectors:
+                continue
+            offset = landed.get((self.topic, p), -1)
+            data = None
+            if offset >= 0:
+                data = await loop.run_in_executor(
+                    self.ctx.history_executor, self.ctx.history.get_state, STATE_KIND, self.log,
+                    p, offset)
+            if data is None:
+                self.detectors[p] = FailureDetector(self.rules)
+                self.outbox[p] = []
+                continue
+            d = orjson.loads(data)
+            try:
+                self.detectors[p] = FailureDetector.from_state(self.rules, d["detector"])
+            except ValueError as exc:  # other rules or window size: start over, say so
+                log.warning("failure detector state of partition %d not used (%s): starting "
+                            "empty", p, exc)
+                self.detectors[p] = FailureDetector(self.rules)
+            self.outbox[p] = d["outbox"]
+            self._ready += [(p, t) for t in d["outbox"]]
+        self._set_active()
+
+    def observe(self, partition: int, rows: list[dict]) -> list[dict]:
+        out = self.detectors[partition].observe(rows)
+        self.outbox[partition] += out
+        return out
+
+    def state(self, partition: int) -> bytes:
+        return orjson.dumps({"detector": self.detectors[partition].state(),
+                             "outbox": self.outbox[partition]})
+
+    def write_states(self, states: list[tuple[int, int, bytes]]) -> None:
+        for p, offset, data in states:
+            self.ctx.history.put_state(STATE_KIND, self.log, p, offset, data)
+
+    def committed(self, partition: int, transitions: list[dict], previous: int) -> None:
+        """The batch that raised ``transitions`` landed: send them; the state stored under the
+        ``previous`` landed offset is not needed any more."""
+        self._ready += [(partition, t) for t in transitions]
+        for t in transitions:
+            self.ctx.metrics.count_alert(t["rule"], t["status"])
+        if previous >= 0:
+            h, lg = self.ctx.history, self.log
+            self.ctx.upkeep_executor.submit(h.drop_state, STATE_KIND, lg, partition, [previous])
+        self._set_active()
+
+    def _set_active(self) -> None:
+        self.ctx.metrics.set_active_alerts(sum(len(d.active()) for d in self.detectors.values()))
+
+    async def publish(self) -> None:
+        """Send the committed transitions to the alerts topic (awaited) and the sinks."""
+        if not self._ready or self.ctx.settings.replay:
+            return
+        ready, self._ready = self._ready, []
+        try:
+            futures = [await self.ctx.topics.alerts.send(
+                key=t["fingerprint"].encode(), value=orjson.dumps(t)) for _, t in ready]
+            for f in futures:
+                await f
+        except Exception as exc:  # around a start or a stop: kept, sent at the next batch
+            log.warning("%d alert transitions not published yet (%r); retrying", len(ready), exc)
+            self._ready[:0] = ready
+            return
+        for p, t in ready:
+            box = self.outbox.get(p)
+            if box is not None and t in box:
+                box.remove(t)
+            for sink in self.sinks:
+                sink.submit(t)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self.detectors.pop(p, None)
+            self.outbox.pop(p, None)
+        self._set_active()
+
+
+def alert_sinks(ctx: PipelineContext) -> list[Any]:
+    """The delivery sinks the settings ask for (none: alerts go to the topic and history)."""
+    from agentflux.sinks.alerting import AlertmanagerSink, WebhookSink
+    s = ctx.settings
+    out: list[Any] = []
+    counter = ctx.metrics.count_delivery
+    if s.alertmanager_url:
+        out.append(AlertmanagerSink(s.alertmanager_url, resend_interval_s=s.alert_resend_s,
+                                    counter=counter))
+    if s.webhook_url:
+        secrets = [x.strip() for x in s.webhook_secrets.get_secret_value().split(",")
+                   if x.strip()]
+        out.append(WebhookSink(s.webhook_url, secrets, counter=counter))
+    return out

@@ -1,0 +1,100 @@
+"""Failure patterns end to end, no mocks: simulated events with an injected incident -> the real
+broker -> a worker -> an alert on ``agentflux.alerts``, in the history's ``alerts`` table, in a
+real Alertmanager (Debian's) and at a Standard Webhooks receiver that verifies its signature; and
+the alert fires once across a worker kill -9 and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+
+import orjson
+
+from agentflux.harness import WorkerProcess
+from agentflux.runtime.emitter import Emitter
+from agentflux.runtime.simulate import IncidentSpec, SimConfig, SyntheticRuntime, accelerated
+from agentflux.sinks.catalog import connect
+
+from .kafka_helpers import read_all
+from .test_alert_delivery import Receiver, alertmanager, am_alerts  # noqa: F401 (fixture)
+
+RULES = Path(__file__).resolve().parents[2] / "bench" / "alert_rules.yaml"
+SECRET = "whsec_" + base64.b64encode(b"pipeline-secret-0123456789").decode()
+
+
+def _events(n: int, incident: str) -> tuple[list[dict], SyntheticRuntime]:
+    config = accelerated(SimConfig(agents=24, events=n, seed=77,
+                                   incidents=(IncidentSpec(incident),)))
+    sim = SyntheticRuntime(config)
+    return list(sim.events()), sim
+
+
+async def _firing(settings) -> list[dict]:
+    return [a for a in (orjson.loads(r.value) for r in await read_all(settings,
+                                                                      settings.topics.alerts))
+            if a["status"] == "firing"]
+
+
+async def test_an_error_burst_pages_once_everywhere_across_a_kill(settings, alertmanager,
+                                                                  tmp_path):
+    settings = settings.replace(window_s=10.0, grace_s=1.0)
+    evs, sim = _events(60_000, "error_burst")
+    (incident,) = sim.incidents
+    async with Receiver(SECRET) as rx:
+        worker = WorkerProcess(settings, log_path=tmp_path / "worker.log", extra_env={
+            "AGENTFLUX_FAILURE_RULES": str(RULES), "AGENTFLUX_ALERTMANAGER_URL": alertmanager,
+            "AGENTFLUX_WEBHOOK_URL": rx.url, "AGENTFLUX_WEBHOOK_SECRETS": SECRET,
+            "AGENTFLUX_ALERT_RESEND_S": "2"})
+        worker.start()
+        try:
+            half = len(evs) * 2 // 3
+            with Emitter(settings) as em:
+                for e in evs[:half]:
+                    em.emit(e)
+                assert em.flush(60)
+            await asyncio.to_thread(
+                worker.wait_for, lambda m: m.get('agentflux_alerts_total{rule="tool_error_budget",'
+                                                 'status="firing"}', 0) >= 1,
+                120, "the error burst to page")
+            worker.kill()  # kill -9 after the page: the restarted worker must not page again
+            worker.start()
+            with Emitter(settings) as em:
+                for e in evs[half:]:
+                    em.emit(e)
+                assert em.flush(60)
+            await asyncio.to_thread(
+                worker.wait_for, lambda m: m.get('agentflux_history_rows{table="events"}', 0)
+                >= len(evs) - half and m.get("agentflux_open_windows", 1) == 0, 120,
+                "the rest of the events to land and their windows to close")
+
+            firing = [a for a in await _firing(settings) if a["rule"] == "tool_error_budget"
+                      and a["labels"].get("tool") == incident.labels["tool"]]
+            assert firing, "no page for the burst"
+            # one episode (the topic is at-least-once: a re-send is the same transition)
+            assert len({(a["fingerprint"], a["starts_at_ns"]) for a in firing}) == 1, firing
+            page = firing[0]
+            assert incident.start_ns <= page["starts_at_ns"] <= incident.start_ns + 60 * 10**9
+            # ... in Alertmanager, with its labels
+            got = await am_alerts(alertmanager, "tool_error_budget")
+            assert any(a["labels"].get("tool") == incident.labels["tool"] for a in got), got
+            # ... at the webhook receiver, verified, once per transition
+            deadline = time.monotonic() + 30
+            while not any(x["body"]["fingerprint"] == page["fingerprint"]
+                          for x in rx.accepted) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            bodies = [x["body"] for x in rx.accepted
+                      if x["body"]["fingerprint"] == page["fingerprint"]
+                      and x["body"]["status"] == "firing"]
+            assert len(bodies) == 1, bodies
+        finally:
+            assert worker.stop() == 0
+    # ... and in the history, exactly once
+    con = connect(settings.history_path)
+    try:
+        rows = con.execute("SELECT fingerprint, epoch_ns(starts_at) FROM alerts "
+                           "WHERE status = 'firing' AND rule = 'tool_error_budget'").fetchall()
+    finally:
+        con.close()
+    assert rows == [(page["fingerprint"], page["starts_at_ns"])]
