@@ -23,6 +23,7 @@ with the default of one KPI partition.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, Iterable
 
@@ -39,7 +40,8 @@ STATE_KIND = "failures"
 class Alerting:
     def __init__(self, ctx: PipelineContext, rules: Rules, sinks: Iterable[Any] = ()):
         self.ctx = ctx
-        self.rules = rules
+        # the detector ticks on the windows the worker makes
+        self.rules = dataclasses.replace(rules, window_ns=int(ctx.settings.window_s * 1e9))
         self.sinks = list(sinks)
         self.topic = ctx.settings.topics.kpis
         self.log = ctx.log_of(self.topic)
@@ -60,18 +62,25 @@ class Alerting:
                     self.ctx.history_executor, self.ctx.history.get_state, STATE_KIND, self.log,
                     p, offset)
             if data is None:
-                self.detectors[p] = FailureDetector(self.rules)
+                self.detectors[p] = FailureDetector(self.rules, progress=True)
                 self.outbox[p] = []
                 continue
             d = orjson.loads(data)
             try:
-                self.detectors[p] = FailureDetector.from_state(self.rules, d["detector"])
+                self.detectors[p] = FailureDetector.from_state(self.rules, d["detector"],
+                                                              progress=True)
             except ValueError as exc:  # other rules or window size: start over, say so
                 log.warning("failure detector state of partition %d not used (%s): starting "
                             "empty", p, exc)
-                self.detectors[p] = FailureDetector(self.rules)
+                self.detectors[p] = FailureDetector(self.rules, progress=True)
             self.outbox[p] = d["outbox"]
             self._ready += [(p, t) for t in d["outbox"]]
+            # Alertmanager forgets an alert that is not re-sent: the active ones go to it again
+            # (a webhook got each transition once already)
+            for t in self.detectors[p].active():
+                for sink in self.sinks:
+                    if getattr(sink, "resends_active", False):
+                        sink.submit(t)
         self._set_active()
 
     def observe(self, partition: int, rows: list[dict]) -> list[dict]:

@@ -854,13 +854,17 @@ class FailureDetector:
     Not thread-safe; one instance per worker (or per partition set), restored from
     :meth:`state` after a restart or rebalance."""
 
-    def __init__(self, rules: Rules):
+    def __init__(self, rules: Rules, progress: bool = False):
+        """``progress``: judge windows on the sources' progress markers (the worker publishes
+        them with its rows); without, on the newest row's window (rows from anywhere else)."""
         self.rules = rules
+        self.progress = progress
         self._w = rules.window_ns
         self._rules = [_KIND_CLASSES[s.kind](s, rules) for s in rules.rules if s.enabled]
         self._by_name = {r.name: r for r in self._rules}
         self._next_tick: int | None = None
         self._watermark = 0
+        self._sources: dict[int, int] = {}  # source partition -> latest window start seen
         self._seen: dict[str, int] = {}
         self._seen_by_end: dict[int, list[str]] = {}
         self._alerts: dict[str, dict] = {}
@@ -874,6 +878,9 @@ class FailureDetector:
         dropped (each counted in :attr:`counters`); none raises."""
         out: list[dict] = []
         for raw in rows:
+            if isinstance(raw, Mapping) and raw.get("kind") == "progress":
+                self._progressed(raw, out)
+                continue
             if not isinstance(raw, Mapping) or raw.get("kind", "kpi") != "kpi":
                 self.counters["ignored"] += 1
                 continue
@@ -890,8 +897,9 @@ class FailureDetector:
                 continue
             if self._next_tick is None:
                 self._next_tick = r.end
-            self._advance(r.start, out)
             self._remember(r)
+            if not self.progress:
+                self._advance(r.start, out)
             for rule in self._rules:
                 if rule.accepts(r):
                     rule.ingest(r)
@@ -904,6 +912,26 @@ class FailureDetector:
         if self._next_tick is not None:
             self._advance(event_time_ns, out)
         return out
+
+    def _progressed(self, marker: Mapping, out: list[dict]) -> None:
+        """A source partition's progress marker: every row of its windows ending at or before
+        ``done_before_ns`` has been published (late revisions aside). Windows are judged once
+        every source has passed them: each partition closes its windows on its own watermark,
+        and a backlog or a replay runs partitions minutes of event time apart, so judging by the
+        newest row would judge a window before the rows of a slower partition arrived. A source
+        further behind the newest than the late-rows horizon is not waited for."""
+        try:
+            p, done = int(marker["source_partition"]), int(marker["done_before_ns"])
+        except (KeyError, TypeError, ValueError):
+            self.counters["rejected"] += 1
+            return
+        self._sources[p] = max(self._sources.get(p, done), done)
+        if self._next_tick is None:
+            return
+        newest = max(self._sources.values())
+        frontier = min(d for d in self._sources.values()
+                       if d >= newest - self.rules.late_rows_horizon_ns)
+        self._advance(frontier + self.rules.settle_windows * self._w, out)
 
     def _remember(self, r: _Row) -> None:
         self.counters["rows"] += 1
@@ -1005,6 +1033,7 @@ class FailureDetector:
         """Everything needed to continue exactly where this detector is (JSON-friendly)."""
         return {"version": _STATE_VERSION, "window_ns": self._w, "next_tick_ns": self._next_tick,
                 "watermark_ns": self._watermark,
+                "sources": [[p, s] for p, s in self._sources.items()],
                 "seen": [[e, list(ids)] for e, ids in self._seen_by_end.items()],
                 "alerts": [dict(a) for a in self._alerts.values()],
                 "once": [[fp, v] for fp, v in self._once.items()],
@@ -1012,7 +1041,8 @@ class FailureDetector:
                 "rules": {r.name: r.state() for r in self._rules}}
 
     @classmethod
-    def from_state(cls, rules: Rules, state: Mapping) -> "FailureDetector":
+    def from_state(cls, rules: Rules, state: Mapping,
+                   progress: bool = False) -> "FailureDetector":
         """A detector that continues from ``state`` (of :meth:`state`). Rules added since start
         empty; alerts of rules removed or disabled since are dropped."""
         if state.get("version") != _STATE_VERSION:
@@ -1022,8 +1052,9 @@ class FailureDetector:
             raise ValueError(f"the state was kept with {state['window_ns'] / 1e9:g}-s windows, "
                              f"the rules say window_s {rules.window_ns / 1e9:g}; use the same "
                              "window size or start from an empty state")
-        d = cls(rules)
+        d = cls(rules, progress)
         d._next_tick, d._watermark = state["next_tick_ns"], state["watermark_ns"]
+        d._sources = {int(p): s for p, s in state.get("sources", [])}
         for end, ids in state["seen"]:
             d._seen_by_end[end] = list(ids)
             for rid in ids:

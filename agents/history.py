@@ -338,8 +338,9 @@ class KpiHistory:
                 doc = orjson.loads(fe.value)
                 if not isinstance(doc, dict):
                     raise TypeError(f"a KPI row is a JSON object, got {type(doc).__name__}")
-                rows.setdefault(m.partition, []).append(kpi_row(dict(doc), m.partition,
-                                                                m.offset))
+                if doc.get("kind") != "progress":  # (a marker for the detector, not a row)
+                    rows.setdefault(m.partition, []).append(kpi_row(dict(doc), m.partition,
+                                                                    m.offset))
                 docs.setdefault(m.partition, []).append(doc)
             except (ValueError, KeyError, TypeError) as exc:  # orjson's error is a ValueError
                 ctx.metrics.count_deadletters("invalid_kpi")

@@ -63,6 +63,7 @@ class Kpis:
         self._ready: list[WindowRow] = []  # committed rows not sent yet
         self._stored: dict[int, int] = {}  # partition -> offset of its last committed state
         self._busy: set[int] = set()  # partitions whose state is being written by a flush
+        self._progress: dict[int, int] = {}  # partition -> last progress marker sent
 
     # --- the hot path -----------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class Kpis:
         for p in parts:
             self._stored.pop(p, None)
             self._busy.discard(p)
+            self._progress.pop(p, None)
 
     # --- publication ------------------------------------------------------------------------
 
@@ -197,6 +199,36 @@ class Kpis:
                 metrics.count_kpi_windows(len(sent))
                 metrics.add_kpi_rows([r.to_dict() for r in sent])
             metrics.set_open_windows(windows.open_windows)
+        if rows and not sent:
+            return
+        await self._send_progress()
+
+    async def _send_progress(self) -> None:
+        """After the rows: one progress marker per partition, saying up to which window end
+        every row of that partition's windows is published (revisions of late events aside):
+        the start of its earliest window still open or unpublished, or, with none, the start
+        of the current wall-clock window. The failure detector judges a window once every
+        partition's marker has passed it, whatever order the partitions' rows arrive in (a
+        backlog or an accelerated replay runs partitions minutes of event time apart)."""
+        ctx = self.ctx
+        now = self.windows.wall_ns()
+        size = self.windows.size_ns
+        pending = {r.partition for r in self._ready}
+        for p, state in list(self.windows.partitions.items()):
+            if p in pending or p in self._busy or self._stored.get(p, -1) < 0:
+                continue
+            starts = [start for start, _ in state.open] + [r.window_start_ns
+                                                           for r in state.outbox]
+            done = min(starts) if starts else now - now % size
+            if done <= self._progress.get(p, -1):
+                continue
+            try:
+                await ctx.topics.kpis.send(key=f"progress|{p}".encode(), value=orjson.dumps(
+                    {"kind": "progress", "source_partition": p, "log": self.log,
+                     "done_before_ns": done}))
+            except Exception:  # sent again at the next call
+                return
+            self._progress[p] = done
 
 
 def register(app: Any, ctx: PipelineContext, kpis: Kpis, held: Any) -> None:

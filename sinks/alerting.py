@@ -261,6 +261,9 @@ class AlertmanagerSink(_Base):
 
     sink_name = "alertmanager"
 
+
+    resends_active = True  # keeps firing alerts alive: hand it the active ones after a restart
+
     def __init__(self, url: str, *, resend_interval_s: float = 30.0, timeout_s: float = 5.0,
                  max_queue: int = 10_000, max_retry_s: float = 60.0,
                  counter: Counter | None = None, generator_url: str = "") -> None:

@@ -313,6 +313,9 @@ class TumblingWindows:
         for p in partitions:
             self.partitions.pop(p, None)
 
+    def wall_ns(self) -> int:
+        return self._wall()
+
     @property
     def open_windows(self) -> int:
         return sum(len(s.open) for s in self.partitions.values())

@@ -69,7 +69,10 @@ async def read_all(settings: Settings, topic: str, deadline_s: float = 30.0) -> 
         ends = await consumer.end_offsets(tps)
         out: list = []
         end = time.monotonic() + deadline_s
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
             if time.monotonic() > end:
                 raise TimeoutError(f"read {len(out)} records of {topic}, not to its end")
             for records in (await consumer.getmany(timeout_ms=500)).values():
