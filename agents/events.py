@@ -319,6 +319,8 @@ def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int
             except Exception as exc:
                 fail_stop("events", exc)
 
+    kpis.assigned = lambda: {p for t, p in assigned() if t == topic}
+
     def held() -> set[int]:
         return {p for pipeline in pipelines for p in pipeline.history.events.partitions()}
 

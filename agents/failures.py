@@ -864,7 +864,8 @@ class FailureDetector:
         self._by_name = {r.name: r for r in self._rules}
         self._next_tick: int | None = None
         self._watermark = 0
-        self._sources: dict[int, int] = {}  # source partition -> latest window start seen
+        self._sources: dict[int, int] = {}  # source partition -> window ends it is done with
+        self._held: dict[int, list] = {}  # window end -> rows (as received) not ingested yet
         self._seen: dict[str, int] = {}
         self._seen_by_end: dict[int, list[str]] = {}
         self._alerts: dict[str, dict] = {}
@@ -900,10 +901,19 @@ class FailureDetector:
             self._remember(r)
             if not self.progress:
                 self._advance(r.start, out)
-            for rule in self._rules:
-                if rule.accepts(r):
-                    rule.ingest(r)
+            elif r.end > self._next_tick:
+                # ahead of the windows judged so far: held until the ticks reach its window, so
+                # a judgement never sees a later window's data (rows arrive long before their
+                # windows are judged when the sources run apart)
+                self._held.setdefault(r.end, []).append(raw)
+                continue
+            self._ingest(r)
         return out
+
+    def _ingest(self, r: _Row) -> None:
+        for rule in self._rules:
+            if rule.accepts(r):
+                rule.ingest(r)
 
     def advance(self, event_time_ns: int) -> list[dict]:
         """Event time has reached ``event_time_ns`` (no row for an earlier window will come but
@@ -922,12 +932,17 @@ class FailureDetector:
         further behind the newest than the late-rows horizon is not waited for."""
         try:
             p, done = int(marker["source_partition"]), int(marker["done_before_ns"])
+            partitions = int(marker.get("partitions") or 0)
         except (KeyError, TypeError, ValueError):
             self.counters["rejected"] += 1
             return
-        self._sources[p] = max(self._sources.get(p, done), done)
         if self._next_tick is None:
-            return
+            return  # nothing to judge yet
+        # a partition not heard from yet is waited for from the first window held (until it
+        # falls behind the late-rows horizon)
+        for q in range(partitions):
+            self._sources.setdefault(q, self._next_tick - self._w)
+        self._sources[p] = max(self._sources.get(p, done), done)
         newest = max(self._sources.values())
         frontier = min(d for d in self._sources.values()
                        if d >= newest - self.rules.late_rows_horizon_ns)
@@ -946,8 +961,12 @@ class FailureDetector:
         limit = now_ns - self.rules.settle_windows * self._w
         w = self._w
         while self._next_tick <= limit:
-            if not self._alerts and not self._once and all(r.empty() for r in self._rules):
+            if (not self._alerts and not self._once and not self._held
+                    and all(r.empty() for r in self._rules)):
                 self._next_tick += (limit - self._next_tick) // w * w
+            for end in sorted(e for e in self._held if e <= self._next_tick):
+                for raw in self._held.pop(end):
+                    self._ingest(_parse_row(raw))
             self._tick(self._next_tick, out)
             self._next_tick += w
 
@@ -1034,6 +1053,7 @@ class FailureDetector:
         return {"version": _STATE_VERSION, "window_ns": self._w, "next_tick_ns": self._next_tick,
                 "watermark_ns": self._watermark,
                 "sources": [[p, s] for p, s in self._sources.items()],
+                "held": [[end, list(rows)] for end, rows in self._held.items()],
                 "seen": [[e, list(ids)] for e, ids in self._seen_by_end.items()],
                 "alerts": [dict(a) for a in self._alerts.values()],
                 "once": [[fp, v] for fp, v in self._once.items()],
@@ -1055,6 +1075,7 @@ class FailureDetector:
         d = cls(rules, progress)
         d._next_tick, d._watermark = state["next_tick_ns"], state["watermark_ns"]
         d._sources = {int(p): s for p, s in state.get("sources", [])}
+        d._held = {int(end): list(rows) for end, rows in state.get("held", [])}
         for end, ids in state["seen"]:
             d._seen_by_end[end] = list(ids)
             for rid in ids:

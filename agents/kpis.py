@@ -33,7 +33,7 @@ import orjson
 
 from agentflux.streams.context import PipelineContext
 from agentflux.streams.frame import EventFrame
-from agentflux.streams.windows import WindowRow
+from agentflux.streams.windows import PartitionWindows, WindowRow
 
 log = logging.getLogger("agentflux.kpis")
 
@@ -64,6 +64,7 @@ class Kpis:
         self._stored: dict[int, int] = {}  # partition -> offset of its last committed state
         self._busy: set[int] = set()  # partitions whose state is being written by a flush
         self._progress: dict[int, int] = {}  # partition -> last progress marker sent
+        self.assigned: Any = lambda: ()  # -> the events partitions this worker owns now
 
     # --- the hot path -----------------------------------------------------------------------
 
@@ -206,26 +207,39 @@ class Kpis:
     async def _send_progress(self) -> None:
         """After the rows: one progress marker per partition, saying up to which window end
         every row of that partition's windows is published (revisions of late events aside):
-        the start of its earliest window still open or unpublished, or, with none, the start
-        of the current wall-clock window. The failure detector judges a window once every
+        the start of its earliest window still open or unpublished, and no later than what its
+        watermark has closed; a partition read to the end of its log with nothing open is done
+        up to the current wall-clock window. The failure detector judges a window once every
         partition's marker has passed it, whatever order the partitions' rows arrive in (a
         backlog or an accelerated replay runs partitions minutes of event time apart)."""
         ctx = self.ctx
         now = self.windows.wall_ns()
-        size = self.windows.size_ns
+        size, grace = self.windows.size_ns, self.windows.grace_ns
         pending = {r.partition for r in self._ready}
-        for p, state in list(self.windows.partitions.items()):
-            if p in pending or p in self._busy or self._stored.get(p, -1) < 0:
+        for p in sorted(set(self.windows.partitions) | set(self.assigned())):
+            state = self.windows.partitions.get(p)
+            key = (self.topic, p)
+            caught_up = ctx.processed.get(key, -1) + 1 >= ctx.log_ends.get(key, 1 << 62)
+            if state is None:  # assigned, nothing read: done up to now once at the log's end
+                state = PartitionWindows()
+                if not caught_up:
+                    continue
+            elif p in pending or p in self._busy or self._stored.get(p, -1) < 0:
                 continue
             starts = [start for start, _ in state.open] + [r.window_start_ns
                                                            for r in state.outbox]
-            done = min(starts) if starts else now - now % size
+            closed = state.watermark_ns - grace
+            closed -= closed % size
+            done = min(starts, default=now - now % size if caught_up else closed)
+            if not caught_up:
+                done = min(done, closed)
             if done <= self._progress.get(p, -1):
                 continue
             try:
                 await ctx.topics.kpis.send(key=f"progress|{p}".encode(), value=orjson.dumps(
                     {"kind": "progress", "source_partition": p, "log": self.log,
-                     "done_before_ns": done}))
+                     "done_before_ns": done,
+                     "partitions": ctx.settings.topics.events_partitions}))
             except Exception:  # sent again at the next call
                 return
             self._progress[p] = done

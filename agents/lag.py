@@ -51,6 +51,7 @@ def register(app: Any, ctx: PipelineContext) -> None:
             end = ends.get(key)
             if end is None:
                 continue
+            ctx.log_ends[key] = end
             landed = ctx.landed.get(key)
             nxt = max(landed + 1 if landed is not None else 0, starts.get(key) or 0)
             lag = max(0, end - nxt)

@@ -245,7 +245,10 @@ async def _read_alerts(settings: Settings, timeout_s: float = 10.0) -> list[dict
     try:
         topic = settings.topics.alerts
         await consumer.topics()  # fetches the cluster's metadata
-        parts = consumer.partitions_for_topic(topic) or set()
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:  # metadata of a topic created since the client started
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
             return []
@@ -254,7 +257,10 @@ async def _read_alerts(settings: Settings, timeout_s: float = 10.0) -> list[dict
         end = await consumer.end_offsets(tps)
         out: list[dict] = []
         deadline = time.monotonic() + timeout_s
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+        while await behind():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: not at its end after {timeout_s:g} s")
             batch = await consumer.getmany(*tps, timeout_ms=500)
@@ -358,7 +364,13 @@ def run(minutes: float, seed: int, console, agents: int = AGENTS,
                 raise
             finally:
                 worker.stop(10.0)
+                with contextlib.suppress(OSError):  # kept for a look afterwards
+                    keep = s.log_dir / "bench-alerts-worker.log"
+                    keep.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(tmp / "worker.log", keep)
     finally:
+        if os.environ.get("DEBUG_KEEP"):
+            shutil.copytree(tmp, os.environ["DEBUG_KEEP"], dirs_exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     truth = [i.to_dict() for i in sim.incidents]
     last_ts = start_ns + span_ns

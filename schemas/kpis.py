@@ -201,4 +201,35 @@ CREATE OR REPLACE VIEW kpi_windows AS
     WHERE type = 'llm.call' AND dim = 'name'""")
     values = ("\nCREATE OR REPLACE VIEW kpi_values AS\n    SELECT * FROM (\n"
               + "\n    UNION ALL\n".join(selects) + "\n    ) WHERE value IS NOT NULL;")
-    return wide + values
+    return wide + values + CROSS_VIEWS
+
+
+# KPIs across event types and windows (see :func:`cost_per_decision`)
+CROSS_VIEWS = """
+CREATE OR REPLACE VIEW kpi_cost_per_decision AS
+    SELECT r.window_start, r.window_end, r.name AS model, r.philosophy, r.count AS decisions,
+           l.cost_usd, l.cost_usd / r.count AS cost_per_decision
+    FROM kpi_windows r JOIN kpi_windows l
+        ON l.window_start = r.window_start AND l.name = r.name AND l.philosophy = r.philosophy
+           AND l.type = 'llm.call' AND l.dim = 'name'
+    WHERE r.type = 'routing.decision' AND r.dim = 'name';
+CREATE OR REPLACE VIEW kpi_rolling_cost AS
+    SELECT window_start, dim, name, philosophy, count AS llm_calls,
+           "input_tokens" + "output_tokens" AS tokens, "cost_usd",
+           sum("cost_usd") OVER w AS cost_usd_to_date,
+           sum("input_tokens" + "output_tokens") OVER w AS tokens_to_date
+    FROM kpi_windows WHERE type = 'llm.call'
+    WINDOW w AS (PARTITION BY dim, name, philosophy ORDER BY window_start);"""
+
+
+def cost_per_decision(merged: Mapping[tuple, Mapping[str, Any]]) -> dict[tuple, float]:
+    """LLM cost per routing decision, per window, chosen model and philosophy: the cost of the
+    calls to a model over the decisions that chose it (merged rows, as :func:`merge_rows`
+    gives them)."""
+    out = {}
+    for (start, dim, t, name, phil), r in merged.items():
+        if t == "routing.decision" and dim == "name" and r["count"]:
+            llm = merged.get((start, "name", "llm.call", name, phil))
+            if llm is not None:
+                out[(start, name, phil)] = llm["sums"].get("cost_usd", 0.0) / r["count"]
+    return out

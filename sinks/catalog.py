@@ -103,31 +103,31 @@ CREATE OR REPLACE VIEW llm_usage AS
            sum(CAST(attrs->>'cost_usd' AS DOUBLE)) AS cost_usd
     FROM events WHERE type = 'llm.call' GROUP BY ALL;
 CREATE OR REPLACE VIEW _sketch_bins AS
-    SELECT window_start, window_end, type, name, CAST(b.key AS INTEGER) AS k,
+    SELECT window_start, window_end, dim, type, name, CAST(b.key AS INTEGER) AS k,
            sum(CAST(b.value AS BIGINT)) AS c
-    FROM (SELECT window_start, window_end, type, name,
+    FROM (SELECT window_start, window_end, dim, type, name,
                  unnest(map_entries(json_transform(sketch -> 'bins', '"MAP(VARCHAR, BIGINT)"')))
                      AS b
-          FROM kpi_rows WHERE dim = 'name')
+          FROM kpi_rows WHERE dim IN ('name', 'cold'))
     GROUP BY ALL;
 CREATE OR REPLACE VIEW _sketch_totals AS
-    SELECT window_start, window_end, type, name,
+    SELECT window_start, window_end, dim, type, name,
            any_value(CAST(sketch ->> 'alpha' AS DOUBLE)) AS alpha,
            sum(CAST(sketch ->> 'zero' AS BIGINT)) AS zero,
            sum(CAST(sketch ->> 'count' AS BIGINT)) AS n,
            min(CAST(sketch ->> 'min' AS DOUBLE)) AS min_ms,
            max(CAST(sketch ->> 'max' AS DOUBLE)) AS max_ms,
            sum(count) AS count, sum(errors) AS errors
-    FROM kpi_rows WHERE dim = 'name' GROUP BY ALL;
+    FROM kpi_rows WHERE dim IN ('name', 'cold') GROUP BY ALL;
 CREATE OR REPLACE VIEW latency AS
     WITH cum AS (
-        SELECT b.window_start, b.window_end, b.type, b.name, b.k, t.alpha, t.zero, t.n,
+        SELECT b.window_start, b.window_end, b.dim, b.type, b.name, b.k, t.alpha, t.zero, t.n,
                t.min_ms, t.max_ms,
-               t.zero + sum(b.c) OVER (PARTITION BY b.window_start, b.type, b.name
+               t.zero + sum(b.c) OVER (PARTITION BY b.window_start, b.dim, b.type, b.name
                                        ORDER BY b.k) AS seen
-        FROM _sketch_bins b JOIN _sketch_totals t USING (window_start, window_end, type, name)),
+        FROM _sketch_bins b JOIN _sketch_totals t USING (window_start, window_end, dim, type, name)),
     q AS (
-        SELECT window_start, window_end, type, name, p,
+        SELECT window_start, window_end, dim, type, name, p,
                CASE WHEN floor(p * (any_value(n) - 1)) < any_value(zero) THEN 0.0
                     ELSE least(greatest(
                         2 * pow((1 + any_value(alpha)) / (1 - any_value(alpha)),
@@ -135,12 +135,12 @@ CREATE OR REPLACE VIEW latency AS
                           / ((1 + any_value(alpha)) / (1 - any_value(alpha)) + 1),
                         any_value(min_ms)), any_value(max_ms)) END AS v
         FROM cum, (VALUES (0.5), (0.9), (0.95), (0.99)) ps(p)
-        GROUP BY window_start, window_end, type, name, p)
-    SELECT t.window_start, t.window_end, t.type, t.name, t.count, t.errors,
+        GROUP BY window_start, window_end, dim, type, name, p)
+    SELECT t.window_start, t.window_end, t.dim, t.type, t.name, t.count, t.errors,
            t.errors / t.count AS error_rate,
            max(v) FILTER (WHERE p = 0.5) AS p50_ms, max(v) FILTER (WHERE p = 0.9) AS p90_ms,
            max(v) FILTER (WHERE p = 0.95) AS p95_ms, max(v) FILTER (WHERE p = 0.99) AS p99_ms
-    FROM _sketch_totals t LEFT JOIN q USING (window_start, window_end, type, name)
+    FROM _sketch_totals t LEFT JOIN q USING (window_start, window_end, dim, type, name)
     GROUP BY ALL;
 CREATE OR REPLACE VIEW error_rates AS
     SELECT date_trunc('minute', ts) AS minute, type, name, count(*) AS events,

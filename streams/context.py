@@ -39,6 +39,8 @@ class PipelineContext:
     # (topic, partition) -> last offset received by the history agent / landed in the history
     processed: dict = field(default_factory=dict)
     landed: dict = field(default_factory=dict)
+    # (topic, partition) -> the end of its log, as last asked of the broker (the lag agent)
+    log_ends: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # start the executors' threads now, not at their first task: a thread started later

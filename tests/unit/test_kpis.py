@@ -5,6 +5,7 @@ exact across a snapshot/restore of the window state at any point of a stream."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,7 +14,8 @@ from agentflux.runtime.cache import PerformanceCache
 from agentflux.runtime.instrument import CountingEmitter, Instrumentation
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.runtime.usage import normalise_usage
-from agentflux.schemas.kpis import KPI_BY_NAME, PRICES, kpi_value, kpi_values, merge_rows
+from agentflux.schemas.kpis import (KPI_BY_NAME, PRICES, cost_per_decision, kpi_value, kpi_values,
+                                   merge_rows)
 from agentflux.schemas.wire import envelope
 from agentflux.streams.windows import TumblingWindows
 from tests.kpi_oracle import compare, oracle
@@ -181,3 +183,62 @@ def test_the_sql_views_compute_what_python_computes(tmp_path):
     assert all(sql[k] == pytest.approx(py[k], rel=1e-9, abs=1e-12) for k in py)
     assert {k[-1] for k in py} >= {"cache_hit_rate", "warm_start_rate", "cost_usd",
                                    "compression_ratio", "error_rate", "cost_saved_usd"}
+    # across types and windows: LLM cost per routing decision, and cost to date per session
+    per_decision = {(start, model, phil): v for start, model, phil, v in con.execute(
+        "SELECT epoch_ns(window_start), model, philosophy, cost_per_decision "
+        "FROM kpi_cost_per_decision").fetchall()}
+    want = cost_per_decision(merge_rows(rows))
+    assert want and per_decision.keys() == want.keys()
+    assert all(per_decision[k] == pytest.approx(want[k], rel=1e-9) for k in want)
+    to_date = dict(con.execute(
+        "SELECT name, max(cost_usd_to_date) FROM kpi_rolling_cost WHERE dim = 'session' "
+        "GROUP BY name").fetchall())
+    spent: dict = {}
+    for e in evs:
+        if e["type"] == "llm.call":
+            spent[e["session_id"]] = spent.get(e["session_id"], 0.0) + e["attrs"]["cost_usd"]
+    assert to_date.keys() == spent.keys()
+    assert all(to_date[k] == pytest.approx(v, rel=1e-9) for k, v in spent.items())
+
+
+
+def test_alerts_do_not_depend_on_the_order_the_partitions_rows_arrive_in():
+    """Each partition closes its windows on its own watermark: in a backlog or a replay the
+    rows of one partition arrive minutes of event time ahead of another's. With the progress
+    markers the worker publishes after its rows, the detector judges each window once every
+    partition has passed it, and raises what it raises on rows in window order."""
+    import itertools
+
+    from agentflux.agents.failures import FailureDetector, load_rules
+    from agentflux.runtime.simulate import IncidentSpec
+
+    cfg = SimConfig(agents=24, events=40_000, seed=5, start_ns=1_700_000_000 * S,
+                    incidents=(IncidentSpec("error_burst", start_s=120.0),))
+    evs = list(SyntheticRuntime(cfg).events())
+    w = TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=Clock(2**62), log="L")
+    for e in evs:
+        e["_p"] = hash(e["session_id"]) % 4
+    for p in range(4):
+        w.add([e for e in evs if e["_p"] == p], partition=p)
+    rows = [r.to_dict() for r in w.close_due(flush_all=True)]
+    rules = load_rules(Path(__file__).resolve().parents[2] / "bench" / "alert_rules.yaml")
+
+    def marker(p: int, done: int) -> dict:
+        return {"kind": "progress", "source_partition": p, "done_before_ns": done,
+                "partitions": 4}
+
+    in_order = FailureDetector(rules, progress=True)
+    want = []
+    rows.sort(key=lambda r: (r["window_start_ns"], r["source_partition"]))
+    for start, group in itertools.groupby(rows, key=lambda r: r["window_start_ns"]):
+        want += in_order.observe(list(group))
+        want += in_order.observe([marker(p, start + 10 * S) for p in range(4)])
+    assert any(t["rule"] == "tool_error_budget" and t["status"] == "firing" for t in want)
+
+    skewed = FailureDetector(rules, progress=True)
+    got = []
+    for p in (2, 0, 3, 1):  # a partition at a time, each with its marker after its rows
+        mine = [r for r in rows if r["source_partition"] == p]
+        got += skewed.observe(mine)
+        got += skewed.observe([marker(p, max(r["window_end_ns"] for r in rows))])
+    assert got == want
