@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import shutil
 import statistics
 import tempfile
@@ -369,8 +368,6 @@ def run(minutes: float, seed: int, console, agents: int = AGENTS,
                     keep.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(tmp / "worker.log", keep)
     finally:
-        if os.environ.get("DEBUG_KEEP"):
-            shutil.copytree(tmp, os.environ["DEBUG_KEEP"], dirs_exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     truth = [i.to_dict() for i in sim.incidents]
     last_ts = start_ns + span_ns
