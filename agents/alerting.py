@@ -48,12 +48,14 @@ class Alerting:
         self.detectors: dict[int, FailureDetector] = {}
         self.outbox: dict[int, list[dict]] = {}  # partition -> transitions not on the topic yet
         self._ready: list[tuple[int, dict]] = []  # committed, to send
+        self._epoch = 0  # counts revocations: state read before one is not used after it
 
     async def load(self, partitions: Iterable[int], landed: dict) -> None:
         """Restore the detectors of newly assigned partitions as of their landed offsets."""
         loop = asyncio.get_running_loop()
+        epoch = self._epoch
         for p in partitions:
-            if p in self.detectors:
+            if p in self.detectors or self._epoch != epoch:
                 continue
             offset = landed.get((self.topic, p), -1)
             data = None
@@ -61,6 +63,8 @@ class Alerting:
                 data = await loop.run_in_executor(
                     self.ctx.history_executor, self.ctx.history.get_state, STATE_KIND, self.log,
                     p, offset)
+            if self._epoch != epoch or p in self.detectors:  # revoked, or loaded meanwhile
+                continue
             if data is None:
                 self.detectors[p] = FailureDetector(self.rules, progress=True)
                 self.outbox[p] = []
@@ -132,6 +136,7 @@ class Alerting:
                 sink.submit(t)
 
     def forget(self, partitions: Iterable[int]) -> None:
+        self._epoch += 1
         for p in partitions:
             self.detectors.pop(p, None)
             self.outbox.pop(p, None)

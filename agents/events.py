@@ -235,7 +235,11 @@ class EventPipeline:
             await inflight
 
     async def tick(self) -> None:
-        """Land what is held once it is due by age (a quiet stream brings no batch to do it)."""
+        """Land what is held once it is due by age (a quiet stream brings no batch to do it);
+        raise the failure of a flush that ended with one (no later batch may come to)."""
+        f = self.inflight
+        if f is not None and f.done() and (f.cancelled() or f.exception() is not None):
+            await self.wait()
         if self._idle() and self.history.due():
             await self.start_flush()
 
@@ -249,6 +253,8 @@ class EventPipeline:
         partitions: their next owner resumes after what this worker landed."""
         self.revocations += 1
         await self.drain()
+        # and the window state a timer may still be writing: the next owner reads it
+        await asyncio.get_running_loop().run_in_executor(self.ctx.history_executor, int)
         self.history.forget(partitions)
         self.kpis.forget(partitions)
         self._rewound -= set(partitions)
@@ -271,7 +277,9 @@ def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int
     @app.agent(ctx.topics.events, name="agentflux.events")
     async def events(stream: Any) -> None:
         # built when the agent (re)starts, so the history's landed offsets are read then
-        pipeline = EventPipeline(ctx, kpis, stream, assigned, seek)
+        # (a replay starts where it was told to, not at its new history's offsets)
+        pipeline = EventPipeline(ctx, kpis, stream, assigned,
+                                 None if ctx.settings.replay else seek)
         pipelines[:] = [pipeline]
         batches = take_bounded(stream, max_events=ctx.batch_events,
                                max_records=ctx.batch_records, within=ctx.batch_within_s,

@@ -389,6 +389,21 @@ def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None)
         landers[:] = [lander]
         await _consume(stream, ctx, "history.kpis", lander.land, within=1.0)
 
+    @app.timer(interval=1.0)
+    async def restore_detectors() -> None:
+        """The failure detectors of newly assigned KPI partitions, restored without waiting for
+        a KPI row: their active alerts go back to Alertmanager before it expires them."""
+        if alerting is None or app.should_stop:
+            return
+        parts = {tp.partition for tp in app.consumer.assignment() if tp.topic == kpis_topic}
+        for lander in landers:
+            if parts - set(alerting.detectors):
+                try:
+                    await lander.landed.load(parts)
+                    await alerting.load(parts, lander.landed.offsets)
+                except Exception as exc:  # retried at the next tick; the lander loads too
+                    log.warning("failure detectors not restored yet: %r", exc)
+
     @app.on_partitions_revoked.connect
     async def forget_kpi_partitions(sender: Any, revoked: Any, **kwargs: Any) -> None:
         for lander in landers:

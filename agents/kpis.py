@@ -65,6 +65,7 @@ class Kpis:
         self._busy: set[int] = set()  # partitions whose state is being written by a flush
         self._progress: dict[int, int] = {}  # partition -> last progress marker sent
         self.assigned: Any = lambda: ()  # -> the events partitions this worker owns now
+        self._epoch = 0  # counts revocations: state read before one is not used after it
 
     # --- the hot path -----------------------------------------------------------------------
 
@@ -89,6 +90,7 @@ class Kpis:
             return
         ctx = self.ctx
         loop = asyncio.get_running_loop()
+        epoch = self._epoch
         for p in new:
             landed = ctx.landed.get((self.topic, p), -1)
             data = None
@@ -99,6 +101,8 @@ class Kpis:
                     log.warning("no window state for partition %d at offset %d (a history "
                                 "written before window state was kept?): its open windows "
                                 "start empty", p, landed)
+            if self._epoch != epoch:  # revoked while reading: the next owner has it now
+                return
             self.windows.restore(p, data)
             self._stored[p] = landed
             self._ready += self.windows.outbox([p])
@@ -154,6 +158,7 @@ class Kpis:
         self._ready += closed
 
     def forget(self, partitions: Iterable[int]) -> None:
+        self._epoch += 1
         parts = set(partitions)
         self.windows.forget(parts)
         for p in parts:
@@ -199,7 +204,8 @@ class Kpis:
                 windows.published(sent)
                 metrics.count_kpi_windows(len(sent))
                 metrics.add_kpi_rows([r.to_dict() for r in sent])
-            metrics.set_open_windows(windows.open_windows)
+            # (closed windows count until published)
+            metrics.set_open_windows(windows.open_windows + len(windows.outbox()))
         if rows and not sent:
             return
         await self._send_progress()

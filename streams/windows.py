@@ -291,7 +291,10 @@ class TumblingWindows:
             "size_ns": self.size_ns, "watermark_ns": state.watermark_ns,
             "open": [[start, *key, *acc.to_list()] for (start, key), acc in state.open.items()],
             "revisions": [[start, *key, rev] for (start, key), rev in state.revisions.items()],
-            "outbox": [r.to_dict() for r in state.outbox]})
+            # closed rows as their accumulators (their ids and quantiles are derived again)
+            "outbox": [[r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.revision,
+                        r.count, r.errors, None if r.sketch is None else r.sketch.to_dict(),
+                        list(r.sums.values()), list(r.maxes.values())] for r in state.outbox]})
 
     def restore(self, partition: int, data: bytes | None) -> None:
         """Take over a partition's state from :meth:`snapshot` (None: start empty). A snapshot
@@ -307,7 +310,13 @@ class TumblingWindows:
             state.open[(start, (dim, t, name, phil))] = _Acc.from_list(acc)
         for start, dim, t, name, phil, rev in d["revisions"]:
             state.revisions[(start, (dim, t, name, phil))] = rev
-        state.outbox = [WindowRow.from_dict(r) for r in d["outbox"]]
+        for start, dim, t, name, phil, rev, count, errors, sketch, sums, maxes in d["outbox"]:
+            key = (dim, t, name, phil)
+            names = MEASURE_NAMES.get(t, ())
+            state.outbox.append(WindowRow(
+                start, start + self.size_ns, *key, rev, count, errors,
+                None if sketch is None else DDSketch.from_dict(sketch), dict(zip(names, sums)),
+                dict(zip(names, maxes)), partition, row_id(self.log, partition, start, key, rev)))
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:

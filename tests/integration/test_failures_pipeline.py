@@ -58,6 +58,12 @@ async def test_an_error_burst_pages_once_everywhere_across_a_kill(settings, aler
                 worker.wait_for, lambda m: m.get('agentflux_alerts_total{rule="tool_error_budget",'
                                                  'status="firing"}', 0) >= 1,
                 120, "the error burst to page")
+            # ... in Alertmanager, with its labels, while it fires
+            deadline = time.monotonic() + 30
+            while not any(a["labels"].get("tool") == incident.labels["tool"]
+                          for a in await am_alerts(alertmanager, "tool_error_budget")):
+                assert time.monotonic() < deadline, "the page never reached Alertmanager"
+                await asyncio.sleep(0.2)
             worker.kill()  # kill -9 after the page: the restarted worker must not page again
             worker.start()
             with Emitter(settings) as em:
@@ -78,9 +84,6 @@ async def test_an_error_burst_pages_once_everywhere_across_a_kill(settings, aler
             assert len(episodes) == len({a["fingerprint"] for a in firing}) >= 1, firing
             page = min(firing, key=lambda a: a["starts_at_ns"])
             assert incident.start_ns <= page["starts_at_ns"] <= incident.start_ns + 60 * 10**9
-            # ... in Alertmanager, with its labels
-            got = await am_alerts(alertmanager, "tool_error_budget")
-            assert any(a["labels"].get("tool") == incident.labels["tool"] for a in got), got
             # ... at the webhook receiver, verified, once per transition
             deadline = time.monotonic() + 30
             while not any(x["body"]["fingerprint"] == page["fingerprint"]

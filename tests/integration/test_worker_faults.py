@@ -282,13 +282,13 @@ def test_an_unreachable_broker_is_one_line_not_a_traceback(settings):
 
 @pytest.fixture
 def small_volume(tmp_path):
-    """A 16 MB tmpfs (root only: CI runs as root; anywhere else this fails, it never skips)."""
+    """A 48 MB tmpfs (root only: CI runs as root; anywhere else this fails, it never skips)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     if os.geteuid() != 0:
         pytest.fail("the disk-full test mounts a small tmpfs and needs root (CI runs as root)",
                     pytrace=False)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], check=True)
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
