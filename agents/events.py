@@ -115,16 +115,15 @@ class EventPipeline:
         fresh, ranges = history.landed.fresh(batch)
         frame, deadletters = decode(fresh, ctx.settings.max_record_bytes)
         frame, duplicates = await history.deduplicate(frame)
-        if self.revocations != revocations:  # a rebalance happened while this was prepared
-            gone = {p for p in ranges if (history.topic, p) not in self.assigned()}
-            if gone:  # not ours to land or ack any more: the new owner does
-                history.forget(gone)  # again: preparing may have re-created state for them
-                frame = frame.select(np.flatnonzero(~np.isin(frame.partition, list(gone))))
-                deadletters = [d for d in deadletters if d[2] not in gone]
-                duplicates = [d for d in duplicates if d[2] not in gone]
-                ranges = {p: r for p, r in ranges.items() if p not in gone}
-                fresh = [fe for fe in fresh if fe.message.partition not in gone]
-                batch = [fe for fe in batch if fe.message.partition not in gone]
+        if self.revocations != revocations:
+            # A rebalance happened while this was prepared: what preparing read or remembered
+            # of these partitions (landed offsets, recent ids, window state) may predate the
+            # previous owner's last landing. Nothing of the batch is landed or acked: after the
+            # rebalance the consumer reads these partitions again from the committed offsets
+            # (and its owner from the history's), with state read afresh.
+            history.forget(parts)
+            self.kpis.forget(parts)
+            return
         if ranges:
             history.add(frame, len(fresh), deadletters, duplicates, ranges)
             self.kpis.add(frame)
