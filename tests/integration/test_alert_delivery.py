@@ -101,19 +101,18 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def wait_ready(proc: subprocess.Popen, url: str, log_path: Path, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
+    from agentflux.harness import wait_until as wait_sync
+
+    def ready() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"alertmanager exited with {proc.returncode}: {log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1.0) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"alertmanager not ready within {deadline_s} s: {log_path.read_text()}")
-        time.sleep(0.05)  # polling a subprocess's readiness, not synchronising
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1.0) as r:  # OSError: not yet
+            return r.status == 200
+
+    try:
+        wait_sync(ready, deadline_s, "alertmanager to be ready")
+    except TimeoutError:
+        pytest.fail(f"alertmanager not ready within {deadline_s} s: {log_path.read_text()}")
 
 
 async def am_alerts(url: str, name: str) -> list[dict]:

@@ -18,7 +18,8 @@ from agentflux.runtime.simulate import IncidentSpec, SimConfig, SyntheticRuntime
 from agentflux.sinks.catalog import connect
 
 from .kafka_helpers import read_all
-from .test_alert_delivery import Receiver, alertmanager, am_alerts  # noqa: F401 (fixture)
+from .test_alert_delivery import (Receiver, alertmanager, am_alerts,  # noqa: F401 (fixture)
+                                  wait_until)
 
 RULES = Path(__file__).resolve().parents[2] / "bench" / "alert_rules.yaml"
 SECRET = "whsec_" + base64.b64encode(b"pipeline-secret-0123456789").decode()
@@ -72,11 +73,10 @@ async def test_an_error_burst_pages_once_everywhere_across_a_kill(settings, aler
                 assert time.monotonic() < deadline, "the error burst did not page"
                 await asyncio.to_thread(fleet.run_for, 5.0)
             # ... in Alertmanager, with its labels, while it fires
-            deadline = time.monotonic() + 30
-            while not any(a["labels"].get("tool") == incident.labels["tool"]
-                          for a in await am_alerts(alertmanager, "tool_error_budget")):
-                assert time.monotonic() < deadline, "the page never reached Alertmanager"
-                await asyncio.sleep(0.2)
+            async def in_alertmanager() -> bool:
+                return any(a["labels"].get("tool") == incident.labels["tool"]
+                           for a in await am_alerts(alertmanager, "tool_error_budget"))
+            await wait_until(in_alertmanager, 30, "the page to reach Alertmanager")
             worker.kill()  # kill -9 after the page: the restarted worker must not page again
             worker.start()
             await asyncio.to_thread(fleet.run_for, 30.0)  # the burst goes on
@@ -100,10 +100,9 @@ async def test_an_error_burst_pages_once_everywhere_across_a_kill(settings, aler
                 (page["fingerprint"], page["starts_at_ns"])], firing
             assert incident.start_ns <= page["starts_at_ns"] <= incident.start_ns + 60 * 10**9
             # ... at the webhook receiver, verified, once per transition
-            deadline = time.monotonic() + 30
-            while not any(x["body"]["fingerprint"] == page["fingerprint"]
-                          for x in rx.accepted) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            async def delivered() -> bool:
+                return any(x["body"]["fingerprint"] == page["fingerprint"] for x in rx.accepted)
+            await wait_until(delivered, 30, "the page at the webhook receiver")
             bodies = [x["body"] for x in rx.accepted
                       if x["body"]["fingerprint"] == page["fingerprint"]
                       and x["body"]["status"] == "firing"]
