@@ -364,6 +364,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = with_broker(settings)
     identities = _preflight_logs(settings)
     metrics = PipelineMetrics()
+    from agentflux.streams import native
+    if not native.OPTIMISED:
+        print("agentflux worker: warning: the native decoder is an unoptimised (debug) build and "
+              "decodes ~15x slower; rebuild it with `make venv` (or `pip install -e .`, which "
+              "builds it optimised)", file=sys.stderr)
     app = create_app(settings, metrics=metrics, history=history, identities=identities)
     at_start = {t: _history_rows(metrics, t) for t in ("events", "deadletters")}
 

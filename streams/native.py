@@ -70,6 +70,8 @@ _NUMERIC = (np.uint32, np.int16, np.int32, np.int64, np.int64, np.float64, np.bo
             np.float64)
 assert _native.SLOTS == SLOTS, "native/ and streams/fields.py disagree on the measure slots"
 STR_COLUMNS: tuple[str, ...] = tuple(_native.STR_COLUMNS)
+# False for a debug build (cargo without --release), which decodes ~15x slower
+OPTIMISED: bool = _native.OPTIMISED
 
 
 def decode(values: list, max_bytes: int) -> tuple[int, list[int], list[np.ndarray],

@@ -903,5 +903,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_ids, m)?)?;
     m.add("STR_COLUMNS", STR_COLUMNS.to_vec())?;
     m.add("SLOTS", SLOTS)?;
+    // an unoptimised build decodes ~15x slower: the worker warns, a test fails
+    m.add("OPTIMISED", !cfg!(debug_assertions))?;
     Ok(())
 }

@@ -176,3 +176,9 @@ def test_measure_slots_read_numbers_booleans_enums_and_presence():
     assert fast.strings["label"].to_pylist() == ["web_search", None, None]
     assert np.isnan(m[1, 0]) and m[1, 1] == 3.0  # fallback_from null, attempt 3
     assert m[2, :4].tolist() == [0.0, 2.0, 7.0, 9.0]
+
+
+def test_the_installed_decoder_is_an_optimised_build():
+    # setuptools-rust builds an in-place (editable) extension unoptimised unless told otherwise
+    # (pyproject.toml: debug = false); a debug build made the worker ~15x slower unnoticed
+    assert native.OPTIMISED, "agentflux._native is a debug build: rebuild it with `make venv`"
