@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
             settings.window_s, settings.grace_s, max_future_skew_s=settings.max_future_skew_s),
         topics=topics,
         logs={t: log_id(i.cluster_id, i.topic_id) for t, i in (identities or {}).items()},
+        partitions={t: i.partitions for t, i in (identities or {}).items() if i.partitions},
     )
     app.agentflux = ctx
     for table in TABLES:  # rows in the history as this worker starts; it adds what it lands

@@ -332,23 +332,37 @@ class KpiHistory:
             return
         rows: dict[int, list] = {}
         docs: dict[int, list] = {}
+        dead = []
         for fe in fresh:
             m = fe.message
+            raw = fe.value if isinstance(fe.value, bytes) else b""
             try:
-                doc = orjson.loads(fe.value)
-                if not isinstance(doc, dict):
-                    raise TypeError(f"a KPI row is a JSON object, got {type(doc).__name__}")
-                if doc.get("kind") != "progress":  # (a marker for the detector, not a row)
-                    rows.setdefault(m.partition, []).append(kpi_row(dict(doc), m.partition,
-                                                                    m.offset))
-                docs.setdefault(m.partition, []).append(doc)
-            except (ValueError, KeyError, TypeError) as exc:  # orjson's error is a ValueError
-                ctx.metrics.count_deadletters("invalid_kpi")
-                await publish_deadletters(ctx, [(
-                    f"{m.topic}/{m.partition}/{m.offset}".encode(),
-                    fe.value if isinstance(fe.value, bytes) else b"",
-                    deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
-                                       m.offset, None, None))])
+                value = orjson.loads(raw)
+            except ValueError as exc:
+                dead.append((f"{m.topic}/{m.partition}/{m.offset}".encode(), raw,
+                             deadletter_headers("invalid_kpi", repr(exc), m.topic, m.partition,
+                                                m.offset, None, None)))
+                continue
+            # a record holds one row or a JSON array of rows (the worker sends arrays)
+            many = isinstance(value, list)
+            for i, doc in enumerate(value if many else [value]):
+                try:
+                    if not isinstance(doc, dict):
+                        raise TypeError(f"a KPI row is a JSON object, got {type(doc).__name__}")
+                    if doc.get("kind") != "progress":  # (a marker for the detector, not a row)
+                        rows.setdefault(m.partition, []).append(kpi_row(dict(doc), m.partition,
+                                                                        m.offset))
+                    docs.setdefault(m.partition, []).append(doc)
+                except (ValueError, KeyError, TypeError) as exc:
+                    at = f"{m.topic}/{m.partition}/{m.offset}" + (f"/{i}" if many else "")
+                    dead.append((at.encode(),
+                                 orjson.dumps(doc) if many else raw,
+                                 deadletter_headers("invalid_kpi", repr(exc), m.topic,
+                                                    m.partition, m.offset,
+                                                    i if many else None, None)))
+        if dead:
+            ctx.metrics.count_deadletters("invalid_kpi", len(dead))
+            await publish_deadletters(ctx, dead)
         raised: dict[int, list[dict]] = {}
         states = []
         for p, (first, last) in ranges.items():

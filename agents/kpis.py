@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import orjson
+from aiokafka.partitioner import murmur2
 
 from agentflux.streams.context import PipelineContext
 from agentflux.streams.frame import EventFrame
@@ -38,6 +39,33 @@ from agentflux.streams.windows import PartitionWindows, WindowRow
 log = logging.getLogger("agentflux.kpis")
 
 STATE_KIND = "windows"
+# a record of the KPI topic holds a JSON array of rows (as the events topic's do), at most this
+# many and about this many bytes (the broker's default limit on a record batch is 1 MiB)
+RECORD_ROWS = 1000
+RECORD_BYTES = 512 * 1024
+
+
+def kpi_partition(key: bytes, partitions: int) -> int:
+    """The partition of the KPI topic a row with this key goes to: Kafka's default partitioner
+    (murmur2, as the Java client's), so every row of a key meets in one partition whoever
+    publishes it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions if partitions > 1 else 0
+
+
+def json_arrays(docs: list[bytes], max_items: int = RECORD_ROWS,
+                max_bytes: int = RECORD_BYTES) -> list[bytes]:
+    """JSON documents -> JSON arrays of at most ``max_items`` of them and about ``max_bytes``
+    (a larger single document gets an array of its own)."""
+    out: list[bytes] = []
+    start, size = 0, 0
+    for i, d in enumerate(docs):
+        if i > start and (i - start >= max_items or size + len(d) + 2 > max_bytes):
+            out.append(b"[" + b",".join(docs[start:i]) + b"]")
+            start, size = i, 0
+        size += len(d) + 1
+    if start < len(docs):
+        out.append(b"[" + b",".join(docs[start:]) + b"]")
+    return out
 
 
 @dataclass
@@ -186,15 +214,18 @@ class Kpis:
         # this, and a row must go out once
         rows, self._ready = self._ready, []
         sent: list[WindowRow] = []
+        docs = [row.to_dict(ctx.worker) for row in rows]
         try:
-            futures = []
-            for row in rows:
-                d = row.to_dict(ctx.worker)
-                futures.append(await ctx.topics.kpis.send(key=row.key.encode(),
-                                                          value=orjson.dumps(d)))
-                sent.append(row)
+            n = self.kpi_partitions
+            groups: dict[int, list[bytes]] = {}
+            for row, doc in zip(rows, docs):
+                groups.setdefault(kpi_partition(row.key.encode(), n), []).append(
+                    orjson.dumps(doc))
+            futures = [await ctx.topics.kpis.send(value=value, partition=p)
+                       for p, docs in groups.items() for value in json_arrays(docs)]
             for f in futures:
                 await f
+            sent = rows
         except Exception as exc:  # NotReady / ProducerSendError around a start or a stop
             log.warning("%d KPI rows not published yet (%r); retrying", len(rows), exc)
             self._ready[:0] = rows  # all of them again: a row sent twice has one id
@@ -203,12 +234,19 @@ class Kpis:
             if sent:
                 windows.published(sent)
                 metrics.count_kpi_windows(len(sent))
-                metrics.add_kpi_rows([r.to_dict() for r in sent])
+                metrics.add_kpi_rows(docs)
             # (closed windows count until published)
             metrics.set_open_windows(windows.open_windows + len(windows.outbox()))
         if rows and not sent:
             return
         await self._send_progress()
+
+    @property
+    def kpi_partitions(self) -> int:
+        """The KPI topic's partition count, as the broker reported it at start (the configured
+        count where it was not asked)."""
+        t = self.ctx.settings.topics
+        return self.ctx.partitions.get(t.kpis) or t.partitions
 
     async def _send_progress(self) -> None:
         """After the rows: one progress marker per partition, saying up to which window end
@@ -217,11 +255,13 @@ class Kpis:
         watermark has closed; a partition read to the end of its log with nothing open is done
         up to the current wall-clock window. The failure detector judges a window once every
         partition's marker has passed it, whatever order the partitions' rows arrive in (a
-        backlog or an accelerated replay runs partitions minutes of event time apart)."""
+        backlog or an accelerated replay runs partitions minutes of event time apart). The
+        markers go to every partition of the KPI topic, in one record each."""
         ctx = self.ctx
         now = self.windows.wall_ns()
         size, grace = self.windows.size_ns, self.windows.grace_ns
         pending = {r.partition for r in self._ready}
+        markers: dict[int, int] = {}
         for p in sorted(set(self.windows.partitions) | set(self.assigned())):
             state = self.windows.partitions.get(p)
             key = (self.topic, p)
@@ -239,16 +279,20 @@ class Kpis:
             done = min(starts, default=now - now % size if caught_up else closed)
             if not caught_up:
                 done = min(done, closed)
-            if done <= self._progress.get(p, -1):
-                continue
-            try:
-                await ctx.topics.kpis.send(key=f"progress|{p}".encode(), value=orjson.dumps(
-                    {"kind": "progress", "source_partition": p, "log": self.log,
-                     "done_before_ns": done,
-                     "partitions": ctx.settings.topics.events_partitions}))
-            except Exception:  # sent again at the next call
-                return
-            self._progress[p] = done
+            if done > self._progress.get(p, -1):
+                markers[p] = done
+        if not markers:
+            return
+        value = orjson.dumps([{"kind": "progress", "source_partition": p, "log": self.log,
+                               "done_before_ns": done,
+                               "partitions": ctx.settings.topics.events_partitions}
+                              for p, done in markers.items()])
+        try:
+            for q in range(self.kpi_partitions):
+                await ctx.topics.kpis.send(value=value, partition=q)
+        except Exception:  # sent again at the next call
+            return
+        self._progress.update(markers)
 
 
 def register(app: Any, ctx: PipelineContext, kpis: Kpis, held: Any) -> None:

@@ -36,6 +36,8 @@ class PipelineContext:
     topics: Any = None  # AppTopics, set by the app factory
     # topic -> the log its offsets count in (sinks.history.log_id of its cluster and topic id)
     logs: dict = field(default_factory=dict)
+    # topic -> its number of partitions, as the broker reported it at start (where known)
+    partitions: dict = field(default_factory=dict)
     # (topic, partition) -> last offset received by the history agent / landed in the history
     processed: dict = field(default_factory=dict)
     landed: dict = field(default_factory=dict)

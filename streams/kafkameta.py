@@ -94,6 +94,7 @@ class LogIdentity:
 
     cluster_id: str
     topic_id: str
+    partitions: int = 0  # how many partitions the topic has (0: not known)
 
     def __str__(self) -> str:
         return f"cluster {self.cluster_id}, topic id {self.topic_id}"
@@ -118,7 +119,7 @@ async def log_identities(settings: Settings, topics: Sequence[str],
         raise ConfigError("the Kafka cluster does not report topic ids (Metadata v10, Kafka "
                           "2.8+): agentflux needs Kafka 2.8 or newer")
     out = {}
-    for error_code, name, topic_id, *_ in resp.topics:
+    for error_code, name, topic_id, _internal, partitions, *_ in resp.topics:
         if error_code == 0 and topic_id != str(uuid.UUID(int=0)):
-            out[name] = LogIdentity(resp.cluster_id, topic_id)
+            out[name] = LogIdentity(resp.cluster_id, topic_id, len(partitions))
     return out

@@ -20,12 +20,14 @@ def start_or_fail(kafka):
         pytest.fail(f"the real Kafka broker is required for this test: {exc}", pytrace=False)
 
 
-async def produce_raw(settings: Settings, values: list[bytes], key: bytes = b"k") -> None:
+async def produce_raw(settings: Settings, values: list[bytes], key: bytes = b"k",
+                      topic: str | None = None) -> None:
+    """Send ``values`` as records to ``topic`` (default: the events topic)."""
     producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), max_request_size=16 * 1024 * 1024)
     await producer.start()
     try:
         for v in values:
-            await producer.send_and_wait(settings.topics.events, v, key=key)
+            await producer.send_and_wait(topic or settings.topics.events, v, key=key)
     finally:
         await producer.stop()
 

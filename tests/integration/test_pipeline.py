@@ -176,3 +176,37 @@ def test_a_committed_offset_past_the_history_is_read_again_from_the_history(sett
     assert con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone() == (3000,
                                                                                          3000)
     con.close()
+
+
+def test_kpi_records_one_row_or_an_array_and_bad_ones_go_to_the_dead_letter_topic(settings, worker):
+    """A KPI record holds one row or a JSON array of rows (the worker publishes arrays; a client
+    in another language may publish single rows): every row lands, and what is not a row goes
+    to the dead-letter topic with its reason and its index in the array."""
+    from agentflux.streams.windows import TumblingWindows
+
+    evs = list(SyntheticRuntime(SimConfig(events=200, seed=5, start_ns=time.time_ns())).events())
+    windows = TumblingWindows(60.0)
+    windows.add(evs)
+    rows = [r.to_dict("elsewhere") for r in windows.close_due(flush_all=True)][:3]
+    assert len(rows) == 3
+    records = [orjson.dumps(rows[0]), orjson.dumps([rows[1], 42, rows[2]]), b"{not json"]
+    worker.start()
+    asyncio.run(produce_raw(settings, records, topic=settings.topics.kpis))
+    kpi_rows = 'agentflux_history_rows{table="kpis"}'
+    worker.wait_for(lambda m: m.get(kpi_rows, 0) >= 3
+                    and m.get('agentflux_deadletter_total{reason="invalid_kpi"}', 0) >= 2,
+                    60, "3 KPI rows and 2 dead letters")
+    dead = consume_sync(settings, settings.topics.deadletter, 2)
+    by_index = {dict(r.headers).get("agentflux.source.index"): r for r in dead}
+    assert set(by_index) == {b"1", None}
+    assert by_index[b"1"].value == b"42"
+    assert by_index[None].value == b"{not json"
+    for r in dead:
+        h = dict(r.headers)
+        assert h["agentflux.reason"] == b"invalid_kpi"
+        assert h["agentflux.source.topic"] == settings.topics.kpis.encode()
+    assert worker.stop() == 0
+    con = connect(settings.history_path)
+    got = {r[0] for r in con.execute("SELECT row_id FROM kpis WHERE worker = 'elsewhere'").fetchall()}
+    con.close()
+    assert got == {r["row_id"] for r in rows}

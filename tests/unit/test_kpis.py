@@ -242,3 +242,28 @@ def test_alerts_do_not_depend_on_the_order_the_partitions_rows_arrive_in():
         got += skewed.observe(mine)
         got += skewed.observe([marker(p, max(r["window_end_ns"] for r in rows))])
     assert got == want
+
+
+def test_kpi_records_go_where_kafkas_default_partitioner_puts_their_rows_keys():
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from agentflux.agents.kpis import kpi_partition
+    keys = [f"session|llm.call|s-{i}|react".encode() for i in range(500)]
+    for n in (1, 3, 12):
+        parts = list(range(n))
+        assert [kpi_partition(k, n) for k in keys] == \
+            [DefaultPartitioner()(k, parts, parts) for k in keys]
+    assert len({kpi_partition(k, 12) for k in keys}) == 12
+
+
+def test_kpi_rows_are_sent_as_bounded_json_arrays_that_keep_every_row_in_order():
+    from agentflux.agents.kpis import json_arrays
+    docs = [orjson.dumps({"i": i, "pad": "x" * (i % 50)}) for i in range(2500)]
+    arrays = json_arrays(docs, max_items=1000, max_bytes=20_000)
+    back = [d for a in arrays for d in orjson.loads(a)]
+    assert [d["i"] for d in back] == list(range(2500))
+    assert all(len(orjson.loads(a)) <= 1000 and len(a) <= 20_000 for a in arrays)
+    big = orjson.dumps({"pad": "y" * 50_000})  # larger than the bound: an array of its own
+    assert [len(orjson.loads(a)) for a in json_arrays([docs[0], big, docs[1]], 10, 20_000)] \
+        == [1, 1, 1]
+    assert json_arrays([]) == []
