@@ -272,11 +272,13 @@ class Kpis:
                     continue
             elif p in pending or p in self._busy or self._stored.get(p, -1) < 0:
                 continue
-            starts = [start for start, _ in state.open] + [r.window_start_ns
-                                                           for r in state.outbox]
+            earliest = state.earliest_start()
             closed = state.watermark_ns - grace
             closed -= closed % size
-            done = min(starts, default=now - now % size if caught_up else closed)
+            if earliest is not None:
+                done = earliest
+            else:
+                done = now - now % size if caught_up else closed
             if not caught_up:
                 done = min(done, closed)
             if done > self._progress.get(p, -1):

@@ -12,11 +12,17 @@ Every event updates one window ``[start, start + size)`` per *dimension* it belo
 A window of a partition closes when that partition's watermark (the largest event time seen in
 it) has passed ``end + grace``, or when wall-clock time has passed ``end + grace`` and the window
 received nothing for ``grace`` (the stream went quiet). An event for a window that has already
-closed opens a new *revision*; rows are partial aggregates with a mergeable sketch, so readers sum
-counts and measures and merge sketches of all revisions and partitions of a window.
+closed opens it again, and its next close makes a new *revision* (the partition's count of
+closes: unique, so nothing per closed window is remembered); rows are partial aggregates with a
+mergeable sketch, so readers sum counts and measures and merge sketches of all revisions and
+partitions of a window.
+
+The open windows are columns (numpy arrays, one slot per window and key), so that adding a
+frame and closing windows cost array operations and one dictionary lookup per group, not Python
+objects per window, and a snapshot is a small JSON header and raw arrays.
 
 State is kept per Kafka partition of the events topic so that it can move with the partition:
-:meth:`TumblingWindows.snapshot` serialises one partition's open windows, revision counters and
+:meth:`TumblingWindows.snapshot` serialises one partition's open windows, count of closes and
 the rows closed but not yet published (its *outbox*); the worker stores the snapshot with the
 history's offsets (:mod:`agentflux.agents.kpis`), and the partition's next owner restores it
 (:meth:`TumblingWindows.restore`). Each row has an id (``row_id``) derived from its partition,
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
@@ -55,27 +61,11 @@ EXTRA_DIMS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-@dataclass
-class _Acc:
-    count: int = 0
-    errors: int = 0
-    sketch: DDSketch | None = None
-    sums: np.ndarray = field(default_factory=lambda: np.zeros(MAX_MEASURES))
-    maxes: np.ndarray = field(default_factory=lambda: np.full(MAX_MEASURES, np.nan))
-    last_update_wall_ns: int = 0
-
-    def to_list(self) -> list:
-        return [self.count, self.errors,
-                None if self.sketch is None else self.sketch.to_dict(), self.sums.tolist(),
-                [None if np.isnan(x) else x for x in self.maxes.tolist()],
-                self.last_update_wall_ns]
-
-    @classmethod
-    def from_list(cls, v: list) -> "_Acc":
-        count, errors, sketch, sums, maxes, wall = v
-        return cls(count, errors, None if sketch is None else DDSketch.from_dict(sketch),
-                   np.asarray(sums, np.float64),
-                   np.array([np.nan if x is None else x for x in maxes], np.float64), wall)
+# what a row without durations carries as its sketch
+_EMPTY_SKETCH = DDSketch().to_dict()
+_EMPTY_QUANTILES = {f"p{int(x * 100)}_ms": None for x in QUANTILES}
+# a snapshot: this, the header's length (4 bytes, little-endian), the header (JSON), the columns
+STATE_MAGIC = b"AFW2"
 
 
 def row_id(log: str, partition: int, start_ns: int, key: Key, revision: int) -> str:
@@ -108,36 +98,117 @@ class WindowRow:
         return f"{self.dim}|{self.type}|{self.name}|{self.philosophy}"
 
     def to_dict(self, worker: str = "") -> dict:
-        s = self.sketch if self.sketch is not None else DDSketch()
-        q = {f"p{int(x * 100)}_ms": s.quantile(x) for x in QUANTILES}
+        s = self.sketch
+        if s is None or not s.count:
+            durations: dict = {"duration_count": 0, "duration_sum_ms": 0.0,
+                               "duration_min_ms": None, "duration_max_ms": None,
+                               **_EMPTY_QUANTILES, "sketch": dict(_EMPTY_SKETCH)}
+        else:
+            durations = {"duration_count": s.count, "duration_sum_ms": s.sum,
+                         "duration_min_ms": s.min, "duration_max_ms": s.max,
+                         **{f"p{int(x * 100)}_ms": s.quantile(x) for x in QUANTILES},
+                         "sketch": s.to_dict()}
         return {
             "kind": "kpi", "row_id": self.row_id, "worker": worker, "dim": self.dim,
             "window_start_ns": self.window_start_ns, "window_end_ns": self.window_end_ns,
             "type": self.type, "name": self.name, "philosophy": self.philosophy,
             "revision": self.revision, "source_partition": self.partition,
-            "count": self.count, "errors": self.errors,
-            "duration_count": s.count, "duration_sum_ms": s.sum,
-            "duration_min_ms": s.min if s.count else None,
-            "duration_max_ms": s.max if s.count else None,
-            **q, "sketch": s.to_dict(), "sums": self.sums, "maxes": self.maxes,
+            "count": self.count, "errors": self.errors, **durations,
+            "sums": self.sums, "maxes": self.maxes,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "WindowRow":
+        sketch = d.get("sketch")
         return cls(d["window_start_ns"], d["window_end_ns"], d["dim"], d["type"], d["name"],
                    d["philosophy"], d["revision"], d["count"], d["errors"],
-                   DDSketch.from_dict(d["sketch"]) if d["sketch"]["count"] else None,
+                   DDSketch.from_dict(sketch) if sketch and sketch.get("count") else None,
                    d["sums"], d["maxes"], d["source_partition"], d["row_id"])
 
 
-@dataclass
 class PartitionWindows:
-    """The window state of one source partition."""
+    """The window state of one source partition. Its open windows are columns, one *slot* per
+    (window start, key): count, errors, the measures' sums and maxes, the wall-clock time of
+    the last update, and a duration sketch for the keys of :data:`SKETCHED` dimensions. Also:
+    the rows closed but not published (the *outbox*), the watermark, and how many closes have
+    closed something (the revision of the rows the next close makes: unique per partition, so
+    a window closed again after a late event gets a new row id without remembering every
+    closed window)."""
 
-    open: dict[tuple[int, Key], _Acc] = field(default_factory=dict)
-    revisions: dict[tuple[int, Key], int] = field(default_factory=dict)  # closed -> last rev
-    outbox: list[WindowRow] = field(default_factory=list)  # closed, not published yet
-    watermark_ns: int = 0
+    def __init__(self) -> None:
+        self.slots: dict[tuple[int, Key], int] = {}  # (start, key) -> slot of an open window
+        self.codes: list[tuple[int, Key] | None] = []  # slot -> (start, key); None: free
+        self.free: list[int] = []
+        self.open = 0
+        self.alive = np.zeros(0, bool)
+        self.start = np.zeros(0, np.int64)
+        self.count = np.zeros(0, np.int64)
+        self.errors = np.zeros(0, np.int64)
+        self.wall = np.zeros(0, np.int64)
+        self.sums = np.zeros((0, MAX_MEASURES))
+        self.maxes = np.full((0, MAX_MEASURES), np.nan)
+        self.sketches: dict[int, DDSketch] = {}  # slot -> durations (SKETCHED keys only)
+        self.outbox: list[WindowRow] = []  # closed, not published yet
+        self.watermark_ns = 0
+        self.closes = 0
+
+    def slot_of(self, code: tuple[int, Key]) -> int:
+        """The slot of an open window, opened if it is not."""
+        slot = self.slots.get(code)
+        if slot is not None:
+            return slot
+        if self.free:
+            slot = self.free.pop()
+            self.codes[slot] = code
+        else:
+            slot = len(self.codes)
+            if slot == len(self.alive):
+                self._grow(max(64, 2 * slot))
+            self.codes.append(code)
+        self.slots[code] = slot
+        self.start[slot] = code[0]
+        self.alive[slot] = True
+        self.open += 1
+        return slot
+
+    def _grow(self, n: int) -> None:
+        def grown(a: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full((n, *a.shape[1:]), fill, a.dtype)
+            out[:len(a)] = a
+            return out
+        self.alive = grown(self.alive, False)
+        self.start, self.count = grown(self.start, 0), grown(self.count, 0)
+        self.errors, self.wall = grown(self.errors, 0), grown(self.wall, 0)
+        self.sums, self.maxes = grown(self.sums, 0.0), grown(self.maxes, np.nan)
+
+    def release(self, slots: np.ndarray) -> None:
+        """Close these slots: free for the next windows opened."""
+        for slot in slots.tolist():
+            del self.slots[self.codes[slot]]  # type: ignore[index]
+            self.codes[slot] = None
+            self.sketches.pop(slot, None)
+            self.free.append(slot)
+        self.alive[slots] = False
+        self.count[slots] = 0
+        self.errors[slots] = 0
+        self.sums[slots] = 0.0
+        self.maxes[slots] = np.nan
+        self.open -= len(slots)
+
+    def live(self) -> np.ndarray:
+        """The open slots, in slot order."""
+        return np.flatnonzero(self.alive)
+
+    def open_keys(self) -> list[tuple[int, Key]]:
+        """``(window start, key)`` of every open window."""
+        return [self.codes[i] for i in self.live().tolist()]  # type: ignore[misc]
+
+    def earliest_start(self) -> int | None:
+        """The start of the earliest window open or in the outbox."""
+        starts = [r.window_start_ns for r in self.outbox]
+        if self.open:
+            starts.append(int(self.start[self.alive].min()))
+        return min(starts, default=None)
 
 
 class TumblingWindows:
@@ -158,7 +229,9 @@ class TumblingWindows:
         self.max_future_skew_ns = int(max_future_skew_s * 1e9)
         self.log = log  # the events' log (cluster and topic id): part of every row id
         self.early_events = 0
-        self.late_events = 0  # events for a window that had already been published
+        # events that came after their partition's watermark had passed their window's end +
+        # grace (their window was closed, or is about to be: they make a new revision)
+        self.late_events = 0
         self._wall = wall_clock_ns
         self.partitions: dict[int, PartitionWindows] = {}
 
@@ -175,8 +248,9 @@ class TumblingWindows:
                   on_durations: Callable[[SpanKey, np.ndarray], None] | None = None) -> None:
         """Add a frame. ``on_durations(span, durations_ms)`` sees each ``name`` key's new
         durations once per call (the Prometheus histograms). Vectorised: one grouping of the
-        frame's (event, dimension) pairs by (partition, window, key), then per group one count,
-        one error sum, one sum and max per measure and one sketch insert."""
+        frame's (event, dimension) pairs by (partition, window, key), one dictionary lookup per
+        group for its slot, then per partition one array update of counts, errors, sums and
+        maxes; a sketch insert per group of a sketched dimension."""
         n = frame.n
         if n == 0:
             return
@@ -188,48 +262,58 @@ class TumblingWindows:
         if n_early:
             ts = np.minimum(ts, ceiling)
             self.early_events += n_early
+        win = ts - ts % self.size_ns
+        # late: the partition's watermark (before this frame) has passed the window's end + grace
+        parts, inverse = np.unique(frame.partition, return_inverse=True)
+        states = [self.partitions.setdefault(p, PartitionWindows()) for p in parts.tolist()]
+        before = np.array([s.watermark_ns for s in states], np.int64)[inverse.reshape(-1)]
+        self.late_events += int((win + (self.size_ns + self.grace_ns) <= before).sum())
+        for i, state in enumerate(states):
+            state.watermark_ns = max(state.watermark_ns, int(ts[inverse.reshape(-1) == i].max()))
+
         rows, key_index, keys = _dimension_rows(frame)
         sums, maxes = _measures(frame)
         part = frame.partition[rows]
-        start = (ts - ts % self.size_ns)[rows]
+        start = win[rows]
         order = np.lexsort((key_index, start, part))
         part, start, key_index, rows = part[order], start[order], key_index[order], rows[order]
         change = ((np.diff(part) != 0) | (np.diff(start) != 0) | (np.diff(key_index) != 0))
         firsts = np.concatenate(([0], np.flatnonzero(change) + 1))
         counts = np.diff(np.concatenate((firsts, [len(rows)])))
-        errors = np.add.reduceat(frame.error[rows].astype(np.int64), firsts).tolist()
+        errors = np.add.reduceat(frame.error[rows].astype(np.int64), firsts)
         g_sums = np.add.reduceat(sums[rows], firsts, axis=0)
         g_maxes = np.fmax.reduceat(maxes[rows], firsts, axis=0)
+        g_part, g_start, g_key = part[firsts], start[firsts], key_index[firsts]
+        g_slot = np.empty(len(firsts), np.int64)
+        for p, state in zip(parts.tolist(), states):
+            sel = np.flatnonzero(g_part == p)
+            slot_of = state.slot_of
+            slots = np.fromiter((slot_of((s, keys[k])) for s, k in
+                                 zip(g_start[sel].tolist(), g_key[sel].tolist())),
+                                np.int64, len(sel))
+            g_slot[sel] = slots
+            # (a frame's groups are distinct (partition, window, key): one slot each)
+            state.count[slots] += counts[sel]
+            state.errors[slots] += errors[sel]
+            state.sums[slots] += g_sums[sel]
+            state.maxes[slots] = np.fmax(state.maxes[slots], g_maxes[sel])
+            state.wall[slots] = wall
+        sketched = np.fromiter((k[0] in SKETCHED for k in keys), bool, len(keys))
         dur = frame.duration_ms[rows]
-        for p in np.unique(frame.partition).tolist():
-            state = self.partitions.setdefault(p, PartitionWindows())
-            state.watermark_ns = max(state.watermark_ns,
-                                     int(ts[frame.partition == p].max()))
-        late = 0
-        for j, (first, cnt) in enumerate(zip(firsts.tolist(), counts.tolist())):
-            state = self.partitions[int(part[first])]
-            key = keys[int(key_index[first])]
-            k = (int(start[first]), key)
-            acc = state.open.get(k)
-            if acc is None:
-                acc = state.open[k] = _Acc()
-            if key[0] == "name" and k in state.revisions:  # (every event has one)
-                late += cnt
-            acc.count += cnt
-            acc.errors += errors[j]
-            acc.sums += g_sums[j]
-            np.fmax(acc.maxes, g_maxes[j], out=acc.maxes)
-            acc.last_update_wall_ns = wall
-            if key[0] in SKETCHED:
-                d = dur[first:first + cnt]
-                d = d[~np.isnan(d)]
-                if d.size:
-                    if acc.sketch is None:
-                        acc.sketch = DDSketch()
-                    acc.sketch.add_many(d)
-                    if on_durations is not None and key[0] == "name":
-                        on_durations(key[1:], d)
-        self.late_events += late
+        for j in np.flatnonzero(sketched[g_key]).tolist():
+            first = int(firsts[j])
+            d = dur[first:first + int(counts[j])]
+            d = d[~np.isnan(d)]
+            if d.size:
+                state = self.partitions[int(g_part[j])]
+                slot = int(g_slot[j])
+                sketch = state.sketches.get(slot)
+                if sketch is None:
+                    sketch = state.sketches[slot] = DDSketch()
+                sketch.add_many(d)
+                key = keys[int(g_key[j])]
+                if on_durations is not None and key[0] == "name":
+                    on_durations(key[1:], d)
 
     # --- closing ------------------------------------------------------------------------------
 
@@ -239,37 +323,44 @@ class TumblingWindows:
         (default: every partition), put their rows in the partitions' outboxes and return
         them."""
         wall = self._wall()
-        due = []
+        size, grace = self.size_ns, self.grace_ns
+        due_rows = []
         for p in (list(self.partitions) if partitions is None else partitions):
             state = self.partitions.get(p)
-            if state is None:
+            if state is None or not state.open:
                 continue
-            for (start, key), acc in list(state.open.items()):
-                end = start + self.size_ns
-                if (flush_all or state.watermark_ns >= end + self.grace_ns
-                        or (wall >= end + self.grace_ns
-                            and wall - acc.last_update_wall_ns >= self.grace_ns)):
-                    del state.open[(start, key)]
-                    rev = state.revisions.get((start, key), -1) + 1
-                    state.revisions[(start, key)] = rev
-                    row = self._row(p, start, key, rev, acc)
-                    state.outbox.append(row)
-                    due.append(row)
-            # forget revision counters of windows far behind the watermark
-            horizon = state.watermark_ns - 100 * self.size_ns
-            for k in [k for k in state.revisions if k[0] < horizon]:
-                del state.revisions[k]
-        return due
+            end = state.start + size
+            due = state.alive.copy()
+            if not flush_all:
+                due &= ((state.watermark_ns >= end + grace)
+                        | ((wall >= end + grace) & (wall - state.wall >= grace)))
+            slots = np.flatnonzero(due)
+            if not slots.size:
+                continue
+            rows = self._rows(p, state, slots, state.closes)
+            state.closes += 1
+            state.release(slots)
+            state.outbox += rows
+            due_rows += rows
+        return due_rows
 
-    def _row(self, p: int, start: int, key: Key, rev: int, acc: _Acc) -> WindowRow:
-        names = MEASURE_NAMES.get(key[1], ())
-        sums = acc.sums.tolist()
-        maxes = acc.maxes.tolist()
-        return WindowRow(start, start + self.size_ns, *key, rev, acc.count, acc.errors,
-                         acc.sketch, {m: sums[i] for i, m in enumerate(names)},
-                         {m: None if np.isnan(maxes[i]) else maxes[i]
-                          for i, m in enumerate(names)},
-                         p, row_id(self.log, p, start, key, rev))
+    def _rows(self, p: int, state: PartitionWindows, slots: np.ndarray,
+              revision: int) -> list[WindowRow]:
+        counts = state.count[slots].tolist()
+        errors = state.errors[slots].tolist()
+        sums = state.sums[slots].tolist()
+        maxes = state.maxes[slots].tolist()
+        sketches = state.sketches
+        out = []
+        for i, slot in enumerate(slots.tolist()):
+            start, key = state.codes[slot]  # type: ignore[misc]
+            names = MEASURE_NAMES.get(key[1], ())
+            out.append(WindowRow(
+                start, start + self.size_ns, *key, revision, counts[i], errors[i],
+                sketches.get(slot), dict(zip(names, sums[i])),
+                {m: None if v != v else v for m, v in zip(names, maxes[i])},  # NaN: none
+                p, row_id(self.log, p, start, key, revision)))
+        return out
 
     def published(self, rows: Iterable[WindowRow]) -> None:
         """``rows`` reached the KPI topic: take them out of their partitions' outboxes."""
@@ -285,16 +376,24 @@ class TumblingWindows:
     # --- state that moves with a partition ----------------------------------------------------
 
     def snapshot(self, partition: int) -> bytes:
-        """One partition's state (open windows, revision counters, outbox) as bytes."""
+        """One partition's state (open windows, closes so far, outbox) as bytes: a JSON header
+        (keys, sketches, outbox) and the open windows' columns as raw arrays."""
         state = self.partitions.get(partition, PartitionWindows())
-        return orjson.dumps({
+        live = state.live()
+        pos = {slot: i for i, slot in enumerate(live.tolist()) if slot in state.sketches}
+        header = orjson.dumps({
             "size_ns": self.size_ns, "watermark_ns": state.watermark_ns,
-            "open": [[start, *key, *acc.to_list()] for (start, key), acc in state.open.items()],
-            "revisions": [[start, *key, rev] for (start, key), rev in state.revisions.items()],
+            "closes": state.closes, "measures": MAX_MEASURES,
+            "open": [[start, *key] for start, key in state.open_keys()],
+            "sketches": [[i, state.sketches[slot].to_dict()] for slot, i in pos.items()],
             # closed rows as their accumulators (their ids and quantiles are derived again)
             "outbox": [[r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.revision,
                         r.count, r.errors, None if r.sketch is None else r.sketch.to_dict(),
                         list(r.sums.values()), list(r.maxes.values())] for r in state.outbox]})
+        columns = [state.count[live], state.errors[live], state.wall[live], state.sums[live],
+                   state.maxes[live]]
+        return b"".join([STATE_MAGIC, len(header).to_bytes(4, "little"), header,
+                         *(c.tobytes() for c in columns)])
 
     def restore(self, partition: int, data: bytes | None) -> None:
         """Take over a partition's state from :meth:`snapshot` (None: start empty). A snapshot
@@ -302,21 +401,53 @@ class TumblingWindows:
         state = self.partitions[partition] = PartitionWindows()
         if data is None:
             return
-        d = orjson.loads(data)
-        if d.get("size_ns") != self.size_ns:
-            return
+        if data[:4] == STATE_MAGIC:
+            size = int.from_bytes(data[4:8], "little")
+            d = orjson.loads(data[8:8 + size])
+            if d.get("size_ns") != self.size_ns or d.get("measures") != MAX_MEASURES:
+                return
+            n = len(d["open"])
+            body = memoryview(data)[8 + size:]
+            cols = []
+            at = 0
+            for dtype, width in ((np.int64, 1), (np.int64, 1), (np.int64, 1),
+                                 (np.float64, MAX_MEASURES), (np.float64, MAX_MEASURES)):
+                a = np.frombuffer(body, dtype, n * width, at)
+                cols.append(a.reshape(n, width) if width > 1 else a)
+                at += a.nbytes
+            count, errors, wall, sums, maxes = cols
+            sketches = {i: DDSketch.from_dict(s) for i, s in d["sketches"]}
+            closes = d["closes"]
+        else:  # the JSON snapshot of agentflux before columnar windows
+            d = orjson.loads(data)
+            if d.get("size_ns") != self.size_ns:
+                return
+            acc = [o[5:] for o in d["open"]]
+            count = np.array([a[0] for a in acc], np.int64)
+            errors = np.array([a[1] for a in acc], np.int64)
+            wall = np.array([a[5] for a in acc], np.int64)
+            sums = np.array([a[3] for a in acc], np.float64).reshape(len(acc), MAX_MEASURES)
+            maxes = np.array([[np.nan if x is None else x for x in a[4]] for a in acc],
+                             np.float64).reshape(len(acc), MAX_MEASURES)
+            sketches = {i: DDSketch.from_dict(a[2]) for i, a in enumerate(acc) if a[2]}
+            # past every revision it published (row ids must not repeat)
+            closes = 1 + max((r[-1] for r in d["revisions"]), default=-1)
+            closes = max([closes] + [o[5] + 1 for o in d["outbox"]])
         state.watermark_ns = d["watermark_ns"]
-        for start, dim, t, name, phil, *acc in d["open"]:
-            state.open[(start, (dim, t, name, phil))] = _Acc.from_list(acc)
-        for start, dim, t, name, phil, rev in d["revisions"]:
-            state.revisions[(start, (dim, t, name, phil))] = rev
-        for start, dim, t, name, phil, rev, count, errors, sketch, sums, maxes in d["outbox"]:
+        state.closes = closes
+        for i, (start, dim, t, name, phil, *_) in enumerate(d["open"]):
+            slot = state.slot_of((start, (dim, t, name, phil)))
+            state.count[slot], state.errors[slot], state.wall[slot] = count[i], errors[i], wall[i]
+            state.sums[slot], state.maxes[slot] = sums[i], maxes[i]
+            if i in sketches:
+                state.sketches[slot] = sketches[i]
+        for start, dim, t, name, phil, rev, count_, errors_, sketch, sums_, maxes_ in d["outbox"]:
             key = (dim, t, name, phil)
             names = MEASURE_NAMES.get(t, ())
             state.outbox.append(WindowRow(
-                start, start + self.size_ns, *key, rev, count, errors,
-                None if sketch is None else DDSketch.from_dict(sketch), dict(zip(names, sums)),
-                dict(zip(names, maxes)), partition, row_id(self.log, partition, start, key, rev)))
+                start, start + self.size_ns, *key, rev, count_, errors_,
+                None if sketch is None else DDSketch.from_dict(sketch), dict(zip(names, sums_)),
+                dict(zip(names, maxes_)), partition, row_id(self.log, partition, start, key, rev)))
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -327,7 +458,7 @@ class TumblingWindows:
 
     @property
     def open_windows(self) -> int:
-        return sum(len(s.open) for s in self.partitions.values())
+        return sum(s.open for s in self.partitions.values())
 
     @property
     def watermark_ns(self) -> int:

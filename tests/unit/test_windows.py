@@ -103,7 +103,7 @@ def test_an_event_from_the_future_does_not_move_the_watermark_past_the_allowed_s
     assert w.watermark_ns == 100 * S and w.early_events == 1
     assert w.close_due() == []  # [90, 100) closes at 102 s, not at once
     # the clamped event sits in the window of wall clock + skew, not a day ahead
-    assert sorted((k[0] // S, k[1][2]) for k in w.partitions[0].open if k[1][0] == "name") == [
+    assert sorted((k[0] // S, k[1][2]) for k in w.partitions[0].open_keys() if k[1][0] == "name") == [
         (90, "grep"), (100, "fast-clock")]
     clock.t = 115 * S
     assert sorted((r.window_start_ns // S, r.name, r.count) for r in named(w.close_due())) == [
@@ -117,3 +117,55 @@ def test_late_events_are_counted_per_event():
     w.close_due()
     w.add([ev(2 * S), ev(3 * S), ev(21 * S)])
     assert w.late_events == 2
+
+
+def test_window_state_written_before_columnar_windows_is_restored():
+    """A state file of the JSON format (agentflux before the windows were columns, made by
+    streams/windows.py at 42ba07d: [0, 10) closed twice, its second row and [40, 50)'s first
+    unpublished, [40, 50) open again with one error) is taken over: the outbox keeps its ids,
+    the open window its counts, and the next row gets a revision no earlier row had."""
+    from pathlib import Path
+    data = (Path(__file__).parent.parent / "data" / "windows-state-json-v1.state").read_bytes()
+    w = TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=Clock(100 * S), log="L")
+    w.restore(0, data)
+    assert [(r.window_start_ns // S, r.dim, r.revision, r.row_id) for r in w.outbox()] == [
+        (0, "name", 1, "9e6efd20ab277f5a8f82a78d"), (0, "agent", 1, "a26a984fb90fe9ed2f2cc292"),
+        (40, "name", 0, "089a534a8d4d1a6331a5007a"), (40, "agent", 0, "cd925cab753294d5d0ec6a9c")]
+    assert sorted(w.partitions[0].open_keys()) == [
+        (40 * S, ("agent", "tool.call", "a", "react")),
+        (40 * S, ("name", "tool.call", "grep", "react"))]
+    w.published(w.outbox())
+    rows = w.close_due(flush_all=True)
+    assert sorted((r.dim, r.count, r.errors, r.revision) for r in rows) == [
+        ("agent", 1, 1, 2), ("name", 1, 1, 2)]
+    assert [r.sketch.count for r in named(rows)] == [1]
+
+
+def test_columnar_state_round_trips_and_row_ids_never_repeat_across_late_events():
+    """Late events reopen closed windows again and again across snapshots: every row id is
+    new, and the merged rows equal what one uninterrupted owner computes."""
+    clock = Clock(0)
+
+    def windows():
+        return TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=clock, log="L",
+                               max_future_skew_s=3600)
+
+    def run(cut: bool):
+        w, rows = windows(), []
+        for i in range(12):
+            w.add([ev(i * 10 * S + 1, dur=float(i + 1)), ev(3 * S, tool="late", dur=2.0,
+                                                           status="error" if i % 2 else "ok")])
+            rows += w.close_due()
+            w.published(w.outbox())
+            if cut:
+                data = w.snapshot(0)
+                w = windows()
+                w.restore(0, data)
+        return rows + w.close_due(flush_all=True)
+
+    one, moved = run(False), run(True)
+    assert len({r.row_id for r in moved}) == len(moved)
+    assert sorted(r.to_dict()["row_id"] for r in one) == sorted(r.row_id for r in moved)
+    late = [r for r in named(moved) if r.name == "late"]
+    assert sum(r.count for r in late) == 12 and sum(r.errors for r in late) == 6
+    assert sum(r.sketch.count for r in late) == 12
