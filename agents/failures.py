@@ -435,7 +435,7 @@ def _parse_row(row: Any) -> _Row:
     if not all(math.isfinite(v) for v in (*sums.values(), *maxes.values())):
         raise ValueError("non-finite measure")
     sk = row.get("sketch")
-    sketch = DDSketch.from_dict(sk) if sk else None
+    sketch = DDSketch.from_dict(sk) if sk and sk.get("count") else None
     dmax = row.get("duration_max_ms")
     return _Row(row["row_id"], str(row["dim"]), str(row["type"]), str(row.get("name") or ""),
                 str(row.get("philosophy") or ""), start, end, count, errors,
@@ -862,6 +862,8 @@ class FailureDetector:
         self._w = rules.window_ns
         self._rules = [_KIND_CLASSES[s.kind](s, rules) for s in rules.rules if s.enabled]
         self._by_name = {r.name: r for r in self._rules}
+        # (dim, type) of the rows some rule reads
+        self._wanted = {(r.dim, t) for r in self._rules for t in r.types}
         self._next_tick: int | None = None
         self._watermark = 0
         self._sources: dict[int, int] = {}  # source partition -> window ends it is done with
@@ -882,7 +884,10 @@ class FailureDetector:
             if isinstance(raw, Mapping) and raw.get("kind") == "progress":
                 self._progressed(raw, out)
                 continue
-            if not isinstance(raw, Mapping) or raw.get("kind", "kpi") != "kpi":
+            if not isinstance(raw, Mapping) or raw.get("kind", "kpi") != "kpi" or (
+                    self.progress and (raw.get("dim"), raw.get("type")) not in self._wanted):
+                # (with progress markers, time comes from the markers: a row no rule reads
+                # is not needed)
                 self.counters["ignored"] += 1
                 continue
             try:

@@ -34,7 +34,8 @@ import orjson
 import pyarrow as pa
 
 from agentflux.sinks.sink import BatchingSink, ParquetSink
-from agentflux.sinks.tables import ALERTS, DEADLETTERS, DUPLICATES, EVENTS, KPIS, alert_row, kpi_row
+from agentflux.sinks.tables import (ALERTS, DEADLETTERS, DUPLICATES, EVENTS, KPIS, alert_row,
+                                    check_kpi_row, kpi_table)
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.dedup import RecentIds
 from agentflux.streams.frame import EventFrame
@@ -331,6 +332,7 @@ class KpiHistory:
         if not fresh:
             return
         rows: dict[int, list] = {}
+        offsets: dict[int, list] = {}
         docs: dict[int, list] = {}
         dead = []
         for fe in fresh:
@@ -350,8 +352,9 @@ class KpiHistory:
                     if not isinstance(doc, dict):
                         raise TypeError(f"a KPI row is a JSON object, got {type(doc).__name__}")
                     if doc.get("kind") != "progress":  # (a marker for the detector, not a row)
-                        rows.setdefault(m.partition, []).append(kpi_row(dict(doc), m.partition,
-                                                                        m.offset))
+                        check_kpi_row(doc)
+                        rows.setdefault(m.partition, []).append(doc)
+                        offsets.setdefault(m.partition, []).append(m.offset)
                     docs.setdefault(m.partition, []).append(doc)
                 except (ValueError, KeyError, TypeError) as exc:
                     at = f"{m.topic}/{m.partition}/{m.offset}" + (f"/{i}" if many else "")
@@ -370,7 +373,8 @@ class KpiHistory:
                 raised[p] = self.alerting.observe(p, docs.get(p, []))
                 self.alerts.add(p, first, last, [alert_row(t, p, last) for t in raised[p]])
                 states.append((p, last, self.alerting.state(p)))
-            self.sink.add(p, first, last, rows.get(p, ()))
+            self.sink.add(p, first, last,
+                          kpi_table(rows[p], p, offsets[p]) if p in rows else ())
         previous = {p: self.landed.offsets.get((self.landed.topic, p), -1) for p in ranges}
         # the detector's state and the alerts before the KPI segment that commits the range
         for b in await write_in_order(

@@ -100,10 +100,10 @@ class Kpis:
     def add(self, frame: EventFrame) -> None:
         if not frame.n:
             return
-        observe = self.ctx.metrics.observe_many
+        observe = self.ctx.metrics.observe_grouped
 
-        def on_durations(span: tuple, durations_ms: np.ndarray) -> None:
-            observe(*span, durations_ms / 1000.0)
+        def on_durations(spans: list, durations_ms: np.ndarray, groups: np.ndarray) -> None:
+            observe(spans, durations_ms / 1000.0, groups)
 
         self.windows.add_frame(frame, on_durations)
 

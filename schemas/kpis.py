@@ -142,7 +142,8 @@ def merge_rows(rows: Iterable[Mapping[str, Any]]) -> dict[tuple, dict]:
         m = out.get(k)
         if m is None:
             out[k] = m = {**r, "sums": dict(r["sums"]), "maxes": dict(r["maxes"]),
-                          "_sketch": DDSketch.from_dict(r["sketch"])}
+                          "_sketch": DDSketch.from_dict(r["sketch"]) if r.get("sketch")
+                          else DDSketch()}
             continue
         m["count"] += r["count"]
         m["errors"] += r["errors"]
@@ -151,7 +152,8 @@ def merge_rows(rows: Iterable[Mapping[str, Any]]) -> dict[tuple, dict]:
         for name, v in r["maxes"].items():
             if v is not None and (m["maxes"].get(name) is None or v > m["maxes"][name]):
                 m["maxes"][name] = v
-        m["_sketch"].merge(DDSketch.from_dict(r["sketch"]))
+        if r.get("sketch"):
+            m["_sketch"].merge(DDSketch.from_dict(r["sketch"]))
     for m in out.values():
         s = m.pop("_sketch")
         m["sketch"] = s.to_dict()

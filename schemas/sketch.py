@@ -113,3 +113,41 @@ class DDSketch:
         s.max = d["max"] if d["max"] is not None else -math.inf
         s.bins = {int(k): c for k, c in d["bins"].items()}
         return s
+
+
+def add_grouped(sketches: list[DDSketch], values: np.ndarray, groups: np.ndarray) -> None:
+    """``sketches[g].add_many(values[groups == g])`` for every g at once: one ``log`` and one
+    sort for all of them (a frame's windows each get a few values; numpy's fixed cost per call
+    made per-window inserts the windows' largest cost). ``groups`` must be sorted, and every
+    sketch of the same relative accuracy."""
+    if not len(values):
+        return
+    values = np.asarray(values, np.float64)
+    firsts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+    gs = groups[firsts].tolist()
+    counts = np.diff(np.append(firsts, len(values))).tolist()
+    sums = np.add.reduceat(values, firsts).tolist()
+    mins = np.minimum.reduceat(values, firsts).tolist()
+    maxes = np.maximum.reduceat(values, firsts).tolist()
+    pos = values > MIN_POSITIVE
+    zeros = np.add.reduceat((~pos).astype(np.int64), firsts).tolist()
+    for g, n, s, lo, hi, z in zip(gs, counts, sums, mins, maxes, zeros):
+        sk = sketches[g]
+        sk.count += n
+        sk.sum += s
+        if lo < sk.min:
+            sk.min = lo
+        if hi > sk.max:
+            sk.max = hi
+        sk.zero += z
+    if not pos.any():
+        return
+    keys = np.ceil(np.log(values[pos]) * sketches[int(groups[0])]._inv_log_gamma).astype(np.int64)
+    g = groups[pos]
+    order = np.lexsort((keys, g))
+    keys, g = keys[order], g[order]
+    run = np.flatnonzero(np.concatenate(([True], (g[1:] != g[:-1]) | (keys[1:] != keys[:-1]))))
+    runs = np.diff(np.append(run, len(keys))).tolist()
+    for gi, k, c in zip(g[run].tolist(), keys[run].tolist(), runs):
+        bins = sketches[gi].bins
+        bins[k] = bins.get(k, 0) + c

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -96,19 +97,63 @@ DUPLICATES = Table("duplicates", pa.schema([
 KPI_WIRE_RENAMES = {"window_start_ns": "window_start", "window_end_ns": "window_end"}
 
 
-def kpi_row(value: bytes | dict, partition: int, offset: int) -> dict:
-    """One KPI row as published on ``agentflux.kpis`` (its bytes, or parsed: then changed in
-    place) -> a row of the ``kpis`` table. Raises ValueError / KeyError / TypeError on a row
-    that is not one."""
-    row = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+_KPI_STR = ("kind", "row_id", "worker", "dim", "type", "name", "philosophy")
+_KPI_INT = ("revision", "source_partition", "count", "errors", "duration_count")
+_KPI_NUM = ("duration_sum_ms", "duration_min_ms", "duration_max_ms", "p50_ms", "p90_ms",
+            "p95_ms", "p99_ms")
+_KPI_JSON = ("sketch", "sums", "maxes")  # JSON documents, read with DuckDB's -> / ->>
+# what a row without durations leaves out
+_KPI_DEFAULTS = {"duration_count": 0, "duration_sum_ms": 0.0}
+
+
+def check_kpi_row(row: Any) -> None:
+    """Raise TypeError / KeyError unless ``row`` (a parsed row of ``agentflux.kpis``) is a KPI
+    row the ``kpis`` table takes: window bounds in integer ns, and every other field absent,
+    null or of its column's type."""
     if not isinstance(row, dict):
         raise TypeError(f"a KPI row is a JSON object, got {type(row).__name__}")
-    for wire, col in KPI_WIRE_RENAMES.items():
-        row[col] = int(row.pop(wire))
-    for col in ("sketch", "sums", "maxes"):  # JSON documents, read with DuckDB's -> / ->>
-        row[col] = orjson.dumps(row.get(col) or {}).decode()
-    row["kafka_partition"], row["kafka_offset"] = partition, offset
-    return {c: row.get(c) for c in KPIS.schema.names}
+    for wire in KPI_WIRE_RENAMES:
+        if type(row[wire]) is not int:
+            raise TypeError(f"{wire} must be an integer (ns since the epoch)")
+    for cols, types, what in ((_KPI_STR, (str,), "a string"), (_KPI_INT, (int,), "an integer"),
+                              (_KPI_NUM, (int, float), "a number"),
+                              (_KPI_JSON, (dict,), "an object")):
+        for c in cols:
+            v = row.get(c)
+            if v is not None and type(v) not in types:
+                raise TypeError(f"{c} must be {what}, got {type(v).__name__}")
+
+
+def kpi_table(rows: Sequence[dict], partition: int, offsets: Sequence[int]) -> pa.Table:
+    """Checked KPI rows (:func:`check_kpi_row`, not changed) of one partition's records at
+    ``offsets`` -> the ``kpis`` table, built column by column."""
+    n = len(rows)
+    cols = []
+    for f in KPIS.schema:
+        c = f.name
+        if c in ("window_start", "window_end"):
+            cols.append(pa.array([r[f"{c}_ns"] for r in rows], pa.int64()).cast(f.type))
+        elif c in _KPI_JSON:
+            cols.append(pa.array([orjson.dumps(r.get(c) or {}).decode() for r in rows],
+                                 f.type))
+        elif c == "kafka_partition":
+            cols.append(pa.array(np.full(n, partition, np.int32)))
+        elif c == "kafka_offset":
+            cols.append(pa.array(offsets, f.type))
+        elif c in _KPI_DEFAULTS:
+            d = _KPI_DEFAULTS[c]
+            cols.append(pa.array([r.get(c, d) for r in rows], f.type))
+        else:
+            cols.append(pa.array([r.get(c) for r in rows], f.type))
+    return pa.Table.from_arrays(cols, schema=KPIS.schema)
+
+
+def kpi_row(value: bytes | dict, partition: int, offset: int) -> dict:
+    """One KPI row as published on ``agentflux.kpis`` (its bytes, or parsed) -> a row of the
+    ``kpis`` table. Raises ValueError / KeyError / TypeError on a row that is not one."""
+    row = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+    check_kpi_row(row)
+    return kpi_table([row], partition, [offset]).to_pylist()[0]
 
 
 KPIS = Table("kpis", pa.schema([

@@ -42,7 +42,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentflux.schemas.sketch import DDSketch
+from agentflux.schemas.sketch import DDSketch, add_grouped
 from agentflux.streams.fields import (MAX_MEASURES, MEASURE_FUNCS, MEASURE_NAMES, QUANTILES,
                                       SpanKey)
 
@@ -61,9 +61,6 @@ EXTRA_DIMS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-# what a row without durations carries as its sketch
-_EMPTY_SKETCH = DDSketch().to_dict()
-_EMPTY_QUANTILES = {f"p{int(x * 100)}_ms": None for x in QUANTILES}
 # a snapshot: this, the header's length (4 bytes, little-endian), the header (JSON), the columns
 STATE_MAGIC = b"AFW2"
 
@@ -74,7 +71,7 @@ def row_id(log: str, partition: int, start_ns: int, key: Key, revision: int) -> 
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WindowRow:
     """One closed (partial) window of one key, from one partition's events."""
 
@@ -98,24 +95,21 @@ class WindowRow:
         return f"{self.dim}|{self.type}|{self.name}|{self.philosophy}"
 
     def to_dict(self, worker: str = "") -> dict:
+        """The row as published. A row without durations leaves out the duration fields and
+        the sketch (readers take them as none: most rows, those of sessions and agents, have
+        none, and the topic's volume is mostly theirs)."""
+        d = {"kind": "kpi", "row_id": self.row_id, "worker": worker, "dim": self.dim,
+             "window_start_ns": self.window_start_ns, "window_end_ns": self.window_end_ns,
+             "type": self.type, "name": self.name, "philosophy": self.philosophy,
+             "revision": self.revision, "source_partition": self.partition,
+             "count": self.count, "errors": self.errors, "sums": self.sums, "maxes": self.maxes}
         s = self.sketch
-        if s is None or not s.count:
-            durations: dict = {"duration_count": 0, "duration_sum_ms": 0.0,
-                               "duration_min_ms": None, "duration_max_ms": None,
-                               **_EMPTY_QUANTILES, "sketch": dict(_EMPTY_SKETCH)}
-        else:
-            durations = {"duration_count": s.count, "duration_sum_ms": s.sum,
-                         "duration_min_ms": s.min, "duration_max_ms": s.max,
-                         **{f"p{int(x * 100)}_ms": s.quantile(x) for x in QUANTILES},
-                         "sketch": s.to_dict()}
-        return {
-            "kind": "kpi", "row_id": self.row_id, "worker": worker, "dim": self.dim,
-            "window_start_ns": self.window_start_ns, "window_end_ns": self.window_end_ns,
-            "type": self.type, "name": self.name, "philosophy": self.philosophy,
-            "revision": self.revision, "source_partition": self.partition,
-            "count": self.count, "errors": self.errors, **durations,
-            "sums": self.sums, "maxes": self.maxes,
-        }
+        if s is not None and s.count:
+            d.update({"duration_count": s.count, "duration_sum_ms": s.sum,
+                      "duration_min_ms": s.min, "duration_max_ms": s.max,
+                      **{f"p{int(x * 100)}_ms": s.quantile(x) for x in QUANTILES},
+                      "sketch": s.to_dict()})
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "WindowRow":
@@ -238,16 +232,18 @@ class TumblingWindows:
     # --- adding -------------------------------------------------------------------------------
 
     def add(self, events: Sequence[dict], partition: int = 0,
-            on_durations: Callable[[SpanKey, np.ndarray], None] | None = None) -> None:
+            on_durations: Callable[[list[SpanKey], np.ndarray, np.ndarray], None] | None = None
+            ) -> None:
         """Add a batch of wire events (dicts, not validated: for tests and peers); the worker
         adds frames (:meth:`add_frame`)."""
         from agentflux.streams.frame import EventFrame
         self.add_frame(EventFrame.from_wire(events, partition), on_durations)
 
-    def add_frame(self, frame: "EventFrame",
-                  on_durations: Callable[[SpanKey, np.ndarray], None] | None = None) -> None:
-        """Add a frame. ``on_durations(span, durations_ms)`` sees each ``name`` key's new
-        durations once per call (the Prometheus histograms). Vectorised: one grouping of the
+    def add_frame(self, frame: "EventFrame", on_durations: Callable[
+            [list[SpanKey], np.ndarray, np.ndarray], None] | None = None) -> None:
+        """Add a frame. ``on_durations(spans, durations_ms, groups)`` sees the ``name`` keys' new
+        durations once per call, ``groups`` indexing ``spans`` (the Prometheus histograms).
+        Vectorised: one grouping of the
         frame's (event, dimension) pairs by (partition, window, key), one dictionary lookup per
         group for its slot, then per partition one array update of counts, errors, sums and
         maxes; a sketch insert per group of a sketched dimension."""
@@ -298,22 +294,32 @@ class TumblingWindows:
             state.sums[slots] += g_sums[sel]
             state.maxes[slots] = np.fmax(state.maxes[slots], g_maxes[sel])
             state.wall[slots] = wall
+        # durations: into the sketches of the sketched dimensions' windows, all groups at once
         sketched = np.fromiter((k[0] in SKETCHED for k in keys), bool, len(keys))
         dur = frame.duration_ms[rows]
-        for j in np.flatnonzero(sketched[g_key]).tolist():
-            first = int(firsts[j])
-            d = dur[first:first + int(counts[j])]
-            d = d[~np.isnan(d)]
-            if d.size:
-                state = self.partitions[int(g_part[j])]
-                slot = int(g_slot[j])
-                sketch = state.sketches.get(slot)
-                if sketch is None:
-                    sketch = state.sketches[slot] = DDSketch()
-                sketch.add_many(d)
-                key = keys[int(g_key[j])]
-                if on_durations is not None and key[0] == "name":
-                    on_durations(key[1:], d)
+        take = sketched[key_index] & ~np.isnan(dur)
+        if not take.any():
+            return
+        groups = np.repeat(np.arange(len(firsts)), counts)[take]  # (sorted)
+        values = dur[take]
+        present = np.unique(groups)
+        local = np.zeros(len(firsts), np.int64)
+        local[present] = np.arange(len(present))
+        sketches = []
+        for p, slot in zip(g_part[present].tolist(), g_slot[present].tolist()):
+            state = self.partitions[p]
+            sketch = state.sketches.get(slot)
+            if sketch is None:
+                sketch = state.sketches[slot] = DDSketch()
+            sketches.append(sketch)
+        add_grouped(sketches, values, local[groups])
+        if on_durations is not None:  # the name dimension's spans
+            spans = [keys[k] for k in g_key[present].tolist()]
+            named = np.array([s[0] == "name" for s in spans])
+            sel = named[local[groups]]
+            remap = np.cumsum(named) - 1
+            on_durations([s[1:] for s in spans if s[0] == "name"], values[sel],
+                         remap[local[groups][sel]])
 
     # --- closing ------------------------------------------------------------------------------
 
@@ -491,10 +497,8 @@ def _dimension_rows(frame: "EventFrame") -> tuple[np.ndarray, np.ndarray, list[K
         uniq, inverse = np.unique(combined, return_inverse=True)
         nd, pd = names.dictionary.to_pylist(), phils.dictionary.to_pylist()
         base = len(keys)
-        for c in uniq.tolist():
-            rest, ph = divmod(c, npp)
-            t, nm = divmod(rest, nn)
-            keys.append((dim, TYPE_NAMES[t], nd[nm], pd[ph]))
+        keys += [(dim, TYPE_NAMES[t], nd[nm], pd[ph]) for t, nm, ph in zip(
+            (uniq // (nn * npp)).tolist(), (uniq // npp % nn).tolist(), (uniq % npp).tolist())]
         rows.append(sel)
         key_index.append(inverse.reshape(-1) + base)
     cold = _cold_rows(frame)

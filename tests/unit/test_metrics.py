@@ -31,3 +31,23 @@ def test_counters_end_in_total_and_accumulate():
     assert reg.get_sample_value("agentflux_deadletter_total", {"reason": "invalid_json"}) == 1
     assert reg.get_sample_value("agentflux_consumer_lag",
                                 {"topic": "agentflux.events", "partition": "0"}) == 7
+
+
+def test_grouped_observations_equal_one_observation_per_span():
+    import numpy as np
+    rng = np.random.default_rng(3)
+    spans = [("tool.call", f"t{i}", "react") for i in range(12)] + [("llm.call", "m", "react")]
+    groups = np.sort(rng.integers(0, 12, 3000))  # (the last span gets none)
+    seconds = rng.lognormal(-3, 2, 3000)
+    regs = CollectorRegistry(), CollectorRegistry()
+    one, grouped = PipelineMetrics(registry=regs[0]), PipelineMetrics(registry=regs[1])
+    for g, span in enumerate(spans):
+        if (groups == g).any():
+            one.observe_many(*span, seconds[groups == g])
+    grouped.observe_grouped(spans, seconds, groups)
+
+    def spans_of(reg):
+        return sorted((s.name, tuple(sorted(s.labels.items())), round(s.value, 9))
+                      for f in reg.collect() if f.name == "agentflux_span_duration_seconds"
+                      for s in f.samples)
+    assert spans_of(regs[0]) == spans_of(regs[1]) and len(spans_of(regs[0])) > 12 * 10

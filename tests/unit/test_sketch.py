@@ -54,3 +54,20 @@ def test_empty_and_bad_arguments():
         DDSketch().quantile(2)
     with pytest.raises(ValueError):
         DDSketch(0.01).merge(DDSketch(0.02))
+
+
+def test_grouped_inserts_equal_one_insert_per_sketch():
+    from agentflux.schemas.sketch import add_grouped
+    rng = np.random.default_rng(7)
+    groups = np.sort(rng.integers(0, 40, 5000))
+    values = np.where(rng.random(5000) < 0.05, 0.0, rng.lognormal(2.0, 1.5, 5000))
+    one = [DDSketch() for _ in range(40)]
+    for g in range(40):
+        one[g].add_many(values[groups == g])
+    grouped = [DDSketch() for _ in range(40)]
+    grouped[3].add_many([5.0, 7.0])  # sketches that already hold values keep them
+    one[3].add_many([5.0, 7.0])
+    add_grouped(grouped, values, groups)
+    for a, b in zip(one, grouped):
+        assert (a.count, a.zero, a.bins, a.min, a.max) == (b.count, b.zero, b.bins, b.min, b.max)
+        assert a.sum == pytest.approx(b.sum, rel=1e-12)
