@@ -455,15 +455,21 @@ class _Agg:
         self.maxes: dict[str, float] = {}
         self.sketch: DDSketch | None = None
 
-    def add(self, r: _Row, keep_sketch: bool) -> None:
+    def add(self, r: _Row, keep_sketch: bool,
+            only: tuple[frozenset[str], frozenset[str]] | None = None) -> None:
+        """Merge ``r``; ``only``: the sums and maxes to keep (default: all of them)."""
         self.count += r.count
         self.errors += r.errors
         self.dcount += r.dcount
         if r.dmax is not None:
             self.dmax = r.dmax if self.dmax is None else max(self.dmax, r.dmax)
-        for k, v in r.sums.items():
+        sums, maxes = r.sums, r.maxes
+        if only is not None:
+            sums = {k: v for k, v in sums.items() if k in only[0]}
+            maxes = {k: v for k, v in maxes.items() if k in only[1]}
+        for k, v in sums.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
-        for k, v in r.maxes.items():
+        for k, v in maxes.items():
             self.maxes[k] = max(self.maxes.get(k, v), v)
         if keep_sketch and r.sketch is not None:
             if self.sketch is None:
@@ -514,8 +520,14 @@ class _Series:
     """Merged aggregates of one rule per group and time bucket (a bucket is one KPI window, or
     several for long horizons), kept for ``keep_ns`` before the latest tick."""
 
-    def __init__(self, bucket_ns: int, keep_ns: int, keep_sketch: bool = False):
+    def __init__(self, bucket_ns: int, keep_ns: int, keep_sketch: bool = False,
+                 measures: Iterable[str] | None = None):
+        """``measures``: the only measures read from it (``sums.x`` / ``maxes.x`` / counts; a
+        series per high-cardinality key, a session's, keeps no others)."""
         self.bucket_ns, self.keep_ns, self.keep_sketch = bucket_ns, keep_ns, keep_sketch
+        self.only = None if measures is None else (
+            frozenset(m[5:] for m in measures if m.startswith("sums.")),
+            frozenset(m[6:] for m in measures if m.startswith("maxes.")))
         self.data: dict[Group, dict[int, _Agg]] = {}
         self.floor_ns: int | None = None  # buckets before it are gone: rows for them are dropped
 
@@ -527,7 +539,7 @@ class _Series:
         agg = buckets.get(b)
         if agg is None:
             agg = buckets[b] = _Agg()
-        agg.add(r, self.keep_sketch)
+        agg.add(r, self.keep_sketch, self.only)
 
     def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
         buckets = self.data.get(group, {})
@@ -821,7 +833,7 @@ class _CostBudget(_Rule):
         p = self.p
         self.once = p["once"]
         bucket = max(self.w, p["horizon"] // p["buckets"] // self.w * self.w)
-        self.series["h"] = _Series(bucket, p["horizon"])
+        self.series["h"] = _Series(bucket, p["horizon"], measures=(p["measure"],))
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         p = self.p

@@ -153,10 +153,16 @@ class Landed:
             self.offsets.pop((self.topic, p), None)
 
 
+# records of agentflux.kpis landed at once
+KPI_BATCH_RECORDS = 16
+
+
 async def _consume(stream: Any, ctx: PipelineContext, where: str,
-                   handle: Callable[[Sequence[Any]], Awaitable[None]], within: float) -> None:
-    """take() batches of Faust events and hand them to ``handle``; fail-stop on its failure."""
-    async for batch in stream.take_events(ctx.batch_records, within=within):
+                   handle: Callable[[Sequence[Any]], Awaitable[None]], within: float,
+                   records: int | None = None) -> None:
+    """take() batches of Faust events (at most ``records``, default the context's batch) and
+    hand them to ``handle``; fail-stop on its failure."""
+    async for batch in stream.take_events(records or ctx.batch_records, within=within):
         try:
             await handle(batch)
         except Exception as exc:
@@ -405,7 +411,10 @@ def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None)
     async def land_kpis(stream: Any) -> None:
         lander = KpiHistory(ctx, alerting)
         landers[:] = [lander]
-        await _consume(stream, ctx, "history.kpis", lander.land, within=1.0)
+        # (a KPI record holds up to 1,000 rows: a batch is landed and judged on the event loop
+        # in one go, so it is kept to a few records, and the events keep landing meanwhile)
+        await _consume(stream, ctx, "history.kpis", lander.land, within=1.0,
+                       records=KPI_BATCH_RECORDS)
 
     @app.timer(interval=1.0)
     async def restore_detectors() -> None:

@@ -214,11 +214,15 @@ class Kpis:
         # this, and a row must go out once
         rows, self._ready = self._ready, []
         sent: list[WindowRow] = []
-        docs = [row.to_dict(ctx.worker) for row in rows]
+        docs: list[dict] = []
         try:
             n = self.kpi_partitions
             groups: dict[int, list[bytes]] = {}
-            for row, doc in zip(rows, docs):
+            for i, row in enumerate(rows):
+                if i and not i % RECORD_ROWS:  # (the events keep landing meanwhile)
+                    await asyncio.sleep(0)
+                doc = row.to_dict(ctx.worker)
+                docs.append(doc)
                 groups.setdefault(kpi_partition(row.key.encode(), n), []).append(
                     orjson.dumps(doc))
             futures = [await ctx.topics.kpis.send(value=value, partition=p)
