@@ -105,6 +105,21 @@ class DDSketch:
                 "min": self.min if self.count else None, "max": self.max if self.count else None,
                 "bins": {str(k): c for k, c in self.bins.items()}}
 
+    def to_state(self) -> list:
+        """A compact form for stored state (:meth:`from_state`): no string keys to build."""
+        return [self.alpha, self.zero, self.count, self.sum, self.min if self.count else None,
+                self.max if self.count else None, list(self.bins), list(self.bins.values())]
+
+    @classmethod
+    def from_state(cls, s: list) -> "DDSketch":
+        alpha, zero, count, total, lo, hi, keys, counts = s
+        out = cls(alpha)
+        out.zero, out.count, out.sum = zero, count, total
+        out.min = lo if lo is not None else math.inf
+        out.max = hi if hi is not None else -math.inf
+        out.bins = dict(zip(keys, counts))
+        return out
+
     @classmethod
     def from_dict(cls, d: Mapping) -> "DDSketch":
         s = cls(d["alpha"])

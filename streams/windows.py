@@ -132,6 +132,7 @@ class PartitionWindows:
     def __init__(self) -> None:
         self.slots: dict[tuple[int, Key], int] = {}  # (start, key) -> slot of an open window
         self.codes: list[tuple[int, Key] | None] = []  # slot -> (start, key); None: free
+        self.encoded: list[bytes] = []  # slot -> its (start, key) as JSON, for snapshots
         self.free: list[int] = []
         self.open = 0
         self.alive = np.zeros(0, bool)
@@ -151,14 +152,17 @@ class PartitionWindows:
         slot = self.slots.get(code)
         if slot is not None:
             return slot
+        encoded = orjson.dumps([code[0], *code[1]])
         if self.free:
             slot = self.free.pop()
             self.codes[slot] = code
+            self.encoded[slot] = encoded
         else:
             slot = len(self.codes)
             if slot == len(self.alive):
                 self._grow(max(64, 2 * slot))
             self.codes.append(code)
+            self.encoded.append(encoded)
         self.slots[code] = slot
         self.start[slot] = code[0]
         self.alive[slot] = True
@@ -387,15 +391,18 @@ class TumblingWindows:
         state = self.partitions.get(partition, PartitionWindows())
         live = state.live()
         pos = {slot: i for i, slot in enumerate(live.tolist()) if slot in state.sketches}
-        header = orjson.dumps({
+        encoded = state.encoded
+        # the open windows' keys, each serialised once when its window opened
+        keys = b"[" + b",".join([encoded[i] for i in live.tolist()]) + b"]"
+        header = b'{"open":' + keys + b"," + orjson.dumps({
             "size_ns": self.size_ns, "watermark_ns": state.watermark_ns,
             "closes": state.closes, "measures": MAX_MEASURES,
-            "open": [[start, *key] for start, key in state.open_keys()],
-            "sketches": [[i, state.sketches[slot].to_dict()] for slot, i in pos.items()],
+            "sketches": [[i, state.sketches[slot].to_state()] for slot, i in pos.items()],
             # closed rows as their accumulators (their ids and quantiles are derived again)
             "outbox": [[r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.revision,
                         r.count, r.errors, None if r.sketch is None else r.sketch.to_dict(),
-                        list(r.sums.values()), list(r.maxes.values())] for r in state.outbox]})
+                        list(r.sums.values()), list(r.maxes.values())] for r in state.outbox]
+        })[1:]
         columns = [state.count[live], state.errors[live], state.wall[live], state.sums[live],
                    state.maxes[live]]
         return b"".join([STATE_MAGIC, len(header).to_bytes(4, "little"), header,
@@ -422,7 +429,7 @@ class TumblingWindows:
                 cols.append(a.reshape(n, width) if width > 1 else a)
                 at += a.nbytes
             count, errors, wall, sums, maxes = cols
-            sketches = {i: DDSketch.from_dict(s) for i, s in d["sketches"]}
+            sketches = {i: DDSketch.from_state(s) for i, s in d["sketches"]}
             closes = d["closes"]
         else:  # the JSON snapshot of agentflux before columnar windows
             d = orjson.loads(data)

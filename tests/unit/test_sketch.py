@@ -1,4 +1,5 @@
 import numpy as np
+import orjson
 import pytest
 
 from agentflux.schemas.sketch import DDSketch
@@ -71,3 +72,13 @@ def test_grouped_inserts_equal_one_insert_per_sketch():
     for a, b in zip(one, grouped):
         assert (a.count, a.zero, a.bins, a.min, a.max) == (b.count, b.zero, b.bins, b.min, b.max)
         assert a.sum == pytest.approx(b.sum, rel=1e-12)
+
+
+def test_the_compact_state_form_round_trips():
+    s = DDSketch()
+    s.add_many(np.array([0.0, 0.5, 3.0, 3.1, 1e6]))
+    back = DDSketch.from_state(orjson.loads(orjson.dumps(s.to_state())))
+    assert (back.count, back.zero, back.sum, back.min, back.max, back.bins) == \
+        (s.count, s.zero, s.sum, s.min, s.max, s.bins)
+    empty = DDSketch.from_state(DDSketch().to_state())
+    assert empty.count == 0 and empty.quantile(0.5) is None
