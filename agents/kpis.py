@@ -52,19 +52,21 @@ def kpi_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions if partitions > 1 else 0
 
 
-def json_arrays(docs: list[bytes], max_items: int = RECORD_ROWS,
+def json_arrays(docs: list[dict], max_items: int = RECORD_ROWS,
                 max_bytes: int = RECORD_BYTES) -> list[bytes]:
-    """JSON documents -> JSON arrays of at most ``max_items`` of them and about ``max_bytes``
-    (a larger single document gets an array of its own)."""
+    """Documents -> JSON arrays of at most ``max_items`` of them and at most ``max_bytes`` (a
+    larger single document gets an array of its own). One ``orjson.dumps`` per array: a call
+    per document costs several times more."""
     out: list[bytes] = []
-    start, size = 0, 0
-    for i, d in enumerate(docs):
-        if i > start and (i - start >= max_items or size + len(d) + 2 > max_bytes):
-            out.append(b"[" + b",".join(docs[start:i]) + b"]")
-            start, size = i, 0
-        size += len(d) + 1
-    if start < len(docs):
-        out.append(b"[" + b",".join(docs[start:]) + b"]")
+    for i in range(0, len(docs), max_items):
+        chunk = docs[i:i + max_items]
+        value = orjson.dumps(chunk)
+        if len(value) > max_bytes and len(chunk) > 1:
+            half = len(chunk) // 2
+            out += json_arrays(chunk[:half], max_items, max_bytes)
+            out += json_arrays(chunk[half:], max_items, max_bytes)
+        else:
+            out.append(value)
     return out
 
 
@@ -217,16 +219,15 @@ class Kpis:
         docs: list[dict] = []
         try:
             n = self.kpi_partitions
-            groups: dict[int, list[bytes]] = {}
+            groups: dict[int, list[dict]] = {}
             for i, row in enumerate(rows):
                 if i and not i % RECORD_ROWS:  # (the events keep landing meanwhile)
                     await asyncio.sleep(0)
                 doc = row.to_dict(ctx.worker)
                 docs.append(doc)
-                groups.setdefault(kpi_partition(row.key.encode(), n), []).append(
-                    orjson.dumps(doc))
+                groups.setdefault(kpi_partition(row.key.encode(), n), []).append(doc)
             futures = [await ctx.topics.kpis.send(value=value, partition=p)
-                       for p, docs in groups.items() for value in json_arrays(docs)]
+                       for p, group in groups.items() for value in json_arrays(group)]
             for f in futures:
                 await f
             sent = rows
