@@ -990,7 +990,12 @@ class FailureDetector:
     def _tick(self, tick_ns: int, out: list[dict]) -> None:
         for rule in self._rules:
             touched = set()
+            # (a condition that does not hold, for a key with no active alert of the rule,
+            # changes nothing: most keys, most ticks; skipped before its fingerprint is hashed)
+            quiet = not any(a["rule"] == rule.name for a in self._alerts.values())
             for cond in rule.evaluate(tick_ns):
+                if quiet and not cond.holds:
+                    continue
                 labels = rule.labels(cond.group, cond.severity)
                 fp = fingerprint(rule.name, labels)
                 touched.add(fp)
