@@ -67,6 +67,9 @@ class Settings:
     app_id: str = "agentflux"
     window_s: float = 10.0
     grace_s: float = 2.0
+    # the KPI windows' dimensions (streams.windows): name always; agent, session, tool, cold
+    # optional (a session's rows are most of the KPI rows where sessions are short)
+    kpi_dimensions: tuple[str, ...] = ("name", "agent", "session", "tool", "cold")
     max_record_bytes: int = 4 * 1024 * 1024
     # event times further ahead of the wall clock are clamped for windowing (they still land)
     max_future_skew_s: float = 10.0
@@ -111,6 +114,12 @@ class Settings:
         if self.window_s <= 0:
             raise ConfigError(f"window_s={self.window_s!r}: the KPI window must be > 0 seconds "
                               "(set AGENTFLUX_WINDOW_S, e.g. 10)")
+        from agentflux.streams.windows import DIMENSIONS
+        unknown = [d for d in self.kpi_dimensions if d not in DIMENSIONS]
+        if unknown or "name" not in self.kpi_dimensions:
+            raise ConfigError(f"kpi_dimensions={','.join(self.kpi_dimensions)!r}: give 'name' and "
+                              f"any of {', '.join(DIMENSIONS[1:])}, comma-separated (set "
+                              "AGENTFLUX_KPI_DIMENSIONS)")
         if self.grace_s < 0:
             raise ConfigError(f"grace_s={self.grace_s!r}: must be >= 0 (set AGENTFLUX_GRACE_S)")
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
@@ -203,6 +212,8 @@ class Settings:
         take("AGENTFLUX_APP_ID", "app_id")
         take("AGENTFLUX_WINDOW_S", "window_s", float)
         take("AGENTFLUX_GRACE_S", "grace_s", float)
+        take("AGENTFLUX_KPI_DIMENSIONS", "kpi_dimensions",
+             lambda v: tuple(d.strip() for d in v.split(",") if d.strip()))
         take("AGENTFLUX_HISTORY", "history_path")
         take("AGENTFLUX_SEGMENT_ROWS", "segment_rows", int)
         take("AGENTFLUX_SEGMENT_AGE_S", "segment_age_s", float)

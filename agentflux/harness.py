@@ -42,6 +42,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "AGENTFLUX_APP_ID": settings.app_id,
         "AGENTFLUX_WINDOW_S": repr(settings.window_s),
         "AGENTFLUX_GRACE_S": repr(settings.grace_s),
+        "AGENTFLUX_KPI_DIMENSIONS": ",".join(settings.kpi_dimensions),
         "AGENTFLUX_HISTORY": str(settings.history_path),
         "AGENTFLUX_METRICS_HOST": settings.metrics_host,
         "AGENTFLUX_METRICS_PORT": str(settings.metrics_port),

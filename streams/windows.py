@@ -59,6 +59,7 @@ EXTRA_DIMS: dict[str, tuple[tuple[str, ...], str]] = {
     "session": (("llm.call",), "session_id"),
     "tool": (("cache.lookup", "cache.stats"), "label"),
 }
+DIMENSIONS = ("name", *EXTRA_DIMS, "cold")
 
 
 # a snapshot: this, the header's length (4 bytes, little-endian), the header (JSON), the columns
@@ -214,7 +215,9 @@ class TumblingWindows:
 
     def __init__(self, size_s: float = 10.0, grace_s: float = 2.0,
                  wall_clock_ns: Callable[[], int] = time.time_ns,
-                 max_future_skew_s: float = 10.0, log: str = ""):
+                 max_future_skew_s: float = 10.0, log: str = "",
+                 dimensions: Iterable[str] = DIMENSIONS):
+        """``dimensions``: those kept (``name`` always; see :data:`DIMENSIONS`)."""
         if size_s <= 0:
             raise ValueError(f"window size must be > 0 seconds, got {size_s!r}")
         if max_future_skew_s < 0:
@@ -226,6 +229,7 @@ class TumblingWindows:
         # watermark a day ahead, close every window at once and keep its own open for a day.
         self.max_future_skew_ns = int(max_future_skew_s * 1e9)
         self.log = log  # the events' log (cluster and topic id): part of every row id
+        self.dimensions = frozenset(dimensions) | {"name"}
         self.early_events = 0
         # events that came after their partition's watermark had passed their window's end +
         # grace (their window was closed, or is about to be: they make a new revision)
@@ -271,7 +275,7 @@ class TumblingWindows:
         for i, state in enumerate(states):
             state.watermark_ns = max(state.watermark_ns, int(ts[inverse.reshape(-1) == i].max()))
 
-        rows, key_index, keys = _dimension_rows(frame)
+        rows, key_index, keys = _dimension_rows(frame, self.dimensions)
         sums, maxes = _measures(frame)
         part = frame.partition[rows]
         start = win[rows]
@@ -478,7 +482,8 @@ class TumblingWindows:
         return max((s.watermark_ns for s in self.partitions.values()), default=0)
 
 
-def _dimension_rows(frame: "EventFrame") -> tuple[np.ndarray, np.ndarray, list[Key]]:
+def _dimension_rows(frame: "EventFrame", dimensions: frozenset[str] = frozenset(DIMENSIONS)
+                    ) -> tuple[np.ndarray, np.ndarray, list[Key]]:
     """Every (event, dimension) pair of the frame: the event's row, a key index and the keys
     (two indexes may name the same key)."""
     from agentflux.streams.frame import TYPE_NAMES
@@ -488,6 +493,8 @@ def _dimension_rows(frame: "EventFrame") -> tuple[np.ndarray, np.ndarray, list[K
     keys: list[Key] = [("name", *k) for k in base_keys]
     type_code = frame.type_code
     for dim, (types, column) in EXTRA_DIMS.items():
+        if dim not in dimensions:
+            continue
         codes = [TYPE_NAMES.index(t) for t in types]
         sel = np.flatnonzero(np.isin(type_code, codes))
         if sel.size and column == "label":
@@ -508,7 +515,7 @@ def _dimension_rows(frame: "EventFrame") -> tuple[np.ndarray, np.ndarray, list[K
             (uniq // (nn * npp)).tolist(), (uniq // npp % nn).tolist(), (uniq % npp).tolist())]
         rows.append(sel)
         key_index.append(inverse.reshape(-1) + base)
-    cold = _cold_rows(frame)
+    cold = _cold_rows(frame) if "cold" in dimensions else np.zeros(0, np.int64)
     if cold.size:
         # the cold starts of a pool: the same name as the pool's acquire key
         base = len(keys)

@@ -75,3 +75,11 @@ def test_sql_command_prints_rows_and_reports_bad_queries_in_one_line(tmp_path):
                               str(tmp_path / "none"), "SELECT 1"], capture_output=True, text=True)
     assert missing.returncode == 2 and "agentflux demo" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+def test_kpi_dimensions_from_the_environment_and_their_errors():
+    assert Settings().kpi_dimensions == ("name", "agent", "session", "tool", "cold")
+    env = {"AGENTFLUX_KPI_DIMENSIONS": " name, agent ,tool"}
+    assert Settings.from_env(env).kpi_dimensions == ("name", "agent", "tool")
+    for bad in ("agent,tool", "name,sessions"):
+        with pytest.raises(ConfigError, match="AGENTFLUX_KPI_DIMENSIONS"):
+            Settings.from_env({"AGENTFLUX_KPI_DIMENSIONS": bad})

@@ -169,3 +169,18 @@ def test_columnar_state_round_trips_and_row_ids_never_repeat_across_late_events(
     late = [r for r in named(moved) if r.name == "late"]
     assert sum(r.count for r in late) == 12 and sum(r.errors for r in late) == 6
     assert sum(r.sketch.count for r in late) == 12
+
+
+def test_only_the_configured_dimensions_are_kept():
+    evs = list(SyntheticRuntime(SimConfig(events=2000, seed=4, start_ns=0)).events())
+    every = TumblingWindows(size_s=3600, grace_s=0)
+    some = TumblingWindows(size_s=3600, grace_s=0, dimensions=("agent", "tool"))
+    every.add(evs)
+    some.add(evs)
+    rows_every = every.close_due(flush_all=True)
+    rows_some = some.close_due(flush_all=True)
+    assert {r.dim for r in rows_every} == {"name", "agent", "session", "tool", "cold"}
+    assert {r.dim for r in rows_some} == {"name", "agent", "tool"}  # name always
+    key = lambda r: (r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.count, r.errors)
+    assert sorted(map(key, rows_some)) == sorted(key(r) for r in rows_every
+                                                if r.dim in ("name", "agent", "tool"))
