@@ -154,7 +154,7 @@ class Landed:
 
 
 # records of agentflux.kpis landed at once
-KPI_BATCH_RECORDS = 4
+KPI_BATCH_RECORDS = 16
 
 
 async def _consume(stream: Any, ctx: PipelineContext, where: str,
