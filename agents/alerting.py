@@ -93,7 +93,7 @@ class Alerting:
         return out
 
     def state(self, partition: int) -> bytes:
-        return orjson.dumps({"detector": orjson.Fragment(self.detectors[partition].state_json()),
+        return orjson.dumps({"detector": self.detectors[partition].state(),
                              "outbox": self.outbox[partition]})
 
     def write_states(self, states: list[tuple[int, int, bytes]]) -> None:

@@ -34,7 +34,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-import orjson
 import yaml
 
 from ..schemas.sketch import DDSketch
@@ -517,24 +516,6 @@ class _Agg:
 Group = tuple[str, ...]
 
 
-def _cached_array(mapping: Mapping, cache: dict, dump: Callable[[Any, Any], Any]
-                  ) -> orjson.Fragment:
-    """A JSON array of ``dump(key, value)`` per item of ``mapping``, each serialised once and
-    kept in ``cache`` until its owner drops the key (it changed): the detector's state is
-    stored with every KPI batch, and most of it (a series per session, the row ids seen) did
-    not change since the last one."""
-    parts = []
-    for k, v in mapping.items():
-        b = cache.get(k)
-        if b is None:
-            b = cache[k] = orjson.dumps(dump(k, v))
-        parts.append(b)
-    if len(cache) > len(parts):  # keys gone
-        for k in [k for k in cache if k not in mapping]:
-            del cache[k]
-    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
-
-
 class _Series:
     """Merged aggregates of one rule per group and time bucket (a bucket is one KPI window, or
     several for long horizons), kept for ``keep_ns`` before the latest tick."""
@@ -549,14 +530,12 @@ class _Series:
             frozenset(m[6:] for m in measures if m.startswith("maxes.")))
         self.data: dict[Group, dict[int, _Agg]] = {}
         self.floor_ns: int | None = None  # buckets before it are gone: rows for them are dropped
-        self._json: dict[Group, bytes] = {}  # group -> its state's JSON, until it changes
 
     def add(self, group: Group, r: _Row) -> None:
         b = r.start - r.start % self.bucket_ns
         if self.floor_ns is not None and b < self.floor_ns:
             return
         buckets = self.data.setdefault(group, {})
-        self._json.pop(group, None)
         agg = buckets.get(b)
         if agg is None:
             agg = buckets[b] = _Agg()
@@ -580,25 +559,16 @@ class _Series:
             buckets = self.data[group]
             for b in sorted(b for b in buckets if b < self.floor_ns):
                 gone.append((group, b, buckets.pop(b)))
-                self._json.pop(group, None)
             if not buckets:
                 del self.data[group]
         return gone
 
-    def state(self, cached: bool = False) -> dict:
-        """``cached``: the groups as one pre-serialised JSON fragment (for ``orjson.dumps``)."""
-        if cached:
-            return {"floor": self.floor_ns, "groups": _cached_array(
-                self.data, self._json, self._group_state)}
+    def state(self) -> dict:
         return {"floor": self.floor_ns,
-                "groups": [self._group_state(g, b) for g, b in self.data.items()]}
-
-    @staticmethod
-    def _group_state(group: Group, buckets: dict[int, _Agg]) -> list:
-        return [list(group), [[b, a.state()] for b, a in buckets.items()]]
+                "groups": [[list(g), [[b, a.state()] for b, a in buckets.items()]]
+                           for g, buckets in self.data.items()]}
 
     def load(self, s: dict) -> None:
-        self._json = {}
         self.floor_ns = s["floor"]
         self.data = {tuple(g): {int(b): _Agg.from_state(a) for b, a in buckets}
                      for g, buckets in s["groups"]}
@@ -669,8 +639,8 @@ class _Rule:
     def empty(self) -> bool:
         return not any(s.data for s in self.series.values())
 
-    def state(self, cached: bool = False) -> dict:
-        return {"series": {k: s.state(cached) for k, s in self.series.items()}}
+    def state(self) -> dict:
+        return {"series": {k: s.state() for k, s in self.series.items()}}
 
     def load(self, s: dict) -> None:
         for k, v in s.get("series", {}).items():
@@ -782,8 +752,8 @@ class _Streak(_Rule):
     def empty(self) -> bool:
         return super().empty() and not self.carried and not self.last_end
 
-    def state(self, cached: bool = False) -> dict:
-        return {**super().state(cached), "carried": [[list(g), n] for g, n in self.carried.items()],
+    def state(self) -> dict:
+        return {**super().state(), "carried": [[list(g), n] for g, n in self.carried.items()],
                 "last_end": [[list(g), e] for g, e in self.last_end.items()]}
 
     def load(self, s: dict) -> None:
@@ -912,9 +882,6 @@ class FailureDetector:
         self._held: dict[int, list] = {}  # window end -> rows (as received) not ingested yet
         self._seen: dict[str, int] = {}
         self._seen_by_end: dict[int, list[str]] = {}
-        # window end -> the JSON of its held rows / seen ids in the state, until they change
-        self._held_json: dict[int, bytes] = {}
-        self._seen_json: dict[int, bytes] = {}
         self._alerts: dict[str, dict] = {}
         self._once: dict[str, list] = {}  # fingerprint -> [rule, group] of keys that fired once
         self.counters = {"rows": 0, "duplicates": 0, "too_late": 0, "rejected": 0, "ignored": 0}
@@ -956,7 +923,6 @@ class FailureDetector:
                 # a judgement never sees a later window's data (rows arrive long before their
                 # windows are judged when the sources run apart)
                 self._held.setdefault(r.end, []).append(raw)
-                self._held_json.pop(r.end, None)
                 continue
             self._ingest(r)
         return out
@@ -1003,7 +969,6 @@ class FailureDetector:
         self.counters["rows"] += 1
         self._seen[r.row_id] = r.end
         self._seen_by_end.setdefault(r.end, []).append(r.row_id)
-        self._seen_json.pop(r.end, None)
         self._watermark = max(self._watermark, r.end)
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -1105,27 +1070,17 @@ class FailureDetector:
                 for a in sorted(self._alerts.values(),
                                 key=lambda a: (a["starts_at_ns"], a["fingerprint"]))]
 
-    def state(self, cached: bool = False) -> dict:
-        """Everything needed to continue exactly where this detector is (JSON-friendly).
-        ``cached``: its large parts (held rows, seen ids, the rules' series) as JSON fragments
-        serialised once per change (:meth:`state_json`)."""
-        def pair(k: int, v: list) -> list:
-            return [k, list(v)]
+    def state(self) -> dict:
+        """Everything needed to continue exactly where this detector is (JSON-friendly)."""
         return {"version": _STATE_VERSION, "window_ns": self._w, "next_tick_ns": self._next_tick,
                 "watermark_ns": self._watermark,
                 "sources": [[p, s] for p, s in self._sources.items()],
-                "held": _cached_array(self._held, self._held_json, pair) if cached
-                else [pair(end, rows) for end, rows in self._held.items()],
-                "seen": _cached_array(self._seen_by_end, self._seen_json, pair) if cached
-                else [pair(e, ids) for e, ids in self._seen_by_end.items()],
+                "held": [[end, list(rows)] for end, rows in self._held.items()],
+                "seen": [[e, list(ids)] for e, ids in self._seen_by_end.items()],
                 "alerts": [dict(a) for a in self._alerts.values()],
                 "once": [[fp, v] for fp, v in self._once.items()],
                 "counters": dict(self.counters),
-                "rules": {r.name: r.state(cached) for r in self._rules}}
-
-    def state_json(self) -> bytes:
-        """:meth:`state` as JSON, serialising again only what changed since the last call."""
-        return orjson.dumps(self.state(cached=True))
+                "rules": {r.name: r.state() for r in self._rules}}
 
     @classmethod
     def from_state(cls, rules: Rules, state: Mapping,

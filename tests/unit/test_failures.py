@@ -484,21 +484,3 @@ def test_a_quiet_stream_resolves_on_advance():
     out = det.advance(BASE + 6 * W + 3600 * S + 40 * W)
     assert [t["status"] for t in out] == ["resolved"] and det.active() == []
     assert det.state()["rules"]["tool_failure_streak"]["carried"] == []
-
-
-@pytest.mark.parametrize("progress", [False, True])
-def test_the_incremental_state_json_is_the_state(progress):
-    """The state stored with every KPI batch is serialised again only where it changed: after
-    any sequence of rows, ticks, prunes and a restore it equals the state serialised whole."""
-    rules = load_rules()
-    rows = stream(11, 200)
-    det = FailureDetector(rules, progress=progress)
-    for i in range(0, len(rows), 37):
-        det.observe(rows[i:i + 37])
-        if progress:
-            det.observe([{"kind": "progress", "source_partition": p, "partitions": 2,
-                          "done_before_ns": rows[i]["window_start_ns"]} for p in (0, 1)])
-        assert orjson.loads(det.state_json()) == orjson.loads(orjson.dumps(det.state()))
-        if i % 5 == 0:
-            det = FailureDetector.from_state(rules, orjson.loads(det.state_json()), progress)
-    assert len(det.state()["seen"]) > 10
