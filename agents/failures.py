@@ -606,9 +606,6 @@ class _Rule:
         self.settle = rules.settle_windows
         self.series: dict[str, _Series] = {}
 
-    def accepts(self, r: _Row) -> bool:
-        return r.type in self.types and r.dim == self.dim
-
     def group(self, r: _Row) -> Group:
         return tuple(r.name if k == "name" else r.philosophy for k in self.group_by)
 
@@ -874,8 +871,11 @@ class FailureDetector:
         self._w = rules.window_ns
         self._rules = [_KIND_CLASSES[s.kind](s, rules) for s in rules.rules if s.enabled]
         self._by_name = {r.name: r for r in self._rules}
-        # (dim, type) of the rows some rule reads
-        self._wanted = {(r.dim, t) for r in self._rules for t in r.types}
+        # (dim, type) -> the rules that read such rows
+        self._wanted: dict[tuple[str, str], list[_Rule]] = {}
+        for rule in self._rules:
+            for t in rule.types:
+                self._wanted.setdefault((rule.dim, t), []).append(rule)
         self._next_tick: int | None = None
         self._watermark = 0
         self._sources: dict[int, int] = {}  # source partition -> window ends it is done with
@@ -928,9 +928,8 @@ class FailureDetector:
         return out
 
     def _ingest(self, r: _Row) -> None:
-        for rule in self._rules:
-            if rule.accepts(r):
-                rule.ingest(r)
+        for rule in self._wanted.get((r.dim, r.type), ()):
+            rule.ingest(r)
 
     def advance(self, event_time_ns: int) -> list[dict]:
         """Event time has reached ``event_time_ns`` (no row for an earlier window will come but

@@ -411,8 +411,8 @@ def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None)
     async def land_kpis(stream: Any) -> None:
         lander = KpiHistory(ctx, alerting)
         landers[:] = [lander]
-        # (a KPI record holds up to 1,000 rows: a batch is landed and judged on the event loop
-        # in one go, so it is kept to a few records, and the events keep landing meanwhile)
+        # (a KPI record holds up to 1,000 rows, and a batch is landed and judged on the event
+        # loop in one go: a batch of 16 records keeps the events landing meanwhile)
         await _consume(stream, ctx, "history.kpis", lander.land, within=1.0,
                        records=KPI_BATCH_RECORDS)
 

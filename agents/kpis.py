@@ -40,7 +40,8 @@ log = logging.getLogger("agentflux.kpis")
 
 STATE_KIND = "windows"
 # a record of the KPI topic holds a JSON array of rows (as the events topic's do), at most this
-# many and about this many bytes (the broker's default limit on a record batch is 1 MiB)
+# many, and at most this many bytes unless one row is larger (the broker's default limit on a
+# record batch is 1 MiB)
 RECORD_ROWS = 1000
 RECORD_BYTES = 512 * 1024
 
