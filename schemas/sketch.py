@@ -56,20 +56,7 @@ class DDSketch:
                 self.add(v)
             return
         arr = np.asarray(values, dtype=np.float64)
-        if arr.size == 0:
-            return
-        self.count += int(arr.size)
-        self.sum += float(arr.sum())
-        self.min = min(self.min, float(arr.min()))
-        self.max = max(self.max, float(arr.max()))
-        pos = arr[arr > MIN_POSITIVE]
-        self.zero += int(arr.size - pos.size)
-        if pos.size:
-            keys, counts = np.unique(np.ceil(np.log(pos) * self._inv_log_gamma).astype(np.int64),
-                                     return_counts=True)
-            bins = self.bins
-            for k, c in zip(keys.tolist(), counts.tolist()):
-                bins[k] = bins.get(k, 0) + c
+        add_grouped([self], arr, np.zeros(arr.size, np.int64))
 
     def merge(self, other: "DDSketch") -> None:
         if other.gamma != self.gamma:

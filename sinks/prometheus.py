@@ -238,11 +238,9 @@ class PipelineMetrics:
             total = float(sum(seconds))
         else:
             arr = np.asarray(seconds, dtype=np.float64)
-            if arr.size == 0:
-                return
-            # bucket i counts values <= bounds[i]; the last slot is +Inf
-            counts = _bucket_counts(self._bounds, arr)
-            total = float(arr.sum())
+            self.observe_grouped([(span_type, name, philosophy)], arr,
+                                 np.zeros(arr.size, np.int64))
+            return
         key = (label_value(span_type), label_value(name), label_value(philosophy))
         with self._lock:
             h = self._hist.get(key)
