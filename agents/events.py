@@ -9,18 +9,26 @@ own thread while the next batches are prepared; the timing windows and Prometheu
 updated on the event loop. Later processors (KPIs, failure patterns, predictor) take the same
 frame.
 
-Only records the history has not landed yet are processed, so after a kill -9 and restart, or a
-rebalance, a record redelivered by Kafka neither lands nor counts in a window twice. Records are
-acked only once their segments are in place. A revoked partition is flushed before the
-rebalance completes, so its new owner resumes after everything this worker landed. Any failure
-of the worker itself stops the process before the batch is acked (see ``fail_stop``).
+Each offset is taken in once per assignment: a partition's records are processed from the offset
+after its last landed one (the history's, read when the partition is assigned) and a record at
+or below the last offset taken in (landed, held, or being landed) is not processed again, so a
+record redelivered by Kafka (after a kill -9 and restart, or a rebalance) neither lands nor
+counts in a window twice. If the consumer starts a partition past that offset (Faust commits
+past an offset it never saw acked when later ones are), the records in between are read with a
+consumer of the worker's own (:class:`GapReader`) before the first one Faust delivered: Faust's
+consumer is never sent back (records it had fetched before a seek would still arrive, and its
+own filter drops a re-read below them). Records are acked only once their segments are in
+place. A revoked partition is flushed before the rebalance completes, so its new owner resumes
+after everything this worker landed. Any failure of the worker itself stops the process before
+the batch is acked (see ``fail_stop``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -62,6 +70,65 @@ def decode(records: Sequence[Any], max_bytes: int) -> tuple[EventFrame, list[tup
     return frame.select(np.lexsort((frame.offset, frame.partition))), deadletters
 
 
+@dataclass(slots=True)
+class FetchedRecord:
+    """A record the :class:`GapReader` read: what the pipeline reads of a Faust event (never
+    acked through Faust: the records after it are)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+    @property
+    def message(self) -> "FetchedRecord":
+        return self
+
+
+class GapReader:
+    """Reads a partition's records in an offset range with a consumer of its own (no group, no
+    commits; ``read_committed`` like the worker's): the records between the history's last
+    landed offset and the first one Faust's consumer delivered."""
+
+    def __init__(self, settings: Any, topic: str, timeout_s: float = 300.0):
+        self.settings, self.topic, self.timeout_s = settings, topic, timeout_s
+        self._consumer: Any = None
+
+    async def read(self, partition: int, first: int, end: int) -> list[FetchedRecord]:
+        """The records at offsets ``first`` to ``end`` - 1, in order (none where the log has
+        none: transaction markers, aborted transactions, records deleted by retention). Raises
+        TimeoutError if the broker does not deliver them within ``timeout_s``."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        if self._consumer is None:
+            c = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None,
+                                 enable_auto_commit=False, isolation_level="read_committed",
+                                 auto_offset_reset="earliest",
+                                 max_partition_fetch_bytes=self.settings.max_record_bytes + 65536)
+            await c.start()
+            self._consumer = c
+        c = self._consumer
+        tp = TopicPartition(self.topic, partition)
+        c.assign([tp])
+        c.seek(tp, first)
+        out: list[FetchedRecord] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while await c.position(tp) < end:
+            if loop.time() > deadline:
+                raise TimeoutError(f"partition {partition}: offsets {first}..{end - 1} not read "
+                                   f"within {self.timeout_s:.0f} s")
+            got = await c.getmany(tp, timeout_ms=500)
+            out += [FetchedRecord(self.topic, partition, r.offset, r.value)
+                    for r in got.get(tp, ()) if r.offset < end]
+        return out
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            c, self._consumer = self._consumer, None
+            await c.stop()
+
+
 class EventPipeline:
     """Prepares batches (decode, frame, de-duplicate, timing) while earlier ones land.
 
@@ -70,8 +137,7 @@ class EventPipeline:
     """
 
     def __init__(self, ctx: PipelineContext, kpis: Kpis, stream: Any,
-                 assigned: Callable[[], set],
-                 seek: Callable[[int, int], Awaitable[None]] | None = None):
+                 assigned: Callable[[], set], gaps: GapReader | None = None):
         self.ctx = ctx
         self.history = EventHistory(ctx, kpis)
         self.kpis = kpis
@@ -80,14 +146,17 @@ class EventPipeline:
         self.inflight: asyncio.Future | None = None
         self.unacked: list[Sequence[Any]] = []  # batches held in the sinks, in order
         self._flush_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one batch prepared at a time (the agent, the timer)
         self.revocations = 0
-        self.seek = seek  # (partition, offset): where the consumer reads a partition next
-        self._rewound: set[int] = set()  # partitions read again from their landed offset
-        # partition -> last offset dropped when it was sent back: records after it that were
-        # fetched before the seek are dropped too, until the re-read arrives
-        self._awaiting: dict[int, int] = {}
+        self.gaps = gaps  # None: a partition starts wherever the consumer does (a replay)
+        # partition -> the last offset taken in (landed, held or being landed)
+        self.taken: dict[int, int] = {}
 
     async def handle(self, batch: Sequence[Any]) -> None:
+        async with self._lock:
+            await self._handle(batch)
+
+    async def _handle(self, batch: Sequence[Any]) -> None:
         ctx, history = self.ctx, self.history
         owned = self.assigned()
         # a take() buffer may still hold records of a partition revoked meanwhile: its new
@@ -99,20 +168,10 @@ class EventPipeline:
             m = fe.message
             ctx.processed[(m.topic, m.partition)] = m.offset
         revocations = self.revocations
-        if self._awaiting:
-            batch = self._drop_stale(batch)
-            if not batch:
-                return
         parts = {fe.message.partition for fe in batch}
-        new = [p for p in parts if (history.topic, p) not in history.landed.offsets]
         await history.landed.load(parts)
-        if new and self.seek is not None:
-            batch = await self._resume_at_landed(batch, new)
-            if not batch:
-                return
-            parts = {fe.message.partition for fe in batch}
+        fresh, ranges = await self._take(batch)
         await self.kpis.load(parts)  # (the window state as of the landed offsets)
-        fresh, ranges = history.landed.fresh(batch)
         frame, deadletters = decode(fresh, ctx.settings.max_record_bytes)
         frame, duplicates = await history.deduplicate(frame)
         if self.revocations != revocations:
@@ -121,83 +180,96 @@ class EventPipeline:
             # previous owner's last landing. Nothing of the batch is landed or acked: after the
             # rebalance the consumer reads these partitions again from the committed offsets
             # (and its owner from the history's), with state read afresh.
-            history.forget(parts)
-            self.kpis.forget(parts)
+            self.forget(parts)
             return
         if ranges:
             history.add(frame, len(fresh), deadletters, duplicates, ranges)
             self.kpis.add(frame)
-        self.unacked.append(batch)
+        # (redelivered records too: acked once what was taken in before them has landed)
+        self.unacked.append([fe for fe in batch if not isinstance(fe, FetchedRecord)])
         if history.due():
             await self.start_flush()
         elif not history.pending() and self._idle():
             await self.wait()  # (a finished flush: raise its failure, if any)
             await self._ack_unacked()  # nothing held: everything seen has landed
 
-    async def _resume_at_landed(self, batch: Sequence[Any], new: list[int]) -> list[Any]:
-        """The history's offsets decide where a partition resumes, not Kafka's committed offset:
-        if a newly assigned partition's first record is past the offset after its last landed
-        one, the committed offset skipped records nobody landed (Faust can commit past an
-        offset it never saw acked, when later ones are). The consumer is sent back to the
-        landed offset once per assignment, and the partition's records of this batch are read
-        again from there. A gap that is still there on the second read is a real one (records
-        deleted by retention, transaction markers)."""
-        first: dict[int, int] = {}
-        last: dict[int, int] = {}
+    async def _take(self, batch: Sequence[Any]) -> tuple[list[Any], dict[int, list[int]]]:
+        """The records of ``batch`` to process, in order, and the offset range per partition
+        they span: each offset once (not at or below the partition's last offset taken in), and
+        for a partition's first record since it was assigned, the records between the
+        history's last landed offset and it, read by the gap reader."""
+        landed = self.history.landed.offsets
+        topic = self.history.topic
+        out: list[Any] = []
+        ranges: dict[int, list[int]] = {}
+
+        def take(fe: Any) -> None:
+            m = fe.message
+            r = ranges.get(m.partition)
+            if r is None:
+                ranges[m.partition] = [m.offset, m.offset]
+            else:
+                r[1] = m.offset
+            out.append(fe)
+            self.taken[m.partition] = m.offset
+
         for fe in batch:
             m = fe.message
-            if m.partition in new:
-                first[m.partition] = min(m.offset, first.get(m.partition, m.offset))
-                last[m.partition] = max(m.offset, last.get(m.partition, m.offset))
-        back = {}
-        for p, offset in first.items():
-            resume = self.history.landed.offsets.get((self.history.topic, p), -1) + 1
-            if offset > resume and p not in self._rewound:
-                back[p] = resume
-            self._rewound.add(p)
-        for p, resume in back.items():
-            log.warning("partition %d: the consumer resumed at offset %d but the history has "
-                        "landed only up to %d: reading it again from %d", p, first[p],
-                        resume - 1, resume)
-            await self.seek(p, resume)
-            self._awaiting[p] = last[p]
-        return [fe for fe in batch if fe.message.partition not in back]
+            p, offset = m.partition, m.offset
+            last = self.taken.get(p)
+            if last is None:
+                last = landed.get((topic, p), -1)
+                if offset > last + 1 and self.gaps is not None:
+                    skipped = await self.gaps.read(p, last + 1, offset)
+                    log.warning("partition %d: the consumer started at offset %d but the "
+                                "history has landed only up to %d: read %d records in between",
+                                p, offset, last, len(skipped))
+                    for r in skipped:
+                        take(r)
+                self.taken.setdefault(p, last)
+            if offset > self.taken[p]:
+                take(fe)
+        return out, ranges
 
     async def check_position(self, partition: int, position: int | None) -> None:
         """For an assigned partition that has brought no record yet: if the consumer sits past
         the offset after the last landed one (nothing more may come to trigger the check in
-        :meth:`handle`), send it back there."""
-        history = self.history
-        if (self.seek is None or position is None or partition in self._rewound
-                or (history.topic, partition) in history.landed.offsets):
+        :meth:`_take`), read the records in between now. (Records Faust fetched meanwhile are
+        then redeliveries, not processed twice.)"""
+        if self.gaps is None or position is None or partition in self.taken:
             return
-        stored = await asyncio.get_running_loop().run_in_executor(
-            self.ctx.history_executor, self.ctx.history.landed_offsets, history.landed.table,
-            history.landed.log)
-        if partition in self._rewound or (history.topic, partition) in history.landed.offsets:
-            return  # records came meanwhile: handle() checked
-        self._rewound.add(partition)
-        resume = stored.get(partition, -1) + 1
-        if position > resume:
+        async with self._lock:
+            history = self.history
+            if partition in self.taken or (history.topic, partition) not in self.assigned():
+                return
+            revocations = self.revocations
+            await history.landed.load([partition])
+            last = history.landed.offsets[(history.topic, partition)]
+            if position <= last + 1:
+                return
+            records = await self.gaps.read(partition, last + 1, position)
+            if self.revocations != revocations:
+                return  # read again by this partition's next owner
             log.warning("partition %d: the consumer sits at offset %d but the history has "
-                        "landed only up to %d: reading it again from %d", partition, position,
-                        resume - 1, resume)
-            self._awaiting[partition] = position - 1  # anything fetched before the seek
-            await self.seek(partition, resume)
+                        "landed only up to %d: read %d records in between", partition, position,
+                        last, len(records))
+            if records:
+                try:
+                    await self._handle(records)
+                except Exception as exc:
+                    fail_stop("events", exc)
+            if self.revocations == revocations:
+                # the offsets in between that hold no record (transaction markers, records
+                # deleted by retention) are taken in too
+                self.taken[partition] = max(self.taken.get(partition, -1), position - 1)
 
-    def _drop_stale(self, batch: Sequence[Any]) -> list[Any]:
-        """Records of a partition sent back that were fetched before the seek (offsets after
-        the last one dropped) are dropped; the first record at or before it is the re-read."""
-        out = []
-        for fe in batch:
-            m = fe.message
-            stale = self._awaiting.get(m.partition)
-            if stale is not None:
-                if m.offset > stale:
-                    continue
-                del self._awaiting[m.partition]
-            out.append(fe)
-        return out
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is held and known of ``partitions``: a new assignment reads them again
+        from the history."""
+        self.history.forget(partitions)
+        self.kpis.forget(partitions)
+        for p in partitions:
+            self.taken.pop(p, None)
 
     async def start_flush(self) -> None:
         """Start landing everything held (after the flush in flight, if any)."""
@@ -254,11 +326,7 @@ class EventPipeline:
         await self.drain()
         # and the window state a timer may still be writing: the next owner reads it
         await asyncio.get_running_loop().run_in_executor(self.ctx.history_executor, int)
-        self.history.forget(partitions)
-        self.kpis.forget(partitions)
-        self._rewound -= set(partitions)
-        for p in partitions:
-            self._awaiting.pop(p, None)
+        self.forget(partitions)
 
 
 def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int]]:
@@ -269,16 +337,14 @@ def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int
     def assigned() -> set:
         return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
 
-    async def seek(partition: int, offset: int) -> None:
-        from faust.types import TP
-        await app.consumer.seek(TP(topic, partition), offset)
+    gaps = GapReader(ctx.settings, topic)
 
     @app.agent(ctx.topics.events, name="agentflux.events")
     async def events(stream: Any) -> None:
         # built when the agent (re)starts, so the history's landed offsets are read then
         # (a replay starts where it was told to, not at its new history's offsets)
         pipeline = EventPipeline(ctx, kpis, stream, assigned,
-                                 None if ctx.settings.replay else seek)
+                                 None if ctx.settings.replay else gaps)
         pipelines[:] = [pipeline]
         batches = take_bounded(stream, max_events=ctx.batch_events,
                                max_records=ctx.batch_records, within=ctx.batch_within_s,
@@ -315,7 +381,8 @@ def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int
                     try:
                         position = await app.consumer.position(TP(topic, p))
                         await pipeline.check_position(p, position)
-                    except Exception as exc:  # a rebalance in progress: checked again later
+                    except Exception as exc:  # a rebalance in progress, the broker away:
+                        # checked again at the next tick
                         log.debug("position of partition %d not checked: %r", p, exc)
 
     @app.on_partitions_revoked.connect
@@ -325,6 +392,10 @@ def register(app: Any, ctx: PipelineContext, kpis: Kpis) -> Callable[[], set[int
                 await pipeline.on_revoked({tp.partition for tp in revoked if tp.topic == topic})
             except Exception as exc:
                 fail_stop("events", exc)
+
+    @app.on_before_shutdown.connect
+    async def close_gap_reader(sender: Any, **kwargs: Any) -> None:
+        await gaps.close()
 
     kpis.assigned = lambda: {p for t, p in assigned() if t == topic}
 

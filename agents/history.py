@@ -222,9 +222,11 @@ class EventHistory:
         loop = asyncio.get_running_loop()
         for p in partitions:
             if not self.recent.known(p):
+                # the horizon as of the offset this worker resumes after (see recent_ids)
+                upto = self.landed.offsets.get((self.topic, p), -1)
                 ids = await loop.run_in_executor(self.ctx.history_executor,
                                                  self.ctx.history.recent_ids, self.landed.log, p,
-                                                 self.recent.capacity)
+                                                 self.recent.capacity, upto)
                 self.recent.warm(p, ids)
 
     async def deduplicate(self, frame: EventFrame) -> tuple[EventFrame, list[tuple]]:

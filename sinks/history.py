@@ -321,17 +321,26 @@ class History:
                 n += self._read(s, floor, ["kafka_offset"]).num_rows
         return n
 
-    def recent_ids(self, log: str, partition: int, limit: int) -> list[str]:
-        """Ids of the last ``limit`` events landed from ``partition``, newest first (to warm the
-        de-duplication of event ids after a restart or an assignment)."""
+    def recent_ids(self, log: str, partition: int, limit: int,
+                   upto: int | None = None) -> list[str]:
+        """Ids of the last ``limit`` events landed from ``partition`` (at offsets up to ``upto``,
+        if given), newest first: to warm the de-duplication of event ids after a restart or an
+        assignment. A worker resuming after offset ``upto`` passes it: a segment a previous
+        owner lands late, after ``upto``, holds the records this worker is about to read again,
+        and they must land again as the same events (the visibility rule assumes an offset has
+        the same rows in every segment), not as duplicates of themselves."""
         out: list[str] = []
         segs = sorted(self.visible("events", partitions=[partition], log=log),
                       key=lambda sf: -sf[0].last)
         for s, floor in segs:
             if len(out) >= limit:
                 break
-            ids = self._read(s, floor, ["id"]).column("id").to_pylist()
-            out.extend(reversed(ids))
+            if upto is not None and s.first > upto:
+                continue
+            t = self._read(s, floor, ["id", "kafka_offset"])
+            if upto is not None and s.last > upto:
+                t = t.filter(pc.less_equal(t["kafka_offset"], upto))
+            out.extend(reversed(t.column("id").to_pylist()))
         return out[:limit]
 
     # --- upkeep -----------------------------------------------------------------------------

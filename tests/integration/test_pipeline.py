@@ -153,28 +153,41 @@ def test_a_graceful_stop_publishes_the_open_windows(settings, worker, tmp_path):
     con.close()
 
 
-def test_a_committed_offset_past_the_history_is_read_again_from_the_history(settings, worker):
+@pytest.mark.parametrize("committed", ["at_the_end", "in_the_middle"])
+def test_a_committed_offset_past_the_history_is_read_again_from_the_history(settings, worker,
+                                                                          committed):
     """The history's offsets decide where a partition resumes: if the group's committed offset
     skipped records that never landed (Faust commits past an offset it never saw acked when
-    later ones are), the worker reads them again from its last landed offset."""
+    later ones are), the worker reads them from its last landed offset. ``at_the_end``: nothing
+    comes after the committed offset (the worker must notice without a record to trigger it);
+    ``in_the_middle``: the consumer delivers the records after it while the skipped ones are
+    read. Either way every event is taken in exactly once: none lands twice or as a duplicate
+    of itself, and none is counted twice."""
     evs = list(SyntheticRuntime(SimConfig(events=3000, seed=31,
                                           start_ns=time.time_ns() - 3600 * 10**9)).events())
     worker.start()
     asyncio.run(produce_raw(settings, [orjson.dumps(evs[i:i + 100]) for i in range(0, 1000, 100)]))
     worker.wait_for(lambda m: m.get(EVENTS_ROWS, 0) == 1000, 60, "the first 1,000 events")
     assert worker.stop() == 0
-    # while the worker is down: more records, and a committed offset past all of them
-    asyncio.run(produce_raw(settings, [orjson.dumps(evs[i:i + 100])
-                                       for i in range(1000, 3000, 100)]))
+    # while the worker is down: more records, and a committed offset past some or all of them
+    before = asyncio.run(end_offsets(settings, settings.topics.events))
+    asyncio.run(produce_raw(settings, [orjson.dumps(evs[i:i + 10])
+                                       for i in range(1000, 3000, 10)]))
     ends = asyncio.run(end_offsets(settings, settings.topics.events))
-    asyncio.run(commit_group_offsets(settings, settings.app_id, settings.topics.events, ends))
+    skip = ends if committed == "at_the_end" else {
+        p: before[p] + (ends[p] - before[p]) // 2 for p in ends}
+    assert any(skip[p] > before[p] for p in ends)
+    asyncio.run(commit_group_offsets(settings, settings.app_id, settings.topics.events, skip))
     worker.start()
     worker.wait_for(lambda m: m.get(EVENTS_ROWS, 0) == 3000, 60,  # (rows of the whole history)
                     "the 2,000 events the committed offset skipped")
+    taken_in = sum(v for k, v in worker.metrics().items() if k.startswith("agentflux_events_total{"))
     assert worker.stop() == 0
+    assert taken_in == 2000  # (this worker's count: the events after the first 1,000)
     con = connect(settings.history_path)
     assert con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone() == (3000,
                                                                                          3000)
+    assert con.execute("SELECT count(*) FROM duplicates").fetchone()[0] == 0
     con.close()
 
 
