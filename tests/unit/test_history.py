@@ -104,6 +104,21 @@ def test_overlapping_segments_never_show_a_row_twice_or_lose_one(tmp_path):
     assert h.read("events", ["id"]).num_rows == 401 and h.count("events") == 401
 
 
+def test_the_dedup_horizon_of_a_resuming_worker_stops_at_the_offset_it_resumes_after(tmp_path):
+    """A worker resuming after offset 99 warms its horizon of recent ids from rows up to 99: a
+    previous owner's late segment (100..149) holds the records it is about to read again, and
+    they must land again as themselves, not as duplicates of themselves (a segment with the same
+    first offset and fewer rows would hide the late one's)."""
+    h = History(tmp_path)
+    seg(h, 0, 99)
+    seg(h, 100, 149, tag="late")
+    assert h.recent_ids(LOG, 0, 1000) == [f"p0-o{o}" for o in range(149, -1, -1)]
+    assert h.recent_ids(LOG, 0, 1000, upto=99) == [f"p0-o{o}" for o in range(99, -1, -1)]
+    assert h.recent_ids(LOG, 0, 1000, upto=120)[:2] == ["p0-o120", "p0-o119"]
+    assert h.recent_ids(LOG, 0, 5, upto=99) == [f"p0-o{o}" for o in range(99, 94, -1)]
+    assert h.recent_ids(LOG, 0, 1000, upto=-1) == []
+
+
 def test_the_views_and_the_python_reader_apply_the_same_rule_on_random_layouts(tmp_path):
     rnd = random.Random(7)
     for trial in range(20):
