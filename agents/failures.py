@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import re
+from collections import abc
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -529,6 +530,9 @@ class _Series:
             frozenset(m[5:] for m in measures if m.startswith("sums.")),
             frozenset(m[6:] for m in measures if m.startswith("maxes.")))
         self.data: dict[Group, dict[int, _Agg]] = {}
+        # bucket -> the groups with data in it: pruning touches only the buckets that go (a
+        # series of a high-cardinality key holds many groups, most of them quiet)
+        self.index: dict[int, set[Group]] = {}
         self.floor_ns: int | None = None  # buckets before it are gone: rows for them are dropped
 
     def add(self, group: Group, r: _Row) -> None:
@@ -539,6 +543,7 @@ class _Series:
         agg = buckets.get(b)
         if agg is None:
             agg = buckets[b] = _Agg()
+            self.index.setdefault(b, set()).add(group)
         agg.add(r, self.keep_sketch, self.only)
 
     def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
@@ -555,12 +560,12 @@ class _Series:
         floor = now_ns - self.keep_ns
         self.floor_ns = floor if self.floor_ns is None else max(self.floor_ns, floor)
         gone = []
-        for group in list(self.data):
-            buckets = self.data[group]
-            for b in sorted(b for b in buckets if b < self.floor_ns):
+        for b in sorted(b for b in self.index if b < self.floor_ns):
+            for group in sorted(self.index.pop(b)):
+                buckets = self.data[group]
                 gone.append((group, b, buckets.pop(b)))
-            if not buckets:
-                del self.data[group]
+                if not buckets:
+                    del self.data[group]
         return gone
 
     def state(self) -> dict:
@@ -572,6 +577,10 @@ class _Series:
         self.floor_ns = s["floor"]
         self.data = {tuple(g): {int(b): _Agg.from_state(a) for b, a in buckets}
                      for g, buckets in s["groups"]}
+        self.index = {}
+        for g, buckets in self.data.items():
+            for b in buckets:
+                self.index.setdefault(b, set()).add(g)
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,6 +634,10 @@ class _Rule:
         for s in self.series.values():
             seen.update(dict.fromkeys(s.data))
         return sorted(seen)
+
+    def has(self, group: Group) -> bool:
+        """Whether the rule holds data of ``group``."""
+        return any(group in s.data for s in self.series.values())
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         raise NotImplementedError
@@ -831,14 +844,40 @@ class _CostBudget(_Rule):
         self.once = p["once"]
         bucket = max(self.w, p["horizon"] // p["buckets"] // self.w * self.w)
         self.series["h"] = _Series(bucket, p["horizon"], measures=(p["measure"],))
+        # Its keys are sessions or users: many, most of them quiet. A tick judges only the keys
+        # whose spend may have changed (rows since the last tick, or rows of a window not
+        # reached yet) and those over the budget (their spend leaves the horizon); for any
+        # other key the condition is as it was, false. Judging every key on every tick was
+        # quadratic: keys x windows.
+        self._dirty: set[Group] = set()
+        self._over: set[Group] = set()
+
+    def ingest(self, r: _Row) -> None:
+        super().ingest(r)
+        self._dirty.add(self.group(r))
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
-        p = self.p
+        p, series = self.p, self.series["h"]
+        self.prune(tick_ns)  # (the spend before the horizon: out of the totals, and judged)
+        todo, self._dirty = self._dirty | self._over, set()
         out = []
-        for g in self.groups():
-            spent = self.series["h"].total(g, tick_ns - p["horizon"], tick_ns, (p["measure"],))
-            out.append(_Condition(g, self.severity, spent > p["budget"], spent, p["budget"]))
+        for g in sorted(todo):
+            spent = series.total(g, tick_ns - p["horizon"], tick_ns, (p["measure"],))
+            holds = spent > p["budget"]
+            (self._over.add if holds else self._over.discard)(g)
+            if max(series.data.get(g) or (0,)) >= tick_ns:
+                self._dirty.add(g)  # rows of a later window are in: judged again then
+            out.append(_Condition(g, self.severity, holds, spent, p["budget"]))
         return out
+
+    def prune(self, tick_ns: int) -> None:
+        for g, _, _ in self.series["h"].prune(tick_ns):
+            self._dirty.add(g)  # its spend went down
+
+    def load(self, s: dict) -> None:
+        super().load(s)
+        self._dirty = set(self.series["h"].data)  # every key judged at the next tick
+        self._over = set()
 
 
 _KIND_CLASSES: dict[str, type[_Rule]] = {
@@ -893,10 +932,12 @@ class FailureDetector:
         dropped (each counted in :attr:`counters`); none raises."""
         out: list[dict] = []
         for raw in rows:
-            if isinstance(raw, Mapping) and raw.get("kind") == "progress":
+            # (rows are dicts; any other mapping is taken too, at the cost of an ABC check)
+            mapping = type(raw) is dict or isinstance(raw, abc.Mapping)
+            if mapping and raw.get("kind") == "progress":
                 self._progressed(raw, out)
                 continue
-            if not isinstance(raw, Mapping) or raw.get("kind", "kpi") != "kpi" or (
+            if not mapping or raw.get("kind", "kpi") != "kpi" or (
                     self.progress and (raw.get("dim"), raw.get("type")) not in self._wanted):
                 # (with progress markers, time comes from the markers: a row no rule reads
                 # is not needed)
@@ -1005,9 +1046,8 @@ class FailureDetector:
                 self._update(rule, fp, a["labels"], None, tick_ns, out)
             rule.prune(tick_ns)
         if self._once:
-            live = {(r.name, g) for r in self._rules if r.once for g in r.groups()}
             for fp in [fp for fp, (name, g) in self._once.items()
-                       if (name, tuple(g)) not in live and fp not in self._alerts]:
+                       if fp not in self._alerts and not self._by_name[name].has(tuple(g))]:
                 del self._once[fp]
         horizon = tick_ns - self.rules.late_rows_horizon_ns
         for end in [e for e in self._seen_by_end if e < horizon]:

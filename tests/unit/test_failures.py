@@ -330,6 +330,47 @@ def test_agent_cost_rolls_over_its_horizon(tmp_path):
     assert out[1]["ends_at_ns"] - out[0]["starts_at_ns"] >= 110 * S
 
 
+def test_cost_budgets_judge_only_keys_that_changed_and_still_give_every_transition(tmp_path):
+    """A cost budget keeps a key per session: a tick judges only the keys with new spend, spend
+    of a later window, or spend over the budget. The transitions (firing, resolving as spend
+    leaves the horizon, ``once``) are those of judging every key on every tick, also across a
+    restart from state, with rows of several windows held back and arriving at once."""
+    rules = rules_from(tmp_path, "rules:\n  session_cost_budget: {budget: 2.0, horizon: 1m, "
+                       "buckets: 3}\n  agent_cost_budget: {budget: 5.0, horizon: 2m, "
+                       "buckets: 4, once: false}\n")
+    rnd = random.Random(5)
+    windows = []
+    for i in range(60):
+        rows = []
+        for s in range(40):
+            if rnd.random() < 0.3:
+                rows.append(row(i, type="llm.call", dim="session", name=f"s-{s}", count=1,
+                                sums={"cost_usd": rnd.choice([0.1, 0.5, 1.5])}))
+        for a in range(3):
+            rows.append(row(i, type="llm.call", dim="agent", name=f"a-{a}", count=1,
+                            sums={"cost_usd": rnd.random()}))
+        windows.append(rows)
+
+    def run(every_key: bool) -> list[dict]:
+        det, out = FailureDetector(rules), []
+        for i in range(0, 60, 4):  # four windows of rows at a time
+            if i == 28:
+                det = FailureDetector.from_state(rules, orjson.loads(orjson.dumps(det.state())))
+            for rule in det._rules if every_key else ():
+                if rule.kind == "cost_budget":  # the reference: every key, every tick
+                    rule._dirty |= set(rule.series["h"].data)
+                    rule._over |= set(rule.series["h"].data)
+            out += det.observe([r for w in windows[i:i + 4] for r in w])
+        return out + det.advance(BASE + 70 * W)
+
+    key = (lambda t: (t["updated_at_ns"], t["fingerprint"], t["status"]))
+    incremental, reference = sorted(run(False), key=key), sorted(run(True), key=key)
+    assert incremental == reference
+    assert {t["status"] for t in of(incremental, "session_cost_budget")} == {"firing",
+                                                                            "resolved"}
+    assert len(of(incremental, "agent_cost_budget")) >= 2
+
+
 # ------------------------------------------------------------------------------------------
 # life cycle, merging, deduplication
 # ------------------------------------------------------------------------------------------
