@@ -230,8 +230,10 @@ _PER_KIND: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "latency_slo": _THRESHOLD, "threshold": _THRESHOLD,
     "kpi_degradation": _RATIO, "fallback_storm": _RATIO,
     "cost_budget": {"measure": _summable, "budget": _positive, "horizon": _duration_ns,
-                    "buckets": _int(1), "once": _bool},
+                    "buckets": _int(1), "once": _bool, "forget_after": _duration_ns},
 }
+# settings a rule of the kind may leave out
+_KIND_DEFAULTS: dict[str, dict[str, Any]] = {"cost_budget": {"forget_after": None}}
 _TOP: dict[str, Callable[[Any, str], Any]] = {
     "window_s": _duration_ns, "settle_windows": _int(0), "clear_windows": _int(1),
     "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns}
@@ -343,7 +345,7 @@ def _validate_rule(name: str, body: dict, origin: str) -> RuleSpec:
     if unknown:
         raise _bad(f"{where}.{unknown[0]}", f"unknown setting for a {kind} rule",
                    f"remove it, or use one of {', '.join(sorted(allowed))}")
-    params = {**_COMMON_DEFAULTS, **body}
+    params = {**_COMMON_DEFAULTS, **_KIND_DEFAULTS.get(kind, {}), **body}
     missing = [k for k in allowed if k not in params]
     if missing:
         raise _bad(f"{where}.{missing[0]}", f"a {kind} rule needs this setting",
@@ -545,6 +547,13 @@ class _Series:
             agg = buckets[b] = _Agg()
             self.index.setdefault(b, set()).add(group)
         agg.add(r, self.keep_sketch, self.only)
+
+    def forget(self, group: Group) -> None:
+        for b in self.data.pop(group, {}):
+            groups = self.index[b]
+            groups.discard(group)
+            if not groups:
+                del self.index[b]
 
     def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
         buckets = self.data.get(group, {})
@@ -871,8 +880,20 @@ class _CostBudget(_Rule):
         return out
 
     def prune(self, tick_ns: int) -> None:
-        for g, _, _ in self.series["h"].prune(tick_ns):
+        series = self.series["h"]
+        for g, _, _ in series.prune(tick_ns):
             self._dirty.add(g)  # its spend went down
+        if self.p["forget_after"] is None:
+            return
+        # keys with no row for ``forget_after`` (to the bucket: their newest bucket ended that
+        # long ago) are forgotten: a session that ended, whose spend cannot change any more
+        cut = tick_ns - self.p["forget_after"] - series.bucket_ns
+        for b in sorted(b for b in series.index if b <= cut):
+            for g in sorted(series.index[b]):
+                if max(series.data[g]) <= cut:
+                    series.forget(g)
+                    self._dirty.discard(g)
+                    self._over.discard(g)
 
     def load(self, s: dict) -> None:
         super().load(s)

@@ -330,6 +330,35 @@ def test_agent_cost_rolls_over_its_horizon(tmp_path):
     assert out[1]["ends_at_ns"] - out[0]["starts_at_ns"] >= 110 * S
 
 
+def test_a_session_quiet_for_forget_after_is_forgotten_and_an_agent_is_not(tmp_path):
+    """Sessions end: the session budget forgets a key with no row for ``forget_after`` (to the
+    bucket), so its state holds the sessions of the last hour or two, not of a day; its alert
+    resolves. A budget without ``forget_after`` (agents) keeps its keys for the horizon."""
+    rules = rules_from(tmp_path, "rules:\n  session_cost_budget: {budget: 2.0, horizon: 24h, "
+                       "buckets: 24, forget_after: 10m}\n  agent_cost_budget: {budget: 100.0, "
+                       "horizon: 24h, buckets: 24}\n")
+    det = FailureDetector(rules)
+    windows = [[row(i, type="llm.call", dim="session", name=f"s-{i}", count=1,
+                    sums={"cost_usd": 3.0 if i == 0 else 0.1}),
+                row(i, type="llm.call", dim="agent", name="a-1", count=1,
+                    sums={"cost_usd": 0.1})] for i in range(10)]
+    out = of(feed(det, windows), "session_cost_budget")
+    assert [(t["status"], t["labels"]["session"]) for t in out] == [("firing", "s-0")]
+    session = next(r for r in det._rules if r.name == "session_cost_budget")
+    agent = next(r for r in det._rules if r.name == "agent_cost_budget")
+    assert len(session.series["h"].data) == 10
+    # event time moves on past forget_after + one bucket (1 h) with no row of those sessions
+    later = det.advance(BASE + (10 + 6 * 72) * W)
+    assert [(t["status"], t["labels"]["session"]) for t in of(later, "session_cost_budget")] \
+        == [("resolved", "s-0")]
+    assert session.series["h"].data == {} and session.series["h"].index == {}
+    assert not det._once
+    assert agent.has(("a-1",))
+    # the state after a restart is as small
+    again = FailureDetector.from_state(rules, orjson.loads(orjson.dumps(det.state())))
+    assert not next(r for r in again._rules if r.name == "session_cost_budget").series["h"].data
+
+
 def test_cost_budgets_judge_only_keys_that_changed_and_still_give_every_transition(tmp_path):
     """A cost budget keeps a key per session: a tick judges only the keys with new spend, spend
     of a later window, or spend over the budget. The transitions (firing, resolving as spend
