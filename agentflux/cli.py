@@ -731,6 +731,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           10_000.0, as_json=args.json, console=_console())
     if args.what == "profile":
         return cmd_bench_profile(args)
+    if args.what == "detector":
+        from agentflux.bench.detector import main as bench_detector
+        return bench_detector(events=args.events or 300_000, seed=args.seed, as_json=args.json,
+                              console=_console())
     if args.what == "alerts":
         from agentflux.bench.alerts import main as bench_alerts
         return bench_alerts(minutes=args.minutes_of_event_time, seed=args.seed,
@@ -890,10 +894,11 @@ def build_parser() -> argparse.ArgumentParser:
         .set_defaults(fn=cmd_down)
     p = command("bench", "benchmarks (figures, not tests)", "Benchmarks: figures, not tests.")
     p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile",
-                                    "alerts"],
+                                    "alerts", "detector"],
                    help="the benchmark to run")
     p.add_argument("--events", type=int, default=None,
                    help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario; "
+                        "detector: 300,000; "
                         "profile: 500,000)")
     p.add_argument("--peer-events", "--baseline-events", type=int, default=500_000,
                    help="pipeline: events for each peer (per-event Faust, Quix Streams, raw "
@@ -913,7 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes-of-event-time", type=float, default=60.0,
                    help="alerts: minutes of the simulated fleet's event time (published in "
                         "accelerated time), incidents every 8 minutes after a 5-minute warm-up")
-    p.add_argument("--seed", type=int, default=7, help="alerts: the simulation's random seed")
+    p.add_argument("--seed", type=int, default=7, help="alerts, detector: the simulation's random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_bench)
     return ap

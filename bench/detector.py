@@ -1,0 +1,68 @@
+"""``agentflux bench detector``: the failure detector alone, on the KPI rows of simulated events.
+
+The worker's KPI windows (every dimension, 10-s windows) are computed in-process from N simulated
+events; their rows are fed to one :class:`~agentflux.agents.failures.FailureDetector` with the
+default rules, in event-time order and in landings of 16,000 rows (the KPI lander's 16 records of
+up to 1,000 rows) each followed by a progress marker, and after each landing the detector's state
+is serialised as the lander stores it. Reports the time per row of ``observe`` (parse, merge,
+ticks) and per landing of the stored state, and that state's size at the end: the costs that
+grow with the number of keys (sessions) a long run has seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import orjson
+
+from agentflux.bench import report
+
+LANDING_ROWS = 16_000
+
+
+def run(events: int, seed: int = 7) -> dict[str, Any]:
+    from agentflux.agents.failures import FailureDetector, load_rules
+    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+    from agentflux.streams.windows import TumblingWindows
+
+    evs = list(SyntheticRuntime(SimConfig(events=events, agents=16, seed=seed,
+                                          start_ns=1_700_000_000 * 10**9)).events())
+    windows = TumblingWindows(10.0, 2.0)
+    rows: list[dict] = []
+    for i in range(0, len(evs), 20_000):
+        windows.add(evs[i:i + 20_000])
+        rows += [r.to_dict("bench") for r in windows.close_due()]
+    rows += [r.to_dict("bench") for r in windows.close_due(flush_all=True)]
+    rows.sort(key=lambda r: r["window_end_ns"])
+    rules = dataclasses.replace(load_rules(), window_ns=10 * 10**9)
+    detector = FailureDetector(rules, progress=True)
+    observe_s = state_s = 0.0
+    landings = state_bytes = transitions = 0
+    for i in range(0, len(rows), LANDING_ROWS):
+        chunk = rows[i:i + LANDING_ROWS]
+        marker = {"kind": "progress", "source_partition": 0, "partitions": 1,
+                  "done_before_ns": max(r["window_end_ns"] for r in chunk)}
+        t0 = time.perf_counter()
+        transitions += len(detector.observe([*chunk, marker]))
+        t1 = time.perf_counter()
+        state_bytes = len(orjson.dumps({"detector": detector.state(), "outbox": []}))
+        state_s += time.perf_counter() - t1
+        observe_s += t1 - t0
+        landings += 1
+    span_ns = rows[-1]["window_end_ns"] - rows[0]["window_start_ns"] if rows else 0
+    return {
+        "events": events, "kpi_rows": len(rows),
+        "session_rows": sum(1 for r in rows if r["dim"] == "session"),
+        "event_time_minutes": round(span_ns / 60e9, 1), "landings": landings,
+        "transitions": transitions,
+        "observe_us_per_row": round(observe_s / max(len(rows), 1) * 1e6, 2),
+        "state_ms_per_landing": round(state_s / max(landings, 1) * 1e3, 2),
+        "state_bytes_at_end": state_bytes,
+        "detector_us_per_event": round((observe_s + state_s) / max(events, 1) * 1e6, 3),
+    }
+
+
+def main(events: int, seed: int, as_json: bool, console: Any) -> int:
+    return report(run(events, seed), as_json, console)
