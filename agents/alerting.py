@@ -35,6 +35,12 @@ from agentflux.streams.context import PipelineContext
 log = logging.getLogger("agentflux.alerts")
 
 STATE_KIND = "failures"
+# A partition's detector state is stored with each batch as the delta since the state stored
+# with the previous batch (what the batch changed), and in full when the deltas since the last
+# full state reach this many, or weigh more than it: restoring reads the full state and the
+# deltas after it. (In full every time, it was the whole state per batch: every session of
+# the cost horizon.)
+MAX_DELTAS = 64
 
 
 class Alerting:
@@ -49,6 +55,11 @@ class Alerting:
         self.outbox: dict[int, list[dict]] = {}  # partition -> transitions not on the topic yet
         self._ready: list[tuple[int, dict]] = []  # committed, to send
         self._epoch = 0  # counts revocations: state read before one is not used after it
+        # partition -> offsets of its stored full state and of the deltas after it; and the
+        # sizes that decide when the next state is stored in full
+        self._chain: dict[int, list[int]] = {}
+        self._sizes: dict[int, list[int]] = {}  # [full bytes, delta bytes since]
+        self._full_at: dict[int, int] = {}  # a full state written, not committed yet
 
     async def load(self, partitions: Iterable[int], landed: dict) -> None:
         """Restore the detectors of newly assigned partitions as of their landed offsets."""
@@ -58,26 +69,28 @@ class Alerting:
             if p in self.detectors or self._epoch != epoch:
                 continue
             offset = landed.get((self.topic, p), -1)
-            data = None
+            chain = None
             if offset >= 0:
-                data = await loop.run_in_executor(
-                    self.ctx.history_executor, self.ctx.history.get_state, STATE_KIND, self.log,
-                    p, offset)
+                chain = await loop.run_in_executor(self.ctx.history_executor, self._read_chain,
+                                                   p, offset)
             if self._epoch != epoch or p in self.detectors:  # revoked, or loaded meanwhile
                 continue
-            if data is None:
+            if chain is None:
                 self.detectors[p] = FailureDetector(self.rules, progress=True)
                 self.outbox[p] = []
                 continue
-            d = orjson.loads(data)
+            offsets, docs, sizes = chain
             try:
-                self.detectors[p] = FailureDetector.from_state(self.rules, d["detector"],
-                                                              progress=True)
+                det = FailureDetector.from_state(self.rules, docs[0]["detector"], progress=True)
+                for d in docs[1:]:
+                    det.apply(d["delta"])
+                self._chain[p], self._sizes[p] = offsets, sizes
             except ValueError as exc:  # other rules or window size: start over, say so
                 log.warning("failure detector state of partition %d not used (%s): starting "
                             "empty", p, exc)
-                self.detectors[p] = FailureDetector(self.rules, progress=True)
-            self.outbox[p] = d["outbox"]
+                det = FailureDetector(self.rules, progress=True)
+            self.detectors[p] = det
+            self.outbox[p] = docs[-1]["outbox"]
             self._ready += [(p, t) for t in d["outbox"]]
             # Alertmanager forgets an alert that is not re-sent: the active ones go to it again
             # (a webhook got each transition once already)
@@ -92,24 +105,63 @@ class Alerting:
         self.outbox[partition] += out
         return out
 
-    def state(self, partition: int) -> bytes:
-        return orjson.dumps({"detector": self.detectors[partition].state(),
-                             "outbox": self.outbox[partition]})
+    def _read_chain(self, partition: int, offset: int) -> tuple[list, list, list] | None:
+        """The state stored under ``offset``: the offsets, documents and sizes of its full
+        state and the deltas after it, oldest first (None: nothing stored, or a link of the
+        chain missing, said in the log)."""
+        offsets, docs, sizes = [], [], []
+        while True:
+            raw = self.ctx.history.get_state(STATE_KIND, self.log, partition, offset)
+            if raw is None:
+                if docs:
+                    log.warning("failure detector state of partition %d: offset %d, which "
+                                "the state at %d follows, is missing: starting empty",
+                                partition, offset, offsets[0])
+                return None
+            doc = orjson.loads(raw)
+            offsets.append(offset)
+            docs.append(doc)
+            sizes.append(len(raw))
+            if "base" not in doc:
+                break
+            offset = doc["base"]
+        return offsets[::-1], docs[::-1], [sizes[-1], sum(sizes[:-1])]
+
+    def state(self, partition: int, offset: int) -> bytes:
+        """The state to store under ``offset`` (the batch's last): the delta since the state
+        stored before it, or in full (see :data:`MAX_DELTAS`)."""
+        det, chain, sizes = (self.detectors[partition], self._chain.get(partition),
+                             self._sizes.get(partition))
+        outbox = self.outbox[partition]
+        if not chain or len(chain) > MAX_DELTAS or sizes[1] > sizes[0]:
+            data = orjson.dumps({"detector": det.state(), "outbox": outbox})
+            self._chain[partition], self._sizes[partition] = [offset], [len(data), 0]
+            self._full_at[partition] = offset
+            return data
+        data = orjson.dumps({"base": chain[-1], "delta": det.delta(), "outbox": outbox})
+        chain.append(offset)
+        sizes[1] += len(data)
+        return data
 
     def write_states(self, states: list[tuple[int, int, bytes]]) -> None:
         for p, offset, data in states:
             self.ctx.history.put_state(STATE_KIND, self.log, p, offset, data)
 
-    def committed(self, partition: int, transitions: list[dict], previous: int) -> None:
-        """The batch that raised ``transitions`` landed: send them; the state stored under the
-        ``previous`` landed offset is not needed any more."""
+    def committed(self, partition: int, transitions: list[dict]) -> None:
+        """The batch that raised ``transitions`` landed: send them; if its state was stored in
+        full, the states stored before it are not needed any more."""
         self._ready += [(partition, t) for t in transitions]
         for t in transitions:
             self.ctx.metrics.count_alert(t["rule"], t["status"])
-        if previous >= 0:
-            h, lg = self.ctx.history, self.log
-            self.ctx.upkeep_executor.submit(h.drop_state, STATE_KIND, lg, partition, [previous])
+        full = self._full_at.pop(partition, None)
+        if full is not None:
+            self.ctx.upkeep_executor.submit(self._drop_before, partition, full)
         self._set_active()
+
+    def _drop_before(self, partition: int, offset: int) -> None:
+        h = self.ctx.history
+        h.drop_state(STATE_KIND, self.log, partition,
+                     [o for o in h.state_offsets(STATE_KIND, self.log, partition) if o < offset])
 
     def _set_active(self) -> None:
         self.ctx.metrics.set_active_alerts(sum(len(d.active()) for d in self.detectors.values()))
@@ -140,6 +192,9 @@ class Alerting:
         for p in partitions:
             self.detectors.pop(p, None)
             self.outbox.pop(p, None)
+            self._chain.pop(p, None)
+            self._sizes.pop(p, None)
+            self._full_at.pop(p, None)
         self._set_active()
 
 

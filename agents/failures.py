@@ -536,6 +536,7 @@ class _Series:
         # series of a high-cardinality key holds many groups, most of them quiet)
         self.index: dict[int, set[Group]] = {}
         self.floor_ns: int | None = None  # buckets before it are gone: rows for them are dropped
+        self.touched: set[Group] = set()  # groups changed since the last state taken
 
     def add(self, group: Group, r: _Row) -> None:
         b = r.start - r.start % self.bucket_ns
@@ -547,8 +548,10 @@ class _Series:
             agg = buckets[b] = _Agg()
             self.index.setdefault(b, set()).add(group)
         agg.add(r, self.keep_sketch, self.only)
+        self.touched.add(group)
 
     def forget(self, group: Group) -> None:
+        self.touched.add(group)
         for b in self.data.pop(group, {}):
             groups = self.index[b]
             groups.discard(group)
@@ -573,14 +576,39 @@ class _Series:
             for group in sorted(self.index.pop(b)):
                 buckets = self.data[group]
                 gone.append((group, b, buckets.pop(b)))
+                self.touched.add(group)
                 if not buckets:
                     del self.data[group]
         return gone
 
     def state(self) -> dict:
+        self.touched = set()
         return {"floor": self.floor_ns,
                 "groups": [[list(g), [[b, a.state()] for b, a in buckets.items()]]
                            for g, buckets in self.data.items()]}
+
+    def delta(self) -> dict:
+        """The groups changed since the last :meth:`state` or :meth:`delta` (their buckets, or
+        none: gone)."""
+        touched, self.touched = self.touched, set()
+        return {"floor": self.floor_ns,
+                "groups": [[list(g), None if g not in self.data else
+                            [[b, a.state()] for b, a in self.data[g].items()]]
+                           for g in touched]}
+
+    def apply(self, d: dict) -> None:
+        """Apply a :meth:`delta` to the state it was taken after."""
+        self.floor_ns = d["floor"]
+        for g, buckets in d["groups"]:
+            g = tuple(g)
+            for b in self.data.pop(g, {}):
+                self.index[b].discard(g)
+                if not self.index[b]:
+                    del self.index[b]
+            if buckets is not None:
+                self.data[g] = {int(b): _Agg.from_state(a) for b, a in buckets}
+                for b in self.data[g]:
+                    self.index.setdefault(b, set()).add(g)
 
     def load(self, s: dict) -> None:
         self.floor_ns = s["floor"]
@@ -665,6 +693,16 @@ class _Rule:
         for k, v in s.get("series", {}).items():
             if k in self.series:
                 self.series[k].load(v)
+
+    def delta(self) -> dict:
+        """What changed since the last :meth:`state` or :meth:`delta` (what a kind keeps
+        besides its series is small: in full)."""
+        return {"series": {k: s.delta() for k, s in self.series.items()}}
+
+    def apply(self, d: dict) -> None:
+        for k, v in d.get("series", {}).items():
+            if k in self.series:
+                self.series[k].apply(v)
 
 
 def _scaled(length_ns: int, period_ns: int, window_ns: int) -> int:
@@ -779,6 +817,15 @@ class _Streak(_Rule):
         super().load(s)
         self.carried = {tuple(g): n for g, n in s["carried"]}
         self.last_end = {tuple(g): e for g, e in s["last_end"]}
+
+    def delta(self) -> dict:
+        return {**super().delta(), "carried": [[list(g), n] for g, n in self.carried.items()],
+                "last_end": [[list(g), e] for g, e in self.last_end.items()]}
+
+    def apply(self, d: dict) -> None:
+        super().apply(d)
+        self.carried = {tuple(g): n for g, n in d["carried"]}
+        self.last_end = {tuple(g): e for g, e in d["last_end"]}
 
 
 class _Threshold(_Rule):
@@ -900,6 +947,10 @@ class _CostBudget(_Rule):
         self._dirty = set(self.series["h"].data)  # every key judged at the next tick
         self._over = set()
 
+    def apply(self, d: dict) -> None:
+        super().apply(d)
+        self._dirty = set(self.series["h"].data)
+
 
 _KIND_CLASSES: dict[str, type[_Rule]] = {
     "burn_rate": _BurnRate, "streak": _Streak, "latency_slo": _Threshold,
@@ -942,6 +993,7 @@ class FailureDetector:
         self._held: dict[int, list] = {}  # window end -> rows (as received) not ingested yet
         self._seen: dict[str, int] = {}
         self._seen_by_end: dict[int, list[str]] = {}
+        self._seen_touched: set[int] = set()  # window ends changed since the last state taken
         self._alerts: dict[str, dict] = {}
         self._once: dict[str, list] = {}  # fingerprint -> [rule, group] of keys that fired once
         self.counters = {"rows": 0, "duplicates": 0, "too_late": 0, "rejected": 0, "ignored": 0}
@@ -1030,6 +1082,7 @@ class FailureDetector:
         self.counters["rows"] += 1
         self._seen[r.row_id] = r.end
         self._seen_by_end.setdefault(r.end, []).append(r.row_id)
+        self._seen_touched.add(r.end)
         self._watermark = max(self._watermark, r.end)
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -1074,6 +1127,7 @@ class FailureDetector:
         for end in [e for e in self._seen_by_end if e < horizon]:
             for rid in self._seen_by_end.pop(end):
                 self._seen.pop(rid, None)
+            self._seen_touched.add(end)
 
     def _update(self, rule: _Rule, fp: str, labels: dict, cond: _Condition | None,
                 tick_ns: int, out: list[dict]) -> None:
@@ -1132,21 +1186,48 @@ class FailureDetector:
 
     def state(self) -> dict:
         """Everything needed to continue exactly where this detector is (JSON-friendly)."""
+        self._seen_touched = set()
+        return {**self._small_state(),
+                "seen": [[e, list(ids)] for e, ids in self._seen_by_end.items()],
+                "rules": {r.name: r.state() for r in self._rules}}
+
+    def delta(self) -> dict:
+        """What changed since the last :meth:`state` or :meth:`delta`, for :meth:`apply` on
+        the state as it was then: the keys (sessions, tools ...) and window ends of remembered
+        row ids that changed, and in full what is small. A detector's state grows with its
+        keys; what one batch of rows changes does not."""
+        touched, self._seen_touched = self._seen_touched, set()
+        return {**self._small_state(), "delta": True,
+                "seen": [[e, self._seen_by_end.get(e)] for e in touched],
+                "rules": {r.name: r.delta() for r in self._rules}}
+
+    def _small_state(self) -> dict:
         return {"version": _STATE_VERSION, "window_ns": self._w, "next_tick_ns": self._next_tick,
                 "watermark_ns": self._watermark,
                 "sources": [[p, s] for p, s in self._sources.items()],
                 "held": [[end, list(rows)] for end, rows in self._held.items()],
-                "seen": [[e, list(ids)] for e, ids in self._seen_by_end.items()],
                 "alerts": [dict(a) for a in self._alerts.values()],
                 "once": [[fp, v] for fp, v in self._once.items()],
-                "counters": dict(self.counters),
-                "rules": {r.name: r.state() for r in self._rules}}
+                "counters": dict(self.counters)}
 
-    @classmethod
-    def from_state(cls, rules: Rules, state: Mapping,
-                   progress: bool = False) -> "FailureDetector":
-        """A detector that continues from ``state`` (of :meth:`state`). Rules added since start
-        empty; alerts of rules removed or disabled since are dropped."""
+    def apply(self, delta: Mapping) -> None:
+        """Continue from the state after ``delta`` (of :meth:`delta`), given this detector is
+        at the state it was taken after."""
+        self._check(delta)
+        self._load_small(delta)
+        for end, ids in delta["seen"]:
+            for rid in self._seen_by_end.pop(end, ()):
+                self._seen.pop(rid, None)
+            if ids is not None:
+                self._seen_by_end[end] = list(ids)
+                for rid in ids:
+                    self._seen[rid] = end
+        for name, d in delta["rules"].items():
+            if name in self._by_name:
+                self._by_name[name].apply(d)
+
+    @staticmethod
+    def _check_version(state: Mapping, rules: Rules) -> None:
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"failure detector state version {state.get('version')!r} is not "
                              f"{_STATE_VERSION}; start from an empty state")
@@ -1154,18 +1235,34 @@ class FailureDetector:
             raise ValueError(f"the state was kept with {state['window_ns'] / 1e9:g}-s windows, "
                              f"the rules say window_s {rules.window_ns / 1e9:g}; use the same "
                              "window size or start from an empty state")
+
+    def _check(self, state: Mapping) -> None:
+        self._check_version(state, self.rules)
+
+    def _load_small(self, state: Mapping) -> None:
+        self._next_tick, self._watermark = state["next_tick_ns"], state["watermark_ns"]
+        self._sources = {int(p): s for p, s in state.get("sources", [])}
+        self._held = {int(end): list(rows) for end, rows in state.get("held", [])}
+        self._alerts = {a["fingerprint"]: {**a, "labels": dict(a["labels"])}
+                        for a in state["alerts"] if a["rule"] in self._by_name}
+        self._once = {fp: list(v) for fp, v in state["once"] if v[0] in self._by_name}
+        self.counters.update(state.get("counters", {}))
+
+    @classmethod
+    def from_state(cls, rules: Rules, state: Mapping,
+                   progress: bool = False) -> "FailureDetector":
+        """A detector that continues from ``state`` (of :meth:`state`). Rules added since start
+        empty; alerts of rules removed or disabled since are dropped."""
+        cls._check_version(state, rules)
+        if state.get("delta"):
+            raise ValueError("a delta of a failure detector's state is applied to the state it "
+                             "follows (FailureDetector.apply), not restored on its own")
         d = cls(rules, progress)
-        d._next_tick, d._watermark = state["next_tick_ns"], state["watermark_ns"]
-        d._sources = {int(p): s for p, s in state.get("sources", [])}
-        d._held = {int(end): list(rows) for end, rows in state.get("held", [])}
+        d._load_small(state)
         for end, ids in state["seen"]:
             d._seen_by_end[end] = list(ids)
             for rid in ids:
                 d._seen[rid] = end
-        d._alerts = {a["fingerprint"]: {**a, "labels": dict(a["labels"])}
-                     for a in state["alerts"] if a["rule"] in d._by_name}
-        d._once = {fp: list(v) for fp, v in state["once"] if v[0] in d._by_name}
-        d.counters.update(state.get("counters", {}))
         for name, s in state["rules"].items():
             if name in d._by_name:
                 d._by_name[name].load(s)

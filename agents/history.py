@@ -380,10 +380,9 @@ class KpiHistory:
             if self.alerting is not None:
                 raised[p] = self.alerting.observe(p, docs.get(p, []))
                 self.alerts.add(p, first, last, [alert_row(t, p, last) for t in raised[p]])
-                states.append((p, last, self.alerting.state(p)))
+                states.append((p, last, self.alerting.state(p, last)))
             self.sink.add(p, first, last,
                           kpi_table(rows[p], p, offsets[p]) if p in rows else ())
-        previous = {p: self.landed.offsets.get((self.landed.topic, p), -1) for p in ranges}
         # the detector's state and the alerts before the KPI segment that commits the range
         for b in await write_in_order(
                 ctx, take_all([self.alerts, self.sink]),
@@ -392,8 +391,7 @@ class KpiHistory:
             if b.table is KPIS:
                 self.landed.advance(b.partition, b.last)
                 if self.alerting is not None:
-                    self.alerting.committed(b.partition, raised.get(b.partition, []),
-                                            previous[b.partition])
+                    self.alerting.committed(b.partition, raised.get(b.partition, []))
         if self.alerting is not None:
             await self.alerting.publish()
 

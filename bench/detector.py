@@ -4,9 +4,10 @@ The worker's KPI windows (every dimension, 10-s windows) are computed in-process
 events; their rows are fed to one :class:`~agentflux.agents.failures.FailureDetector` with the
 default rules, in event-time order and in landings of 16,000 rows (the KPI lander's 16 records of
 up to 1,000 rows) each followed by a progress marker, and after each landing the detector's state
-is serialised as the lander stores it. Reports the time per row of ``observe`` (parse, merge,
-ticks) and per landing of the stored state, and that state's size at the end: the costs that
-grow with the number of keys (sessions) a long run has seen.
+is serialised as the lander stores it (a delta, or in full: :data:`agentflux.agents.alerting.
+MAX_DELTAS`). Reports the time per row of ``observe`` (parse, merge, ticks) and per landing of
+the stored state, and the full state's size at the end: the costs that grow with the number of
+keys (sessions) a long run has seen.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LANDING_ROWS = 16_000
 
 
 def run(events: int, seed: int = 7) -> dict[str, Any]:
+    from agentflux.agents.alerting import MAX_DELTAS
     from agentflux.agents.failures import FailureDetector, load_rules
     from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
     from agentflux.streams.windows import TumblingWindows
@@ -39,7 +41,8 @@ def run(events: int, seed: int = 7) -> dict[str, Any]:
     rules = dataclasses.replace(load_rules(), window_ns=10 * 10**9)
     detector = FailureDetector(rules, progress=True)
     observe_s = state_s = 0.0
-    landings = state_bytes = transitions = 0
+    landings = transitions = full_states = 0
+    full_bytes = delta_bytes = deltas = 0
     for i in range(0, len(rows), LANDING_ROWS):
         chunk = rows[i:i + LANDING_ROWS]
         marker = {"kind": "progress", "source_partition": 0, "partitions": 1,
@@ -47,16 +50,22 @@ def run(events: int, seed: int = 7) -> dict[str, Any]:
         t0 = time.perf_counter()
         transitions += len(detector.observe([*chunk, marker]))
         t1 = time.perf_counter()
-        state_bytes = len(orjson.dumps({"detector": detector.state(), "outbox": []}))
+        if not full_states or deltas >= MAX_DELTAS or delta_bytes > full_bytes:
+            full_bytes = len(orjson.dumps({"detector": detector.state(), "outbox": []}))
+            full_states, deltas, delta_bytes = full_states + 1, 0, 0
+        else:
+            delta_bytes += len(orjson.dumps({"base": 0, "delta": detector.delta(), "outbox": []}))
+            deltas += 1
         state_s += time.perf_counter() - t1
         observe_s += t1 - t0
         landings += 1
+    state_bytes = len(orjson.dumps({"detector": detector.state(), "outbox": []}))
     span_ns = rows[-1]["window_end_ns"] - rows[0]["window_start_ns"] if rows else 0
     return {
         "events": events, "kpi_rows": len(rows),
         "session_rows": sum(1 for r in rows if r["dim"] == "session"),
         "event_time_minutes": round(span_ns / 60e9, 1), "landings": landings,
-        "transitions": transitions,
+        "transitions": transitions, "full_states": full_states,
         "observe_us_per_row": round(observe_s / max(len(rows), 1) * 1e6, 2),
         "state_ms_per_landing": round(state_s / max(landings, 1) * 1e3, 2),
         "state_bytes_at_end": state_bytes,

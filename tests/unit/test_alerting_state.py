@@ -1,0 +1,77 @@
+"""The failure detector's stored state (agents/alerting.py) on a real history directory: a delta per
+KPI batch, in full now and then, restored from the full state and the deltas after it, and the
+states before a committed full one deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from agentflux.agents.alerting import MAX_DELTAS, STATE_KIND, Alerting
+from agentflux.agents.failures import load_rules
+from agentflux.config import Settings
+from agentflux.sinks.history import History
+from agentflux.sinks.prometheus import PipelineMetrics
+from agentflux.streams.context import PipelineContext
+from agentflux.streams.windows import TumblingWindows
+from tests.unit.test_failures import BASE, W, canonical, row
+
+P = 0
+
+
+def context(tmp_path) -> PipelineContext:
+    settings = Settings.from_env(env={}, history_path=str(tmp_path / "history"), window_s=10.0)
+    return PipelineContext(settings=settings, metrics=PipelineMetrics(),
+                           history=History(settings.history_path), windows=TumblingWindows(10.0))
+
+
+def batches(n: int) -> list[list[dict]]:
+    """KPI rows of ``n`` windows: sessions that spend and go quiet, a tool that fails."""
+    rnd = random.Random(3)
+    out = []
+    for i in range(n):
+        rows = [row(i, type="llm.call", dim="session", name=f"s-{i // 5}-{k}", count=1,
+                    sums={"cost_usd": rnd.choice([0.5, 3.0])}) for k in range(4)]
+        rows.append(row(i, count=5, errors=5 if 20 <= i < 26 else 0))
+        rows.append({"kind": "progress", "source_partition": 0, "partitions": 1,
+                     "done_before_ns": BASE + (i + 1) * W})
+        out.append(rows)
+    return out
+
+
+def land(alerting: Alerting, rows: list[dict], offset: int) -> list[dict]:
+    """What the KPI lander does with a batch: observe, store the state, commit."""
+    raised = alerting.observe(P, rows)
+    alerting.write_states([(P, offset, alerting.state(P, offset))])
+    alerting.committed(P, raised)
+    return raised
+
+
+def test_the_state_is_a_delta_per_batch_and_restores_from_its_full_state_and_deltas(tmp_path):
+    ctx = context(tmp_path)
+    rules = load_rules()
+    first = Alerting(ctx, rules)
+    asyncio.run(first.load([P], {}))
+    feed = batches(3 * MAX_DELTAS)
+    raised = []
+    for i, rows in enumerate(feed[:2 * MAX_DELTAS + 10]):
+        raised += land(first, rows, offset=i)
+    ctx.upkeep_executor.submit(int).result()  # (the deletions run there)
+    assert {t["rule"] for t in raised} >= {"session_cost_budget", "tool_failure_streak"}
+    stored = ctx.history.state_offsets(STATE_KIND, ctx.log_of(ctx.settings.topics.kpis), P)
+    # the last full state and the deltas after it, nothing older
+    assert 1 <= len(stored) <= MAX_DELTAS + 2 and stored[-1] == 2 * MAX_DELTAS + 9
+    assert stored[0] > 0
+    last = stored[-1]
+
+    second = Alerting(ctx, rules)
+    asyncio.run(second.load([P], {(ctx.settings.topics.kpis, P): last}))
+    a, b = first.detectors[P], second.detectors[P]
+    assert canonical(b.state()) == canonical(a.state())
+    # and both go on alike, storing deltas on the restored chain
+    rest_a = [t for i, rows in enumerate(feed[last + 1:], last + 1) for t in land(first, rows, i)]
+    rest_b = [t for i, rows in enumerate(feed[last + 1:], last + 1) for t in land(second, rows, i)]
+    assert rest_a == rest_b
+    third = Alerting(ctx, rules)
+    asyncio.run(third.load([P], {(ctx.settings.topics.kpis, P): len(feed) - 1}))
+    assert canonical(third.detectors[P].state()) == canonical(second.detectors[P].state())
