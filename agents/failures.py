@@ -809,23 +809,28 @@ class _Streak(_Rule):
     def empty(self) -> bool:
         return super().empty() and not self.carried and not self.last_end
 
-    def state(self) -> dict:
-        return {**super().state(), "carried": [[list(g), n] for g, n in self.carried.items()],
+    # (carried counts and last row ends are per tool or agent, few: in full in a delta too)
+    def _own(self) -> dict:
+        return {"carried": [[list(g), n] for g, n in self.carried.items()],
                 "last_end": [[list(g), e] for g, e in self.last_end.items()]}
 
-    def load(self, s: dict) -> None:
-        super().load(s)
+    def _load_own(self, s: dict) -> None:
         self.carried = {tuple(g): n for g, n in s["carried"]}
         self.last_end = {tuple(g): e for g, e in s["last_end"]}
 
+    def state(self) -> dict:
+        return {**super().state(), **self._own()}
+
+    def load(self, s: dict) -> None:
+        super().load(s)
+        self._load_own(s)
+
     def delta(self) -> dict:
-        return {**super().delta(), "carried": [[list(g), n] for g, n in self.carried.items()],
-                "last_end": [[list(g), e] for g, e in self.last_end.items()]}
+        return {**super().delta(), **self._own()}
 
     def apply(self, d: dict) -> None:
         super().apply(d)
-        self.carried = {tuple(g): n for g, n in d["carried"]}
-        self.last_end = {tuple(g): e for g, e in d["last_end"]}
+        self._load_own(d)
 
 
 class _Threshold(_Rule):
@@ -1213,18 +1218,22 @@ class FailureDetector:
     def apply(self, delta: Mapping) -> None:
         """Continue from the state after ``delta`` (of :meth:`delta`), given this detector is
         at the state it was taken after."""
-        self._check(delta)
+        self._check_version(delta, self.rules)
         self._load_small(delta)
-        for end, ids in delta["seen"]:
+        self._load_seen(delta["seen"])
+        for name, d in delta["rules"].items():
+            if name in self._by_name:
+                self._by_name[name].apply(d)
+
+    def _load_seen(self, entries: Iterable) -> None:
+        """Row ids per window end (none: the end is gone), replacing what was there."""
+        for end, ids in entries:
             for rid in self._seen_by_end.pop(end, ()):
                 self._seen.pop(rid, None)
             if ids is not None:
                 self._seen_by_end[end] = list(ids)
                 for rid in ids:
                     self._seen[rid] = end
-        for name, d in delta["rules"].items():
-            if name in self._by_name:
-                self._by_name[name].apply(d)
 
     @staticmethod
     def _check_version(state: Mapping, rules: Rules) -> None:
@@ -1235,9 +1244,6 @@ class FailureDetector:
             raise ValueError(f"the state was kept with {state['window_ns'] / 1e9:g}-s windows, "
                              f"the rules say window_s {rules.window_ns / 1e9:g}; use the same "
                              "window size or start from an empty state")
-
-    def _check(self, state: Mapping) -> None:
-        self._check_version(state, self.rules)
 
     def _load_small(self, state: Mapping) -> None:
         self._next_tick, self._watermark = state["next_tick_ns"], state["watermark_ns"]
@@ -1259,10 +1265,7 @@ class FailureDetector:
                              "follows (FailureDetector.apply), not restored on its own")
         d = cls(rules, progress)
         d._load_small(state)
-        for end, ids in state["seen"]:
-            d._seen_by_end[end] = list(ids)
-            for rid in ids:
-                d._seen[rid] = end
+        d._load_seen(state["seen"])
         for name, s in state["rules"].items():
             if name in d._by_name:
                 d._by_name[name].load(s)
