@@ -82,8 +82,8 @@ class Alerting:
             offsets, docs, sizes = chain
             try:
                 det = FailureDetector.from_state(self.rules, docs[0]["detector"], progress=True)
-                for d in docs[1:]:
-                    det.apply(d["delta"])
+                for delta in docs[1:]:
+                    det.apply(delta["delta"])
                 self._chain[p], self._sizes[p] = offsets, sizes
             except ValueError as exc:  # other rules or window size: start over, say so
                 log.warning("failure detector state of partition %d not used (%s): starting "
@@ -91,7 +91,7 @@ class Alerting:
                 det = FailureDetector(self.rules, progress=True)
             self.detectors[p] = det
             self.outbox[p] = docs[-1]["outbox"]
-            self._ready += [(p, t) for t in d["outbox"]]
+            self._ready += [(p, t) for t in self.outbox[p]]
             # Alertmanager forgets an alert that is not re-sent: the active ones go to it again
             # (a webhook got each transition once already)
             for t in self.detectors[p].active():

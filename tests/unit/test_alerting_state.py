@@ -75,3 +75,21 @@ def test_the_state_is_a_delta_per_batch_and_restores_from_its_full_state_and_del
     third = Alerting(ctx, rules)
     asyncio.run(third.load([P], {(ctx.settings.topics.kpis, P): len(feed) - 1}))
     assert canonical(third.detectors[P].state()) == canonical(second.detectors[P].state())
+
+
+def test_a_full_state_alone_restores_with_its_outbox(tmp_path):
+    """The first state stored is a full one (no delta after it): a worker restarted right then
+    restores it, and the transitions not on the alerts topic yet are sent again."""
+    ctx = context(tmp_path)
+    rules = load_rules()
+    first = Alerting(ctx, rules)
+    asyncio.run(first.load([P], {}))
+    feed = batches(30)
+    raised = [t for rows in feed[:25] for t in first.observe(P, rows)]
+    assert raised  # the tool's failures
+    first.write_states([(P, 24, first.state(P, 24))])
+    first.committed(P, raised)
+    second = Alerting(ctx, rules)
+    asyncio.run(second.load([P], {(ctx.settings.topics.kpis, P): 24}))
+    assert canonical(second.detectors[P].state()) == canonical(first.detectors[P].state())
+    assert second.outbox[P] == raised and [t for _, t in second._ready] == raised
