@@ -354,7 +354,9 @@ async def test_unreachable_webhook_never_blocks_and_drops_within_bound() -> None
         await wait_until(_async(lambda: sink.stats["dropped"] == 3), 10.0, "three counted drops")
         # each transition: retries only while younger than max_retry_s (+ one refused connect)
         assert time.monotonic() - t0 < 3 * (max_retry_s + 0.5)
-        assert sink.stats["sent"] == 0 and sink.stats["retried"] >= 3
+        # (one at a time: the first is retried; a later one may be older than max_retry_s by
+        # its first attempt, then it is dropped without a retry, as the bound says)
+        assert sink.stats["sent"] == 0 and sink.stats["retried"] >= 1
         # a blocking connect or retry would stall it for a timeout (1 s) or a backoff; the
         # margin is for a busy CI machine
         assert max(lags) < 0.5, f"the event loop stalled {max(lags):.3f} s"
