@@ -185,8 +185,10 @@ class EventPipeline:
         if ranges:
             history.add(frame, len(fresh), deadletters, duplicates, ranges)
             self.kpis.add(frame)
-        # (redelivered records too: acked once what was taken in before them has landed)
-        self.unacked.append([fe for fe in batch if not isinstance(fe, FetchedRecord)])
+        # (redelivered records too: acked once what was taken in before them has landed; the
+        # gap reader's records, a batch of their own, are not Faust's to ack)
+        if not isinstance(batch[0], FetchedRecord):
+            self.unacked.append(batch)
         if history.due():
             await self.start_flush()
         elif not history.pending() and self._idle():

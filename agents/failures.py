@@ -611,13 +611,9 @@ class _Series:
                     self.index.setdefault(b, set()).add(g)
 
     def load(self, s: dict) -> None:
-        self.floor_ns = s["floor"]
-        self.data = {tuple(g): {int(b): _Agg.from_state(a) for b, a in buckets}
-                     for g, buckets in s["groups"]}
-        self.index = {}
-        for g, buckets in self.data.items():
-            for b in buckets:
-                self.index.setdefault(b, set()).add(g)
+        """Replace the series with a :meth:`state` (a delta of every group)."""
+        self.data, self.index = {}, {}
+        self.apply(s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -690,9 +686,8 @@ class _Rule:
         return {"series": {k: s.state() for k, s in self.series.items()}}
 
     def load(self, s: dict) -> None:
-        for k, v in s.get("series", {}).items():
-            if k in self.series:
-                self.series[k].load(v)
+        """Continue from a :meth:`state` (a new rule: its state is a delta of everything)."""
+        self.apply(s)
 
     def delta(self) -> dict:
         """What changed since the last :meth:`state` or :meth:`delta` (what a kind keeps
@@ -814,23 +809,16 @@ class _Streak(_Rule):
         return {"carried": [[list(g), n] for g, n in self.carried.items()],
                 "last_end": [[list(g), e] for g, e in self.last_end.items()]}
 
-    def _load_own(self, s: dict) -> None:
-        self.carried = {tuple(g): n for g, n in s["carried"]}
-        self.last_end = {tuple(g): e for g, e in s["last_end"]}
-
     def state(self) -> dict:
         return {**super().state(), **self._own()}
-
-    def load(self, s: dict) -> None:
-        super().load(s)
-        self._load_own(s)
 
     def delta(self) -> dict:
         return {**super().delta(), **self._own()}
 
     def apply(self, d: dict) -> None:
         super().apply(d)
-        self._load_own(d)
+        self.carried = {tuple(g): n for g, n in d["carried"]}
+        self.last_end = {tuple(g): e for g, e in d["last_end"]}
 
 
 class _Threshold(_Rule):
@@ -947,14 +935,9 @@ class _CostBudget(_Rule):
                     self._dirty.discard(g)
                     self._over.discard(g)
 
-    def load(self, s: dict) -> None:
-        super().load(s)
-        self._dirty = set(self.series["h"].data)  # every key judged at the next tick
-        self._over = set()
-
     def apply(self, d: dict) -> None:
         super().apply(d)
-        self._dirty = set(self.series["h"].data)
+        self._dirty = set(self.series["h"].data)  # every key judged at the next tick
 
 
 _KIND_CLASSES: dict[str, type[_Rule]] = {
