@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple
 import yaml
 
 from ..schemas.sketch import DDSketch
+from ..sinks.tables import check_kpi_batch
 
 __all__ = ["KINDS", "SEVERITIES", "Rules", "RuleSpec", "FailureDetector", "fingerprint",
            "load_rules"]
@@ -444,6 +445,38 @@ def _parse_row(row: Any) -> _Row:
                 str(row.get("philosophy") or ""), start, end, count, errors,
                 int(row.get("duration_count") or 0), None if dmax is None else float(dmax),
                 sums, maxes, sketch)
+
+
+def _parse_batch(doc: Any) -> list[_Row]:
+    """The rows of a checked KPI batch (:class:`~agentflux.streams.windows.WindowBatch`), all
+    with the batch's id (a batch is remembered, and redelivered, as a whole); raises like
+    :func:`_parse_row`."""
+    check_kpi_batch(doc)
+    start, end = doc["window_start_ns"], doc["window_end_ns"]
+    if end <= start:
+        raise ValueError("window bounds")
+    sums, maxes = doc.get("sums") or {}, doc.get("maxes") or {}
+    s_names, m_names = [str(k) for k in sums], [str(k) for k in maxes]
+    s_rows = list(zip(*sums.values())) if sums else [()] * len(doc["name"])
+    m_rows = list(zip(*maxes.values())) if maxes else [()] * len(doc["name"])
+    rid, dim, t = doc["row_id"], doc["dim"], doc["type"]
+    out = []
+    for name, phil, count, errors, sv, mv in zip(doc["name"], doc["philosophy"], doc["count"],
+                                               doc["errors"], s_rows, m_rows):
+        if not 0 <= errors <= count:
+            raise ValueError("count / errors")
+        srow = dict(zip(s_names, map(float, sv)))
+        mrow = {k: float(v) for k, v in zip(m_names, mv) if v is not None}
+        if not all(math.isfinite(v) for v in (*srow.values(), *mrow.values())):
+            raise ValueError("non-finite measure")
+        out.append(_Row(rid, dim, t, name, phil, start, end, count, errors, 0, None, srow, mrow,
+                        None))
+    return out
+
+
+def _rows_of(raw: Mapping) -> list[_Row]:
+    """A KPI row or batch as received -> its rows."""
+    return _parse_batch(raw) if raw.get("kind") == "kpi_batch" else [_parse_row(raw)]
 
 
 class _Agg:
@@ -998,26 +1031,27 @@ class FailureDetector:
             if mapping and raw.get("kind") == "progress":
                 self._progressed(raw, out)
                 continue
-            if not mapping or raw.get("kind", "kpi") != "kpi" or (
+            if not mapping or raw.get("kind", "kpi") not in ("kpi", "kpi_batch") or (
                     self.progress and (raw.get("dim"), raw.get("type")) not in self._wanted):
                 # (with progress markers, time comes from the markers: a row no rule reads
                 # is not needed)
                 self.counters["ignored"] += 1
                 continue
             try:
-                r = _parse_row(raw)
+                rows = _rows_of(raw)  # (a batch: rows of one window, with the batch's id)
             except (KeyError, TypeError, ValueError, AttributeError):
                 self.counters["rejected"] += 1
                 continue
+            r = rows[0]
             if r.row_id in self._seen:
-                self.counters["duplicates"] += 1
+                self.counters["duplicates"] += len(rows)
                 continue
             if r.end < self._watermark - self.rules.late_rows_horizon_ns:
-                self.counters["too_late"] += 1
+                self.counters["too_late"] += len(rows)
                 continue
             if self._next_tick is None:
                 self._next_tick = r.end
-            self._remember(r)
+            self._remember(r, len(rows))
             if not self.progress:
                 self._advance(r.start, out)
             elif r.end > self._next_tick:
@@ -1026,7 +1060,8 @@ class FailureDetector:
                 # windows are judged when the sources run apart)
                 self._held.setdefault(r.end, []).append(raw)
                 continue
-            self._ingest(r)
+            for r in rows:
+                self._ingest(r)
         return out
 
     def _ingest(self, r: _Row) -> None:
@@ -1066,8 +1101,8 @@ class FailureDetector:
                        if d >= newest - self.rules.late_rows_horizon_ns)
         self._advance(frontier + self.rules.settle_windows * self._w, out)
 
-    def _remember(self, r: _Row) -> None:
-        self.counters["rows"] += 1
+    def _remember(self, r: _Row, rows: int = 1) -> None:
+        self.counters["rows"] += rows
         self._seen[r.row_id] = r.end
         self._seen_by_end.setdefault(r.end, []).append(r.row_id)
         self._seen_touched.add(r.end)
@@ -1085,7 +1120,8 @@ class FailureDetector:
                 self._next_tick += (limit - self._next_tick) // w * w
             for end in sorted(e for e in self._held if e <= self._next_tick):
                 for raw in self._held.pop(end):
-                    self._ingest(_parse_row(raw))
+                    for r in _rows_of(raw):
+                        self._ingest(r)
             self._tick(self._next_tick, out)
             self._next_tick += w
 

@@ -35,7 +35,8 @@ import pyarrow as pa
 
 from agentflux.sinks.sink import BatchingSink, ParquetSink
 from agentflux.sinks.tables import (ALERTS, DEADLETTERS, DUPLICATES, EVENTS, KPIS, alert_row,
-                                    check_kpi_row, kpi_table)
+                                    check_kpi_batch, check_kpi_row, kpi_batch_table,
+                                    kpi_table)
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.dedup import RecentIds
 from agentflux.streams.frame import EventFrame
@@ -342,6 +343,7 @@ class KpiHistory:
         rows: dict[int, list] = {}
         offsets: dict[int, list] = {}
         docs: dict[int, list] = {}
+        batches: dict[int, list[pa.Table]] = {}
         dead = []
         for fe in fresh:
             m = fe.message
@@ -359,7 +361,12 @@ class KpiHistory:
                 try:
                     if not isinstance(doc, dict):
                         raise TypeError(f"a KPI row is a JSON object, got {type(doc).__name__}")
-                    if doc.get("kind") != "progress":  # (a marker for the detector, not a row)
+                    kind = doc.get("kind")
+                    if kind == "kpi_batch":  # rows as columns (sessions)
+                        check_kpi_batch(doc)
+                        batches.setdefault(m.partition, []).append(
+                            kpi_batch_table(doc, m.partition, m.offset))
+                    elif kind != "progress":  # (a marker for the detector, not a row)
                         check_kpi_row(doc)
                         rows.setdefault(m.partition, []).append(doc)
                         offsets.setdefault(m.partition, []).append(m.offset)
@@ -381,8 +388,9 @@ class KpiHistory:
                 raised[p] = self.alerting.observe(p, docs.get(p, []))
                 self.alerts.add(p, first, last, [alert_row(t, p, last) for t in raised[p]])
                 states.append((p, last, self.alerting.state(p, last)))
-            self.sink.add(p, first, last,
-                          kpi_table(rows[p], p, offsets[p]) if p in rows else ())
+            tables = batches.get(p, []) + ([kpi_table(rows[p], p, offsets[p])] if p in rows
+                                           else [])
+            self.sink.add(p, first, last, pa.concat_tables(tables) if tables else ())
         # the detector's state and the alerts before the KPI segment that commits the range
         for b in await write_in_order(
                 ctx, take_all([self.alerts, self.sink]),

@@ -34,7 +34,7 @@ from aiokafka.partitioner import murmur2
 
 from agentflux.streams.context import PipelineContext
 from agentflux.streams.frame import EventFrame
-from agentflux.streams.windows import PartitionWindows, WindowRow
+from agentflux.streams.windows import PartitionWindows, WindowBatch, WindowRow
 
 log = logging.getLogger("agentflux.kpis")
 
@@ -77,7 +77,7 @@ class Checkpoint:
     lands, and the rows it closed (published once the flush is committed)."""
 
     states: list[tuple[int, int, bytes]]
-    rows: list[WindowRow]
+    rows: list[WindowRow | WindowBatch]
 
 
 class Kpis:
@@ -91,7 +91,7 @@ class Kpis:
         self.windows.log = self.log
         self._reported = {"early": 0, "late": 0}
         self.closed = False  # after the final flush at shutdown: the producer is stopping
-        self._ready: list[WindowRow] = []  # committed rows not sent yet
+        self._ready: list[WindowRow | WindowBatch] = []  # committed rows not sent yet
         self._stored: dict[int, int] = {}  # partition -> offset of its last committed state
         self._busy: set[int] = set()  # partitions whose state is being written by a flush
         self._progress: dict[int, int] = {}  # partition -> last progress marker sent
@@ -216,7 +216,7 @@ class Kpis:
         # taken out of the shared list before any await: the timer and the landing both call
         # this, and a row must go out once
         rows, self._ready = self._ready, []
-        sent: list[WindowRow] = []
+        sent: list[WindowRow | WindowBatch] = []
         docs: list[dict] = []
         try:
             n = self.kpi_partitions
@@ -224,6 +224,11 @@ class Kpis:
             for i, row in enumerate(rows):
                 if i and not i % RECORD_ROWS:  # (the events keep landing meanwhile)
                     await asyncio.sleep(0)
+                if isinstance(row, WindowBatch):
+                    for q, doc in row.docs(ctx.worker, n).items():
+                        docs.append(doc)
+                        groups.setdefault(q, []).append(doc)
+                    continue
                 doc = row.to_dict(ctx.worker)
                 docs.append(doc)
                 groups.setdefault(kpi_partition(row.key.encode(), n), []).append(doc)
@@ -239,10 +244,10 @@ class Kpis:
         finally:
             if sent:
                 windows.published(sent)
-                metrics.count_kpi_windows(len(sent))
+                metrics.count_kpi_windows(sum(r.rows for r in sent))
                 metrics.add_kpi_rows(docs)
             # (closed windows count until published)
-            metrics.set_open_windows(windows.open_windows + len(windows.outbox()))
+            metrics.set_open_windows(windows.open_windows + sum(r.rows for r in windows.outbox()))
         if rows and not sent:
             return
         await self._send_progress()

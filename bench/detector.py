@@ -1,9 +1,10 @@
 """``agentflux bench detector``: the failure detector alone, on the KPI rows of simulated events.
 
 The worker's KPI windows (every dimension, 10-s windows) are computed in-process from N simulated
-events; their rows are fed to one :class:`~agentflux.agents.failures.FailureDetector` with the
-default rules, in event-time order and in landings of 16,000 rows (the KPI lander's 16 records of
-up to 1,000 rows) each followed by a progress marker, and after each landing the detector's state
+events; their rows (a session's in batches, as the worker publishes them) are fed to one
+:class:`~agentflux.agents.failures.FailureDetector` with the default rules, in event-time order
+and in landings of 16,000 documents (the KPI lander's 16 records of up to 1,000 rows or batches)
+each followed by a progress marker, and after each landing the detector's state
 is serialised as the lander stores it (a delta, or in full: :data:`agentflux.agents.alerting.
 MAX_DELTAS`). Reports the time per row of ``observe`` (parse, merge, ticks) and per landing of
 the stored state, and the full state's size at the end: the costs that grow with the number of
@@ -27,17 +28,23 @@ def run(events: int, seed: int = 7) -> dict[str, Any]:
     from agentflux.agents.alerting import MAX_DELTAS
     from agentflux.agents.failures import FailureDetector, load_rules
     from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
-    from agentflux.streams.windows import TumblingWindows
+    from agentflux.streams.windows import TumblingWindows, WindowBatch
 
     evs = list(SyntheticRuntime(SimConfig(events=events, agents=16, seed=seed,
                                           start_ns=1_700_000_000 * 10**9)).events())
     windows = TumblingWindows(10.0, 2.0)
-    rows: list[dict] = []
+    rows: list[dict] = []  # rows and batches of rows, as the worker publishes them
+
+    def publish(closed: list) -> None:
+        for r in closed:
+            rows.extend(r.docs("bench", 1).values() if isinstance(r, WindowBatch)
+                        else [r.to_dict("bench")])
     for i in range(0, len(evs), 20_000):
         windows.add(evs[i:i + 20_000])
-        rows += [r.to_dict("bench") for r in windows.close_due()]
-    rows += [r.to_dict("bench") for r in windows.close_due(flush_all=True)]
+        publish(windows.close_due())
+    publish(windows.close_due(flush_all=True))
     rows.sort(key=lambda r: r["window_end_ns"])
+    n_rows = sum(len(r["name"]) if r["kind"] == "kpi_batch" else 1 for r in rows)
     rules = dataclasses.replace(load_rules(), window_ns=10 * 10**9)
     detector = FailureDetector(rules, progress=True)
     observe_s = state_s = 0.0
@@ -62,11 +69,12 @@ def run(events: int, seed: int = 7) -> dict[str, Any]:
     state_bytes = len(orjson.dumps({"detector": detector.state(), "outbox": []}))
     span_ns = rows[-1]["window_end_ns"] - rows[0]["window_start_ns"] if rows else 0
     return {
-        "events": events, "kpi_rows": len(rows),
-        "session_rows": sum(1 for r in rows if r["dim"] == "session"),
+        "events": events, "kpi_rows": n_rows, "kpi_documents": len(rows),
+        "session_rows": sum(len(r["name"]) if r["kind"] == "kpi_batch" else 1
+                            for r in rows if r["dim"] == "session"),
         "event_time_minutes": round(span_ns / 60e9, 1), "landings": landings,
         "transitions": transitions, "full_states": full_states,
-        "observe_us_per_row": round(observe_s / max(len(rows), 1) * 1e6, 2),
+        "observe_us_per_row": round(observe_s / max(n_rows, 1) * 1e6, 2),
         "state_ms_per_landing": round(state_s / max(landings, 1) * 1e3, 2),
         "state_bytes_at_end": state_bytes,
         "detector_us_per_event": round((observe_s + state_s) / max(events, 1) * 1e6, 3),

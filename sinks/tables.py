@@ -148,6 +148,72 @@ def kpi_table(rows: Sequence[dict], partition: int, offsets: Sequence[int]) -> p
     return pa.Table.from_arrays(cols, schema=KPIS.schema)
 
 
+def check_kpi_batch(doc: Any) -> int:
+    """Raise TypeError / KeyError / ValueError unless ``doc`` is a KPI batch (``kind:
+    kpi_batch``, :class:`~agentflux.streams.windows.WindowBatch`): the fields of a row, with
+    ``at``, ``name``, ``philosophy``, ``count``, ``errors`` and each of ``sums`` and ``maxes``
+    an array of one element per row. Returns the number of rows."""
+    for wire in KPI_WIRE_RENAMES:
+        if type(doc[wire]) is not int:
+            raise TypeError(f"{wire} must be an integer (ns since the epoch)")
+    for c in ("kind", "row_id", "worker", "dim", "type"):
+        if type(doc.get(c)) is not str:
+            raise TypeError(f"{c} must be a string")
+    for c in ("revision", "source_partition"):
+        if type(doc.get(c)) is not int:
+            raise TypeError(f"{c} must be an integer")
+    n = len(doc["name"])
+    arrays = [(c, doc[c], types) for c, types in (
+        ("at", (int,)), ("name", (str,)), ("philosophy", (str,)), ("count", (int,)),
+        ("errors", (int,)))]
+    for what, none in (("sums", False), ("maxes", True)):
+        measures = doc.get(what) or {}
+        if type(measures) is not dict:
+            raise TypeError(f"{what} must be an object of arrays")
+        arrays += [(f"{what}.{m}", v, (int, float, type(None)) if none else (int, float))
+                   for m, v in measures.items()]
+    for c, values, types in arrays:
+        if type(values) is not list or len(values) != n:
+            raise ValueError(f"{c} must be an array of {n} elements, one per row")
+        for v in values:
+            if type(v) not in types:
+                raise TypeError(f"{c} holds a {type(v).__name__}")
+    return n
+
+
+def kpi_batch_table(doc: dict, partition: int, offset: int) -> pa.Table:
+    """A checked KPI batch (:func:`check_kpi_batch`) of the record at ``offset`` -> its rows in
+    the ``kpis`` table, row ``at[i]`` of the batch with the id ``<row_id>.<at[i]>``."""
+    n = len(doc["name"])
+    rid = doc["row_id"]
+
+    def measures(what: str) -> list[str]:
+        m = doc.get(what) or {}
+        names = list(m)
+        return [orjson.dumps(dict(zip(names, vals))).decode() for vals in zip(*m.values())] \
+            if names else ["{}"] * n
+
+    def same(v: Any, t: pa.DataType) -> pa.Array:
+        return pa.array([v] * n, t)
+    given = {
+        "kind": same("kpi", pa.string()), "row_id": pa.array([f"{rid}.{i}" for i in doc["at"]]),
+        "worker": same(doc["worker"], pa.string()),
+        "window_start": same(doc["window_start_ns"], pa.int64()).cast(TS),
+        "window_end": same(doc["window_end_ns"], pa.int64()).cast(TS),
+        "dim": same(doc["dim"], pa.string()), "type": same(doc["type"], pa.string()),
+        "name": pa.array(doc["name"], pa.string()),
+        "philosophy": pa.array(doc["philosophy"], pa.string()),
+        "revision": same(doc["revision"], pa.int32()),
+        "source_partition": same(doc["source_partition"], pa.int32()),
+        "count": pa.array(doc["count"], pa.int64()), "errors": pa.array(doc["errors"], pa.int64()),
+        "duration_count": same(0, pa.int64()), "duration_sum_ms": same(0.0, pa.float64()),
+        "sketch": same("{}", pa.string()), "sums": pa.array(measures("sums"), pa.string()),
+        "maxes": pa.array(measures("maxes"), pa.string()),
+        "kafka_partition": same(partition, pa.int32()), "kafka_offset": same(offset, pa.int64())}
+    return pa.Table.from_arrays([given[f.name] if f.name in given else pa.nulls(n, f.type)
+                                 for f in KPIS.schema], schema=KPIS.schema)
+
+
 def kpi_row(value: bytes | dict, partition: int, offset: int) -> dict:
     """One KPI row as published on ``agentflux.kpis`` (its bytes, or parsed) -> a row of the
     ``kpis`` table. Raises ValueError / KeyError / TypeError on a row that is not one."""

@@ -28,12 +28,19 @@ history's offsets (:mod:`agentflux.agents.kpis`), and the partition's next owner
 (:meth:`TumblingWindows.restore`). Each row has an id (``row_id``) derived from its partition,
 window, key and revision: a row published twice (a crash between publishing and the next
 snapshot) is the same row, and readers keep one.
+
+Keys of a :data:`COLUMNAR_DIMS` dimension (sessions: about a key per 20 events) close as one
+:class:`WindowBatch` per partition, window and type, columns instead of a row object each: the
+rows are the same (the KPI lander lands them one by one, the failure detector reads them as
+rows), the work per row is a few array elements instead of an object, an id hash and a JSON
+document through publication, landing and the detector.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -60,6 +67,10 @@ EXTRA_DIMS: dict[str, tuple[tuple[str, ...], str]] = {
     "tool": (("cache.lookup", "cache.stats"), "label"),
 }
 DIMENSIONS = ("name", *EXTRA_DIMS, "cold")
+# dimensions with a key per few events (a session makes about one row per window it spans,
+# and the simulator's sessions span one): their closed windows of one partition, window and
+# type go out as one :class:`WindowBatch` (columns), not a :class:`WindowRow` each
+COLUMNAR_DIMS = frozenset({"session"})
 
 
 # a snapshot: this, the header's length (4 bytes, little-endian), the header (JSON), the columns
@@ -95,6 +106,10 @@ class WindowRow:
     def key(self) -> str:
         return f"{self.dim}|{self.type}|{self.name}|{self.philosophy}"
 
+    @property
+    def rows(self) -> int:
+        return 1
+
     def to_dict(self, worker: str = "") -> dict:
         """The row as published. A row without durations leaves out the duration fields and
         the sketch (readers take them as none: most rows, those of sessions and agents, have
@@ -121,6 +136,105 @@ class WindowRow:
                    d["sums"], d["maxes"], d["source_partition"], d["row_id"])
 
 
+@dataclass(slots=True)
+class WindowBatch:
+    """The closed windows of one :data:`COLUMNAR_DIMS` dimension and type, of one partition,
+    window start and close (revision), as columns: a row per key (sorted by name), none with
+    a duration sketch. Published as ``kind: kpi_batch`` documents, a row whose per-key fields
+    (``name``, ``philosophy``, ``count``, ``errors``, each of ``sums`` and ``maxes``) are
+    arrays; the row at index ``i`` of a batch has the id ``<batch row_id>.<i>``
+    (:meth:`explode` gives the rows as :class:`WindowRow`, as readers land them)."""
+
+    window_start_ns: int
+    window_end_ns: int
+    dim: str
+    type: str
+    revision: int
+    names: list[str]
+    philosophies: list[str]
+    count: np.ndarray  # int64, per row
+    errors: np.ndarray
+    sums: np.ndarray  # (rows, measures of the type)
+    maxes: np.ndarray  # NaN: none
+    partition: int = 0
+    row_id: str = ""
+
+    @property
+    def rows(self) -> int:
+        return len(self.names)
+
+    def docs(self, worker: str, kpi_partitions: int) -> dict[int, dict]:
+        """KPI partition -> the document of this batch's rows that go there. A row goes where
+        every row of its key goes whoever publishes it (:func:`batch_partition` of its name);
+        ``at`` holds each row's index in the whole batch, so its id does not depend on the
+        split."""
+        parts = [batch_partition(n, kpi_partitions) for n in self.names]
+        measures = MEASURE_NAMES.get(self.type, ())
+        out: dict[int, dict] = {}
+        for q in sorted(set(parts)):
+            at = [i for i, x in enumerate(parts) if x == q]
+            idx = np.array(at, np.int64)
+            sums, maxes = self.sums[idx], self.maxes[idx]
+            out[q] = {
+                "kind": "kpi_batch", "row_id": self.row_id, "worker": worker, "dim": self.dim,
+                "window_start_ns": self.window_start_ns, "window_end_ns": self.window_end_ns,
+                "type": self.type, "revision": self.revision,
+                "source_partition": self.partition, "at": at,
+                "name": [self.names[i] for i in at],
+                "philosophy": [self.philosophies[i] for i in at],
+                "count": self.count[idx].tolist(), "errors": self.errors[idx].tolist(),
+                "sums": {m: sums[:, j].tolist() for j, m in enumerate(measures)},
+                "maxes": {m: [None if v != v else v for v in maxes[:, j].tolist()]
+                          for j, m in enumerate(measures)}}
+        return out
+
+    def explode(self) -> list[WindowRow]:
+        """The batch's rows, one :class:`WindowRow` each (ids as readers derive them)."""
+        measures = MEASURE_NAMES.get(self.type, ())
+        sums, maxes = self.sums.tolist(), self.maxes.tolist()
+        return [WindowRow(self.window_start_ns, self.window_end_ns, self.dim, self.type, name,
+                          phil, self.revision, int(c), int(e), None, dict(zip(measures, s)),
+                          {m: None if v != v else v for m, v in zip(measures, x)},
+                          self.partition, f"{self.row_id}.{i}")
+                for i, (name, phil, c, e, s, x) in enumerate(zip(
+                    self.names, self.philosophies, self.count.tolist(), self.errors.tolist(),
+                    sums, maxes))]
+
+    def state(self) -> list:
+        """For a snapshot's outbox (:meth:`from_state` reads it back)."""
+        return ["batch", self.window_start_ns, self.dim, self.type, self.revision, self.names,
+                self.philosophies, self.count.tolist(), self.errors.tolist(),
+                self.sums.tolist(), [[None if v != v else v for v in r]
+                                     for r in self.maxes.tolist()]]
+
+    @classmethod
+    def from_state(cls, s: list, size_ns: int, log: str, partition: int) -> "WindowBatch":
+        _, start, dim, t, rev, names, phils, count, errors, sums, maxes = s
+        k = len(MEASURE_NAMES.get(t, ()))
+        return cls(start, start + size_ns, dim, t, rev, names, phils,
+                   np.array(count, np.int64), np.array(errors, np.int64),
+                   np.array(sums, np.float64).reshape(len(names), k),
+                   np.array([[np.nan if v is None else v for v in r] for r in maxes],
+                            np.float64).reshape(len(names), k),
+                   partition, batch_id(log, partition, start, dim, t, rev))
+
+
+def batch_id(log: str, partition: int, start_ns: int, dim: str, type: str, revision: int) -> str:
+    """The id of a :class:`WindowBatch` (its rows': this, a dot and their index)."""
+    return row_id(log, partition, start_ns, (dim, type, "", ""), revision) + "b"
+
+
+def batch_partition(name: str, partitions: int) -> int:
+    """The KPI partition of the batched rows of key ``name`` (zlib's CRC-32: in C, unlike
+    murmur2, and the same in every worker)."""
+    return zlib.crc32(name.encode()) % partitions if partitions > 1 else 0
+
+
+def explode(closed: Iterable["WindowRow | WindowBatch"]) -> list[WindowRow]:
+    """Closed windows as rows, a batch's one by one."""
+    return [x for c in closed for x in (c.explode() if isinstance(c, WindowBatch) else (c,))]
+
+
 class PartitionWindows:
     """The window state of one source partition. Its open windows are columns, one *slot* per
     (window start, key): count, errors, the measures' sums and maxes, the wall-clock time of
@@ -144,7 +258,7 @@ class PartitionWindows:
         self.sums = np.zeros((0, MAX_MEASURES))
         self.maxes = np.full((0, MAX_MEASURES), np.nan)
         self.sketches: dict[int, DDSketch] = {}  # slot -> durations (SKETCHED keys only)
-        self.outbox: list[WindowRow] = []  # closed, not published yet
+        self.outbox: list[WindowRow | WindowBatch] = []  # closed, not published yet
         self.watermark_ns = 0
         self.closes = 0
 
@@ -332,7 +446,7 @@ class TumblingWindows:
     # --- closing ------------------------------------------------------------------------------
 
     def close_due(self, flush_all: bool = False,
-                  partitions: Iterable[int] | None = None) -> list[WindowRow]:
+                  partitions: Iterable[int] | None = None) -> list[WindowRow | WindowBatch]:
         """Close the windows that are due (all of them with ``flush_all``) of ``partitions``
         (default: every partition), put their rows in the partitions' outboxes and return
         them."""
@@ -359,31 +473,47 @@ class TumblingWindows:
         return due_rows
 
     def _rows(self, p: int, state: PartitionWindows, slots: np.ndarray,
-              revision: int) -> list[WindowRow]:
+              revision: int) -> list[WindowRow | WindowBatch]:
         counts = state.count[slots].tolist()
         errors = state.errors[slots].tolist()
         sums = state.sums[slots].tolist()
         maxes = state.maxes[slots].tolist()
         sketches = state.sketches
-        out = []
+        out: list[WindowRow | WindowBatch] = []
+        batched: dict[tuple[int, str, str], list[int]] = {}
+        codes = state.codes
         for i, slot in enumerate(slots.tolist()):
-            start, key = state.codes[slot]  # type: ignore[misc]
+            start, key = codes[slot]  # type: ignore[misc]
+            if key[0] in COLUMNAR_DIMS:
+                batched.setdefault((start, key[0], key[1]), []).append(i)
+                continue
             names = MEASURE_NAMES.get(key[1], ())
             out.append(WindowRow(
                 start, start + self.size_ns, *key, revision, counts[i], errors[i],
                 sketches.get(slot), dict(zip(names, sums[i])),
                 {m: None if v != v else v for m, v in zip(names, maxes[i])},  # NaN: none
                 p, row_id(self.log, p, start, key, revision)))
+        for (start, dim, t), at in batched.items():
+            at.sort(key=lambda i: codes[slots[i]][1][2:])  # type: ignore[index]
+            idx = slots[at]
+            keys = [codes[s][1] for s in idx.tolist()]  # type: ignore[index]
+            k = len(MEASURE_NAMES.get(t, ()))
+            out.append(WindowBatch(
+                start, start + self.size_ns, dim, t, revision, [key[2] for key in keys],
+                [key[3] for key in keys], state.count[idx], state.errors[idx],
+                state.sums[idx, :k], state.maxes[idx, :k], p,
+                batch_id(self.log, p, start, dim, t, revision)))
         return out
 
-    def published(self, rows: Iterable[WindowRow]) -> None:
+    def published(self, rows: Iterable[WindowRow | WindowBatch]) -> None:
         """``rows`` reached the KPI topic: take them out of their partitions' outboxes."""
         ids = {r.row_id for r in rows}
         for state in self.partitions.values():
             if state.outbox:
                 state.outbox = [r for r in state.outbox if r.row_id not in ids]
 
-    def outbox(self, partitions: Iterable[int] | None = None) -> list[WindowRow]:
+    def outbox(self, partitions: Iterable[int] | None = None
+               ) -> list[WindowRow | WindowBatch]:
         ps = list(self.partitions) if partitions is None else partitions
         return [r for p in ps if p in self.partitions for r in self.partitions[p].outbox]
 
@@ -403,7 +533,8 @@ class TumblingWindows:
             "closes": state.closes, "measures": MAX_MEASURES,
             "sketches": [[i, state.sketches[slot].to_state()] for slot, i in pos.items()],
             # closed rows as their accumulators (their ids and quantiles are derived again)
-            "outbox": [[r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.revision,
+            "outbox": [r.state() if isinstance(r, WindowBatch) else
+                       [r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.revision,
                         r.count, r.errors, None if r.sketch is None else r.sketch.to_dict(),
                         list(r.sums.values()), list(r.maxes.values())] for r in state.outbox]
         })[1:]
@@ -458,7 +589,12 @@ class TumblingWindows:
             state.sums[slot], state.maxes[slot] = sums[i], maxes[i]
             if i in sketches:
                 state.sketches[slot] = sketches[i]
-        for start, dim, t, name, phil, rev, count_, errors_, sketch, sums_, maxes_ in d["outbox"]:
+        for entry in d["outbox"]:
+            if entry[0] == "batch":
+                state.outbox.append(WindowBatch.from_state(entry, self.size_ns, self.log,
+                                                           partition))
+                continue
+            start, dim, t, name, phil, rev, count_, errors_, sketch, sums_, maxes_ = entry
             key = (dim, t, name, phil)
             names = MEASURE_NAMES.get(t, ())
             state.outbox.append(WindowRow(

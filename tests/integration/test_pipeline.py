@@ -195,25 +195,33 @@ def test_kpi_records_one_row_or_an_array_and_bad_ones_go_to_the_dead_letter_topi
     """A KPI record holds one row or a JSON array of rows (the worker publishes arrays; a client
     in another language may publish single rows): every row lands, and what is not a row goes
     to the dead-letter topic with its reason and its index in the array."""
-    from agentflux.streams.windows import TumblingWindows
+    from agentflux.streams.windows import TumblingWindows, WindowBatch
 
     evs = list(SyntheticRuntime(SimConfig(events=200, seed=5, start_ns=time.time_ns())).events())
     windows = TumblingWindows(60.0)
     windows.add(evs)
-    rows = [r.to_dict("elsewhere") for r in windows.close_due(flush_all=True)][:3]
-    assert len(rows) == 3
-    records = [orjson.dumps(rows[0]), orjson.dumps([rows[1], 42, rows[2]]), b"{not json"]
+    closed = windows.close_due(flush_all=True)
+    rows = [r.to_dict("elsewhere") for r in closed if not isinstance(r, WindowBatch)][:3]
+    (batch,) = [r for r in closed if isinstance(r, WindowBatch)]  # the sessions' rows
+    (batch_doc,) = batch.docs("elsewhere", 1).values()
+    # a batch whose arrays do not line up: not a single row of it lands
+    bad_batch = {**batch_doc, "count": batch_doc["count"][1:]}
+    assert len(rows) == 3 and batch.rows > 1
+    records = [orjson.dumps(rows[0]), orjson.dumps([rows[1], 42, rows[2]]), b"{not json",
+               orjson.dumps([bad_batch, batch_doc])]
     worker.start()
     asyncio.run(produce_raw(settings, records, topic=settings.topics.kpis))
     kpi_rows = 'agentflux_history_rows{table="kpis"}'
-    worker.wait_for(lambda m: m.get(kpi_rows, 0) >= 3
-                    and m.get('agentflux_deadletter_total{reason="invalid_kpi"}', 0) >= 2,
-                    60, "3 KPI rows and 2 dead letters")
-    dead = consume_sync(settings, settings.topics.deadletter, 2)
+    worker.wait_for(lambda m: m.get(kpi_rows, 0) >= 3 + batch.rows
+                    and m.get('agentflux_deadletter_total{reason="invalid_kpi"}', 0) >= 3,
+                    60, f"{3 + batch.rows} KPI rows and 3 dead letters")
+    dead = consume_sync(settings, settings.topics.deadletter, 3)
     by_index = {dict(r.headers).get("agentflux.source.index"): r for r in dead}
-    assert set(by_index) == {b"1", None}
+    assert set(by_index) == {b"0", b"1", None}
     assert by_index[b"1"].value == b"42"
     assert by_index[None].value == b"{not json"
+    assert orjson.loads(by_index[b"0"].value) == bad_batch
+    assert b"count must be an array" in dict(by_index[b"0"].headers)["agentflux.detail"]
     for r in dead:
         h = dict(r.headers)
         assert h["agentflux.reason"] == b"invalid_kpi"
@@ -221,5 +229,7 @@ def test_kpi_records_one_row_or_an_array_and_bad_ones_go_to_the_dead_letter_topi
     assert worker.stop() == 0
     con = connect(settings.history_path)
     got = {r[0] for r in con.execute("SELECT row_id FROM kpis WHERE worker = 'elsewhere'").fetchall()}
+    sessions = dict(con.execute("SELECT name, count FROM kpis WHERE dim = 'session'").fetchall())
     con.close()
-    assert got == {r["row_id"] for r in rows}
+    assert got == {r["row_id"] for r in rows} | {r.row_id for r in batch.explode()}
+    assert sessions == {r.name: r.count for r in batch.explode()}

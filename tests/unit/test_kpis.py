@@ -17,7 +17,7 @@ from agentflux.runtime.usage import normalise_usage
 from agentflux.schemas.kpis import (KPI_BY_NAME, PRICES, cost_per_decision, kpi_value, kpi_values,
                                    merge_rows)
 from agentflux.schemas.wire import envelope
-from agentflux.streams.windows import TumblingWindows
+from agentflux.streams.windows import TumblingWindows, explode
 from tests.kpi_oracle import compare, oracle
 
 S = 10**9
@@ -34,7 +34,7 @@ class Clock:
 def rows_of(events: list[dict], size_s: float = 10.0) -> list[dict]:
     w = TumblingWindows(size_s=size_s, grace_s=0, wall_clock_ns=Clock(2**62))
     w.add(events)
-    return [r.to_dict() for r in w.close_due(flush_all=True)]
+    return [r.to_dict() for r in explode(w.close_due(flush_all=True))]
 
 
 def merged(events: list[dict], size_s: float = 10.0) -> dict:
@@ -133,13 +133,13 @@ def test_a_snapshot_and_restore_anywhere_in_a_stream_changes_no_row(seed):
         for i in range(0, len(evs), 100):
             w.add(evs[i:i + 100])
             clock.t = evs[min(i + 99, len(evs) - 1)]["ts"]
-            out += [r.to_dict() for r in w.close_due()]
+            out += [r.to_dict() for r in explode(w.close_due())]
             w.published(w.outbox())
             if i in cuts:
                 data = w.snapshot(0)
                 w = windows()
                 w.restore(0, data)
-        out += [r.to_dict() for r in w.close_due(flush_all=True)]
+        out += [r.to_dict() for r in explode(w.close_due(flush_all=True))]
         return out
 
     one = run(set())
@@ -156,7 +156,7 @@ def test_an_unpublished_row_survives_a_restore_in_the_outbox_with_its_id():
     assert closed and w.outbox() == closed
     w2 = TumblingWindows(size_s=5, grace_s=1, wall_clock_ns=clock, log="L")
     w2.restore(0, w.snapshot(0))
-    assert [r.to_dict() for r in w2.outbox()] == [r.to_dict() for r in closed]
+    assert [r.to_dict() for r in explode(w2.outbox())] == [r.to_dict() for r in explode(closed)]
     w2.published(w2.outbox()[:3])
     assert len(w2.outbox()) == len(closed) - 3
 
@@ -220,7 +220,7 @@ def test_alerts_do_not_depend_on_the_order_the_partitions_rows_arrive_in():
         e["_p"] = hash(e["session_id"]) % 4
     for p in range(4):
         w.add([e for e in evs if e["_p"] == p], partition=p)
-    rows = [r.to_dict() for r in w.close_due(flush_all=True)]
+    rows = [r.to_dict() for r in explode(w.close_due(flush_all=True))]
     rules = load_rules(Path(__file__).resolve().parents[2] / "bench" / "alert_rules.yaml")
 
     def marker(p: int, done: int) -> dict:
@@ -242,6 +242,60 @@ def test_alerts_do_not_depend_on_the_order_the_partitions_rows_arrive_in():
         got += skewed.observe(mine)
         got += skewed.observe([marker(p, max(r["window_end_ns"] for r in rows))])
     assert got == want
+
+
+def test_a_batch_of_session_rows_lands_and_is_judged_as_the_rows_it_holds():
+    """Sessions close as one batch per partition and window (columns, not a row object each):
+    split across the KPI topic's partitions, every row of a session goes to one partition
+    whichever events partition it came from; a batch lands as the rows it holds would, with
+    their ids; and the failure detector raises from batches what it raises from the rows."""
+    import itertools
+
+    from agentflux.agents.failures import FailureDetector, load_rules
+    from agentflux.runtime.simulate import IncidentSpec
+    from agentflux.sinks.tables import check_kpi_batch, kpi_batch_table, kpi_table
+    from agentflux.streams.windows import WindowBatch
+
+    cfg = SimConfig(agents=24, events=30_000, seed=9, start_ns=1_700_000_000 * S,
+                    incidents=(IncidentSpec("cost_runaway", start_s=30.0),))
+    evs = list(SyntheticRuntime(cfg).events())
+    w = TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=Clock(2**62), log="L")
+    for p in range(3):  # (a session's events spread over the partitions)
+        w.add(evs[p::3], partition=p)
+    closed = w.close_due(flush_all=True)
+    batches = [c for c in closed if isinstance(c, WindowBatch)]
+    assert len(batches) > 10 and {b.dim for b in batches} == {"session"}
+    where: dict[str, int] = {}
+    for b in batches:
+        docs = b.docs("w", 4)
+        assert sorted(i for d in docs.values() for i in d["at"]) == list(range(b.rows))
+        rows = b.explode()
+        for q, d in docs.items():
+            assert check_kpi_batch(orjson.loads(orjson.dumps(d))) == len(d["name"])
+            assert all(where.setdefault(name, q) == q for name in d["name"])
+            mine = [rows[i].to_dict("w") for i in d["at"]]
+            assert kpi_batch_table(d, q, 7).to_pylist() == \
+                kpi_table(mine, q, [7] * len(mine)).to_pylist()
+    assert len({n for b in batches for n in b.names}) < sum(b.rows for b in batches)
+
+    def judged(as_batches: bool) -> list[dict]:
+        det = FailureDetector(load_rules(), progress=True)
+        docs = [d for c in closed for d in (
+            c.docs("w", 1).values() if as_batches and isinstance(c, WindowBatch)
+            else [r.to_dict("w") for r in explode([c])])]
+        docs.sort(key=lambda d: d["window_start_ns"])
+        out = []
+        for start, group in itertools.groupby(docs, key=lambda d: d["window_start_ns"]):
+            out += det.observe([*group, *({"kind": "progress", "source_partition": p,
+                                           "done_before_ns": start + 10 * S, "partitions": 3}
+                                          for p in range(3))])
+        again = det.observe([d for d in docs if d["dim"] == "session"])  # redelivered
+        assert again == [] and det.counters["duplicates"] == sum(b.rows for b in batches)
+        return out
+
+    out = judged(as_batches=True)
+    assert [t["rule"] for t in out if t["status"] == "firing"].count("session_cost_budget") == 1
+    assert out == judged(as_batches=False)
 
 
 def test_kpi_records_go_where_kafkas_default_partitioner_puts_their_rows_keys():
