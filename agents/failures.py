@@ -32,6 +32,7 @@ import re
 from collections import abc
 from dataclasses import dataclass
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
@@ -459,19 +460,18 @@ def _parse_batch(doc: Any) -> list[_Row]:
     s_names, m_names = [str(k) for k in sums], [str(k) for k in maxes]
     s_rows = list(zip(*sums.values())) if sums else [()] * len(doc["name"])
     m_rows = list(zip(*maxes.values())) if maxes else [()] * len(doc["name"])
+    # (checked column by column: a batch holds thousands of rows)
+    if not all(0 <= e <= c for c, e in zip(doc["count"], doc["errors"])):
+        raise ValueError("count / errors")
+    if not all(map(math.isfinite, chain(*sums.values(),
+                                        (v for vs in maxes.values() for v in vs if v is not None)))):
+        raise ValueError("non-finite measure")
     rid, dim, t = doc["row_id"], doc["dim"], doc["type"]
-    out = []
-    for name, phil, count, errors, sv, mv in zip(doc["name"], doc["philosophy"], doc["count"],
-                                               doc["errors"], s_rows, m_rows):
-        if not 0 <= errors <= count:
-            raise ValueError("count / errors")
-        srow = dict(zip(s_names, map(float, sv)))
-        mrow = {k: float(v) for k, v in zip(m_names, mv) if v is not None}
-        if not all(math.isfinite(v) for v in (*srow.values(), *mrow.values())):
-            raise ValueError("non-finite measure")
-        out.append(_Row(rid, dim, t, name, phil, start, end, count, errors, 0, None, srow, mrow,
-                        None))
-    return out
+    return [_Row(rid, dim, t, name, phil, start, end, count, errors, 0, None,
+                 dict(zip(s_names, map(float, sv))),
+                 {k: float(v) for k, v in zip(m_names, mv) if v is not None}, None)
+            for name, phil, count, errors, sv, mv in zip(
+                doc["name"], doc["philosophy"], doc["count"], doc["errors"], s_rows, m_rows)]
 
 
 def _rows_of(raw: Mapping) -> list[_Row]:
@@ -500,13 +500,20 @@ class _Agg:
         if r.dmax is not None:
             self.dmax = r.dmax if self.dmax is None else max(self.dmax, r.dmax)
         sums, maxes = r.sums, r.maxes
-        if only is not None:
-            sums = {k: v for k, v in sums.items() if k in only[0]}
-            maxes = {k: v for k, v in maxes.items() if k in only[1]}
-        for k, v in sums.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        for k, v in maxes.items():
-            self.maxes[k] = max(self.maxes.get(k, v), v)
+        if only is not None:  # (a few measures of many rows: no filtered copies)
+            for k in only[0]:
+                v = sums.get(k)
+                if v is not None:
+                    self.sums[k] = self.sums.get(k, 0.0) + v
+            for k in only[1]:
+                v = maxes.get(k)
+                if v is not None:
+                    self.maxes[k] = max(self.maxes.get(k, v), v)
+        else:
+            for k, v in sums.items():
+                self.sums[k] = self.sums.get(k, 0.0) + v
+            for k, v in maxes.items():
+                self.maxes[k] = max(self.maxes.get(k, v), v)
         if keep_sketch and r.sketch is not None:
             if self.sketch is None:
                 self.sketch = DDSketch(r.sketch.alpha)
@@ -682,7 +689,10 @@ class _Rule:
         self.series: dict[str, _Series] = {}
 
     def group(self, r: _Row) -> Group:
-        return tuple(r.name if k == "name" else r.philosophy for k in self.group_by)
+        by = self.group_by
+        if by == ("name",):  # (most rules; called for every row they take)
+            return (r.name,)
+        return tuple(r.name if k == "name" else r.philosophy for k in by)
 
     def labels(self, group: Group, severity: str) -> dict[str, str]:
         out = {"alertname": self.name, "severity": severity}
