@@ -347,6 +347,17 @@ def _worker_class(summary):
     return CliWorker
 
 
+def tune_gc() -> None:
+    """The worker's garbage collection. The hot path allocates a few objects per batch, not per
+    event, but the codec's per-event path (records the native decoder refuses) and Faust's
+    allocate many, freed by reference counting; the default generation-0 threshold (700) would
+    run the cyclic collector every few hundred of them. Collect rarely instead, and keep
+    start-up objects out of it. (Benchmarks of worker parts call it too.)"""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from agentflux.memory import tune_memory
     tune_memory()  # before anything imports pyarrow
@@ -393,13 +404,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"agentflux worker: {settings.bootstrap_servers} -> {history.root}; "
           f"metrics on http://{settings.metrics_host}:{port}/metrics; Faust web on "
           f"http://{settings.web_host}:{settings.web_port}", flush=True)
-    # The hot path allocates a few objects per batch, not per event, but the codec's per-event
-    # path (records the native decoder refuses) and Faust's allocate many, freed by reference
-    # counting; the default generation-0 threshold (700) would run the cyclic collector every
-    # few hundred of them. Collect rarely instead, and keep start-up objects out of it.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    tune_gc()
     code = 0
     try:
         worker.execute_from_commandline()
