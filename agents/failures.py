@@ -972,7 +972,8 @@ class _CostBudget(_Rule):
         # long ago) are forgotten: a session that ended, whose spend cannot change any more
         cut = tick_ns - self.p["forget_after"] - series.bucket_ns
         for b in sorted(b for b in series.index if b <= cut):
-            for g in sorted(series.index[b]):
+            # (a key forgotten at an earlier bucket may have emptied this one's set)
+            for g in sorted(series.index.get(b, ())):
                 if max(series.data[g]) <= cut:
                     series.forget(g)
                     self._dirty.discard(g)

@@ -331,6 +331,24 @@ def test_agent_cost_rolls_over_its_horizon(tmp_path):
     assert out[1]["ends_at_ns"] - out[0]["starts_at_ns"] >= 110 * S
 
 
+def test_sessions_that_span_several_buckets_are_forgotten_together(tmp_path):
+    """Forgetting a key removes it from every bucket it has: the buckets further on, emptied
+    by it, are not visited again (they were, and raised KeyError, with sessions longer than a
+    bucket)."""
+    rules = rules_from(tmp_path, "rules:\n  session_cost_budget: {budget: 100.0, "
+                       "horizon: 24h, buckets: 288, forget_after: 10m}\n")
+    det = FailureDetector(rules)
+    # sessions of 90 windows (15 min: three 5-minute buckets), a new one every 30 windows
+    feed(det, [[row(i, type="llm.call", dim="session", name=f"s-{k}", count=1,
+                    sums={"cost_usd": 0.1}) for k in range(max(0, i // 30 - 2), i // 30 + 1)]
+               for i in range(300)])
+    session = next(r for r in det._rules if r.name == "session_cost_budget")
+    kept = set(session.series["h"].data)
+    assert kept and ("s-0",) not in kept and len(kept) < 10
+    det.advance(BASE + (300 + 6 * 20) * W)  # 20 minutes on: every session forgotten
+    assert session.series["h"].data == {} and session.series["h"].index == {}
+
+
 def test_a_session_quiet_for_forget_after_is_forgotten_and_an_agent_is_not(tmp_path):
     """Sessions end: the session budget forgets a key with no row for ``forget_after`` (to the
     bucket), so its state holds the sessions of the last hour or two, not of a day; its alert
