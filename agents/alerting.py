@@ -101,8 +101,11 @@ class Alerting:
         self._set_active()
 
     def observe(self, partition: int, rows: list[dict]) -> list[dict]:
-        out = self.detectors[partition].observe(rows)
+        det = self.detectors[partition]
+        out = det.observe(rows)
         self.outbox[partition] += out
+        for rule, n in det.take_evicted().items():
+            self.ctx.metrics.count_alert_keys_evicted(rule, n)
         return out
 
     def _read_chain(self, partition: int, offset: int) -> tuple[list, list, list] | None:

@@ -232,10 +232,12 @@ _PER_KIND: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "latency_slo": _THRESHOLD, "threshold": _THRESHOLD,
     "kpi_degradation": _RATIO, "fallback_storm": _RATIO,
     "cost_budget": {"measure": _summable, "budget": _positive, "horizon": _duration_ns,
-                    "buckets": _int(1), "once": _bool, "forget_after": _duration_ns},
+                    "buckets": _int(1), "once": _bool, "forget_after": _duration_ns,
+                    "max_keys": _int(1)},
 }
 # settings a rule of the kind may leave out
-_KIND_DEFAULTS: dict[str, dict[str, Any]] = {"cost_budget": {"forget_after": None}}
+_KIND_DEFAULTS: dict[str, dict[str, Any]] = {"cost_budget": {"forget_after": None,
+                                                              "max_keys": None}}
 _TOP: dict[str, Callable[[Any, str], Any]] = {
     "window_s": _duration_ns, "settle_windows": _int(0), "clear_windows": _int(1),
     "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns}
@@ -943,6 +945,7 @@ class _CostBudget(_Rule):
         # quadratic: keys x windows.
         self._dirty: set[Group] = set()
         self._over: set[Group] = set()
+        self.evicted = 0  # keys forgotten early to stay within max_keys
 
     def ingest(self, r: _Row) -> None:
         super().ingest(r)
@@ -975,9 +978,36 @@ class _CostBudget(_Rule):
             # (a key forgotten at an earlier bucket may have emptied this one's set)
             for g in sorted(series.index.get(b, ())):
                 if max(series.data[g]) <= cut:
-                    series.forget(g)
-                    self._dirty.discard(g)
-                    self._over.discard(g)
+                    self._forget(g)
+        cap = self.p["max_keys"]
+        if cap is not None and len(series.data) > cap:
+            self._evict(cap, tick_ns)
+
+    def _evict(self, cap: int, tick_ns: int) -> None:
+        """Over ``max_keys``: forget the keys quiet the longest (newest bucket first, then by
+        key; never one over the budget) down to 90 % of the cap, so that a steady stream of
+        new keys evicts once every few ticks, not on every one. Memory stays bounded whatever
+        the rate of new keys; an evicted key that comes back starts from nothing (counted in
+        :attr:`evicted`)."""
+        p, series = self.p, self.series["h"]
+        excess = len(series.data) - cap * 9 // 10
+        for b in sorted(series.index):
+            for g in sorted(series.index.get(b, ())):
+                # (over the budget: from the stored spend, not from what this instance judged,
+                # so a restored detector evicts the same keys)
+                if max(series.data[g]) != b or series.total(
+                        g, tick_ns - p["horizon"], tick_ns, (p["measure"],)) > p["budget"]:
+                    continue
+                self._forget(g)
+                self.evicted += 1
+                excess -= 1
+                if excess <= 0:
+                    return
+
+    def _forget(self, g: Group) -> None:
+        self.series["h"].forget(g)
+        self._dirty.discard(g)
+        self._over.discard(g)
 
     def apply(self, d: dict) -> None:
         super().apply(d)
@@ -1078,6 +1108,14 @@ class FailureDetector:
     def _ingest(self, r: _Row) -> None:
         for rule in self._wanted.get((r.dim, r.type), ()):
             rule.ingest(r)
+
+    def take_evicted(self) -> dict[str, int]:
+        """Keys each rule forgot early to stay within its ``max_keys`` since the last call."""
+        out = {}
+        for r in self._rules:
+            if getattr(r, "evicted", 0):
+                out[r.name], r.evicted = r.evicted, 0
+        return out
 
     def advance(self, event_time_ns: int) -> list[dict]:
         """Event time has reached ``event_time_ns`` (no row for an earlier window will come but

@@ -124,6 +124,7 @@ class PipelineMetrics:
         self._resource: dict[tuple[str, str], tuple[int, float]] = {}  # -> (window, max)
         self._alerts: dict[tuple[str, str], int] = {}  # (rule, status) -> transitions
         self._active_alerts = 0
+        self._evicted: dict[str, int] = {}  # rule -> keys forgotten early (max_keys)
         self._delivery: dict[tuple[str, str], int] = {}  # (sink, outcome) -> alerts
         self._open_windows = 0
         self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
@@ -202,6 +203,11 @@ class PipelineMetrics:
         with self._lock:
             k = (label_value(rule), status)
             self._alerts[k] = self._alerts.get(k, 0) + 1
+
+    def count_alert_keys_evicted(self, rule: str, n: int) -> None:
+        with self._lock:
+            k = label_value(rule)
+            self._evicted[k] = self._evicted.get(k, 0) + n
 
     def set_active_alerts(self, n: int) -> None:
         with self._lock:
@@ -295,6 +301,7 @@ class PipelineMetrics:
             kpi_overflow, resource = self._kpi_overflow, dict(self._resource)
             alerts, active, delivery = (dict(self._alerts), self._active_alerts,
                                         dict(self._delivery))
+            evicted = dict(self._evicted)
         c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
         for k, n in sorted(events.items()):
             c.add_metric([k], n)
@@ -356,6 +363,12 @@ class PipelineMetrics:
             c.add_metric([rule, status], n)
         yield c
         yield GaugeMetricFamily(f"{p}_alerts_active", "Alerts firing now", value=active)
+        c = CounterMetricFamily(f"{p}_alert_keys_evicted", "Keys (sessions ...) a rule forgot "
+                                "before their time to stay within its max_keys, by rule",
+                                labels=["rule"])
+        for rule, n in sorted(evicted.items()):
+            c.add_metric([rule], n)
+        yield c
         c = CounterMetricFamily(f"{p}_alert_deliveries", "Alert transitions delivered, retried, "
                                 "dropped or rejected, by sink", labels=["sink", "outcome"])
         for (sink, outcome), n in sorted(delivery.items()):

@@ -349,6 +349,29 @@ def test_sessions_that_span_several_buckets_are_forgotten_together(tmp_path):
     assert session.series["h"].data == {} and session.series["h"].index == {}
 
 
+def test_max_keys_bounds_the_sessions_kept_and_never_drops_one_over_budget(tmp_path):
+    """However fast new sessions come, a cost budget with ``max_keys`` keeps at most that many
+    keys: the ones quiet the longest go first (counted, for the worker's metric), never one
+    over its budget, whose alert stays firing; the newest sessions are all kept."""
+    rules = rules_from(tmp_path, "rules:\n  session_cost_budget: {budget: 2.0, horizon: 24h, "
+                       "buckets: 288, forget_after: 1h, max_keys: 100}\n")
+    det = FailureDetector(rules)
+    # 60 windows of 20 new sessions each (1,200 in 10 minutes); s-0-0 overspends at once
+    windows = [[row(i, type="llm.call", dim="session", name=f"s-{i}-{k}", count=1,
+                    sums={"cost_usd": 3.0 if (i, k) == (0, 0) else 0.01}) for k in range(20)]
+               for i in range(60)]
+    out = of(feed(det, windows), "session_cost_budget")
+    assert [(t["status"], t["labels"]["session"]) for t in out] == [("firing", "s-0-0")]
+    session = next(r for r in det._rules if r.name == "session_cost_budget")
+    kept = set(session.series["h"].data)
+    assert len(kept) <= 100 and ("s-0-0",) in kept
+    assert {(f"s-59-{k}",) for k in range(20)} <= kept  # the newest window's sessions
+    evicted = det.take_evicted()
+    assert evicted["session_cost_budget"] >= 1200 - 100 - 20  # (the last window not judged)
+    assert det.take_evicted() == {}  # counted once
+    assert [a["labels"]["session"] for a in det.active()] == ["s-0-0"]
+
+
 def test_a_session_quiet_for_forget_after_is_forgotten_and_an_agent_is_not(tmp_path):
     """Sessions end: the session budget forgets a key with no row for ``forget_after`` (to the
     bucket), so its state holds the sessions of the last hour or two, not of a day; its alert
@@ -576,9 +599,9 @@ def _rules_text(text: str):
         return load_rules(p)
 
 
-# session keys forgotten within the streams' minutes of event time
+# session keys forgotten within the streams' minutes of event time, and evicted past 8
 DELTA_RULES = _rules_text("rules:\n  session_cost_budget: {horizon: 10m, buckets: 5, "
-                          "forget_after: 2m}\n")
+                          "forget_after: 2m, max_keys: 8}\n")
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
