@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -44,6 +45,8 @@ STATE_KIND = "windows"
 # record batch is 1 MiB)
 RECORD_ROWS = 1000
 RECORD_BYTES = 512 * 1024
+# the longest a publication waits for the broker's acks before it gives up and retries
+PUBLISH_TIMEOUT_S = 60.0
 
 
 def kpi_partition(key: bytes, partitions: int) -> int:
@@ -232,15 +235,23 @@ class Kpis:
                 doc = row.to_dict(ctx.worker)
                 docs.append(doc)
                 groups.setdefault(kpi_partition(row.key.encode(), n), []).append(doc)
-            futures = [await ctx.topics.kpis.send(value=value, partition=p)
-                       for p, group in groups.items() for value in json_arrays(group)]
-            for f in futures:
-                await f
+
+            async def send_all() -> None:
+                futures = [await ctx.topics.kpis.send(value=value, partition=p)
+                           for p, group in groups.items() for value in json_arrays(group)]
+                for f in futures:
+                    await f
+            # bounded: a send that never completes must not stop the publication for good
+            # (this runs on the timer that closes idle windows, too)
+            await asyncio.wait_for(send_all(), PUBLISH_TIMEOUT_S)
             sent = rows
         except Exception as exc:  # NotReady / ProducerSendError around a start or a stop
             log.warning("%d KPI rows not published yet (%r); retrying", len(rows), exc)
             self._ready[:0] = rows  # all of them again: a row sent twice has one id
             sent = []
+        except asyncio.CancelledError:  # stopping: kept for the final flush
+            self._ready[:0] = rows
+            raise
         finally:
             if sent:
                 windows.published(sent)
@@ -317,8 +328,12 @@ def register(app: Any, ctx: PipelineContext, kpis: Kpis, held: Any) -> None:
     async def close_windows() -> None:
         if app.should_stop:  # stopping: the final flush below publishes what is open
             return
+        t0 = time.monotonic()
         await kpis.close_idle(held=held())
         await kpis.publish()
+        if time.monotonic() - t0 > 10:  # (the windows of quiet partitions wait meanwhile)
+            log.warning("closing idle windows and publishing took %.1f s",
+                        time.monotonic() - t0)
 
     @app.on_before_shutdown.connect
     async def publish_open_windows(sender: Any, **kwargs: Any) -> None:

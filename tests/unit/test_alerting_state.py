@@ -13,7 +13,7 @@ from agentflux.config import Settings
 from agentflux.sinks.history import History
 from agentflux.sinks.prometheus import PipelineMetrics
 from agentflux.streams.context import PipelineContext
-from agentflux.streams.windows import TumblingWindows
+from agentflux.streams.windows import TumblingWindows, explode
 from tests.unit.test_failures import BASE, W, canonical, row
 
 P = 0
@@ -93,3 +93,49 @@ def test_a_full_state_alone_restores_with_its_outbox(tmp_path):
     asyncio.run(second.load([P], {(ctx.settings.topics.kpis, P): 24}))
     assert canonical(second.detectors[P].state()) == canonical(first.detectors[P].state())
     assert second.outbox[P] == raised and [t for _, t in second._ready] == raised
+
+
+def test_kpi_rows_whose_acks_never_come_are_published_again_not_lost(tmp_path, monkeypatch):
+    """A publication waits a bounded time for the broker's acks (it runs on the timer that
+    closes idle windows: a send that never completed would stop that timer for good, and the
+    last windows of a quiet partition would never be published); the rows stay ready and go
+    out, with the same ids, at the next publication."""
+    from types import SimpleNamespace
+
+    import orjson
+
+    from agentflux.agents import kpis as kpis_module
+    from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
+
+    monkeypatch.setattr(kpis_module, "PUBLISH_TIMEOUT_S", 0.2)
+
+    class Topic:
+        def __init__(self) -> None:
+            self.hang, self.sent = True, []
+
+        async def send(self, value: bytes, partition: int) -> asyncio.Future:
+            fut = asyncio.get_running_loop().create_future()
+            if not self.hang:  # (a hung send: its future never completes)
+                self.sent.append(value)
+                fut.set_result(None)
+            return fut
+
+    ctx = context(tmp_path)
+    ctx.topics = SimpleNamespace(kpis=Topic())
+    kpis = kpis_module.Kpis(ctx)
+    evs = list(SyntheticRuntime(SimConfig(events=2000, seed=2, start_ns=BASE)).events())
+    ctx.windows.add(evs)
+    closed = ctx.windows.close_due(flush_all=True)
+    kpis._ready = list(closed)
+    want = {r.row_id for r in explode(closed)}
+
+    async def run() -> None:
+        await kpis.publish()  # no ack within the bound: kept
+        assert kpis._ready == closed and ctx.topics.kpis.sent == []
+        ctx.topics.kpis.hang = False
+        await kpis.publish()
+    asyncio.run(run())
+    docs = [d for v in ctx.topics.kpis.sent for d in orjson.loads(v) if d["kind"] != "progress"]
+    got = {f"{d['row_id']}.{i}" for d in docs if d["kind"] == "kpi_batch" for i in d["at"]}
+    assert got | {d["row_id"] for d in docs if d["kind"] == "kpi"} == want
+    assert kpis._ready == [] and ctx.windows.outbox() == []
