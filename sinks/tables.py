@@ -152,7 +152,7 @@ def check_kpi_batch(doc: Any) -> int:
     """Raise TypeError / KeyError / ValueError unless ``doc`` is a KPI batch (``kind:
     kpi_batch``, :class:`~agentflux.streams.windows.WindowBatch`): the fields of a row, with
     ``at``, ``name``, ``philosophy``, ``count``, ``errors`` and each of ``sums`` and ``maxes``
-    an array of one element per row. Returns the number of rows."""
+    an array of one element per row, at least one. Returns the number of rows."""
     for wire in KPI_WIRE_RENAMES:
         if type(doc[wire]) is not int:
             raise TypeError(f"{wire} must be an integer (ns since the epoch)")
@@ -163,6 +163,8 @@ def check_kpi_batch(doc: Any) -> int:
         if type(doc.get(c)) is not int:
             raise TypeError(f"{c} must be an integer")
     n = len(doc["name"])
+    if not n:
+        raise ValueError("a KPI batch holds at least one row")
     arrays = [(c, doc[c], types) for c, types in (
         ("at", (int,)), ("name", (str,)), ("philosophy", (str,)), ("count", (int,)),
         ("errors", (int,)))]

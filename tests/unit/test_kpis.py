@@ -291,6 +291,9 @@ def test_a_batch_of_session_rows_lands_and_is_judged_as_the_rows_it_holds():
                                           for p in range(3))])
         again = det.observe([d for d in docs if d["dim"] == "session"])  # redelivered
         assert again == [] and det.counters["duplicates"] == sum(b.rows for b in batches)
+        empty = {**docs[-1], "kind": "kpi_batch", "row_id": "x", "at": [], "name": [],
+                 "philosophy": [], "count": [], "errors": [], "sums": {}, "maxes": {}}
+        assert det.observe([empty]) == [] and det.counters["rejected"] == 1  # (not a crash)
         return out
 
     out = judged(as_batches=True)
