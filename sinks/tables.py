@@ -180,6 +180,10 @@ def check_kpi_batch(doc: Any) -> int:
         for v in values:
             if type(v) not in types:
                 raise TypeError(f"{c} holds a {type(v).__name__}")
+    at = doc["at"]
+    if at[0] < 0 or any(b <= a for a, b in zip(at, at[1:])):
+        # (the rows' ids are the batch's and these: two rows with one id, and readers keep one)
+        raise ValueError("at must hold increasing row indexes from 0 up")
     return n
 
 

@@ -294,6 +294,10 @@ def test_a_batch_of_session_rows_lands_and_is_judged_as_the_rows_it_holds():
         empty = {**docs[-1], "kind": "kpi_batch", "row_id": "x", "at": [], "name": [],
                  "philosophy": [], "count": [], "errors": [], "sums": {}, "maxes": {}}
         assert det.observe([empty]) == [] and det.counters["rejected"] == 1  # (not a crash)
+        if as_batches:
+            one = next(d for d in docs if d["kind"] == "kpi_batch" and len(d["at"]) > 1)
+            with pytest.raises(ValueError, match="increasing"):  # two rows of one id
+                check_kpi_batch({**one, "at": [one["at"][0]] * len(one["at"])})
         return out
 
     out = judged(as_batches=True)
