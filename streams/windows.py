@@ -200,23 +200,21 @@ class WindowBatch:
                     self.names, self.philosophies, self.count.tolist(), self.errors.tolist(),
                     sums, maxes))]
 
-    def state(self) -> list:
-        """For a snapshot's outbox (:meth:`from_state` reads it back)."""
-        return ["batch", self.window_start_ns, self.dim, self.type, self.revision, self.names,
-                self.philosophies, self.count.tolist(), self.errors.tolist(),
-                self.sums.tolist(), [[None if v != v else v for v in r]
-                                     for r in self.maxes.tolist()]]
-
     @classmethod
-    def from_state(cls, s: list, size_ns: int, log: str, partition: int) -> "WindowBatch":
-        _, start, dim, t, rev, names, phils, count, errors, sums, maxes = s
-        k = len(MEASURE_NAMES.get(t, ()))
-        return cls(start, start + size_ns, dim, t, rev, names, phils,
-                   np.array(count, np.int64), np.array(errors, np.int64),
-                   np.array(sums, np.float64).reshape(len(names), k),
-                   np.array([[np.nan if v is None else v for v in r] for r in maxes],
-                            np.float64).reshape(len(names), k),
-                   partition, batch_id(log, partition, start, dim, t, rev))
+    def from_doc(cls, d: dict, log: str) -> "WindowBatch":
+        """A batch from its whole document (``docs(worker, 1)``: a snapshot's outbox keeps a
+        batch so)."""
+        t, n = d["type"], len(d["name"])
+        measures = MEASURE_NAMES.get(t, ())
+
+        def columns(values: dict, missing: float) -> np.ndarray:
+            return np.array([[missing if v is None else v for v in values[m]] for m in measures],
+                            np.float64).T.reshape(n, len(measures))
+        start, p, rev = d["window_start_ns"], d["source_partition"], d["revision"]
+        return cls(start, d["window_end_ns"], d["dim"], t, rev, d["name"], d["philosophy"],
+                   np.array(d["count"], np.int64), np.array(d["errors"], np.int64),
+                   columns(d["sums"], 0.0), columns(d["maxes"], np.nan), p,
+                   batch_id(log, p, start, d["dim"], t, rev))
 
 
 def batch_id(log: str, partition: int, start_ns: int, dim: str, type: str, revision: int) -> str:
@@ -533,7 +531,7 @@ class TumblingWindows:
             "closes": state.closes, "measures": MAX_MEASURES,
             "sketches": [[i, state.sketches[slot].to_state()] for slot, i in pos.items()],
             # closed rows as their accumulators (their ids and quantiles are derived again)
-            "outbox": [r.state() if isinstance(r, WindowBatch) else
+            "outbox": [r.docs("", 1)[0] if isinstance(r, WindowBatch) else
                        [r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.revision,
                         r.count, r.errors, None if r.sketch is None else r.sketch.to_dict(),
                         list(r.sums.values()), list(r.maxes.values())] for r in state.outbox]
@@ -590,9 +588,8 @@ class TumblingWindows:
             if i in sketches:
                 state.sketches[slot] = sketches[i]
         for entry in d["outbox"]:
-            if entry[0] == "batch":
-                state.outbox.append(WindowBatch.from_state(entry, self.size_ns, self.log,
-                                                           partition))
+            if isinstance(entry, dict):  # a batch, as its document
+                state.outbox.append(WindowBatch.from_doc(entry, self.log))
                 continue
             start, dim, t, name, phil, rev, count_, errors_, sketch, sums_, maxes_ = entry
             key = (dim, t, name, phil)
