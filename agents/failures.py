@@ -450,35 +450,71 @@ def _parse_row(row: Any) -> _Row:
                 sums, maxes, sketch)
 
 
-def _parse_batch(doc: Any) -> list[_Row]:
-    """The rows of a checked KPI batch (:class:`~agentflux.streams.windows.WindowBatch`), all
-    with the batch's id (a batch is remembered, and redelivered, as a whole); raises like
-    :func:`_parse_row`."""
-    check_kpi_batch(doc)
-    start, end = doc["window_start_ns"], doc["window_end_ns"]
-    if end <= start:
-        raise ValueError("window bounds")
-    sums, maxes = doc.get("sums") or {}, doc.get("maxes") or {}
-    s_names, m_names = [str(k) for k in sums], [str(k) for k in maxes]
-    s_rows = list(zip(*sums.values())) if sums else [()] * len(doc["name"])
-    m_rows = list(zip(*maxes.values())) if maxes else [()] * len(doc["name"])
-    # (checked column by column: a batch holds thousands of rows)
-    if not all(0 <= e <= c for c, e in zip(doc["count"], doc["errors"])):
-        raise ValueError("count / errors")
-    if not all(map(math.isfinite, chain(*sums.values(),
-                                        (v for vs in maxes.values() for v in vs if v is not None)))):
-        raise ValueError("non-finite measure")
-    rid, dim, t = doc["row_id"], doc["dim"], doc["type"]
-    return [_Row(rid, dim, t, name, phil, start, end, count, errors, 0, None,
-                 dict(zip(s_names, map(float, sv))),
-                 {k: float(v) for k, v in zip(m_names, mv) if v is not None}, None)
-            for name, phil, count, errors, sv, mv in zip(
-                doc["name"], doc["philosophy"], doc["count"], doc["errors"], s_rows, m_rows)]
+class _Batch:
+    """A checked KPI batch (:class:`~agentflux.streams.windows.WindowBatch`): rows of one
+    window, dimension and type as columns, all with the batch's id (a batch is remembered, and
+    redelivered, as a whole). Rules read it column by column where they can
+    (:meth:`_Rule.ingest_batch`); :meth:`rows` makes a row of each for the others."""
+
+    __slots__ = ("doc", "row_id", "dim", "type", "start", "end", "n", "_rows")
+
+    def __init__(self, doc: Any):
+        """Raises KeyError / TypeError / ValueError if ``doc`` is malformed."""
+        self.n = check_kpi_batch(doc)
+        start, end = doc["window_start_ns"], doc["window_end_ns"]
+        if end <= start:
+            raise ValueError("window bounds")
+        sums, maxes = doc.get("sums") or {}, doc.get("maxes") or {}
+        # (checked column by column: a batch holds thousands of rows)
+        if not all(0 <= e <= c for c, e in zip(doc["count"], doc["errors"])):
+            raise ValueError("count / errors")
+        if not all(map(math.isfinite, chain(*sums.values(), (
+                v for vs in maxes.values() for v in vs if v is not None)))):
+            raise ValueError("non-finite measure")
+        self.doc, self.row_id, self.start, self.end = doc, doc["row_id"], start, end
+        self.dim, self.type = doc["dim"], doc["type"]
+        self._rows: list[_Row] | None = None
+
+    def groups(self, by: tuple[str, ...]) -> list[Group]:
+        """Each row's group (:meth:`_Rule.group`)."""
+        doc = self.doc
+        if by == ("name",):
+            return [(n,) for n in doc["name"]]
+        return [tuple(n if k == "name" else ph for k in by)
+                for n, ph in zip(doc["name"], doc["philosophy"])]
+
+    def column(self, measure: str) -> list:
+        """A summable measure (``count``, ``errors``, ``duration_count``, ``sums.<m>``) of
+        each row (a batch's rows have no durations)."""
+        doc = self.doc
+        if measure in ("count", "errors"):
+            return doc[measure]
+        if measure == "duration_count":
+            return [0] * self.n
+        values = (doc.get("sums") or {}).get(measure[5:])
+        return values if values is not None else [0.0] * self.n
+
+    def rows(self) -> list[_Row]:
+        if self._rows is None:
+            doc = self.doc
+            sums, maxes = doc.get("sums") or {}, doc.get("maxes") or {}
+            s_names, m_names = [str(k) for k in sums], [str(k) for k in maxes]
+            s_rows = list(zip(*sums.values())) if sums else [()] * self.n
+            m_rows = list(zip(*maxes.values())) if maxes else [()] * self.n
+            rid, dim, t, start, end = self.row_id, self.dim, self.type, self.start, self.end
+            self._rows = [
+                _Row(rid, dim, t, name, phil, start, end, count, errors, 0, None,
+                     dict(zip(s_names, map(float, sv))),
+                     {k: float(v) for k, v in zip(m_names, mv) if v is not None}, None)
+                for name, phil, count, errors, sv, mv in zip(
+                    doc["name"], doc["philosophy"], doc["count"], doc["errors"], s_rows,
+                    m_rows)]
+        return self._rows
 
 
-def _rows_of(raw: Mapping) -> list[_Row]:
-    """A KPI row or batch as received -> its rows."""
-    return _parse_batch(raw) if raw.get("kind") == "kpi_batch" else [_parse_row(raw)]
+def _parse(raw: Mapping) -> "_Row | _Batch":
+    """A KPI row or batch as received, checked."""
+    return _Batch(raw) if raw.get("kind") == "kpi_batch" else _parse_row(raw)
 
 
 class _Agg:
@@ -658,6 +694,82 @@ class _Series:
         self.apply(s)
 
 
+class _Spend(_Series):
+    """A series of one summable measure: per group and bucket a number, not an :class:`_Agg`
+    (a cost budget's keys are sessions or users: many, each with a few rows and one number).
+    Its state holds ``[bucket, value]`` pairs; a state of :class:`_Series` (an aggregate per
+    bucket, as stored before) loads too."""
+
+    def __init__(self, bucket_ns: int, keep_ns: int, measure: str):
+        super().__init__(bucket_ns, keep_ns, measures=(measure,))
+        self.measure = measure
+
+    def _value(self, r: _Row) -> float:
+        m = self.measure
+        if m == "count":
+            return r.count
+        if m == "errors":
+            return r.errors
+        if m == "duration_count":
+            return r.dcount
+        return r.sums.get(m[5:], 0.0)
+
+    def add(self, group: Group, r: _Row) -> None:
+        self.add_many([group], r.start, [self._value(r)])
+
+    def add_many(self, groups: list[Group], start: int, values: list) -> None:
+        """``values[i]`` for ``groups[i]``, all in the window starting at ``start``."""
+        b = start - start % self.bucket_ns
+        if self.floor_ns is not None and b < self.floor_ns:
+            return
+        data = self.data
+        for g, v in zip(groups, values):
+            buckets = data.get(g)
+            if buckets is None:
+                data[g] = {b: float(v)}
+            else:
+                buckets[b] = buckets.get(b, 0.0) + v
+        self.index.setdefault(b, set()).update(groups)
+        self.touched.update(groups)
+
+    def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
+        raise NotImplementedError("a spend series holds numbers, not aggregates")
+
+    def total(self, group: Group, lo_ns: int, hi_ns: int, measures: Iterable[str]) -> float:
+        return sum(v for b, v in self.data.get(group, {}).items() if lo_ns <= b < hi_ns)
+
+    def state(self) -> dict:
+        self.touched = set()
+        return {"floor": self.floor_ns,
+                "groups": [[list(g), list(buckets.items())] for g, buckets in self.data.items()]}
+
+    def delta(self) -> dict:
+        touched, self.touched = self.touched, set()
+        data = self.data
+        return {"floor": self.floor_ns,
+                "groups": [[list(g), list(data[g].items()) if g in data else None]
+                           for g in touched]}
+
+    def apply(self, d: dict) -> None:
+        self.floor_ns = d["floor"]
+        for g, buckets in d["groups"]:
+            g = tuple(g)
+            for b in self.data.pop(g, {}):
+                self.index[b].discard(g)
+                if not self.index[b]:
+                    del self.index[b]
+            if buckets is not None:
+                self.data[g] = {int(b): self._stored(v) for b, v in buckets}
+                for b in self.data[g]:
+                    self.index.setdefault(b, set()).add(g)
+
+    def _stored(self, v: Any) -> float:
+        if type(v) is list:  # an aggregate's state (:class:`_Series`)
+            a = _Agg.from_state(v)
+            return a.value(self.measure) or 0.0
+        return float(v)
+
+
 # --------------------------------------------------------------------------------------------
 # rules
 # --------------------------------------------------------------------------------------------
@@ -706,6 +818,11 @@ class _Rule:
         g = self.group(r)
         for s in self.series.values():
             s.add(g, r)
+
+    def ingest_batch(self, batch: _Batch) -> None:
+        """A batch's rows (a kind that can reads its columns instead)."""
+        for r in batch.rows():
+            self.ingest(r)
 
     def groups(self) -> list[Group]:
         seen: dict[Group, None] = {}
@@ -937,7 +1054,7 @@ class _CostBudget(_Rule):
         p = self.p
         self.once = p["once"]
         bucket = max(self.w, p["horizon"] // p["buckets"] // self.w * self.w)
-        self.series["h"] = _Series(bucket, p["horizon"], measures=(p["measure"],))
+        self.series["h"] = _Spend(bucket, p["horizon"], p["measure"])
         # Its keys are sessions or users: many, most of them quiet. A tick judges only the keys
         # whose spend may have changed (rows since the last tick, or rows of a window not
         # reached yet) and those over the budget (their spend leaves the horizon); for any
@@ -950,6 +1067,11 @@ class _CostBudget(_Rule):
     def ingest(self, r: _Row) -> None:
         super().ingest(r)
         self._dirty.add(self.group(r))
+
+    def ingest_batch(self, batch: _Batch) -> None:
+        groups = batch.groups(self.group_by)
+        self.series["h"].add_many(groups, batch.start, batch.column(self.p["measure"]))
+        self._dirty.update(groups)
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         p, series = self.p, self.series["h"]
@@ -1079,20 +1201,20 @@ class FailureDetector:
                 self.counters["ignored"] += 1
                 continue
             try:
-                rows = _rows_of(raw)  # (a batch: rows of one window, with the batch's id)
+                r = _parse(raw)  # (a batch: rows of one window, with the batch's id)
             except (KeyError, TypeError, ValueError, AttributeError):
                 self.counters["rejected"] += 1
                 continue
-            r = rows[0]
+            n = r.n if type(r) is _Batch else 1
             if r.row_id in self._seen:
-                self.counters["duplicates"] += len(rows)
+                self.counters["duplicates"] += n
                 continue
             if r.end < self._watermark - self.rules.late_rows_horizon_ns:
-                self.counters["too_late"] += len(rows)
+                self.counters["too_late"] += n
                 continue
             if self._next_tick is None:
                 self._next_tick = r.end
-            self._remember(r, len(rows))
+            self._remember(r, n)
             if not self.progress:
                 self._advance(r.start, out)
             elif r.end > self._next_tick:
@@ -1101,13 +1223,17 @@ class FailureDetector:
                 # windows are judged when the sources run apart)
                 self._held.setdefault(r.end, []).append(raw)
                 continue
-            for r in rows:
-                self._ingest(r)
+            self._ingest(r)
         return out
 
-    def _ingest(self, r: _Row) -> None:
-        for rule in self._wanted.get((r.dim, r.type), ()):
-            rule.ingest(r)
+    def _ingest(self, r: "_Row | _Batch") -> None:
+        rules = self._wanted.get((r.dim, r.type), ())
+        if type(r) is _Batch:
+            for rule in rules:
+                rule.ingest_batch(r)
+        else:
+            for rule in rules:
+                rule.ingest(r)
 
     def take_evicted(self) -> dict[str, int]:
         """Keys each rule forgot early to stay within its ``max_keys`` since the last call."""
@@ -1169,8 +1295,7 @@ class FailureDetector:
                 self._next_tick += (limit - self._next_tick) // w * w
             for end in sorted(e for e in self._held if e <= self._next_tick):
                 for raw in self._held.pop(end):
-                    for r in _rows_of(raw):
-                        self._ingest(r)
+                    self._ingest(_parse(raw))
             self._tick(self._next_tick, out)
             self._next_tick += w
 

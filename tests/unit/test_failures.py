@@ -321,6 +321,30 @@ def test_session_cost_fires_once_per_session():
     assert det.active()[0]["labels"]["session"] == "s-1"
 
 
+def test_a_cost_budget_state_stored_before_its_spend_series_still_loads():
+    """A cost budget keeps one number per key and bucket (``[bucket, spend]``); a state stored
+    by a worker that kept an aggregate per bucket (``[bucket, [count, errors, ..., sums,
+    maxes, sketch]]``) restores to the same spend and the same transitions."""
+    rows = [[row(i, type="llm.call", dim="session", name=f"s-{k}", count=2,
+                 sums={"cost_usd": 1.5, "tokens": 10.0}) for k in range(3)]
+            for i in range(4)]
+    det = FailureDetector(load_rules())
+    feed(det, rows[:2], until=1)
+    state = orjson.loads(orjson.dumps(det.state()))
+    series = state["rules"]["session_cost_budget"]["series"]["h"]
+    assert all(type(v) is float for _, buckets in series["groups"] for _, v in buckets)
+    old = orjson.loads(orjson.dumps(state))
+    for _, buckets in old["rules"]["session_cost_budget"]["series"]["h"]["groups"]:
+        buckets[:] = [[b, [4, 0, 0, None, {"cost_usd": v}, {}, None]] for b, v in buckets]
+    a, b = (FailureDetector.from_state(load_rules(), s) for s in (state, old))
+    assert a.state() == b.state()
+    rest = [a, b, det]
+    outs = [of(feed(d, rows[2:] + [[]] * 3), "session_cost_budget") for d in rest]
+    assert outs[0] == outs[1] == outs[2]
+    assert sorted(t["labels"]["session"] for t in outs[0] if t["status"] == "firing") == \
+        ["s-0", "s-1", "s-2"] and outs[0][0]["value"] == 6.0
+
+
 def test_agent_cost_rolls_over_its_horizon(tmp_path):
     det = FailureDetector(rules_from(tmp_path, "rules:\n  agent_cost_budget: {horizon: 2m, "
                                      "buckets: 12, budget: 3}\n"))
