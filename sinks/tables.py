@@ -106,6 +106,17 @@ _KPI_JSON = ("sketch", "sums", "maxes")  # JSON documents, read with DuckDB's ->
 _KPI_DEFAULTS = {"duration_count": 0, "duration_sum_ms": 0.0}
 
 
+_KPI_INT32 = ("revision", "source_partition")  # (the others are 64-bit)
+
+
+def _check_range(c: str, lo: int, hi: int) -> None:
+    """Raise ValueError unless ``lo`` and ``hi`` (a column's least and greatest value) fit its
+    integer type (JSON numbers do not have to: Arrow would raise OverflowError on them)."""
+    bits = 32 if c in _KPI_INT32 else 64
+    if lo < -(1 << (bits - 1)) or hi >= 1 << (bits - 1):
+        raise ValueError(f"{c} does not fit a {bits}-bit integer")
+
+
 def check_kpi_row(row: Any) -> None:
     """Raise TypeError / KeyError unless ``row`` (a parsed row of ``agentflux.kpis``) is a KPI
     row the ``kpis`` table takes: window bounds in integer ns, and every other field absent,
@@ -122,6 +133,10 @@ def check_kpi_row(row: Any) -> None:
             v = row.get(c)
             if v is not None and type(v) not in types:
                 raise TypeError(f"{c} must be {what}, got {type(v).__name__}")
+    for c in (*KPI_WIRE_RENAMES, *_KPI_INT):
+        v = row.get(c)
+        if v is not None:
+            _check_range(c, v, v)
 
 
 def kpi_table(rows: Sequence[dict], partition: int, offsets: Sequence[int]) -> pa.Table:
@@ -162,6 +177,8 @@ def check_kpi_batch(doc: Any) -> int:
     for c in ("revision", "source_partition"):
         if type(doc.get(c)) is not int:
             raise TypeError(f"{c} must be an integer")
+    for c in (*KPI_WIRE_RENAMES, "revision", "source_partition"):
+        _check_range(c, doc[c], doc[c])
     n = len(doc["name"])
     if not n:
         raise ValueError("a KPI batch holds at least one row")
@@ -177,11 +194,13 @@ def check_kpi_batch(doc: Any) -> int:
     for c, values, types in arrays:
         if type(values) is not list or len(values) != n:
             raise ValueError(f"{c} must be an array of {n} elements, one per row")
-        for v in values:
-            if type(v) not in types:
-                raise TypeError(f"{c} holds a {type(v).__name__}")
+        wrong = set(map(type, values)).difference(types)  # (a batch holds thousands of rows)
+        if wrong:
+            raise TypeError(f"{c} holds a {min(t.__name__ for t in wrong)}")
+        if types == (int,):
+            _check_range(c, min(values), max(values))
     at = doc["at"]
-    if at[0] < 0 or any(b <= a for a, b in zip(at, at[1:])):
+    if at[0] < 0 or (n > 1 and not (np.diff(np.array(at, np.int64)) > 0).all()):
         # (the rows' ids are the batch's and these: two rows with one id, and readers keep one)
         raise ValueError("at must hold increasing row indexes from 0 up")
     return n

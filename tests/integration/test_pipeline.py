@@ -207,15 +207,23 @@ def test_kpi_records_one_row_or_an_array_and_bad_ones_go_to_the_dead_letter_topi
     # a batch whose arrays do not line up: not a single row of it lands
     bad_batch = {**batch_doc, "count": batch_doc["count"][1:]}
     assert len(rows) == 3 and batch.rows > 1
+    # integers JSON allows and the history's columns do not hold (they crashed the lander)
+    huge_row = {**rows[0], "row_id": "huge", "count": 2**63}
+    huge_batch = {**batch_doc, "row_id": "huge-batch", "errors": [0] * (batch.rows - 1) + [2**64 - 1]}
     records = [orjson.dumps(rows[0]), orjson.dumps([rows[1], 42, rows[2]]), b"{not json",
-               orjson.dumps([bad_batch, batch_doc])]
+               orjson.dumps([bad_batch, batch_doc]), orjson.dumps([huge_row, huge_batch])]
     worker.start()
     asyncio.run(produce_raw(settings, records, topic=settings.topics.kpis))
     kpi_rows = 'agentflux_history_rows{table="kpis"}'
     worker.wait_for(lambda m: m.get(kpi_rows, 0) >= 3 + batch.rows
-                    and m.get('agentflux_deadletter_total{reason="invalid_kpi"}', 0) >= 3,
-                    60, f"{3 + batch.rows} KPI rows and 3 dead letters")
-    dead = consume_sync(settings, settings.topics.deadletter, 3)
+                    and m.get('agentflux_deadletter_total{reason="invalid_kpi"}', 0) >= 5,
+                    60, f"{3 + batch.rows} KPI rows and 5 dead letters")
+    dead = consume_sync(settings, settings.topics.deadletter, 5)
+    huge = {orjson.loads(r.value)["row_id"]: dict(r.headers)["agentflux.detail"] for r in dead
+            if r.value.startswith(b"{") and b'"huge' in r.value}
+    assert huge == {"huge": b"ValueError('count does not fit a 64-bit integer')",
+                    "huge-batch": b"ValueError('errors does not fit a 64-bit integer')"}
+    dead = [r for r in dead if b'"huge' not in r.value]
     by_index = {dict(r.headers).get("agentflux.source.index"): r for r in dead}
     assert set(by_index) == {b"0", b"1", None}
     assert by_index[b"1"].value == b"42"
