@@ -7,7 +7,8 @@ de-duplicated, and then handed to the processors: the history holds its rows per
 they are due as segments (``segment_rows`` events or ``segment_age_s``), then writes them in its
 own thread while the next batches are prepared; the timing windows and Prometheus histograms are
 updated on the event loop. Later processors (KPIs, failure patterns, predictor) take the same
-frame.
+frame. Three stages overlap: the next batch fills while one is decoded in the decoder's thread
+(which releases the GIL) and the one before it is applied on the event loop.
 
 Each offset is taken in once per assignment: a partition's records are processed from the offset
 after its last landed one (the history's, read when the partition is assigned) and a record at
@@ -68,6 +69,18 @@ def decode(records: Sequence[Any], max_bytes: int) -> tuple[EventFrame, list[tup
     frame = EventFrame.concat([frame, EventFrame.from_structs(slow)])
     # record order again (within a partition, the first of two events with one id lands)
     return frame.select(np.lexsort((frame.offset, frame.partition))), deadletters
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch taken in, its records decoding in the decoder's thread."""
+
+    batch: Sequence[Any]
+    fresh: list[Any]  # its records to process (not taken in before)
+    ranges: dict[int, list[int]]  # partition -> first and last offset taken in
+    parts: set[int]
+    revocations: int  # the pipeline's count when it was prepared
+    decoded: asyncio.Future  # -> (frame, dead letters)
 
 
 @dataclass(slots=True)
@@ -149,21 +162,51 @@ class EventPipeline:
         self._lock = asyncio.Lock()  # one batch prepared at a time (the agent, the timer)
         self.revocations = 0
         self.gaps = gaps  # None: a partition starts wherever the consumer does (a replay)
+        self._tail: asyncio.Future | None = None  # the last batch taken in being applied
         # partition -> the last offset taken in (landed, held or being landed)
         self.taken: dict[int, int] = {}
 
     async def handle(self, batch: Sequence[Any]) -> None:
+        """Take ``batch`` in: prepared now (its decoding starts in the decoder's thread), applied
+        after the batch before it, which is awaited here. So one batch is decoded while the one
+        before it is de-duplicated, windowed and held for landing on the event loop, and at
+        most two are in flight."""
         async with self._lock:
-            await self._handle(batch)
+            prepared = await self._prepare(batch)
+        if prepared is None:
+            return
+        before = self._chain(prepared)
+        if before is not None:
+            await before
 
-    async def _handle(self, batch: Sequence[Any]) -> None:
+    def _chain(self, prepared: "_Prepared") -> asyncio.Future | None:
+        """Apply ``prepared`` once the batch before it is applied; returns that one's future."""
+        before = self._tail
+
+        async def apply() -> None:
+            if before is not None:
+                await before  # (its failure is this one's too: nothing after it is applied)
+            await self._apply(prepared)
+
+        self._tail = asyncio.ensure_future(apply())
+        return before
+
+    async def settle(self) -> None:
+        """Wait until every batch taken in is applied (raises the failure of one that was not)."""
+        while self._tail is not None:
+            tail = self._tail
+            await tail
+            if self._tail is tail:
+                self._tail = None
+
+    async def _prepare(self, batch: Sequence[Any]) -> "_Prepared | None":
         ctx, history = self.ctx, self.history
         owned = self.assigned()
         # a take() buffer may still hold records of a partition revoked meanwhile: its new
         # owner processes them
         batch = [fe for fe in batch if (fe.message.topic, fe.message.partition) in owned]
         if not batch:
-            return
+            return None
         for fe in batch:
             m = fe.message
             ctx.processed[(m.topic, m.partition)] = m.offset
@@ -172,23 +215,29 @@ class EventPipeline:
         await history.landed.load(parts)
         fresh, ranges = await self._take(batch)
         await self.kpis.load(parts)  # (the window state as of the landed offsets)
-        frame, deadletters = decode(fresh, ctx.settings.max_record_bytes)
+        decoded = asyncio.get_running_loop().run_in_executor(
+            ctx.decode_executor, decode, fresh, ctx.settings.max_record_bytes)
+        return _Prepared(batch, fresh, ranges, parts, revocations, decoded)
+
+    async def _apply(self, b: "_Prepared") -> None:
+        history = self.history
+        frame, deadletters = await b.decoded
         frame, duplicates = await history.deduplicate(frame)
-        if self.revocations != revocations:
+        if self.revocations != b.revocations:
             # A rebalance happened while this was prepared: what preparing read or remembered
             # of these partitions (landed offsets, recent ids, window state) may predate the
             # previous owner's last landing. Nothing of the batch is landed or acked: after the
             # rebalance the consumer reads these partitions again from the committed offsets
             # (and its owner from the history's), with state read afresh.
-            self.forget(parts)
+            self.forget(b.parts)
             return
-        if ranges:
-            history.add(frame, len(fresh), deadletters, duplicates, ranges)
+        if b.ranges:
+            history.add(frame, len(b.fresh), deadletters, duplicates, b.ranges)
             self.kpis.add(frame)
         # (redelivered records too: acked once what was taken in before them has landed; the
         # gap reader's records, a batch of their own, are not Faust's to ack)
-        if not isinstance(batch[0], FetchedRecord):
-            self.unacked.append(batch)
+        if not isinstance(b.batch[0], FetchedRecord):
+            self.unacked.append(b.batch)
         if history.due():
             await self.start_flush()
         elif not history.pending() and self._idle():
@@ -257,7 +306,10 @@ class EventPipeline:
                         last, len(records))
             if records:
                 try:
-                    await self._handle(records)
+                    prepared = await self._prepare(records)
+                    if prepared is not None:
+                        self._chain(prepared)
+                        await self.settle()
                 except Exception as exc:
                     fail_stop("events", exc)
             if self.revocations == revocations:
@@ -310,20 +362,22 @@ class EventPipeline:
     async def tick(self) -> None:
         """Land what is held once it is due by age (a quiet stream brings no batch to do it);
         raise the failure of a flush that ended with one (no later batch may come to)."""
-        f = self.inflight
-        if f is not None and f.done() and (f.cancelled() or f.exception() is not None):
-            await self.wait()
+        for f in (self.inflight, self._tail):
+            if f is not None and f.done() and (f.cancelled() or f.exception() is not None):
+                await f
         if self._idle() and self.history.due():
             await self.start_flush()
 
     async def drain(self) -> None:
-        """Land everything held and wait for it."""
+        """Land everything taken in and wait for it."""
+        await self.settle()
         await self.start_flush()
         await self.wait()
 
     async def on_revoked(self, partitions: set[int]) -> None:
         """Land everything held before the rebalance completes, then forget the revoked
         partitions: their next owner resumes after what this worker landed."""
+        await self.settle()  # (the batches taken in before the rebalance land with the rest)
         self.revocations += 1
         await self.drain()
         # and the window state a timer may still be writing: the next owner reads it

@@ -18,7 +18,7 @@ async def take_bounded(stream: Any, *, max_events: int, max_records: int, within
                        size: Callable[[Any], int], ack: bool = True
                        ) -> AsyncIterator[Sequence[Any]]:
     """Like Faust's ``Stream.take_events``, full at ``max_events`` (sum of ``size(value)``) or
-    ``max_records``. Built on the same stream hooks Faust's take uses (a processor filling the
+    ``max_records``; the next batch fills while the caller has one. Built on the same stream hooks Faust's take uses (a processor filling the
     buffer while the stream is consumed passively). With ``ack=False`` the caller acks each
     event (``stream.ack(event)``) when it is done with it, e.g. once its batch has landed while
     the next batch is already being prepared."""
@@ -26,16 +26,12 @@ async def take_bounded(stream: Any, *, max_events: int, max_records: int, within
     held = 0
     full = asyncio.Event()
     consumed = asyncio.Event()
-    consuming: asyncio.Future | None = None
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal consuming, held
+        # (the buffer keeps filling while the caller has the batch before it: one batch in
+        # the caller's hands, the next one filling)
+        nonlocal held
         try:
-            if consuming is not None:
-                try:
-                    await consuming
-                finally:
-                    consuming = None
             event = stream.current_event
             if event is None:
                 raise RuntimeError("take buffer found current_event is None")
@@ -60,20 +56,15 @@ async def take_bounded(stream: Any, *, max_events: int, max_records: int, within
         while not stream.should_stop:
             await stream.wait_for_stopped(full, timeout=within)
             if events:
-                consuming = asyncio.get_running_loop().create_future()
-                try:
-                    yield list(events)
-                finally:
-                    batch = list(events)
-                    events.clear()
-                    held = 0
-                    if ack:
-                        for event in batch:
-                            await stream.ack(event)
-                    if not consuming.done():
-                        consuming.set_result(None)
-                    full.clear()
-                    consumed.set()
+                batch = events[:]
+                events.clear()
+                held = 0
+                full.clear()
+                consumed.set()  # (a full buffer: filling the next one)
+                yield batch
+                if ack:
+                    for event in batch:
+                        await stream.ack(event)
     finally:
         stream.enable_acks = acks
         stream._processors.remove(add_to_buffer)

@@ -30,6 +30,10 @@ class PipelineContext:
     # segment writes run here, one at a time, so the event loop keeps consuming meanwhile
     history_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-history"))
+    # the native decoder runs here (it releases the GIL), so the event loop keeps consuming
+    # and landing KPIs while a batch is decoded
+    decode_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-decode"))
     # compaction and retention, beside the landing (never in its way)
     upkeep_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-upkeep"))
@@ -48,7 +52,7 @@ class PipelineContext:
         # start the executors' threads now, not at their first task: a thread started later
         # can take the identity (pthread id) of a /metrics request thread that just ended, and
         # a sampling profiler then shows the history's writes under that thread's name
-        for executor in (self.history_executor, self.upkeep_executor):
+        for executor in (self.history_executor, self.decode_executor, self.upkeep_executor):
             executor.submit(int).result()
 
     def log_of(self, topic: str) -> str:
