@@ -27,6 +27,7 @@ the batch is acked (see ``fail_stop``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -41,6 +42,9 @@ from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.frame import EventFrame
 
 log = logging.getLogger("agentflux.events")
+
+# batches taken in and not applied yet, at most: one being applied, the others decoding ahead
+IN_FLIGHT = 3
 
 
 def _events_in(value: bytes | None) -> int:
@@ -79,7 +83,8 @@ class _Prepared:
     fresh: list[Any]  # its records to process (not taken in before)
     ranges: dict[int, list[int]]  # partition -> first and last offset taken in
     parts: set[int]
-    revocations: int  # the pipeline's count when it was prepared
+    revocations: int  # the pipeline's counts of revocations and forget() calls when it
+    forgets: int  # was prepared
     decoded: asyncio.Future  # -> (frame, dead letters)
 
 
@@ -162,42 +167,45 @@ class EventPipeline:
         self._lock = asyncio.Lock()  # one batch prepared at a time (the agent, the timer)
         self.revocations = 0
         self.gaps = gaps  # None: a partition starts wherever the consumer does (a replay)
-        self._tail: asyncio.Future | None = None  # the last batch taken in being applied
+        # the batches taken in and not applied yet, oldest first (each applied after the one
+        # before it)
+        self._applies: collections.deque[asyncio.Future] = collections.deque()
         # partition -> the last offset taken in (landed, held or being landed)
         self.taken: dict[int, int] = {}
+        # forget() calls so far; partition -> the count when it was last forgotten
+        self._forgets = 0
+        self._forgotten: dict[int, int] = {}
 
     async def handle(self, batch: Sequence[Any]) -> None:
-        """Take ``batch`` in: prepared now (its decoding starts in the decoder's thread), applied
-        after the batch before it, which is awaited here. So one batch is decoded while the one
-        before it is de-duplicated, windowed and held for landing on the event loop, and at
-        most two are in flight."""
+        """Take ``batch`` in: prepared now (its decoding starts in the decoder's thread) and
+        applied after the batches before it. Returns once at most :data:`IN_FLIGHT` batches
+        are taken in and not applied: batches are decoded ahead while the one before them is
+        de-duplicated, windowed and held for landing on the event loop."""
         async with self._lock:
             prepared = await self._prepare(batch)
         if prepared is None:
             return
-        before = self._chain(prepared)
-        if before is not None:
-            await before
+        self._chain(prepared)
+        while len(self._applies) > IN_FLIGHT - 1:
+            await self._applies.popleft()
 
-    def _chain(self, prepared: "_Prepared") -> asyncio.Future | None:
-        """Apply ``prepared`` once the batch before it is applied; returns that one's future."""
-        before = self._tail
+    def _chain(self, prepared: "_Prepared") -> None:
+        """Apply ``prepared`` once the batch before it is applied."""
+        before = self._applies[-1] if self._applies else None
 
         async def apply() -> None:
             if before is not None:
                 await before  # (its failure is this one's too: nothing after it is applied)
             await self._apply(prepared)
 
-        self._tail = asyncio.ensure_future(apply())
-        return before
+        self._applies.append(asyncio.ensure_future(apply()))
 
     async def settle(self) -> None:
         """Wait until every batch taken in is applied (raises the failure of one that was not)."""
-        while self._tail is not None:
-            tail = self._tail
-            await tail
-            if self._tail is tail:
-                self._tail = None
+        while self._applies:
+            await self._applies[-1]
+            while self._applies and self._applies[0].done():
+                self._applies.popleft().result()
 
     async def _prepare(self, batch: Sequence[Any]) -> "_Prepared | None":
         ctx, history = self.ctx, self.history
@@ -210,25 +218,28 @@ class EventPipeline:
         for fe in batch:
             m = fe.message
             ctx.processed[(m.topic, m.partition)] = m.offset
-        revocations = self.revocations
+        revocations, forgets = self.revocations, self._forgets
         parts = {fe.message.partition for fe in batch}
         await history.landed.load(parts)
         fresh, ranges = await self._take(batch)
         await self.kpis.load(parts)  # (the window state as of the landed offsets)
         decoded = asyncio.get_running_loop().run_in_executor(
             ctx.decode_executor, decode, fresh, ctx.settings.max_record_bytes)
-        return _Prepared(batch, fresh, ranges, parts, revocations, decoded)
+        return _Prepared(batch, fresh, ranges, parts, revocations, forgets, decoded)
 
     async def _apply(self, b: "_Prepared") -> None:
         history = self.history
         frame, deadletters = await b.decoded
         frame, duplicates = await history.deduplicate(frame)
-        if self.revocations != b.revocations:
-            # A rebalance happened while this was prepared: what preparing read or remembered
-            # of these partitions (landed offsets, recent ids, window state) may predate the
-            # previous owner's last landing. Nothing of the batch is landed or acked: after the
-            # rebalance the consumer reads these partitions again from the committed offsets
-            # (and its owner from the history's), with state read afresh.
+        if self.revocations != b.revocations or any(
+                self._forgotten.get(p, 0) > b.forgets for p in b.parts):
+            # A rebalance happened while this was prepared, or what was known of one of its
+            # partitions was dropped since (a batch before it met a rebalance): what preparing
+            # read or remembered of these partitions (landed offsets, offsets taken in, recent
+            # ids, window state) may predate the previous owner's last landing, or be gone.
+            # Nothing of the batch is landed or acked: after the rebalance the consumer reads
+            # these partitions again from the committed offsets (and its owner from the
+            # history's), with state read afresh.
             self.forget(b.parts)
             return
         if b.ranges:
@@ -319,7 +330,10 @@ class EventPipeline:
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held and known of ``partitions``: a new assignment reads them again
-        from the history."""
+        from the history (and a batch of theirs prepared before is not applied)."""
+        self._forgets += 1
+        for p in partitions:
+            self._forgotten[p] = self._forgets
         self.history.forget(partitions)
         self.kpis.forget(partitions)
         for p in partitions:
@@ -362,7 +376,7 @@ class EventPipeline:
     async def tick(self) -> None:
         """Land what is held once it is due by age (a quiet stream brings no batch to do it);
         raise the failure of a flush that ended with one (no later batch may come to)."""
-        for f in (self.inflight, self._tail):
+        for f in (self.inflight, *self._applies):
             if f is not None and f.done() and (f.cancelled() or f.exception() is not None):
                 await f
         if self._idle() and self.history.due():
