@@ -265,7 +265,9 @@ class PartitionWindows:
         slot = self.slots.get(code)
         if slot is not None:
             return slot
-        encoded = orjson.dumps([code[0], *code[1]])
+        # (a copy: orjson's bytes keep the 4 KiB buffer they were written into, and a slot per
+        # open session window kept 100 MB of them in a backlog drain)
+        encoded = memoryview(orjson.dumps([code[0], *code[1]])).tobytes()
         if self.free:
             slot = self.free.pop()
             self.codes[slot] = code
