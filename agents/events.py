@@ -334,6 +334,9 @@ class EventPipeline:
         self._forgets += 1
         for p in partitions:
             self._forgotten[p] = self._forgets
+        # (their held records are dropped, never acked: acks follow landing)
+        self.unacked = [kept for kept in ([fe for fe in b if fe.message.partition not in
+                                           partitions] for b in self.unacked) if kept]
         self.history.forget(partitions)
         self.kpis.forget(partitions)
         for p in partitions:
