@@ -659,19 +659,26 @@ class _Series:
                     del self.data[group]
         return gone
 
+    def _saved(self, buckets: dict) -> list:
+        """A group's buckets as stored."""
+        return [[b, a.state()] for b, a in buckets.items()]
+
+    def _stored(self, a: Any) -> Any:
+        """A bucket as stored -> its value."""
+        return _Agg.from_state(a)
+
     def state(self) -> dict:
         self.touched = set()
         return {"floor": self.floor_ns,
-                "groups": [[list(g), [[b, a.state()] for b, a in buckets.items()]]
-                           for g, buckets in self.data.items()]}
+                "groups": [[list(g), self._saved(buckets)] for g, buckets in self.data.items()]}
 
     def delta(self) -> dict:
         """The groups changed since the last :meth:`state` or :meth:`delta` (their buckets, or
         none: gone)."""
         touched, self.touched = self.touched, set()
+        data = self.data
         return {"floor": self.floor_ns,
-                "groups": [[list(g), None if g not in self.data else
-                            [[b, a.state()] for b, a in self.data[g].items()]]
+                "groups": [[list(g), self._saved(data[g]) if g in data else None]
                            for g in touched]}
 
     def apply(self, d: dict) -> None:
@@ -684,7 +691,7 @@ class _Series:
                 if not self.index[b]:
                     del self.index[b]
             if buckets is not None:
-                self.data[g] = {int(b): _Agg.from_state(a) for b, a in buckets}
+                self.data[g] = {int(b): self._stored(a) for b, a in buckets}
                 for b in self.data[g]:
                     self.index.setdefault(b, set()).add(g)
 
@@ -738,30 +745,8 @@ class _Spend(_Series):
     def total(self, group: Group, lo_ns: int, hi_ns: int, measures: Iterable[str]) -> float:
         return sum(v for b, v in self.data.get(group, {}).items() if lo_ns <= b < hi_ns)
 
-    def state(self) -> dict:
-        self.touched = set()
-        return {"floor": self.floor_ns,
-                "groups": [[list(g), list(buckets.items())] for g, buckets in self.data.items()]}
-
-    def delta(self) -> dict:
-        touched, self.touched = self.touched, set()
-        data = self.data
-        return {"floor": self.floor_ns,
-                "groups": [[list(g), list(data[g].items()) if g in data else None]
-                           for g in touched]}
-
-    def apply(self, d: dict) -> None:
-        self.floor_ns = d["floor"]
-        for g, buckets in d["groups"]:
-            g = tuple(g)
-            for b in self.data.pop(g, {}):
-                self.index[b].discard(g)
-                if not self.index[b]:
-                    del self.index[b]
-            if buckets is not None:
-                self.data[g] = {int(b): self._stored(v) for b, v in buckets}
-                for b in self.data[g]:
-                    self.index.setdefault(b, set()).add(g)
+    def _saved(self, buckets: dict) -> list:
+        return list(buckets.items())
 
     def _stored(self, v: Any) -> float:
         if type(v) is list:  # an aggregate's state (:class:`_Series`)
