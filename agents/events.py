@@ -7,8 +7,9 @@ de-duplicated, and then handed to the processors: the history holds its rows per
 they are due as segments (``segment_rows`` events or ``segment_age_s``), then writes them in its
 own thread while the next batches are prepared; the timing windows and Prometheus histograms are
 updated on the event loop. Later processors (KPIs, failure patterns, predictor) take the same
-frame. Three stages overlap: the next batch fills while one is decoded in the decoder's thread
-(which releases the GIL) and the one before it is applied on the event loop.
+frame. Three stages overlap: the next batch fills while the batches taken in are decoded in
+the decoder's thread (which releases the GIL) and the oldest of them is applied on the event
+loop (at most :data:`IN_FLIGHT` taken in and not applied).
 
 Each offset is taken in once per assignment: a partition's records are processed from the offset
 after its last landed one (the history's, read when the partition is assigned) and a record at
