@@ -1092,9 +1092,9 @@ class _CostBudget(_Rule):
 
     def _evict(self, cap: int, tick_ns: int) -> None:
         """Over ``max_keys``: forget the keys quiet the longest (by their newest bucket, oldest
-        first, then by key; never one over the budget) down to 90 % of the cap, so that a steady stream of
-        new keys evicts once every few ticks, not on every one. Memory stays bounded whatever
-        the rate of new keys; an evicted key that comes back starts from nothing (counted in
+        first, then by key; never one over the budget) down to 90 % of the cap, so that a
+        steady stream of new keys evicts once every few ticks, not on every one. Memory stays
+        bounded whatever the rate of new keys; an evicted key that comes back starts from nothing (counted in
         :attr:`evicted`)."""
         p, series = self.p, self.series["h"]
         excess = len(series.data) - cap * 9 // 10

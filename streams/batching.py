@@ -18,18 +18,17 @@ async def take_bounded(stream: Any, *, max_events: int, max_records: int, within
                        size: Callable[[Any], int], ack: bool = True
                        ) -> AsyncIterator[Sequence[Any]]:
     """Like Faust's ``Stream.take_events``, full at ``max_events`` (sum of ``size(value)``) or
-    ``max_records``; the next batch fills while the caller has one. Built on the same stream hooks Faust's take uses (a processor filling the
-    buffer while the stream is consumed passively). With ``ack=False`` the caller acks each
-    event (``stream.ack(event)``) when it is done with it, e.g. once its batch has landed while
-    the next batch is already being prepared."""
+    ``max_records``; the next batch fills while the caller has one. Built on the same stream
+    hooks Faust's take uses (a processor filling the buffer while the stream is consumed
+    passively). With ``ack=False`` the caller acks each event (``stream.ack(event)``) when it
+    is done with it, e.g. once its batch has landed while the next batch is already being
+    prepared."""
     events: list = []
     held = 0
     full = asyncio.Event()
     consumed = asyncio.Event()
 
     async def add_to_buffer(value: Any) -> Any:
-        # (the buffer keeps filling while the caller has the batch before it: one batch in
-        # the caller's hands, the next one filling)
         nonlocal held
         try:
             event = stream.current_event

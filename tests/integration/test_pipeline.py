@@ -209,7 +209,8 @@ def test_kpi_records_one_row_or_an_array_and_bad_ones_go_to_the_dead_letter_topi
     assert len(rows) == 3 and batch.rows > 1
     # integers JSON allows and the history's columns do not hold (they crashed the lander)
     huge_row = {**rows[0], "row_id": "huge", "count": 2**63}
-    huge_batch = {**batch_doc, "row_id": "huge-batch", "errors": [0] * (batch.rows - 1) + [2**64 - 1]}
+    huge_batch = {**batch_doc, "row_id": "huge-batch",
+                  "errors": [0] * (batch.rows - 1) + [2**64 - 1]}
     records = [orjson.dumps(rows[0]), orjson.dumps([rows[1], 42, rows[2]]), b"{not json",
                orjson.dumps([bad_batch, batch_doc]), orjson.dumps([huge_row, huge_batch])]
     worker.start()
