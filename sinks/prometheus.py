@@ -127,6 +127,9 @@ class PipelineMetrics:
         self._evicted: dict[str, int] = {}  # rule -> keys forgotten early (max_keys)
         self._delivery: dict[tuple[str, str], int] = {}  # (sink, outcome) -> alerts
         self._open_windows = 0
+        self._otlp_spans: dict[str, int] = {}  # outcome -> spans
+        self._otlp_dropped: dict[str, int] = {}  # reason -> spans
+        self._otlp_queue = 0
         self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
         self._hist: dict[tuple[str, str, str], list] = {}  # labels -> [bucket counts, sum]
         self._fresh_bounds = np.asarray(FRESHNESS_BUCKETS_S)
@@ -222,6 +225,27 @@ class PipelineMetrics:
         with self._lock:
             self._open_windows = n
 
+    # OTLP span export (called by sinks/otlp.py); outcomes and reasons are a fixed set
+    OTLP_OUTCOMES = ("exported", "dropped", "sampled_out")
+    OTLP_DROP_REASONS = ("queue_full", "export_failed", "shutdown")
+
+    def count_spans(self, outcome: str, n: int) -> None:
+        """Spans by outcome: ``exported``, ``dropped`` or ``sampled_out``."""
+        k = label_value(outcome)
+        with self._lock:
+            self._otlp_spans[k] = self._otlp_spans.get(k, 0) + n
+
+    def count_spans_dropped(self, reason: str, n: int) -> None:
+        """Spans dropped, by reason: ``queue_full``, ``export_failed`` or ``shutdown``."""
+        k = label_value(reason)
+        with self._lock:
+            self._otlp_dropped[k] = self._otlp_dropped.get(k, 0) + n
+
+    def set_otlp_queue(self, n: int) -> None:
+        """Spans waiting in the OTLP export queue now."""
+        with self._lock:
+            self._otlp_queue = n
+
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         topic = label_value(topic)
         with self._lock:
@@ -302,6 +326,8 @@ class PipelineMetrics:
             alerts, active, delivery = (dict(self._alerts), self._active_alerts,
                                         dict(self._delivery))
             evicted = dict(self._evicted)
+            otlp_spans, otlp_dropped = dict(self._otlp_spans), dict(self._otlp_dropped)
+            otlp_queue = self._otlp_queue
         c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
         for k, n in sorted(events.items()):
             c.add_metric([k], n)
@@ -374,6 +400,19 @@ class PipelineMetrics:
         for (sink, outcome), n in sorted(delivery.items()):
             c.add_metric([sink, outcome], n)
         yield c
+        c = CounterMetricFamily(f"{p}_otlp_spans", "Spans handed to the OTLP exporter, by "
+                                "outcome (exported, dropped, sampled_out)", labels=["outcome"])
+        for o in sorted({*self.OTLP_OUTCOMES, *otlp_spans}):
+            c.add_metric([o], otlp_spans.get(o, 0))
+        yield c
+        c = CounterMetricFamily(f"{p}_otlp_spans_dropped", "Spans dropped by the OTLP exporter, "
+                                "by reason (queue_full, export_failed, shutdown)",
+                                labels=["reason"])
+        for r in sorted({*self.OTLP_DROP_REASONS, *otlp_dropped}):
+            c.add_metric([r], otlp_dropped.get(r, 0))
+        yield c
+        yield GaugeMetricFamily(f"{p}_otlp_queue_spans", "Spans waiting in the OTLP export "
+                                "queue", value=otlp_queue)
         h = HistogramMetricFamily(f"{p}_landing_freshness_seconds",
                                   "Event time to the commit of the history transaction that "
                                   "landed the event, in seconds (clamped at 0)", unit="")

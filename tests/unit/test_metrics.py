@@ -51,3 +51,24 @@ def test_grouped_observations_equal_one_observation_per_span():
                       for f in reg.collect() if f.name == "agentflux_span_duration_seconds"
                       for s in f.samples)
     assert spans_of(regs[0]) == spans_of(regs[1]) and len(spans_of(regs[0])) > 12 * 10
+
+
+def test_otlp_export_counters_and_queue_gauge():
+    reg = CollectorRegistry()
+    m = PipelineMetrics(registry=reg)
+    get = reg.get_sample_value
+    # every outcome and reason is exposed from the start (a rate() needs the zero)
+    for o in ("exported", "dropped", "sampled_out"):
+        assert get("agentflux_otlp_spans_total", {"outcome": o}) == 0
+    for r in ("queue_full", "export_failed", "shutdown"):
+        assert get("agentflux_otlp_spans_dropped_total", {"reason": r}) == 0
+    m.count_spans("exported", 10)
+    m.count_spans("exported", 5)
+    m.count_spans("dropped", 2)
+    m.count_spans_dropped("queue_full", 2)
+    m.set_otlp_queue(7)
+    m.set_otlp_queue(3)
+    assert get("agentflux_otlp_spans_total", {"outcome": "exported"}) == 15
+    assert get("agentflux_otlp_spans_total", {"outcome": "dropped"}) == 2
+    assert get("agentflux_otlp_spans_dropped_total", {"reason": "queue_full"}) == 2
+    assert get("agentflux_otlp_queue_spans") == 3
