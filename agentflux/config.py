@@ -49,6 +49,90 @@ class Topics:
         return cls(**{**names, **kw})
 
 
+@dataclass(frozen=True)
+class OtlpSettings:
+    """OTLP span export (:mod:`agentflux.sinks.otlp`): on when an OTLP endpoint is set. The
+    endpoint, headers, TLS, compression and timeout are the exporter's own
+    ``OTEL_EXPORTER_OTLP_*`` variables; these are the rest, from the standard variables where
+    there is one (``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_TRACES_SAMPLER[_ARG]``,
+    ``OTEL_BSP_*``)."""
+
+    protocol: str = "grpc"  # or "http/protobuf"
+    sample_ratio: float = 1.0  # share of traces kept, decided on the trace id
+    keep_errors: bool = True  # error spans (and their session's root) are kept at any ratio
+    max_queue_spans: int = 32_768
+    max_export_batch: int = 512
+    schedule_delay_s: float = 1.0
+    session_idle_s: float = 30.0  # a session's invoke_agent root is exported once this quiet
+    max_sessions: int = 10_000  # open roots kept; the least recently seen is exported beyond
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("grpc", "http/protobuf"):
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={self.protocol!r}: use grpc or "
+                              "http/protobuf")
+        if not 0.0 <= self.sample_ratio <= 1.0:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG={self.sample_ratio!r}: the trace ratio "
+                              "is 0..1 (e.g. 0.1 keeps one trace in ten)")
+        for name, key in (("max_queue_spans", "OTEL_BSP_MAX_QUEUE_SIZE"),
+                          ("max_export_batch", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+                          ("max_sessions", "AGENTFLUX_OTLP_MAX_SESSIONS")):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{key}={getattr(self, name)!r}: must be >= 1")
+        if self.schedule_delay_s <= 0 or self.session_idle_s < 0:
+            raise ConfigError("OTEL_BSP_SCHEDULE_DELAY must be > 0 ms and "
+                              "AGENTFLUX_OTLP_SESSION_IDLE_S >= 0 s")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "OtlpSettings | None":
+        """The export's settings, or None when no OTLP endpoint is set (or
+        ``OTEL_SDK_DISABLED=true`` / ``OTEL_TRACES_EXPORTER=none``)."""
+        if not (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+            return None
+        if (env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+                or env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"):
+            return None
+        kw: dict[str, Any] = {}
+
+        def num(key: str, conv: Any, scale: float = 1.0) -> Any:
+            raw = env[key]
+            try:
+                return conv(conv(raw) * scale) if scale != 1.0 else conv(raw)
+            except ValueError:
+                raise ConfigError(f"{key}={raw!r} is not a valid {conv.__name__}: set it to "
+                                  f"one, or unset {key} for the default") from None
+
+        proto = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+            "OTEL_EXPORTER_OTLP_PROTOCOL")
+        if proto:
+            kw["protocol"] = proto.strip()
+        sampler = (env.get("OTEL_TRACES_SAMPLER") or "").strip().lower()
+        if sampler:
+            base = sampler.removeprefix("parentbased_")
+            if base == "always_on":
+                kw["sample_ratio"] = 1.0
+            elif base == "always_off":
+                kw["sample_ratio"] = 0.0
+            elif base == "traceidratio":
+                kw["sample_ratio"] = (num("OTEL_TRACES_SAMPLER_ARG", float)
+                                      if env.get("OTEL_TRACES_SAMPLER_ARG") else 1.0)
+            else:
+                raise ConfigError(f"OTEL_TRACES_SAMPLER={sampler!r}: use always_on, always_off "
+                                  "or traceidratio (with OTEL_TRACES_SAMPLER_ARG=0..1)")
+        if env.get("AGENTFLUX_OTLP_KEEP_ERRORS"):
+            kw["keep_errors"] = env["AGENTFLUX_OTLP_KEEP_ERRORS"].strip().lower() not in (
+                "0", "false", "no")
+        for key, name, conv, scale in (
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "max_queue_spans", int, 1.0),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "max_export_batch", int, 1.0),
+                ("OTEL_BSP_SCHEDULE_DELAY", "schedule_delay_s", float, 1e-3),
+                ("AGENTFLUX_OTLP_SESSION_IDLE_S", "session_idle_s", float, 1.0),
+                ("AGENTFLUX_OTLP_MAX_SESSIONS", "max_sessions", int, 1.0)):
+            if env.get(key):
+                kw[name] = num(key, conv, scale)
+        return cls(**kw)
+
+
 def _state_dir() -> Path:
     return Path(os.environ.get("AGENTFLUX_HOME", Path.home() / ".cache" / "agentflux"))
 
@@ -104,6 +188,8 @@ class Settings:
     webhook_url: str | None = None
     webhook_secrets: SecretStr | None = None
     alert_resend_s: float = 30.0
+    # OTLP span export (None: off; on when OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set)
+    otlp: OtlpSettings | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     web_host: str = "127.0.0.1"
@@ -235,6 +321,7 @@ class Settings:
         take("AGENTFLUX_WEBHOOK_URL", "webhook_url")
         take("AGENTFLUX_WEBHOOK_SECRETS", "webhook_secrets", SecretStr)
         take("AGENTFLUX_ALERT_RESEND_S", "alert_resend_s", float)
+        values["otlp"] = OtlpSettings.from_env(env)
         topic_kw: dict[str, Any] = {}
         for key, name, conv in (("AGENTFLUX_TOPIC_PREFIX", "prefix", str),
                                 ("AGENTFLUX_EVENTS_PARTITIONS", "events_partitions", int),

@@ -51,8 +51,35 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
     sinks = alerting.alert_sinks(ctx)
     history_agents.register(app, ctx, alerting.Alerting(ctx, rules, sinks))
     register_sinks(app, sinks)
+    if settings.otlp is not None and not settings.replay:
+        register_span_export(app, ctx, settings.otlp)
     lag.register(app, ctx)
     return app
+
+
+def register_span_export(app: Any, ctx: PipelineContext, otlp: Any) -> None:
+    """Export the event stream as OTLP spans (:mod:`agentflux.sinks.otlp`): its thread starts
+    with the app; at shutdown, what is queued and the open sessions' roots get one bounded
+    flush (the rest is counted as dropped)."""
+    from agentflux.sinks.otlp import SpanExport
+
+    ctx.spans = SpanExport(otlp, ctx.metrics)
+
+    @app.task
+    async def start_span_export() -> None:
+        ctx.spans.start()
+
+    # Stopped after the agents: the events agent lands (and offers) what it holds as it stops,
+    # after the app's on_before_shutdown; Faust has no signal for after, so the app's own
+    # on_shutdown (mode's last step of stop()) is wrapped.
+    app_on_shutdown = app.on_shutdown
+
+    async def on_shutdown() -> None:
+        import asyncio
+        await app_on_shutdown()
+        await asyncio.get_running_loop().run_in_executor(None, ctx.spans.stop, 5.0)
+
+    app.on_shutdown = on_shutdown
 
 
 def register_sinks(app: Any, sinks: list) -> None:

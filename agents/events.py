@@ -246,6 +246,8 @@ class EventPipeline:
         if b.ranges:
             history.add(frame, len(b.fresh), deadletters, duplicates, b.ranges)
             self.kpis.add(frame)
+            if self.ctx.spans is not None:  # (sampling and a column take; built elsewhere)
+                self.ctx.spans.offer(frame)
         # (redelivered records too: acked once what was taken in before them has landed; the
         # gap reader's records, a batch of their own, are not Faust's to ack)
         if not isinstance(b.batch[0], FetchedRecord):

@@ -38,6 +38,8 @@ class PipelineContext:
     upkeep_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="agentflux-upkeep"))
     topics: Any = None  # AppTopics, set by the app factory
+    # the OTLP span export (sinks.otlp.SpanExport) when one is configured: offered each batch
+    spans: Any = None
     # topic -> the log its offsets count in (sinks.history.log_id of its cluster and topic id)
     logs: dict = field(default_factory=dict)
     # topic -> its number of partitions, as the broker reported it at start (where known)
