@@ -106,10 +106,14 @@ class Kpis:
     def add(self, frame: EventFrame) -> None:
         if not frame.n:
             return
-        observe = self.ctx.metrics.observe_grouped
+        metrics = self.ctx.metrics
 
         def on_durations(spans: list, durations_ms: np.ndarray, groups: np.ndarray) -> None:
-            observe(spans, durations_ms / 1000.0, groups)
+            metrics.observe_grouped(spans, durations_ms / 1000.0, groups)
+            # exemplars (trace ids) of the same histogram: one per (series, bucket), vectorised
+            key_index, keys = frame.spans()
+            metrics.observe_exemplars(keys, key_index, frame.duration_ms,
+                                      frame.strings["trace_id"], frame.ts)
 
         self.windows.add_frame(frame, on_durations)
 

@@ -15,9 +15,11 @@ import threading
 from typing import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
+from prometheus_client.samples import Exemplar
 
 GENAI_DURATION_BUCKETS_S = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
                             10.24, 20.48, 40.96, 81.92)
@@ -66,8 +68,14 @@ KPI_COUNTERS: dict[tuple[str, str], tuple[str, tuple[tuple[str, str], ...]]] = {
     ("executor.task", "budget_exceeded"): ("executor_budget_exceeded", ()),
     ("pool.acquire", "warm"): ("pool_acquires", (("start", "warm"),)),
     ("pool.acquire", "cold"): ("pool_acquires", (("start", "cold"),)),
+    # calls and failed calls: the error ratios of the burn-rate and streak alerting rules
+    ("tool.call", "count"): ("tool_calls", ()),
+    ("tool.call", "errors"): ("tool_call_errors", ()),
+    ("llm.call", "count"): ("llm_calls", ()),
+    ("llm.call", "errors"): ("llm_call_errors", ()),
+    ("context.compress", "count"): ("compressions", ()),
 }
-NAME_LABELS = {"cache.lookup": "cache", "cache.stats": "cache", "llm.call": "model",
+NAME_LABELS = {"tool.call": "tool", "cache.lookup": "cache", "cache.stats": "cache", "llm.call": "model",
                "prompt_cache.lookup": "prefix", "context.compress": "strategy",
                "routing.decision": "model", "executor.task": "task", "pool.acquire": "pool"}
 KPI_HELP = {
@@ -83,9 +91,30 @@ KPI_HELP = {
     "executor_speculative_tasks": "Speculative executor tasks",
     "executor_budget_exceeded": "Executor tasks refused or stopped by their budget",
     "pool_acquires": "Container acquisitions by start (warm or cold)",
+    "tool_calls": "Tool calls, per tool (of closed KPI windows)",
+    "tool_call_errors": "Tool calls that failed, per tool (of closed KPI windows)",
+    "llm_calls": "LLM calls, per model (of closed KPI windows)",
+    "llm_call_errors": "LLM calls that failed, per model (of closed KPI windows)",
+    "compressions": "Context compressions, per strategy (of closed KPI windows)",
 }
 # a KPI family keeps at most this many label sets; more are counted, not exposed
 MAX_KPI_SERIES = 2000
+# Span-duration histogram series (type, name, philosophy) kept; a new one past the cap is folded
+# into its type's overflow series (name and philosophy OVERFLOW), so sums and counts over all
+# series stay exact, and the spans folded are counted (agentflux_span_series_overflow_total).
+# Each series is 17 samples a scrape: 1,000 series is ~17,000 lines, rendered in ~0.1 s.
+MAX_SPAN_SERIES = 1000
+OVERFLOW = "__overflow__"
+# per-philosophy gauges (resource maxima) keep at most this many philosophies
+MAX_PHILOSOPHY_SERIES = 200
+# dead-letter reasons are identifiers from the codec and the validator (invalid_json, oversize,
+# unknown_type ...; the detail goes in the dead-letter record's headers, never in a label); any
+# other string, or a reason past the cap, is counted as "other"
+MAX_DEADLETTER_REASONS = 64
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# exemplar trace ids: W3C (32 hex) or 64-bit (16 hex) ids only (OpenMetrics bounds an exemplar's
+# labels to 128 characters; anything else a runtime sends is not a trace id a backend can open)
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 # last closed window's maximum of a resource measure, per philosophy: (measure, gauge, help)
 RESOURCE_GAUGES = (("cpu_percent", "resource_cpu_percent_max",
                     "CPU percent, maximum over the last closed window's samples"),
@@ -98,10 +127,16 @@ def _bucket_counts(bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds) + 1)
 
 
-def _cumulative(bounds: Sequence[float], counts: np.ndarray) -> list[tuple[str, int]]:
-    """Prometheus histogram buckets (``le``, cumulative count) from per-bucket counts."""
+def _cumulative(bounds: Sequence[float], counts: np.ndarray,
+                exemplars: dict[int, Exemplar] | None = None) -> list[tuple]:
+    """Prometheus histogram buckets (``le``, cumulative count[, exemplar]) from per-bucket
+    counts; ``exemplars``: bucket index -> the exemplar of an observation in that bucket."""
     cum = np.cumsum(counts).tolist()
-    return [*((repr(b), cum[i]) for i, b in enumerate(bounds)), ("+Inf", cum[-1])]
+    out = [*((repr(b), cum[i]) for i, b in enumerate(bounds)), ("+Inf", cum[-1])]
+    if exemplars:
+        for i, ex in exemplars.items():
+            out[i] = (*out[i], ex)
+    return out
 
 
 class PipelineMetrics:
@@ -132,6 +167,9 @@ class PipelineMetrics:
         self._otlp_queue = 0
         self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
         self._hist: dict[tuple[str, str, str], list] = {}  # labels -> [bucket counts, sum]
+        self._span_overflow: dict[str, int] = {}  # type -> spans folded into its overflow series
+        self._exemplars: dict[tuple[str, str, str], dict[int, Exemplar]] = {}  # -> bucket -> ex
+        self._philosophy_overflow = 0
         self._fresh_bounds = np.asarray(FRESHNESS_BUCKETS_S)
         self._fresh = [np.zeros(len(FRESHNESS_BUCKETS_S) + 1, dtype=np.int64), 0.0]
         self._server = None
@@ -149,8 +187,13 @@ class PipelineMetrics:
             self._records += n
 
     def count_deadletters(self, reason: str, n: int = 1) -> None:
-        reason = label_value(reason)
+        """Dead letters by reason: an identifier of a bounded set; anything else (or a new
+        reason past :data:`MAX_DEADLETTER_REASONS`) is counted as ``other``."""
+        if type(reason) is not str or not _REASON.fullmatch(reason):
+            reason = "other"
         with self._lock:
+            if reason not in self._deadletters and len(self._deadletters) >= MAX_DEADLETTER_REASONS:
+                reason = "other"
             self._deadletters[reason] = self._deadletters.get(reason, 0) + n
 
     def count_duplicates(self, n: int) -> None:
@@ -179,18 +222,23 @@ class PipelineMetrics:
                     for m, gauge, _ in RESOURCE_GAUGES:
                         v = r["maxes"].get(m)
                         key = (gauge, label_value(r["philosophy"]))
-                        if v is not None and r["window_start_ns"] >= self._resource.get(
-                                key, (-1, 0.0))[0]:
+                        if v is None:
+                            continue
+                        if key not in self._resource and (
+                                len(self._resource) >= MAX_PHILOSOPHY_SERIES * len(RESOURCE_GAUGES)):
+                            self._philosophy_overflow += 1
+                            continue
+                        if r["window_start_ns"] >= self._resource.get(key, (-1, 0.0))[0]:
                             self._resource[key] = (r["window_start_ns"], v)
                     continue
                 label = NAME_LABELS.get(t)
                 if label is None:
                     continue
-                for m in ("count", *r["sums"]):
+                for m in ("count", "errors", *r["sums"]):
                     spec = KPI_COUNTERS.get((t, m))
                     if spec is None:
                         continue
-                    v = r["count"] if m == "count" else r["sums"][m]
+                    v = r.get(m, 0) if m in ("count", "errors") else r["sums"][m]
                     if not v:
                         continue
                     family, fixed = spec
@@ -271,13 +319,25 @@ class PipelineMetrics:
             self.observe_grouped([(span_type, name, philosophy)], arr,
                                  np.zeros(arr.size, np.int64))
             return
-        key = (label_value(span_type), label_value(name), label_value(philosophy))
         with self._lock:
-            h = self._hist.get(key)
-            if h is None:
-                h = self._hist[key] = [np.zeros(len(self._bounds) + 1, dtype=np.int64), 0.0]
+            h = self._series(span_type, name, philosophy, len(seconds))[1]
             h[0] += counts
             h[1] += total
+
+    def _series(self, span_type: str, name: str, philosophy: str, n: int) -> tuple[tuple, list]:
+        """The histogram series of a span key (with the lock held): its own while fewer than
+        :data:`MAX_SPAN_SERIES` exist, else its type's overflow series (``n`` spans counted as
+        folded)."""
+        key = (label_value(span_type), label_value(name), label_value(philosophy))
+        h = self._hist.get(key)
+        if h is None:
+            if len(self._hist) >= MAX_SPAN_SERIES:
+                self._span_overflow[key[0]] = self._span_overflow.get(key[0], 0) + n
+                key = (key[0], OVERFLOW, OVERFLOW)
+                h = self._hist.get(key)
+            if h is None:
+                h = self._hist[key] = [np.zeros(len(self._bounds) + 1, dtype=np.int64), 0.0]
+        return key, h
 
     def observe_grouped(self, spans: Sequence[tuple[str, str, str]], seconds: np.ndarray,
                         groups: np.ndarray) -> None:
@@ -290,15 +350,52 @@ class PipelineMetrics:
         counts = np.bincount(flat, minlength=len(spans) * width).reshape(-1, width)
         totals = np.bincount(groups, weights=seconds, minlength=len(spans)).tolist()
         present = np.unique(groups).tolist()
+        sizes = counts.sum(axis=1).tolist()
         with self._lock:
             for g in present:
-                span_type, name, philosophy = spans[g]
-                key = (label_value(span_type), label_value(name), label_value(philosophy))
-                h = self._hist.get(key)
-                if h is None:
-                    h = self._hist[key] = [np.zeros(width, dtype=np.int64), 0.0]
+                h = self._series(*spans[g], sizes[g])[1]
                 h[0] += counts[g]
                 h[1] += totals[g]
+
+    def observe_exemplars(self, keys: Sequence[tuple[str, str, str]], key_index: np.ndarray,
+                          duration_ms: np.ndarray, trace_ids, ts_ns: np.ndarray) -> None:
+        """Exemplars for the span-duration histogram from a batch of events: per (span key,
+        bucket), the batch's last event with a duration and a trace id becomes the bucket's
+        exemplar ``{trace_id=...}`` (value: its duration, timestamp: its event time). Picked
+        with numpy; Python touches one event per (series, bucket) present. ``keys`` and
+        ``key_index``: the span key of every event (``EventFrame.spans()``), ``trace_ids``: a
+        pyarrow string array with nulls. Call after :meth:`observe_grouped` for the batch."""
+        if trace_ids is None or len(trace_ids) == 0 or trace_ids.null_count == len(trace_ids):
+            return
+        valid = ~np.isnan(duration_ms)
+        if trace_ids.null_count:
+            valid &= trace_ids.is_valid().to_numpy(zero_copy_only=False)
+        sel = np.flatnonzero(valid)
+        if not sel.size:
+            return
+        width = len(self._bounds) + 1
+        seconds = duration_ms[sel] / 1000.0
+        combo = key_index[sel].astype(np.int64) * width + np.searchsorted(
+            self._bounds, seconds, side="left")
+        slot = np.full(len(keys) * width, -1, np.int64)
+        slot[combo] = np.arange(sel.size)  # (a repeated index keeps one of its events)
+        last = slot[slot >= 0]
+        tids = trace_ids.take(pa.array(sel[last])).to_pylist()
+        k_of = key_index[sel[last]].tolist()
+        b_of = (combo[last] % width).tolist()
+        vals = seconds[last].tolist()
+        times = (ts_ns[sel[last]] / 1e9).tolist()
+        with self._lock:
+            for tid, k, b, v, t in zip(tids, k_of, b_of, vals, times):
+                if not _TRACE_ID.fullmatch(tid):
+                    continue
+                span_type, name, philosophy = keys[k]
+                key = (label_value(span_type), label_value(name), label_value(philosophy))
+                if key not in self._hist:
+                    key = (key[0], OVERFLOW, OVERFLOW)
+                    if key not in self._hist:
+                        continue
+                self._exemplars.setdefault(key, {})[b] = Exemplar({"trace_id": tid}, v, t)
 
     def observe_freshness(self, seconds: np.ndarray) -> None:
         """Event time to landed, one value per landed event (a batch at a time)."""
@@ -318,6 +415,8 @@ class PipelineMetrics:
             lag = dict(self._lag)
             rows = dict(self._rows)
             hist = {k: (v[0].copy(), v[1]) for k, v in self._hist.items()}
+            exemplars = {k: dict(v) for k, v in self._exemplars.items()}
+            span_overflow, phil_overflow = dict(self._span_overflow), self._philosophy_overflow
             fresh_counts, fresh_sum = self._fresh[0].copy(), self._fresh[1]
             records, windows, open_windows = self._records, self._kpi_windows, self._open_windows
             duplicates, event_time = self._duplicates, dict(self._event_time)
@@ -366,8 +465,19 @@ class PipelineMetrics:
                                   "Duration of spans (tool calls, LLM calls, ...) in seconds",
                                   labels=["type", "name", "philosophy"], unit="")
         for labels, (counts, total) in sorted(hist.items()):
-            h.add_metric(list(labels), _cumulative(GENAI_DURATION_BUCKETS_S, counts), total)
+            h.add_metric(list(labels), _cumulative(GENAI_DURATION_BUCKETS_S, counts,
+                                                   exemplars.get(labels)), total)
         yield h
+        c = CounterMetricFamily(f"{p}_span_series_overflow", "Spans observed into their type's "
+                                f"{OVERFLOW} series of {p}_span_duration_seconds because "
+                                f"{MAX_SPAN_SERIES} (type, name, philosophy) series already "
+                                "existed, by type", labels=["type"])
+        for t, n in sorted(span_overflow.items()):
+            c.add_metric([t], n)
+        yield c
+        yield CounterMetricFamily(f"{p}_philosophy_series_overflow", "Resource maxima not "
+                                  f"exposed because {MAX_PHILOSOPHY_SERIES} philosophies "
+                                  "already have a series", value=phil_overflow)
         for family, series in sorted(kpi.items()):
             names = [k for k, _ in next(iter(series))]
             c = CounterMetricFamily(f"{p}_{family}", KPI_HELP[family], labels=names)

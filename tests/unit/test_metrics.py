@@ -72,3 +72,35 @@ def test_otlp_export_counters_and_queue_gauge():
     assert get("agentflux_otlp_spans_total", {"outcome": "dropped"}) == 2
     assert get("agentflux_otlp_spans_dropped_total", {"reason": "queue_full"}) == 2
     assert get("agentflux_otlp_queue_spans") == 3
+
+
+def test_span_histogram_exemplars_carry_trace_ids_in_openmetrics():
+    import numpy as np
+    import pyarrow as pa
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    reg = CollectorRegistry()
+    m = PipelineMetrics(registry=reg)
+    keys = [("tool.call", "grep", "react"), ("llm.call", "m1", "react")]
+    key_index = np.array([0, 0, 0, 1, 1])
+    duration_ms = np.array([5.0, 3000.0, 7.0, 900.0, np.nan])
+    trace = pa.array(["a" * 32, "b" * 32, None, "not a trace id", "c" * 32])
+    ts = np.array([1, 2, 3, 4, 5], np.int64) * 10**9 + 1_700_000_000 * 10**9
+    has = ~np.isnan(duration_ms)
+    m.observe_grouped(keys, duration_ms[has] / 1000, key_index[has])
+    m.observe_exemplars(keys, key_index, duration_ms, trace, ts)
+    text = openmetrics(reg).decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "agentflux_span_duration_seconds_bucket" and s.exemplar]
+    got = {(s.labels["name"], s.labels["le"]): s.exemplar for s in samples}
+    # grep: 5 ms in le=0.01 (trace a; the 7 ms span has no trace id), 3 s in le=5.12 (trace b)
+    assert got[("grep", "0.01")].labels == {"trace_id": "a" * 32}
+    assert got[("grep", "0.01")].value == 0.005
+    assert float(got[("grep", "0.01")].timestamp) == 1_700_000_001  # event time
+    assert got[("grep", "5.12")].labels == {"trace_id": "b" * 32}
+    # m1: its only traced span had no duration; the other's "trace id" is not one
+    assert not any(name == "m1" for name, _ in got)
+    assert len(got) == 2
+    # the classic text format (what promtool and older scrapers read) has no exemplars
+    assert "trace_id" not in generate_latest(reg).decode()
