@@ -21,6 +21,13 @@ per record); its clock runs from its first consumed record until all N are proce
   = now) through the Emitter at 10,000 events/s for ~20 s; the p99 of event time to its segment
   being in place, from the worker's ``agentflux_landing_freshness_seconds`` histogram (only what
   this phase added to it).
+* ``freshness_prometheus_p99_s`` (and ``_p50_s``): in the same phase, a real Prometheus
+  (Debian's ``prometheus``, :mod:`agentflux.localprom`) scrapes the worker every
+  ``freshness_prometheus_scrape_interval_s`` (1 s) and its query API is polled every 50 ms for
+  ``sum(agentflux_events_total)`` (counted when an event has landed). The k-th emitted event
+  (by event time) is visible once the query returns at least k events more than before the
+  phase; its freshness is that poll's wall time minus its event time. Target: p99 <= 2 s plus
+  the scrape interval. A missing ``prometheus`` is an error naming the Debian package.
 * ``landing_rows_per_s``: in this process, with the worker stopped: 1,000,000 realistic event
   rows (synthetic events in records of 1,000, decoded by the worker's codec, one
   :class:`~agentflux.streams.frame.EventFrame` per 100,000 rows as an Arrow table in the
@@ -70,6 +77,9 @@ FRESHNESS = "agentflux_landing_freshness_seconds"
 SCRAPE_EVERY_S = 1.0
 FRESHNESS_RATE = 10_000
 FRESHNESS_S = 20.0
+PROM_SCRAPE_S = 1.0  # the scrape interval of the Prometheus of the freshness phase
+PROM_POLL_S = 0.05  # how often its query API is read
+PROM_EVENTS = "sum(agentflux_events_total)"
 RSS_FLAT_TOLERANCE = 0.10
 LANDING_ROWS = 1_000_000
 SEGMENT_ROWS = 100_000
@@ -228,8 +238,72 @@ def quantile_upper_bound(before: dict[float, float], after: dict[float, float],
     return next(le for le, cum in delta if cum >= rank), total
 
 
-def _freshness(worker: Any, s: Settings, landed: int, seconds: float, rate: int) -> dict[str, Any]:
-    """Emit live events at ``rate`` for ``seconds`` to the worker's topic; the p99 freshness."""
+class PromPoller:
+    """Reads ``expr`` from a Prometheus query API every ``interval_s`` in a thread:
+    ``(wall time ns after the answer, value)`` pairs."""
+
+    def __init__(self, prom: Any, expr: str, interval_s: float = PROM_POLL_S):
+        import threading
+        self.prom, self.expr, self.interval_s = prom, expr, interval_s
+        self.samples: list[tuple[int, float]] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prom-poller", daemon=True)
+
+    def start(self) -> "PromPoller":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                v = self.prom.value(self.expr)
+            except (OSError, RuntimeError, ValueError):
+                self.errors += 1
+            else:
+                if v is not None:
+                    self.samples.append((time.time_ns(), v))
+            self._stop.wait(self.interval_s)  # the polling period
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+
+
+def visibility_freshness(event_ts_ns: list[int], samples: list[tuple[int, float]],
+                         baseline: float) -> tuple[list[float], int]:
+    """Per event, the seconds from its event time to the first sample whose value exceeds
+    ``baseline`` by more than its rank (events ranked by event time: the k-th event is visible
+    once k + 1 of them are counted); and how many events were never seen."""
+    import numpy as np
+    ts = np.sort(np.asarray(event_ts_ns, np.int64))
+    if not ts.size or not samples:
+        return [], int(ts.size)
+    t = np.array([x[0] for x in samples], np.int64)
+    seen = np.maximum.accumulate(np.array([x[1] for x in samples]) - baseline)
+    first = np.searchsorted(seen, np.arange(ts.size) + 1, side="left")  # first seen >= k + 1
+    ok = first < len(t)
+    fresh = (t[first[ok]] - ts[ok]) / 1e9
+    return fresh.tolist(), int((~ok).sum())
+
+
+def start_prometheus(worker: Any, work_dir: Path) -> Any:
+    """Debian's prometheus scraping ``worker`` every :data:`PROM_SCRAPE_S`; a missing binary
+    is a :class:`ConfigError` naming the package."""
+    from ..localprom import LocalPrometheus, PrometheusMissing
+    target = f"{worker.settings.metrics_host}:{worker.settings.metrics_port}"
+    try:
+        return LocalPrometheus(work_dir, [target], scrape_interval_s=PROM_SCRAPE_S).start()
+    except PrometheusMissing as exc:
+        raise ConfigError(f"bench pipeline measures freshness through Prometheus: {exc}") from exc
+
+
+def _freshness(worker: Any, s: Settings, landed: int, seconds: float, rate: int,
+               prom: Any = None) -> dict[str, Any]:
+    """Emit live events at ``rate`` for ``seconds`` to the worker's topic; the p99 freshness
+    (landed, and visible in ``prom``'s query API when given)."""
+    import numpy as np
+
     from ..harness import wait_until
     from ..runtime.emitter import Emitter
     from .soak import PacedGenerator
@@ -239,17 +313,39 @@ def _freshness(worker: Any, s: Settings, landed: int, seconds: float, rate: int)
         return {"freshness_p50_s": None, "freshness_p99_s": None,
                 "freshness_note": f"the worker does not expose {FRESHNESS} (yet); not measured"}
     total = int(rate * seconds)
-    with Emitter(s, runtime="agentflux-bench", spool_dir="") as em:
-        gen = PacedGenerator(em.emit, rate, total).start()
-        while not gen.done:
-            time.sleep(0.2)  # waiting for the load generator
-        if gen.error is not None:
-            raise RuntimeError(f"the load generator failed: {gen.error!r}") from gen.error
-        em.flush(60)
-        st = em.stats()
-    achieved = gen.n / (gen.t_end - gen.t0)
-    wait_until(lambda: worker.value(EVENTS_ROWS) >= landed + st.acked, 120,
-               "the live events to land", interval_s=SCRAPE_EVERY_S)
+    poller = baseline = None
+    if prom is not None:  # Prometheus has scraped everything landed so far
+        def counted() -> float:
+            return sum(v for k, v in worker.metrics().items()
+                       if k.startswith("agentflux_events_total"))
+        wait_until(lambda: prom.value(PROM_EVENTS) == counted(), 60,
+                   "Prometheus to scrape the worker", interval_s=0.1)
+        baseline = prom.value(PROM_EVENTS)
+        poller = PromPoller(prom, PROM_EVENTS).start()
+    emitted_ts: list[int] = []
+
+    def emit(ev: dict) -> Any:
+        emitted_ts.append(ev["ts"])
+        return em.emit(ev)
+    try:
+        with Emitter(s, runtime="agentflux-bench", spool_dir="") as em:
+            gen = PacedGenerator(emit, rate, total).start()
+            while not gen.done:
+                time.sleep(0.2)  # waiting for the load generator
+            if gen.error is not None:
+                raise RuntimeError(f"the load generator failed: {gen.error!r}") from gen.error
+            em.flush(60)
+            st = em.stats()
+        achieved = gen.n / (gen.t_end - gen.t0)
+        wait_until(lambda: worker.value(EVENTS_ROWS) >= landed + st.acked, 120,
+                   "the live events to land", interval_s=SCRAPE_EVERY_S)
+        if poller is not None:
+            wait_until(lambda: bool(poller.samples) and poller.samples[-1][1]
+                       >= baseline + st.acked, 60, "Prometheus to show the live events",
+                       interval_s=0.1)
+    finally:
+        if poller is not None:
+            poller.stop()
     after = freshness_buckets(worker.metrics())
     out: dict[str, Any] = {}
     for q in (0.5, 0.99):
@@ -259,6 +355,16 @@ def _freshness(worker: Any, s: Settings, landed: int, seconds: float, rate: int)
     if out["freshness_p99_s"] is None:
         out["freshness_note"] = ("no landing observed" if not observed else
                                  f"p99 beyond the largest finite bucket of {FRESHNESS}")
+    if poller is not None:
+        fresh, unseen = visibility_freshness(emitted_ts[:st.acked], poller.samples, baseline)
+        for q in (50, 99):
+            out[f"freshness_prometheus_p{q}_s"] = (
+                round(float(np.percentile(fresh, q, method="higher")), 3) if fresh else None)
+        out.update(freshness_prometheus_scrape_interval_s=PROM_SCRAPE_S,
+                   freshness_prometheus_target_s=2.0 + PROM_SCRAPE_S,
+                   freshness_prometheus_events=len(fresh),
+                   freshness_prometheus_unseen=unseen,
+                   freshness_prometheus_queries=len(poller.samples))
     return out
 
 
@@ -277,8 +383,13 @@ def bench_worker(base: Settings, n: int, tmp: Path, console,
         result = _drain(worker, n)
         if freshness_s > 0:
             console.print(f"freshness: emitting live at {FRESHNESS_RATE:,} events/s for "
-                          f"{freshness_s:.0f} s ...")
-            result.update(_freshness(worker, s, n, freshness_s, FRESHNESS_RATE))
+                          f"{freshness_s:.0f} s, Prometheus scraping every "
+                          f"{PROM_SCRAPE_S:g} s ...")
+            prom = start_prometheus(worker, tmp / "prometheus")
+            try:
+                result.update(_freshness(worker, s, n, freshness_s, FRESHNESS_RATE, prom))
+            finally:
+                prom.stop()
     finally:
         worker.stop()
     return result, Path(s.history_path)
@@ -474,6 +585,13 @@ MEANING = {
     "metrics_scrapes": "reads of the worker's /metrics during the drain",
     "freshness_p50_s": "event time to landed (bucket upper bound)",
     "freshness_p99_s": "event time to landed (bucket upper bound)",
+    "freshness_prometheus_p50_s": "event time to visible in a Prometheus query",
+    "freshness_prometheus_p99_s": "event time to visible in a Prometheus query",
+    "freshness_prometheus_scrape_interval_s": "that Prometheus' scrape interval",
+    "freshness_prometheus_target_s": "p99 target: 2 s + the scrape interval",
+    "freshness_prometheus_events": "events whose visibility was measured",
+    "freshness_prometheus_unseen": "events never seen in a query (should be 0)",
+    "freshness_prometheus_queries": f"queries answered (one per {PROM_POLL_S * 1000:g} ms)",
     "landing_rows": "event rows built in-process for landing_rows_per_s",
     "landing_rows_per_s": f"events rows written as Parquet segments of {SEGMENT_ROWS:,}",
     "query_events_by_type_ms": f"median of {QUERY_RUNS}: {QUERY}",
