@@ -97,7 +97,9 @@ KPI_HELP = {
     "llm_call_errors": "LLM calls that failed, per model (of closed KPI windows)",
     "compressions": "Context compressions, per strategy (of closed KPI windows)",
 }
-# a KPI family keeps at most this many label sets; more are counted, not exposed
+# a KPI family keeps at most this many label sets; a measure of a new one past the cap is added
+# to the family's overflow series (name and philosophy OVERFLOW, other labels kept) and counted
+# in agentflux_kpi_series_overflow_total
 MAX_KPI_SERIES = 2000
 # Span-duration histogram series (type, name, philosophy) kept; a new one past the cap is folded
 # into its type's overflow series (name and philosophy OVERFLOW), so sums and counts over all
@@ -246,8 +248,9 @@ class PipelineMetrics:
                     key = ((label, label_value(r["name"])),
                            ("philosophy", label_value(r["philosophy"])), *fixed)
                     if key not in series and len(series) >= MAX_KPI_SERIES:
+                        # folded into the family's overflow series: its sum stays exact
                         self._kpi_overflow += 1
-                        continue
+                        key = ((label, OVERFLOW), ("philosophy", OVERFLOW), *fixed)
                     series[key] = series.get(key, 0.0) + v
 
     def count_alert(self, rule: str, status: str) -> None:
@@ -484,9 +487,9 @@ class PipelineMetrics:
             for key, v in sorted(series.items()):
                 c.add_metric([v_ for _, v_ in key], v)
             yield c
-        yield CounterMetricFamily(f"{p}_kpi_series_overflow", "KPI measures not exposed "
-                                  f"because their family already has {MAX_KPI_SERIES} series",
-                                  value=kpi_overflow)
+        yield CounterMetricFamily(f"{p}_kpi_series_overflow", "KPI measures added to their "
+                                  f"family's {OVERFLOW} series because it already had "
+                                  f"{MAX_KPI_SERIES} series", value=kpi_overflow)
         for _, gauge, help_ in RESOURCE_GAUGES:
             g = GaugeMetricFamily(f"{p}_{gauge}", help_, labels=["philosophy"])
             for (name, phil), (_, v) in sorted(resource.items()):

@@ -165,8 +165,13 @@ def test_ten_thousand_tool_names_keep_the_series_bounded_and_count_the_overflow(
     assert tool_total == n_tools
     folded = m['agentflux_span_series_overflow_total{type="tool.call"}']
     assert folded == span_counts[overflow_key[0]] >= n_tools - MAX_SPAN_SERIES
+    # the KPI counters: capped too, the rest in their overflow series, the total exact
+    worker.wait_for(lambda m: sum(v for k, v in m.items() if k.startswith(
+        "agentflux_tool_calls_total{")) == n_tools, 60, "every tool call in the KPI counters")
+    m = worker.metrics()
     tool_series = [k for k in m if k.startswith("agentflux_tool_calls_total{")]
-    assert len(tool_series) <= MAX_KPI_SERIES
+    assert len(tool_series) <= MAX_KPI_SERIES + 1
+    assert any(f'tool="{OVERFLOW}"' in k for k in tool_series)
     # what Prometheus ingests from one scrape stays bounded too
     bound = 40_000
     wait_until(lambda: prom.value('sum(agentflux_events_total)') == n_tools, 60,

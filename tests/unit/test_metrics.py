@@ -104,3 +104,28 @@ def test_span_histogram_exemplars_carry_trace_ids_in_openmetrics():
     assert len(got) == 2
     # the classic text format (what promtool and older scrapers read) has no exemplars
     assert "trace_id" not in generate_latest(reg).decode()
+
+
+def test_every_metric_has_help_text_and_counters_end_in_total():
+    import numpy as np
+    from agentflux.sinks.prometheus import KPI_COUNTERS, KPI_HELP
+    from prometheus_client.parser import text_string_to_metric_families
+    assert {family for family, _ in KPI_COUNTERS.values()} <= set(KPI_HELP)
+    m = PipelineMetrics()
+    # one row of every KPI measure, so every family is exposed
+    rows = {}
+    for (t, measure), _ in KPI_COUNTERS.items():
+        r = rows.setdefault(t, {"type": t, "dim": "name", "name": "x", "philosophy": "react",
+                                "count": 1, "errors": 1, "sums": {}, "maxes": {}})
+        if measure not in ("count", "errors"):
+            r["sums"][measure] = 1.0
+    m.add_kpi_rows(rows.values())
+    m.observe_many("tool.call", "grep", "react", [0.1])
+    m.observe_freshness(np.array([0.2]))
+    text = generate_latest(m.registry).decode()
+    fams = list(text_string_to_metric_families(text))
+    assert len(fams) > 30
+    for f in fams:
+        assert f.documentation.strip(), f.name
+        if f.type == "counter":
+            assert all(s.name.endswith("_total") for s in f.samples), f.name

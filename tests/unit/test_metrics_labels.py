@@ -105,3 +105,21 @@ def test_no_session_event_or_trace_id_is_ever_a_label():
     ids |= {e["trace_id"] for e in evs if e.get("trace_id")}
     values = set(exposed_label_values(m))
     assert values and not values & ids
+
+
+def test_kpi_families_past_their_cap_fold_into_an_overflow_series_with_exact_totals():
+    from agentflux.sinks.prometheus import MAX_KPI_SERIES, OVERFLOW
+    m = PipelineMetrics()
+    n = MAX_KPI_SERIES + 300
+    m.add_kpi_rows({"type": "tool.call", "dim": "name", "name": f"tool-{i}",
+                    "philosophy": "react", "count": 2, "errors": 1, "sums": {}, "maxes": {}}
+                   for i in range(n))
+    fams = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(m.registry).decode())}
+    calls = fams["agentflux_tool_calls"].samples
+    assert len(calls) == MAX_KPI_SERIES + 1
+    assert sum(s.value for s in calls) == 2 * n
+    over = [s for s in calls if s.labels["tool"] == OVERFLOW]
+    assert over[0].labels["philosophy"] == OVERFLOW and over[0].value == 2 * 300
+    assert sum(s.value for s in fams["agentflux_tool_call_errors"].samples) == n
+    assert m.registry.get_sample_value("agentflux_kpi_series_overflow_total") == 2 * 300
