@@ -165,6 +165,11 @@ class LocalPrometheus:
     def targets(self) -> list[dict]:
         return _get(f"{self.url}/api/v1/targets")["data"]["activeTargets"]
 
+    def rules(self) -> list[dict]:
+        """Every loaded rule (``/api/v1/rules``) with its ``health`` and ``lastError``."""
+        groups = _get(f"{self.url}/api/v1/rules")["data"]["groups"]
+        return [r for g in groups for r in g["rules"]]
+
 
 def query(url: str, expr: str, timeout_s: float = 5.0) -> list[dict]:
     """The result vector of an instant query ``expr`` at Prometheus ``url``: a list of

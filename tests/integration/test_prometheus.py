@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.sinks.prometheus import MAX_KPI_SERIES, MAX_SPAN_SERIES, OVERFLOW
 
 EVENTS_ROWS = 'agentflux_history_rows{table="events"}'
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 
 @pytest.fixture
@@ -32,9 +34,10 @@ def worker(settings, tmp_path):
 def start_prometheus(tmp_path):
     started: list[LocalPrometheus] = []
 
-    def start(w: WorkerProcess) -> LocalPrometheus:
+    def start(w: WorkerProcess, rule_files=()) -> LocalPrometheus:
         target = f"{w.settings.metrics_host}:{w.settings.metrics_port}"
-        prom = LocalPrometheus(tmp_path / "prometheus", [target], scrape_interval_s=1.0)
+        prom = LocalPrometheus(tmp_path / "prometheus", [target], scrape_interval_s=1.0,
+                               rule_files=rule_files)
         try:
             started.append(prom.start())
         except PrometheusMissing as exc:
@@ -75,7 +78,7 @@ def test_prometheus_reads_the_workers_kpi_series_and_exemplars(settings, worker,
         if e["type"] == "tool.call" and i % 7 == 0:
             e["attrs"] = {**e["attrs"], "status": "error", "error": "boom"}
     worker.start()
-    prom = start_prometheus(worker)
+    prom = start_prometheus(worker, [RULES / "recording.rules.yml", RULES / "alerting.rules.yml"])
     emit_all(settings, evs)
     worker.wait_for(lambda m: landed_with_windows(m, len(evs)), 120, "events and windows landed")
 
@@ -117,6 +120,18 @@ def test_prometheus_reads_the_workers_kpi_series_and_exemplars(settings, worker,
         return {x["labels"]["trace_id"] for s in data for x in s["exemplars"]}
     wait_until(lambda: exemplar_traces(), 30, "exemplars in Prometheus", interval_s=0.25)
     assert exemplar_traces() <= traces
+
+    # deploy/prometheus's rules load and evaluate on the real series without an error, and the
+    # recording rules produce the quantiles and ratios
+    wait_until(lambda: prom.value("count(agentflux:span_duration_seconds:p99_rate5m)", 0) > 0
+               and prom.value("count(agentflux:tool_calls:rate5m)", 0) > 0, 60,
+               "the recording rules to produce series", interval_s=0.25)
+    wait_until(lambda: all(r["health"] != "unknown" for r in prom.rules()), 30,
+               "every rule group to be evaluated once", interval_s=0.25)
+    rules = prom.rules()
+    assert len(rules) == 46
+    assert all(r["health"] == "ok" for r in rules), [
+        (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
 
 
 def test_the_workers_exposition_passes_promtool_check_metrics(settings, worker):
