@@ -58,12 +58,12 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
 
 
 def register_span_export(app: Any, ctx: PipelineContext, otlp: Any) -> None:
-    """Export the event stream as OTLP spans (:mod:`agentflux.sinks.otlp`): its thread starts
+    """Export the event stream as OTLP spans (:mod:`agentflux.sinks.otlp`): its process starts
     with the app; at shutdown, what is queued and the open sessions' roots get one bounded
     flush (the rest is counted as dropped)."""
-    from agentflux.sinks.otlp import SpanExport
+    from agentflux.sinks.otlp import SpanExportProcess
 
-    ctx.spans = SpanExport(otlp, ctx.metrics)
+    ctx.spans = SpanExportProcess(otlp, ctx.metrics)
 
     @app.task
     async def start_span_export() -> None:

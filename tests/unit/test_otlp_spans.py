@@ -15,7 +15,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agentflux.config import ConfigError, OtlpSettings
 from agentflux.runtime.simulate import SimConfig, SyntheticRuntime
 from agentflux.schemas.wire import envelope
-from agentflux.sinks.otlp import (SPAN_TYPES, SpanExport, keep_trace, root_span_id, spans_of,
+from agentflux.sinks.otlp import (SPAN_TYPES, SpanExport, SpanExportProcess, keep_trace,
+                                  root_span_id, spans_of,
                                   trace_id_of)
 from agentflux.sinks.prometheus import PipelineMetrics
 from agentflux.streams.frame import EventFrame
@@ -241,3 +242,56 @@ def test_otlp_settings_come_from_the_standard_variables_with_clear_errors():
                        ({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, "not a valid int")):
         with pytest.raises(ConfigError, match=words):
             OtlpSettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317", **env})
+
+
+class FileExporter(SpanExporter):
+    """For the export process (built there by name): spans as JSON lines in
+    $AGENTFLUX_TEST_SPANS; with $AGENTFLUX_TEST_SPANS_HANG set, an export never returns (a
+    backend that hangs past every bound)."""
+
+    def __init__(self):
+        import os
+        self.path = os.environ["AGENTFLUX_TEST_SPANS"]
+        self.hang = bool(os.environ.get("AGENTFLUX_TEST_SPANS_HANG"))
+
+    def export(self, spans):
+        if self.hang:
+            threading.Event().wait()
+        with open(self.path, "a") as f:
+            for s in spans:
+                f.write(s.to_json(indent=None) + "\n")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self):
+        pass
+
+
+@pytest.mark.parametrize("hang", [False, True])
+def test_the_export_process_sends_every_span_or_counts_it_dropped(tmp_path, monkeypatch, hang):
+    import json
+    out = tmp_path / "spans.jsonl"
+    monkeypatch.setenv("AGENTFLUX_TEST_SPANS", str(out))
+    if hang:
+        monkeypatch.setenv("AGENTFLUX_TEST_SPANS_HANG", "1")
+    metrics = PipelineMetrics()
+    events = sim_events(3000, seed=9)
+    sx = SpanExportProcess(OtlpSettings(session_idle_s=0, schedule_delay_s=0.05), metrics,
+                           exporter=f"{__name__}:FileExporter").start()
+    sx.offer(EventFrame.from_wire(events[:1500]))
+    sx.offer(EventFrame.from_wire(events[1500:]))
+    sx.stop(timeout_s=8.0)
+    n_children = sum(1 for e in events if e["type"] in SPAN_TYPES)
+    n_roots = len({e["session_id"] for e in events})
+    lines = out.read_text().splitlines() if out.exists() else []
+    assert sx.exported == len(lines)
+    if hang:
+        assert sx.exported == 0
+        assert n_children <= sum(sx.dropped.values()) <= n_children + n_roots
+    else:
+        assert (sx.exported, sx.dropped) == (n_children + n_roots, {})
+        names = Counter(json.loads(x)["name"].split()[0] for x in lines)
+        assert names["invoke_agent"] == n_roots
+    text = metrics_text(metrics)
+    assert f'agentflux_otlp_spans_total{{outcome="exported"}} {float(sx.exported)}' in text
+    assert (f'agentflux_otlp_spans_total{{outcome="dropped"}} '
+            f'{float(sum(sx.dropped.values()))}') in text
