@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml native/Cargo.toml native/
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 EVENTS ?= 50000
 
-.PHONY: setup system venv jars demo test test-unit bench up down clean
+.PHONY: setup system venv jars jaeger demo test test-unit bench up down clean
 
-setup: system venv jars
+setup: system venv jars jaeger
 
 system:
 	@bash deploy/setup-system.sh
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/s
 
 jars: venv
 	@$(PY) -c "from agentflux.config import Settings; from agentflux.localkafka import ensure_jars; print('kafka jars:', ensure_jars(Settings.from_env().state_dir))"
+
+# Jaeger v2 (the OTLP tracing backend of the tests and `agentflux demo --otlp`), built once with Go
+# through the Go module proxy into the cache directory beside Kafka's jars
+jaeger: venv
+	@$(PY) -c "from agentflux.config import Settings; from agentflux.localjaeger import ensure_jaeger; print('jaeger:', ensure_jaeger(Settings.from_env().state_dir))"
 
 demo: setup
 	$(VENV)/bin/agentflux demo --events $(EVENTS)

@@ -41,3 +41,20 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         state_dir=tmp_path / "state")
     asyncio.run(ensure_topics(s))
     return s
+
+
+@pytest.fixture(scope="session")
+def jaeger(tmp_path_factory: pytest.TempPathFactory):
+    """A real Jaeger v2 (OTLP gRPC/HTTP in, query API out, in-memory storage) on free loopback
+    ports, in a container through testcontainers and podman's Docker API (a plain process only
+    where no Docker API exists, with the reason printed). Built once by `make`; a missing Go or
+    a failed build fails, it never skips."""
+    from agentflux.config import ConfigError
+    from agentflux.localjaeger import LocalJaeger
+    work = tmp_path_factory.mktemp("jaeger")
+    try:
+        j = LocalJaeger(Settings.from_env().state_dir, work).start()
+    except ConfigError as exc:
+        pytest.fail(f"Jaeger is required for the OTLP tests: {exc}", pytrace=False)
+    yield j
+    j.close()
