@@ -623,7 +623,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if incidents is None:
         return 0  # --incident list: printed
     return run_demo(events=args.events, history=args.history, agents=args.agents,
-                    seed=args.seed, console=_console(), incidents=incidents)
+                    seed=args.seed, console=_console(), incidents=incidents, otlp=args.otlp)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -829,6 +829,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject an incident (repeatable; `--incident list` names them): the "
                         "simulator then runs in accelerated event time, the incident from a "
                         "fifth of the run to its end, and the demo prints the alerts raised")
+    p.add_argument("--otlp", action="store_true",
+                   help="start a local Jaeger too (built once by `make`), export the run's "
+                        "traces to it over OTLP and print its UI address (to send them "
+                        "elsewhere, set OTEL_EXPORTER_OTLP_ENDPOINT instead)")
     p.set_defaults(fn=cmd_demo)
     p = command("simulate", "publish a simulated agent runtime's events",
                 "Run a synthetic agent runtime on the real runtime components and publish its "

@@ -11,6 +11,7 @@ last few runs kept, each bounded) and the demo says where.
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class _SoFar:
     acked: int = 0
     log: Path | None = None
     alerts: list | None = None  # the alert messages read from the alerts topic, if any
+    spans: dict | None = None  # with OTLP: spans exported / dropped before the worker stopped
 
 
 # how long the alerts topic must stay unchanged before the demo reads it as complete
@@ -40,9 +42,11 @@ ALERTS_QUIET_S = 3.0
 
 
 def run_demo(events: int, history: str, agents: int, seed: int, console,
-             incidents: tuple = ()) -> int:
+             incidents: tuple = (), otlp: bool = False) -> int:
     """``incidents``: :class:`~agentflux.runtime.simulate.IncidentSpec` to inject; the simulator
-    then runs in accelerated event time ending now, and the summary lists the alerts raised."""
+    then runs in accelerated event time ending now, and the summary lists the alerts raised.
+    ``otlp``: start a local Jaeger too, export the run's traces to it and print its UI address
+    (an ``OTEL_EXPORTER_OTLP_ENDPOINT`` of the environment is used as it is, without it)."""
     from agentflux.cli import SIGNALS, agentflux_command
 
     for flag, value in (("--events", events), ("--agents", agents)):
@@ -59,18 +63,62 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
     sim_config = synthetic_config(agents, events, seed, incidents)  # checked before it starts
     so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
     created = _prepare_root(root)
+    jaeger = _start_jaeger(base, run, console) if otlp else None
     try:
-        st, elapsed = _run(base, sim_config, console, so_far, SIGNALS)
-    except BaseException as exc:
-        if created and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()  # nothing was written: leave no empty directory behind
-        if isinstance(exc, KeyboardInterrupt):
-            _interrupted(console, root, so_far)
-            return 130
-        raise
-    code = _summary(console, root, st, elapsed, agentflux_command())
-    _print_alerts(console, so_far.alerts, bool(incidents))
-    return code
+        env = {} if jaeger is None else {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_grpc, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "AGENTFLUX_OTLP_SESSION_IDLE_S": "2"}
+        try:
+            st, elapsed = _run(base, sim_config, console, so_far, SIGNALS, env)
+        except BaseException as exc:
+            if created and root.is_dir() and not any(root.iterdir()):
+                root.rmdir()  # nothing was written: leave no empty directory behind
+            if isinstance(exc, KeyboardInterrupt):
+                _interrupted(console, root, so_far)
+                return 130
+            raise
+        code = _summary(console, root, st, elapsed, agentflux_command())
+        _print_alerts(console, so_far.alerts, bool(incidents))
+        if so_far.spans is not None:
+            _print_traces(console, so_far.spans, jaeger)
+        if jaeger is not None and sys.stdin.isatty() and sys.stdout.isatty():
+            console.print(f"Jaeger's UI: {jaeger.query_url} (press Enter to stop Jaeger and end)")
+            try:
+                input()
+            except (EOFError, KeyboardInterrupt):
+                pass
+        return code
+    finally:
+        if jaeger is not None:
+            jaeger.close()
+            import shutil
+            shutil.rmtree(jaeger.work_dir, ignore_errors=True)
+
+
+def _start_jaeger(base: Settings, run: str, console):
+    """A local Jaeger for the demo's traces (built once by `make`; a container where podman's
+    Docker API is available)."""
+    from agentflux.localjaeger import LocalJaeger
+    jaeger = LocalJaeger(base.state_dir, base.state_dir / "demo-jaeger" / run).start()
+    how = "in a container" if jaeger.mode == "container" else "as a process"
+    console.print(f"Jaeger {how}: OTLP {jaeger.otlp_grpc}, UI {jaeger.query_url}",
+                  soft_wrap=True)
+    return jaeger
+
+
+def _print_traces(console, spans: dict, jaeger) -> None:
+    """The worker's OTLP counts and, with the demo's Jaeger, what it holds."""
+    line = (f"traces: {spans.get('exported', 0):,.0f} spans exported over OTLP, "
+            f"{spans.get('dropped', 0):,.0f} dropped (before the worker's last flush)")
+    if jaeger is not None:
+        try:
+            services = [s for s in jaeger.services() if s != "jaeger"]
+            n = sum(len(jaeger.traces(s)) for s in services)
+            line += (f"; Jaeger holds {n:,} traces of {', '.join(services) or 'no service'}: "
+                     f"{jaeger.query_url}/search")
+        except OSError as exc:
+            line += f"; Jaeger's query API did not answer ({exc})"
+    console.print(line, soft_wrap=True)
 
 
 def _prepare_root(root: Path) -> bool:
@@ -110,7 +158,8 @@ def _worker_log(log_dir: Path, run: str) -> Path:
     return log_dir / f"demo-worker-{run}.log"
 
 
-def _run(base: Settings, sim_config, console, so_far: _SoFar, signals) -> tuple:
+def _run(base: Settings, sim_config, console, so_far: _SoFar, signals,
+         env: dict | None = None) -> tuple:
     import asyncio
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,7 +175,7 @@ def _run(base: Settings, sim_config, console, so_far: _SoFar, signals) -> tuple:
         console.print(f"broker {settings.bootstrap_servers}; topics {settings.topics.events} ...")
         asyncio.run(ensure_topics(settings))
         log = so_far.log
-        worker = WorkerProcess.with_free_ports(settings, log_path=log,
+        worker = WorkerProcess.with_free_ports(settings, log_path=log, extra_env=env or {},
                                                stop_timeout_s=WORKER_STOP_TIMEOUT_S).start()
         try:
             console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}",
@@ -168,6 +217,10 @@ def _run(base: Settings, sim_config, console, so_far: _SoFar, signals) -> tuple:
                             and m.get('agentflux_history_rows{table="kpis"}', -1)
                             == m.get("agentflux_kpi_windows_total", -2), 60, "KPI windows to land")
             so_far.alerts = _read_alerts(settings, signals)
+            if env:  # (the worker exports its open sessions' roots as it stops, after this)
+                m = worker.metrics()
+                so_far.spans = {k: m.get(f'agentflux_otlp_spans_total{{outcome="{k}"}}', 0.0)
+                                for k in ("exported", "dropped")}
         finally:
             worker.stop(3.0 if interrupted() else 30.0)  # then the broker (leaving broker_for)
     return st, elapsed

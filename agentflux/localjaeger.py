@@ -91,6 +91,12 @@ def _go() -> str:
 def ensure_jaeger(cache_dir: Path, quiet: bool = False) -> Path:
     """The Jaeger binary, built once into ``cache_dir`` (about 4-5 minutes the first time, with
     Go through the Go module proxy; idempotent; an interrupted build leaves nothing behind)."""
+    own = os.environ.get("AGENTFLUX_JAEGER_BIN")
+    if own:  # a Jaeger v2 binary of the user's (or the one a test suite built already)
+        if not os.access(own, os.X_OK):
+            raise ConfigError(f"AGENTFLUX_JAEGER_BIN={own!r} is not an executable file: point it "
+                              "at a Jaeger v2 binary, or unset it to build one")
+        return Path(own)
     target = binary_path(cache_dir)
     if target.exists():
         return target

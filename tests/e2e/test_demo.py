@@ -37,3 +37,26 @@ def test_demo_runs_end_to_end_and_leaves_a_history(kafka_bootstrap, tmp_path):
     assert len(again.stderr.strip().splitlines()) == 1
     con = connect(root)
     assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 8000
+
+
+def test_demo_with_otlp_starts_jaeger_and_its_traces_are_there(kafka_bootstrap, tmp_path):
+    from agentflux.config import Settings
+    from agentflux.localjaeger import ensure_jaeger
+    binary = ensure_jaeger(Settings.from_env().state_dir)  # (built by make; not built again)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "AGENTFLUX_HOME": str(tmp_path / "home"), "AGENTFLUX_JAEGER_BIN": str(binary),
+           "COLUMNS": "160"}
+    env.pop("DOCKER_HOST", None)  # (the demo starts podman's Docker API of its own)
+    proc = subprocess.run([sys.executable, "-m", "agentflux.cli", "demo", "--otlp", "--events",
+                           "3000", "--history", str(tmp_path / "h")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout.replace("\n", " ")
+    assert "Jaeger in a container: OTLP http://127.0.0.1:" in out
+    import re
+    m = re.search(r"traces: ([\d,]+) spans exported over OTLP, 0 dropped .*Jaeger holds "
+                  r"([\d,]+) traces of agentflux-sim: http://127\.0\.0\.1:\d+/search", out)
+    assert m, out[-2000:]
+    assert int(m.group(1).replace(",", "")) > 1000 and int(m.group(2).replace(",", "")) > 50
+    # what it started, it stopped: no Jaeger left running, its work directory gone
+    assert not list((tmp_path / "home").glob("demo-jaeger/*"))
