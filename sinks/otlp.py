@@ -184,41 +184,24 @@ def _scalar_attrs(attrs: dict, prefix: str) -> dict[str, Any]:
     return out
 
 
-class SpanExport:
-    """Event frames -> sampled OTLP spans, exported in batches from a thread of their own.
+class _SpanQueue:
+    """What both transports share: sampling and taking columns on the event loop (``offer``),
+    a queue bounded in spans (``put``: what does not fit is dropped and counted), and the
+    counts, kept here and in /metrics (``metrics``: the worker's
+    :class:`agentflux.sinks.prometheus.PipelineMetrics`, or None)."""
 
-    ``exporter``: any OpenTelemetry ``SpanExporter`` (default: the OTLP exporter of
-    ``settings.protocol``, configured by the ``OTEL_EXPORTER_OTLP_*`` variables); ``metrics``:
-    the worker's :class:`agentflux.sinks.prometheus.PipelineMetrics` (or None)."""
-
-    def __init__(self, settings: OtlpSettings, metrics: Any = None, exporter: Any = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: OtlpSettings, metrics: Any = None):
         self.settings = settings
         self.metrics = metrics
-        self.exporter = exporter if exporter is not None else make_exporter(settings.protocol)
-        self._clock = clock
         self._cond = threading.Condition()
         self._chunks: deque[tuple[pa.RecordBatch, int]] = deque()
-        self._queued = 0  # spans in the queued chunks
+        self._queued = 0  # events of a span type in the queued chunks
         self._stopping = False
-        self._abandon = False
-        self._thread: threading.Thread | None = None
-        self._roots: OrderedDict[tuple[int, str], _Root] = OrderedDict()
-        self._closed: OrderedDict[tuple[int, str], None] = OrderedDict()  # roots exported
-        self._resources: dict[tuple, Any] = {}
         # totals, also in /metrics: spans exported and dropped by reason; sampled out
         self.exported = 0
         self.dropped: dict[str, int] = {}
         self.sampled_out = 0
-        # spans taken from the queue and not yet exported or dropped; on_progress is called
-        # after each round of exports (the process transport reports from it)
-        self._in_hand = 0
-        self.on_progress: Callable[["SpanExport"], None] | None = None
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from agentflux import __version__
-        self._scope = InstrumentationScope(SCOPE, __version__)
 
-    # --- on the event loop ---------------------------------------------------------------
     def offer(self, frame: EventFrame) -> None:
         """Sample ``frame``'s events and queue the kept ones (never blocks; a batch that does
         not fit the queue is dropped and counted)."""
@@ -241,9 +224,54 @@ class SpanExport:
                 return
             self._chunks.append((chunk, n_spans))
             self._queued += n_spans
-            if self._queued >= self.settings.max_export_batch:
+            if self._queued >= self._notify_at:
                 self._cond.notify()
         self._set_queue()
+
+    _notify_at = 1  # queued spans that wake the consumer of the queue
+
+    def _drop(self, reason: str, n: int) -> None:
+        if n <= 0:
+            return
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        if self.metrics is not None:
+            self.metrics.count_spans("dropped", n)
+            self.metrics.count_spans_dropped(reason, n)
+
+    def _count(self, outcome: str, n: int) -> None:
+        if self.metrics is not None:
+            self.metrics.count_spans(outcome, n)
+
+    def _set_queue(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_otlp_queue(self._queued)
+
+
+class SpanExport(_SpanQueue):
+    """Event frames -> sampled OTLP spans, exported in batches from a thread of their own.
+
+    ``exporter``: any OpenTelemetry ``SpanExporter`` (default: the OTLP exporter of
+    ``settings.protocol``, configured by the ``OTEL_EXPORTER_OTLP_*`` variables); ``metrics``:
+    the worker's :class:`agentflux.sinks.prometheus.PipelineMetrics` (or None)."""
+
+    def __init__(self, settings: OtlpSettings, metrics: Any = None, exporter: Any = None,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(settings, metrics)
+        self._notify_at = settings.max_export_batch
+        self.exporter = exporter if exporter is not None else make_exporter(settings.protocol)
+        self._clock = clock
+        self._abandon = False
+        self._thread: threading.Thread | None = None
+        self._roots: OrderedDict[tuple[int, str], _Root] = OrderedDict()
+        self._closed: OrderedDict[tuple[int, str], None] = OrderedDict()  # roots exported
+        self._resources: dict[tuple, Any] = {}
+        # spans taken from the queue and not yet exported or dropped; on_progress is called
+        # after each round of exports (the process transport reports from it)
+        self._in_hand = 0
+        self.on_progress: Callable[["SpanExport"], None] | None = None
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from agentflux import __version__
+        self._scope = InstrumentationScope(SCOPE, __version__)
 
     # --- the thread ------------------------------------------------------------------------
     def start(self) -> "SpanExport":
@@ -506,25 +534,8 @@ class SpanExport:
             kind=SpanKind.INTERNAL, start_time=r.start_ns, end_time=r.end_ns,
             instrumentation_scope=self._scope)
 
-    # --- counting ------------------------------------------------------------------------
-    def _drop(self, reason: str, n: int) -> None:
-        if n <= 0:
-            return
-        self.dropped[reason] = self.dropped.get(reason, 0) + n
-        self._count("dropped", n)
-        if self.metrics is not None:
-            self.metrics.count_spans_dropped(reason, n)
 
-    def _count(self, outcome: str, n: int) -> None:
-        if self.metrics is not None:
-            self.metrics.count_spans(outcome, n)
-
-    def _set_queue(self) -> None:
-        if self.metrics is not None:
-            self.metrics.set_otlp_queue(self._queued)
-
-
-class SpanExportProcess:
+class SpanExportProcess(_SpanQueue):
     """:class:`SpanExport` in a process of its own, fed over a pipe: what the worker runs.
 
     Building spans and encoding them is Python work of ~70 µs a span; in a thread of the
@@ -540,13 +551,8 @@ class SpanExportProcess:
     default: the OTLP exporter of ``settings.protocol``."""
 
     def __init__(self, settings: OtlpSettings, metrics: Any = None, exporter: str | None = None):
-        self.settings = settings
-        self.metrics = metrics
+        super().__init__(settings, metrics)
         self.exporter = exporter
-        self._cond = threading.Condition()
-        self._pending: deque[tuple[pa.RecordBatch, int]] = deque()
-        self._queued = 0
-        self._stopping = False
         self._proc: Any = None
         self._send: Any = None
         self._recv: Any = None
@@ -557,9 +563,6 @@ class SpanExportProcess:
         # (queued, being exported, roots still open) that nothing has counted yet
         self.child_received = 0
         self.child_unaccounted = 0
-        self.exported = 0
-        self.dropped: dict[str, int] = {}
-        self.sampled_out = 0
 
     def start(self) -> "SpanExportProcess":
         import multiprocessing as mp
@@ -579,36 +582,15 @@ class SpanExportProcess:
             t.start()
         return self
 
-    # --- the event loop's side -------------------------------------------------------------
-    def offer(self, frame: EventFrame) -> None:
-        """As :meth:`SpanExport.offer` (never blocks)."""
-        if not frame.n:
-            return
-        keep = sample(frame, self.settings)
-        total, kept = span_count(frame, keep)
-        if kept < total:
-            self.sampled_out += total - kept
-            self._count("sampled_out", total - kept)
-        if keep is not None and not len(keep):
-            return
-        chunk = chunk_of(frame, keep)
-        with self._cond:
-            if self._stopping or self._queued + kept > self.settings.max_queue_spans:
-                self._drop("shutdown" if self._stopping else "queue_full", kept)
-                return
-            self._pending.append((chunk, kept))
-            self._queued += kept
-            self._cond.notify()
-
     # --- threads -------------------------------------------------------------------------
     def _sender(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
+                while not self._chunks and not self._stopping:
                     self._cond.wait()
-                if not self._pending:  # stopping, everything sent
+                if not self._chunks:  # stopping, everything sent
                     break
-                chunk, n = self._pending.popleft()
+                chunk, n = self._chunks.popleft()
                 self._queued -= n
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, chunk.schema) as w:
@@ -664,8 +646,8 @@ class SpanExportProcess:
             self._proc.kill()
             self._done.wait(5.0)
             with self._cond:
-                left = sum(n for _, n in self._pending)
-                self._pending.clear()
+                left = sum(n for _, n in self._chunks)
+                self._chunks.clear()
             self._drop("shutdown", left + self._lost_in_child())
         self._proc.join(5.0)
         self._proc = None
@@ -678,19 +660,6 @@ class SpanExportProcess:
         n = self.sent - self.child_received + self.child_unaccounted
         self.child_received, self.child_unaccounted = self.sent, 0
         return n
-
-    def _drop(self, reason: str, n: int) -> None:
-        if n <= 0:
-            return
-        self.dropped[reason] = self.dropped.get(reason, 0) + n
-        if self.metrics is not None:
-            self.metrics.count_spans("dropped", n)
-            self.metrics.count_spans_dropped(reason, n)
-
-    def _count(self, outcome: str, n: int) -> None:
-        if self.metrics is not None:
-            self.metrics.count_spans(outcome, n)
-
 
 class _Report:
     """The child's metrics: each count goes to the parent over the pipe."""
