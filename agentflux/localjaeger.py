@@ -173,11 +173,15 @@ class LocalJaeger:
                 self.mode = "process"
         elif not self.mode:
             self.mode, self.reason = "process", "containers not asked for"
-        if self.mode == "container":
-            self._run_container(binary)
-        else:
-            self._run_process(binary)
-        self._wait_ready(timeout_s)
+        try:
+            if self.mode == "container":
+                self._run_container(binary)
+            else:
+                self._run_process(binary)
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.close()  # (and the podman service started for it)
+            raise
         return self
 
     # --- a container ------------------------------------------------------------------------
@@ -258,7 +262,6 @@ class LocalJaeger:
                 pass
             if time.monotonic() > deadline:
                 logs = self._logs()
-                self.stop()
                 raise ConfigError(f"Jaeger did not answer on {self.query_url} within "
                                   f"{timeout_s:.0f} s:\n{logs}")
             time.sleep(0.1)  # polling its query API, bounded by the deadline
