@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -79,12 +81,20 @@ def binary_path(cache_dir: Path) -> Path:
 
 
 def _go() -> str:
+    """Go 1.24 or newer (``go get -tool``), on PATH or where the official archive puts it."""
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK)
                                 else None)
+    how = ("install Go 1.24 or newer (https://go.dev/dl; Debian bookworm's golang-go is 1.19, "
+           "too old) and run `make` again")
     if go is None:
         raise ConfigError(f"Go is needed once to build Jaeger {VERSION} (the tracing backend of "
-                          "the OTLP tests and `agentflux demo --otlp`): install Go 1.24 or newer "
-                          "(https://go.dev/dl, or Debian's golang-go) and run `make` again")
+                          f"the OTLP tests and `agentflux demo --otlp`): {how}")
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True)
+    have = out.stdout.strip()  # e.g. go1.26.8 (older Go: no GOVERSION, an empty line)
+    m = re.match(r"go(\d+)\.(\d+)", have)
+    if m is None or (int(m[1]), int(m[2])) < (1, 24):
+        raise ConfigError(f"{go} is {have or 'older than Go 1.16'}: building Jaeger {VERSION} "
+                          f"needs `go get -tool`, {how}")
     return go
 
 
@@ -117,14 +127,48 @@ def ensure_jaeger(cache_dir: Path, quiet: bool = False) -> Path:
         )
         for i, cmd in enumerate(steps, 1):
             say(f"  [{i}/{len(steps)}] {' '.join(cmd[:3])} ...")
-            out = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-            if out.returncode != 0:
+            code, tail = _run_step(cmd, work, env, say, t0)
+            if code != 0:
                 raise ConfigError(f"building Jaeger failed at `{' '.join(cmd)}`:\n"
-                                  f"{out.stderr.strip()[-2000:]}\n(the Go module proxy must be "
+                                  f"{tail[-2000:]}\n(the Go module proxy must be "
                                   "reachable: GOPROXY, default https://proxy.golang.org)")
         os.replace(Path(work) / "jaeger", target)  # atomic: a binary is whole or absent
     say(f"built Jaeger {VERSION} in {time.monotonic() - t0:.0f} s: {target}")
     return target
+
+
+def _run_step(cmd: list, cwd: str, env: dict, say, t0: float,
+              every_s: float = 30.0) -> tuple[int, str]:
+    """Run one build step, saying every ``every_s`` how long the build has taken and what Go
+    did last (``go get`` downloads a few hundred modules, ``go build`` compiles for minutes in
+    silence); its exit code and the tail of its output."""
+    import collections
+    import threading
+    lines: collections.deque = collections.deque(maxlen=40)
+    seen = [0]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            seen[0] += 1
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                proc.wait(every_s)
+                break
+            except subprocess.TimeoutExpired:
+                last = f"; {seen[0]} lines from go, last: {lines[-1][:100]}" if lines else ""
+                say(f"      ... {time.monotonic() - t0:.0f} s{last}")
+    except BaseException:
+        proc.kill()  # (interrupted: nothing half-built is kept, the temporary folder goes)
+        proc.wait()
+        raise
+    reader.join(10)
+    return proc.returncode, "\n".join(lines)
 
 
 def _free_port() -> int:
@@ -313,7 +357,13 @@ class LocalJaeger:
                          lookback=lookback).get("data") or []
 
     def trace(self, trace_id: str) -> dict | None:
-        data = self._get(f"/api/traces/{trace_id}").get("data") or []
+        """The trace of ``trace_id`` (32 hex digits), or None if Jaeger holds none."""
+        try:
+            data = self._get(f"/api/traces/{trace_id}").get("data") or []
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # ("trace not found")
+                return None
+            raise
         return data[0] if data else None
 
 
