@@ -62,9 +62,10 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
     from agentflux.cli import synthetic_config
     sim_config = synthetic_config(agents, events, seed, incidents)  # checked before it starts
     so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
-    created = _prepare_root(root)
+    # (before the history root is made: a Jaeger that cannot start leaves nothing behind)
     jaeger = _start_jaeger(base, run, console) if otlp else None
     try:
+        created = _prepare_root(root)
         env = {} if jaeger is None else {
             "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_grpc, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "AGENTFLUX_OTLP_SESSION_IDLE_S": "2"}
@@ -99,7 +100,13 @@ def _start_jaeger(base: Settings, run: str, console):
     """A local Jaeger for the demo's traces (built once by `make`; a container where podman's
     Docker API is available)."""
     from agentflux.localjaeger import LocalJaeger
-    jaeger = LocalJaeger(base.state_dir, base.state_dir / "demo-jaeger" / run).start()
+    work = base.state_dir / "demo-jaeger" / run
+    try:
+        jaeger = LocalJaeger(base.state_dir, work).start()
+    except BaseException:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)  # (what it started, start() stopped)
+        raise
     how = "in a container" if jaeger.mode == "container" else "as a process"
     console.print(f"Jaeger {how}: OTLP {jaeger.otlp_grpc}, UI {jaeger.query_url}",
                   soft_wrap=True)
