@@ -149,6 +149,9 @@ def test_jaeger_stopped_mid_run_drops_are_counted_and_the_landing_never_stalls(s
         failed = m['agentflux_otlp_spans_dropped_total{reason="export_failed"}']
         assert failed > 0 and m[DROPPED] == failed
         assert m[EXPORTED] + m[DROPPED] == n2  # exactly: nothing lost uncounted
+        # the exporter retried (with jittered backoff) before it gave up, within its bound
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        assert "retrying in" in log, log[-2000:]
         exported_before = m[EXPORTED]
         jaeger.restart()  # (in-memory storage: it starts empty)
         n3 = expected_spans(after)
@@ -161,15 +164,3 @@ def test_jaeger_stopped_mid_run_drops_are_counted_and_the_landing_never_stalls(s
     finally:
         worker.stop()
 
-
-def test_jaeger_runs_in_a_container_made_from_its_static_binary(jaeger):
-    """The fixture runs Jaeger through testcontainers against podman's Docker API (podman is
-    a required system package here: deploy/setup-system.sh installs it)."""
-    import docker
-
-    from agentflux.localjaeger import IMAGE
-    assert jaeger.mode == "container", jaeger.reason
-    client = docker.from_env()  # (DOCKER_HOST: the podman service the fixture started)
-    running = [c for c in client.containers.list() if IMAGE in (c.image.tags or [])]
-    assert running, "no container of Jaeger's image is running"
-    assert jaeger.services() is not None  # its query API answers through the published port
