@@ -619,6 +619,7 @@ class SpanExportProcess(_SpanQueue):
                     self._drop(msg[1], msg[2])
                 elif kind == "progress":
                     _, self.child_received, self.child_unaccounted = msg
+                    self._set_queue()
                 elif kind == "bye":
                     break
         except (EOFError, OSError):
@@ -655,10 +656,17 @@ class SpanExportProcess(_SpanQueue):
             conn.close()
 
     # --- counting ------------------------------------------------------------------------
+    def _set_queue(self) -> None:
+        """The gauge: spans waiting here and those the child holds (as it last reported)."""
+        if self.metrics is not None:
+            self.metrics.set_otlp_queue(self._queued + (self.sent - self.child_received)
+                                        + self.child_unaccounted)
+
     def _lost_in_child(self) -> int:
         """What the child held uncounted when it went away (once)."""
         n = self.sent - self.child_received + self.child_unaccounted
         self.child_received, self.child_unaccounted = self.sent, 0
+        self._set_queue()
         return n
 
 class _Report:

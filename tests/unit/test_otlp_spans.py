@@ -295,3 +295,4 @@ def test_the_export_process_sends_every_span_or_counts_it_dropped(tmp_path, monk
     assert f'agentflux_otlp_spans_total{{outcome="exported"}} {float(sx.exported)}' in text
     assert (f'agentflux_otlp_spans_total{{outcome="dropped"}} '
             f'{float(sum(sx.dropped.values()))}') in text
+    assert "agentflux_otlp_queue_spans 0.0" in text  # nothing is left waiting anywhere
