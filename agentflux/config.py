@@ -188,6 +188,11 @@ class Settings:
     webhook_url: str | None = None
     webhook_secrets: SecretStr | None = None
     alert_resend_s: float = 30.0
+    # the closed loop: the key(s) that sign pool commands (HMAC-SHA256; several, comma-separated,
+    # during a rotation: the first signs, any verifies; None: the autoscaler issues no commands
+    # and a pool manager refuses to start), and the autoscaler's policy file (None: defaults)
+    command_keys: SecretStr | None = None
+    autoscaler_policy: str | None = None
     # OTLP span export (None: off; on when OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set)
     otlp: OtlpSettings | None = None
     metrics_host: str = "127.0.0.1"
@@ -321,6 +326,8 @@ class Settings:
         take("AGENTFLUX_WEBHOOK_URL", "webhook_url")
         take("AGENTFLUX_WEBHOOK_SECRETS", "webhook_secrets", SecretStr)
         take("AGENTFLUX_ALERT_RESEND_S", "alert_resend_s", float)
+        take("AGENTFLUX_COMMAND_KEYS", "command_keys", SecretStr)
+        take("AGENTFLUX_AUTOSCALER_POLICY", "autoscaler_policy")
         values["otlp"] = OtlpSettings.from_env(env)
         topic_kw: dict[str, Any] = {}
         for key, name, conv in (("AGENTFLUX_TOPIC_PREFIX", "prefix", str),
