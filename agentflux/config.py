@@ -153,7 +153,7 @@ class Settings:
     grace_s: float = 2.0
     # the KPI windows' dimensions (streams.windows): name always; agent, session, tool, cold
     # optional (a session's rows are most of the KPI rows where sessions are short)
-    kpi_dimensions: tuple[str, ...] = ("name", "agent", "session", "tool", "cold")
+    kpi_dimensions: tuple[str, ...] = ("name", "agent", "session", "tool", "cold", "resource")
     max_record_bytes: int = 4 * 1024 * 1024
     # event times further ahead of the wall clock are clamped for windowing (they still land)
     max_future_skew_s: float = 10.0

@@ -238,7 +238,7 @@ class Kpis:
                     continue
                 doc = row.to_dict(ctx.worker)
                 docs.append(doc)
-                groups.setdefault(kpi_partition(row.key.encode(), n), []).append(doc)
+                groups.setdefault(kpi_partition(row.partition_key.encode(), n), []).append(doc)
 
             async def send_all() -> None:
                 futures = [await ctx.topics.kpis.send(value=value, partition=p)

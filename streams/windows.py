@@ -7,7 +7,11 @@ Every event updates one window ``[start, start + size)`` per *dimension* it belo
   and the type's measures (:data:`~agentflux.streams.fields.MEASURES`), summed and maxed;
 * ``agent`` and ``session``: tool and LLM calls per agent, LLM calls per session (cost, tokens);
 * ``tool``: cache lookups and stats per tool (their ``label``);
-* ``cold``: the cold starts of a pool (their sketch is the cold-start latency).
+* ``cold``: the cold starts of a pool (their sketch is the cold-start latency);
+* ``resource``: resource samples per philosophy, one key per metric (``name`` = ``cpu_percent``,
+  ``memory_mb``, ``execution_time_s``) whose sketch holds that metric's values (its row's
+  ``duration_*`` fields are then in the metric's unit): the distributions the resource
+  predictor (:mod:`agentflux.agents.predictor`) builds its histograms from.
 
 A window of a partition closes when that partition's watermark (the largest event time seen in
 it) has passed ``end + grace``, or when wall-clock time has passed ``end + grace`` and the window
@@ -50,8 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentflux.schemas.sketch import DDSketch, add_grouped
-from agentflux.streams.fields import (MAX_MEASURES, MEASURE_FUNCS, MEASURE_NAMES, QUANTILES,
-                                      SpanKey)
+from agentflux.streams.fields import (MAX_MEASURES, MEASURE_FIELDS, MEASURE_FUNCS,
+                                      MEASURE_NAMES, QUANTILES, SpanKey)
 
 if TYPE_CHECKING:
     from agentflux.streams.frame import EventFrame
@@ -59,14 +63,17 @@ if TYPE_CHECKING:
 # (dim, type, name, philosophy)
 Key = tuple[str, str, str, str]
 # dimensions whose rows carry a duration sketch (the others count and sum)
-SKETCHED = frozenset({"name", "cold"})
+SKETCHED = frozenset({"name", "cold", "resource"})
 # extra dimensions: dim -> (event types, the frame's string column naming the group)
 EXTRA_DIMS: dict[str, tuple[tuple[str, ...], str]] = {
     "agent": (("tool.call", "llm.call"), "agent_id"),
     "session": (("llm.call",), "session_id"),
     "tool": (("cache.lookup", "cache.stats"), "label"),
 }
-DIMENSIONS = ("name", *EXTRA_DIMS, "cold")
+# the resource dimension: the metrics of resource.sample sketched per philosophy (the value
+# sketched is the metric, not a duration)
+RESOURCE_METRICS = ("cpu_percent", "memory_mb", "execution_time_s")
+DIMENSIONS = ("name", *EXTRA_DIMS, "cold", "resource")
 # dimensions with a key per few events (a session makes about one row per window it spans,
 # and the simulator's sessions span one): their closed windows of one partition, window and
 # type go out as one :class:`WindowBatch` (columns), not a :class:`WindowRow` each
@@ -81,6 +88,15 @@ def row_id(log: str, partition: int, start_ns: int, key: Key, revision: int) -> 
     """The id of a window row: the same row, published twice, has the same id."""
     raw = orjson.dumps([log, partition, start_ns, *key, revision])
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def partition_key(dim: str, type_: str, name: str, philosophy: str) -> str:
+    """See :attr:`WindowRow.partition_key` (every row of a key still meets in one partition)."""
+    if dim == "resource":
+        return f"resource|{type_}||{philosophy}"
+    if type_.startswith("pool."):
+        return f"pool|{name}"
+    return f"{dim}|{type_}|{name}|{philosophy}"
 
 
 @dataclass(slots=True)
@@ -105,6 +121,13 @@ class WindowRow:
     @property
     def key(self) -> str:
         return f"{self.dim}|{self.type}|{self.name}|{self.philosophy}"
+
+    @property
+    def partition_key(self) -> str:
+        """What decides the row's KPI partition: its key, except where a consumer needs rows
+        of several keys together: a philosophy's resource metrics (the predictor) and a pool's
+        rows whatever their philosophy (the autoscaler)."""
+        return partition_key(self.dim, self.type, self.name, self.philosophy)
 
     @property
     def rows(self) -> int:
@@ -389,12 +412,13 @@ class TumblingWindows:
         for i, state in enumerate(states):
             state.watermark_ns = max(state.watermark_ns, int(ts[inverse.reshape(-1) == i].max()))
 
-        rows, key_index, keys = _dimension_rows(frame, self.dimensions)
+        rows, key_index, keys, sketch_values = _dimension_rows(frame, self.dimensions)
         sums, maxes = _measures(frame)
         part = frame.partition[rows]
         start = win[rows]
         order = np.lexsort((key_index, start, part))
         part, start, key_index, rows = part[order], start[order], key_index[order], rows[order]
+        sketch_values = sketch_values[order]
         change = ((np.diff(part) != 0) | (np.diff(start) != 0) | (np.diff(key_index) != 0))
         firsts = np.concatenate(([0], np.flatnonzero(change) + 1))
         counts = np.diff(np.concatenate((firsts, [len(rows)])))
@@ -418,7 +442,7 @@ class TumblingWindows:
             state.wall[slots] = wall
         # durations: into the sketches of the sketched dimensions' windows, all groups at once
         sketched = np.fromiter((k[0] in SKETCHED for k in keys), bool, len(keys))
-        dur = frame.duration_ms[rows]
+        dur = sketch_values
         take = sketched[key_index] & ~np.isnan(dur)
         if not take.any():
             return
@@ -618,14 +642,16 @@ class TumblingWindows:
 
 
 def _dimension_rows(frame: "EventFrame", dimensions: frozenset[str] = frozenset(DIMENSIONS)
-                    ) -> tuple[np.ndarray, np.ndarray, list[Key]]:
-    """Every (event, dimension) pair of the frame: the event's row, a key index and the keys
-    (two indexes may name the same key)."""
+                    ) -> tuple[np.ndarray, np.ndarray, list[Key], np.ndarray]:
+    """Every (event, dimension) pair of the frame: the event's row, a key index, the keys
+    (two indexes may name the same key) and the value each pair adds to its key's sketch (the
+    duration; for the resource dimension, the metric)."""
     from agentflux.streams.frame import TYPE_NAMES
     idx, base_keys = frame.spans()
     rows = [np.arange(frame.n)]
     key_index = [idx]
     keys: list[Key] = [("name", *k) for k in base_keys]
+    values = [frame.duration_ms]
     type_code = frame.type_code
     for dim, (types, column) in EXTRA_DIMS.items():
         if dim not in dimensions:
@@ -650,6 +676,7 @@ def _dimension_rows(frame: "EventFrame", dimensions: frozenset[str] = frozenset(
             (uniq // (nn * npp)).tolist(), (uniq // npp % nn).tolist(), (uniq % npp).tolist())]
         rows.append(sel)
         key_index.append(inverse.reshape(-1) + base)
+        values.append(frame.duration_ms[sel])
     cold = _cold_rows(frame) if "cold" in dimensions else np.zeros(0, np.int64)
     if cold.size:
         # the cold starts of a pool: the same name as the pool's acquire key
@@ -659,7 +686,22 @@ def _dimension_rows(frame: "EventFrame", dimensions: frozenset[str] = frozenset(
         keys += [("cold", *base_keys[u]) for u in uniq.tolist()]
         rows.append(cold)
         key_index.append(inverse.reshape(-1) + base)
-    return np.concatenate(rows), np.concatenate(key_index), keys
+        values.append(frame.duration_ms[cold])
+    if "resource" in dimensions:
+        samples = np.flatnonzero(frame.type_code == TYPE_NAMES.index("resource.sample"))
+        if samples.size:
+            phils = pc.dictionary_encode(frame.strings["philosophy"].take(pa.array(samples)))
+            ph_index = phils.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            ph_names = phils.dictionary.to_pylist()
+            slots = MEASURE_FIELDS["resource.sample"]
+            for metric in RESOURCE_METRICS:
+                base = len(keys)
+                keys += [("resource", "resource.sample", metric, ph) for ph in ph_names]
+                rows.append(samples)
+                key_index.append(ph_index + base)
+                values.append(frame.measures[samples, slots.index(metric)])
+    return (np.concatenate(rows), np.concatenate(key_index), keys,
+            np.concatenate(values).astype(np.float64, copy=False))
 
 
 def _cold_rows(frame: "EventFrame") -> np.ndarray:

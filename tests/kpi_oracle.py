@@ -65,6 +65,8 @@ def dimensions(e: dict) -> list[tuple[str, str]]:
         out.append(("tool", a["tool"]))
     if t == "pool.acquire" and not a["warm"]:
         out.append(("cold", name))
+    if t == "resource.sample":  # one key per metric; its sketch holds the metric's values
+        out += [("resource", m) for m in ("cpu_percent", "memory_mb", "execution_time_s")]
     return out
 
 
@@ -82,7 +84,10 @@ def oracle(events: Iterable[dict], size_ns: int) -> dict[tuple, dict]:
             w["errors"] += err
             for m, f in MEASURES.get(t, {}).items():
                 w["sums"][m] += f(e["attrs"])
-            if dur is not None and dim in ("name", "cold"):
+            if dim == "resource":
+                if e["attrs"].get(name) is not None:
+                    w["durations"].append(float(e["attrs"][name]))
+            elif dur is not None and dim in ("name", "cold"):
                 w["durations"].append(dur)
     return out
 

@@ -77,7 +77,7 @@ def test_sql_command_prints_rows_and_reports_bad_queries_in_one_line(tmp_path):
     assert "Traceback" not in missing.stderr
 
 def test_kpi_dimensions_from_the_environment_and_their_errors():
-    assert Settings().kpi_dimensions == ("name", "agent", "session", "tool", "cold")
+    assert Settings().kpi_dimensions == ("name", "agent", "session", "tool", "cold", "resource")
     env = {"AGENTFLUX_KPI_DIMENSIONS": " name, agent ,tool"}
     assert Settings.from_env(env).kpi_dimensions == ("name", "agent", "tool")
     for bad in ("agent,tool", "name,sessions"):

@@ -179,8 +179,33 @@ def test_only_the_configured_dimensions_are_kept():
     some.add(evs)
     rows_every = every.close_due(flush_all=True)
     rows_some = some.close_due(flush_all=True)
-    assert {r.dim for r in rows_every} == {"name", "agent", "session", "tool", "cold"}
+    assert {r.dim for r in rows_every} == {"name", "agent", "session", "tool", "cold", "resource"}
     assert {r.dim for r in rows_some} == {"name", "agent", "tool"}  # name always
     key = lambda r: (r.window_start_ns, r.dim, r.type, r.name, r.philosophy, r.count, r.errors)
     assert sorted(map(key, rows_some)) == sorted(key(r) for r in rows_every
                                                 if r.dim in ("name", "agent", "tool"))
+
+
+def test_resource_rows_sketch_each_metric_per_philosophy_and_share_a_kpi_partition():
+    """The resource dimension: one key per metric and philosophy whose sketch holds that
+    metric's values (not a duration), and all of a philosophy's metrics in one KPI partition
+    (the predictor needs them together), as all of a pool's rows (the autoscaler)."""
+    from agentflux.agents.kpis import kpi_partition
+    evs = list(SyntheticRuntime(SimConfig(events=3000, seed=9, start_ns=0)).events())
+    w = TumblingWindows(size_s=3600, grace_s=0)
+    w.add(evs)
+    rows = [r for r in w.close_due(flush_all=True) if r.dim == "resource"]
+    samples = [e for e in evs if e["type"] == "resource.sample"]
+    assert samples and rows
+    for metric in ("cpu_percent", "memory_mb", "execution_time_s"):
+        for phil in {e["philosophy"] for e in samples}:
+            values = np.array([e["attrs"][metric] for e in samples
+                               if e["philosophy"] == phil and e["attrs"].get(metric) is not None])
+            got = [r for r in rows if r.name == metric and r.philosophy == phil]
+            assert sum(r.sketch.count for r in got) == len(values)
+            if len(values) and got[0].sketch.count == len(values):
+                lo, hi = (np.quantile(values, 0.9, method=m) for m in ("lower", "higher"))
+                assert lo * 0.98 <= got[0].sketch.quantile(0.9) <= hi * 1.02
+    for phil in {r.philosophy for r in rows}:
+        assert len({kpi_partition(r.partition_key.encode(), 12) for r in rows
+                    if r.philosophy == phil}) == 1
