@@ -447,20 +447,26 @@ class Predictor:
             return False
         philosophy = doc.get("philosophy")
         sketch = doc.get("sketch")
-        if not philosophy or not sketch or not sketch.get("count"):
+        if not philosophy or not sketch:
+            return False
+        if not isinstance(philosophy, str) or not isinstance(sketch, Mapping):
+            self.rows_malformed += 1
+            return False
+        if not sketch.get("count"):
             return False
         try:
             start_ns, end_ns = int(doc["window_start_ns"]), int(doc["window_end_ns"])
-            k = self._keys.get((philosophy, tool))
-            if k is None:
-                k = self._keys[(philosophy, tool)] = _Key(str(philosophy), tool)
-            h = k.hists.get(metric)
-            if h is None:
-                h = k.hists[metric] = self.policy.histogram()
-            h.add_sketch(sketch, end_ns / 1e9, scale)
-        except (KeyError, TypeError, ValueError):
+            parsed = DDSketch.from_dict(sketch)
+        except (KeyError, TypeError, ValueError, AttributeError):
             self.rows_malformed += 1
             return False
+        k = self._keys.get((philosophy, tool))
+        if k is None:
+            k = self._keys[(philosophy, tool)] = _Key(philosophy, tool)
+        h = k.hists.get(metric)
+        if h is None:
+            h = k.hists[metric] = self.policy.histogram()
+        h.add_sketch(parsed, end_ns / 1e9, scale)
         k.first_ns = start_ns if k.first_ns is None else min(k.first_ns, start_ns)
         k.as_of_ns = max(k.as_of_ns, end_ns)
         self.rows_used += 1

@@ -264,6 +264,9 @@ def test_rows_that_are_not_the_predictors_are_ignored():
     assert not any(p.observe(d) for d in ignored)
     assert p.predictions(61 * S) == [] and p.rows_malformed == 0
     assert not p.observe({**good, "window_end_ns": "soon"}) and p.rows_malformed == 1
+    assert not p.observe({**good, "sketch": [1, 2]}) and p.rows_malformed == 2
+    assert not p.observe({**good, "sketch": {"count": 2}}) and p.rows_malformed == 3
+    assert p.predictions(61 * S) == [] and p.keys() == []
     # pieces of one window (several partitions) add up
     assert p.observe(good) and p.observe(row("cpu_percent", [30.0], 0, 60))
     (doc,) = p.predictions(61 * S)
