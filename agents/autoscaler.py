@@ -12,20 +12,24 @@ demand, so demand that vanishes (only progress markers advancing) scales the poo
 Demand per window ``i`` of length ``T``: the arrival rate ``lambda_i = count / T``; the mean
 concurrency an arrival finds, ``sum(in_use) / count - 1`` (the ``-1``: the row's ``in_use``
 includes the arrival itself), which by PASTA estimates the time-average concurrency ``L``;
-the peak ``max(in_use)``; warm starts and misses (cold starts). Over the last ``windows``
-complete windows, Little's law gives the hold time ``W = sum(L_i T_i) / sum(count_i)``
-(container-seconds in use per acquisition).
+the peak ``max(in_use)``; warm starts and misses (cold starts). Little's law gives the hold
+time ``W = sum(L_i T) / sum(count_i)`` (container-seconds in use per acquisition) over the last
+``hold_windows`` complete windows (a property of the workload that changes slowly; over a few
+windows of a ramp ``L / lambda`` lags and is biased).
 
-Forecast. The arrival rate ``horizon_s`` ahead: the latest window's rate plus the least-squares
-trend over the used windows times the horizon (never below zero); the forecast concurrency
-``L_f = max(lambda_f * W, L_last)`` (containers held now are still held). Target:
-square-root staffing, ``ceil(L_f + z * sqrt(L_f))`` (``z`` = ``headroom``): for Poisson-like
-arrivals the probability of finding no warm container falls quickly with ``z`` (Halfin-Whitt:
-about 2 % at ``z`` = 2), while the head room grows only with the square root of the load, so
-a large pool needs proportionally fewer idle containers than a fixed percentage buffer would
-give it. With ``peak_floor`` the target is at least the peak concurrency of the latest window
-times ``peak_factor`` (a burst inside a window is more than its mean shows). Bounds
-``min_size``/``max_size`` clamp it.
+Forecast. The arrival rate over the last ``windows`` complete windows: its least-squares trend
+counts only when it stands out of the noise (``|slope|`` above two standard errors: short
+windows hold few arrivals, and extrapolating their noise would chase every blip); with a trend
+the forecast is the fitted line ``horizon_s`` past the latest window, without one the median
+window rate (a burst inside one window is not a rate that lasts). The forecast concurrency is
+``L_f = max(lambda_f * W, L_now)``, ``L_now`` the concurrency arrivals found over the last two
+windows (containers held now are still held when arrivals stop). Target: square-root staffing,
+``ceil(L_f + z * sqrt(L_f))`` (``z`` = ``headroom``): for Poisson-like arrivals the chance of
+finding no warm container falls quickly with ``z`` (Halfin-Whitt: a few per cent at ``z`` = 2)
+while the head room grows only with the square root of the load, so a large pool needs
+proportionally fewer idle containers than a percentage buffer would give it. With
+``peak_floor`` the target is at least the latest window's peak concurrency times
+``peak_factor``. ``min_size``/``max_size`` clamp it.
 
 Stabilisation (the Kubernetes HPA's rules). A raw recommendation within ``tolerance`` (ratio)
 of the current target is the current target. Recommendations are kept with their time: the
@@ -73,8 +77,9 @@ class AutoscalerPolicy:
     scale_down_stabilization_s: float = 300.0
     headroom: float = 2.0  # z of square-root staffing: L_f + z * sqrt(L_f)
     horizon_s: float = 30.0  # how far ahead the arrival-rate trend is extrapolated
-    windows: int = 6  # complete windows the rates, hold time and trend are estimated over
-    peak_floor: bool = True  # target >= peak concurrency of the latest window * peak_factor
+    windows: int = 6  # complete windows the arrival rate and its trend are estimated over
+    hold_windows: int = 30  # complete windows the hold time (Little's law) is estimated over
+    peak_floor: bool = False  # target >= peak concurrency of the latest window * peak_factor
     peak_factor: float = 1.0
     heartbeat_s: float = 0.0  # > 0: repeat the current target this often (event time)
     image: str | None = None
@@ -96,10 +101,11 @@ class AutoscalerPolicy:
             v = getattr(self, key)
             need(_num(v) and v >= 0, key, f"must be a number of seconds >= 0, got {v!r} "
                  "(0 turns it off)")
-        for key in ("min_size", "max_size", "windows"):
+        for key in ("min_size", "max_size", "windows", "hold_windows"):
             v = getattr(self, key)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, key,
                  f"must be a whole number >= 0, got {v!r}")
+        need(self.hold_windows >= 1, "hold_windows", "must be >= 1 (e.g. 30)")
         need(self.windows >= 1, "windows", "must be >= 1 (the number of KPI windows the "
              "demand is estimated over, e.g. 6)")
         need(self.min_size <= self.max_size, "min_size",
@@ -150,7 +156,7 @@ class AutoscalerPolicy:
         if isinstance(d.get("pools"), dict):
             d["pools"] = {str(n): (dict(v) if isinstance(v, dict) else v)
                           for n, v in d["pools"].items()}
-        for k in ("min_size", "max_size", "windows"):  # 3.0 in YAML is a whole number too
+        for k in ("min_size", "max_size", "windows", "hold_windows"):  # 3.0 in YAML is a whole number too
             if isinstance(d.get(k), float) and d[k].is_integer():
                 d[k] = int(d[k])
         return cls(**d)
@@ -310,18 +316,25 @@ class Autoscaler:
                   now_ns: int) -> dict[str, Any] | None:
         size = ps.size_ns
         T = size / 1e9
-        starts = [last_end - size * k for k in range(pol.windows, 0, -1)]
+        keep = max(pol.windows, pol.hold_windows)
+        starts = [last_end - size * k for k in range(keep, 0, -1)]
         starts = [s for s in starts if s >= ps.first_start_ns]
-        used = [ps.windows.get(s) or _Window(s, s + size) for s in starts]
+        kept = [ps.windows.get(s) or _Window(s, s + size) for s in starts]
         for s in [s for s in ps.windows if s < starts[0]]:  # done with them
             del ps.windows[s]
+        used = kept[-pol.windows:]
+        held = kept[-pol.hold_windows:]
         if len(ps.row_ids) > 10000:
             ps.row_ids.clear()
         lam = [w.count / T for w in used]
         conc = [max(0.0, w.in_use_sum / w.count - 1.0) if w.count else 0.0 for w in used]
         arrivals = sum(w.count for w in used)
-        if arrivals:
-            ps.hold_s = sum(c * T for c in conc) / arrivals
+        # the hold time over the longer ``hold_windows`` (a property of the workload that
+        # changes slowly; over a few windows of a ramp, L / lambda lags and is biased low)
+        h_arr = sum(w.count for w in held)
+        if h_arr:
+            ps.hold_s = sum(max(0.0, w.in_use_sum / w.count - 1.0) * T
+                            for w in held if w.count) / h_arr
         hold = ps.hold_s
         last = used[-1]
         for w in reversed(used):
@@ -345,7 +358,10 @@ class Autoscaler:
             se = math.sqrt(resid / (n - 2) / den) if n > 2 and den else 0.0
             if abs(slope) <= 2 * se:
                 slope = 0.0
-            lam_f = my + slope * (n * T + pol.horizon_s - mx)
+            # the level: the median window rate (a burst inside one window is not a rate
+            # that lasts; the head room and the scale-down stabilisation absorb bursts)
+            level = sorted(lam)[n // 2] if n % 2 else sum(sorted(lam)[n // 2 - 1:n // 2 + 1]) / 2
+            lam_f = (my + slope * (n * T + pol.horizon_s - mx)) if slope else level
         lam_f = max(0.0, lam_f)
         recent = used[-2:]
         c_recent = sum(w.count for w in recent)
