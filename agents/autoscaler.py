@@ -77,6 +77,7 @@ class AutoscalerPolicy:
     scale_down_stabilization_s: float = 300.0
     headroom: float = 2.0  # z of square-root staffing: L_f + z * sqrt(L_f)
     horizon_s: float = 30.0  # how far ahead the arrival-rate trend is extrapolated
+    trend_significance: float = 2.0  # a trend counts above this many standard errors
     windows: int = 6  # complete windows the arrival rate and its trend are estimated over
     hold_windows: int = 30  # complete windows the hold time (Little's law) is estimated over
     peak_floor: bool = False  # target >= peak concurrency of the latest window * peak_factor
@@ -112,6 +113,9 @@ class AutoscalerPolicy:
              f"{self.min_size} is above max_size {self.max_size}: lower min_size or raise max_size")
         need(_num(self.tolerance) and 0 <= self.tolerance < 1, "tolerance",
              f"must be a ratio in [0, 1), e.g. 0.1 (HPA's), got {self.tolerance!r}")
+        need(_num(self.trend_significance) and self.trend_significance >= 0,
+             "trend_significance", "must be a number of standard errors >= 0, e.g. 2 (0: "
+             f"every trend counts), got {self.trend_significance!r}")
         need(_num(self.headroom) and self.headroom >= 0, "headroom",
              f"must be a number >= 0 (z of L + z*sqrt(L), e.g. 2), got {self.headroom!r}")
         need(isinstance(self.peak_floor, bool), "peak_floor",
@@ -186,6 +190,12 @@ class AutoscalerPolicy:
 
 
 _POOL_KEYS = {f.name for f in dataclasses.fields(AutoscalerPolicy)} - set(_GLOBAL)
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def _num(v: Any) -> bool:
@@ -341,9 +351,11 @@ class Autoscaler:
             if w.count:
                 ps.observed_target = int(round(w.target_max))
                 break
-        # the arrival-rate trend: least squares over the used windows (per second), the
-        # forecast the fitted line ``horizon_s`` past the end of the latest window (the fitted
-        # value, not the latest window's own rate: one short window's count is noisy)
+        # the arrival rate's level and trend, robust to a burst: the median window rate and
+        # the Theil-Sen slope (the median of the slopes between every pair of windows: one
+        # window holding a burst moves neither); the trend counts only when it stands out of
+        # the noise (above ``trend_significance`` standard errors of the least-squares slope), the forecast then
+        # ``horizon_s`` past the latest window
         n = len(lam)
         slope = 0.0
         lam_f = sum(lam[-2:]) / len(lam[-2:])
@@ -351,17 +363,14 @@ class Autoscaler:
             xs = [(i + 0.5) * T for i in range(n)]
             mx, my = sum(xs) / n, sum(lam) / n
             den = sum((x - mx) ** 2 for x in xs)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, lam)) / den if den else 0.0
-            # a trend counts only when it stands out of the noise (|slope| > 2 standard
-            # errors): extrapolating the noise of a few short windows would chase every blip
-            resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, lam))
-            se = math.sqrt(resid / (n - 2) / den) if n > 2 and den else 0.0
-            if abs(slope) <= 2 * se:
-                slope = 0.0
-            # the level: the median window rate (a burst inside one window is not a rate
-            # that lasts; the head room and the scale-down stabilisation absorb bursts)
-            level = sorted(lam)[n // 2] if n % 2 else sum(sorted(lam)[n // 2 - 1:n // 2 + 1]) / 2
-            lam_f = (my + slope * (n * T + pol.horizon_s - mx)) if slope else level
+            ols = sum((x - mx) * (y - my) for x, y in zip(xs, lam)) / den if den else 0.0
+            resid = sum((y - my - ols * (x - mx)) ** 2 for x, y in zip(xs, lam))
+            se = math.sqrt(resid / (n - 2) / den) if den else 0.0
+            level = _median(lam)
+            if abs(ols) > pol.trend_significance * se:
+                slope = _median([(lam[j] - lam[i]) / (xs[j] - xs[i])
+                                 for i in range(n) for j in range(i + 1, n)])
+            lam_f = level + slope * (n * T + pol.horizon_s - mx)
         lam_f = max(0.0, lam_f)
         recent = used[-2:]
         c_recent = sum(w.count for w in recent)
