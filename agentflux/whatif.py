@@ -40,10 +40,33 @@ ORDER BY ts_ns
 _KPIS_SQL = """
 SELECT row_id, dim, type, name, philosophy, epoch_ns(window_start) AS window_start_ns,
        epoch_ns(window_end) AS window_end_ns, revision, source_partition, count, errors,
-       sums, maxes
-FROM kpis WHERE kind = 'kpi' AND type = 'pool.acquire' AND dim = 'name'
+       sums, maxes, sketch
+FROM kpis
+WHERE kind = 'kpi' AND ((type = 'pool.acquire' AND dim = 'name') OR dim = 'resource')
 ORDER BY window_end, source_partition
 """
+
+
+def connect_read_only(root: str):
+    """The history's DuckDB views without writing anything: :func:`agentflux.sinks.catalog.
+    connect` writes the catalog file of a local root that has none; this builds the same
+    in-memory views and leaves the root alone."""
+    import duckdb
+
+    from agentflux.sinks import catalog
+    from agentflux.sinks.history import History
+    history = History(root)
+    if not history.local:
+        return catalog.connect(root)  # (reads through pyarrow; writes nothing)
+    from pathlib import Path
+    if not (Path(history.base) / "events").is_dir():
+        raise FileNotFoundError(f"no history at {history.base}")
+    con = duckdb.connect()
+    con.create_function(catalog.SEGMENTS_FUNCTION,
+                        lambda table: catalog.visible_segments(history, table),
+                        ["VARCHAR"], "VARCHAR[]", side_effects=True)
+    con.execute(catalog.catalog_sql(history.base, listed=True))
+    return con
 
 
 def load_policy(policy: str | AutoscalerPolicy | Mapping[str, Any] | None) -> AutoscalerPolicy:
@@ -58,19 +81,23 @@ def load_policy(policy: str | AutoscalerPolicy | Mapping[str, Any] | None) -> Au
 
 def read_history(root: str) -> tuple[list[tuple], list[dict]]:
     """``(events, kpi rows)``: the pool events as ``(pool, type, ts_ns, duration_ms, attrs)``
-    in event-time order and the ``pool.acquire`` KPI rows as published documents."""
-    from agentflux.sinks.catalog import connect
-    con = connect(root)
+    in event-time order, and the KPI rows of ``pool.acquire`` (the autoscaler's) and of the
+    ``resource`` dimension (the predictor's) as published documents."""
+    con = connect_read_only(root)
     try:
         events = con.execute(_EVENTS_SQL).fetchall()
         rows = []
         for r in con.execute(_KPIS_SQL).fetchall():
-            (rid, dim, type_, name, phil, s, e, rev, part, count, errors, sums, maxes) = r
-            rows.append({"kind": "kpi", "row_id": rid, "dim": dim, "type": type_, "name": name,
-                         "philosophy": phil, "window_start_ns": int(s), "window_end_ns": int(e),
-                         "revision": rev, "source_partition": part, "count": count,
-                         "errors": errors, "sums": orjson.loads(sums) if sums else {},
-                         "maxes": orjson.loads(maxes) if maxes else {}})
+            (rid, dim, type_, name, phil, s, e, rev, part, count, errors, sums, maxes,
+             sketch) = r
+            d = {"kind": "kpi", "row_id": rid, "dim": dim, "type": type_, "name": name,
+                 "philosophy": phil, "window_start_ns": int(s), "window_end_ns": int(e),
+                 "revision": rev, "source_partition": part, "count": count,
+                 "errors": errors, "sums": orjson.loads(sums) if sums else {},
+                 "maxes": orjson.loads(maxes) if maxes else {}}
+            if sketch:
+                d["sketch"] = orjson.loads(sketch)
+            rows.append(d)
     finally:
         con.close()
     return events, rows
@@ -147,9 +174,10 @@ def run_whatif(history_path: str, policy: Any = None, pools: Sequence[str] | Non
     if pools:
         traces = {p: t for p, t in traces.items() if p in set(pools)}
         recorded = {p: f for p, f in recorded.items() if p in set(pools)}
-        rows = [r for r in rows if r["name"] in set(pools)]
+        rows = [r for r in rows if r["dim"] == "resource" or r["name"] in set(pools)]
     if window_s is None:
-        window_s = next(((r["window_end_ns"] - r["window_start_ns"]) / 1e9 for r in rows), None)
+        window_s = next(((r["window_end_ns"] - r["window_start_ns"]) / 1e9 for r in rows
+                         if r["type"] == "pool.acquire"), None)
     named = [("policy", load_policy(policy))]
     if other is not None:
         named.append(("other", load_policy(other)))
@@ -204,4 +232,5 @@ def render(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["demand", "load_policy", "read_history", "render", "run_whatif"]
+__all__ = ["connect_read_only", "demand", "load_policy", "read_history", "render",
+           "run_whatif"]
