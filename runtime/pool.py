@@ -5,6 +5,13 @@ available, otherwise creates one (cold) and says which, with the startup time; `
 it back up to ``pool_size`` (a surplus one is destroyed); ``pre_warm`` fills a pool ahead of
 demand. Every acquire emits ``pool.acquire`` (warm, startup_ms, available, in_use, target).
 
+The closed loop sizes pools at run time: ``set_target(pool, n)`` gives one pool a target of its
+own (containers it should hold, in use + warm idle) instead of the global ``pool_size`` (which
+bounds the warm idle ones only), and ``await reconcile_to(pool, n)`` creates (concurrently) or
+destroys idle containers to match it. ``adopt`` takes over containers that already exist (a pool
+manager restarted: ``DockerBackend.list`` finds its containers by label). Changes emit
+``pool.state``.
+
 Backends create and destroy real things: :class:`DockerBackend` talks to the Docker Engine API
 through the ``docker`` SDK (tested against podman serving that API), :class:`ProcessBackend`
 starts a local process per "container" for machines without any engine.
@@ -13,6 +20,7 @@ starts a local process per "container" for machines without any engine.
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -21,12 +29,17 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from agentflux.runtime.instrument import Instrumentation
 
+log = logging.getLogger(__name__)
+
 CreateFn = Callable[[], Awaitable[str]]
 
 
 class ContainerBackend(Protocol):
     async def create(self, philosophy: str) -> str: ...
     async def destroy(self, container_id: str) -> None: ...
+    # optional: ``async def list(self, pool: str) -> list[str]`` (the pool's existing containers)
+
+POOL_LABEL = "agentflux.pool.name"
 
 
 class ProcessBackend:
@@ -43,6 +56,12 @@ class ProcessBackend:
         self._procs[cid] = proc
         return cid
 
+    async def list(self, pool: str) -> list[str]:
+        """This backend's live processes of ``pool`` (they end with the process that made them,
+        so there is nothing to find after a restart)."""
+        prefix = f"proc-{pool}-"
+        return [c for c, p in self._procs.items() if c.startswith(prefix) and p.poll() is None]
+
     async def destroy(self, container_id: str) -> None:
         proc = self._procs.pop(container_id, None)
         if proc is not None:
@@ -55,21 +74,44 @@ class ProcessBackend:
 
 
 class DockerBackend:
-    """Containers through the Docker Engine API (``docker`` SDK client injected)."""
+    """Containers through the Docker Engine API (``docker`` SDK client injected).
+
+    Every container carries the backend's ``labels`` and ``agentflux.pool.name=<pool>``, so that
+    :meth:`list` finds a pool's containers again after a restart. ``images`` may give a pool an
+    image of its own (a pool command naming an allowed image); new containers use it."""
 
     def __init__(self, client: Any, image: str, command: list[str] | None = None,
                  labels: dict[str, str] | None = None):
         self.client = client
         self.image = image
+        self.images: dict[str, str] = {}
         self.command = command or ["sleep", "3600"]
         self.labels = {"agentflux.pool": "1", **(labels or {})}
 
+    def labels_for(self, pool: str) -> dict[str, str]:
+        return {**self.labels, POOL_LABEL: pool}
+
     async def create(self, philosophy: str) -> str:
         def run() -> str:
-            c = self.client.containers.run(self.image, self.command, detach=True,
-                                           labels={**self.labels, "agentflux.philosophy": philosophy})
+            c = self.client.containers.run(self.images.get(philosophy, self.image), self.command,
+                                           detach=True,
+                                           labels={**self.labels_for(philosophy),
+                                                   "agentflux.philosophy": philosophy})
             return c.id
         return await asyncio.to_thread(run)
+
+    async def list(self, pool: str) -> list[str]:
+        """The running containers with this backend's labels for ``pool`` (oldest first)."""
+        filters = {"label": [f"{k}={v}" for k, v in self.labels_for(pool).items()]}
+
+        def ls() -> list[str]:
+            found = self.client.containers.list(filters=filters)
+            # the engine ANDs the label filters; checked again here, cheaply, in case one does not
+            want = self.labels_for(pool)
+            found = [c for c in found
+                     if all((c.labels or {}).get(k) == v for k, v in want.items())]
+            return [c.id for c in reversed(found)]  # the engine lists the newest first
+        return await asyncio.to_thread(ls)
 
     async def destroy(self, container_id: str) -> None:
         def rm() -> None:
@@ -82,7 +124,11 @@ class DockerBackend:
 
 
 class ContainerPool:
-    """Per-philosophy warm pools (the seed specification's API, with instrumentation)."""
+    """Per-philosophy warm pools (the seed specification's API, with instrumentation).
+
+    Without a target of its own a pool keeps up to ``pool_size`` warm idle containers (the seed
+    specification's meaning); with one (:meth:`set_target`) it holds ``target`` containers in
+    all, in use + warm idle: a released container is kept only while in use + idle < target."""
 
     def __init__(self, pool_size: int = 10, warm_start_enabled: bool = True, *,
                  instrumentation: Instrumentation | None = None,
@@ -93,6 +139,7 @@ class ContainerPool:
         self._warm_start_enabled = warm_start_enabled
         self._pools: dict[str, list[str]] = defaultdict(list)
         self._in_use: dict[str, int] = defaultdict(int)
+        self._targets: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._instr = instrumentation
         self.backend = backend
@@ -106,6 +153,97 @@ class ContainerPool:
             raise ValueError("pass create_fn or construct the pool with a backend")
         return lambda: self.backend.create(philosophy)
 
+    # --- targets -------------------------------------------------------------------------------
+    def target(self, philosophy: str) -> int:
+        """The pool's own target (containers in use + idle), else the global ``pool_size``."""
+        return self._targets.get(philosophy, self._pool_size)
+
+    def has_target(self, philosophy: str) -> bool:
+        return philosophy in self._targets
+
+    def _idle_room(self, philosophy: str) -> int:
+        """How many warm idle containers the pool may hold now."""
+        if philosophy in self._targets:
+            return max(0, self._targets[philosophy] - self._in_use.get(philosophy, 0))
+        return self._pool_size
+
+    def set_target(self, philosophy: str, target: int) -> None:
+        """Give ``philosophy`` a target of its own (in use + warm idle containers); idle ones
+        beyond it are destroyed by :meth:`reconcile_to` (or the next ``release`` keeps none)."""
+        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+            raise ValueError(f"target must be an integer >= 0, got {target!r}")
+        changed = self._targets.get(philosophy) != target
+        self._targets[philosophy] = target
+        self._pools[philosophy]  # listed in the stats from now on
+        if changed:
+            self._event("pool.state", philosophy)
+
+    async def reconcile_to(self, philosophy: str, target: int | None = None,
+                           create_fn: CreateFn | None = None) -> dict[str, int]:
+        """Set the target (if given) and create or destroy idle containers until in use + idle
+        = target (idle only: a container in use is never taken away). Creations run
+        concurrently; a failed one is counted (``failed``) and logged, the others are kept.
+        Returns ``{"created", "destroyed", "failed"}``."""
+        if target is not None:
+            self.set_target(philosophy, target)
+        elif philosophy not in self._targets:
+            self.set_target(philosophy, self._pool_size)
+        surplus: list[str] = []
+        async with self._lock:
+            idle = self._pools[philosophy]
+            room = self._idle_room(philosophy) if self._warm_start_enabled else 0
+            if len(idle) > room:
+                surplus = idle[room:]
+                del idle[room:]
+            missing = max(0, room - len(idle))
+        created = failed = 0
+        if missing:
+            fn = self._create_fn(philosophy, create_fn)
+            results = await asyncio.gather(*(fn() for _ in range(missing)), return_exceptions=True)
+            ids = [r for r in results if isinstance(r, str)]
+            errors = [r for r in results if not isinstance(r, str)]
+            failed = len(errors)
+            if errors:
+                log.warning("pool %s: %d of %d container creations failed: %s", philosophy,
+                            failed, missing, errors[0])
+            async with self._lock:  # acquires/releases may have moved meanwhile: recheck
+                idle = self._pools[philosophy]
+                room = max(0, self._idle_room(philosophy) - len(idle))
+                idle.extend(ids[:room])
+                surplus.extend(ids[room:])
+                created = min(len(ids), room)
+        if surplus and self.backend is not None:
+            await asyncio.gather(*(self.backend.destroy(c) for c in surplus))
+        destroyed = len(surplus) if self.backend is not None else 0
+        if created or surplus or failed:
+            self._event("pool.state", philosophy)
+        return {"created": created, "destroyed": destroyed, "failed": failed}
+
+    async def adopt(self, philosophy: str, container_ids: list[str]) -> int:
+        """Take over existing containers as warm idle ones (those not held already); returns
+        how many were added. :meth:`reconcile_to` afterwards trims them to the target."""
+        async with self._lock:
+            idle = self._pools[philosophy]
+            known = set(idle)
+            new = [c for c in container_ids if c not in known]
+            idle.extend(new)
+        if new:
+            self._event("pool.state", philosophy)
+        return len(new)
+
+    def pools(self) -> list[str]:
+        """The pools known so far (with containers, targets or use)."""
+        return sorted(set(self._pools) | set(self._targets) | set(self._in_use))
+
+    def in_use(self, philosophy: str) -> int:
+        return self._in_use.get(philosophy, 0)
+
+    def report(self, philosophy: str | None = None) -> None:
+        """Emit ``pool.state`` for one pool, or for every known pool."""
+        for p in [philosophy] if philosophy is not None else self.pools():
+            self._event("pool.state", p)
+
+    # --- the seed API --------------------------------------------------------------------------
     async def acquire(self, philosophy: str, create_fn: CreateFn | None = None) -> tuple[str, bool]:
         """``(container_id, warm)``; emits ``pool.acquire`` with the startup time."""
         t0 = time.perf_counter()
@@ -129,7 +267,8 @@ class ContainerPool:
         """Back into the pool (True), or destroyed when the pool is full (False)."""
         async with self._lock:
             self._in_use[philosophy] = max(0, self._in_use[philosophy] - 1)
-            keep = self._warm_start_enabled and len(self._pools[philosophy]) < self._pool_size
+            keep = (self._warm_start_enabled
+                    and len(self._pools[philosophy]) < self._idle_room(philosophy))
             if keep:
                 self._pools[philosophy].append(container_id)
         if not keep and self.backend is not None:
@@ -139,10 +278,11 @@ class ContainerPool:
 
     async def pre_warm(self, philosophy: str, create_fn: CreateFn | None = None,
                        count: int = 1) -> int:
-        """Create up to ``count`` containers into the pool (never beyond ``pool_size``)."""
+        """Create up to ``count`` containers into the pool (never beyond ``pool_size``, or the
+        pool's own target)."""
         fn = self._create_fn(philosophy, create_fn)
         async with self._lock:
-            room = max(0, self._pool_size - len(self._pools[philosophy]))
+            room = max(0, self._idle_room(philosophy) - len(self._pools[philosophy]))
         n = min(count, room)
         ids = await asyncio.gather(*(fn() for _ in range(n)))
         async with self._lock:
@@ -162,25 +302,33 @@ class ContainerPool:
     def available(self, philosophy: str) -> int:
         return len(self._pools.get(philosophy, ()))
 
+    def idle_ids(self, philosophy: str) -> list[str]:
+        return list(self._pools.get(philosophy, ()))
+
     def get_pool_stats(self) -> dict[str, Any]:
         total = self.warm_starts + self.cold_starts
         return {
             "pool_size": self._pool_size,
             "warm_start_enabled": self._warm_start_enabled,
-            "pools": {p: {"available": len(ids),
+            "pools": {p: {"available": self.available(p),
                           "in_use": self._in_use.get(p, 0),
+                          "target": self.target(p),
                           # the specification's definition: how full the warm pool is
-                          "utilization_percent": round(len(ids) / self._pool_size * 100, 2)
+                          "utilization_percent": round(self.available(p) / self._pool_size * 100, 2)
                           if self._pool_size else 0.0}
-                      for p, ids in self._pools.items()},
+                      for p in self._stats_pools()},
             "warm_starts": self.warm_starts,
             "cold_starts": self.cold_starts,
             "warm_start_rate_percent": round(self.warm_starts / total * 100, 2) if total else 0.0,
         }
 
+    def _stats_pools(self) -> list[str]:
+        """The seed API's pools (those that held containers), then those with a target."""
+        return list(dict.fromkeys([*self._pools, *self._targets]))
+
     def _event(self, type_: str, philosophy: str, **extra: Any) -> None:
         if self._instr is None:
             return
         attrs = {"pool": philosophy, **extra, "available": len(self._pools.get(philosophy, ())),
-                 "in_use": self._in_use.get(philosophy, 0), "target": self._pool_size}
+                 "in_use": self._in_use.get(philosophy, 0), "target": self.target(philosophy)}
         self._instr.emit(type_, attrs, philosophy=philosophy)

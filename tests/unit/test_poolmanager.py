@@ -1,0 +1,238 @@
+"""The pool manager's checks, in order, with their reasons; idempotency by command_id; the
+generation state across a re-created manager; the pool's run-time targets. Containers are local
+processes (ProcessBackend) or an in-memory backend; no broker (the integration test has one)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import orjson
+import pytest
+
+from agentflux import commands
+from agentflux.config import ConfigError, Settings
+from agentflux.runtime.instrument import CountingEmitter, Instrumentation
+from agentflux.runtime.pool import ContainerPool, ProcessBackend
+from agentflux.runtime.poolmanager import PoolManager
+from agentflux.schemas import check
+
+KEY = b"k1-secret"
+
+
+class MemoryBackend:
+    """Containers as ids in a set: what exists, what was created and destroyed."""
+
+    def __init__(self) -> None:
+        self.alive: set[str] = set()
+        self.created = 0
+        self.destroyed = 0
+        self._n = itertools.count(1)
+
+    async def create(self, philosophy: str) -> str:
+        cid = f"{philosophy}-{next(self._n)}"
+        self.alive.add(cid)
+        self.created += 1
+        return cid
+
+    async def destroy(self, container_id: str) -> None:
+        self.alive.discard(container_id)
+        self.destroyed += 1
+
+    async def list(self, pool: str) -> list[str]:
+        return sorted(c for c in self.alive if c.startswith(f"{pool}-"))
+
+
+def settings(tmp_path, keys: str = "k1-secret,k0-old") -> Settings:
+    return Settings.from_env(env={"AGENTFLUX_COMMAND_KEYS": keys}, state_dir=tmp_path)
+
+
+gens = commands.Generations()
+
+
+def cmd(pool="react", target=3, *, key=KEY, generation=None, **kw) -> dict:
+    doc = commands.new_command(pool, target, generation or gens.next(pool), "test", {},
+                               min_size=kw.pop("min_size", 0), max_size=kw.pop("max_size", 10),
+                               **kw)
+    return commands.sign(doc, key) if key is not None else doc
+
+
+def manager(tmp_path, backend=None, **kw) -> PoolManager:
+    pool = ContainerPool(pool_size=2, backend=backend or MemoryBackend())
+    kw.setdefault("pools", ["react", "cot"])
+    kw.setdefault("max_size", 8)
+    kw.setdefault("image_allowlist", {"localhost/ok:1"})
+    return PoolManager(settings(tmp_path), pool, state_file=tmp_path / "state.json", **kw)
+
+
+def test_each_check_names_its_reason(tmp_path):
+    m = manager(tmp_path)
+    good = cmd()
+    assert m.check(good) == ("ok", "ok", "")
+    assert m.check({"v": 1})[:2] == ("rejected", "malformed")
+    assert m.check(cmd(key=None))[:2] == ("rejected", "unsigned")
+    assert m.check(cmd(key=b"forged"))[:2] == ("rejected", "bad_signature")
+    tampered = dict(good, target=7)  # the signature covers the target
+    assert m.check(tampered)[:2] == ("rejected", "bad_signature")
+    assert m.check(cmd(key=b"k0-old"))[0] == "ok"  # any configured key verifies (rotation)
+    assert m.check(cmd("other"))[:2] == ("rejected", "unknown_pool")
+    assert m.check(cmd(target=9, max_size=20))[:2] == ("rejected", "out_of_bounds")  # manager's max
+    assert m.check(cmd(target=5, max_size=4))[:2] == ("rejected", "out_of_bounds")  # command's max
+    assert m.check(cmd(target=1, min_size=2))[:2] == ("rejected", "out_of_bounds")
+    assert m.check(cmd(image="evil/miner"))[:2] == ("rejected", "image_not_allowed")
+    assert m.check(cmd(image="localhost/ok:1"))[0] == "ok"
+
+
+def test_checks_run_in_order(tmp_path):
+    """A command wrong in several ways is rejected for the first check it fails."""
+    m = manager(tmp_path)
+    # unknown pool + out of bounds + bad image, unsigned: the signature comes first
+    doc = cmd("other", target=99, image="evil", key=None)
+    assert m.check(doc)[1] == "unsigned"
+    assert m.check(commands.sign(dict(doc), b"forged"))[1] == "bad_signature"
+    assert m.check(commands.sign(dict(doc), KEY))[1] == "unknown_pool"
+    doc = commands.sign(cmd("react", target=99, image="evil", key=None), KEY)
+    assert m.check(doc)[1] == "out_of_bounds"
+    doc = commands.sign(cmd("react", target=2, image="evil", key=None), KEY)
+    assert m.check(doc)[1] == "image_not_allowed"
+
+
+def test_apply_duplicate_and_stale(tmp_path):
+    backend = MemoryBackend()
+    m = manager(tmp_path, backend)
+
+    async def go():
+        first = cmd(target=3)
+        assert await m.handle([orjson.dumps(first)]) == {
+            "react": {"created": 3, "destroyed": 0, "failed": 0}}
+        assert len(backend.alive) == 3 and m.pool.target("react") == 3
+        # redelivered, and duplicated inside one batch: nothing changes
+        assert await m.handle([orjson.dumps(first), first]) == {}
+        assert m.duplicates == 2 and backend.created == 3
+        # an older generation (issued before, delivered after) is stale
+        old = cmd(target=5, generation=first["generation"] - 1)
+        assert await m.handle([old]) == {}
+        assert m.rejected == {"stale_generation": 1} and len(backend.alive) == 3
+        # not JSON at all
+        assert await m.handle([b"{not json"]) == {}
+        assert m.rejected["malformed"] == 1
+        # scale down: idle ones destroyed
+        assert (await m.handle([cmd(target=1)]))["react"]["destroyed"] == 2
+        assert len(backend.alive) == 1 and m.applied == 2
+
+    asyncio.run(go())
+    text = m.registry.get_sample_value
+    assert text("agentflux_pool_commands_total", {"outcome": "applied", "reason": "ok"}) == 2
+    assert text("agentflux_pool_commands_total",
+                {"outcome": "duplicate", "reason": "duplicate_command_id"}) == 2
+    assert text("agentflux_pool_commands_total",
+                {"outcome": "rejected", "reason": "stale_generation"}) == 1
+    assert text("agentflux_pool_target", {"pool": "react"}) == 1
+
+
+def test_a_later_command_of_a_batch_wins_and_reconciles_once(tmp_path):
+    backend = MemoryBackend()
+    m = manager(tmp_path, backend)
+    out = asyncio.run(m.handle([cmd(target=6), cmd(target=2), cmd("cot", target=1)]))
+    assert out == {"react": {"created": 2, "destroyed": 0, "failed": 0},
+                   "cot": {"created": 1, "destroyed": 0, "failed": 0}}
+    assert backend.created == 3 and m.applied == 3
+
+
+def test_rejected_commands_are_logged_one_line(tmp_path, caplog):
+    m = manager(tmp_path)
+    doc = cmd(key=b"forged")
+    with caplog.at_level("WARNING", logger="agentflux.runtime.poolmanager"):
+        asyncio.run(m.handle([doc]))
+    (rec,) = caplog.records
+    line = rec.getMessage()
+    assert "\n" not in line
+    assert "react" in line and doc["command_id"] in line and "bad_signature" in line
+
+
+def test_generation_state_survives_a_new_manager(tmp_path):
+    backend = MemoryBackend()
+    m = manager(tmp_path, backend)
+    applied = cmd(target=4)
+    asyncio.run(m.handle([applied]))
+    saved = orjson.loads((tmp_path / "state.json").read_bytes())
+    assert saved["pools"]["react"]["generation"] == applied["generation"]
+    assert not list(tmp_path.glob(".state.json.*"))  # the temporary file was renamed
+
+    # a new manager on a new pool object, the same containers (the backend outlives it)
+    again = PoolManager(settings(tmp_path), ContainerPool(pool_size=2, backend=backend),
+                        pools=["react"], max_size=8, state_file=tmp_path / "state.json")
+    assert again.last_generation("react") == applied["generation"]
+    assert again.check(applied)[0] == "duplicate"
+    assert again.check(cmd(target=2, generation=applied["generation"]))[1] == "stale_generation"
+    recovered = asyncio.run(again.recover())
+    assert recovered["react"] == {"adopted": 4, "created": 0, "destroyed": 0, "failed": 0}
+    assert backend.created == 4 and again.pool.available("react") == 4
+
+
+def test_recover_trims_extras_and_creates_missing(tmp_path):
+    backend = MemoryBackend()
+    m = manager(tmp_path, backend)
+    asyncio.run(m.handle([cmd(target=2), cmd("cot", target=3)]))
+
+    async def extra():
+        for _ in range(3):
+            await backend.create("react")  # e.g. left by a crash between create and record
+        await backend.destroy(sorted(c for c in backend.alive if c.startswith("cot-"))[0])
+    asyncio.run(extra())
+    again = manager(tmp_path, backend)
+    out = asyncio.run(again.recover())
+    assert out["react"] == {"adopted": 5, "created": 0, "destroyed": 3, "failed": 0}
+    assert out["cot"] == {"adopted": 2, "created": 1, "destroyed": 0, "failed": 0}
+    assert len(asyncio.run(backend.list("react"))) == 2
+    assert len(asyncio.run(backend.list("cot"))) == 3
+
+
+def test_unreadable_state_file_is_one_clear_error(tmp_path):
+    (tmp_path / "state.json").write_text("{nope")
+    with pytest.raises(ConfigError, match="state file .* is unreadable"):
+        manager(tmp_path)
+
+
+def test_a_manager_without_keys_refuses_to_start(tmp_path):
+    pool = ContainerPool(backend=MemoryBackend())
+    m = PoolManager(Settings.from_env(env={}, state_dir=tmp_path), pool,
+                    state_file=tmp_path / "s.json")
+    with pytest.raises(ConfigError, match="pool commands are signed: set AGENTFLUX_COMMAND_KEYS"):
+        asyncio.run(m.start())
+
+
+def test_release_keeps_while_in_use_plus_idle_below_target():
+    """The pool's run-time target with real processes: reconcile up and down, release keeps a
+    container only while in use + idle < target, pool.state events are valid."""
+    backend = ProcessBackend()
+    sink = CountingEmitter()
+    pool = ContainerPool(pool_size=1, backend=backend, instrumentation=Instrumentation(sink))
+
+    async def go():
+        assert await pool.reconcile_to("react", 3) == {"created": 3, "destroyed": 0, "failed": 0}
+        assert len(await backend.list("react")) == 3
+        ids = [(await pool.acquire("react"))[0] for _ in range(4)]  # 3 warm, 1 cold
+        assert pool.in_use("react") == 4 and pool.available("react") == 0
+        # scale down to 2 while 4 are in use: nothing idle to destroy, nothing in use is taken
+        assert await pool.reconcile_to("react", 2) == {"created": 0, "destroyed": 0, "failed": 0}
+        kept = [await pool.release("react", c) for c in ids]
+        # after each release: in use 3,2,1,0; kept while in use + idle < 2
+        assert kept == [False, False, True, True]
+        assert [backend.alive(c) for c in ids] == [False, False, True, True]
+        assert pool.available("react") == 2
+        assert await pool.reconcile_to("react", 0) == {"created": 0, "destroyed": 2, "failed": 0}
+        assert await backend.list("react") == []
+        # a pool without a target of its own keeps the seed meaning: pool_size idle ones
+        assert await pool.pre_warm("cot", count=3) == 1
+        assert pool.target("cot") == 1 and not pool.has_target("cot")
+        assert await pool.adopt("cot", pool.idle_ids("cot")) == 0  # already held
+        await pool.drain()
+
+    asyncio.run(go())
+    states = sink.of_type("pool.state")
+    assert [e["attrs"]["target"] for e in states if e["attrs"]["pool"] == "react"][:2] == [3, 3]
+    assert any(e["attrs"]["target"] == 0 and e["attrs"]["available"] == 0 for e in states)
+    for e in sink.events:
+        assert check(e) is None
+    assert pool.get_pool_stats()["pools"]["react"]["target"] == 0
