@@ -1,5 +1,9 @@
 """PerformanceOptimizer: the facade of the seed specification over cache, pool, predictor and
-memory optimisation, with a background loop (memory optimisation + expired-entry cleanup)."""
+memory optimisation, with a background loop (memory optimisation + expired-entry cleanup).
+
+With a :class:`~agentflux.runtime.predictions.PredictionSubscriber` the resource predictions
+come from the pipeline's predictor (learnt from every runtime's events) when it has published
+one for the philosophy, and from the local ResourcePredictor otherwise."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from agentflux.runtime.cache import PerformanceCache
 from agentflux.runtime.instrument import Instrumentation
 from agentflux.runtime.pool import ContainerBackend, ContainerPool
+from agentflux.runtime.predictions import SPEC_KEYS, PredictionSubscriber
 from agentflux.runtime.resources import ResourcePredictor, optimize_memory
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,7 @@ class PerformanceOptimizer:
                  enable_gc_optimization: bool = True, cache_size: int = 1000, pool_size: int = 10,
                  *, instrumentation: Instrumentation | None = None,
                  backend: ContainerBackend | None = None, loop_interval_s: float = 300.0,
-                 stats_interval_s: float = 1.0):
+                 stats_interval_s: float = 1.0, predictions: PredictionSubscriber | None = None):
         self.enable_caching = enable_caching
         self.enable_pooling = enable_pooling
         self.enable_gc_optimization = enable_gc_optimization
@@ -47,6 +52,10 @@ class PerformanceOptimizer:
         self._pool = ContainerPool(pool_size, instrumentation=instrumentation,
                                    backend=backend) if enable_pooling else None
         self._predictor = ResourcePredictor()
+        self.predictions = predictions
+        # where predict_resource_requirements' answers came from; malformed: a published
+        # prediction without the three numeric targets (ignored: the local one answered)
+        self.prediction_stats = {"pipeline": 0, "local": 0, "malformed": 0}
         self._tracked_agents: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._metrics = {"cache_hits": 0, "cache_misses": 0, "warm_starts": 0, "cold_starts": 0,
                          "gc_collections": 0, "memory_released_mb": 0.0}
@@ -154,8 +163,44 @@ class PerformanceOptimizer:
                 "execution_time_s": float(metrics.get("execution_time", 0.0))},
                 philosophy=philosophy)
 
+    def _published(self, philosophy: str) -> dict[str, float] | None:
+        """The three targets of the pipeline's latest prediction for ``philosophy``, or None
+        (none published, or a malformed one: counted)."""
+        if self.predictions is None:
+            return None
+        doc = self.predictions.latest(philosophy)
+        if doc is None:
+            return None
+        try:
+            rec = doc["recommendation"]
+            out = {k: float(rec[k]["target"]) for k in SPEC_KEYS}
+        except (KeyError, TypeError, ValueError):
+            self.prediction_stats["malformed"] += 1
+            return None
+        if not all(v == v and v not in (float("inf"), float("-inf")) for v in out.values()):
+            self.prediction_stats["malformed"] += 1
+            return None
+        return out
+
     def predict_resource_requirements(self, config: Any) -> dict[str, float]:
-        return self._predictor.predict_requirements(_philosophy(config))
+        """cpu_percent, memory_mb and execution_time_seconds for ``config``'s philosophy: the
+        pipeline's latest recommendation targets when it published one, else the local
+        predictor's (mean x 1.2, or the conservative defaults)."""
+        philosophy = _philosophy(config)
+        published = self._published(philosophy)
+        if published is not None:
+            self.prediction_stats["pipeline"] += 1
+            return published
+        self.prediction_stats["local"] += 1
+        return self._predictor.predict_requirements(philosophy)
+
+    def prediction_source(self, config: Any) -> str:
+        """``"pipeline"`` if :meth:`predict_resource_requirements` answers from a published
+        prediction now, else ``"local"``."""
+        malformed = self.prediction_stats["malformed"]
+        source = "pipeline" if self._published(_philosophy(config)) is not None else "local"
+        self.prediction_stats["malformed"] = malformed  # asking is not another sighting
+        return source
 
     @property
     def tracked_agents(self) -> int:
