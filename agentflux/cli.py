@@ -415,6 +415,113 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return code
 
 
+def _docker_client(url: str | None):
+    """A docker SDK client that answered a ping, or one ConfigError line saying how to get one."""
+    import docker
+    url = url or os.environ.get("DOCKER_HOST") or None
+    try:
+        client = docker.DockerClient(base_url=url) if url else docker.from_env()
+        client.ping()
+    except Exception as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"cannot reach the Docker API at {url or 'the default socket'} ({why}): "
+                          "start a Docker engine, or podman's (`podman system service --time=0 "
+                          "unix:///tmp/podman.sock`), and pass --docker-url "
+                          "unix:///tmp/podman.sock (or set DOCKER_HOST)") from None
+    return client
+
+
+def cmd_pool_manager(args: argparse.Namespace) -> int:
+    """Apply the autoscaler's signed pool commands to containers through the Docker API. Runs
+    until SIGTERM / SIGINT, which stop it cleanly (exit 0): the containers stay, and the next
+    start adopts them by their labels."""
+    from agentflux.commands import keys_of
+    from agentflux.localdocker import IMAGE
+
+    settings = Settings.from_env()
+    if not keys_of(settings.command_keys):
+        raise ConfigError("pool commands are signed: set AGENTFLUX_COMMAND_KEYS to the key(s) the "
+                          "autoscaler signs with (comma-separated; the first signs, any verifies)")
+    if not 0 <= args.min_size <= args.max_size:
+        raise ConfigError(f"--min-size {args.min_size} / --max-size {args.max_size}: give "
+                          "0 <= min <= max")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port {args.metrics_port}: a TCP port is 0..65535")
+    if args.report_every <= 0:
+        raise ConfigError(f"--report-every {args.report_every:g}: give seconds > 0")
+    image = args.image or IMAGE
+    allow = set(args.allow_image or [image])
+    if image not in allow:
+        raise ConfigError(f"--image {image} is not in the --allow-image list: add it there")
+    client = _docker_client(args.docker_url)
+    try:
+        client.images.get(image)
+    except Exception as exc:
+        raise ConfigError(f"the image {image} is not at the Docker API ({type(exc).__name__}): "
+                          "pull or import it (e.g. `podman import rootfs.tar IMAGE`), or pass "
+                          "--image") from None
+    settings = with_broker(settings)
+    from agentflux.runtime.emitter import Emitter
+    from agentflux.runtime.instrument import Instrumentation
+    from agentflux.runtime.pool import ContainerPool, DockerBackend
+    from agentflux.runtime.poolmanager import PoolManager
+    from agentflux.streams.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    em = Emitter(settings, runtime="agentflux-pool-manager").start()
+    instr = Instrumentation(sink=em, agent_id=f"pool-manager-{args.name}",
+                            session_id=f"pool-manager-{args.name}")
+    pool = ContainerPool(pool_size=0, instrumentation=instr, backend=DockerBackend(client, image))
+    manager = PoolManager(settings, pool, pools=args.pool, min_size=args.min_size,
+                          max_size=args.max_size, image_allowlist=allow, instrumentation=instr,
+                          name=args.name, state_file=args.state_file,
+                          report_every_s=args.report_every, metrics_port=args.metrics_port,
+                          metrics_host=settings.metrics_host)
+    signalled: list[str] = []
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(sig: signal.Signals) -> None:
+            signalled.append(sig.name)
+            if len(signalled) == 1:
+                _say(f"agentflux: interrupted ({sig.name}): stopping the pool manager (its "
+                     "containers stay; the next start adopts them)")
+                stop.set()
+            elif len(signalled) == 2:
+                _say("agentflux: still stopping; a third signal exits at once")
+            else:
+                os._exit(130)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await manager.start()
+            pools = ", ".join(manager.managed_pools()) or "every pool a command names"
+            metrics = (f"; metrics on http://{manager.metrics_host}:{manager.metrics_port}/metrics"
+                       if manager.metrics_port is not None else "")
+            print(f"agentflux pool-manager: {settings.topics.pool_commands} at "
+                  f"{settings.bootstrap_servers} -> {pools} (image {image}, sizes "
+                  f"{args.min_size}..{args.max_size}); state {manager.state_file}{metrics}",
+                  flush=True)
+            await manager.run_until(stop)
+        finally:
+            await manager.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        em.close(3 if signalled else 30)
+        s = manager.summary()
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(s["rejected"].items())) or "none"
+        print(f"agentflux pool-manager: stopped; applied {s['applied']}, duplicates "
+              f"{s['duplicate']}, rejected {sum(s['rejected'].values())} ({rejected})",
+              file=sys.stderr, flush=True)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -864,6 +971,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
                         "history resumes after its landed segments")
     p.set_defaults(fn=cmd_worker)
+    p = command("pool-manager", "apply the autoscaler's pool commands to containers",
+                "Apply the autoscaler's signed pool commands (AGENTFLUX_COMMAND_KEYS) to warm "
+                "container pools through the Docker API; reports pool.state events. SIGTERM / "
+                "SIGINT stop it; its containers stay and the next start adopts them.")
+    p.add_argument("--pool", action="append", metavar="NAME",
+                   help="a pool to manage (repeatable; default: every pool a command names)")
+    p.add_argument("--image", help="the containers' image (default: the local busybox image "
+                   "that `make` and the tests import, localhost/agentflux-busybox:latest)")
+    p.add_argument("--allow-image", action="append", metavar="IMAGE",
+                   help="an image a command may name (repeatable; default: --image only)")
+    p.add_argument("--min-size", type=int, default=0, help="the smallest target applied")
+    p.add_argument("--max-size", type=int, default=50, help="the largest target applied")
+    p.add_argument("--docker-url", help="the Docker API, e.g. unix:///run/podman.sock "
+                   "(default: DOCKER_HOST, else the default socket)")
+    p.add_argument("--state-file", help="where the last applied generation per pool is kept "
+                   "(default: AGENTFLUX_HOME/pool-manager/NAME.json)")
+    p.add_argument("--name", default="default", help="this manager's name: its consumer group "
+                   "is agentflux-pool-manager-NAME")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port "
+                   "(AGENTFLUX_METRICS_HOST, default 127.0.0.1; default: not served)")
+    p.add_argument("--report-every", type=float, default=10.0,
+                   help="seconds between pool.state reports (and retries of a failed reconcile)")
+    p.set_defaults(fn=cmd_pool_manager)
     p = command("sql", "query a history (read-only, also while workers write)",
                 "Query a history through its DuckDB views (read-only; works while workers "
                 "write).")
