@@ -387,6 +387,10 @@ class Autoscaler:
         if within:
             rec = current
         t = now_ns
+        if ps.target is None and not ps.recs and current is not None:
+            # a fresh autoscaler (a restart, a rebalance) takes the pool's own target as a
+            # recommendation just made: it scales up at once but down only after the window
+            ps.recs.append((t - 1, current))
         ps.recs.append((t, rec))
         keep = max(pol.scale_up_stabilization_s, pol.scale_down_stabilization_s) * 1e9
         while ps.recs and ps.recs[0][0] < t - keep:
@@ -435,8 +439,9 @@ class Autoscaler:
                    f"{pol.scale_down_stabilization_s:g}s (forecast concurrency {L_f:.1f}, "
                    f"peak {peak})")
         else:
-            why = (f"hold: heartbeat, target {stabilised} (raw {raw}"
-                   f"{', within tolerance' if within else ''})")
+            why = (f"hold: {'heartbeat' if ps.target is not None else 'first decision'}, "
+                   f"target {stabilised} (raw {raw}{', within tolerance' if within else ''}; "
+                   f"down only after {pol.scale_down_stabilization_s:g}s)")
         ps.target = stabilised
         ps.issued_at_ns = now_ns
         return new_command(name, stabilised, self.generations.next(name), why, inputs,

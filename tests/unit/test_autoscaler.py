@@ -180,11 +180,24 @@ def test_bounds_clamp_the_target():
     for k in range(3):
         out = feed(a, k, 50, 20.0)
     assert a.targets()["react"] == 20
-    b = Autoscaler(policy(max_size=20, min_size=3))
+    b = Autoscaler(policy(max_size=20, min_size=3, scale_down_stabilization_s=0))
     for k in range(3):
         feed(b, k, 1, 0.0)
     assert b.targets()["react"] == 3
-    assert out == [] or out[0]["min_size"] == 3
+
+
+def test_a_fresh_autoscaler_scales_down_from_the_pools_own_target_only_after_the_window():
+    """After a restart the pool's target (10, from its rows) counts as a recommendation just
+    made: no sudden scale-down of a pool the previous instance had sized."""
+    a = Autoscaler(policy(scale_down_stabilization_s=60))
+    (first,) = feed(a, 0, 1, 0.0)
+    assert first["target"] == 10 and first["reason"].startswith("hold")
+    out = []
+    for k in range(1, 9):
+        out += [(k, c) for c in feed(a, k, 1, 0.0)]
+    k, c = out[0]
+    assert c["reason"].startswith("scale_down") and c["target"] == 1
+    assert (k + 1 - 1) * W >= 60 * S
 
 
 def test_vanishing_demand_scales_down_to_min_after_the_window():
