@@ -213,12 +213,12 @@ class _Window:
     in_use_max: float = 0.0
     target_sum: float = 0.0
     target_max: float = 0.0
+    row_ids: set = field(default_factory=set)  # the pieces counted (a redelivery is one)
 
 
 @dataclass
 class _Pool:
     windows: dict[int, _Window] = field(default_factory=dict)  # start -> window
-    row_ids: set = field(default_factory=set)
     size_ns: int = 0  # the window length the rows show
     first_start_ns: int | None = None
     evaluated_to_ns: int = 0  # the complete horizon of the last evaluation
@@ -266,19 +266,20 @@ class Autoscaler:
         if not name or not isinstance(start, int) or not isinstance(end, int) or end <= start:
             return
         ps = self.pools.setdefault(str(name), _Pool())
-        rid = doc.get("row_id")
-        if rid:
-            if rid in ps.row_ids:
-                return
-            ps.row_ids.add(rid)
-        if start < ps.evaluated_to_ns - ps.size_ns * self.policy.for_pool(name).windows:
-            return  # far behind what was decided on
+        pol = self.policy.for_pool(name)
+        if start < ps.evaluated_to_ns - ps.size_ns * max(pol.windows, pol.hold_windows):
+            return  # older than any window still used
         ps.size_ns = ps.size_ns or end - start
         if ps.first_start_ns is None or start < ps.first_start_ns:
             ps.first_start_ns = start
         w = ps.windows.get(start)
         if w is None:
             w = ps.windows[start] = _Window(start, end)
+        rid = doc.get("row_id")
+        if rid:
+            if rid in w.row_ids:
+                return
+            w.row_ids.add(rid)
         count = int(doc.get("count") or 0)
         sums, maxes = doc.get("sums") or {}, doc.get("maxes") or {}
         w.count += count
@@ -334,8 +335,6 @@ class Autoscaler:
             del ps.windows[s]
         used = kept[-pol.windows:]
         held = kept[-pol.hold_windows:]
-        if len(ps.row_ids) > 10000:
-            ps.row_ids.clear()
         lam = [w.count / T for w in used]
         conc = [max(0.0, w.in_use_sum / w.count - 1.0) if w.count else 0.0 for w in used]
         arrivals = sum(w.count for w in used)

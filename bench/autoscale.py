@@ -565,6 +565,29 @@ def run_legs(backend: Any = None, duration_s: float = 150.0, seed: int = 7,
     return out
 
 
+FIGURES = (("warm_start_rate", "warm-start rate"), ("cold_starts", "cold starts"),
+           ("idle_container_s", "idle container-s"), ("p99_acquire_ms", "p99 acquire ms"))
+
+
+def render(result: Mapping[str, Any]) -> str:
+    """:func:`run_legs`' result as a table: the real-time legs, then the simulator's figures
+    for every policy over the same trace."""
+    cols = [(f"{k} (real)", v) for k, v in result.get("legs", {}).items()]
+    cols += [(f"{k} (sim)", v) for k, v in result.get("simulated", {}).items()]
+    width = max([14] + [len(c) for c, _ in cols])
+    lines = [f"trace: {result.get('trace')}",
+             f"{'':20}" + "".join(f"{c:>{width + 2}}" for c, _ in cols)]
+    for key, label in FIGURES:
+        cells = []
+        for _, f in cols:
+            v = f.get(key)
+            cells.append("-" if v is None else (f"{v:.1%}" if key == "warm_start_rate"
+                                                else f"{v:g}"))
+        lines.append(f"{label:20}" + "".join(f"{c:>{width + 2}}" for c in cells))
+    return "\n".join(lines) + "\n"
+
+
 __all__ = ["Closed", "Reactive", "Static", "StartLatency", "bursty_trace", "compare",
-           "default_policy", "drive", "reactive_controller", "run_leg", "run_legs", "simulate",
+           "default_policy", "drive", "reactive_controller", "render", "run_leg", "run_legs",
+           "simulate",
            "trace_stats", "window_rows"]
