@@ -163,8 +163,10 @@ class PredictionSubscriber:
         try:
             parts = None
             while not parts:  # the topic may be created after the runtime starts
-                if self.topic in await consumer.topics():  # refreshes the metadata
-                    parts = consumer.partitions_for_topic(self.topic)
+                # aiokafka has no public call that refreshes the metadata of a topic not
+                # subscribed to; topics() returns a fresh copy without storing it
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                parts = consumer.partitions_for_topic(self.topic)
                 if not parts:
                     try:
                         await asyncio.wait_for(self._stop.wait(), 1.0)
