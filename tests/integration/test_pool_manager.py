@@ -7,6 +7,10 @@ subscriber reading the compacted predictions topic, feeding the optimizer."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -37,7 +41,7 @@ def docker_api(tmp_path_factory):
         image = svc.ensure_image()
     except ConfigError as exc:
         pytest.fail(f"the Docker API (podman) is required for this test: {exc}", pytrace=False)
-    yield svc.client(), image
+    yield svc.client(), image, svc.base_url
     svc.stop()
 
 
@@ -66,7 +70,7 @@ async def publish(settings, topic: str, items: list[tuple[str, bytes]]) -> None:
 
 
 def test_pool_manager_applies_signed_commands_to_real_containers(settings, docker_api, tmp_path):
-    client, image = docker_api
+    client, image, _ = docker_api
     settings = settings.replace(command_keys=SecretStr(KEY.decode()))
     label = uuid.uuid4().hex[:10]
     state_file = tmp_path / "pool-manager.json"
@@ -203,3 +207,52 @@ def test_prediction_subscriber_reads_the_latest_and_feeds_the_optimizer(settings
         assert o.predict_resource_requirements({"philosophy": "react"})["cpu_percent"] == 50.0
     finally:
         sub.stop()
+
+
+def test_pool_manager_command_scales_and_stops_on_sigterm(settings, docker_api, tmp_path):
+    """`agentflux pool-manager` as a user runs it: applies a signed command to real containers,
+    reports pool.state to Kafka, and SIGTERM stops it cleanly (exit 0, containers kept)."""
+    from tests.integration.kafka_helpers import read_all
+    client, image, docker_url = docker_api
+    pool = f"cli-{uuid.uuid4().hex[:8]}"
+    key = "cli-key-1"
+    prefix = settings.topics.events.removesuffix(".events")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "AGENTFLUX_TOPIC_PREFIX": prefix, "AGENTFLUX_COMMAND_KEYS": f"{key},old-key",
+           "AGENTFLUX_HOME": str(tmp_path / "home")}
+    env.pop("DOCKER_HOST", None)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+
+    def containers() -> list:
+        return client.containers.list(filters={"label": f"agentflux.pool.name={pool}"})
+
+    cmd = [sys.executable, "-m", "agentflux.cli", "pool-manager", "--pool", pool,
+           "--docker-url", docker_url, "--image", image, "--max-size", "4",
+           "--report-every", "0.5", "--name", pool]
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(cmd, env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "agentflux pool-manager:" in out.read_text() or proc.poll() is not None,
+                   60, "the pool manager's start line")
+        assert proc.poll() is None, err.read_text()
+        doc = commands.sign(commands.new_command(pool, 2, commands.Generations().next(pool),
+                                                 "test", {}, min_size=0, max_size=10),
+                            key.encode())
+        asyncio.run(publish(settings, settings.topics.pool_commands, [(pool, orjson.dumps(doc))]))
+        wait_until(lambda: len(containers()) == 2, 60, "2 containers of the pool")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, err.read_text()
+        text = err.read_text()
+        assert "interrupted (SIGTERM)" in text and "stopped; applied 1, duplicates 0" in text
+        assert "Traceback" not in text
+        assert len(containers()) == 2  # kept: the next start adopts them
+        events = [orjson.loads(r.value) for r in asyncio.run(read_all(settings, settings.topics.events))]
+        states = [e for ev in events for e in (ev if isinstance(ev, list) else [ev])
+                  if e["type"] == "pool.state" and e["attrs"]["pool"] == pool]
+        assert any(e["attrs"]["target"] == 2 and e["attrs"]["available"] == 2 for e in states)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for c in client.containers.list(all=True, filters={"label": f"agentflux.pool.name={pool}"}):
+            c.remove(force=True)

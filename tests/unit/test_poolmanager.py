@@ -236,3 +236,30 @@ def test_release_keeps_while_in_use_plus_idle_below_target():
     for e in sink.events:
         assert check(e) is None
     assert pool.get_pool_stats()["pools"]["react"]["target"] == 0
+
+
+def test_cli_refuses_to_start_without_command_keys(monkeypatch, capsys):
+    from agentflux.cli import main
+    monkeypatch.delenv("AGENTFLUX_COMMAND_KEYS", raising=False)
+    assert main(["pool-manager", "--pool", "react"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("agentflux: error: pool commands are signed: set AGENTFLUX_COMMAND_KEYS")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_says_how_to_reach_the_docker_api(monkeypatch, capsys, tmp_path):
+    from agentflux.cli import main
+    monkeypatch.setenv("AGENTFLUX_COMMAND_KEYS", "k1")
+    url = f"unix://{tmp_path}/absent.sock"
+    assert main(["pool-manager", "--docker-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"agentflux: error: cannot reach the Docker API at {url}")
+    assert "--docker-url" in err and "DOCKER_HOST" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_image_must_be_allowed(monkeypatch, capsys):
+    from agentflux.cli import main
+    monkeypatch.setenv("AGENTFLUX_COMMAND_KEYS", "k1")
+    assert main(["pool-manager", "--image", "a/b", "--allow-image", "c/d"]) == 2
+    assert "--image a/b is not in the --allow-image list" in capsys.readouterr().err
