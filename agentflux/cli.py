@@ -467,9 +467,8 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
     from agentflux.runtime.poolmanager import PoolManager
     from agentflux.streams.topics import ensure_topics
 
-    asyncio.run(ensure_topics(settings))
-    em = Emitter(settings, runtime="agentflux-pool-manager").start()
-    instr = Instrumentation(sink=em, agent_id=f"pool-manager-{args.name}",
+    # the state file is read first: an unreadable one is one line before anything starts
+    instr = Instrumentation(agent_id=f"pool-manager-{args.name}",
                             session_id=f"pool-manager-{args.name}")
     pool = ContainerPool(pool_size=0, instrumentation=instr, backend=DockerBackend(client, image))
     manager = PoolManager(settings, pool, pools=args.pool, min_size=args.min_size,
@@ -477,9 +476,14 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
                           name=args.name, state_file=args.state_file,
                           report_every_s=args.report_every, metrics_port=args.metrics_port,
                           metrics_host=settings.metrics_host)
+    asyncio.run(ensure_topics(settings))
+    em = Emitter(settings, runtime="agentflux-pool-manager").start()
+    instr.sink = em  # pool.state events to Kafka
     signalled: list[str] = []
+    started = False
 
     async def run() -> None:
+        nonlocal started
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
@@ -499,6 +503,7 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, on_signal, sig)
         try:
             await manager.start()
+            started = True
             pools = ", ".join(manager.managed_pools()) or "every pool a command names"
             metrics = (f"; metrics on http://{manager.metrics_host}:{manager.metrics_port}/metrics"
                        if manager.metrics_port is not None else "")
@@ -513,12 +518,21 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     finally:
-        em.close(3 if signalled else 30)
-        s = manager.summary()
-        rejected = ", ".join(f"{k} {v}" for k, v in sorted(s["rejected"].items())) or "none"
-        print(f"agentflux pool-manager: stopped; applied {s['applied']}, duplicates "
-              f"{s['duplicate']}, rejected {sum(s['rejected'].values())} ({rejected})",
-              file=sys.stderr, flush=True)
+        # the loop's handlers are gone with it: the command's own take over again for the
+        # bounded close below (a second signal says so, a third exits at once)
+        if signalled:
+            SIGNALS.received, SIGNALS.count = signalled[0], len(signalled)
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to restore
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, SIGNALS.handle)
+        with SIGNALS.deferred():
+            em.close(3 if signalled else 30)
+        if started:
+            s = manager.summary()
+            rejected = ", ".join(f"{k} {v}" for k, v in sorted(s["rejected"].items())) or "none"
+            print(f"agentflux pool-manager: stopped; applied {s['applied']}, duplicates "
+                  f"{s['duplicate']}, rejected {sum(s['rejected'].values())} ({rejected})",
+                  file=sys.stderr, flush=True)
     return 0
 
 

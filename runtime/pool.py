@@ -181,13 +181,12 @@ class ContainerPool:
     async def reconcile_to(self, philosophy: str, target: int | None = None,
                            create_fn: CreateFn | None = None) -> dict[str, int]:
         """Set the target (if given) and create or destroy idle containers until in use + idle
-        = target (idle only: a container in use is never taken away). Creations run
+        = target (idle only: a container in use is never taken away); a pool without a target
+        of its own is filled to ``pool_size`` idle ones. Creations run
         concurrently; a failed one is counted (``failed``) and logged, the others are kept.
         Returns ``{"created", "destroyed", "failed"}``."""
         if target is not None:
             self.set_target(philosophy, target)
-        elif philosophy not in self._targets:
-            self.set_target(philosophy, self._pool_size)
         surplus: list[str] = []
         async with self._lock:
             idle = self._pools[philosophy]

@@ -50,6 +50,7 @@ from agentflux.runtime.pool import ContainerPool
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+STORED_IDS = 1000  # applied command ids kept in the state file (the newest)
 REASONS = ("malformed", "unsigned", "bad_signature", "unknown_pool", "out_of_bounds",
            "image_not_allowed", "stale_generation")
 
@@ -157,8 +158,9 @@ class PoolManager:
                               "generations)") from None
 
     def _state_bytes(self) -> bytes:
+        ids = list(self._seen)[-STORED_IDS:]  # older ones are stale by generation anyway
         return orjson.dumps({"v": STATE_VERSION, "manager": self.name, "pools": self.state,
-                             "command_ids": list(self._seen)}, option=orjson.OPT_INDENT_2)
+                             "command_ids": ids}, option=orjson.OPT_INDENT_2)
 
     async def save_state(self) -> None:
         await asyncio.to_thread(write_atomically, self.state_file, self._state_bytes())
@@ -212,8 +214,7 @@ class PoolManager:
             try:
                 doc = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                doc, detail = None, f"not JSON ({exc})"
-                return self._count("rejected", "malformed", None, detail)
+                return self._count("rejected", "malformed", None, f"not JSON ({exc})")
         outcome, reason, detail = self.check(doc)
         if outcome != "ok":
             return self._count(outcome, reason, doc, detail)
@@ -231,6 +232,7 @@ class PoolManager:
         return pool
 
     def _count(self, outcome: str, reason: str, doc: Any, detail: str) -> None:
+        """Count and log (one line) a command that is not applied."""
         pool = doc.get("pool") if isinstance(doc, dict) else None
         cid = doc.get("command_id") if isinstance(doc, dict) else None
         if outcome == "duplicate":

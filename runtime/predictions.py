@@ -65,7 +65,7 @@ class PredictionSubscriber:
         self._latest: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self._started = threading.Event()
+        self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -104,7 +104,9 @@ class PredictionSubscriber:
             self.malformed += 1
             log.debug("ignoring a malformed prediction (key %r): %s", key, problem)
             return
-        k = doc.get("key") if isinstance(doc.get("key"), str) else (
+        # the record's key is what compaction keeps one value of; the document's own otherwise
+        k = key.decode("utf-8", "replace") if key else (
+            doc["key"] if isinstance(doc.get("key"), str) else
             doc["philosophy"] if doc.get("tool") is None else f"{doc['philosophy']}/{doc['tool']}")
         with self._lock:
             old = self._latest.get(k)
@@ -135,6 +137,8 @@ class PredictionSubscriber:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the consumer and its thread (within ``timeout``)."""
+        self._closing.set()  # seen by a thread that has not made its loop yet
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             try:
@@ -156,6 +160,8 @@ class PredictionSubscriber:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self._closing.is_set():
+            return
         consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     client_id="agentflux-predictions")
