@@ -96,7 +96,8 @@ class PoolManager:
                  metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                  seen_ids: int = 10_000):
         if not 0 <= min_size <= max_size:
-            raise ConfigError(f"--min-size {min_size} / --max-size {max_size}: give 0 <= min <= max")
+            raise ConfigError(f"--min-size {min_size} / --max-size {max_size}: give "
+                              "0 <= min <= max")
         if report_every_s <= 0:
             raise ValueError(f"report_every_s must be > 0, got {report_every_s!r}")
         self.settings = settings

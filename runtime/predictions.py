@@ -20,6 +20,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -127,14 +128,15 @@ class PredictionSubscriber:
     def wait_ready(self, timeout: float | None = None) -> bool:
         """True once caught up to the end offsets the topic had at start (False after
         ``timeout``; an error of the consumer is raised)."""
-        import time
         end = None if timeout is None else time.monotonic() + timeout
-        while not self._ready.wait(0.05 if end is None else max(0.0, min(0.05, end - time.monotonic()))):
+        while True:
+            step = 0.05 if end is None else max(0.0, min(0.05, end - time.monotonic()))
+            if self._ready.wait(step):
+                return True
             if self.error is not None:
                 raise self.error
             if end is not None and time.monotonic() >= end:
                 return False
-        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the consumer and its thread (within ``timeout``)."""

@@ -246,7 +246,8 @@ def test_pool_manager_command_scales_and_stops_on_sigterm(settings, docker_api, 
         assert "interrupted (SIGTERM)" in text and "stopped; applied 1, duplicates 0" in text
         assert "Traceback" not in text
         assert len(containers()) == 2  # kept: the next start adopts them
-        events = [orjson.loads(r.value) for r in asyncio.run(read_all(settings, settings.topics.events))]
+        records = asyncio.run(read_all(settings, settings.topics.events))
+        events = [orjson.loads(r.value) for r in records]
         states = [e for ev in events for e in (ev if isinstance(ev, list) else [ev])
                   if e["type"] == "pool.state" and e["attrs"]["pool"] == pool]
         assert any(e["attrs"]["target"] == 2 and e["attrs"]["available"] == 2 for e in states)

@@ -34,8 +34,8 @@ def test_without_a_subscriber_the_optimizer_predicts_locally():
     o = PerformanceOptimizer(enable_gc_optimization=False)
     assert o.predict_resource_requirements({"philosophy": "react"}) == DEFAULT_REQUIREMENTS
     assert o.prediction_source({"philosophy": "react"}) == "local"
-    o.track_agent_resources({"philosophy": "react"}, {"cpu_percent": 10.0, "memory_usage_mb": 100.0,
-                                                      "execution_time": 5.0})
+    o.track_agent_resources({"philosophy": "react"},
+                            {"cpu_percent": 10.0, "memory_usage_mb": 100.0, "execution_time": 5.0})
     assert o.predict_resource_requirements({"philosophy": "react"}) == {
         "cpu_percent": 12.0, "memory_mb": 120.0, "execution_time_seconds": 6.0}
 
@@ -50,8 +50,10 @@ def test_published_prediction_wins_for_its_philosophy_only():
         "cpu_percent": 33.0, "memory_mb": 256.0, "execution_time_seconds": 4.5}
     assert o.prediction_source({"philosophy": "react"}) == "pipeline"
     assert o.prediction_source({"philosophy": "chain_of_thought"}) == "local"
-    assert o.predict_resource_requirements({"philosophy": "chain_of_thought"}) == DEFAULT_REQUIREMENTS
-    assert sub.latest("react", "search")["recommendation"]["execution_time_seconds"]["target"] == 0.2
+    cot = {"philosophy": "chain_of_thought"}
+    assert o.predict_resource_requirements(cot) == DEFAULT_REQUIREMENTS
+    tool = sub.latest("react", "search")
+    assert tool["recommendation"]["execution_time_seconds"]["target"] == 0.2
     assert o.prediction_stats == {"pipeline": 1, "local": 1, "malformed": 0}
 
 
