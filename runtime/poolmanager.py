@@ -246,14 +246,22 @@ class PoolManager:
         return None
 
     async def reconcile(self, pool: str) -> dict[str, int]:
-        """Bring ``pool`` to its last applied target (with its image, if a command named one)."""
+        """Bring ``pool`` to its last applied target (with its image, if a command named one),
+        held within the manager's bounds."""
         entry = self.state.get(pool)
         if entry is None:
             return {"created": 0, "destroyed": 0, "failed": 0}
         backend = self.pool.backend
         if entry.get("image") and hasattr(backend, "images"):
             backend.images[pool] = entry["image"]
-        result = await self.pool.reconcile_to(pool, entry["target"])
+        # a target applied under other bounds (the manager restarted with new --min/--max-size)
+        # is held within this manager's bounds
+        target = min(max(entry["target"], self.min_size), self.max_size)
+        if target != entry["target"]:
+            log.warning("pool %s: the last applied target %d is outside this manager's bounds "
+                        "[%d, %d]: holding %d", pool, entry["target"], self.min_size,
+                        self.max_size, target)
+        result = await self.pool.reconcile_to(pool, target)
         self.report(pool)
         return result
 

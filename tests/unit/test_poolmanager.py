@@ -263,3 +263,13 @@ def test_cli_image_must_be_allowed(monkeypatch, capsys):
     monkeypatch.setenv("AGENTFLUX_COMMAND_KEYS", "k1")
     assert main(["pool-manager", "--image", "a/b", "--allow-image", "c/d"]) == 2
     assert "--image a/b is not in the --allow-image list" in capsys.readouterr().err
+
+
+def test_a_restart_with_narrower_bounds_holds_the_target_within_them(tmp_path):
+    backend = MemoryBackend()
+    m = manager(tmp_path, backend)
+    asyncio.run(m.handle([cmd(target=6)]))
+    narrower = manager(tmp_path, backend, max_size=4)
+    out = asyncio.run(narrower.recover())
+    assert out["react"] == {"adopted": 6, "created": 0, "destroyed": 2, "failed": 0}
+    assert narrower.last_target("react") == 6  # what was applied stays on record
