@@ -498,8 +498,8 @@ async def drive(pool: Any, trace: Trace, pool_name: str = "react", *, sample_s: 
     n = warm + cold
     return {"acquires": n, "warm_starts": warm, "cold_starts": cold,
             "warm_start_rate": round(warm / n, 4) if n else None,
-            "idle_container_s": round(idle_s, 1), "p99_acquire_ms": round(_p99(lat) * 1000, 1),
-            "p50_acquire_ms": round(sorted(lat)[len(lat) // 2] * 1000, 1) if lat else 0.0,
+            "idle_container_s": round(idle_s, 1), "p99_acquire_ms": round(_p99(lat) * 1000, 3),
+            "p50_acquire_ms": round(sorted(lat)[len(lat) // 2] * 1000, 3) if lat else 0.0,
             "seconds": round(loop.time() - t0, 1)}
 
 
