@@ -230,6 +230,19 @@ class ContainerPool:
             self._event("pool.state", philosophy)
         return len(new)
 
+    async def forget(self, philosophy: str, container_ids: list[str]) -> int:
+        """Drop idle containers that no longer exist (removed behind the pool's back) without
+        destroying them; returns how many were dropped."""
+        gone = set(container_ids)
+        async with self._lock:
+            idle = self._pools[philosophy]
+            kept = [c for c in idle if c not in gone]
+            n = len(idle) - len(kept)
+            idle[:] = kept
+        if n:
+            self._event("pool.state", philosophy)
+        return n
+
     def pools(self) -> list[str]:
         """The pools known so far (with containers, targets or use)."""
         return sorted(set(self._pools) | set(self._targets) | set(self._in_use))

@@ -27,7 +27,7 @@ in a small JSON state file, written atomically (temporary file, fsync, rename). 
 manager lists the containers that carry its labels (``DockerBackend.list``), adopts them as
 warm idle ones and reconciles each pool to its last applied target: a restart neither loses the
 warm containers nor creates duplicates. It reports ``pool.state`` after every apply and every
-``report_every_s``. Docker calls run in threads (the backend's), never on the event loop.
+``report_every_s``, when it also replaces idle containers that vanished from the engine. Docker calls run in threads (the backend's), never on the event loop.
 """
 
 from __future__ import annotations
@@ -265,6 +265,22 @@ class PoolManager:
         self.report(pool)
         return result
 
+    async def resync(self, pool: str) -> int:
+        """Forget idle containers that are gone from the engine (removed by hand, or the engine
+        restarted), so that the next reconcile replaces them. Only those held before the engine
+        was asked are considered: a container created meanwhile is not in the listing yet."""
+        lister = getattr(self.pool.backend, "list", None)
+        if lister is None:
+            return 0
+        held = self.pool.idle_ids(pool)
+        listed = set(await lister(pool))
+        gone = [c for c in held if c not in listed]
+        if gone:
+            log.warning("pool %s: %d idle containers are gone from the engine; replacing them",
+                        pool, len(gone))
+            return await self.pool.forget(pool, gone)
+        return 0
+
     async def handle(self, records: Iterable[bytes | dict]) -> dict[str, dict[str, int]]:
         """Check and apply a batch of commands: record, persist, then reconcile each changed
         pool once. Returns what reconciling did per pool."""
@@ -366,8 +382,9 @@ class PoolManager:
                 return
             except asyncio.TimeoutError:
                 pass
-            for p in self.managed_pools():  # retry a failed reconcile, then report
+            for p in self.managed_pools():  # resync, retry a failed reconcile, report
                 try:
+                    await self.resync(p)
                     await self.reconcile(p)
                 except Exception as exc:
                     log.warning("pool %s: periodic reconcile failed: %r", p, exc)

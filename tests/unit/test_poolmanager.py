@@ -273,3 +273,19 @@ def test_a_restart_with_narrower_bounds_holds_the_target_within_them(tmp_path):
     out = asyncio.run(narrower.recover())
     assert out["react"] == {"adopted": 6, "created": 0, "destroyed": 2, "failed": 0}
     assert narrower.last_target("react") == 6  # what was applied stays on record
+
+
+def test_resync_replaces_containers_removed_behind_the_pools_back(tmp_path):
+    backend = MemoryBackend()
+    m = manager(tmp_path, backend)
+
+    async def go():
+        await m.handle([cmd(target=3)])
+        victim = sorted(backend.alive)[0]
+        backend.alive.discard(victim)  # e.g. `docker rm -f` by hand
+        assert await m.resync("react") == 1
+        assert victim not in m.pool.idle_ids("react")
+        assert await m.reconcile("react") == {"created": 1, "destroyed": 0, "failed": 0}
+        assert len(backend.alive) == 3 and await m.resync("react") == 0
+
+    asyncio.run(go())
