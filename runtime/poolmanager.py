@@ -27,7 +27,8 @@ in a small JSON state file, written atomically (temporary file, fsync, rename). 
 manager lists the containers that carry its labels (``DockerBackend.list``), adopts them as
 warm idle ones and reconciles each pool to its last applied target: a restart neither loses the
 warm containers nor creates duplicates. It reports ``pool.state`` after every apply and every
-``report_every_s``, when it also replaces idle containers that vanished from the engine. Docker calls run in threads (the backend's), never on the event loop.
+``report_every_s``, when it also replaces idle containers that vanished from the engine.
+Docker calls run in threads (the backend's), never on the event loop.
 """
 
 from __future__ import annotations
