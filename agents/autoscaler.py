@@ -146,10 +146,19 @@ class AutoscalerPolicy:
         """A policy from a mapping (a parsed YAML file); unknown keys are errors (a typo must
         not silently leave a default in force)."""
         d = dict(d or {})
-        if "autoscaler" in d and isinstance(d["autoscaler"], dict) and len(d) <= 2 and \
-                set(d) <= {"autoscaler", "predictor"}:
-            # the documented layout: ``autoscaler:`` and ``predictor:`` sections
-            d = {**d["autoscaler"], **({"predictor": d["predictor"]} if "predictor" in d else {})}
+        if "autoscaler" in d:  # the documented layout: ``autoscaler:`` and ``predictor:``
+            inner = d.pop("autoscaler")
+            if not isinstance(inner, dict):
+                raise ValueError(f"autoscaler: must be a mapping of keys, got "
+                                 f"{type(inner).__name__}")
+            for k in d:
+                if k != "predictor":
+                    raise ValueError(f"{k}: unknown top-level key (a policy file holds "
+                                     "autoscaler: and predictor: sections)")
+            if "predictor" in inner:
+                raise ValueError("autoscaler.predictor: the predictor's section is top-level "
+                                 "(next to autoscaler:)")
+            d = {**inner, **d}
         known = {f.name for f in dataclasses.fields(cls)}
         for k in d:
             if k not in known:

@@ -72,6 +72,9 @@ def staffing(L: float, z: float = 2.0) -> int:
     ({"pools": {"react": {"max_size": 0, "min_size": 2}}}, "pools.react.min_size: 2 is above"),
     ({"pools": {"react": {"interval_s": 5}}}, "pools.react.interval_s: unknown key"),
     ({"predictor": [1]}, "predictor: must be a mapping"),
+    ({"autoscaler": {"max_size": 3}, "extra": {}}, "extra: unknown top-level key"),
+    ({"autoscaler": [1]}, "autoscaler: must be a mapping"),
+    ({"autoscaler": {"windos": 3}}, "windos: unknown key"),
 ])
 def test_policy_errors_name_the_key_and_the_fix(doc, message):
     with pytest.raises(ValueError) as e:
