@@ -27,7 +27,7 @@ in a small JSON state file, written atomically (temporary file, fsync, rename). 
 manager lists the containers that carry its labels (``DockerBackend.list``), adopts them as
 warm idle ones and reconciles each pool to its last applied target: a restart neither loses the
 warm containers nor creates duplicates. It reports ``pool.state`` after every apply and every
-``report_every_s``, when it also replaces idle containers that vanished from the engine.
+``report_every_s``, when it also replaces idle containers that stopped running.
 Docker calls run in threads (the backend's), never on the event loop.
 """
 
@@ -267,8 +267,8 @@ class PoolManager:
         return result
 
     async def resync(self, pool: str) -> int:
-        """Forget idle containers that are gone from the engine (removed by hand, or the engine
-        restarted), so that the next reconcile replaces them. Only those held before the engine
+        """Forget (and remove) idle containers that are not running any more (exited, removed by
+        hand, the engine restarted), so that the next reconcile replaces them. Only those held before the engine
         was asked are considered: a container created meanwhile is not in the listing yet."""
         lister = getattr(self.pool.backend, "list", None)
         if lister is None:
@@ -276,11 +276,15 @@ class PoolManager:
         held = self.pool.idle_ids(pool)
         listed = set(await lister(pool))
         gone = [c for c in held if c not in listed]
-        if gone:
-            log.warning("pool %s: %d idle containers are gone from the engine; replacing them",
-                        pool, len(gone))
-            return await self.pool.forget(pool, gone)
-        return 0
+        if not gone:
+            return 0
+        log.warning("pool %s: %d idle containers are not running any more; replacing them",
+                    pool, len(gone))
+        n = await self.pool.forget(pool, gone)
+        if self.pool.backend is not None:  # an exited one is removed; a missing one is fine
+            await asyncio.gather(*(self.pool.backend.destroy(c) for c in gone),
+                                 return_exceptions=True)
+        return n
 
     async def handle(self, records: Iterable[bytes | dict]) -> dict[str, dict[str, int]]:
         """Check and apply a batch of commands: record, persist, then reconcile each changed
