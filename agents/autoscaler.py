@@ -169,7 +169,8 @@ class AutoscalerPolicy:
         if isinstance(d.get("pools"), dict):
             d["pools"] = {str(n): (dict(v) if isinstance(v, dict) else v)
                           for n, v in d["pools"].items()}
-        for k in ("min_size", "max_size", "windows", "hold_windows"):  # 3.0 in YAML is a whole number too
+        # 3.0 in YAML is a whole number too
+        for k in ("min_size", "max_size", "windows", "hold_windows"):
             if isinstance(d.get(k), float) and d[k].is_integer():
                 d[k] = int(d[k])
         return cls(**d)
@@ -321,7 +322,7 @@ class Autoscaler:
                 continue
             pol = self.policy.for_pool(name)
             # the end of the last complete window on the grid of the pool's windows
-            last_end = ps.first_start_ns + ((horizon - ps.first_start_ns) // ps.size_ns) * ps.size_ns
+            last_end = ps.first_start_ns + (horizon - ps.first_start_ns) // ps.size_ns * ps.size_ns
             if last_end <= ps.first_start_ns:
                 continue
             if ps.evaluated_to_ns and last_end - ps.evaluated_to_ns < pol.interval_s * 1e9 - 1:
@@ -345,7 +346,6 @@ class Autoscaler:
         used = kept[-pol.windows:]
         held = kept[-pol.hold_windows:]
         lam = [w.count / T for w in used]
-        conc = [max(0.0, w.in_use_sum / w.count - 1.0) if w.count else 0.0 for w in used]
         arrivals = sum(w.count for w in used)
         # the hold time over the longer ``hold_windows`` (a property of the workload that
         # changes slowly; over a few windows of a ramp, L / lambda lags and is biased low)
@@ -362,8 +362,8 @@ class Autoscaler:
         # the arrival rate's level and trend, robust to a burst: the median window rate and
         # the Theil-Sen slope (the median of the slopes between every pair of windows: one
         # window holding a burst moves neither); the trend counts only when it stands out of
-        # the noise (above ``trend_significance`` standard errors of the least-squares slope), the forecast then
-        # ``horizon_s`` past the latest window
+        # the noise (above ``trend_significance`` standard errors of the least-squares
+        # slope), the forecast then ``horizon_s`` past the latest window
         n = len(lam)
         slope = 0.0
         lam_f = sum(lam[-2:]) / len(lam[-2:])

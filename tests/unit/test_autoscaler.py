@@ -180,9 +180,12 @@ def test_scale_up_is_immediate_and_scale_down_waits_for_the_window_then_takes_it
 
 def test_bounds_clamp_the_target():
     a = Autoscaler(policy(max_size=20, min_size=3))
+    out = []
     for k in range(3):
-        out = feed(a, k, 50, 20.0)
+        out += feed(a, k, 50, 20.0)
     assert a.targets()["react"] == 20
+    assert out[-1]["min_size"] == 3 and out[-1]["max_size"] == 20
+    assert out[-1]["inputs"]["raw_recommendation"] == 20
     b = Autoscaler(policy(max_size=20, min_size=3, scale_down_stabilization_s=0))
     for k in range(3):
         feed(b, k, 1, 0.0)
