@@ -105,20 +105,23 @@ class DockerBackend:
         filters = {"label": [f"{k}={v}" for k, v in self.labels_for(pool).items()]}
 
         def ls() -> list[str]:
-            found = self.client.containers.list(filters=filters)
+            # the low-level call: one request, no inspect per container (which fails for one
+            # removed between the listing and the inspect)
+            found = self.client.api.containers(filters=filters)
             # the engine ANDs the label filters; checked again here, cheaply, in case one does not
             want = self.labels_for(pool)
             found = [c for c in found
-                     if all((c.labels or {}).get(k) == v for k, v in want.items())]
-            return [c.id for c in reversed(found)]  # the engine lists the newest first
+                     if all((c.get("Labels") or {}).get(k) == v for k, v in want.items())]
+            found.sort(key=lambda c: c.get("Created", 0))  # oldest first
+            return [c["Id"] for c in found]
         return await asyncio.to_thread(ls)
 
     async def destroy(self, container_id: str) -> None:
         def rm() -> None:
             try:
                 self.client.containers.get(container_id).remove(force=True)
-            except Exception as exc:  # already gone is fine
-                if "No such container" not in str(exc) and "404" not in str(exc):
+            except Exception as exc:  # already gone is fine (podman: a 500 saying so)
+                if "no such container" not in str(exc).lower() and "404" not in str(exc):
                     raise
         await asyncio.to_thread(rm)
 

@@ -80,7 +80,7 @@ def test_pool_manager_applies_signed_commands_to_real_containers(settings, docke
 
     def containers() -> set[str]:
         """What the Docker API says exists for this test's pool (by its labels)."""
-        return {c.id for c in client.containers.list(
+        return {c["Id"] for c in client.api.containers(  # one request: no inspect races
             filters={"label": [f"agentflux.test={label}", "agentflux.pool.name=react"]})}
 
     async def count() -> int:
@@ -154,6 +154,14 @@ def test_pool_manager_applies_signed_commands_to_real_containers(settings, docke
             assert m.applied == 1
             assert await asyncio.to_thread(containers) < before  # one of the same containers
             assert m.pool.available("react") == 1 and m.pool.target("react") == 1
+
+            # removed behind its back: the periodic resync replaces it
+            (last,) = await asyncio.to_thread(containers)
+            await asyncio.to_thread(lambda: client.containers.get(last).remove(force=True))
+            await until(lambda: asyncio.to_thread(
+                lambda: len(ids := containers()) == 1 and last not in ids), 60,
+                "the removed container to be replaced")
+            assert m.pool.idle_ids("react") != [last]
         finally:
             await m.stop()
             await m.pool.drain()
@@ -224,7 +232,7 @@ def test_pool_manager_command_scales_and_stops_on_sigterm(settings, docker_api, 
     out, err = tmp_path / "stdout", tmp_path / "stderr"
 
     def containers() -> list:
-        return client.containers.list(filters={"label": f"agentflux.pool.name={pool}"})
+        return client.api.containers(filters={"label": f"agentflux.pool.name={pool}"})
 
     cmd = [sys.executable, "-m", "agentflux.cli", "pool-manager", "--pool", pool,
            "--docker-url", docker_url, "--image", image, "--max-size", "4",
