@@ -253,8 +253,11 @@ class PoolManager:
         if entry is None:
             return {"created": 0, "destroyed": 0, "failed": 0}
         backend = self.pool.backend
-        if entry.get("image") and hasattr(backend, "images"):
-            backend.images[pool] = entry["image"]
+        if hasattr(backend, "images"):  # new containers: the image the command named, if any
+            if entry.get("image"):
+                backend.images[pool] = entry["image"]
+            else:
+                backend.images.pop(pool, None)
         # a target applied under other bounds (the manager restarted with new --min/--max-size)
         # is held within this manager's bounds
         target = min(max(entry["target"], self.min_size), self.max_size)
