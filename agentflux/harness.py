@@ -66,7 +66,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
                      ("KAFKA_SASL_USERNAME", settings.sasl_username),
                      ("KAFKA_SASL_PASSWORD", settings.sasl_password.get_secret_value()
                       if settings.sasl_password else None),
-                     ("KAFKA_SSL_CAFILE", settings.ssl_cafile)):
+                     ("KAFKA_SSL_CAFILE", settings.ssl_cafile),
+                     ("AGENTFLUX_COMMAND_KEYS", settings.command_keys.get_secret_value()
+                      if settings.command_keys else None),
+                     ("AGENTFLUX_AUTOSCALER_POLICY", settings.autoscaler_policy)):
         if val:
             env[key] = val
     return env

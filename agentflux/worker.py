@@ -25,6 +25,7 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
     ``identities``: ``{topic: LogIdentity}`` (:func:`agentflux.streams.kafkameta.log_identities`)
     names the log each topic's offsets count in; the history's segments carry it."""
     from agentflux.agents import alerting, events, failures, history as history_agents, kpis, lag
+    from agentflux.agents.loop import ClosedLoop
 
     app, topics = build_app(settings)
     ctx = PipelineContext(
@@ -49,7 +50,8 @@ def create_app(settings: Settings, *, metrics: PipelineMetrics | None = None,
     except ValueError as exc:  # the message names the key and the fix
         raise ConfigError(f"failure rules: {exc}") from None
     sinks = alerting.alert_sinks(ctx)
-    history_agents.register(app, ctx, alerting.Alerting(ctx, rules, sinks))
+    history_agents.register(app, ctx, alerting.Alerting(ctx, rules, sinks),
+                            ClosedLoop(ctx))
     register_sinks(app, sinks)
     if settings.otlp is not None and not settings.replay:
         register_span_export(app, ctx, settings.otlp)

@@ -34,9 +34,10 @@ import orjson
 import pyarrow as pa
 
 from agentflux.sinks.sink import BatchingSink, ParquetSink
-from agentflux.sinks.tables import (ALERTS, DEADLETTERS, DUPLICATES, EVENTS, KPIS, alert_row,
-                                    check_kpi_batch, check_kpi_row, kpi_batch_table,
-                                    kpi_table)
+from agentflux.sinks.tables import (ALERTS, DEADLETTERS, DUPLICATES, EVENTS, KPIS,
+                                    POOL_COMMANDS, PREDICTIONS, alert_row, check_kpi_batch,
+                                    check_kpi_row, command_row, kpi_batch_table, kpi_table,
+                                    prediction_row)
 from agentflux.streams.context import PipelineContext, fail_stop
 from agentflux.streams.dedup import RecentIds
 from agentflux.streams.frame import EventFrame
@@ -44,6 +45,7 @@ from agentflux.streams.frame import EventFrame
 if TYPE_CHECKING:
     from agentflux.agents.alerting import Alerting
     from agentflux.agents.kpis import Kpis
+    from agentflux.agents.loop import ClosedLoop
 
 log = logging.getLogger("agentflux.history")
 
@@ -323,13 +325,17 @@ class KpiHistory:
     and alerts land with each batch, :mod:`agentflux.agents.alerting`); an unreadable row is
     dead-lettered."""
 
-    def __init__(self, ctx: PipelineContext, alerting: "Alerting | None" = None):
+    def __init__(self, ctx: PipelineContext, alerting: "Alerting | None" = None,
+                 loop: "ClosedLoop | None" = None):
         self.ctx = ctx
         self.alerting = alerting
+        self.loop = loop
         self.landed = Landed(ctx, ctx.settings.topics.kpis, KPIS.name)
         # a range of only unreadable rows lands too (empty): it is not read again after a restart
         self.sink = ParquetSink(KPIS, self.landed.log, ctx.history, empty_segments=True)
         self.alerts = ParquetSink(ALERTS, self.landed.log, ctx.history)
+        self.predictions = ParquetSink(PREDICTIONS, self.landed.log, ctx.history)
+        self.commands = ParquetSink(POOL_COMMANDS, self.landed.log, ctx.history)
 
     async def land(self, batch: Sequence[Any]) -> None:
         ctx = self.ctx
@@ -382,34 +388,48 @@ class KpiHistory:
             ctx.metrics.count_deadletters("invalid_kpi", len(dead))
             await publish_deadletters(ctx, dead)
         raised: dict[int, list[dict]] = {}
+        decided: dict[int, tuple[list, list]] = {}
         states = []
         for p, (first, last) in ranges.items():
             if self.alerting is not None:
                 raised[p] = self.alerting.observe(p, docs.get(p, []))
                 self.alerts.add(p, first, last, [alert_row(t, p, last) for t in raised[p]])
                 states.append((p, last, self.alerting.state(p, last)))
+            if self.loop is not None:
+                predictions, commands = decided[p] = self.loop.observe(p, docs.get(p, []))
+                self.predictions.add(p, first, last,
+                                     [prediction_row(d, p, last) for d in predictions])
+                self.commands.add(p, first, last,
+                                  [command_row(c, send, p, last) for c, send, _ in commands])
             tables = batches.get(p, []) + ([kpi_table(rows[p], p, offsets[p])] if p in rows
                                            else [])
             self.sink.add(p, first, last, pa.concat_tables(tables) if tables else ())
         # the detector's state and the alerts before the KPI segment that commits the range
         for b in await write_in_order(
-                ctx, take_all([self.alerts, self.sink]),
+                ctx, take_all([self.alerts, self.predictions, self.commands, self.sink]),
                 before=None if not states else lambda: self.alerting.write_states(states)):
             ctx.metrics.add_rows(b.table.name, b.rows)
             if b.table is KPIS:
                 self.landed.advance(b.partition, b.last)
                 if self.alerting is not None:
                     self.alerting.committed(b.partition, raised.get(b.partition, []))
+                if b.partition in decided:
+                    self.loop.committed(*decided[b.partition])
         if self.alerting is not None:
             await self.alerting.publish()
+        if self.loop is not None:
+            await self.loop.publish()
 
     def forget(self, partitions: set[int]) -> None:
         self.landed.forget(partitions)
         if self.alerting is not None:
             self.alerting.forget(partitions)
+        if self.loop is not None:
+            self.loop.forget(partitions)
 
 
-def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None) -> None:
+def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None,
+             loop: "ClosedLoop | None" = None) -> None:
     """The KPI lander and the history's upkeep: compaction of the partitions this worker owns,
     retention (events land through :mod:`agentflux.agents.events`)."""
     kpis_topic = ctx.settings.topics.kpis
@@ -417,7 +437,7 @@ def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None)
 
     @app.agent(ctx.topics.kpis, name="agentflux.history.kpis")
     async def land_kpis(stream: Any) -> None:
-        lander = KpiHistory(ctx, alerting)
+        lander = KpiHistory(ctx, alerting, loop)
         landers[:] = [lander]
         # (a KPI record holds up to 1,000 rows, and a batch is landed and judged on the event
         # loop in one go: a batch of 16 records keeps the events landing meanwhile)
@@ -455,7 +475,8 @@ def register(app: Any, ctx: PipelineContext, alerting: "Alerting | None" = None)
         s = ctx.settings
         for table, topic in ((EVENTS, s.topics.events), (DEADLETTERS, s.topics.events),
                              (DUPLICATES, s.topics.events), (KPIS, kpis_topic),
-                             (ALERTS, kpis_topic)):
+                             (ALERTS, kpis_topic), (PREDICTIONS, kpis_topic),
+                             (POOL_COMMANDS, kpis_topic)):
             parts = owned.get(topic)
             if not parts:
                 continue

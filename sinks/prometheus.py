@@ -167,6 +167,8 @@ class PipelineMetrics:
         self._otlp_spans: dict[str, int] = {}  # outcome -> spans
         self._otlp_dropped: dict[str, int] = {}  # reason -> spans
         self._otlp_queue = 0
+        self._loop: dict[tuple[str, str], int] = {}  # (kind, outcome) -> predictions / commands
+        self._pool_targets: dict[str, int] = {}  # pool -> the last target the autoscaler issued
         self._bounds = np.asarray(GENAI_DURATION_BUCKETS_S)
         self._hist: dict[tuple[str, str, str], list] = {}  # labels -> [bucket counts, sum]
         self._span_overflow: dict[str, int] = {}  # type -> spans folded into its overflow series
@@ -296,6 +298,26 @@ class PipelineMetrics:
         """Spans waiting in the OTLP export queue now."""
         with self._lock:
             self._otlp_queue = n
+
+    # the closed loop (agents/loop.py): outcomes are a fixed set
+    LOOP_OUTCOMES = ("published", "unsigned", "stale", "failed")
+    MAX_POOLS = 200
+
+    def count_loop(self, kind: str, outcome: str, n: int = 1) -> None:
+        """Predictions and pool commands made, by outcome: ``published``, ``unsigned`` (no
+        command key set: landed, not sent), ``stale`` (decided on a backlog: landed, not sent),
+        ``failed`` (the broker refused them; sent again later)."""
+        with self._lock:
+            k = (kind, outcome)
+            self._loop[k] = self._loop.get(k, 0) + n
+
+    def set_pool_target(self, pool: str, target: int) -> None:
+        """The target size the autoscaler last issued for ``pool`` (at most :data:`MAX_POOLS`
+        pools are shown)."""
+        pool = label_value(pool)
+        with self._lock:
+            if pool in self._pool_targets or len(self._pool_targets) < self.MAX_POOLS:
+                self._pool_targets[pool] = target
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         topic = label_value(topic)
@@ -430,6 +452,18 @@ class PipelineMetrics:
             evicted = dict(self._evicted)
             otlp_spans, otlp_dropped = dict(self._otlp_spans), dict(self._otlp_dropped)
             otlp_queue = self._otlp_queue
+            loop, pool_targets = dict(self._loop), dict(self._pool_targets)
+        c = CounterMetricFamily(f"{p}_loop_outputs", "Resource predictions and pool commands "
+                                "the closed loop made, by kind and outcome",
+                                labels=["kind", "outcome"])
+        for (kind, outcome), n in sorted(loop.items()):
+            c.add_metric([kind, outcome], n)
+        yield c
+        g = GaugeMetricFamily(f"{p}_pool_target_containers", "The target size the autoscaler "
+                              "last issued per pool", labels=["pool"])
+        for pool, n in sorted(pool_targets.items()):
+            g.add_metric([pool], n)
+        yield g
         c = CounterMetricFamily(f"{p}_events", "Valid events consumed, by event type", labels=["type"])
         for k, n in sorted(events.items()):
             c.add_metric([k], n)

@@ -284,4 +284,59 @@ ALERTS = Table("alerts", pa.schema([
     ("kafka_offset", pa.int64()),
 ]))
 
-TABLES: dict[str, Table] = {t.name: t for t in (EVENTS, DEADLETTERS, DUPLICATES, KPIS, ALERTS)}
+def _ts(ns: int | None) -> int | None:
+    """A timestamp column's value: epoch nanoseconds as they are (a datetime would lose them)."""
+    return None if ns is None else int(ns)
+
+
+def prediction_row(d: dict, partition: int, offset: int) -> dict:
+    """A prediction (:mod:`agentflux.agents.predictor`, as published) -> a ``predictions`` row."""
+    rec, mean = d.get("recommendation", {}), d.get("mean_x_1_2", {})
+    row = {"key": d["key"], "philosophy": d["philosophy"], "tool": d.get("tool"),
+           "issued_at": _ts(d["issued_at_ns"]), "as_of": _ts(d.get("as_of_ns")),
+           "half_life_s": d.get("half_life_s"), "samples": d.get("samples"),
+           "weight": d.get("weight"), "confidence": d.get("confidence"),
+           "doc": orjson.dumps(d).decode(), "kafka_partition": partition, "kafka_offset": offset}
+    for metric, col in PREDICTED:
+        r = rec.get(metric) or {}
+        for bound in ("target", "lower", "upper"):
+            row[f"{col}_{bound}"] = r.get(bound)
+        row[f"{col}_mean_x_1_2"] = mean.get(metric)
+    return row
+
+
+# the predicted metrics and their column prefixes
+PREDICTED = (("cpu_percent", "cpu_percent"), ("memory_mb", "memory_mb"),
+             ("execution_time_seconds", "execution_time_s"))
+
+PREDICTIONS = Table("predictions", pa.schema([
+    ("key", pa.string()), ("philosophy", pa.string()), ("tool", pa.string()),
+    ("issued_at", TS), ("as_of", TS), ("half_life_s", pa.float64()), ("samples", pa.int64()),
+    ("weight", pa.float64()), ("confidence", pa.float64()),
+    *[(f"{col}_{b}", pa.float64()) for _, col in PREDICTED
+      for b in ("target", "lower", "upper", "mean_x_1_2")],
+    ("doc", pa.string()), ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
+]))
+
+
+def command_row(c: dict, published: bool, partition: int, offset: int) -> dict:
+    """A pool command (:mod:`agentflux.commands`, signed) -> a ``pool_commands`` row."""
+    return {"command_id": c["command_id"], "pool": c["pool"], "generation": c["generation"],
+            "action": c["action"], "target": c["target"], "min_size": c["min_size"],
+            "max_size": c["max_size"], "image": c.get("image"), "reason": c["reason"],
+            "inputs": orjson.dumps(c["inputs"]).decode(), "issued_at": _ts(c["issued_at_ns"]),
+            "issuer": c["issuer"], "published": published, "doc": orjson.dumps(c).decode(),
+            "kafka_partition": partition, "kafka_offset": offset}
+
+
+POOL_COMMANDS = Table("pool_commands", pa.schema([
+    ("command_id", pa.string()), ("pool", pa.string()), ("generation", pa.int64()),
+    ("action", pa.string()), ("target", pa.int32()), ("min_size", pa.int32()),
+    ("max_size", pa.int32()), ("image", pa.string()), ("reason", pa.string()),
+    ("inputs", pa.string()), ("issued_at", TS), ("issuer", pa.string()),
+    ("published", pa.bool_()), ("doc", pa.string()), ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+]))
+
+TABLES: dict[str, Table] = {t.name: t for t in (EVENTS, DEADLETTERS, DUPLICATES, KPIS, ALERTS,
+                                               PREDICTIONS, POOL_COMMANDS)}

@@ -100,6 +100,8 @@ class AppTopics:
     kpis: Any
     alerts: Any
     deadletter: Any
+    predictions: Any = None
+    pool_commands: Any = None
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -181,5 +183,7 @@ def build_app(settings: Settings) -> tuple[Any, AppTopics]:
         kpis=app.topic(t.kpis, value_serializer="raw", key_serializer="raw"),
         alerts=app.topic(t.alerts, value_serializer="raw", key_serializer="raw"),
         deadletter=app.topic(t.deadletter, value_serializer="raw", key_serializer="raw"),
+        predictions=app.topic(t.predictions, value_serializer="raw", key_serializer="raw"),
+        pool_commands=app.topic(t.pool_commands, value_serializer="raw", key_serializer="raw"),
     )
     return app, topics
