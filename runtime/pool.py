@@ -6,8 +6,12 @@ it back up to ``pool_size`` (a surplus one is destroyed); ``pre_warm`` fills a p
 demand. Every acquire emits ``pool.acquire`` (warm, startup_ms, available, in_use, target).
 
 The closed loop sizes pools at run time: ``set_target(pool, n)`` gives one pool a target of its
-own (containers it should hold, in use + warm idle) instead of the global ``pool_size`` (which
-bounds the warm idle ones only), and ``await reconcile_to(pool, n)`` creates (concurrently) or
+own: ``n`` warm containers kept ready (the specification's ``pool_size``, per pool), and the
+pool keeps them ready: every acquisition (warm or cold) starts a replacement at once, in the
+background, while warm + starting < ``n``; a release keeps its container only while warm +
+starting < ``n``. That fast local loop is what lets the autoscaler's slow one (a command every
+few seconds) size the pool by the acquisitions expected while a replacement starts instead of
+by every rise of concurrency. ``await reconcile_to(pool, n)`` creates (concurrently) or
 destroys idle containers to match it. ``adopt`` takes over containers that already exist (a pool
 manager restarted: ``DockerBackend.list`` finds its containers by label). Changes emit
 ``pool.state``.
@@ -130,8 +134,8 @@ class ContainerPool:
     """Per-philosophy warm pools (the seed specification's API, with instrumentation).
 
     Without a target of its own a pool keeps up to ``pool_size`` warm idle containers (the seed
-    specification's meaning); with one (:meth:`set_target`) it holds ``target`` containers in
-    all, in use + warm idle: a released container is kept only while in use + idle < target."""
+    specification's meaning); with one (:meth:`set_target`) it keeps ``target`` warm ones
+    ready, replacing each one taken at once (see the module docstring)."""
 
     def __init__(self, pool_size: int = 10, warm_start_enabled: bool = True, *,
                  instrumentation: Instrumentation | None = None,
@@ -143,6 +147,9 @@ class ContainerPool:
         self._pools: dict[str, list[str]] = defaultdict(list)
         self._in_use: dict[str, int] = defaultdict(int)
         self._targets: dict[str, int] = {}
+        self._starting: dict[str, int] = defaultdict(int)  # replacements being created
+        self._replacing: set[asyncio.Task] = set()
+        self.replacements_failed = 0
         self._lock = asyncio.Lock()
         self._instr = instrumentation
         self.backend = backend
@@ -158,17 +165,64 @@ class ContainerPool:
 
     # --- targets -------------------------------------------------------------------------------
     def target(self, philosophy: str) -> int:
-        """The pool's own target (containers in use + idle), else the global ``pool_size``."""
+        """The pool's own target (warm containers kept ready), else the global ``pool_size``."""
         return self._targets.get(philosophy, self._pool_size)
+
+    def starting(self, philosophy: str) -> int:
+        """Replacements being created for ``philosophy`` now."""
+        return self._starting.get(philosophy, 0)
 
     def has_target(self, philosophy: str) -> bool:
         return philosophy in self._targets
 
     def _idle_room(self, philosophy: str) -> int:
-        """How many warm idle containers the pool may hold now."""
+        """How many warm idle containers the pool may hold now (with a target of its own, the
+        replacements being created count as held)."""
         if philosophy in self._targets:
-            return max(0, self._targets[philosophy] - self._in_use.get(philosophy, 0))
+            return max(0, self._targets[philosophy] - self._starting.get(philosophy, 0))
         return self._pool_size
+
+    def _replace(self, philosophy: str, create_fn: CreateFn | None) -> None:
+        """Start replacements (in the background) until warm + starting = the pool's own
+        target. Called with the lock held."""
+        if philosophy not in self._targets or not self._warm_start_enabled:
+            return
+        if create_fn is None and self.backend is None:
+            return
+        missing = (self._targets[philosophy] - len(self._pools[philosophy])
+                   - self._starting[philosophy])
+        if missing <= 0:
+            return
+        self._starting[philosophy] += missing
+        fn = self._create_fn(philosophy, create_fn)
+        for _ in range(missing):
+            task = asyncio.ensure_future(self._replacement(philosophy, fn))
+            self._replacing.add(task)
+            task.add_done_callback(self._replacing.discard)
+
+    async def _replacement(self, philosophy: str, fn: CreateFn) -> None:
+        try:
+            cid = await fn()
+        except Exception as exc:  # counted and logged; the next acquisition tries again
+            async with self._lock:
+                self._starting[philosophy] -= 1
+            self.replacements_failed += 1
+            log.warning("pool %s: a replacement container could not be created: %r",
+                        philosophy, exc)
+            return
+        except asyncio.CancelledError:
+            async with self._lock:
+                self._starting[philosophy] -= 1
+            raise
+        async with self._lock:
+            self._starting[philosophy] -= 1
+            keep = (self._warm_start_enabled and len(self._pools[philosophy])
+                    < self._targets.get(philosophy, self._pool_size))
+            if keep:
+                self._pools[philosophy].append(cid)
+        if not keep and self.backend is not None:  # the target went down meanwhile
+            await self.backend.destroy(cid)
+        self._event("pool.state", philosophy)
 
     def set_target(self, philosophy: str, target: int) -> None:
         """Give ``philosophy`` a target of its own (in use + warm idle containers); idle ones
@@ -183,9 +237,9 @@ class ContainerPool:
 
     async def reconcile_to(self, philosophy: str, target: int | None = None,
                            create_fn: CreateFn | None = None) -> dict[str, int]:
-        """Set the target (if given) and create or destroy idle containers until in use + idle
-        = target (idle only: a container in use is never taken away); a pool without a target
-        of its own is filled to ``pool_size`` idle ones. Creations run
+        """Set the target (if given) and create or destroy idle containers until warm +
+        starting = target (idle only: a container in use is never taken away); a pool without a
+        target of its own is filled to ``pool_size`` idle ones. Creations run
         concurrently; a failed one is counted (``failed``) and logged, the others are kept.
         Returns ``{"created", "destroyed", "failed"}``."""
         if target is not None:
@@ -275,6 +329,7 @@ class ContainerPool:
                 self.warm_starts += 1
             else:
                 self.cold_starts += 1
+            self._replace(philosophy, create_fn)
         self._event("pool.acquire", philosophy, warm=warm, startup_ms=round(startup_ms, 3))
         return cid, warm
 
@@ -306,7 +361,9 @@ class ContainerPool:
         return n
 
     async def drain(self) -> int:
-        """Destroy every pooled container (on shutdown)."""
+        """Destroy every pooled container (on shutdown; replacements being created first)."""
+        if self._replacing:
+            await asyncio.gather(*list(self._replacing), return_exceptions=True)
         async with self._lock:
             ids = [c for pool in self._pools.values() for c in pool]
             self._pools.clear()

@@ -15,6 +15,16 @@ from agentflux.config import ConfigError, Settings
 from agentflux.runtime.instrument import CountingEmitter, Instrumentation
 from agentflux.runtime.pool import ContainerPool, ProcessBackend
 from agentflux.runtime.poolmanager import PoolManager
+
+
+async def until(cond, deadline_s: float, what: str) -> None:
+    """Wait on the loop until ``cond()`` holds, or fail naming ``what``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not cond():
+        if loop.time() > end:
+            pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
+        await asyncio.sleep(0.01)
 from agentflux.schemas import check
 
 KEY = b"k1-secret"
@@ -202,31 +212,46 @@ def test_a_manager_without_keys_refuses_to_start(tmp_path):
         asyncio.run(m.start())
 
 
-def test_release_keeps_while_in_use_plus_idle_below_target():
-    """The pool's run-time target with real processes: reconcile up and down, release keeps a
-    container only while in use + idle < target, pool.state events are valid."""
+def test_a_target_is_warm_containers_kept_ready_each_one_taken_replaced_at_once():
+    """The pool's run-time target with real processes: ``target`` warm containers kept ready;
+    every acquisition starts a replacement in the background (warm + starting = target); a
+    release is kept only while warm + starting < target; scaling down destroys idle ones only;
+    pool.state events are valid."""
     backend = ProcessBackend()
     sink = CountingEmitter()
     pool = ContainerPool(pool_size=1, backend=backend, instrumentation=Instrumentation(sink))
 
+    async def settled(pool_name: str) -> None:
+        await until(lambda: pool.starting(pool_name) == 0, 30, "replacements created")
+
     async def go():
         assert await pool.reconcile_to("react", 3) == {"created": 3, "destroyed": 0, "failed": 0}
         assert len(await backend.list("react")) == 3
-        ids = [(await pool.acquire("react"))[0] for _ in range(4)]  # 3 warm, 1 cold
-        assert pool.in_use("react") == 4 and pool.available("react") == 0
-        # scale down to 2 while 4 are in use: nothing idle to destroy, nothing in use is taken
-        assert await pool.reconcile_to("react", 2) == {"created": 0, "destroyed": 0, "failed": 0}
+        ids = []
+        for _ in range(4):  # 4 acquisitions: warm while the pool has one ready
+            cid, warm = await pool.acquire("react")
+            ids.append(cid)
+            assert warm
+            # each one taken is replaced: warm + starting is back at the target at once
+            assert pool.available("react") + pool.starting("react") == 3
+            await settled("react")
+        assert pool.in_use("react") == 4 and pool.available("react") == 3
+        assert len(await backend.list("react")) == 7  # 4 in use + 3 warm
+        # scale down to 2 while 4 are in use: one idle destroyed, nothing in use is taken
+        assert await pool.reconcile_to("react", 2) == {"created": 0, "destroyed": 1, "failed": 0}
         kept = [await pool.release("react", c) for c in ids]
-        # after each release: in use 3,2,1,0; kept while in use + idle < 2
-        assert kept == [False, False, True, True]
-        assert [backend.alive(c) for c in ids] == [False, False, True, True]
+        assert kept == [False] * 4  # the pool holds its 2 warm ones already
+        assert [backend.alive(c) for c in ids] == [False] * 4
         assert pool.available("react") == 2
         assert await pool.reconcile_to("react", 0) == {"created": 0, "destroyed": 2, "failed": 0}
         assert await backend.list("react") == []
-        # a pool without a target of its own keeps the seed meaning: pool_size idle ones
+        # a pool without a target of its own keeps the seed meaning: pool_size idle ones, and
+        # nothing replaced on acquisition
         assert await pool.pre_warm("cot", count=3) == 1
         assert pool.target("cot") == 1 and not pool.has_target("cot")
         assert await pool.adopt("cot", pool.idle_ids("cot")) == 0  # already held
+        await pool.acquire("cot")
+        assert pool.starting("cot") == 0 and pool.available("cot") == 0
         await pool.drain()
 
     asyncio.run(go())
