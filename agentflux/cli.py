@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import shutil
@@ -837,6 +838,28 @@ def _count_rows(con, query: str) -> int | None:
         return None
 
 
+def cmd_whatif(args: argparse.Namespace) -> int:
+    """The autoscaler and predictor replayed offline over a recorded history with a policy (and
+    another, side by side): the benchmark's figures, before deploying it."""
+    from agentflux.whatif import render, run_whatif
+    root = Settings.from_env(history_path=args.history).history_path
+    for flag, path in (("--policy", args.policy), ("--other", args.other)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path}: no such file (a policy YAML like "
+                              "deploy/autoscaler.yaml)")
+    try:
+        result = run_whatif(root, args.policy, args.pool or None, other=args.other)
+    except FileNotFoundError as exc:
+        raise ConfigError(_not_a_history(root, exc)) from None
+    except ValueError as exc:  # a policy's key and the fix
+        raise ConfigError(f"policy: {exc}") from None
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        _console().print(render(result), markup=False, highlight=False)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     args.events_given = args.events is not None
     if args.what == "runtime":
@@ -861,6 +884,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from agentflux.bench.detector import main as bench_detector
         return bench_detector(events=args.events or 300_000, seed=args.seed, as_json=args.json,
                               console=_console())
+    if args.what == "autoscale":
+        from agentflux.bench.closedloop import main as bench_autoscale
+        return bench_autoscale(duration_s=args.duration, seed=args.seed, backend=args.backend,
+                               as_json=args.json, console=_console())
     if args.what == "alerts":
         from agentflux.bench.alerts import main as bench_alerts
         return bench_alerts(minutes=args.minutes_of_event_time, seed=args.seed,
@@ -911,11 +938,21 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{help} (default: {shown.replace('%', '%%')})"
 
 
+class _OverviewFormatter(argparse.HelpFormatter):
+    """The overview, with the help column past the longest command name (argparse measures
+    the options but not the commands: "pool-manager" would push its help to the next line)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog)
+        self._action_max_length = 18
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="agentflux", description="Telemetry pipeline for AI-agent runtimes: Kafka, stream "
         "processors, a Parquet history to query.",
-        epilog="`agentflux COMMAND --help` shows a command's options and their defaults.")
+        epilog="`agentflux COMMAND --help` shows a command's options and their defaults.",
+        formatter_class=_OverviewFormatter)
     ap.add_argument("--version", action=_Version)
     ap.add_argument("--debug", action="store_true",
                     help="print the traceback with an error (also AGENTFLUX_DEBUG=1); give it "
@@ -1042,12 +1079,22 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--from-time", help="from this time (ISO 8601; UTC if no zone)")
     p.add_argument("--history", help="the new root to write (must be empty or absent)")
     p.set_defaults(fn=cmd_replay)
+    p = command("whatif", "replay a history through another autoscaler policy",
+                "Run the autoscaler and predictor offline over a recorded history with a "
+                "policy (and --other, side by side): warm-start rate, idle container-seconds, "
+                "cold starts and p99 acquire latency, as `bench autoscale` reports them.")
+    p.add_argument("--history", help="the history root (default: AGENTFLUX_HISTORY)")
+    p.add_argument("--policy", help="the policy YAML (default: the built-in defaults)")
+    p.add_argument("--other", help="a second policy YAML, compared side by side")
+    p.add_argument("--pool", action="append", help="only this pool (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(fn=cmd_whatif)
     command("down", "stop the local Kafka started by `up`",
             "Stop the local Kafka started by `up`; its data is kept for the next `up`.") \
         .set_defaults(fn=cmd_down)
     p = command("bench", "benchmarks (figures, not tests)", "Benchmarks: figures, not tests.")
     p.add_argument("what", choices=["pipeline", "runtime", "faults", "soak", "profile",
-                                    "alerts", "detector"],
+                                    "alerts", "detector", "autoscale"],
                    help="the benchmark to run")
     p.add_argument("--events", type=int, default=None,
                    help="events per run (pipeline: 2,000,000; faults: 100,000 per scenario; "
@@ -1071,7 +1118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes-of-event-time", type=float, default=60.0,
                    help="alerts: minutes of the simulated fleet's event time (published in "
                         "accelerated time), incidents every 8 minutes after a 5-minute warm-up")
-    p.add_argument("--seed", type=int, default=7, help="alerts, detector: the simulation's random seed")
+    p.add_argument("--duration", type=float, default=150.0,
+                   help="autoscale: seconds of the bursty trace (a compressed day; each of the "
+                        "three legs replays it in real time)")
+    p.add_argument("--backend", default="podman", choices=["podman", "process"],
+                   help="autoscale: containers through podman's Docker API, or local processes")
+    p.add_argument("--seed", type=int, default=7,
+                   help="alerts, detector, autoscale: the simulation's random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_bench)
     return ap

@@ -10,7 +10,8 @@ import pytest
 
 from agentflux.cli import build_parser, main
 
-ORDER = ["up", "demo", "simulate", "worker", "sql", "history", "replay", "down", "bench"]
+ORDER = ["up", "demo", "simulate", "worker", "pool-manager", "sql", "history", "replay", "whatif",
+         "down", "bench"]
 
 
 def subcommands() -> dict:
@@ -39,7 +40,7 @@ def test_no_arguments_lists_the_commands_in_order_and_exits_0(capsys, monkeypatc
     monkeypatch.setattr("sys.argv", ["agentflux"])
     assert main() == 0
     text = capsys.readouterr().out
-    listed = re.findall(r"^    (\w+)  +\S", text, re.MULTILINE)  # name, then its one-line help
+    listed = re.findall(r"^    ([\w-]+)  +\S", text, re.MULTILINE)  # name, then its one-line help
     assert listed == ORDER
     assert "agentflux COMMAND --help" in text
 
