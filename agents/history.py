@@ -343,6 +343,8 @@ class KpiHistory:
         await self.landed.load(parts)
         if self.alerting is not None:
             await self.alerting.load(parts, self.landed.offsets)
+        if self.loop is not None:
+            await self.loop.load(parts, self.landed.offsets)
         fresh, ranges = self.landed.fresh(batch)
         if not fresh:
             return
@@ -404,10 +406,20 @@ class KpiHistory:
             tables = batches.get(p, []) + ([kpi_table(rows[p], p, offsets[p])] if p in rows
                                            else [])
             self.sink.add(p, first, last, pa.concat_tables(tables) if tables else ())
-        # the detector's state and the alerts before the KPI segment that commits the range
+        loop_states = self.loop.states_due({p: last for p, (_, last) in ranges.items()}) \
+            if self.loop is not None else []
+
+        def write_states() -> None:
+            if states:
+                self.alerting.write_states(states)
+            if loop_states:
+                self.loop.write_states(loop_states)
+
+        # the detector's and predictor's state and the alerts before the KPI segment that
+        # commits the range
         for b in await write_in_order(
                 ctx, take_all([self.alerts, self.predictions, self.commands, self.sink]),
-                before=None if not states else lambda: self.alerting.write_states(states)):
+                before=None if not (states or loop_states) else write_states):
             ctx.metrics.add_rows(b.table.name, b.rows)
             if b.table is KPIS:
                 self.landed.advance(b.partition, b.last)

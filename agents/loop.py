@@ -21,9 +21,16 @@ signed with the first of ``AGENTFLUX_COMMAND_KEYS``, to ``agentflux.pool.command
 
 Commands are not sent when no key is set (they land, marked unpublished) or when they were
 decided on rows far behind the wall clock (a backlog being caught up: acting on an hour-old
-demand would be wrong; they land, marked stale). The state (histograms, recommendations inside
-the stabilisation window) lives in memory per KPI partition; a partition's new owner starts
-afresh (bounds wide, confidence low, no command until it has windows to go on).
+demand would be wrong; they land, marked stale).
+
+State. The predictor's histograms are days of history (a 24-hour half-life): they are stored
+with the history's state (``<history>/_state/predictor/<log>/p<partition>/<offset>.state``) at
+most every :data:`STATE_EVERY_S` seconds, under the KPI offset they include, once that offset
+has landed; a partition's next owner (this worker restarted, or another) restores the latest
+one at or below the partition's landed offset and feeds it the landed KPI rows after it, so it
+predicts as before the move. The autoscaler's state is minutes: a new owner starts with the
+pool's own target as its last recommendation (it scales up at once and down only after a full
+stabilisation window).
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ log = logging.getLogger("agentflux.loop")
 
 # decisions on rows further behind the wall clock than this many KPI windows are not sent
 STALE_WINDOWS = 6
+# the predictor's state is stored at most this often per KPI partition
+STATE_EVERY_S = 60.0
+STATE_KIND = "predictor"
+# the KPI rows the predictor reads (restoring replays those landed after the stored state)
+_PREDICTOR_ROWS = "(dim = 'resource' OR (dim = 'name' AND type = 'tool.call'))"
 
 
 def load_policy(path: str | None) -> Any:
@@ -78,6 +90,107 @@ class ClosedLoop:
         self.now: dict[int, int] = {}  # partition -> its event-time clock
         self._ready: list[tuple[str, bytes, bytes]] = []  # (kind, key, value) committed, to send
         self._warned = False
+        self.log = ctx.log_of(s.topics.kpis) if hasattr(ctx, "log_of") else ""
+        self._stored_at: dict[int, float] = {}  # partition -> monotonic time of its last store
+        self._epoch = 0  # counts forget() calls: a load begun before one is not used
+
+    # --- state ------------------------------------------------------------------------------
+    async def load(self, partitions: Iterable[int], landed: dict) -> None:
+        """Restore the predictors of newly owned KPI partitions as of their landed offsets."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        epoch = self._epoch
+        for p in partitions:
+            if p in self.parts:
+                continue
+            offset = landed.get((self.ctx.settings.topics.kpis, p), -1)
+            predictor = None
+            if offset >= 0:
+                predictor = await loop.run_in_executor(self.ctx.history_executor,
+                                                       self._restore, p, offset)
+            if self._epoch != epoch or p in self.parts:
+                continue
+            if predictor is not None:
+                from agentflux.agents.autoscaler import Autoscaler
+                self.parts[p] = (predictor, Autoscaler(self.policy))
+                # (what it would publish now is on the compacted topic already)
+                predictor.predictions(predictor_now(predictor), only_changed=True)
+                self._stored_at[p] = time.monotonic()
+
+    def _restore(self, partition: int, offset: int) -> Any:
+        """The stored predictor at or below ``offset`` plus the landed rows after it (None:
+        nothing stored and nothing landed to replay)."""
+        from agentflux.agents.predictor import Predictor
+        h = self.ctx.history
+        stored = [o for o in h.state_offsets(STATE_KIND, self.log, partition) if o <= offset]
+        predictor, after = Predictor(self.predictor_policy), -1
+        if stored:
+            data = h.get_state(STATE_KIND, self.log, partition, max(stored))
+            if data is not None:
+                try:
+                    predictor = Predictor.from_dict(orjson.loads(data), self.predictor_policy)
+                    after = max(stored)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("predictor state of KPI partition %d at %d unreadable (%r): "
+                                "rebuilt from the landed rows", partition, max(stored), exc)
+        for d in self._landed_rows(partition, after, offset):
+            predictor.observe(d)
+        return predictor
+
+    def _landed_rows(self, partition: int, after: int, upto: int) -> list[dict]:
+        """The landed KPI rows of ``partition`` the predictor reads, offsets in (after, upto];
+        without a stored state (after < 0), those of the policy's memory only."""
+        import duckdb
+        t = self.ctx.history.read("kpis", after=after if after >= 0 else None,
+                                  partitions=[partition], log=self.log)
+        if not t.num_rows:
+            return []
+        con = duckdb.connect()
+        try:
+            con.register("k", t)
+            since = ""
+            if after < 0:
+                keep_s = getattr(self.predictor_policy, "forget_after_s", 30 * 86400)
+                since = (f" AND epoch_ns(window_end) >= "
+                         f"{time.time_ns() - int(keep_s * 1e9)}")
+            cur = con.execute(
+                "SELECT row_id, dim, type, name, philosophy, epoch_ns(window_start), "
+                "epoch_ns(window_end), revision, source_partition, count, errors, sums, "
+                f"maxes, sketch FROM k WHERE {_PREDICTOR_ROWS} AND kafka_offset > ? "
+                f"AND kafka_offset <= ?{since} ORDER BY kafka_offset", [after, upto])
+            out = []
+            for (rid, dim, type_, name, phil, start, end, rev, sp, count, errors, sums, maxes,
+                 sketch) in cur.fetchall():
+                d = {"kind": "kpi", "row_id": rid, "dim": dim, "type": type_, "name": name,
+                     "philosophy": phil, "window_start_ns": start, "window_end_ns": end,
+                     "revision": rev, "source_partition": sp, "count": count,
+                     "errors": errors, "sums": orjson.loads(sums) if sums else {},
+                     "maxes": orjson.loads(maxes) if maxes else {}}
+                if sketch:
+                    d["sketch"] = orjson.loads(sketch)
+                out.append(d)
+            return out
+        finally:
+            con.close()
+
+    def states_due(self, offsets: dict[int, int]) -> list[tuple[int, int, bytes]]:
+        """``(partition, offset, state)`` of the predictors due to be stored, as of the KPI
+        offsets about to land (stored before the segment that commits them)."""
+        now = time.monotonic()
+        out = []
+        for p, offset in offsets.items():
+            if p in self.parts and now - self._stored_at.get(p, 0.0) >= STATE_EVERY_S:
+                self._stored_at[p] = now
+                out.append((p, offset, orjson.dumps(self.parts[p][0].to_dict())))
+        return out
+
+    def write_states(self, states: list[tuple[int, int, bytes]]) -> None:
+        """Store them, and drop the states before each (in the history's thread)."""
+        h = self.ctx.history
+        for p, offset, data in states:
+            h.put_state(STATE_KIND, self.log, p, offset, data)
+            h.drop_state(STATE_KIND, self.log, p,
+                         [o for o in h.state_offsets(STATE_KIND, self.log, p) if o < offset])
 
     def _of(self, partition: int) -> tuple[Any, Any]:
         got = self.parts.get(partition)
@@ -161,6 +274,13 @@ class ClosedLoop:
                 self.ctx.metrics.count_loop(kind, "published", n)
 
     def forget(self, partitions: Iterable[int]) -> None:
+        self._epoch += 1
         for p in partitions:
             self.parts.pop(p, None)
             self.now.pop(p, None)
+            self._stored_at.pop(p, None)
+
+
+def predictor_now(predictor: Any) -> int:
+    """The latest window end a predictor has seen (its clock), or now."""
+    return predictor.as_of_ns() or time.time_ns()

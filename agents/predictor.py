@@ -577,6 +577,11 @@ class Predictor:
     def keys(self) -> list[str]:
         return sorted(k.key for k in self._keys.values())
 
+    def as_of_ns(self) -> int | None:
+        """The latest window end seen over every key (None: nothing seen)."""
+        ends = [k.as_of_ns for k in self._keys.values() if k.as_of_ns]
+        return max(ends) if ends else None
+
     # -- state -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The histograms and history of every key (JSON-friendly), to store and restore

@@ -301,9 +301,12 @@ class History:
             t = t.filter(pc.greater(t["kafka_offset"], floor))
         return t if columns is None else t.select(list(columns))
 
-    def read(self, table: str, columns: Sequence[str] | None = None, **kw: object) -> pa.Table:
-        """The table's visible rows (the same rows the DuckDB views show)."""
-        parts = [self._read(s, floor, columns) for s, floor in self.visible(table, **kw)]
+    def read(self, table: str, columns: Sequence[str] | None = None, after: int | None = None,
+             **kw: object) -> pa.Table:
+        """The table's visible rows (the same rows the DuckDB views show); with ``after``,
+        only segments holding offsets past it are read (rows at or below it may remain)."""
+        parts = [self._read(s, floor, columns) for s, floor in self.visible(table, **kw)
+                 if after is None or s.last > after]
         if not parts:
             schema = TABLES[table].schema
             return schema.empty_table() if columns is None else schema.empty_table().select(

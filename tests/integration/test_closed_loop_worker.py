@@ -92,9 +92,9 @@ def test_worker_publishes_predictions_and_signed_commands_and_lands_them(setting
         assert commands.verify(cmd, [KEY]) is None
         assert commands.verify(cmd, [b"another key"]) == "bad_signature"
         assert cmd["pool"] == "react" and cmd["reason"].startswith("scale_up")
-        # 20 acquisitions/s finding 11 in use: Little's law and head room give more than 12
-        assert 12 <= cmd["target"] <= 30, cmd
-        assert cmd["inputs"]["arrival_rate_per_s"] > 10
+        # 20 acquisitions/s: more warm containers than the pool's own 2
+        assert 2 < cmd["target"] <= 30, cmd
+        assert cmd["inputs"]["arrival_rate_per_s"] > 5
 
         preds = {r.key.decode(): orjson.loads(r.value)
                  for r in asyncio.run(read_all(s, s.topics.predictions))}
@@ -115,6 +115,41 @@ def test_worker_publishes_predictions_and_signed_commands_and_lands_them(setting
                    "predictions in the history")
     finally:
         w.stop()
+    # the predictor's state survives the worker: its next owner restores the stored state
+    # plus the landed rows after it, every sample of the landed KPI rows counted once
+    restored = restore_predictors(s)
+    assert restored["react"] == cpu_in_kpis(s) > 0, restored
+
+
+def cpu_in_kpis(s) -> int:
+    """The CPU samples the landed KPI rows hold (one per row id)."""
+    rows = {r["row_id"]: r for r in history_rows(s, "kpis")
+            if r["dim"] == "resource" and r["name"] == "cpu_percent"
+            and r["philosophy"] == "react"}
+    return sum(r["duration_count"] or 0 for r in rows.values())
+
+
+def restore_predictors(s) -> dict[str, int]:
+    """Restore every KPI partition's predictor from the history as a new owner would, and
+    count the CPU samples each philosophy's histogram holds."""
+    from types import SimpleNamespace
+
+    from agentflux.agents.loop import ClosedLoop
+    from agentflux.sinks.history import History
+    h = History(s.history_path)
+    segs = h.segments("kpis")
+    assert segs
+    log_id = segs[0].log
+    ctx = SimpleNamespace(settings=s, history=h, log_of=lambda topic: log_id, worker="t",
+                          metrics=None, topics=None)
+    loop = ClosedLoop(ctx)
+    counts: dict[str, int] = {}
+    for p, offset in h.landed_offsets("kpis", log_id).items():
+        predictor = loop._restore(p, offset)
+        for d in predictor.predictions(time.time_ns()):
+            if d["tool"] is None:
+                counts[d["philosophy"]] = counts.get(d["philosophy"], 0) + d["samples"]
+    return counts
 
 
 def test_without_a_command_key_commands_land_unpublished(settings, tmp_path: Path):
