@@ -69,7 +69,7 @@ def test_every_event_lands_once_and_kpis_match_an_offline_oracle(settings, worke
     want = oracle(evs, int(60 * 1e9))
     assert not compare(got, want), compare(got, want)[:20]
     assert sum(1 for w in want.values() if w["durations"]) > 100
-    assert {k[1] for k in want} == {"name", "agent", "session", "tool", "cold"}
+    assert {k[1] for k in want} == {"name", "agent", "session", "tool", "cold", "resource"}
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_the_batch_still_lands(settings, worker):
