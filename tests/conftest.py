@@ -58,3 +58,19 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory):
         pytest.fail(f"Jaeger is required for the OTLP tests: {exc}", pytrace=False)
     yield j
     j.close()
+
+
+@pytest.fixture(scope="session")
+def docker_api(tmp_path_factory: pytest.TempPathFactory):
+    """``(client, image, base_url)``: the Docker Engine API served by podman on a unix socket
+    of its own, with the busybox image the pool tests run. A missing podman fails, it never
+    skips."""
+    from agentflux.config import ConfigError
+    from agentflux.localdocker import PodmanService
+    try:
+        svc = PodmanService(tmp_path_factory.mktemp("podman")).start()
+        image = svc.ensure_image()
+    except ConfigError as exc:
+        pytest.fail(f"the Docker API (podman) is required for this test: {exc}", pytrace=False)
+    yield svc.client(), image, svc.base_url
+    svc.stop()

@@ -35,17 +35,6 @@ scale_down_stabilization_s: {STABILISE_S}
 """
 
 
-@pytest.fixture(scope="module")
-def docker_api(tmp_path_factory):
-    from agentflux.config import ConfigError
-    from agentflux.localdocker import PodmanService
-    try:
-        svc = PodmanService(tmp_path_factory.mktemp("podman")).start()
-        image = svc.ensure_image()
-    except ConfigError as exc:
-        pytest.fail(f"the Docker API (podman) is required for this test: {exc}", pytrace=False)
-    yield svc.client(), image
-    svc.stop()
 
 
 async def until(cond, deadline_s: float, what: str) -> float:
@@ -98,7 +87,7 @@ class Demand:
 
 def test_demand_scales_real_containers_up_then_down_and_bad_commands_change_nothing(
         settings, docker_api, tmp_path: Path):
-    client, image = docker_api
+    client, image, _ = docker_api
     policy = tmp_path / "autoscaler.yaml"
     policy.write_text(POLICY)
     s = settings.replace(command_keys=SecretStr(KEY.decode()), autoscaler_policy=str(policy))

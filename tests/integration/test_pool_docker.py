@@ -3,7 +3,6 @@
 import asyncio
 import uuid
 
-import pytest
 
 from agentflux.runtime.instrument import CountingEmitter, Instrumentation
 from agentflux.runtime.pool import ContainerPool, DockerBackend
@@ -11,21 +10,10 @@ from agentflux.runtime.resources import ResourceSampler
 from agentflux.schemas import check
 
 
-@pytest.fixture(scope="session")
-def docker_api(tmp_path_factory):
-    from agentflux.config import ConfigError
-    from agentflux.localdocker import PodmanService
-    try:
-        svc = PodmanService(tmp_path_factory.mktemp("podman")).start()
-        image = svc.ensure_image()
-    except ConfigError as exc:
-        pytest.fail(f"the Docker API (podman) is required for this test: {exc}", pytrace=False)
-    yield svc.client(), image
-    svc.stop()
 
 
 def test_pool_runs_real_containers_warm_and_cold(docker_api):
-    client, image = docker_api
+    client, image, _ = docker_api
     label = uuid.uuid4().hex[:8]
     backend = DockerBackend(client, image, labels={"agentflux.test": label})
     sink = CountingEmitter()

@@ -16,7 +16,6 @@ import urllib.request
 import uuid
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from agentflux import commands
@@ -32,17 +31,6 @@ from agentflux.schemas import check
 KEY = b"integration-key"
 
 
-@pytest.fixture(scope="module")
-def docker_api(tmp_path_factory):
-    from agentflux.config import ConfigError
-    from agentflux.localdocker import PodmanService
-    try:
-        svc = PodmanService(tmp_path_factory.mktemp("podman")).start()
-        image = svc.ensure_image()
-    except ConfigError as exc:
-        pytest.fail(f"the Docker API (podman) is required for this test: {exc}", pytrace=False)
-    yield svc.client(), image, svc.base_url
-    svc.stop()
 
 
 async def until(cond, deadline_s: float, what: str) -> None:
