@@ -267,6 +267,7 @@ def _summary(console, root: Path, st, elapsed: float, command: str) -> int:
     try:
         n_events, n_dead, n_kpis = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                                     for t in ("events", "deadletters", "kpis"))
+        loop = _closed_loop_figures(con)
         rows = con.execute("""
             SELECT type, name, count(*) AS n, round(avg(error::INT) * 100, 1) AS err_pct,
                    round(quantile_disc(duration_ms, 0.5), 1) AS p50,
@@ -285,11 +286,31 @@ def _summary(console, root: Path, st, elapsed: float, command: str) -> int:
                   f"dead letters {n_dead:,}  KPI rows {n_kpis:,}")
     console.print(f"throughput {n_events / elapsed:,.0f} events/s end to end "
                   f"({elapsed:.1f} s, emitter write-to-ack p99 {st.ack_p99_ms or 0:.1f} ms)")
+    console.print(loop, soft_wrap=True, markup=False)
     console.print(f"history: {root} (Parquet segments; DuckDB views in {root}/history.duckdb)")
     query = "SELECT * FROM latency ORDER BY window_start DESC LIMIT 10"
     console.print(f"next: {command} sql --history {shlex.quote(_shown(root))} "
                   f"{shlex.quote(query)}", soft_wrap=True, markup=False)
     return 0 if n_events + n_dead == st.emitted else 1
+
+
+def _closed_loop_figures(con) -> str:
+    """One line on what the predictor and autoscaler landed: the latest CPU recommendation per
+    philosophy and target per pool (commands are landed, not sent, without a command key)."""
+    preds = con.execute("""
+        SELECT philosophy, arg_max(cpu_percent_target, issued_at),
+               arg_max(cpu_percent_mean_x_1_2, issued_at)
+        FROM predictions WHERE tool IS NULL GROUP BY ALL ORDER BY 1""").fetchall()
+    cmds = con.execute("""
+        SELECT pool, arg_max(target, generation), count(*), bool_or(published)
+        FROM pool_commands GROUP BY ALL ORDER BY 1""").fetchall()
+    p = ", ".join(f"{ph} {t:.0f} % (mean x 1.2: {m:.0f} %)" for ph, t, m in preds
+                  if t is not None and m is not None) or "none yet"
+    c = ", ".join(f"{pool} -> {t} warm ({n} command{'s' if n != 1 else ''})"
+                  for pool, t, n, _ in cmds) or "none yet"
+    sent = any(x[3] for x in cmds)
+    return (f"closed loop: CPU recommendations (p90 + margin) {p}; pool targets {c}"
+            + ("" if sent or not cmds else " (landed, not sent: no AGENTFLUX_COMMAND_KEYS)"))
 
 
 def _shown(path: Path) -> str:
