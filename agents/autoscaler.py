@@ -21,15 +21,24 @@ Forecast. The arrival rate over the last ``windows`` complete windows: its least
 counts only when it stands out of the noise (``|slope|`` above two standard errors: short
 windows hold few arrivals, and extrapolating their noise would chase every blip); with a trend
 the forecast is the fitted line ``horizon_s`` past the latest window, without one the median
-window rate (a burst inside one window is not a rate that lasts). The forecast concurrency is
-``L_f = max(lambda_f * W, L_now)``, ``L_now`` the concurrency arrivals found over the last two
-windows (containers held now are still held when arrivals stop). Target: square-root staffing,
-``ceil(L_f + z * sqrt(L_f))`` (``z`` = ``headroom``): for Poisson-like arrivals the chance of
-finding no warm container falls quickly with ``z`` (Halfin-Whitt: a few per cent at ``z`` = 2)
-while the head room grows only with the square root of the load, so a large pool needs
-proportionally fewer idle containers than a percentage buffer would give it. With
+window rate (a burst inside one window is not a rate that lasts).
+
+Target: warm containers kept ready. A command's ``target`` is the number of warm (idle)
+containers the pool keeps (the specification's ``pool_size``, per pool), and the pool replaces
+each one taken at once (:meth:`agentflux.runtime.pool.ContainerPool.set_target`): a fast local
+loop. So the spares need to cover only what arrives while a replacement starts: by Little's
+law on the replenishment pipeline, ``a = lambda_f * tau`` acquisitions, ``tau`` the start
+latency (the ``cold`` dimension's mean cold-start latency over ``hold_windows``, shrunk towards
+the policy's ``start_latency_s`` by :data:`START_PRIOR` pseudo-starts; the policy's value until
+a cold start shows the real one). Target ``ceil(a + z * sqrt(a))`` (``z`` = ``headroom``:
+square-root head room, as in Halfin-Whitt staffing, so a busy pool needs proportionally fewer
+spares than a percentage buffer would give it). The demand itself (``L_f = max(lambda_f * W,
+L_now)`` in use) is reported with the command (``expected_total`` = in use + warm). With
 ``peak_floor`` the target is at least the latest window's peak concurrency times
-``peak_factor``. ``min_size``/``max_size`` clamp it.
+``peak_factor``. ``min_size``/``max_size`` clamp it. (With target = in use + warm, which an
+earlier version used, a warm container taken was replaced only by the next command, a control
+period later, and the spares had to cover every rise of concurrency: about twice the idle
+container-seconds of a static pool for the same warm-start rate.)
 
 Stabilisation (the Kubernetes HPA's rules). A raw recommendation within ``tolerance`` (ratio)
 of the current target is the current target. Recommendations are kept with their time: the
@@ -58,6 +67,7 @@ from typing import Any, Callable, Iterable, Mapping
 from agentflux.commands import Generations, new_command
 
 ACQUIRE = "pool.acquire"
+START_PRIOR = 10  # pseudo-starts at the policy's start latency (see _evaluate)
 
 # the per-pool knobs (everything but the global ones below can be overridden under ``pools:``)
 _GLOBAL = ("interval_s", "pools", "predictor")
@@ -75,7 +85,8 @@ class AutoscalerPolicy:
     tolerance: float = 0.1  # HPA's: a ratio within 10 % of the current target changes nothing
     scale_up_stabilization_s: float = 0.0
     scale_down_stabilization_s: float = 300.0
-    headroom: float = 2.0  # z of square-root staffing: L_f + z * sqrt(L_f)
+    headroom: float = 2.0  # z of square-root head room: a + z * sqrt(a)
+    start_latency_s: float = 1.0  # a container's start until the pool's cold starts show it
     horizon_s: float = 30.0  # how far ahead the arrival-rate trend is extrapolated
     trend_significance: float = 2.0  # a trend counts above this many standard errors
     windows: int = 6  # complete windows the arrival rate and its trend are estimated over
@@ -95,7 +106,7 @@ class AutoscalerPolicy:
         def need(ok: bool, key: str, msg: str) -> None:
             if not ok:
                 raise ValueError(f"{key}: {msg}")
-        for key in ("interval_s", "horizon_s"):
+        for key in ("interval_s", "horizon_s", "start_latency_s"):
             v = getattr(self, key)
             need(_num(v) and v > 0, key, f"must be a number of seconds > 0, got {v!r}")
         for key in ("scale_up_stabilization_s", "scale_down_stabilization_s", "heartbeat_s"):
@@ -219,6 +230,8 @@ class _Window:
     count: int = 0
     warm: float = 0.0
     cold: float = 0.0
+    cold_ms_sum: float = 0.0  # cold-start latencies (the ``cold`` dimension's rows)
+    cold_n: int = 0
     in_use_sum: float = 0.0
     in_use_max: float = 0.0
     target_sum: float = 0.0
@@ -237,6 +250,7 @@ class _Pool:
     issued_at_ns: int = 0
     observed_target: int | None = None  # the pool's own target, from its rows
     hold_s: float = 0.0  # last hold-time estimate (kept while there are no arrivals)
+    start_s: float | None = None  # last cold-start latency estimate
 
 
 class Autoscaler:
@@ -269,7 +283,8 @@ class Autoscaler:
                 if isinstance(n, int) and n > 0:
                     self.partitions = max(self.partitions, n)
             return
-        if kind != "kpi" or doc.get("type") != ACQUIRE or doc.get("dim", "name") != "name":
+        dim = doc.get("dim", "name")
+        if kind != "kpi" or doc.get("type") != ACQUIRE or dim not in ("name", "cold"):
             return
         name = doc.get("name")
         start, end = doc.get("window_start_ns"), doc.get("window_end_ns")
@@ -290,6 +305,12 @@ class Autoscaler:
             if rid in w.row_ids:
                 return
             w.row_ids.add(rid)
+        if dim == "cold":  # how long a container takes to start: the cold starts' latency
+            n, total = doc.get("duration_count"), doc.get("duration_sum_ms")
+            if isinstance(n, int) and n > 0 and _num(total) and total >= 0:
+                w.cold_n += n
+                w.cold_ms_sum += float(total)
+            return
         count = int(doc.get("count") or 0)
         sums, maxes = doc.get("sums") or {}, doc.get("maxes") or {}
         w.count += count
@@ -354,6 +375,15 @@ class Autoscaler:
             ps.hold_s = sum(max(0.0, w.in_use_sum / w.count - 1.0) * T
                             for w in held if w.count) / h_arr
         hold = ps.hold_s
+        # the start latency: the cold starts' mean, shrunk towards the policy's value by
+        # START_PRIOR pseudo-starts (a pool that is mostly warm has a few cold starts, and one
+        # slow one must not double its spares)
+        cold_n = sum(w.cold_n for w in held)
+        if cold_n:
+            ps.start_s = ((pol.start_latency_s * START_PRIOR
+                           + sum(w.cold_ms_sum for w in held) / 1000.0)
+                          / (START_PRIOR + cold_n))
+        tau = ps.start_s if ps.start_s is not None else pol.start_latency_s
         last = used[-1]
         for w in reversed(used):
             if w.count:
@@ -384,7 +414,10 @@ class Autoscaler:
         c_recent = sum(w.count for w in recent)
         L_last = max(0.0, sum(w.in_use_sum for w in recent) / c_recent - 1.0) if c_recent else 0.0
         L_f = max(lam_f * hold, L_last)
-        staffing = math.ceil(L_f + pol.headroom * math.sqrt(L_f) - 1e-9) if L_f > 0 else 0
+        # the warm spares: what arrives while a replacement starts (Little's law on the
+        # replenishment pipeline), with square-root head room
+        a = lam_f * tau
+        staffing = math.ceil(a + pol.headroom * math.sqrt(a) - 1e-9) if a > 0 else 0
         peak = int(last.in_use_max)
         floor = math.ceil(peak * pol.peak_factor - 1e-9) if pol.peak_floor else 0
         raw = max(staffing, floor)
@@ -422,7 +455,9 @@ class Autoscaler:
             round(arrivals / (n * T), 4), "hold_time_s": round(hold, 4),
             "concurrency_mean": round(L_last, 3), "concurrency_peak": peak,
             "trend_per_s2": round(slope, 5), "forecast_arrival_rate_per_s": round(lam_f, 4),
-            "forecast_concurrency": round(L_f, 3), "headroom_z": pol.headroom,
+            "forecast_concurrency": round(L_f, 3), "concurrency_forecast": round(L_f, 3),
+            "start_latency_s": round(tau, 4), "expected_arrivals_during_start": round(a, 3),
+            "expected_total": round(L_f + stabilised, 3), "headroom_z": pol.headroom,
             "warm_start_rate": None if warm_rate is None else round(warm_rate, 4),
             "misses": misses, "acquires": arrivals, "current_target": current,
             "raw_recommendation": raw, "within_tolerance": bool(within),
@@ -435,17 +470,18 @@ class Autoscaler:
         if ps.target is not None and stabilised == ps.target and not heartbeat:
             return None
         if current is None or stabilised > current:
-            why = (f"scale_up: forecast concurrency {L_f:.1f} (arrivals {lam_f:.2f}/s x hold "
-                   f"{hold:.2f}s, trend {slope:+.3f}/s^2) + headroom {pol.headroom:g}*sqrt -> "
-                   f"{staffing}, peak {peak}, {misses} misses in {n} windows")
+            why = (f"scale_up: {a:.1f} acquisitions expected while a container starts "
+                   f"(arrivals {lam_f:.2f}/s, trend {slope:+.3f}/s^2, x start {tau:.2f}s) + "
+                   f"headroom {pol.headroom:g}*sqrt -> {staffing} warm, {misses} misses in "
+                   f"{n} windows (in use ~{L_f:.1f}: hold {hold:.2f}s)")
             if current is None:
                 why = "scale_up" + why[8:] if stabilised > (ps.observed_target or 0) else \
                     ("scale_down" + why[8:] if stabilised < (ps.observed_target or 0)
                      else "hold" + why[8:])
         elif stabilised < current:
-            why = (f"scale_down: recommendations stayed at or below {stabilised} for "
-                   f"{pol.scale_down_stabilization_s:g}s (forecast concurrency {L_f:.1f}, "
-                   f"peak {peak})")
+            why = (f"scale_down: recommendations stayed at or below {stabilised} warm for "
+                   f"{pol.scale_down_stabilization_s:g}s ({a:.1f} acquisitions expected per "
+                   f"start of {tau:.2f}s)")
         else:
             why = (f"hold: {'heartbeat' if ps.target is not None else 'first decision'}, "
                    f"target {stabilised} (raw {raw}{', within tolerance' if within else ''}; "
