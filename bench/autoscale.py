@@ -32,7 +32,7 @@ window, the specification's 60 s check, the HPA's 300 s scale-down window) short
 container start if it were compressed by the same factor; instead the control periods are
 scaled by one *control* factor, :data:`CONTROL_SCALE` (0.1: a 1 s KPI window for the
 pipeline's 10 s, a 6 s pre-warm check for the specification's 60 s), and the autoscaler's
-scale-down stabilisation is 10 s (:func:`default_policy`: the HPA's 300 s scaled would hold a
+scale-down stabilisation is 3 s (:func:`default_policy`: the HPA's 300 s scaled would hold a
 peak's size for a fifth of the compressed day).
 
 What the figures say (the simulator, :func:`default_policy`, seeds 1-8 of
