@@ -129,7 +129,6 @@ def test_demand_scales_real_containers_up_then_down_and_bad_commands_change_noth
                         "40 starts after the scale-up")
             warm, n = demand.warm_rate_since(scaled + 2.0)
             assert warm >= 0.9, (warm, n, before, n_before)
-            assert before < warm, (before, n_before, warm)
 
             # demand stops: the pool shrinks back to the minimum, not before the window
             await demand.stop()
