@@ -68,6 +68,7 @@ from agentflux.commands import Generations, new_command
 
 ACQUIRE = "pool.acquire"
 START_PRIOR = 10  # pseudo-starts at the policy's start latency (see _evaluate)
+MAX_START_FACTOR = 2.0  # the start latency used is at most this x the policy's
 
 # the per-pool knobs (everything but the global ones below can be overridden under ``pools:``)
 _GLOBAL = ("interval_s", "pools", "predictor")
@@ -384,6 +385,10 @@ class Autoscaler:
                            + sum(w.cold_ms_sum for w in held) / 1000.0)
                           / (START_PRIOR + cold_n))
         tau = ps.start_s if ps.start_s is not None else pol.start_latency_s
+        # at most MAX_START_FACTOR x the policy's: cold starts slowed by an overloaded engine
+        # (many creations at once) would otherwise ask for more spares, more creations, slower
+        # starts: a loop that feeds itself
+        tau = min(tau, pol.start_latency_s * MAX_START_FACTOR)
         last = used[-1]
         for w in reversed(used):
             if w.count:
