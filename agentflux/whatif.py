@@ -29,6 +29,7 @@ import orjson
 
 from agentflux.agents.autoscaler import AutoscalerPolicy, replay
 from agentflux.bench import autoscale as sim
+from agentflux.sinks.tables import KPI_DOC_COLUMNS, kpi_doc
 
 _EVENTS_SQL = """
 SELECT coalesce(name, json_extract_string(attrs, '$.pool')) AS pool, type, ts_ns,
@@ -38,13 +39,12 @@ ORDER BY ts_ns
 """
 
 _KPIS_SQL = """
-SELECT row_id, dim, type, name, philosophy, epoch_ns(window_start) AS window_start_ns,
-       epoch_ns(window_end) AS window_end_ns, revision, source_partition, count, errors,
-       sums, maxes, sketch
+SELECT {columns}
 FROM kpis
-WHERE kind = 'kpi' AND ((type = 'pool.acquire' AND dim = 'name') OR dim = 'resource')
+WHERE kind = 'kpi' AND ((type = 'pool.acquire' AND dim IN ('name', 'cold'))
+                        OR dim = 'resource')
 ORDER BY window_end, source_partition
-"""
+""".format(columns=KPI_DOC_COLUMNS)
 
 
 def connect_read_only(root: str):
@@ -86,18 +86,7 @@ def read_history(root: str) -> tuple[list[tuple], list[dict]]:
     con = connect_read_only(root)
     try:
         events = con.execute(_EVENTS_SQL).fetchall()
-        rows = []
-        for r in con.execute(_KPIS_SQL).fetchall():
-            (rid, dim, type_, name, phil, s, e, rev, part, count, errors, sums, maxes,
-             sketch) = r
-            d = {"kind": "kpi", "row_id": rid, "dim": dim, "type": type_, "name": name,
-                 "philosophy": phil, "window_start_ns": int(s), "window_end_ns": int(e),
-                 "revision": rev, "source_partition": part, "count": count,
-                 "errors": errors, "sums": orjson.loads(sums) if sums else {},
-                 "maxes": orjson.loads(maxes) if maxes else {}}
-            if sketch:
-                d["sketch"] = orjson.loads(sketch)
-            rows.append(d)
+        rows = [kpi_doc(r) for r in con.execute(_KPIS_SQL).fetchall()]
     finally:
         con.close()
     return events, rows
@@ -213,23 +202,9 @@ def _figures(r: Mapping[str, Any]) -> dict[str, Any]:
     return {k: r.get(k) for k in keys}
 
 
-FIGURES = (("warm_start_rate", "warm-start rate"), ("cold_starts", "cold starts"),
-           ("idle_container_s", "idle container-s"), ("p99_acquire_ms", "p99 acquire ms"))
-
-
 def render(result: Mapping[str, Any]) -> str:
     """The figures as a table: recorded, then every policy side by side."""
-    cols = [("recorded", result["recorded"]), *result["policies"].items()]
-    width = max(12, *(len(c) for c, _ in cols))
-    lines = [f"{'':20}" + "".join(f"{c:>{width + 2}}" for c, _ in cols)]
-    for key, label in FIGURES:
-        cells = []
-        for _, f in cols:
-            v = f.get(key)
-            cells.append("-" if v is None else (f"{v:.1%}" if key == "warm_start_rate"
-                                                else f"{v:g}"))
-        lines.append(f"{label:20}" + "".join(f"{c:>{width + 2}}" for c in cells))
-    return "\n".join(lines) + "\n"
+    return sim.figures_table([("recorded", result["recorded"]), *result["policies"].items()])
 
 
 __all__ = ["connect_read_only", "demand", "load_policy", "read_history", "render",

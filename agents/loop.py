@@ -43,6 +43,7 @@ import orjson
 
 from agentflux import commands as cmds
 from agentflux.config import ConfigError
+from agentflux.sinks.tables import KPI_DOC_COLUMNS, kpi_doc
 
 log = logging.getLogger("agentflux.loop")
 
@@ -154,21 +155,9 @@ class ClosedLoop:
                 since = (f" AND epoch_ns(window_end) >= "
                          f"{time.time_ns() - int(keep_s * 1e9)}")
             cur = con.execute(
-                "SELECT row_id, dim, type, name, philosophy, epoch_ns(window_start), "
-                "epoch_ns(window_end), revision, source_partition, count, errors, sums, "
-                f"maxes, sketch FROM k WHERE {_PREDICTOR_ROWS} AND kafka_offset > ? "
+                f"SELECT {KPI_DOC_COLUMNS} FROM k WHERE {_PREDICTOR_ROWS} AND kafka_offset > ? "
                 f"AND kafka_offset <= ?{since} ORDER BY kafka_offset", [after, upto])
-            out = []
-            for (rid, dim, type_, name, phil, start, end, rev, sp, count, errors, sums, maxes,
-                 sketch) in cur.fetchall():
-                d = {"kind": "kpi", "row_id": rid, "dim": dim, "type": type_, "name": name,
-                     "philosophy": phil, "window_start_ns": start, "window_end_ns": end,
-                     "revision": rev, "source_partition": sp, "count": count,
-                     "errors": errors, "sums": orjson.loads(sums) if sums else {},
-                     "maxes": orjson.loads(maxes) if maxes else {}}
-                if sketch:
-                    d["sketch"] = orjson.loads(sketch)
-                out.append(d)
+            out = [kpi_doc(r) for r in cur.fetchall()]
             return out
         finally:
             con.close()

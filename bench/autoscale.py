@@ -589,9 +589,13 @@ def render(result: Mapping[str, Any]) -> str:
     for every policy over the same trace."""
     cols = [(f"{k} (real)", v) for k, v in result.get("legs", {}).items()]
     cols += [(f"{k} (sim)", v) for k, v in result.get("simulated", {}).items()]
-    width = max([14] + [len(c) for c, _ in cols])
-    lines = [f"trace: {result.get('trace')}",
-             f"{'':20}" + "".join(f"{c:>{width + 2}}" for c, _ in cols)]
+    return f"trace: {result.get('trace')}\n" + figures_table(cols, min_width=14)
+
+
+def figures_table(cols: Sequence[tuple[str, Mapping[str, Any]]], min_width: int = 12) -> str:
+    """Columns of :data:`FIGURES` side by side (``(heading, figures)`` each), as text."""
+    width = max([min_width] + [len(c) for c, _ in cols])
+    lines = [f"{'':20}" + "".join(f"{c:>{width + 2}}" for c, _ in cols)]
     for key, label in FIGURES:
         cells = []
         for _, f in cols:
@@ -603,6 +607,6 @@ def render(result: Mapping[str, Any]) -> str:
 
 
 __all__ = ["Closed", "Reactive", "Static", "StartLatency", "bursty_trace", "compare",
-           "default_policy", "drive", "reactive_controller", "render", "run_leg", "run_legs",
+           "default_policy", "drive", "figures_table", "reactive_controller", "render", "run_leg", "run_legs",
            "simulate",
            "trace_stats", "window_rows"]

@@ -284,6 +284,29 @@ ALERTS = Table("alerts", pa.schema([
     ("kafka_offset", pa.int64()),
 ]))
 
+# the columns of the ``kpis`` table that :func:`kpi_doc` turns back into a published row
+KPI_DOC_COLUMNS = ("row_id, dim, type, name, philosophy, epoch_ns(window_start), "
+                   "epoch_ns(window_end), revision, source_partition, count, errors, sums, "
+                   "maxes, sketch, duration_count, duration_sum_ms")
+
+
+def kpi_doc(r: Sequence[Any]) -> dict:
+    """A landed KPI row (the values of :data:`KPI_DOC_COLUMNS`, in order) as the document the
+    windows published (what the predictor and autoscaler read, live or replayed)."""
+    (rid, dim, type_, name, phil, start, end, rev, part, count, errors, sums, maxes, sketch,
+     d_count, d_sum) = r
+    d = {"kind": "kpi", "row_id": rid, "dim": dim, "type": type_, "name": name,
+         "philosophy": phil, "window_start_ns": int(start), "window_end_ns": int(end),
+         "revision": rev, "source_partition": part, "count": count, "errors": errors,
+         "sums": orjson.loads(sums) if sums else {},
+         "maxes": orjson.loads(maxes) if maxes else {}}
+    if sketch:
+        d["sketch"] = orjson.loads(sketch)
+    if d_count:
+        d["duration_count"], d["duration_sum_ms"] = d_count, d_sum
+    return d
+
+
 def _ts(ns: int | None) -> int | None:
     """A timestamp column's value: epoch nanoseconds as they are (a datetime would lose them)."""
     return None if ns is None else int(ns)
