@@ -22,7 +22,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,6 +101,24 @@ def wait_until(cond: Callable[[], bool], deadline_s: float, what: str,
         if time.monotonic() > end:
             raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
         time.sleep(interval_s)
+
+
+async def until(cond: Callable[[], Any], deadline_s: float, what: str,
+                interval_s: float = 0.05) -> float:
+    """:func:`wait_until` on an event loop: poll ``cond`` (its result awaited if it is a
+    coroutine) until it holds, without blocking the loop; return the monotonic time it held,
+    or raise TimeoutError naming ``what`` after ``deadline_s``."""
+    import asyncio
+    end = time.monotonic() + deadline_s
+    while True:
+        value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return time.monotonic()
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
+        await asyncio.sleep(interval_s)
 
 
 class WorkerExited(RuntimeError):

@@ -91,7 +91,7 @@ class ClosedLoop:
         self.now: dict[int, int] = {}  # partition -> its event-time clock
         self._ready: list[tuple[str, bytes, bytes]] = []  # (kind, key, value) committed, to send
         self._warned = False
-        self.log = ctx.log_of(s.topics.kpis) if hasattr(ctx, "log_of") else ""
+        self.log = ctx.log_of(s.topics.kpis)
         self._stored_at: dict[int, float] = {}  # partition -> monotonic time of its last store
         self._epoch = 0  # counts forget() calls: a load begun before one is not used
 
@@ -151,9 +151,8 @@ class ClosedLoop:
             con.register("k", t)
             since = ""
             if after < 0:
-                keep_s = getattr(self.predictor_policy, "forget_after_s", 30 * 86400)
-                since = (f" AND epoch_ns(window_end) >= "
-                         f"{time.time_ns() - int(keep_s * 1e9)}")
+                keep_ns = int(self.predictor_policy.forget_after_s * 1e9)
+                since = f" AND epoch_ns(window_end) >= {time.time_ns() - keep_ns}"
             cur = con.execute(
                 f"SELECT {KPI_DOC_COLUMNS} FROM k WHERE {_PREDICTOR_ROWS} AND kafka_offset > ? "
                 f"AND kafka_offset <= ?{since} ORDER BY kafka_offset", [after, upto])

@@ -14,11 +14,10 @@ import uuid
 from pathlib import Path
 
 import orjson
-import pytest
 
 from agentflux import commands
 from agentflux.config import SecretStr
-from agentflux.harness import WorkerProcess
+from agentflux.harness import WorkerProcess, until
 from agentflux.runtime.emitter import Emitter
 from agentflux.runtime.instrument import Instrumentation
 from agentflux.runtime.pool import ContainerPool, DockerBackend
@@ -37,16 +36,6 @@ scale_down_stabilization_s: {STABILISE_S}
 """
 
 
-
-
-async def until(cond, deadline_s: float, what: str) -> float:
-    """Wait on the loop until ``cond()`` holds (returns when), or fail naming ``what``."""
-    end = time.monotonic() + deadline_s
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return time.monotonic()
 
 
 class Demand:

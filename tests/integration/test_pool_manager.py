@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentflux import commands
 from agentflux.config import SecretStr
-from agentflux.harness import wait_until
+from agentflux.harness import until, wait_until
 from agentflux.runtime.instrument import CountingEmitter, Instrumentation
 from agentflux.runtime.optimizer import PerformanceOptimizer
 from agentflux.runtime.pool import ContainerPool, DockerBackend
@@ -33,18 +33,7 @@ KEY = b"integration-key"
 
 
 
-async def until(cond, deadline_s: float, what: str) -> None:
-    """Wait (on the event loop) until ``cond()`` holds, or fail naming ``what``."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
+
 
 
 async def publish(settings, topic: str, items: list[tuple[str, bytes]]) -> None:

@@ -131,30 +131,30 @@ def test_spares_are_the_acquisitions_expected_while_a_container_starts():
     assert i["warm_start_rate"] == 1.0 and i["misses"] == 0
 
 
+def feed_cold_starts(a: Autoscaler, seconds: float, windows: int = 3) -> None:
+    """``windows`` windows of 100 acquisitions, 10 of them cold starts of ``seconds`` each
+    (the ``cold`` dimension's rows), each completed and decided on."""
+    for k in range(windows):
+        r = row(k, 100, 20.0, warm=90)
+        a.observe(r)
+        a.observe({**r, "row_id": f"cold-{k}", "dim": "cold", "count": 10,
+                   "duration_count": 10, "duration_sum_ms": 10 * seconds * 1000})
+        a.observe(progress(k))
+        a.decide(T0 + (k + 1) * W)
+
+
 def test_the_start_latency_comes_from_the_cold_starts_shrunk_towards_the_policy():
     """Cold rows (the cold starts' latency) move the start latency: 30 cold starts of 3 s
     against 10 pseudo-starts of the policy's 1.5 s: (10 x 1.5 + 30 x 3) / 40 = 2.625 s; and
     never past twice the policy's (an overloaded engine must not feed its own load)."""
     a = Autoscaler(policy(start_latency_s=1.5))  # (capped at 2 x: 3 s)
-    for k in range(3):
-        r = row(k, 100, 20.0, warm=90)
-        a.observe(r)
-        a.observe({**r, "row_id": f"cold-{k}", "dim": "cold", "count": 10,
-                   "duration_count": 10, "duration_sum_ms": 30_000.0})
-        a.observe(progress(k))
-        a.decide(T0 + (k + 1) * W)
+    feed_cold_starts(a, seconds=3.0)
     i = a.last_inputs["react"]
     assert i["start_latency_s"] == pytest.approx(2.625)
     assert i["raw_recommendation"] == spares(10, 2.625)
     assert a.targets()["react"] >= spares(10, 2.0)
     slow = Autoscaler(policy(start_latency_s=0.5))
-    for k in range(3):
-        r = row(k, 100, 20.0, warm=90)
-        slow.observe(r)
-        slow.observe({**r, "row_id": f"cold-{k}", "dim": "cold", "count": 10,
-                      "duration_count": 10, "duration_sum_ms": 30_000.0})
-        slow.observe(progress(k))
-        slow.decide(T0 + (k + 1) * W)
+    feed_cold_starts(slow, seconds=3.0)
     assert slow.last_inputs["react"]["start_latency_s"] == pytest.approx(1.0)
 
 

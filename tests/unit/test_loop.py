@@ -32,6 +32,7 @@ def ctx(keys: str | None) -> SimpleNamespace:
     s = Settings(window_s=1.0, grace_s=0.0,
                  command_keys=SecretStr(keys) if keys else None)
     return SimpleNamespace(settings=s, worker="w1", metrics=PipelineMetrics(),
+                           log_of=lambda topic: "log",
                            topics=SimpleNamespace(predictions=Topic(), pool_commands=Topic()))
 
 

@@ -12,19 +12,10 @@ import pytest
 
 from agentflux import commands
 from agentflux.config import ConfigError, Settings
+from agentflux.harness import until
 from agentflux.runtime.instrument import CountingEmitter, Instrumentation
 from agentflux.runtime.pool import ContainerPool, ProcessBackend
 from agentflux.runtime.poolmanager import PoolManager
-
-
-async def until(cond, deadline_s: float, what: str) -> None:
-    """Wait on the loop until ``cond()`` holds, or fail naming ``what``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not cond():
-        if loop.time() > end:
-            pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
 from agentflux.schemas import check
 
 KEY = b"k1-secret"
