@@ -197,7 +197,8 @@ def test_kpi_records_one_row_or_an_array_and_bad_ones_go_to_the_dead_letter_topi
     to the dead-letter topic with its reason and its index in the array."""
     from agentflux.streams.windows import TumblingWindows, WindowBatch
 
-    evs = list(SyntheticRuntime(SimConfig(events=200, seed=5, start_ns=time.time_ns())).events())
+    minute = time.time_ns() // 60_000_000_000 * 60_000_000_000  # all 200 in one window
+    evs = list(SyntheticRuntime(SimConfig(events=200, seed=5, start_ns=minute)).events())
     windows = TumblingWindows(60.0)
     windows.add(evs)
     closed = windows.close_due(flush_all=True)

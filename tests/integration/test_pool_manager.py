@@ -88,7 +88,9 @@ def test_pool_manager_applies_signed_commands_to_real_containers(settings, docke
             up = command(3)
             await send(up)
             await until(lambda: exactly(3), 60, "3 containers through the Docker API")
-            assert m.applied == 1 and m.pool.available("react") == 3
+            # created is not yet started: the pool counts a container once it is ready
+            await until(lambda: m.pool.available("react") == 3, 60, "3 warm containers")
+            assert m.applied == 1
             before = await asyncio.to_thread(containers)
 
             # the same command again, a forged one, a stale one: none changes anything
