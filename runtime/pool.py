@@ -7,14 +7,18 @@ demand. Every acquire emits ``pool.acquire`` (warm, startup_ms, available, in_us
 
 The closed loop sizes pools at run time: ``set_target(pool, n)`` gives one pool a target of its
 own: ``n`` warm containers kept ready (the specification's ``pool_size``, per pool), and the
-pool keeps them ready: every acquisition (warm or cold) starts a replacement at once, in the
-background, while warm + starting < ``n``; a release keeps its container only while warm +
-starting < ``n``. That fast local loop is what lets the autoscaler's slow one (a command every
-few seconds) size the pool by the acquisitions expected while a replacement starts instead of
-by every rise of concurrency. ``await reconcile_to(pool, n)`` creates (concurrently) or
-destroys idle containers to match it. ``adopt`` takes over containers that already exist (a pool
-manager restarted: ``DockerBackend.list`` finds its containers by label). Changes emit
-``pool.state``.
+pool keeps them ready: every acquisition (warm or cold) asks for a replacement, in the
+background, while warm + starting < ``n``; a release keeps its container while fewer than ``n``
+are warm. Replacements wait for one of ``max_starting`` creation slots (the engine's creations
+are the scarce resource: podman here creates about 11 containers a second whatever the
+concurrency, and a queue of creations only makes each one slower), and one that gets a slot
+after releases have refilled the pool is dropped, not created: under load the pool reuses
+released containers instead of trading every acquisition for a creation and a removal. That
+fast local loop is what lets the autoscaler's slow one (a command every few seconds) size the
+pool by the acquisitions expected while a replacement starts instead of by every rise of
+concurrency. ``await reconcile_to(pool, n)`` creates (through the same slots) or destroys idle
+containers to match it. ``adopt`` takes over containers that already exist (a pool manager
+restarted: ``DockerBackend.list`` finds its containers by label). Changes emit ``pool.state``.
 
 Backends create and destroy real things: :class:`DockerBackend` talks to the Docker Engine API
 through the ``docker`` SDK (tested against podman serving that API), :class:`ProcessBackend`
@@ -28,7 +32,7 @@ import logging
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Awaitable, Callable, Protocol
 
 from agentflux.runtime.instrument import Instrumentation
@@ -44,6 +48,7 @@ class ContainerBackend(Protocol):
     # optional: ``async def list(self, pool: str) -> list[str]`` (the pool's existing containers)
 
 POOL_LABEL = "agentflux.pool.name"
+MAX_STARTING = 3  # replacement creations at once (podman here: 2-3 saturate its creation rate)
 
 
 class ProcessBackend:
@@ -51,8 +56,10 @@ class ProcessBackend:
 
     def __init__(self) -> None:
         self._procs: dict[str, subprocess.Popen] = {}
+        self.created = self.destroyed = 0
 
     async def create(self, philosophy: str) -> str:
+        self.created += 1
         proc = await asyncio.to_thread(
             subprocess.Popen, [sys.executable, "-c", "import sys; sys.stdin.read()"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +76,7 @@ class ProcessBackend:
     async def destroy(self, container_id: str) -> None:
         proc = self._procs.pop(container_id, None)
         if proc is not None:
+            self.destroyed += 1
             proc.stdin.close()
             await asyncio.to_thread(proc.wait, 10)
 
@@ -91,11 +99,14 @@ class DockerBackend:
         self.images: dict[str, str] = {}
         self.command = command or ["sleep", "3600"]
         self.labels = {"agentflux.pool": "1", **(labels or {})}
+        self.created = self.destroyed = 0  # asked of the engine (for the benchmark's figures)
 
     def labels_for(self, pool: str) -> dict[str, str]:
         return {**self.labels, POOL_LABEL: pool}
 
     async def create(self, philosophy: str) -> str:
+        self.created += 1
+
         def run() -> str:
             c = self.client.containers.run(self.images.get(philosophy, self.image), self.command,
                                            detach=True,
@@ -121,6 +132,8 @@ class DockerBackend:
         return await asyncio.to_thread(ls)
 
     async def destroy(self, container_id: str) -> None:
+        self.destroyed += 1
+
         def rm() -> None:
             try:
                 self.client.containers.get(container_id).remove(force=True)
@@ -135,21 +148,29 @@ class ContainerPool:
 
     Without a target of its own a pool keeps up to ``pool_size`` warm idle containers (the seed
     specification's meaning); with one (:meth:`set_target`) it keeps ``target`` warm ones
-    ready, replacing each one taken at once (see the module docstring)."""
+    ready, replacing each one taken through at most ``max_starting`` creations at once (see the
+    module docstring)."""
 
     def __init__(self, pool_size: int = 10, warm_start_enabled: bool = True, *,
                  instrumentation: Instrumentation | None = None,
-                 backend: ContainerBackend | None = None):
+                 backend: ContainerBackend | None = None, max_starting: int = MAX_STARTING):
         if pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {pool_size!r}")
+        if max_starting < 1:
+            raise ValueError(f"max_starting must be >= 1, got {max_starting!r}")
         self._pool_size = pool_size
         self._warm_start_enabled = warm_start_enabled
+        self.max_starting = max_starting
         self._pools: dict[str, list[str]] = defaultdict(list)
         self._in_use: dict[str, int] = defaultdict(int)
         self._targets: dict[str, int] = {}
         self._starting: dict[str, int] = defaultdict(int)  # replacements being created
+        self._queued: dict[str, int] = defaultdict(int)  # replacements waiting for a slot
+        self._creating = 0  # slots taken (all pools)
+        self._slot_waiters: deque[asyncio.Future] = deque()
         self._replacing: set[asyncio.Task] = set()
         self.replacements_failed = 0
+        self.replacements_dropped = 0  # not needed by the time they got a slot
         self._lock = asyncio.Lock()
         self._instr = instrumentation
         self.backend = backend
@@ -169,51 +190,88 @@ class ContainerPool:
         return self._targets.get(philosophy, self._pool_size)
 
     def starting(self, philosophy: str) -> int:
-        """Replacements being created for ``philosophy`` now."""
-        return self._starting.get(philosophy, 0)
+        """Replacements asked for and not finished (being created or waiting for a slot)."""
+        return self._starting.get(philosophy, 0) + self._queued.get(philosophy, 0)
 
     def has_target(self, philosophy: str) -> bool:
         return philosophy in self._targets
 
-    def _idle_room(self, philosophy: str) -> int:
-        """How many warm idle containers the pool may hold now (with a target of its own, the
-        replacements being created count as held)."""
-        if philosophy in self._targets:
-            return max(0, self._targets[philosophy] - self._starting.get(philosophy, 0))
-        return self._pool_size
-
-    def _replace(self, philosophy: str, create_fn: CreateFn | None) -> None:
-        """Start replacements (in the background) until warm + starting = the pool's own
-        target. Called with the lock held."""
+    def _replace(self, philosophy: str, create_fn: CreateFn | None) -> list[asyncio.Task]:
+        """Ask for replacements (in the background) until warm + starting = the pool's own
+        target; returns their tasks. Called with the lock held."""
         if philosophy not in self._targets or not self._warm_start_enabled:
-            return
+            return []
         if create_fn is None and self.backend is None:
-            return
+            return []
         missing = (self._targets[philosophy] - len(self._pools[philosophy])
-                   - self._starting[philosophy])
+                   - self._starting[philosophy] - self._queued[philosophy])
         if missing <= 0:
-            return
-        self._starting[philosophy] += missing
+            return []
+        self._queued[philosophy] += missing
         fn = self._create_fn(philosophy, create_fn)
+        tasks = []
         for _ in range(missing):
             task = asyncio.ensure_future(self._replacement(philosophy, fn))
             self._replacing.add(task)
             task.add_done_callback(self._replacing.discard)
+            tasks.append(task)
+        return tasks
 
-    async def _replacement(self, philosophy: str, fn: CreateFn) -> None:
+    async def _slot(self) -> None:
+        """Wait for a creation slot (FIFO)."""
+        while self._creating >= self.max_starting:
+            waiter = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._free_slot(taken=False)  # pass the wake-up on
+                raise
+        self._creating += 1
+
+    def _free_slot(self, taken: bool = True) -> None:
+        if taken:
+            self._creating -= 1
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    async def _replacement(self, philosophy: str, fn: CreateFn) -> str:
+        """One replacement: a slot, then (if still needed) a creation. Returns ``created``,
+        ``dropped`` (released containers refilled the pool meanwhile), ``surplus`` (created,
+        then destroyed: the target went down) or ``failed``."""
         try:
-            cid = await fn()
-        except Exception as exc:  # counted and logged; the next acquisition tries again
-            async with self._lock:
-                self._starting[philosophy] -= 1
-            self.replacements_failed += 1
-            log.warning("pool %s: a replacement container could not be created: %r",
-                        philosophy, exc)
-            return
+            await self._slot()
         except asyncio.CancelledError:
             async with self._lock:
-                self._starting[philosophy] -= 1
+                self._queued[philosophy] -= 1
             raise
+        try:
+            async with self._lock:
+                self._queued[philosophy] -= 1
+                if (len(self._pools[philosophy]) + self._starting[philosophy]
+                        >= self._targets.get(philosophy, self._pool_size)):
+                    self.replacements_dropped += 1
+                    return "dropped"
+                self._starting[philosophy] += 1
+            try:
+                cid = await fn()
+            except Exception as exc:  # counted and logged; the next acquisition tries again
+                async with self._lock:
+                    self._starting[philosophy] -= 1
+                self.replacements_failed += 1
+                log.warning("pool %s: a replacement container could not be created: %r",
+                            philosophy, exc)
+                return "failed"
+            except asyncio.CancelledError:
+                async with self._lock:
+                    self._starting[philosophy] -= 1
+                raise
+        finally:
+            self._free_slot()
         async with self._lock:
             self._starting[philosophy] -= 1
             keep = (self._warm_start_enabled and len(self._pools[philosophy])
@@ -223,9 +281,10 @@ class ContainerPool:
         if not keep and self.backend is not None:  # the target went down meanwhile
             await self.backend.destroy(cid)
         self._event("pool.state", philosophy)
+        return "created" if keep else "surplus"
 
     def set_target(self, philosophy: str, target: int) -> None:
-        """Give ``philosophy`` a target of its own (in use + warm idle containers); idle ones
+        """Give ``philosophy`` a target of its own (warm containers kept ready); idle ones
         beyond it are destroyed by :meth:`reconcile_to` (or the next ``release`` keeps none)."""
         if isinstance(target, bool) or not isinstance(target, int) or target < 0:
             raise ValueError(f"target must be an integer >= 0, got {target!r}")
@@ -239,21 +298,34 @@ class ContainerPool:
                            create_fn: CreateFn | None = None) -> dict[str, int]:
         """Set the target (if given) and create or destroy idle containers until warm +
         starting = target (idle only: a container in use is never taken away); a pool without a
-        target of its own is filled to ``pool_size`` idle ones. Creations run
-        concurrently; a failed one is counted (``failed``) and logged, the others are kept.
+        target of its own is filled to ``pool_size`` idle ones. Creations go through the
+        replacement slots and are awaited; a failed one is counted (``failed``) and logged.
         Returns ``{"created", "destroyed", "failed"}``."""
         if target is not None:
             self.set_target(philosophy, target)
+        own = philosophy in self._targets
         surplus: list[str] = []
+        tasks: list[asyncio.Task] = []
+        missing = 0
         async with self._lock:
             idle = self._pools[philosophy]
-            room = self._idle_room(philosophy) if self._warm_start_enabled else 0
+            room = self.target(philosophy) if self._warm_start_enabled else 0
             if len(idle) > room:
                 surplus = idle[room:]
                 del idle[room:]
-            missing = max(0, room - len(idle))
+            if own:
+                tasks = self._replace(philosophy, create_fn)
+            else:
+                missing = max(0, room - len(idle))
         created = failed = 0
-        if missing:
+        if tasks:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            created = sum(r == "created" for r in results)
+            failed = sum(r == "failed" or isinstance(r, BaseException) for r in results)
+            if failed:
+                log.warning("pool %s: %d of %d container creations failed", philosophy,
+                            failed, len(tasks))
+        elif missing:
             fn = self._create_fn(philosophy, create_fn)
             results = await asyncio.gather(*(fn() for _ in range(missing)), return_exceptions=True)
             ids = [r for r in results if isinstance(r, str)]
@@ -264,14 +336,14 @@ class ContainerPool:
                             failed, missing, errors[0])
             async with self._lock:  # acquires/releases may have moved meanwhile: recheck
                 idle = self._pools[philosophy]
-                room = max(0, self._idle_room(philosophy) - len(idle))
+                room = max(0, self._pool_size - len(idle))
                 idle.extend(ids[:room])
                 surplus.extend(ids[room:])
                 created = min(len(ids), room)
         if surplus and self.backend is not None:
             await asyncio.gather(*(self.backend.destroy(c) for c in surplus))
         destroyed = len(surplus) if self.backend is not None else 0
-        if created or surplus or failed:
+        if surplus or failed or (created and not tasks):
             self._event("pool.state", philosophy)
         return {"created": created, "destroyed": destroyed, "failed": failed}
 
@@ -338,7 +410,7 @@ class ContainerPool:
         async with self._lock:
             self._in_use[philosophy] = max(0, self._in_use[philosophy] - 1)
             keep = (self._warm_start_enabled
-                    and len(self._pools[philosophy]) < self._idle_room(philosophy))
+                    and len(self._pools[philosophy]) < self.target(philosophy))
             if keep:
                 self._pools[philosophy].append(container_id)
         if not keep and self.backend is not None:
@@ -352,7 +424,8 @@ class ContainerPool:
         pool's own target)."""
         fn = self._create_fn(philosophy, create_fn)
         async with self._lock:
-            room = max(0, self._idle_room(philosophy) - len(self._pools[philosophy]))
+            room = max(0, self.target(philosophy) - self.starting(philosophy)
+                       - len(self._pools[philosophy]))
         n = min(count, room)
         ids = await asyncio.gather(*(fn() for _ in range(n)))
         async with self._lock:

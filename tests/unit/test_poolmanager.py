@@ -206,7 +206,7 @@ def test_a_manager_without_keys_refuses_to_start(tmp_path):
 def test_a_target_is_warm_containers_kept_ready_each_one_taken_replaced_at_once():
     """The pool's run-time target with real processes: ``target`` warm containers kept ready;
     every acquisition starts a replacement in the background (warm + starting = target); a
-    release is kept only while warm + starting < target; scaling down destroys idle ones only;
+    release is kept while fewer than target are warm; scaling down destroys idle ones only;
     pool.state events are valid."""
     backend = ProcessBackend()
     sink = CountingEmitter()
@@ -252,6 +252,54 @@ def test_a_target_is_warm_containers_kept_ready_each_one_taken_replaced_at_once(
     for e in sink.events:
         assert check(e) is None
     assert pool.get_pool_stats()["pools"]["react"]["target"] == 0
+
+
+class GatedBackend(MemoryBackend):
+    """Creations wait for ``gate``; ``now`` and ``most`` count those under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.now = self.most = 0
+
+    async def create(self, philosophy: str) -> str:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self.gate.wait()
+            return await super().create(philosophy)
+        finally:
+            self.now -= 1
+
+
+def test_replacements_use_at_most_max_starting_slots_and_releases_drop_queued_ones():
+    """The engine's creations are the scarce resource: at most ``max_starting`` at once, and a
+    replacement still waiting for a slot when released containers have refilled the pool is
+    dropped, not created (under load the pool reuses containers instead of trading each
+    acquisition for a creation and a removal)."""
+    backend = GatedBackend()
+    pool = ContainerPool(pool_size=0, backend=backend, max_starting=2)
+
+    async def go():
+        scale_up = asyncio.ensure_future(pool.reconcile_to("react", 6))
+        await until(lambda: backend.now == 2, 5, "two creations under way")
+        backend.gate.set()
+        assert await scale_up == {"created": 6, "destroyed": 0, "failed": 0}
+        assert backend.most == 2 and len(backend.alive) == 6
+        backend.gate.clear()
+        taken = [(await pool.acquire("react"))[0] for _ in range(5)]
+        await until(lambda: backend.now == 2, 5, "two creations under way")
+        assert pool.starting("react") == 5 and pool.available("react") == 1  # 2 + 3 waiting
+        assert [await pool.release("react", c) for c in taken[:4]] == [True] * 4
+        backend.gate.set()
+        await until(lambda: pool.starting("react") == 0, 5, "the replacements to settle")
+        assert pool.replacements_dropped == 3  # the 3 waiting ones were not needed any more
+        assert backend.created == 6 + 2 and backend.most == 2
+        assert pool.available("react") == 6 and pool.in_use("react") == 1
+        assert len(backend.alive) == 7  # 6 warm + 1 in use: the surplus one was destroyed
+        await pool.drain()
+
+    asyncio.run(go())
 
 
 def test_cli_refuses_to_start_without_command_keys(monkeypatch, capsys):
