@@ -25,8 +25,8 @@ window rate (a burst inside one window is not a rate that lasts).
 
 Target: warm containers kept ready. A command's ``target`` is the number of warm (idle)
 containers the pool keeps (the specification's ``pool_size``, per pool), and the pool replaces
-each one taken at once (:meth:`agentflux.runtime.pool.ContainerPool.set_target`): a fast local
-loop. So the spares need to cover only what arrives while a replacement starts: by Little's
+each one taken at once, through a few creation slots, reusing released containers when they
+come back first (:meth:`agentflux.runtime.pool.ContainerPool.set_target`): a fast local loop. So the spares need to cover only what arrives while a replacement starts: by Little's
 law on the replenishment pipeline, ``a = lambda_f * tau`` acquisitions, ``tau`` the start
 latency (the ``cold`` dimension's mean cold-start latency over ``hold_windows``, shrunk towards
 the policy's ``start_latency_s`` by :data:`START_PRIOR` pseudo-starts; the policy's value until

@@ -9,7 +9,9 @@ Three policies size one warm pool per philosophy against the same demand:
   ``pool_size`` gets 3 more;
 * ``autoscaler``: the closed loop, :class:`agentflux.agents.autoscaler.Autoscaler` fed with the
   KPI rows the pipeline's tumbling windows would publish for the simulated acquisitions, its
-  commands applied by a pool manager that holds ``target`` containers (in use + warm idle).
+  commands applied by a pool manager whose pool keeps ``target`` warm containers ready
+  (:meth:`~agentflux.runtime.pool.ContainerPool.set_target`: each one taken replaced through a
+  few creation slots, released containers reused first).
 
 The demand is a trace of ``(arrival_s, hold_s)`` per pool: :func:`bursty_trace` compresses a
 daily cycle (night trough, day peak) into a few minutes and adds sharp bursts, so a static pool
@@ -155,16 +157,17 @@ class Closed:
     decision_delay_s: float = 1.5
     apply_delay_s: float = 0.1
     initial_target: int = SPEC_POOL_SIZE
+    max_starting: int = 3  # the pool's replacement slots (ContainerPool's MAX_STARTING)
     name: str = "autoscaler"
 
 
 def default_policy(**over: Any) -> AutoscalerPolicy:
     """The benchmark's autoscaler policy: the control periods scaled by :data:`CONTROL_SCALE`
-    (1 s windows, the rate over the last 2 of them, a 3 s scale-down window), z = 2.25, at
+    (1 s windows, the rate over the last 2 of them, a 3 s scale-down window), z = 1, at
     least 3 warm (a burst at night), a 1 s start latency until cold starts show the real one.
     Chosen on the simulator over seeds 1-8 of :func:`bursty_trace`, checked on seeds 9-24
     (see the module docstring); deploy/autoscaler.yaml documents real-time values."""
-    p = AutoscalerPolicy(interval_s=10.0 * CONTROL_SCALE, headroom=2.25,
+    p = AutoscalerPolicy(interval_s=10.0 * CONTROL_SCALE, headroom=1.0,
                          scale_down_stabilization_s=3.0, horizon_s=10.0 * CONTROL_SCALE,
                          windows=2, hold_windows=30, min_size=3, max_size=60,
                          start_latency_s=1.0)
@@ -173,12 +176,25 @@ def default_policy(**over: Any) -> AutoscalerPolicy:
 
 @dataclass
 class StartLatency:
-    """Cold-start latency of a container: lognormal (median ``median_s``, shape ``sigma``)."""
+    """The container engine: a creation takes a lognormal time (median ``median_s``, shape
+    ``sigma``). With ``slots`` > 0 the engine does that many operations at once and queues the
+    rest (first come, first served): creations (cold starts, replacements, pre-warming) and
+    removals (``destroy_s`` each) share its throughput, as podman's here do (about 11 creations
+    a second at any concurrency, a removal costing about as much as a creation); with 0 every
+    creation runs at once (an engine that never saturates)."""
     median_s: float = 1.0
     sigma: float = 0.4
+    slots: int = 0
+    destroy_s: float = 0.0
 
     def sample(self, rng: random.Random) -> float:
         return rng.lognormvariate(math.log(self.median_s), self.sigma)
+
+
+# podman's Docker API on this 2-core machine (``containers.run`` of busybox ``sleep``, measured
+# alone: 0.13 s a creation, ~11 a second at 2-8 at once; a forced removal ~0.12 s), slowed
+# about 2x for the broker, the worker and the driver sharing the machine in the benchmark
+PODMAN = StartLatency(median_s=0.25, sigma=0.3, slots=2, destroy_s=0.2)
 
 
 # -- the simulator ----------------------------------------------------------------------------
@@ -203,7 +219,10 @@ class _Sim:
         self.now = 0.0
         self.idle = 0
         self.in_use = 0
-        self.starting = 0
+        self.starting = 0  # replacements being created
+        self.queued = 0  # replacements waiting for one of the pool's slots
+        self.dropped = 0  # replacements not needed by the time they got a slot
+        self.free: list[float] = [0.0] * latency.slots  # when each engine slot is free
         self.target = 0
         self.idle_s = 0.0
         self.last_t = 0.0
@@ -226,25 +245,48 @@ class _Sim:
         self.last_t = t
         self.now = t
 
+    def engine(self, service_s: float) -> float:
+        """When an engine operation asked for now ends (queued behind others with slots)."""
+        if not self.free:
+            return self.now + service_s
+        begin = max(self.now, heapq.heappop(self.free))
+        heapq.heappush(self.free, begin + service_s)
+        return begin + service_s
+
+    def create(self) -> float:
+        self.created += 1
+        return self.engine(self.latency.sample(self.rng))
+
+    def destroy(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.destroyed += 1
+            self.engine(self.latency.destroy_s)
+
     def start(self, n: int) -> None:
         for _ in range(n):
             self.starting += 1
-            self.created += 1
-            self.push(self.now + self.latency.sample(self.rng), "ready")
+            self.push(self.create(), "ready")
 
     def reconcile(self) -> None:
         """The pool manager of the closed loop (:class:`~agentflux.runtime.pool.ContainerPool`
         with a target of its own): ``target`` warm containers kept ready, each one taken
-        replaced at once (warm + starting = target), surplus idle ones destroyed."""
+        replaced through at most ``max_starting`` creations at once (one that gets its slot
+        after releases refilled the pool is dropped), surplus idle ones destroyed."""
         if not isinstance(self.policy, Closed):
             return
-        have = self.idle + self.starting
-        if have < self.target:
-            self.start(self.target - have)
-        elif self.idle > self.target:
+        if self.idle > self.target:
             n = self.idle - self.target
             self.idle -= n
-            self.destroyed += n
+            self.destroy(n)
+        missing = self.target - self.idle - self.starting - self.queued
+        if missing > 0:
+            self.queued += missing
+        while self.queued and self.starting < self.policy.max_starting:
+            self.queued -= 1
+            if self.idle + self.starting >= self.target:
+                self.dropped += 1
+            else:
+                self.start(1)
 
     def run(self) -> dict[str, Any]:
         pol = self.policy
@@ -281,7 +323,7 @@ class _Sim:
             elif kind == "ready":
                 self.starting -= 1
                 if isinstance(pol, Closed) and self.idle >= self.target:
-                    self.destroyed += 1  # the target went down meanwhile
+                    self.destroy()  # releases refilled the pool, or the target went down
                 else:
                     self.idle += 1
                 self.reconcile()
@@ -303,6 +345,7 @@ class _Sim:
                 "p50_acquire_ms": round(sorted(self.lat)[len(self.lat) // 2] * 1000, 1)
                 if self.lat else 0.0,
                 "containers_created": self.created, "containers_destroyed": self.destroyed,
+                "replacements_dropped": self.dropped,
                 "commands": len(self.commands), "seconds": round(self.until, 1)}
 
     def _arrive(self, hold: float) -> None:
@@ -312,8 +355,7 @@ class _Sim:
             self.in_use += 1  # taken now; counted in use from the pop
             self.reconcile()
         else:
-            lat = self.latency.sample(self.rng)
-            self.created += 1
+            lat = self.create() - self.now
             self.push(self.now + lat, "acquired", (False, lat, hold))
             self.reconcile()
 
@@ -336,14 +378,11 @@ class _Sim:
     def _release(self) -> None:
         self.in_use -= 1
         pol = self.policy
-        if isinstance(pol, Closed):
-            keep = self.idle + self.starting < self.target
-        else:
-            keep = self.idle < pol.size
+        keep = self.idle < (self.target if isinstance(pol, Closed) else pol.size)
         if keep:
             self.idle += 1
         else:
-            self.destroyed += 1
+            self.destroy()
         if self.record:
             self.events.append({"type": "pool.release", "t": self.now, "pool": self.pool,
                                 "available": self.idle, "in_use": self.in_use,
@@ -545,6 +584,7 @@ async def run_leg(leg: str, backend: Any, trace: Trace, pool_name: str = "react"
     pre-warm of 5, then the specification's monitor); the pool is drained afterwards."""
     from agentflux.runtime.pool import ContainerPool
     pool = ContainerPool(pool_size=size, backend=backend, instrumentation=instrumentation)
+    before = engine_counts(backend)
     try:
         if leg == "static":
             await pool.pre_warm(pool_name, count=size)
@@ -557,8 +597,16 @@ async def run_leg(leg: str, backend: Any, trace: Trace, pool_name: str = "react"
                              "through the worker)")
     finally:
         await pool.drain()
-    return {"policy": leg, **out, "pool_stats": {k: v for k, v in pool.get_pool_stats().items()
-                                                 if k != "pools"}}
+    return {"policy": leg, **out, **engine_counts(backend, before),
+            "pool_stats": {k: v for k, v in pool.get_pool_stats().items() if k != "pools"}}
+
+
+def engine_counts(backend: Any, before: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Containers the backend created and destroyed (since ``before``, another result of this):
+    the engine work a policy costs."""
+    now = {"containers_created": getattr(backend, "created", 0),
+           "containers_destroyed": getattr(backend, "destroyed", 0)}
+    return {k: v - (before or {}).get(k, 0) for k, v in now.items()}
 
 
 def run_legs(backend: Any = None, duration_s: float = 150.0, seed: int = 7,
@@ -606,7 +654,7 @@ def figures_table(cols: Sequence[tuple[str, Mapping[str, Any]]], min_width: int 
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Closed", "Reactive", "Static", "StartLatency", "bursty_trace", "compare",
-           "default_policy", "drive", "figures_table", "reactive_controller", "render", "run_leg", "run_legs",
+__all__ = ["PODMAN", "Closed", "Reactive", "Static", "StartLatency", "bursty_trace", "compare",
+           "default_policy", "drive", "engine_counts", "figures_table", "reactive_controller", "render", "run_leg", "run_legs",
            "simulate",
            "trace_stats", "window_rows"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import shutil
@@ -88,7 +89,7 @@ def _policy_file(policy: Any, path: Path) -> Path:
 async def closed_leg(s: Settings, backend: Any, trace: list, policy: Any, work: Path,
                      console: Any, seconds: float) -> dict[str, Any]:
     """Leg (c): a pool whose only sizing is the pool manager applying the worker's commands."""
-    from agentflux.bench.autoscale import SPEC_POOL_SIZE, drive
+    from agentflux.bench.autoscale import SPEC_POOL_SIZE, drive, engine_counts
     from agentflux.runtime.emitter import Emitter
     from agentflux.runtime.instrument import Instrumentation
     from agentflux.runtime.pool import ContainerPool
@@ -102,6 +103,7 @@ async def closed_leg(s: Settings, backend: Any, trace: list, policy: Any, work: 
                           image_allowlist={getattr(backend, "image", "")} - {""},
                           instrumentation=instr, state_file=work / "pool-manager.json",
                           report_every_s=1.0)
+    before = engine_counts(backend)
     try:
         await manager.start()
         # the same start as the static pool: 10 warm; from then on the commands size it
@@ -112,15 +114,16 @@ async def closed_leg(s: Settings, backend: Any, trace: list, policy: Any, work: 
         await manager.stop()
         await pool.drain()
         await asyncio.to_thread(emitter.close)
-    return {"policy": "closed_loop", **out,
+    return {"policy": "closed_loop", **out, **engine_counts(backend, before),
+            "replacements_dropped": pool.replacements_dropped,
             "commands": {"applied": manager.applied, "duplicate": manager.duplicates,
                          "rejected": dict(manager.rejected)}}
 
 
 def run(duration_s: float, seed: int, backend_kind: str, console: Any,
         legs: tuple[str, ...] = ("static", "reactive", "closed_loop")) -> dict[str, Any]:
-    from agentflux.bench.autoscale import (SPEC_POOL_SIZE, bursty_trace, compare,
-                                           default_policy, run_leg, trace_stats)
+    from agentflux.bench.autoscale import (PODMAN, SPEC_POOL_SIZE, StartLatency, bursty_trace,
+                                           compare, default_policy, run_leg, trace_stats)
     from agentflux.bench.prediction import evaluate
     from agentflux.cli import broker_for
     from agentflux.harness import WorkerProcess
@@ -167,9 +170,12 @@ def run(duration_s: float, seed: int, backend_kind: str, console: Any,
     finally:
         if close is not None:
             close()
+    # the simulator with the engine model of the backend (podman's measured throughput)
+    engine = PODMAN if backend_kind == "podman" else StartLatency()
+    result["simulated_engine"] = dataclasses.asdict(engine)
     result["simulated"] = {k: {x: v.get(x) for x in ("warm_start_rate", "cold_starts",
                                                      "idle_container_s", "p99_acquire_ms")}
-                           for k, v in compare(trace, seed=seed).items()}
+                           for k, v in compare(trace, latency=engine, seed=seed).items()}
     result["predictor"] = evaluate(seed=seed)
     result["targets"] = _targets(result)
     shutil.rmtree(work, ignore_errors=True)
