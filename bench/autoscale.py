@@ -38,15 +38,21 @@ scale-down stabilisation is 3 s (:func:`default_policy`: the HPA's 300 s scaled 
 peak's size for a fifth of the compressed day).
 
 What the figures say (the simulator, :func:`default_policy`, seeds 1-8 of
-:func:`bursty_trace`, on which the policy was chosen): the static pool reaches 89-93 % warm
-starts with about 980-1,120 idle container-seconds; the closed loop >= 95.4 % on every seed with
-about 11 % fewer idle container-seconds (3-22 % fewer). On held-out seeds 9-24 both hold on 13
-of 16 (the other three: 94.6-94.7 % warm with 17-23 % fewer idle container-seconds). What
-makes it possible is the pool's fast local loop: a warm container taken is replaced at once,
-so the autoscaler sizes only the spares for the acquisitions expected while one starts; the
-random bursts (4 x 8 arrivals within a second, ~6.6 % of the arrivals, some at night) are what
-keeps a floor of 3 warm containers and decides the last per cent. The real-time legs and the
-closed loop through Kafka: ``agentflux bench autoscale`` (:mod:`agentflux.bench.closedloop`).
+:func:`bursty_trace`, on which the policy was chosen). With :data:`PODMAN`, the engine model
+measured here (creations and removals share two slots), the static pool reaches 89-93 % warm
+starts with 974-1,122 idle container-seconds; the closed loop 97.8-100 % with 2-19 % fewer
+idle container-seconds (11 % on average). On held-out seeds 9-24 it holds on all 16 (96.1-100 %
+warm, 5-24 % fewer). With the default engine (a 1 s median start, unlimited concurrency) it
+holds on seeds 1-8 and on 13 of 16 held-out seeds (the other three: 94.0-94.7 % warm with
+7-26 % fewer idle container-seconds). What makes it possible is the pool's fast local loop: a
+warm container taken is replaced at once through a few creation slots, released containers
+reused first, so the autoscaler sizes only the spares for the acquisitions expected while one
+starts; the random bursts (4 x 8 arrivals within a second, ~6.6 % of the arrivals, some at
+night) are what keeps a floor of 3 warm containers and decides the last per cent. (An engine
+without a throughput limit in the simulator hid what sank the first real run: each
+acquisition cost a creation and a removal, podman saturated, and the closed loop through Kafka
+reached 72 % warm.) The real-time legs and the closed loop through Kafka:
+``agentflux bench autoscale`` (:mod:`agentflux.bench.closedloop`).
 """
 
 from __future__ import annotations
