@@ -1,62 +1,48 @@
 """Context compression: a sliding window for conversations, and two-stage compression of long
-tool outputs (extractive, query-aware; then an optional abstractive summariser hook).
+tool outputs (extractive, content-aware and query-aware; then an optional abstractive
+summariser hook).
 
-Extractive stage, on lines (and on sentences of long prose lines):
+Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of text (``log``:
+logs and test reports, ``json``, ``code``, ``prose``) and its strategy cuts it into units
+(lines, sentences, JSON leaves) with a value (BM25 relevance to the query,
+:mod:`agentflux.runtime.relevance`, plus what the kind says matters: the final exception of a
+traceback, error lines, signatures, headings) and dependencies (a code line's enclosing
+``def``, a sentence's heading, a JSON field's identifying keys). :func:`pack` keeps units best
+first while they fit, with what they bring along, fills what is left with context around them
+(neighbouring lines, the head of the text), renders them in their original order with the gaps
+marked (``[... N lines omitted ...]``; JSON stays valid JSON, its omissions summarised as
+counts and keys) and checks the rendered text's tokens: **the output never exceeds
+``target_tokens``, markers included.** Protected material (errors, final exceptions) is ranked
+like the rest when it alone exceeds the budget (the errors that match the query and the final
+exceptions first); ``hard_floor=True`` keeps all of it whatever the size (the older behaviour).
 
-1. Lines that repeat with only numbers, ids or times changed (log heartbeats, progress lines)
-   collapse to their first occurrence plus a "[N similar lines omitted]" marker.
-2. Protected lines are always kept: error messages, stack-trace frames, fenced code blocks,
-   code signatures and raise/throw lines of code listings, and file references (paths).
-3. Every other line is scored by relevance to the query: the IDF-weighted share of query terms
-   it contains, plus a small bonus for figures and ``key: value`` facts. Lines are added best
-   first while they fit the budget; lines with no relevance at all are dropped. Kept lines stay
-   in their original order; gaps are marked "[... N lines omitted ...]".
-
-If the result is still over ``target_tokens`` and a summariser is configured (any callable
-``(text, target_tokens) -> str``, e.g. an LLM call), it gets the extractive result.
+Abstractive stage. When protected material had to be dropped and a summariser is configured
+(any callable ``(text, target_tokens) -> str``, e.g. an LLM call), it gets the extractive
+result with every protected unit kept; its answer is used if it fits the budget.
 
 Quality score (0..1, emitted with every compression): the mean of (a) the share of protected
-lines kept and (b) the share of total relevance (sum of line scores) kept. 1.0 means nothing the
-scorer considered important was dropped; it is a heuristic, not a guarantee of task success.
+units kept and (b) the share of the query's relevance (sum of unit scores) kept; below 1 when
+the budget forced protected material out (``CompressionResult.protected_dropped`` says how
+much). A heuristic, not a guarantee of task success.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from agentflux.runtime import content
+from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
-from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens
+from agentflux.runtime.relevance import scores as relevance
+from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
-ERROR_RE = re.compile(r"\b(error|exception|traceback|fatal|panic|failed|failure|critical|"
-                      r"denied|refused|timeout|timed out|segfault|errno|assert\w*)\b", re.I)
-TRACE_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>]+\(.*\)|at .+:\d+:\d+\)?$|'
-                      r'#\d+\s+0x[0-9a-f]+|\w+(\.\w+)+Error:|\w+Error:|\w+Exception:|Caused by:)')
-PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
-                     r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
-                     r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
-SIGNATURE_RE = re.compile(r"^\s*(async\s+def|def|class|function|func|fn|pub\s+fn|impl|interface|"
-                          r"public|private|protected|export\s+(function|class|const))\b")
-RAISE_RE = re.compile(r"^\s*(raise|throw)\b|\bpanic!\(")
-FACT_RE = re.compile(r"\d|^\s*\"?[\w .-]{1,40}\"?\s*[:=]\s*\S")
-WORD_RE = re.compile(r"\w{2,}")
-TEMPLATE_RE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
-STOP = frozenset("the a an and or of to in on for is are was were be with by at from as it this "
-                 "that what which how why when where who does do did has have had can".split())
-
-
-def _terms(text: str) -> list[str]:
-    out = []
-    for w in WORD_RE.findall(text):
-        w = w.lower()
-        if w not in STOP:
-            out.append(w)
-            out.extend(p for p in w.split("_") if len(p) > 2 and p != w)
-    return out
+GREEDY_SHARE = 0.92  # of the budget spent best-first; markers and the fill take the rest
+FILL_SHARE = 0.25  # of the budget that context around the selection may add
+FILL_REACH = 3  # lines either side of a kept line that fill a budget left over
+HEAD_LINES = 3  # and the text's first lines
 
 
 @dataclass(frozen=True)
@@ -66,8 +52,10 @@ class CompressionResult:
     tokens_after: int
     strategy: str
     duration_ms: float
-    preserved: int  # protected lines kept
+    preserved: int  # protected units kept
     quality: float
+    protected_dropped: int = 0  # protected units the budget forced out
+    kind: str = ""  # what the text was detected as: log, json, code, prose
 
     @property
     def ratio(self) -> float:
@@ -129,103 +117,51 @@ class ContextCompressor:
             return text
         return self.compress(text, query).text
 
-    def compress(self, text: str, query: str = "", target_tokens: int | None = None
-                 ) -> CompressionResult:
+    def compress(self, text: str, query: str = "", target_tokens: int | None = None, *,
+                 hard_floor: bool = False) -> CompressionResult:
+        """``text`` within ``target_tokens`` (markers included), keeping what answers
+        ``query``; ``hard_floor`` keeps every protected unit even past the budget."""
         t0 = time.perf_counter()
         target = self.target_tokens if target_tokens is None else target_tokens
+        if target < 1:
+            raise ValueError(f"target_tokens must be >= 1, got {target!r}")
         before = self.count(text)
         if before <= target:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
-        out, preserved, quality = self._extractive(text, query, target)
-        strategy = "extractive"
-        after = self.count(out)
-        if after > target and self.summarizer is not None:
-            out = self.summarizer(out, target)
-            after = self.count(out)
-            strategy = "extractive+abstractive"
+        kind = content.detect(text)
+        out = self._extractive(text, query, target, kind, hard_floor)
+        strategy = f"extractive:{kind}"
+        if out.protected_dropped and self.summarizer is not None:
+            floor = out if hard_floor else self._extractive(text, query, target, kind, True)
+            summary = self.summarizer(floor.text, target)
+            if self.count(summary) <= target:
+                out = Packed(summary, out.kept_protected, out.protected_dropped, out.quality)
+                strategy += "+abstractive"
+        after = self.count(out.text)
         ms = (time.perf_counter() - t0) * 1000
-        self._emit(strategy, before, after, t0, preserved=preserved, quality=quality)
-        return CompressionResult(out, before, after, strategy, ms, preserved, quality)
+        self._emit(strategy, before, after, t0, preserved=out.kept_protected,
+                   quality=out.quality)
+        return CompressionResult(out.text, before, after, strategy, ms, out.kept_protected,
+                                 out.quality, out.protected_dropped, kind)
 
-    def _extractive(self, text: str, query: str, target: int) -> tuple[str, int, float]:
+    def _extractive(self, text: str, query: str, target: int, kind: str,
+                    hard_floor: bool) -> "Packed":
+        count = self.count
+        if kind == "json":
+            from agentflux.runtime.compress_json import JsonDoc, fill_order, loads
+            doc = JsonDoc(loads(text), query, ": " if '": ' in text[:4000] else ":")
+            return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
+                        fill=fill_order(doc), hard_floor=hard_floor)
         lines = text.splitlines()
-        # 0. units: fenced code blocks whole, everything else line by line
-        units: list[tuple[int, int, bool]] = []  # (start, end, protected_block)
-        i = 0
-        while i < len(lines):
-            if lines[i].lstrip().startswith("```"):
-                j = i + 1
-                while j < len(lines) and not lines[j].lstrip().startswith("```"):
-                    j += 1
-                units.append((i, min(j, len(lines) - 1) + 1, True))
-                i = j + 1
-            else:
-                units.append((i, i + 1, False))
-                i += 1
-        texts = ["\n".join(lines[a:b]) for a, b, _ in units]
-        code_like = sum(bool(SIGNATURE_RE.match(t)) for t in texts) >= 3
-        # 1. relevance to the query
-        q_terms = set(_terms(query))
-        unit_terms = [set(_terms(t)) for t in texts]
-        df = Counter(w for ts in unit_terms for w in ts if w in q_terms)
-        n = len(units) or 1
-        idf = {w: math.log(1 + n / df[w]) for w in df}
-        q_mass = sum(idf.values()) or 1.0
-        scores = []
-        for k, t in enumerate(texts):
-            rel = sum(idf[w] for w in unit_terms[k] if w in idf) / q_mass if t.strip() else 0.0
-            scores.append(rel + (0.05 if rel and FACT_RE.search(t) else 0.0))
-        # 2. collapse lines repeating a template (numbers/ids changed) that the query does not need
-        seen: dict[str, int] = {}
-        repeats: Counter = Counter()
-        dup = [False] * len(units)
-        for k, t in enumerate(texts):
-            if units[k][2] or not t.strip():
-                continue
-            tpl = TEMPLATE_RE.sub("#", t.strip())
-            if (tpl in seen and scores[k] == 0 and not ERROR_RE.search(t)
-                    and not TRACE_RE.match(t)):
-                dup[k] = True
-                repeats[seen[tpl]] += 1
-            else:
-                seen.setdefault(tpl, k)
-        # 3. protected units
-        protected = [u[2] or bool(ERROR_RE.search(t) or TRACE_RE.match(t) or PATH_RE.search(t)
-                                  or (code_like and (SIGNATURE_RE.match(t) or RAISE_RE.search(t))))
-                     for u, t in zip(units, texts)]
-        sizes = count_many(texts, self._enc)
-        keep = [p and not dup[k] for k, p in enumerate(protected)]
-        used = sum(s for s, kp in zip(sizes, keep) if kp)
-        for k in sorted(range(len(units)), key=lambda k: -scores[k]):
-            if scores[k] <= 0:
-                break
-            if not keep[k] and used + sizes[k] <= target:
-                keep[k] = True
-                used += sizes[k]
-        if not any(keep) and units:
-            keep[0] = True
-        # 4. render in order, marking gaps and collapsed repeats
-        out: list[str] = []
-        gap = 0
-        for k, t in enumerate(texts):
-            if keep[k]:
-                if gap:
-                    out.append(f"[... {gap} lines omitted ...]")
-                    gap = 0
-                out.append(t)
-                if repeats[k]:
-                    out.append(f"[{repeats[k]} similar lines omitted]")
-            elif texts[k].strip():
-                gap += 1
-        if gap:
-            out.append(f"[... {gap} lines omitted ...]")
-        n_prot = sum(1 for k, p in enumerate(protected) if p and not dup[k])
-        kept_prot = sum(1 for k, p in enumerate(protected) if p and keep[k])
-        total_rel = sum(scores) or 1.0
-        kept_rel = sum(s for s, kp in zip(scores, keep) if kp)
-        quality = 0.5 * (kept_prot / n_prot if n_prot else 1.0) + 0.5 * min(1.0, kept_rel / total_rel)
-        return "\n".join(out), kept_prot, round(quality, 4)
+        if kind == "prose":
+            units = content.prose_units(lines, lambda texts: relevance(texts, query))
+            rel = relevance([u.text for u in units], query)
+        else:
+            rel = relevance(lines, query)
+            units = (content.code_units if kind == "code" else content.log_units)(lines, rel)
+        return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
+                    self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
 
     def _emit(self, strategy: str, before: int, after: int, t0: float, *, preserved: int,
               quality: float) -> None:
@@ -234,3 +170,149 @@ class ContextCompressor:
                 "strategy": strategy, "tokens_before": before, "tokens_after": after,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
                 "preserved": preserved, "quality": quality})
+
+
+# -- packing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Packed:
+    text: str
+    kept_protected: int
+    protected_dropped: int
+    quality: float
+
+
+def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
+         render: Callable[[set[int]], str], count: Callable[[str], int], enc: str, *,
+         fill: Sequence[int] | Callable[[set[int]], Sequence[int]] = (),
+         hard_floor: bool = False) -> Packed:
+    """Keep units best first (with their dependencies) while they fit ``budget``, then
+    ``fill`` (unit indexes in the order to try) with what is left; render; drop the least
+    valuable kept units until the rendered text fits (a last resort cuts it at the budget's
+    token, marked). See the module docstring."""
+    n = len(units)
+    sizes = [s + 1 for s in count_many([u.text for u in units], enc)] if n else []
+    kept: set[int] = set()
+    used = 0
+
+    def take(k: int, limit: float) -> bool:
+        nonlocal used
+        need = [d for d in dict.fromkeys(units[k].deps) if d not in kept and 0 <= d < n]
+        cost = sizes[k] + sum(sizes[d] for d in need)
+        if k in kept or used + cost > limit:
+            return False
+        kept.add(k)
+        kept.update(need)
+        used += cost
+        return True
+
+    if hard_floor:
+        for k in range(n):
+            if units[k].critical:
+                take(k, math.inf)
+    order = sorted((k for k in range(n) if units[k].value > 0), key=lambda k: -units[k].value)
+    for k in order:
+        if used >= budget * GREEDY_SHARE:
+            break
+        take(k, budget * GREEDY_SHARE)
+    fill_limit = min(budget * GREEDY_SHARE, used + budget * FILL_SHARE)
+    for k in (fill(kept) if callable(fill) else fill):
+        if used >= fill_limit:
+            break
+        if units[k].filler:
+            take(k, fill_limit)
+    text = render(kept)
+    tokens = count(text)
+    floor = {k for k in kept if units[k].critical} if hard_floor else set()
+    rounds = 0
+    while tokens > budget and rounds < 40:
+        rounds += 1
+        # estimated sizes leave out markers and syntax: scale the overflow to the estimates
+        estimate = sum(sizes[k] for k in kept) or 1
+        over = (tokens - budget) * estimate / tokens
+        removable = sorted((k for k in kept if k not in floor), key=lambda k: (units[k].value, -k))
+        if not removable:
+            break
+        freed = 0
+        for k in removable:
+            kept.discard(k)
+            freed += sizes[k]
+            if freed >= over * 1.1 + 2:
+                break
+        text = render(kept)
+        tokens = count(text)
+    if tokens > budget and not hard_floor:  # a last resort: cut at the budget's token, marked
+        marker = "\n[... cut at the token budget ...]"
+        ids = encoding(enc).encode_ordinary(text)
+        room = max(0, budget - count(marker))
+        text = encoding(enc).decode(ids[:room]) + marker
+        while count(text) > budget and room > 0:
+            room -= max(1, count(text) - budget)
+            text = encoding(enc).decode(ids[:room]) + marker
+    protected = [k for k in range(n) if units[k].critical]
+    kept_p = sum(1 for k in protected if k in kept)
+    total_rel = sum(rel) or 0.0
+    kept_rel = sum(rel[k] for k in kept if k < len(rel))
+    quality = 0.5 * (kept_p / len(protected) if protected else 1.0) + 0.5 * (
+        min(1.0, kept_rel / total_rel) if total_rel else 1.0)
+    return Packed(text, kept_p, len(protected) - kept_p, round(quality, 4))
+
+
+def neighbour_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
+    """The order in which line units fill a budget left over (up to :data:`FILL_SHARE` of
+    it), from what was kept: the first :data:`HEAD_LINES` lines (a title, a command line, a
+    test session's header), the lines next to kept ones, nearest first, up to
+    :data:`FILL_REACH` away, then the outline (units marked ``outline``: signatures, headings).
+    Not the rest: the budget is a ceiling, and lines nothing selected are not worth their
+    tokens."""
+    def order(kept: set[int]) -> list[int]:
+        n = len(units)
+        dist = [n] * n
+        last = -n
+        for k in range(n):
+            if k in kept:
+                last = k
+            dist[k] = k - last
+        last = 2 * n
+        for k in range(n - 1, -1, -1):
+            if k in kept:
+                last = k
+            dist[k] = min(dist[k], last - k)
+        near = sorted((k for k in range(n) if 0 < dist[k] <= FILL_REACH),
+                      key=lambda k: (dist[k], k))
+        outline = [k for k in range(n) if units[k].outline]
+        return list(range(min(HEAD_LINES, n))) + near + outline
+    return order
+
+
+def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
+    """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
+    omitted line repeats a kept template); sentences of one line joined, gaps inside a line
+    as ``[...]``."""
+    out: list[str] = []
+    gap = 0
+    gap_similar = True
+    last_line = -1
+    last_part = -2
+    for k, u in enumerate(units):
+        if k in kept:
+            if gap:
+                what = "similar lines" if gap_similar else ("line" if gap == 1 else "lines")
+                out.append(f"[... {gap} {what} omitted ...]")
+                gap, gap_similar = 0, True
+            if u.part >= 0 and u.line == last_line and out:
+                out[-1] += (" " if u.part == last_part + 1 else " [...] ") + u.text
+            else:
+                if u.part > 0:
+                    out.append("[...] " + u.text)
+                else:
+                    out.append(u.text)
+            last_line, last_part = u.line, u.part
+        elif u.text.strip() and u.line != last_line:
+            if u.part <= 0:
+                gap += u.end - u.line
+                gap_similar = gap_similar and u.similar
+    if gap:
+        what = "similar lines" if gap_similar else ("line" if gap == 1 else "lines")
+        out.append(f"[... {gap} {what} omitted ...]")
+    return "\n".join(out)

@@ -42,9 +42,10 @@ def test_summariser_runs_only_when_still_over_budget():
     s = CORPUS[0]
     c = ContextCompressor(target_tokens=50, summarizer=summarise)
     r = c.compress(s.text, s.query)
-    assert calls == [50] and r.strategy == "extractive+abstractive" and r.text.startswith("summary")
+    assert calls == [50] and r.strategy == "extractive:log+abstractive"
+    assert r.text.startswith("summary") and r.protected_dropped > 0
     roomy = ContextCompressor(target_tokens=3000, summarizer=summarise)
-    assert roomy.compress(s.text, s.query).strategy == "extractive" and calls == [50]
+    assert roomy.compress(s.text, s.query).strategy == "extractive:log" and calls == [50]
 
 
 def test_automatic_only_above_the_threshold():

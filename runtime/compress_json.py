@@ -1,0 +1,226 @@
+"""The compressor's JSON strategy: keep the objects and fields that answer the query, with the
+keys that say which object they are; summarise the rest; emit valid JSON.
+
+The document is parsed and flattened into leaves (a scalar, an empty list or object, at a
+path). Each leaf is scored by BM25 on its key and value; a leaf inside an object that is an
+element of an array (a *record*: a pod, an issue, a test case) also gets part of its record's
+best score, so the fields of a matching record come before other records' fields. A kept leaf
+brings the identifying fields of the objects around it (``id``, ``name``, ``number``,
+``state``, ... : :data:`ID_KEYS`), so a kept ``message`` says whose message it is. What is not
+kept is summarised where it was: an object's dropped keys as ``"…": "N more keys: a, b, …"``,
+an array's dropped elements as a last element ``"… N more items with keys a, b, …"``. Long
+strings are cut to their sentences that match the query (or their head), marked ``…``. The
+output is JSON that parses, on one line (``": "`` between keys and values when the input
+wrote it so).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from agentflux.runtime.content import Unit
+from agentflux.runtime.relevance import BM25, terms
+
+ID_KEYS = ("id", "uid", "uuid", "name", "key", "number", "title", "slug", "login", "sha",
+           "ref", "kind", "type", "state", "status", "phase", "code", "path", "url")
+MAX_IDS = 4  # identifying fields per object
+LONG_STRING = 400  # characters: longer strings are cut to what matches
+MARK = "…"
+_MISSING = object()
+_SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
+
+
+def loads(text: str) -> Any:
+    import orjson
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # integers beyond 64 bits
+
+
+def dumps(doc: Any, key_sep: str = ":") -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", key_sep))
+
+
+class JsonDoc:
+    """A parsed document flattened into leaf units (see the module docstring)."""
+
+    def __init__(self, doc: Any, query: str, key_sep: str = ":"):
+        self.doc = doc
+        self.key_sep = key_sep  # ": " when the input wrote it so (its facts read the same)
+        self.paths: list[tuple] = []
+        self.values: list[Any] = []
+        self.units: list[Unit] = []
+        self.ids: list[int] = []  # leaves that identify their object (filled first)
+        self._opens: set[int] = set()
+        q = terms(query)
+        self._q = q
+        record_of: list[int] = []  # per leaf: the record (object in an array) it is in, or -1
+        parents: list[list[int]] = []  # per leaf: the id leaves of the objects around it
+        records: list[list[int]] = []
+        self._walk(doc, (), [], -1, record_of, parents, records)
+        texts = [self._leaf_text(p, v) for p, v in zip(self.paths, self.values)]
+        rel = BM25([terms(t) for t in texts]).scores(q) if q and texts else [0.0] * len(texts)
+        top = max(rel, default=0.0) or 1.0
+        rel = [r / top for r in rel]
+        best = [max((rel[i] for i in leaves), default=0.0) for leaves in records]
+        for i, (p, v) in enumerate(zip(self.paths, self.values)):
+            rec = record_of[i]
+            value = 2.0 * rel[i] + (0.6 * best[rec] if rec >= 0 else 0.0)
+            text = self._render_leaf_text(p, self._short(v))
+            if i in self._opens:
+                text += '{},"…": "12 more keys"'
+            self.units.append(Unit(i, i + 1, text, value=value, deps=parents[i],
+                                   critical=rel[i] > 0.5))
+        self.rel = rel
+
+    def _walk(self, node: Any, path: tuple, ids_above: list[int], record: int,
+              record_of: list[int], parents: list[list[int]], records: list[list[int]]) -> None:
+        if isinstance(node, dict) and node:
+            mine = []
+            for k in ID_KEYS:
+                v = node.get(k)
+                if v is not None and not isinstance(v, (dict, list)) and len(mine) < MAX_IDS:
+                    mine.append(k)
+            first = len(self.paths)
+            id_leaves: list[int] = []
+            # identifying fields first, so the others can depend on them
+            for k in mine:
+                self._leaf(node[k], path + (k,), ids_above, record, record_of, parents, records)
+                id_leaves.append(len(self.paths) - 1)
+            self.ids.extend(id_leaves)
+            if id_leaves:  # an object shown costs its braces and its marker of dropped keys
+                self._opens.add(id_leaves[0])
+            around = ids_above + id_leaves
+            for k, v in node.items():
+                if k in mine:
+                    continue
+                self._walk(v, path + (k,), around[-3 * MAX_IDS:], record, record_of, parents,
+                           records)
+            if record >= 0 and len(path) and isinstance(path[-1], int):
+                records[record].extend(range(first, len(self.paths)))
+        elif isinstance(node, list) and node:
+            for i, v in enumerate(node):
+                rec = record
+                if isinstance(v, dict):
+                    records.append([])
+                    rec = len(records) - 1
+                self._walk(v, path + (i,), ids_above, rec, record_of, parents, records)
+        else:
+            self._leaf(node, path, ids_above, record, record_of, parents, records)
+
+    def _leaf(self, value: Any, path: tuple, ids_above: list[int], record: int,
+              record_of: list[int], parents: list[list[int]], records: list[list[int]]) -> None:
+        self.paths.append(path)
+        self.values.append(value)
+        record_of.append(record)
+        parents.append(list(ids_above))
+
+    @staticmethod
+    def _leaf_text(path: tuple, value: Any) -> str:
+        keys = " ".join(str(p) for p in path[-2:] if isinstance(p, str))
+        return f"{keys} {value}"
+
+    def _render_leaf_text(self, path: tuple, value: Any) -> str:
+        key = path[-1] if path and isinstance(path[-1], str) else ""
+        return (dumps(key) + self.key_sep if key else "") + dumps(value) + ","
+
+    def _short(self, value: Any) -> Any:
+        """A long string cut to its sentences that match the query (or its head)."""
+        if not isinstance(value, str) or len(value) <= LONG_STRING:
+            return value
+        parts = [p for p in _SENTENCE.split(value) if p.strip()]
+        if len(parts) > 1 and self._q:
+            rel = BM25([terms(p) for p in parts]).scores(self._q)
+            order = sorted(range(len(parts)), key=lambda i: -rel[i])
+            keep, size = set(), 0
+            for i in order:
+                if rel[i] <= 0 and keep:
+                    break
+                if size + len(parts[i]) > LONG_STRING and keep:
+                    break
+                keep.add(i)
+                size += len(parts[i])
+            out, prev = [], -1
+            for i in sorted(keep):
+                if i != prev + 1:
+                    out.append(MARK)
+                out.append(parts[i][:LONG_STRING])
+                prev = i
+            if prev != len(parts) - 1:
+                out.append(f"{MARK}[{len(value)} chars]")
+            return " ".join(out)
+        return value[:LONG_STRING] + f"{MARK}[{len(value)} chars]"
+
+    def render(self, kept: set[int]) -> str:
+        built = self._build(self.doc, kept, self._order())
+        if built is _MISSING:
+            return dumps(self.digest(), self.key_sep)
+        return dumps(built, self.key_sep)
+
+    def _order(self) -> dict[tuple, int]:
+        if not hasattr(self, "_index"):
+            self._index = {p: i for i, p in enumerate(self.paths)}
+        return self._index
+
+    def _build(self, node: Any, kept: set[int], index: dict[tuple, int],
+               path: tuple = ()) -> Any:
+        if isinstance(node, dict) and node:
+            out, dropped = {}, []
+            for k, v in node.items():
+                r = self._build(v, kept, index, path + (k,))
+                if r is _MISSING:
+                    dropped.append(k)
+                else:
+                    out[k] = r
+            if not out:
+                return _MISSING
+            if dropped:  # the names, except in records (their array's marker has the key set)
+                names = ", ".join(map(str, dropped[:8])) + (", …" if len(dropped) > 8 else "")
+                in_record = bool(path) and isinstance(path[-1], int)
+                out[MARK] = (f"{len(dropped)} more keys" if in_record
+                             else f"{len(dropped)} more keys: {names}")
+            return out
+        if isinstance(node, list) and node:
+            out, dropped, keys = [], 0, Counter()
+            for i, v in enumerate(node):
+                r = self._build(v, kept, index, path + (i,))
+                if r is _MISSING:
+                    dropped += 1
+                    if isinstance(v, dict):
+                        keys.update(v.keys())
+                else:
+                    out.append(r)
+            if not out:
+                return _MISSING
+            if dropped:
+                common = ", ".join(str(k) for k, _ in keys.most_common(8))
+                out.append(f"{MARK} {dropped} more items" + (f" with keys {common}" if common
+                                                                else ""))
+            return out
+        i = index.get(path)
+        if i is None or i not in kept:
+            return _MISSING
+        return self._short(node)
+
+    def digest(self) -> Any:
+        """Nothing fits whole: the document's shape (top-level keys, array lengths)."""
+        d = self.doc
+        if isinstance(d, dict):
+            return {MARK: f"object with {len(d)} keys: "
+                          + ", ".join(map(str, list(d)[:20])) + (", …" if len(d) > 20 else "")}
+        if isinstance(d, list):
+            return [f"{MARK} {len(d)} items"]
+        return d
+
+
+def fill_order(doc: JsonDoc) -> list[int]:
+    """What fills a budget left over: the identifying fields of every object, in document
+    order (which objects there are; the values nothing selected are not worth their tokens)."""
+    return list(dict.fromkeys(doc.ids))
+
+
+__all__ = ["ID_KEYS", "JsonDoc", "dumps", "fill_order", "loads"]

@@ -1,0 +1,362 @@
+"""What a tool output is, and its units: the compressor's content-aware strategies.
+
+:func:`detect` names the kind of a text: ``json`` (it parses), ``code`` (source), ``log`` (log
+lines and test reports: timestamps, levels, tracebacks, test outcomes) or ``prose`` (docs,
+Markdown, reStructuredText), by counting line shapes; whatever is unclear is treated as ``log``
+(line by line, the general case).
+
+Each line strategy turns the text into :class:`Unit` s (a line, or a sentence of a long prose
+line) with a *value* (the query's relevance plus what the kind says matters) and *dependencies*
+(units a kept unit brings along), which :mod:`agentflux.runtime.compress` packs into the
+budget:
+
+* ``log``: an error line is recognised whatever its prefix (a logger's timestamp and task, a
+  test runner's ``E   ``) by its level or exception name (``NameError``,
+  ``StreamIDTooLowError``: any CamelCase ``...Error``/``...Exception``); the final exception of
+  each traceback (Python's last line after the frames, Java's and Go's first) ranks highest;
+  the first and last lines of each error block next; frames and paths are kept when there is
+  room; lines repeating a template (numbers, ids and times changed) count once.
+* ``code``: a kept line brings the chain of lines enclosing it (its ``def``/``class``/``func``
+  lines, by indentation) and, when it opens a branch, the branch's first lines; signatures
+  fill what is left as an outline.
+* ``prose``: long lines are split into sentences; headings are anchors (a kept sentence brings
+  its section's heading chain); a fenced code block's lines bring its fences, so fences stay
+  balanced.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# -- detection ---------------------------------------------------------------------------------
+
+TIMESTAMP_RE = re.compile(r"^\W{0,3}(\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d\d:\d\d:\d\d|\d{6,8}\s+\d{6}|"
+                          r"[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d|\d{10,13}\b|"
+                          r"\d{1,3}(\.\d{1,3}){3}\s)")
+LEVEL_RE = re.compile(r"\b(TRACE|DEBUG|INFO|NOTICE|WARN(ING)?|ERROR|ERR|FATAL|CRITICAL|SEVERE|"
+                      r"PANIC)\b")
+CODE_LINE_RE = re.compile(
+    r"^\s*(import\s|from\s+\S+\s+import\s|#include\b|package\s|using\s|(async\s+)?def\s|class\s|"
+    r"func\s|fn\s|pub(\([^)]*\))?\s|impl\b|struct\s|enum\s|interface\s|type\s+\w+\s|const\s|let\s|"
+    r"var\s|function\b|export\s|return\b|if\s*\(|if\s.*:\s*$|for\s*\(|for\s.*:\s*$|while\b|"
+    r"else\b|elif\s|try\s*[:{]|except\b|catch\b|switch\b|case\s|@\w+|//|/\*|\*/|\}|#\[|"
+    r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|''')")
+CODE_END_RE = re.compile(r"[;{}:,(\[]\s*$|^\s*[)\]}]")
+HEADING_MD_RE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
+UNDERLINE_RE = re.compile(r"^\s*([=\-~^*+#\"'`:.])\1{2,}\s*$")
+TEST_RE = re.compile(r"^(=+ .*(FAILURES|ERRORS|test session|short test summary|passed|failed).*=+"
+                     r"|_{3,} .* _{3,}|(FAILED|PASSED|ERROR|SKIPPED|XFAIL)\b|E {2,}\S|--- (FAIL|PASS)"
+                     r"|=== RUN|(not )?ok \d+|\s*(✓|✗|✕|×|√)\s|\s*at .*\(.*:\d+(:\d+)?\)$|\s*\d+\) )")
+
+
+def detect(text: str) -> str:
+    """``json``, ``code``, ``log`` or ``prose`` (see the module docstring)."""
+    s = text.lstrip()
+    if s[:1] in "{[" and _parses(s):
+        return "json"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "log"
+    step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
+    sample = lines[::step]
+    n = len(sample)
+    logish = sum(bool(TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60]) or TEST_RE.match(ln))
+                 for ln in sample)
+    codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
+    proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln)
+                        or (len(ln) > 60 and ln.count(" ") > 8 and re.search(r"[a-z]{3,}[.,;]", ln)
+                            and not CODE_END_RE.search(ln)))
+                   for ln in sample)
+    if logish >= 0.3 * n and logish >= codeish * 0.5:
+        return "log"
+    if codeish >= 0.35 * n and codeish > proseish:
+        return "code"
+    if proseish >= 0.25 * n:
+        return "prose"
+    return "log"
+
+
+def _parses(s: str) -> bool:
+    import orjson
+    try:
+        orjson.loads(s)
+        return True
+    except orjson.JSONDecodeError:
+        import json
+        try:  # integers beyond 64 bits: the standard parser takes them
+            json.loads(s)
+            return True
+        except ValueError:
+            return False
+
+
+# -- units ------------------------------------------------------------------------------------
+
+@dataclass
+class Unit:
+    """One piece of a text the compressor keeps or drops whole: lines ``[line, end)`` (or a
+    sentence ``part`` of line ``line``)."""
+    line: int
+    end: int
+    text: str
+    value: float = 0.0  # what keeping it is worth (relevance + what its kind says)
+    deps: list[int] = field(default_factory=list)  # units a kept one brings along
+    critical: bool = False  # protected: an error, a final exception, a fence
+    part: int = -1  # >= 0: a sentence of a split line
+    similar: bool = False  # repeats an earlier line's template
+    filler: bool = True  # may fill the budget left over
+    outline: bool = False  # part of the text's outline (a signature, a heading): fill material
+
+
+def line_units(lines: list[str]) -> list[Unit]:
+    return [Unit(i, i + 1, ln) for i, ln in enumerate(lines)]
+
+
+# -- logs and test reports --------------------------------------------------------------------
+
+EXC_NAME_RE = re.compile(r"\b([A-Z][A-Za-z0-9]*(Error|Exception|Failure|Fault|Panic|Warning)|"
+                         r"[a-z][\w.]*\.[A-Z]\w*(Error|Exception))\b")
+ERROR_WORD_RE = re.compile(r"\b(error|errors|exception|traceback|fatal|panic|panicked|failed|"
+                           r"failure|failures|failing|critical|severe|denied|refused|timeout|"
+                           r"timed out|segfault|segmentation fault|errno|assert\w*|abort(ed)?|"
+                           r"killed|oomkilled|unhandled|uncaught|cannot|can't|could not|"
+                           r"unable to)\b", re.I)
+ERROR_LEVEL_RE = re.compile(r"\b(ERROR|ERR|FATAL|CRITICAL|SEVERE|PANIC|FAIL(ED)?|EMERG|ALERT)\b")
+FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>/]+\(.*\)$|at .+:\d+(:\d+)?\)?$|'
+                      r"#\d+\s+0x[0-9a-f]+|\S+\.(go|rs|py|js|ts|java|kt|c|cc|cpp):\d+|"
+                      r"\S+\(\S*\)$|[\w/.-]+:\d+: in \w+|\.\.\. \d+ more$)")
+TRACEBACK_RE = re.compile(r"^\W{0,4}(Traceback \(most recent call last\)|Exception in thread|"
+                          r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
+                          r"Stack trace:|stack backtrace:)")
+PYTEST_E_RE = re.compile(r"^E {2,}")
+PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
+                     r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
+                     r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
+TEMPLATE_RE = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+(\.\d+)*|\"[^\"]{0,80}\"|"
+                         r"'[^']{0,80}'")
+SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?))\b.*=+$|^(FAILED|ERROR) \S+::|"
+                        r"^(Tests?|Test Suites):\s+\d+|^FAIL\s+\S|^--- FAIL:|^not ok \d+|"
+                        r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)")
+
+
+def is_error(line: str) -> bool:
+    head = line[:200]
+    return bool(ERROR_LEVEL_RE.search(head) or EXC_NAME_RE.search(head)
+                or PYTEST_E_RE.match(line) or TRACEBACK_RE.match(line)
+                or SUMMARY_RE.match(line.strip()) or ERROR_WORD_RE.search(head))
+
+
+def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
+    units = line_units(lines)
+    n = len(lines)
+    err = [is_error(ln) if ln.strip() else False for ln in lines]
+    frame = [bool(FRAME_RE.match(ln)) for ln in lines]
+    final = [False] * n
+    # the final exception of each traceback: Python's first line after the frames that is not
+    # indented (or pytest's last "E" line of a block); Java's/Go's header line itself
+    for i, ln in enumerate(lines):
+        if TRACEBACK_RE.match(ln):
+            if "Traceback" in ln:
+                j = i + 1
+                while j < n and (lines[j][:1] in (" ", "\t") or not lines[j].strip()):
+                    j += 1
+                if j < n:
+                    final[j] = err[j] = True
+            else:
+                final[i] = err[i] = True
+        if PYTEST_E_RE.match(ln) and (i + 1 >= n or not PYTEST_E_RE.match(lines[i + 1])):
+            final[i] = True
+            # the first "E" line of the block (the assertion) matters as much
+            j = i
+            while j > 0 and PYTEST_E_RE.match(lines[j - 1]):
+                j -= 1
+            final[j] = True
+        if EXC_NAME_RE.match(ln.strip()) and ":" in ln:  # "ValueError: ..." on a line of its own
+            final[i] = err[i] = True
+    # error blocks: runs of error and frame lines (with the indented source lines of frames)
+    edge = [False] * n
+    i = 0
+    while i < n:
+        if err[i] or frame[i]:
+            j = i
+            while j + 1 < n and (err[j + 1] or frame[j + 1]
+                                 or (lines[j + 1][:1] in (" ", "\t") and lines[j + 1].strip()
+                                     and frame[j])):
+                j += 1
+            edge[i] = edge[j] = True
+            i = j + 1
+        else:
+            i += 1
+    seen: dict[str, int] = {}
+    for i, u in enumerate(units):
+        ln = u.text
+        if not ln.strip():
+            u.value, u.filler = 0.0, True
+            continue
+        tpl = TEMPLATE_RE.sub("#", ln.strip())
+        if tpl in seen:
+            u.similar = True
+        else:
+            seen[tpl] = i
+        r = rel[i]
+        v = 2.0 * r
+        if err[i]:
+            v += 1.2 + 1.5 * r
+        if final[i]:
+            v += 2.5
+        if edge[i] and err[i]:
+            v += 0.6
+        if frame[i]:
+            v += 0.35
+        if PATH_RE.search(ln):
+            v += 0.25
+        if SUMMARY_RE.match(ln.strip()):
+            v += 1.5
+        if u.similar and not final[i]:
+            v *= 0.25 if r == 0 else 0.6
+        u.value = v
+        u.critical = final[i] or (err[i] and r > 0)
+        u.filler = not u.similar
+        if frame[i] and i + 1 < n and lines[i + 1][:1] in (" ", "\t") and not frame[i + 1]:
+            u.deps = [i + 1]  # a Python frame's source line
+    return units
+
+
+# -- source code ------------------------------------------------------------------------------
+
+SIGNATURE_RE = re.compile(r"^\s*((async\s+)?def|class|func|fn|pub(\([^)]*\))?\s+(async\s+)?fn|"
+                          r"impl|interface|struct|enum|trait|type\s+\w+\s+(struct|interface)|"
+                          r"(public|private|protected|static|export|abstract|final|override)\b.*"
+                          r"[({]\s*$|function\b|export\s+(default\s+)?(function|class|const))\b")
+OPENER_RE = re.compile(r"^\s*(if|elif|else|for|while|try|except|catch|finally|with|switch|case|"
+                       r"match|when|loop|select|default)\b|[:{]\s*$")
+RAISE_RE = re.compile(r"^\s*(raise|throw)\b|\bpanic!?\(|\breturn\s+(nil, )?(err|Err|fmt\.Errorf)")
+BODY_LINES = 6  # an opener's immediate body brought along
+
+
+def _indent(ln: str) -> int:
+    return len(ln) - len(ln.lstrip(" \t")) if ln.strip() else -1
+
+
+def code_units(lines: list[str], rel: list[float]) -> list[Unit]:
+    units = line_units(lines)
+    n = len(lines)
+    ind = [_indent(ln) for ln in lines]
+    parent = [-1] * n  # the nearest line above with less indentation (the enclosing header)
+    stack: list[int] = []
+    for i in range(n):
+        if ind[i] < 0:
+            continue
+        while stack and ind[stack[-1]] >= ind[i]:
+            stack.pop()
+        parent[i] = stack[-1] if stack else -1
+        stack.append(i)
+    for i, u in enumerate(units):
+        ln = u.text
+        if ind[i] < 0:
+            u.filler = True
+            continue
+        # the enclosing chain (decorators stay with their def: the chain is the def line)
+        p, chain = parent[i], []
+        while p >= 0 and len(chain) < 8:
+            chain.append(p)
+            p = parent[p]
+        u.deps = chain
+        sig = bool(SIGNATURE_RE.match(ln))
+        if OPENER_RE.search(ln) and not sig:  # a branch brings its first lines
+            body = []
+            j = i + 1
+            while j < n and len(body) < BODY_LINES and (ind[j] < 0 or ind[j] > ind[i]):
+                if ind[j] >= 0:
+                    body.append(j)
+                j += 1
+            u.deps = chain + body
+        r = rel[i]
+        u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r else 0.0)
+        u.critical = r > 0 and sig
+        u.outline = sig
+    return units
+
+
+# -- prose and documentation ------------------------------------------------------------------
+
+SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
+FENCE_RE = re.compile(r"^\s*(```|~~~)")
+LONG_LINE = 240  # characters: longer prose lines are split into sentences
+
+
+def prose_units(lines: list[str], rel_of) -> list[Unit]:
+    """``rel_of(texts)`` scores the units' texts (they are known only after splitting)."""
+    units: list[Unit] = []
+    heading_of: list[int] = []  # per unit: the unit index of its section's heading, -1 none
+    heading_chain: dict[int, list[int]] = {}
+    levels: list[tuple[int, int]] = []  # (level, unit index) of the open headings
+    underline_levels: dict[str, int] = {}
+    fence_open = -1
+    fence_units: list[int] = []
+    i, n = 0, len(lines)
+    while i < n:
+        ln = lines[i]
+        level = 0
+        if fence_open < 0 and HEADING_MD_RE.match(ln):
+            level = len(ln.strip()) - len(ln.strip().lstrip("#"))
+            span = 1
+        elif (fence_open < 0 and i + 1 < n and ln.strip() and UNDERLINE_RE.match(lines[i + 1])
+              and len(lines[i + 1].strip()) >= min(len(ln.strip()), 3)
+              and not UNDERLINE_RE.match(ln)):
+            ch = lines[i + 1].strip()[0]
+            level = underline_levels.setdefault(ch, 1 + len(underline_levels))
+            span = 2
+        if level:
+            k = len(units)
+            units.append(Unit(i, i + span, "\n".join(lines[i:i + span])))
+            while levels and levels[-1][0] >= level:
+                levels.pop()
+            heading_chain[k] = [h for _, h in levels]
+            levels.append((level, k))
+            heading_of.append(-1)
+            i += span
+            continue
+        if FENCE_RE.match(ln):
+            k = len(units)
+            units.append(Unit(i, i + 1, ln, critical=False))
+            heading_of.append(levels[-1][1] if levels else -1)
+            if fence_open < 0:
+                fence_open, fence_units = k, []
+            else:
+                for f in fence_units:  # a fenced line brings both fences
+                    units[f].deps += [fence_open, k]
+                fence_open = -1
+            i += 1
+            continue
+        if fence_open < 0 and len(ln) > LONG_LINE:
+            parts = SENTENCE_RE.split(ln)
+            for p, sentence in enumerate(parts):
+                units.append(Unit(i, i + 1, sentence, part=p if len(parts) > 1 else -1))
+                heading_of.append(levels[-1][1] if levels else -1)
+        else:
+            k = len(units)
+            units.append(Unit(i, i + 1, ln))
+            heading_of.append(levels[-1][1] if levels else -1)
+            if fence_open >= 0:
+                fence_units.append(k)
+        i += 1
+    rel = rel_of([u.text for u in units])
+    for k, u in enumerate(units):
+        if not u.text.strip():
+            continue
+        r = rel[k]
+        if k in heading_chain:
+            u.deps = list(heading_chain[k])
+            u.value = 2.0 * r
+            u.outline = True
+            continue
+        h = heading_of[k]
+        if h >= 0:
+            u.deps = u.deps + [h] + heading_chain.get(h, [])
+        u.value = 2.0 * r + (0.1 if r and re.search(r"\d|`", u.text) else 0.0)
+    return units
+
+
+__all__ = ["Unit", "code_units", "detect", "is_error", "line_units", "log_units", "prose_units"]

@@ -1,0 +1,113 @@
+"""Query relevance for the context compressor: identifier-aware terms, stemming, BM25.
+
+Terms. Words are split the way identifiers are written: ``snake_case``, ``dotted.names``,
+``kebab-case`` and ``paths/like/this`` at their separators, ``CamelCase`` and ``HTTPServer`` at
+their case changes (``StreamIDTooLowError`` -> stream, id, too, low, error), letters from digits.
+Each part is lower-cased and stemmed with the Snowball English stemmer (``processing`` and
+``processed`` -> process, ``workflows`` -> workflow); a compound identifier also counts whole
+(``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
+sharing its parts. English stop words and one-letter parts are dropped; numbers are kept
+(status codes, exit codes, line numbers).
+
+Scoring. Okapi BM25 (k1 = 1.2, b = 0.75; Robertson and Zaragoza, "The Probabilistic Relevance
+Framework: BM25 and Beyond", 2009) with each unit of a document (a line, a sentence, a JSON
+leaf) as one "document" of the collection: a term found in few units weighs more, repeating a
+term saturates, and long units do not win by length alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+import snowballstemmer
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:[_.\-/:][A-Za-z0-9]+)*")
+_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have
+how i if in into is it its may me might my of on or our should so than that the their them then
+there these they this those to was we were what when where which while who why will with would
+you your not no""".split())
+
+_stemmer = snowballstemmer.stemmer("english")
+_stems: dict[str, str] = {}
+_word_terms: dict[str, tuple[str, ...]] = {}
+
+
+def stem(word: str) -> str:
+    s = _stems.get(word)
+    if s is None:
+        s = _stems[word] = _stemmer.stemWord(word)
+    return s
+
+
+def _terms_of_word(word: str) -> tuple[str, ...]:
+    out = _word_terms.get(word)
+    if out is not None:
+        return out
+    parts = [p.lower() for p in _PART.findall(word)]
+    terms = [stem(p) for p in parts if (len(p) > 1 or p.isdigit()) and p not in STOP]
+    if len(parts) > 1:  # a compound identifier also counts whole
+        terms.append(word.lower())
+    out = tuple(terms)
+    if len(_word_terms) < 200_000:
+        _word_terms[word] = out
+    return out
+
+
+def terms(text: str) -> list[str]:
+    """The terms of ``text`` (see the module docstring), in order, with repeats."""
+    out: list[str] = []
+    for w in _WORD.findall(text):
+        out.extend(_terms_of_word(w))
+    return out
+
+
+class BM25:
+    """BM25 scores of a query against each of ``docs`` (lists of terms)."""
+
+    def __init__(self, docs: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75):
+        self.k1, self.b = k1, b
+        self.tfs = [Counter(d) for d in docs]
+        self.lens = [len(d) for d in docs]
+        self.n = len(docs)
+        self.avgdl = (sum(self.lens) / self.n) if self.n else 0.0
+        self.df: Counter = Counter()
+        for tf in self.tfs:
+            self.df.update(tf.keys())
+
+    def idf(self, term: str) -> float:
+        df = self.df.get(term, 0)
+        return math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: Iterable[str]) -> list[float]:
+        q = [t for t in dict.fromkeys(query) if t in self.df]
+        out = [0.0] * self.n
+        if not q or not self.avgdl:
+            return out
+        idf = {t: self.idf(t) for t in q}
+        k1, b, avg = self.k1, self.b, self.avgdl
+        for i, tf in enumerate(self.tfs):
+            s = 0.0
+            norm = k1 * (1.0 - b + b * self.lens[i] / avg)
+            for t in q:
+                f = tf.get(t)
+                if f:
+                    s += idf[t] * f * (k1 + 1.0) / (f + norm)
+            out[i] = s
+        return out
+
+
+def scores(units: Sequence[str], query: str) -> list[float]:
+    """BM25 of ``query`` against each text of ``units``, scaled to 0..1 by the best."""
+    q = terms(query)
+    if not q:
+        return [0.0] * len(units)
+    raw = BM25([terms(u) for u in units]).scores(q)
+    top = max(raw, default=0.0)
+    return [r / top for r in raw] if top > 0 else raw
+
+
+__all__ = ["BM25", "scores", "stem", "terms"]
