@@ -241,6 +241,21 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
                 break
         text = render(kept)
         tokens = count(text)
+    if tokens < budget * 0.9 and rounds:  # trimmed too far: refill once with what is left
+        estimate = sum(sizes[k] for k in kept) or 1
+        before = set(kept)
+        used = estimate
+        room = estimate + (budget * GREEDY_SHARE - tokens) * estimate / max(tokens, 1)
+        for k in order:
+            take(k, room)
+        if kept != before:
+            again = render(kept)
+            n_again = count(again)
+            if n_again <= budget:
+                text, tokens = again, n_again
+            else:
+                kept.clear()
+                kept.update(before)
     if tokens > budget and not hard_floor:  # a last resort: cut at the budget's token, marked
         marker = "\n[... cut at the token budget ...]"
         ids = encoding(enc).encode_ordinary(text)
@@ -285,28 +300,37 @@ def neighbour_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
     return order
 
 
+FOLDED = "  ↳ "  # a log line written without the timestamp prefix of the line above's form
+
+
 def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
     omitted line repeats a kept template); sentences of one line joined, gaps inside a line
-    as ``[...]``."""
+    as ``[...]``; a log line right after one with a timestamp prefix of the same form (digits
+    aside) is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens."""
     out: list[str] = []
     gap = 0
     gap_similar = True
     last_line = -1
     last_part = -2
+    prev_key = None  # the timestamp prefix form of the line just written
     for k, u in enumerate(units):
         if k in kept:
             if gap:
                 what = "similar lines" if gap_similar else ("line" if gap == 1 else "lines")
                 out.append(f"[... {gap} {what} omitted ...]")
                 gap, gap_similar = 0, True
+                prev_key = None
             if u.part >= 0 and u.line == last_line and out:
                 out[-1] += (" " if u.part == last_part + 1 else " [...] ") + u.text
+            elif u.fold and u.fold_key == prev_key:  # the same prefix form as the line above
+                out.append(FOLDED + u.text[u.fold:])
             else:
                 if u.part > 0:
                     out.append("[...] " + u.text)
                 else:
                     out.append(u.text)
+            prev_key = u.fold_key if u.fold else None
             last_line, last_part = u.line, u.part
         elif u.text.strip() and u.line != last_line:
             if u.part <= 0:

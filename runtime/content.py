@@ -48,6 +48,10 @@ UNDERLINE_RE = re.compile(r"^\s*([=\-~^*+#\"'`:.])\1{2,}\s*$")
 TEST_RE = re.compile(r"^(=+ .*(FAILURES|ERRORS|test session|short test summary|passed|failed).*=+"
                      r"|_{3,} .* _{3,}|(FAILED|PASSED|ERROR|SKIPPED|XFAIL)\b|E {2,}\S|--- (FAIL|PASS)"
                      r"|=== RUN|(not )?ok \d+|\s*(✓|✗|✕|×|√)\s|\s*at .*\(.*:\d+(:\d+)?\)$|\s*\d+\) )")
+RECORD_RE = re.compile(r"^\s*(\{.*\}|<[\w?!/].*>)\s*,?\s*$")
+TEST_RUN_RE = re.compile(r"^=+ (test session starts|FAILURES|ERRORS) =+$|^--- FAIL: |^=== RUN |"
+                         r"<testsuites?\b|<test-run\b|^FAIL\s+\S+\s+\(?\d|^Tests run: \d+|"
+                         r"^\s*\d+ (passing|failing)\b|^Test Suites: ")
 
 
 def detect(text: str) -> str:
@@ -61,13 +65,18 @@ def detect(text: str) -> str:
     step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
     sample = lines[::step]
     n = len(sample)
-    logish = sum(bool(TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60]) or TEST_RE.match(ln))
-                 for ln in sample)
+    logish = sum(bool(TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
+                      or TEST_RE.match(ln.strip())) for ln in sample)
     codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
     proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln)
                         or (len(ln) > 60 and ln.count(" ") > 8 and re.search(r"[a-z]{3,}[.,;]", ln)
                             and not CODE_END_RE.search(ln)))
                    for ln in sample)
+    # records one per line (JSON lines, XML elements such as JUnit reports) and test runs are
+    # read line by line whatever else they look like
+    records = sum(bool(RECORD_RE.match(ln)) for ln in sample)
+    if records >= 0.5 * n or any(TEST_RUN_RE.search(ln.strip()) for ln in sample[:400]):
+        return "log"
     if logish >= 0.3 * n and logish >= codeish * 0.5:
         return "log"
     if codeish >= 0.35 * n and codeish > proseish:
@@ -106,6 +115,8 @@ class Unit:
     part: int = -1  # >= 0: a sentence of a split line
     similar: bool = False  # repeats an earlier line's template
     filler: bool = True  # may fill the budget left over
+    fold: int = 0  # length of a timestamp prefix that may be left out after a line of its form
+    fold_key: str = ""  # that prefix's form (digits masked)
     outline: bool = False  # part of the text's outline (a signature, a heading): fill material
 
 
@@ -121,15 +132,16 @@ ERROR_WORD_RE = re.compile(r"\b(error|errors|exception|traceback|fatal|panic|pan
                            r"failure|failures|failing|critical|severe|denied|refused|timeout|"
                            r"timed out|segfault|segmentation fault|errno|assert\w*|abort(ed)?|"
                            r"killed|oomkilled|unhandled|uncaught|cannot|can't|could not|"
-                           r"unable to)\b", re.I)
+                           r"unable to|unsuccessful|non-zero|exit (code|status):? ?[1-9]\d*)\b", re.I)
 ERROR_LEVEL_RE = re.compile(r"\b(ERROR|ERR|FATAL|CRITICAL|SEVERE|PANIC|FAIL(ED)?|EMERG|ALERT)\b")
 FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>/]+\(.*\)$|at .+:\d+(:\d+)?\)?$|'
                       r"#\d+\s+0x[0-9a-f]+|\S+\.(go|rs|py|js|ts|java|kt|c|cc|cpp):\d+|"
-                      r"\S+\(\S*\)$|[\w/.-]+:\d+: in \w+|\.\.\. \d+ more$)")
-TRACEBACK_RE = re.compile(r"^\W{0,4}(Traceback \(most recent call last\)|Exception in thread|"
+                      r"\S+\(\S*\)$|[\w/.-]+:\d+: in \w+|\.\.\. \d+ more$|"
+                      r"\d+\s+[\w.+-]+![\w:~<>]+)")  # the last: a minidump's module!function
+TRACEBACK_RE = re.compile(r"^\s*\W{0,4}(Traceback \(most recent call last\)|Exception in thread|"
                           r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
                           r"Stack trace:|stack backtrace:)")
-PYTEST_E_RE = re.compile(r"^E {2,}")
+PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
                      r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
                      r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
@@ -157,9 +169,10 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     # indented (or pytest's last "E" line of a block); Java's/Go's header line itself
     for i, ln in enumerate(lines):
         if TRACEBACK_RE.match(ln):
-            if "Traceback" in ln:
+            if "Traceback" in ln:  # indented as a whole in some outputs: relative to it
+                base = _indent(ln)
                 j = i + 1
-                while j < n and (lines[j][:1] in (" ", "\t") or not lines[j].strip()):
+                while j < n and (_indent(lines[j]) > base or not lines[j].strip()):
                     j += 1
                 if j < n:
                     final[j] = err[j] = True
@@ -188,17 +201,33 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             i = j + 1
         else:
             i += 1
-    seen: dict[str, int] = {}
+    group = templates(lines)
+    last_of: dict[int, int] = {}
+    for i, g in enumerate(group):
+        if g >= 0:
+            last_of[g] = i
+    tail = [i for i in range(n) if lines[i].strip()][-TAIL_LINES:]
+    for u in units:
+        m = PREFIX_RE.match(u.text)
+        if m and m.end() >= 12 and m.end() < len(u.text):
+            u.fold, u.fold_key = m.end(), re.sub(r"\d", "#", m.group())
+    parent = [-1] * n
+    for i in range(n):
+        ind = _indent(lines[i])
+        if ind > 0:
+            for j in range(i - 1, max(-1, i - PARENT_REACH), -1):
+                pj = _indent(lines[j])
+                if 0 <= pj < ind:
+                    parent[i] = j
+                    break
     for i, u in enumerate(units):
         ln = u.text
         if not ln.strip():
             u.value, u.filler = 0.0, True
             continue
-        tpl = TEMPLATE_RE.sub("#", ln.strip())
-        if tpl in seen:
-            u.similar = True
-        else:
-            seen[tpl] = i
+        g = group[i]
+        first_or_last = g < 0 or g == i or last_of[g] == i
+        u.similar = not first_or_last
         r = rel[i]
         v = 2.0 * r
         if err[i]:
@@ -213,14 +242,54 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.25
         if SUMMARY_RE.match(ln.strip()):
             v += 1.5
+        if i in tail:  # how it ended
+            v += 0.8
         if u.similar and not final[i]:
-            v *= 0.25 if r == 0 else 0.6
+            v *= 0.25
         u.value = v
-        u.critical = final[i] or (err[i] and r > 0)
+        u.critical = (final[i] or (err[i] and r > 0)) and not u.similar
         u.filler = not u.similar
         if frame[i] and i + 1 < n and lines[i + 1][:1] in (" ", "\t") and not frame[i + 1]:
             u.deps = [i + 1]  # a Python frame's source line
+        if parent[i] >= 0:  # an indented line brings the line it is under (a JUnit testcase)
+            u.deps = u.deps + [parent[i]]
     return units
+
+
+TAIL_LINES = 8  # a log's last lines say how it ended
+# a log line's timestamp prefix: bracketed stamps ("[task 2025-02-13T21:47:57.553Z]"), bare
+# dates and times, with their separators; levels and messages are not part of it
+PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"
+                       r"([.,]\d+)?(Z|[+-]\d\d:?\d\d)?|\d\d:\d\d:\d\d([.,]\d+)?)[ \t]*)+")
+PARENT_REACH = 30  # lines above where an indented line's enclosing line is looked for
+_TOKEN_RE = re.compile(r"[^\s:=,;()\[\]{}<>\"']+")
+SIMILAR_SHARE = 0.7  # of a line's tokens equal (position by position) to its group's first
+
+
+def templates(lines: list[str]) -> list[int]:
+    """Per line, the index of the first line of its template group (-1: blank), in the manner
+    of the Drain log parser (He et al., ICWS 2017): lines with the same number of tokens whose
+    tokens agree in at least :data:`SIMILAR_SHARE` of the positions, once numbers, hex ids and
+    quoted strings are masked, repeat one template (``undefined symbol: A`` and ``undefined
+    symbol: B``; heartbeats with other counters)."""
+    out = [-1] * len(lines)
+    groups: dict[tuple, list[tuple[int, list[str]]]] = {}
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        toks = _TOKEN_RE.findall(TEMPLATE_RE.sub("#", ln))
+        key = (len(toks), toks[0] if toks else "")
+        cands = groups.setdefault(key, [])
+        for first, rep in cands:
+            same = sum(a == b for a, b in zip(rep, toks))
+            if toks and same >= SIMILAR_SHARE * len(toks):
+                out[i] = first
+                break
+        else:
+            out[i] = i
+            if len(cands) < 8:
+                cands.append((i, toks))
+    return out
 
 
 # -- source code ------------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""The context compressor on real tool outputs nobody tuned it to (``agentflux bench runtime``).
+
+The evaluation set is ``bench/data/compression``: tool outputs taken from public repositories
+(logs, test reports, access logs, API JSON, source files, documentation pages; each with its
+repository, path, commit and licence in ``manifest.json``), a query each, and the strings a
+reader needs to answer it, chosen from the document and the query before any compressor ran.
+
+Per target (2,000 and 1,000 tokens) the compressor and a baseline are run on every document:
+ratio (tokens before / after; median and minimum), facts kept (must-keep strings found verbatim
+in the output, over all documents), the share of outputs within the budget, and milliseconds
+(p50, max, and per 5,000 tokens of input). The baseline is head-and-tail truncation to the
+same number of tokens as the compressor's output for that document (half from the head, half
+from the tail, a marker between): what a caller gets without a compressor for the same cost.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).parent / "data" / "compression"
+TARGETS = (2000, 1000)
+
+
+def load(root: Path = DATA) -> list[dict[str, Any]]:
+    """The manifest's documents with their text (``text``)."""
+    docs = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    for d in docs:
+        d["text"] = (root / d["file"]).read_text(encoding="utf-8")
+    return docs
+
+
+def head_and_tail(text: str, tokens: int, enc: str | None = None) -> str:
+    """The first and last ``tokens / 2`` tokens of ``text`` with a marker between, at most
+    ``tokens`` in all."""
+    from agentflux.runtime.tokens import DEFAULT_ENCODING, count_tokens, encoding
+    e = encoding(enc or DEFAULT_ENCODING)
+    ids = e.encode_ordinary(text)
+    if len(ids) <= tokens:
+        return text
+    marker = "\n[... truncated ...]\n"
+    room = max(0, tokens - count_tokens(marker, enc or DEFAULT_ENCODING))
+    head, tail = room - room // 2, room // 2
+    out = e.decode(ids[:head]) + marker + (e.decode(ids[-tail:]) if tail else "")
+    while count_tokens(out, enc or DEFAULT_ENCODING) > tokens and (head or tail):
+        head, tail = max(0, head - 1), max(0, tail - 1)
+        out = e.decode(ids[:head]) + marker + (e.decode(ids[-tail:]) if tail else "")
+    return out
+
+
+def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ratios = [r["ratio"] for r in rows]
+    kept = sum(r["kept"] for r in rows)
+    total = sum(r["facts"] for r in rows)
+    ms = [r["ms"] for r in rows]
+    per5k = [r["ms"] / r["tokens_before"] * 5000 for r in rows]
+    return {"ratio_median": round(statistics.median(ratios), 2),
+            "ratio_min": round(min(ratios), 2),
+            "facts_kept": round(kept / total, 4) if total else None,
+            "within_budget": round(sum(r["within"] for r in rows) / len(rows), 4),
+            "ms_p50": round(statistics.median(ms), 2), "ms_max": round(max(ms), 2),
+            "ms_per_5k_tokens_max": round(max(per5k), 2)}
+
+
+def evaluate(targets: tuple[int, ...] = TARGETS, root: Path = DATA,
+             progress: Any = None) -> dict[str, Any]:
+    """Figures per target for the compressor and the baseline, and per document."""
+    import time
+
+    from agentflux.runtime.compress import ContextCompressor
+    docs = load(root)
+    c = ContextCompressor()
+    out: dict[str, Any] = {"documents": len(docs),
+                           "kinds": dict(sorted(_count(d["kind"] for d in docs).items())),
+                           "facts": sum(len(d["must_keep"]) for d in docs), "targets": {}}
+    for target in targets:
+        ours, base, per_doc = [], [], []
+        for d in docs:
+            r = c.compress(d["text"], d["query"], target)
+            missing = [f for f in d["must_keep"] if f not in r.text]
+            ours.append({"ratio": r.ratio, "kept": len(d["must_keep"]) - len(missing),
+                         "facts": len(d["must_keep"]), "within": r.tokens_after <= target,
+                         "ms": r.duration_ms, "tokens_before": r.tokens_before})
+            t0 = time.perf_counter()
+            b = head_and_tail(d["text"], r.tokens_after)
+            b_ms = (time.perf_counter() - t0) * 1000
+            b_tokens = c.count(b)
+            base.append({"ratio": r.tokens_before / b_tokens if b_tokens else 0.0,
+                         "kept": sum(f in b for f in d["must_keep"]),
+                         "facts": len(d["must_keep"]), "within": b_tokens <= target,
+                         "ms": b_ms, "tokens_before": r.tokens_before})
+            per_doc.append({"id": d["id"], "kind": d["kind"], "detected": r.kind,
+                            "tokens_before": r.tokens_before, "tokens_after": r.tokens_after,
+                            "ms": round(r.duration_ms, 1),
+                            "kept": f"{ours[-1]['kept']}/{len(d['must_keep'])}",
+                            "baseline_kept": f"{base[-1]['kept']}/{len(d['must_keep'])}",
+                            "missing": missing})
+            if progress is not None:
+                progress()
+        out["targets"][str(target)] = {"compressor": _figures(ours),
+                                       "head_and_tail": _figures(base), "documents": per_doc}
+    return out
+
+
+def _count(items) -> dict[str, int]:
+    from collections import Counter
+    return dict(Counter(items))
+
+
+def targets_met(result: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets on the set."""
+    t2 = result["targets"].get("2000", {}).get("compressor", {})
+    t1 = result["targets"].get("1000", {}).get("compressor", {})
+    return {"within_budget_all": t2.get("within_budget") == 1.0 and t1.get("within_budget") == 1.0,
+            "facts_kept_ge_95pct_at_2000": (t2.get("facts_kept") or 0) >= 0.95,
+            "ratio_median_ge_3x_at_2000": (t2.get("ratio_median") or 0) >= 3.0,
+            "ms_per_5k_tokens_le_100": (t2.get("ms_per_5k_tokens_max") or 1e9) <= 100,
+            "facts_kept_ge_85pct_at_1000": (t1.get("facts_kept") or 0) >= 0.85}
+
+
+__all__ = ["DATA", "evaluate", "head_and_tail", "load", "targets_met"]
