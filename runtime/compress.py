@@ -149,8 +149,8 @@ class ContextCompressor:
                     hard_floor: bool) -> "Packed":
         count = self.count
         if kind == "json":
-            from agentflux.runtime.compress_json import JsonDoc, fill_order, loads
-            doc = JsonDoc(loads(text), query, ": " if '": ' in text[:4000] else ":")
+            from agentflux.runtime.compress_json import JsonDoc, fill_order, loads, separators
+            doc = JsonDoc(loads(text), query, separators(text))
             return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
                         fill=fill_order(doc), hard_floor=hard_floor)
         lines = text.splitlines()
@@ -159,7 +159,8 @@ class ContextCompressor:
             rel = relevance([u.text for u in units], query)
         else:
             rel = relevance(lines, query)
-            units = (content.code_units if kind == "code" else content.log_units)(lines, rel)
+            units = {"code": content.code_units, "json_lines": content.json_line_units}.get(
+                kind, content.log_units)(lines, rel)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
 

@@ -21,16 +21,18 @@ import re
 from collections import Counter
 from typing import Any
 
-from agentflux.runtime.content import Unit
+from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, Unit
 from agentflux.runtime.relevance import BM25, terms
 
 ID_KEYS = ("id", "uid", "uuid", "name", "key", "number", "title", "slug", "login", "sha",
            "ref", "kind", "type", "state", "status", "phase", "code", "path", "url")
 MAX_IDS = 4  # identifying fields per object
 LONG_STRING = 400  # characters: longer strings are cut to what matches
+LONG_STRING_KEPT = 900  # characters of a long string's matching pieces kept at most
 MARK = "…"
 _MISSING = object()
 _SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
+_PIECE = re.compile(r",(?=\s*\"|\s*\{|\s*\[)")  # a comma before a key, an object, an array
 
 
 def loads(text: str) -> Any:
@@ -41,21 +43,30 @@ def loads(text: str) -> Any:
         return json.loads(text)  # integers beyond 64 bits
 
 
-def dumps(doc: Any, key_sep: str = ":") -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", key_sep))
+def dumps(doc: Any, seps: tuple[str, str] = (",", ":")) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=seps)
+
+
+def separators(text: str) -> tuple[str, str]:
+    """The separators the input wrote (``", "``/``": "`` as Python's json module does, or
+    compact), so that its facts read the same in the output."""
+    head = text[:4000]
+    return (", " if head.count(', "') > head.count(',"') else ",",
+            ": " if head.count('": ') > head.count('":') - head.count('": ') else ":")
 
 
 class JsonDoc:
     """A parsed document flattened into leaf units (see the module docstring)."""
 
-    def __init__(self, doc: Any, query: str, key_sep: str = ":"):
+    def __init__(self, doc: Any, query: str, seps: tuple[str, str] = (",", ":")):
         self.doc = doc
-        self.key_sep = key_sep  # ": " when the input wrote it so (its facts read the same)
+        self.seps = seps  # as the input wrote them (its facts read the same)
         self.paths: list[tuple] = []
         self.values: list[Any] = []
         self.units: list[Unit] = []
         self.ids: list[int] = []  # leaves that identify their object (filled first)
         self._opens: set[int] = set()
+        self._shorts: dict[str, str] = {}
         q = terms(query)
         self._q = q
         record_of: list[int] = []  # per leaf: the record (object in an array) it is in, or -1
@@ -69,7 +80,9 @@ class JsonDoc:
         best = [max((rel[i] for i in leaves), default=0.0) for leaves in records]
         for i, (p, v) in enumerate(zip(self.paths, self.values)):
             rec = record_of[i]
-            value = 2.0 * rel[i] + (0.6 * best[rec] if rec >= 0 else 0.0)
+            value = 2.0 * rel[i] + (0.6 * best[rec] if rec >= 0 and best[rec] >= 0.3 else 0.0)
+            if notable(p, v):
+                value += 1.0
             text = self._render_leaf_text(p, self._short(v))
             if i in self._opens:
                 text += '{},"…": "12 more keys"'
@@ -126,40 +139,49 @@ class JsonDoc:
 
     def _render_leaf_text(self, path: tuple, value: Any) -> str:
         key = path[-1] if path and isinstance(path[-1], str) else ""
-        return (dumps(key) + self.key_sep if key else "") + dumps(value) + ","
+        return (dumps(key) + self.seps[1] if key else "") + dumps(value) + self.seps[0]
 
     def _short(self, value: Any) -> Any:
-        """A long string cut to its sentences that match the query (or its head)."""
+        """A long string cut to its pieces that match the query (sentences of prose; for a
+        string holding JSON or other structured text, its comma-separated pieces), in order,
+        ``…`` where pieces were left out; with no match, its head."""
         if not isinstance(value, str) or len(value) <= LONG_STRING:
             return value
-        parts = [p for p in _SENTENCE.split(value) if p.strip()]
+        cached = self._shorts.get(value)
+        if cached is not None:
+            return cached
+        structured = value.lstrip()[:1] in "{[" or value.count(" ") < len(value) / 20
+        parts = _PIECE.split(value) if structured else _SENTENCE.split(value)
+        parts = [p for p in parts if p]
+        out = value[:LONG_STRING] + f"{MARK}[{len(value)} chars]"
         if len(parts) > 1 and self._q:
             rel = BM25([terms(p) for p in parts]).scores(self._q)
             order = sorted(range(len(parts)), key=lambda i: -rel[i])
             keep, size = set(), 0
             for i in order:
-                if rel[i] <= 0 and keep:
-                    break
-                if size + len(parts[i]) > LONG_STRING and keep:
+                if rel[i] <= 0 or size + len(parts[i]) > LONG_STRING_KEPT:
                     break
                 keep.add(i)
                 size += len(parts[i])
-            out, prev = [], -1
-            for i in sorted(keep):
-                if i != prev + 1:
-                    out.append(MARK)
-                out.append(parts[i][:LONG_STRING])
-                prev = i
-            if prev != len(parts) - 1:
-                out.append(f"{MARK}[{len(value)} chars]")
-            return " ".join(out)
-        return value[:LONG_STRING] + f"{MARK}[{len(value)} chars]"
+            if keep:
+                pieces, prev = [], -1
+                sep = "," if structured else " "
+                for i in sorted(keep):
+                    if i != prev + 1:
+                        pieces.append(MARK)
+                    pieces.append(parts[i])
+                    prev = i
+                if prev != len(parts) - 1:
+                    pieces.append(f"{MARK}[{len(value)} chars]")
+                out = sep.join(pieces)
+        self._shorts[value] = out
+        return out
 
     def render(self, kept: set[int]) -> str:
         built = self._build(self.doc, kept, self._order())
         if built is _MISSING:
-            return dumps(self.digest(), self.key_sep)
-        return dumps(built, self.key_sep)
+            return dumps(self.digest(), self.seps)
+        return dumps(built, self.seps)
 
     def _order(self) -> dict[tuple, int]:
         if not hasattr(self, "_index"):
@@ -215,6 +237,19 @@ class JsonDoc:
         if isinstance(d, list):
             return [f"{MARK} {len(d)} items"]
         return d
+
+
+def notable(path: tuple, value: Any) -> bool:
+    """A field that reports something went differently: an HTTP status of 300 or more under
+    ``status``/``code``, an error, an exception."""
+    key = str(path[-1]).lower() if path else ""
+    if key in ("status", "code", "status_code", "statuscode") and isinstance(value, (int, str)):
+        try:
+            return int(value) >= 300
+        except ValueError:
+            pass
+    return isinstance(value, str) and len(value) < 400 and bool(
+        ERROR_WORD_RE.search(value) or EXC_NAME_RE.search(value))
 
 
 def fill_order(doc: JsonDoc) -> list[int]:

@@ -55,11 +55,15 @@ TEST_RUN_RE = re.compile(r"^=+ (test session starts|FAILURES|ERRORS) =+$|^--- FA
 
 
 def detect(text: str) -> str:
-    """``json``, ``code``, ``log`` or ``prose`` (see the module docstring)."""
+    """``json`` (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a
+    fragment of it: a digest of its own lines), ``code``, ``log`` or ``prose`` (see the module
+    docstring)."""
     s = text.lstrip()
     if s[:1] in "{[" and _parses(s):
-        return "json"
+        return "json" if s.count("\n") < 3 else "json_lines"
     lines = [ln for ln in text.splitlines() if ln.strip()]
+    if jsonish(lines):
+        return "json_lines"
     if not lines:
         return "log"
     step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
@@ -152,8 +156,22 @@ SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?))\b.*=+$|^(FAILED|
                         r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)")
 
 
+# an HTTP exchange's status: an access log's request line and status, a recorded API
+# response's "status": 404 / "code": 301
+ACCESS_RE = re.compile(r'"(?:GET|POST|PUT|DELETE|HEAD|PATCH|OPTIONS|CONNECT|TRACE) [^"]*" (\d{3})\b')
+STATUS_FIELD_RE = re.compile(r'"(?:status|status_?code|statusCode|code)"\s*:\s*"?(\d{3})\b', re.I)
+
+
+def http_status(line: str) -> int:
+    """The HTTP status a line reports (an access log entry, a recorded response), else 0."""
+    m = ACCESS_RE.search(line) or STATUS_FIELD_RE.search(line)
+    return int(m.group(1)) if m else 0
+
+
 def is_error(line: str) -> bool:
     head = line[:200]
+    if http_status(line) >= 400:
+        return True
     return bool(ERROR_LEVEL_RE.search(head) or EXC_NAME_RE.search(head)
                 or PYTEST_E_RE.match(line) or TRACEBACK_RE.match(line)
                 or SUMMARY_RE.match(line.strip()) or ERROR_WORD_RE.search(head))
@@ -242,6 +260,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.25
         if SUMMARY_RE.match(ln.strip()):
             v += 1.5
+        if 300 <= http_status(ln) < 400:  # a redirect: worth more than a plain 200
+            v += 0.6
         if i in tail:  # how it ended
             v += 0.8
         if u.similar and not final[i]:
@@ -345,6 +365,74 @@ def code_units(lines: list[str], rel: list[float]) -> list[Unit]:
         u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r else 0.0)
         u.critical = r > 0 and sig
         u.outline = sig
+    return units
+
+
+# -- pretty-printed JSON (and fragments of it) --------------------------------------------------
+
+JSON_LINE_RE = re.compile(r'^\s*("(?:[^"\\]|\\.)*"\s*:|[\]\[{}](,)?\s*$|"(?:[^"\\]|\\.)*",?\s*$|'
+                          r'-?\d[\d.eE+-]*,?\s*$|(true|false|null),?\s*$)')
+JSON_KEY_RE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"\s*:')
+ID_KEYS = frozenset(("id", "uid", "uuid", "name", "key", "number", "title", "slug", "login", "sha",
+                     "ref", "kind", "type", "state", "status", "phase", "code", "path", "url",
+                     "method", "object"))
+MAX_ID_SIBLINGS = 4
+RECORD_MATCH = 0.3  # an object's best field relevance (0..1) that makes its other fields count
+
+
+def jsonish(lines: list[str]) -> bool:
+    """Most lines look like pretty-printed JSON (keys, brackets, values)."""
+    body = [ln for ln in lines if ln.strip()]
+    step = max(1, len(body) // 2000)
+    sample = body[::step]
+    return bool(sample) and sum(bool(JSON_LINE_RE.match(ln)) for ln in sample) >= 0.8 * len(sample)
+
+
+def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
+    """Pretty-printed JSON kept as its own lines (a digest with the omissions marked; the
+    facts read as the input wrote them): a kept line brings the lines that open the objects and
+    arrays around it and the identifying fields of its object (``id``, ``name``, ``status``,
+    ...); the fields of an object with a matching field come before other objects' fields;
+    identifying fields fill what is left (which objects there are)."""
+    units = code_units(lines, rel)
+    n = len(lines)
+    ind = [_indent(ln) for ln in lines]
+    children: dict[int, list[int]] = {}
+    parent = [-1] * n
+    stack: list[int] = []
+    for i in range(n):
+        if ind[i] < 0:
+            continue
+        while stack and ind[stack[-1]] >= ind[i]:
+            stack.pop()
+        parent[i] = stack[-1] if stack else -1
+        children.setdefault(parent[i], []).append(i)
+        stack.append(i)
+    id_lines: dict[int, list[int]] = {}
+    best: dict[int, float] = {}
+    for p, kids in children.items():
+        ids = []
+        for k in kids:
+            m = JSON_KEY_RE.match(lines[k])
+            if m and m.group(1).lower() in ID_KEYS and not lines[k].rstrip().endswith(("{", "[")):
+                ids.append(k)
+        id_lines[p] = ids[:MAX_ID_SIBLINGS]
+        best[p] = max(rel[k] for k in kids)
+    for i, u in enumerate(units):
+        if ind[i] < 0:
+            continue
+        p = parent[i]
+        mine = [k for k in id_lines.get(p, []) if k != i]
+        u.deps = list(dict.fromkeys(u.deps + mine))
+        r = rel[i]
+        b = best.get(p, 0.0)
+        u.value = 2.0 * r + (0.6 * b * (1.0 if r == 0 else 0.5) if b >= RECORD_MATCH else 0.0)
+        status = http_status(lines[i])
+        if status >= 300 or ERROR_WORD_RE.search(lines[i]) or EXC_NAME_RE.search(lines[i]):
+            u.value += 1.0 if status >= 400 or not status else 0.7
+        u.critical = r > 0.5
+        u.outline = i in id_lines.get(p, ())
+        u.filler = u.outline
     return units
 
 

@@ -82,12 +82,14 @@ class BM25:
         df = self.df.get(term, 0)
         return math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
 
-    def scores(self, query: Iterable[str]) -> list[float]:
-        q = [t for t in dict.fromkeys(query) if t in self.df]
+    def scores(self, query: Iterable[str] | dict[str, float]) -> list[float]:
+        """Per document; ``query`` as terms, or terms with weights (:func:`query_weights`)."""
+        weights = query if isinstance(query, dict) else dict.fromkeys(query, 1.0)
+        q = [t for t in weights if t in self.df]
         out = [0.0] * self.n
         if not q or not self.avgdl:
             return out
-        idf = {t: self.idf(t) for t in q}
+        idf = {t: self.idf(t) * weights[t] for t in q}
         k1, b, avg = self.k1, self.b, self.avgdl
         for i, tf in enumerate(self.tfs):
             s = 0.0
@@ -100,14 +102,35 @@ class BM25:
         return out
 
 
+NOISE = 0.15  # scaled scores below this are matches on common parts only ("ord" of ord-47110)
+PART_WEIGHT = 0.5  # a part of a compound identifier of the query, against the identifier whole
+
+
+def query_weights(query: str) -> dict[str, float]:
+    """The query's terms with weights: 1 for words and whole identifiers, :data:`PART_WEIGHT`
+    for the parts of a compound identifier (``ord-47110`` asks for that order, and only a
+    little for anything "ord")."""
+    out: dict[str, float] = {}
+    for w in _WORD.findall(query):
+        ts = _terms_of_word(w)
+        compound = len(ts) > 1 and ts[-1] == w.lower()
+        for t in ts:
+            weight = 1.0 if not compound or t == w.lower() else PART_WEIGHT
+            out[t] = max(out.get(t, 0.0), weight)
+    return out
+
+
 def scores(units: Sequence[str], query: str) -> list[float]:
-    """BM25 of ``query`` against each text of ``units``, scaled to 0..1 by the best."""
-    q = terms(query)
+    """BM25 of ``query`` against each text of ``units``, scaled to 0..1 by the best; below
+    :data:`NOISE` counted as 0 (a unit sharing only a frequent part of the query's terms)."""
+    q = query_weights(query)
     if not q:
         return [0.0] * len(units)
     raw = BM25([terms(u) for u in units]).scores(q)
     top = max(raw, default=0.0)
-    return [r / top for r in raw] if top > 0 else raw
+    if top <= 0:
+        return raw
+    return [r / top if r / top >= NOISE else 0.0 for r in raw]
 
 
-__all__ = ["BM25", "scores", "stem", "terms"]
+__all__ = ["BM25", "query_weights", "scores", "stem", "terms"]
