@@ -159,8 +159,11 @@ class ContextCompressor:
             rel = relevance([u.text for u in units], query)
         else:
             rel = relevance(lines, query)
-            units = {"code": content.code_units, "json_lines": content.json_line_units}.get(
-                kind, content.log_units)(lines, rel)
+            if kind == "code":
+                units = content.code_units(lines, rel, query)
+            else:
+                units = (content.json_line_units if kind == "json_lines"
+                         else content.log_units)(lines, rel)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
 

@@ -72,9 +72,7 @@ def detect(text: str) -> str:
     logish = sum(bool(TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
                       or TEST_RE.match(ln.strip())) for ln in sample)
     codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
-    proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln)
-                        or (len(ln) > 60 and ln.count(" ") > 8 and re.search(r"[a-z]{3,}[.,;]", ln)
-                            and not CODE_END_RE.search(ln)))
+    proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln) or _wordy(ln))
                    for ln in sample)
     # records one per line (JSON lines, XML elements such as JUnit reports) and test runs are
     # read line by line whatever else they look like
@@ -88,6 +86,13 @@ def detect(text: str) -> str:
     if proseish >= 0.25 * n:
         return "prose"
     return "log"
+
+
+def _wordy(line: str) -> bool:
+    """A line of running text: six words or more, most of them plain words."""
+    words = line.split()
+    return (len(words) >= 6 and sum(w.strip(".,;:()`*'\"").isalpha() for w in words)
+            >= 0.6 * len(words) and not CODE_END_RE.search(line))
 
 
 def _parses(s: str) -> bool:
@@ -121,6 +126,7 @@ class Unit:
     filler: bool = True  # may fill the budget left over
     fold: int = 0  # length of a timestamp prefix that may be left out after a line of its form
     fold_key: str = ""  # that prefix's form (digits masked)
+    base: float = 0.0  # value before relevance (a strategy's own)
     outline: bool = False  # part of the text's outline (a signature, a heading): fill material
 
 
@@ -328,7 +334,7 @@ def _indent(ln: str) -> int:
     return len(ln) - len(ln.lstrip(" \t")) if ln.strip() else -1
 
 
-def code_units(lines: list[str], rel: list[float]) -> list[Unit]:
+def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     units = line_units(lines)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
@@ -365,7 +371,41 @@ def code_units(lines: list[str], rel: list[float]) -> list[Unit]:
         u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r else 0.0)
         u.critical = r > 0 and sig
         u.outline = sig
+    if query:  # a function that matches as a whole: its lines count, in order (whole blocks)
+        for block, b in _blocks(lines, ind, query):
+            for i in block:
+                units[i].value += BLOCK_WEIGHT * b
     return units
+
+
+BLOCK_WEIGHT = 0.8  # of a block's (function's, section's) relevance given to each of its lines
+
+
+def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int], float]]:
+    """The innermost signature blocks (a def and the lines indented under it) with their
+    BM25 relevance to ``query`` as wholes, those at :data:`RECORD_MATCH` or more."""
+    from agentflux.runtime.relevance import scores
+    n = len(lines)
+    spans = []
+    for i in range(n):
+        if ind[i] >= 0 and SIGNATURE_RE.match(lines[i]):
+            j = i + 1
+            while j < n and (ind[j] < 0 or ind[j] > ind[i] or lines[j].strip() in ("}", ");")):
+                j += 1
+            spans.append(range(i, j))
+    if not spans:
+        return []
+    rel = scores(["\n".join(lines[r.start:r.stop]) for r in spans], query)
+    # innermost: a line takes the last (deepest) span that holds it
+    owner = [-1] * n
+    for k, r in enumerate(spans):
+        for i in r:
+            owner[i] = k
+    out: dict[int, list[int]] = {}
+    for i, k in enumerate(owner):
+        if k >= 0 and rel[k] >= RECORD_MATCH:
+            out.setdefault(k, []).append(i)
+    return [(v, rel[k]) for k, v in out.items()]
 
 
 # -- pretty-printed JSON (and fragments of it) --------------------------------------------------
@@ -441,6 +481,8 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
 LONG_LINE = 240  # characters: longer prose lines are split into sentences
+SMALL_BLOCK = 30  # lines: a fenced block this small is kept whole or not at all
+EXAMPLE_VALUE = 0.05  # what a small fenced example is worth with no match at all
 
 
 def prose_units(lines: list[str], rel_of) -> list[Unit]:
@@ -482,8 +524,11 @@ def prose_units(lines: list[str], rel_of) -> list[Unit]:
             if fence_open < 0:
                 fence_open, fence_units = k, []
             else:
-                for f in fence_units:  # a fenced line brings both fences
-                    units[f].deps += [fence_open, k]
+                whole = len(fence_units) <= SMALL_BLOCK
+                for f in fence_units:  # a fenced line brings both fences (a small block: all)
+                    units[f].deps += [fence_open, k] + (fence_units if whole else [])
+                if whole and fence_units:  # an example is worth keeping when there is room
+                    units[fence_units[0]].base = EXAMPLE_VALUE
                 fence_open = -1
             i += 1
             continue
@@ -500,9 +545,22 @@ def prose_units(lines: list[str], rel_of) -> list[Unit]:
                 fence_units.append(k)
         i += 1
     rel = rel_of([u.text for u in units])
+    # a section that matches as a whole (its heading and text): its sentences count too
+    sections: dict[int, list[int]] = {}
+    for k, h in enumerate(heading_of):
+        if h >= 0:
+            sections.setdefault(h, []).append(k)
+    heads = sorted(sections)
+    srel = rel_of(["\n".join([units[h].text] + [units[k].text for k in sections[h]])
+                   for h in heads]) if heads else []
+    section_rel = {h: r for h, r in zip(heads, srel)}
     for k, u in enumerate(units):
         if not u.text.strip():
             continue
+        h = heading_of[k] if k < len(heading_of) else -1
+        b = section_rel.get(h, 0.0)
+        if b >= RECORD_MATCH:
+            u.value += BLOCK_WEIGHT * b
         r = rel[k]
         if k in heading_chain:
             u.deps = list(heading_chain[k])
@@ -512,7 +570,7 @@ def prose_units(lines: list[str], rel_of) -> list[Unit]:
         h = heading_of[k]
         if h >= 0:
             u.deps = u.deps + [h] + heading_chain.get(h, [])
-        u.value = 2.0 * r + (0.1 if r and re.search(r"\d|`", u.text) else 0.0)
+        u.value += u.base + 2.0 * r + (0.1 if r and re.search(r"\d|`", u.text) else 0.0)
     return units
 
 
