@@ -234,7 +234,10 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
         # estimated sizes leave out markers and syntax: scale the overflow to the estimates
         estimate = sum(sizes[k] for k in kept) or 1
         over = (tokens - budget) * estimate / tokens
-        removable = sorted((k for k in kept if k not in floor), key=lambda k: (units[k].value, -k))
+        # what a kept unit brought along goes only with it
+        required = {d for k in kept for d in units[k].deps if d != k}
+        removable = sorted((k for k in kept if k not in floor and k not in required),
+                           key=lambda k: (units[k].value, -k))
         if not removable:
             break
         freed = 0

