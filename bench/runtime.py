@@ -64,31 +64,38 @@ def bench_routing() -> dict:
 
 
 def bench_compression(console=None) -> dict:
-    """The compressor on the real evaluation set (:mod:`agentflux.bench.compression`), with
+    """The compressor on the real evaluation sets (:mod:`agentflux.bench.compression`: the
+    development set, ``compression_*``, and the held-out one, ``compression_holdout_*``), with
     head-and-tail truncation to the same size as the baseline; the project's own synthetic
-    corpus alongside (``compression_own_corpus_*``) for continuity."""
+    corpus alongside (``compression_own_corpus_ratio``) for continuity."""
     from agentflux.bench import compression
     from agentflux.bench.corpus import corpus
     from agentflux.runtime.compress import ContextCompressor
 
-    docs = len(compression.load())
-    if console is not None:
-        from rich.progress import Progress
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("compressing the evaluation set",
-                                total=docs * len(compression.TARGETS))
-            real = compression.evaluate(progress=lambda: bar.advance(task))
-    else:
-        real = compression.evaluate()
-    out: dict = {"compression_documents": real["documents"], "compression_kinds": real["kinds"],
-                 "compression_facts": real["facts"]}
-    for target, figs in real["targets"].items():
-        for who in ("compressor", "head_and_tail"):
-            for k, v in figs[who].items():
-                out[f"compression_{target}_{who}_{k}"] = v
-        out[f"compression_{target}_missing"] = {d["id"]: d["missing"] for d in figs["documents"]
-                                                if d["missing"]}
-    out["compression_targets_met"] = compression.targets_met(real)
+    sets = [("", compression.DATA)]
+    if (compression.HOLDOUT / "manifest.json").exists():
+        sets.append(("holdout_", compression.HOLDOUT))
+    out: dict = {}
+    for prefix, root in sets:
+        docs = len(compression.load(root))
+        if console is not None:
+            from rich.progress import Progress
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task(f"compressing the {prefix or 'development '}set",
+                                    total=docs * len(compression.TARGETS))
+                real = compression.evaluate(root=root, progress=lambda: bar.advance(task))
+        else:
+            real = compression.evaluate(root=root)
+        out[f"compression_{prefix}documents"] = real["documents"]
+        out[f"compression_{prefix}kinds"] = real["kinds"]
+        out[f"compression_{prefix}facts"] = real["facts"]
+        for target, figs in real["targets"].items():
+            for who in ("compressor", "head_and_tail"):
+                for k, v in figs[who].items():
+                    out[f"compression_{prefix}{target}_{who}_{k}"] = v
+            out[f"compression_{prefix}{target}_missing"] = {
+                d["id"]: d["missing"] for d in figs["documents"] if d["missing"]}
+        out[f"compression_{prefix}targets_met"] = compression.targets_met(real)
     c = ContextCompressor()
     own = [c.compress(s.text, s.query) for s in corpus(seed=3, per_kind=5)]
     out["compression_own_corpus_ratio"] = round(statistics.median(r.ratio for r in own), 2)
