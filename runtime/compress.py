@@ -215,10 +215,20 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
             if units[k].critical:
                 take(k, math.inf)
     order = sorted((k for k in range(n) if units[k].value > 0), key=lambda k: -units[k].value)
-    for k in order:
-        if used >= budget * GREEDY_SHARE:
+
+    def cost(k: int) -> int:
+        return sizes[k] + sum(sizes[d] for d in set(units[k].deps) if d not in kept and d != k
+                              and 0 <= d < n)
+
+    # value per sqrt(tokens, with what a unit brings along): the budgeted selection's rule
+    # (value per cost) softened so that a long line that matters still beats short ones that
+    # matter little; costs are read when the units are ranked (deps kept later are free)
+    ranked = sorted(order, key=lambda k: -units[k].value / math.sqrt(cost(k)))
+    limit = budget * GREEDY_SHARE
+    for k in ranked:
+        if used >= limit:
             break
-        take(k, budget * GREEDY_SHARE)
+        take(k, limit)
     fill_limit = min(budget * GREEDY_SHARE, used + budget * FILL_SHARE)
     for k in (fill(kept) if callable(fill) else fill):
         if used >= fill_limit:
