@@ -304,7 +304,8 @@ def templates(lines: list[str]) -> list[int]:
         if not ln.strip():
             continue
         toks = _TOKEN_RE.findall(TEMPLATE_RE.sub("#", ln))
-        key = (len(toks), toks[0] if toks else "")
+        status = http_status(ln)  # requests that failed do not repeat the ones that did not
+        key = (len(toks), toks[0] if toks else "", status // 100)
         cands = groups.setdefault(key, [])
         for first, rep in cands:
             same = sum(a == b for a, b in zip(rep, toks))

@@ -7,7 +7,8 @@ Each part is lower-cased and stemmed with the Snowball English stemmer (``proces
 ``processed`` -> process, ``workflows`` -> workflow); a compound identifier also counts whole
 (``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
 sharing its parts. English stop words and one-letter parts are dropped; numbers are kept
-(status codes, exit codes, line numbers).
+(status codes, exit codes, line numbers); a three-digit number from 100 to 599 also counts as its
+HTTP status class (``404`` is ``4xx`` too, so a query for "5xx" finds a 503).
 
 Scoring. Okapi BM25 (k1 = 1.2, b = 0.75; Robertson and Zaragoza, "The Probabilistic Relevance
 Framework: BM25 and Beyond", 2009) with each unit of a document (a line, a sentence, a JSON
@@ -46,6 +47,11 @@ def stem(word: str) -> str:
 def _terms_of_word(word: str) -> tuple[str, ...]:
     out = _word_terms.get(word)
     if out is not None:
+        return out
+    if len(word) == 3 and word[0] in "12345" and (word[1:].isdigit() or word[1:].lower() == "xx"):
+        # an HTTP status and its class: "404" is also "4xx", and a query's "5xx" finds 503
+        out = (word.lower(), f"{word[0]}xx") if word[1:].isdigit() else (word.lower(),)
+        _word_terms[word] = out
         return out
     parts = [p.lower() for p in _PART.findall(word)]
     terms = [stem(p) for p in parts if (len(p) > 1 or p.isdigit()) and p not in STOP]
