@@ -199,15 +199,23 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     kept: set[int] = set()
     used = 0
 
+    def needs(k: int) -> set[int]:
+        """What keeping ``k`` adds: itself and what it brings along not kept yet."""
+        return {k} | {d for d in units[k].deps if d not in kept and 0 <= d < n}
+
+    def cost(k: int) -> int:
+        return sum(sizes[d] for d in needs(k))
+
     def take(k: int, limit: float) -> bool:
         nonlocal used
-        need = [d for d in dict.fromkeys(units[k].deps) if d not in kept and 0 <= d < n]
-        cost = sizes[k] + sum(sizes[d] for d in need)
-        if k in kept or used + cost > limit:
+        if k in kept:
             return False
-        kept.add(k)
-        kept.update(need)
-        used += cost
+        add = needs(k)
+        c = sum(sizes[d] for d in add)
+        if used + c > limit:
+            return False
+        kept.update(add)
+        used += c
         return True
 
     if hard_floor:
@@ -215,10 +223,6 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
             if units[k].critical:
                 take(k, math.inf)
     order = sorted((k for k in range(n) if units[k].value > 0), key=lambda k: -units[k].value)
-
-    def cost(k: int) -> int:
-        return sizes[k] + sum(sizes[d] for d in set(units[k].deps) if d not in kept and d != k
-                              and 0 <= d < n)
 
     # value per sqrt(tokens, with what a unit brings along): the budgeted selection's rule
     # (value per cost) softened so that a long line that matters still beats short ones that
