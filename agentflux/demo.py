@@ -34,6 +34,7 @@ class _SoFar:
     acked: int = 0
     log: Path | None = None
     alerts: list | None = None  # the alert messages read from the alerts topic, if any
+    pools: dict | None = None  # the demo's pool manager: what it applied, its pools at the end
     spans: dict | None = None  # with OTLP: spans exported / dropped before the worker stopped
 
 
@@ -57,6 +58,17 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
     base = Settings.from_env(history_path=str(root), window_s=2.0, grace_s=1.0,
                              app_id=f"agentflux-demo-{run}",
                              topics=Topics.with_prefix(f"agentflux-demo-{run}"))
+    if not base.command_keys:  # the loop's commands are signed: a key for this run
+        import secrets
+
+        from agentflux.config import SecretStr
+        base = base.replace(command_keys=SecretStr(secrets.token_hex(16)))
+    policy_file = None
+    if not base.autoscaler_policy:  # targets within the demo pool manager's bounds
+        policy_file = Path(base.state_dir) / f"demo-autoscaler-{run}.yaml"
+        policy_file.parent.mkdir(parents=True, exist_ok=True)
+        policy_file.write_text(f"autoscaler:\n  max_size: {DemoPoolManager.MAX_SIZE}\n")
+        base = base.replace(autoscaler_policy=str(policy_file))
     if root.is_dir() and any(root.iterdir()):  # before anything is written, logs included
         _prepare_root(root)
     from agentflux.cli import synthetic_config
@@ -79,6 +91,7 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
                 return 130
             raise
         code = _summary(console, root, st, elapsed, agentflux_command())
+        _print_pools(console, so_far.pools)
         _print_alerts(console, so_far.alerts, bool(incidents))
         if so_far.spans is not None:
             _print_traces(console, so_far.spans, jaeger)
@@ -90,6 +103,8 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
                 pass
         return code
     finally:
+        if policy_file is not None:
+            policy_file.unlink(missing_ok=True)
         if jaeger is not None:
             jaeger.close()
             import shutil
@@ -184,8 +199,12 @@ def _run(base: Settings, sim_config, console, so_far: _SoFar, signals,
         log = so_far.log
         worker = WorkerProcess.with_free_ports(settings, log_path=log, extra_env=env or {},
                                                stop_timeout_s=WORKER_STOP_TIMEOUT_S).start()
+        manager = DemoPoolManager(settings, list(sim_config.philosophies)).start()
         try:
             console.print(f"worker pid {worker.pid}, metrics {worker.metrics_url}, log {log}",
+                          soft_wrap=True)
+            console.print(f"pool manager for {', '.join(sim_config.philosophies)} (containers: "
+                          "local processes; the worker's signed commands size them)",
                           soft_wrap=True)
             sim = SyntheticRuntime(sim_config)
             from agentflux.cli import _incidents_line
@@ -229,8 +248,79 @@ def _run(base: Settings, sim_config, console, so_far: _SoFar, signals,
                 so_far.spans = {k: m.get(f'agentflux_otlp_spans_total{{outcome="{k}"}}', 0.0)
                                 for k in ("exported", "dropped")}
         finally:
+            so_far.pools = manager.stop()  # before the worker and the broker
             worker.stop(3.0 if interrupted() else 30.0)  # then the broker (leaving broker_for)
     return st, elapsed
+
+
+class DemoPoolManager:
+    """A :class:`~agentflux.runtime.poolmanager.PoolManager` on a thread of its own for the
+    demo: it consumes the worker's signed commands for the simulated pools and applies them to
+    a :class:`~agentflux.runtime.pool.ContainerPool` of local processes (``cat``: a container
+    engine is not needed to watch the loop close); :meth:`stop` drains the pool and returns
+    what it applied."""
+
+    MAX_SIZE = 10  # per pool: the demo keeps its processes few
+
+    def __init__(self, settings: Settings, pools: list[str]):
+        self.settings, self.pools = settings, pools
+        self._thread = None
+        self._loop = None
+        self._stop = None
+        self._ready = None
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> "DemoPoolManager":
+        import asyncio
+        import threading
+        self._ready = threading.Event()
+
+        def main() -> None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self._serve())
+            except BaseException as exc:  # reported in the summary, never a crash of the demo
+                self.error = exc
+            finally:
+                self._ready.set()
+                self._loop.close()
+
+        self._thread = threading.Thread(target=main, name="demo-pool-manager", daemon=True)
+        self._thread.start()
+        self._ready.wait(60)
+        return self
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        from agentflux.runtime.pool import ContainerPool, ProcessBackend
+        from agentflux.runtime.poolmanager import PoolManager
+        run = self.settings.app_id
+        pool = ContainerPool(pool_size=0, backend=ProcessBackend(["cat"]))
+        m = PoolManager(self.settings, pool, pools=self.pools, min_size=0,
+                        max_size=self.MAX_SIZE, name=run, report_every_s=2.0,
+                        state_file=Path(self.settings.state_dir) / "pool-manager" / f"{run}.json")
+        self._stop = asyncio.Event()
+        try:
+            await m.start()
+            self._ready.set()
+            await m.run_until(self._stop)
+        finally:
+            self.result = m.summary()
+            await m.stop()
+            await pool.drain()
+            m.state_file.unlink(missing_ok=True)  # a demo's pools do not outlive it
+
+    def stop(self) -> dict:
+        """Stop consuming, remove the processes; what was applied (or ``{"error": ...}``)."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+        if self.error is not None:
+            return {"error": f"{type(self.error).__name__}: {self.error}"}
+        return self.result or {}
 
 
 def _interrupted(console, root: Path, so_far: _SoFar) -> None:
@@ -311,6 +401,23 @@ def _closed_loop_figures(con) -> str:
     sent = any(x[3] for x in cmds)
     return (f"closed loop: CPU recommendations (p90 + margin) {p}; pool targets {c}"
             + ("" if sent or not cmds else " (landed, not sent: no AGENTFLUX_COMMAND_KEYS)"))
+
+
+def _print_pools(console, pools: dict | None) -> None:
+    """What the demo's pool manager did with the worker's commands."""
+    if not pools:
+        return
+    if "error" in pools:
+        console.print(f"pool manager: stopped with {pools['error']}", soft_wrap=True,
+                      markup=False)
+        return
+    sizes = ", ".join(f"{p} {s['available']} warm (target {s['target']})"
+                      for p, s in sorted(pools.get("pools", {}).items()) if s["generation"])
+    rejected = sum(pools.get("rejected", {}).values())
+    console.print(f"pool manager: applied {pools.get('applied', 0)} signed commands "
+                  f"({pools.get('duplicate', 0)} duplicates, {rejected} rejected); "
+                  f"pools at the end: {sizes or 'no command applied yet'}", soft_wrap=True,
+                  markup=False)
 
 
 def _shown(path: Path) -> str:

@@ -52,16 +52,18 @@ MAX_STARTING = 3  # replacement creations at once (podman here: 2-3 saturate its
 
 
 class ProcessBackend:
-    """A "container" is a child process (``python -c`` waiting on stdin); no engine needed."""
+    """A "container" is a child process waiting on its stdin (``command``: ``python -c`` by
+    default, ``["cat"]`` is lighter); no engine needed. Destroying one closes its stdin."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
         self._procs: dict[str, subprocess.Popen] = {}
+        self.command = command or [sys.executable, "-c", "import sys; sys.stdin.read()"]
         self.created = self.destroyed = 0
 
     async def create(self, philosophy: str) -> str:
         self.created += 1
         proc = await asyncio.to_thread(
-            subprocess.Popen, [sys.executable, "-c", "import sys; sys.stdin.read()"],
+            subprocess.Popen, self.command,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cid = f"proc-{philosophy}-{proc.pid}"
         self._procs[cid] = proc

@@ -19,6 +19,13 @@ def test_demo_runs_end_to_end_and_leaves_a_history(kafka_bootstrap, tmp_path):
     out = proc.stdout
     assert "landed 8,000" in out and "dead letters 0" in out and "events/s" in out
     assert "llm.call" in out and "tool.call" in out
+    # the loop closed: the worker's signed commands applied by the demo's pool manager
+    import re
+    applied = re.search(r"pool manager: applied (\d+) signed commands \((\d+) duplicates, "
+                        r"(\d+) rejected\)", out.replace("\n", ""))
+    assert applied, out[-2000:]
+    assert int(applied.group(1)) >= 1 and applied.group(3) == "0"
+    assert "warm (target" in out.replace("\n", "")
     assert f"agentflux sql --history {root}" in out.replace("\n", "")
     # the worker's log is in the state directory (the demo says where), nothing in /tmp
     logs = list((tmp_path / "home" / "logs").glob("demo-worker-*.log"))
