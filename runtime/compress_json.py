@@ -22,10 +22,9 @@ from collections import Counter
 from typing import Any
 
 from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, Unit
+from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import BM25, terms
 
-ID_KEYS = ("id", "uid", "uuid", "name", "key", "number", "title", "slug", "login", "sha",
-           "ref", "kind", "type", "state", "status", "phase", "code", "path", "url")
 MAX_IDS = 4  # identifying fields per object
 LONG_STRING = 400  # characters: longer strings are cut to what matches
 LONG_STRING_KEPT = 900  # characters of a long string's matching pieces kept at most

@@ -1,9 +1,10 @@
 """What a tool output is, and its units: the compressor's content-aware strategies.
 
-:func:`detect` names the kind of a text: ``json`` (it parses), ``code`` (source), ``log`` (log
-lines and test reports: timestamps, levels, tracebacks, test outcomes) or ``prose`` (docs,
-Markdown, reStructuredText), by counting line shapes; whatever is unclear is treated as ``log``
-(line by line, the general case).
+:func:`detect` names the kind of a text by counting line shapes: ``json`` (it parses, on one
+line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``code`` (source), ``log``
+(log lines, test reports, access logs, records one per line: timestamps, levels, tracebacks,
+test outcomes) or ``prose`` (docs, Markdown, reStructuredText); whatever is unclear is treated
+as ``log`` (line by line, the general case).
 
 Each line strategy turns the text into :class:`Unit` s (a line, or a sentence of a long prose
 line) with a *value* (the query's relevance plus what the kind says matters) and *dependencies*
@@ -12,16 +13,22 @@ budget:
 
 * ``log``: an error line is recognised whatever its prefix (a logger's timestamp and task, a
   test runner's ``E   ``) by its level or exception name (``NameError``,
-  ``StreamIDTooLowError``: any CamelCase ``...Error``/``...Exception``); the final exception of
-  each traceback (Python's last line after the frames, Java's and Go's first) ranks highest;
-  the first and last lines of each error block next; frames and paths are kept when there is
-  room; lines repeating a template (numbers, ids and times changed) count once.
+  ``StreamIDTooLowError``: any CamelCase ``...Error``/``...Exception``), an access log's line
+  by its 4xx/5xx status; the final exception of each traceback (Python's last line after the
+  frames, Java's and Go's first) ranks highest; the first and last lines of each error block
+  next; frames and paths are kept when there is room; lines repeating a template (Drain-style
+  groups, :func:`templates`) count once, the first and the last of a group kept; the last lines
+  say how it ended; an indented line brings the line it is under (a JUnit testcase); a
+  timestamp prefix may be folded (:attr:`Unit.fold`).
+* ``json_lines``: a kept line brings the lines opening its objects and its object's
+  identifying fields (``id``, ``name``, ``status``, ...); the fields of an object with a
+  matching field count more. (One-line JSON: :mod:`agentflux.runtime.compress_json`.)
 * ``code``: a kept line brings the chain of lines enclosing it (its ``def``/``class``/``func``
-  lines, by indentation) and, when it opens a branch, the branch's first lines; signatures
-  fill what is left as an outline.
+  lines, by indentation) and, when it opens a branch, the branch's first lines; a function that
+  matches as a whole lifts its lines; signatures fill what is left as an outline.
 * ``prose``: long lines are split into sentences; headings are anchors (a kept sentence brings
-  its section's heading chain); a fenced code block's lines bring its fences, so fences stay
-  balanced.
+  its section's heading chain); a section that matches as a whole lifts its sentences; a fenced
+  code block's lines bring its fences, so fences stay balanced, and a small block is kept whole.
 """
 
 from __future__ import annotations
@@ -414,9 +421,12 @@ def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int
 JSON_LINE_RE = re.compile(r'^\s*("(?:[^"\\]|\\.)*"\s*:|[\]\[{}](,)?\s*$|"(?:[^"\\]|\\.)*",?\s*$|'
                           r'-?\d[\d.eE+-]*,?\s*$|(true|false|null),?\s*$)')
 JSON_KEY_RE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"\s*:')
-ID_KEYS = frozenset(("id", "uid", "uuid", "name", "key", "number", "title", "slug", "login", "sha",
-                     "ref", "kind", "type", "state", "status", "phase", "code", "path", "url",
-                     "method", "object"))
+# fields that say which object a field belongs to, in the order one-line JSON prefers them
+# (agentflux.runtime.compress_json); pretty-printed lines also take a request's method and a
+# Stripe-style "object"
+ID_KEYS_ORDER = ("id", "uid", "uuid", "name", "key", "number", "title", "slug", "login", "sha",
+                 "ref", "kind", "type", "state", "status", "phase", "code", "path", "url")
+ID_KEYS = frozenset(ID_KEYS_ORDER) | {"method", "object"}
 MAX_ID_SIBLINGS = 4
 RECORD_MATCH = 0.3  # an object's best field relevance (0..1) that makes its other fields count
 
