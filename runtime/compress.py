@@ -279,6 +279,8 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
                 kept.update(before)
     if tokens > budget and not hard_floor:  # a last resort: cut at the budget's token, marked
         marker = "\n[... cut at the token budget ...]"
+        if count(marker) >= budget:  # a budget smaller than the marker: the text's first tokens
+            marker = ""
         ids = encoding(enc).encode_ordinary(text)
         room = max(0, budget - count(marker))
         text = encoding(enc).decode(ids[:room]) + marker

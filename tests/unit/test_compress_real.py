@@ -134,3 +134,25 @@ def test_bm25_ranks_the_line_that_answers_above_ones_sharing_a_common_word():
              "ERROR workflows failed: NameError in processing step", "INFO all done"]
     s = scores(lines, "why did the workflow fail while processing")
     assert s.index(max(s)) == 2
+
+
+ODD = {
+    "one long line": "x" * 200_000,
+    "minified code": "function a(b){return b+1};" * 8000,
+    "CRLF log": "ERROR boom\r\n" * 3000 + "INFO ok\r\n" * 3000,
+    "a JSON string": json.dumps("s" * 50_000),
+    "a JSON list of numbers": json.dumps(list(range(20_000))),
+    "deeply nested JSON": "[" * 500 + "1" + "]" * 500,
+    "JSON with a 40-digit integer": '{"a": ' + "9" * 40 + ', "b": "' + "y" * 30_000 + '"}',
+    "NUL bytes": "a\x00b\n" * 20_000,
+    "an unclosed fence": "```python\n" + "x = 1\n" * 10_000,
+    "lines that look like our markers": "[... 3 lines omitted ...]\n" * 5000,
+    "a fragment of pretty JSON": '    "a": 1,\n' * 10_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+@pytest.mark.parametrize("target", [2000, 50, 1])
+def test_odd_inputs_never_crash_and_keep_the_budget(name, target):
+    r = C.compress(ODD[name], "why did x fail with a 5xx error", target)
+    assert r.tokens_after <= target and C.count(r.text) <= target
