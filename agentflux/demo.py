@@ -63,12 +63,6 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
 
         from agentflux.config import SecretStr
         base = base.replace(command_keys=SecretStr(secrets.token_hex(16)))
-    policy_file = None
-    if not base.autoscaler_policy:  # targets within the demo pool manager's bounds
-        policy_file = Path(base.state_dir) / f"demo-autoscaler-{run}.yaml"
-        policy_file.parent.mkdir(parents=True, exist_ok=True)
-        policy_file.write_text(f"autoscaler:\n  max_size: {DemoPoolManager.MAX_SIZE}\n")
-        base = base.replace(autoscaler_policy=str(policy_file))
     if root.is_dir() and any(root.iterdir()):  # before anything is written, logs included
         _prepare_root(root)
     from agentflux.cli import synthetic_config
@@ -76,7 +70,13 @@ def run_demo(events: int, history: str, agents: int, seed: int, console,
     so_far = _SoFar(started=time.monotonic(), log=_worker_log(base.log_dir, run))
     # (before the history root is made: a Jaeger that cannot start leaves nothing behind)
     jaeger = _start_jaeger(base, run, console) if otlp else None
+    policy_file = None
     try:
+        if not base.autoscaler_policy:  # targets within the demo pool manager's bounds
+            # (in the state directory, known writable since the worker's log found its place)
+            policy_file = Path(base.state_dir) / f"demo-autoscaler-{run}.yaml"
+            policy_file.write_text(f"autoscaler:\n  max_size: {DemoPoolManager.MAX_SIZE}\n")
+            base = base.replace(autoscaler_policy=str(policy_file))
         created = _prepare_root(root)
         env = {} if jaeger is None else {
             "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_grpc, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
