@@ -838,6 +838,16 @@ def _count_rows(con, query: str) -> int | None:
         return None
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from agentflux.status import main as status_main
+    if args.json and not args.once:
+        raise ConfigError("--json prints one snapshot: add --once (the live view is for a "
+                          "terminal)")
+    settings = Settings.from_env(metrics_port=args.metrics_port)
+    return status_main(settings, args.metrics_url, args.once, args.json, args.interval,
+                       _console())
+
+
 def cmd_whatif(args: argparse.Namespace) -> int:
     """The autoscaler and predictor replayed offline over a recorded history with a policy (and
     another, side by side): the benchmark's figures, before deploying it."""
@@ -1022,6 +1032,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "anyway, e.g. when the broker is unreachable; nothing is lost: the "
                         "history resumes after its landed segments")
     p.set_defaults(fn=cmd_worker)
+    p = command("status", "what a running worker is doing: lag, rates, alerts, pools",
+                "A live view of a running worker: consumer lag per partition, records and "
+                "events per second, dead letters, open windows, alerts firing, pool targets and "
+                "the last predictions, from its /metrics and the topics it writes.")
+    p.add_argument("--metrics-port", type=int, help="the worker's Prometheus port (env "
+                   "AGENTFLUX_METRICS_PORT; default 9464)")
+    p.add_argument("--metrics-url", help="the worker's /metrics URL (instead of the port)")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between the two scrapes a snapshot's rates come from, and "
+                        "between refreshes of the live view")
+    p.add_argument("--once", action="store_true", help="one snapshot, then exit")
+    p.add_argument("--json", action="store_true", help="with --once: one JSON object")
+    p.set_defaults(fn=cmd_status)
     p = command("pool-manager", "apply the autoscaler's pool commands to containers",
                 "Apply the autoscaler's signed pool commands (AGENTFLUX_COMMAND_KEYS) to warm "
                 "container pools through the Docker API; reports pool.state events. SIGTERM / "
