@@ -10,7 +10,7 @@ import pytest
 
 from agentflux.cli import build_parser, main
 
-ORDER = ["up", "demo", "simulate", "worker", "pool-manager", "sql", "history", "replay", "whatif",
+ORDER = ["up", "demo", "simulate", "worker", "status", "pool-manager", "sql", "history", "replay", "whatif",
          "down", "bench"]
 
 
