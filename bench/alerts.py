@@ -236,38 +236,8 @@ def meets_targets(result: Mapping[str, Any]) -> dict[str, bool]:
 
 async def _read_alerts(settings: Settings, timeout_s: float = 10.0) -> list[dict]:
     """Every message on the alerts topic, from its beginning to its end now."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        topic = settings.topics.alerts
-        await consumer.topics()  # fetches the cluster's metadata
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:  # metadata of a topic created since the client started
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[dict] = []
-        deadline = time.monotonic() + timeout_s
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-        while await behind():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: not at its end after {timeout_s:g} s")
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for records in batch.values():
-                out.extend(json.loads(r.value) for r in records if r.value)
-        return out
-    finally:
-        await consumer.stop()
+    from agentflux.status import read_topic
+    return [a for _, a in await read_topic(settings, settings.topics.alerts, timeout_s=timeout_s)]
 
 
 def _produce(settings: Settings, sim, end_ns: int) -> int:
