@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml native/Cargo.toml native/
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 EVENTS ?= 50000
 
-.PHONY: setup system venv jars jaeger demo test test-unit bench up down clean
+.PHONY: setup system venv jars jaeger demo test test-unit bench up down notebooks clean
 
 setup: system venv jars jaeger
 
@@ -46,6 +46,11 @@ test-unit: venv
 
 bench: setup
 	$(VENV)/bin/agentflux bench pipeline --json
+
+# JupyterLab and pandas for notebooks/ (then: .venv/bin/jupyter lab notebooks/)
+notebooks: venv
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[notebooks]'
+	@echo "open them with: $(VENV)/bin/jupyter lab notebooks/  (history: AGENTFLUX_HISTORY, default agentflux-demo-history from make demo)"
 
 up: setup
 	$(VENV)/bin/agentflux up

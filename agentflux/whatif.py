@@ -48,25 +48,9 @@ ORDER BY window_end, source_partition
 
 
 def connect_read_only(root: str):
-    """The history's DuckDB views without writing anything: :func:`agentflux.sinks.catalog.
-    connect` writes the catalog file of a local root that has none; this builds the same
-    in-memory views and leaves the root alone."""
-    import duckdb
-
-    from agentflux.sinks import catalog
-    from agentflux.sinks.history import History
-    history = History(root)
-    if not history.local:
-        return catalog.connect(root)  # (reads through pyarrow; writes nothing)
-    from pathlib import Path
-    if not (Path(history.base) / "events").is_dir():
-        raise FileNotFoundError(f"no history at {history.base}")
-    con = duckdb.connect()
-    con.create_function(catalog.SEGMENTS_FUNCTION,
-                        lambda table: catalog.visible_segments(history, table),
-                        ["VARCHAR"], "VARCHAR[]", side_effects=True)
-    con.execute(catalog.catalog_sql(history.base, listed=True))
-    return con
+    """The history's DuckDB views, writing nothing (:func:`agentflux.analysis.connect`)."""
+    from agentflux.analysis import connect
+    return connect(root)
 
 
 def load_policy(policy: str | AutoscalerPolicy | Mapping[str, Any] | None) -> AutoscalerPolicy:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages agentflux needs: a Java runtime and Maven (the local Apache Kafka), podman,
 # runc and busybox-static (a local Docker Engine API for the container pool), Prometheus and
-# promtool (the scrape, rule and freshness tests).
+# promtool (the scrape, rule and freshness tests), Chromium (the HTML report's rendering test).
 # Installs them with apt-get when running as root on Debian; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -12,6 +12,8 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# headless Chromium: the report's rendering test (and its screenshot in README.md)
+{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || missing+=(chromium)
 # Prometheus 2.x: the server and promtool (one Debian package gives both)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
