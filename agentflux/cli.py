@@ -870,6 +870,78 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The history of a period as one self-contained HTML file (or Markdown), with the trends
+    against the period before it."""
+    import datetime as dt
+
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from agentflux import analysis, report
+    root = Settings.from_env(history_path=args.history).history_path
+    if not args.days > 0 or args.days != args.days or args.days == float("inf"):
+        raise ConfigError(f"--days {args.days:g}: give a positive number of days (0.25 is six "
+                          "hours)")
+    end = None
+    if args.end:
+        try:
+            end = dt.datetime.fromisoformat(args.end)
+        except ValueError:
+            raise ConfigError(f"--end {args.end}: not an ISO 8601 time (e.g. 2026-11-27T06:00 "
+                              "or 2026-11-27T06:00+01:00; UTC if no zone)") from None
+    out = args.out or ("report.html" if args.format == "html" else "report.md")
+    if out != "-" and Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a directory: give a file's path, e.g. "
+                          f"{Path(out) / ('report.' + args.format)}")
+    try:
+        con = analysis.connect(root)
+    except FileNotFoundError as exc:
+        raise ConfigError(_not_a_history(root, exc)) from None
+    console = _console()
+    try:
+        steps = [k for k, _ in report.SECTIONS]
+        with Progress(TextColumn("report"), BarColumn(), TextColumn("{task.description}"),
+                      console=_stderr_console(), transient=True) as bar:
+            task = bar.add_task("", total=len(steps))
+            seen: list[str] = []
+
+            def step(name: str) -> None:
+                if seen:
+                    bar.advance(task)
+                seen.append(name)
+                bar.update(task, description=name)
+
+            r = report.build(con, str(root), args.days, end, progress=step)
+            bar.advance(task)
+    finally:
+        con.close()
+    text = report.render_html(r) if args.format == "html" else report.render_markdown(r)
+    if out == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
+    plots = sum(isinstance(p, report.Figure) for s in r.sections for p in s.parts)
+    worse = [t["figure"] for t in r.trends if t["verdict"] == "worse"]
+    console.print(f"wrote {out} ({len(text.encode()) / 1024:,.0f} KB, {len(r.sections)} sections"
+                  + (f", {plots} plots" if args.format == "html" else "") + "): "
+                  f"{report.fmt_time(r.start)} to {report.fmt_time(r.end)} UTC, "
+                  f"{r.summary['events']:,} events"
+                  + (f"; worse than the period before: {', '.join(worse)}" if worse else ""),
+                  markup=False, highlight=False)
+    return 0
+
+
+def _stderr_console():
+    """A console like :func:`_console`, on standard error (progress while stdout is a file)."""
+    from rich.console import Console
+    tty = sys.stderr.isatty()
+    return Console(stderr=True, highlight=False, force_terminal=tty, force_interactive=tty,
+                   no_color=not tty)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     args.events_given = args.events is not None
     if args.what == "runtime":
@@ -1112,6 +1184,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", action="append", help="only this pool (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_whatif)
+    p = command("report", "a period of the history as one HTML file with plots and trends",
+                "A period of the history as one self-contained HTML file (plots embedded, no "
+                "network requests) or Markdown: summary, latency and errors per tool and model, "
+                "caching and compression, cost, alerts, pools and autoscaling, resource usage, "
+                "and the trends against the period before it.")
+    p.add_argument("--history", help=history_help)
+    p.add_argument("--days", type=float, default=7.0,
+                   help="the period's length in days (a fraction is fine: 0.25 is six hours)")
+    p.add_argument("--end", help="the period's end (ISO 8601; UTC if no zone; default: the last "
+                   "event, alert, prediction or command in the history)")
+    p.add_argument("--out", help="the file to write (default report.html, or report.md with "
+                   "--format md; - for standard output)")
+    p.add_argument("--format", choices=["html", "md"], default="html",
+                   help="html (plots as embedded SVG) or md (the tables and trends)")
+    p.set_defaults(fn=cmd_report)
     command("down", "stop the local Kafka started by `up`",
             "Stop the local Kafka started by `up`; its data is kept for the next `up`.") \
         .set_defaults(fn=cmd_down)

@@ -11,6 +11,7 @@ import pytest
 from agentflux.cli import build_parser, main
 
 ORDER = ["up", "demo", "simulate", "worker", "status", "pool-manager", "sql", "history", "replay", "whatif",
+         "report",
          "down", "bench"]
 
 
