@@ -924,7 +924,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
     plots = sum(isinstance(p, report.Figure) for s in r.sections for p in s.parts)
-    worse = [t["figure"] for t in r.trends if t["verdict"] == "worse"]
+    worse = [report.FIGURE_LABELS.get(t["figure"], t["figure"]) for t in r.trends
+             if t["verdict"] == "worse"]
     console.print(f"wrote {out} ({len(text.encode()) / 1024:,.0f} KB, {len(r.sections)} sections"
                   + (f", {plots} plots" if args.format == "html" else "") + "): "
                   f"{report.fmt_time(r.start)} to {report.fmt_time(r.end)} UTC, "
