@@ -7,7 +7,6 @@ predictions, caches, compressions or resource samples), and one with no events a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -52,18 +51,11 @@ def run_notebook(name: str, history: Path) -> tuple[str, int]:
     """Execute notebooks/<name>.ipynb (a copy in memory: the file is not written) on
     ``history``; its stream output text and the number of images it drew."""
     nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
-    env = {"AGENTFLUX_HISTORY": str(history), "MPLBACKEND": "Agg"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # (the kernel inherits the environment)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # (the kernel inherits the environment)
+        env.setenv("AGENTFLUX_HISTORY", str(history))
+        env.setenv("MPLBACKEND", "Agg")
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     images = sum("image/png" in o.get("data", {}) for o in outputs)
