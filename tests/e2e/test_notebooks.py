@@ -4,7 +4,6 @@ no cell fails and every notebook draws its plots. The notebook files are read, n
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
