@@ -42,8 +42,9 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """The history's DuckDB views (events, kpis, latency, alerts, ...) over ``root``, read-only:
     nothing is written into the root (unlike :func:`agentflux.sinks.catalog.connect`, which
     writes the catalog file a local root lacks). Each query reads the segments visible when it
-    starts, so a notebook can run while a worker lands and compacts. ``FileNotFoundError`` when
-    ``root`` holds no history."""
+    starts, so a notebook can run while a worker lands and compacts. Times come back
+    zone-aware (Python shows them in the machine's zone: ``.astimezone(datetime.timezone.utc)``).
+    ``FileNotFoundError`` when ``root`` holds no history."""
     root = os.fspath(root)
     history = History(root)
     if not history.local:
@@ -71,8 +72,11 @@ def records(rel: duckdb.DuckDBPyRelation) -> list[dict[str, Any]]:
 
 
 def span(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """The first and last event time in the history (``(None, None)`` when it has no events)."""
-    return con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+    """The first and last event time in the history, in UTC (``(None, None)`` when it has no
+    events)."""
+    first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+    return tuple(t.astimezone(dt.timezone.utc) if t is not None else None  # type: ignore
+                 for t in (first, last))
 
 
 def _period(start: dt.datetime | None, end: dt.datetime | None) -> list[dt.datetime]:
@@ -131,7 +135,7 @@ totals AS (
            sum(CAST(sketch ->> 'zero' AS BIGINT)) AS zero,
            sum(CAST(sketch ->> 'count' AS BIGINT)) AS n,
            min(CAST(sketch ->> 'min' AS DOUBLE)) AS lo, max(CAST(sketch ->> 'max' AS DOUBLE)) AS hi,
-           sum(count) AS calls, sum(errors) AS errors
+           CAST(sum(count) AS BIGINT) AS calls, CAST(sum(errors) AS BIGINT) AS errors
     FROM r GROUP BY ALL),
 cum AS (
     SELECT b.bucket, b.type, b.name, b.k, t.alpha, t.zero, t.n, t.lo, t.hi,
@@ -167,7 +171,7 @@ SELECT session_id, any_value(agent_id) AS agent_id, any_value(philosophy) AS phi
        count(*) AS calls, count(*) FILTER (WHERE error) AS errors,
        sum(duration_ms) AS total_ms, max(duration_ms) AS slowest_ms,
        sum(CAST(attrs ->> 'cost_usd' AS DOUBLE)) FILTER (WHERE type = 'llm.call') AS cost_usd,
-       min(ts) AS first_ts, max(ts) AS last_ts
+       CAST(min(ts) AS TIMESTAMPTZ) AS first_ts, CAST(max(ts) AS TIMESTAMPTZ) AS last_ts
 FROM events
 WHERE duration_ms IS NOT NULL AND session_id IS NOT NULL AND ts >= ? AND ts < ?
 GROUP BY session_id ORDER BY total_ms DESC LIMIT {int(limit)}""", params=_period(start, end))
@@ -211,8 +215,10 @@ def cache_hit_rates(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = 
                     ) -> duckdb.DuckDBPyRelation:
     """Per cache: hits, misses, hit rate and expirations, from the pipeline's windows of
     ``cache.lookup`` and ``cache.stats`` (a runtime reports one or the other per cache)."""
-    return _windows(con, """name AS cache, sum(hits) AS hits, sum(misses) AS misses,
-       sum(hits) / nullif(sum(hits) + sum(misses), 0) AS hit_rate, sum(expired) AS expired""",
+    return _windows(con, """name AS cache, CAST(sum(hits) AS BIGINT) AS hits,
+       CAST(sum(misses) AS BIGINT) AS misses,
+       sum(hits) / nullif(sum(hits) + sum(misses), 0) AS hit_rate,
+       CAST(sum(expired) AS BIGINT) AS expired""",
                     "dim = 'name' AND type IN ('cache.lookup', 'cache.stats')", "name",
                     start, end, bucket, "sum(hits) + sum(misses) DESC")
 
@@ -228,8 +234,9 @@ def prompt_caching(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = N
     return con.sql(f"""
 WITH w AS (
     SELECT {_bucket('window_start', bucket)} AS bucket, name AS model,
-           sum(input_tokens) AS input_tokens, sum(cache_read_tokens) AS cache_read_tokens,
-           sum(cache_write_tokens) AS cache_write_tokens, sum(cost_usd) AS cost_usd
+           CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
+           CAST(sum(cache_read_tokens) AS BIGINT) AS cache_read_tokens,
+           CAST(sum(cache_write_tokens) AS BIGINT) AS cache_write_tokens, sum(cost_usd) AS cost_usd
     FROM kpi_windows
     WHERE type = 'llm.call' AND dim = 'name' AND window_start >= ? AND window_start < ?
     GROUP BY ALL),
@@ -249,8 +256,10 @@ def compression(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = None
                 ) -> duckdb.DuckDBPyRelation:
     """Context compressions: count, tokens before and after, tokens saved, the ratio (tokens
     before over after, of the sums) and the mean quality score, from the pipeline's windows."""
-    return _windows(con, """sum(count) AS compressions, sum(tokens_before) AS tokens_before,
-       sum(tokens_after) AS tokens_after, sum(tokens_before) - sum(tokens_after) AS tokens_saved,
+    return _windows(con, """CAST(sum(count) AS BIGINT) AS compressions,
+       CAST(sum(tokens_before) AS BIGINT) AS tokens_before,
+       CAST(sum(tokens_after) AS BIGINT) AS tokens_after,
+       CAST(sum(tokens_before) - sum(tokens_after) AS BIGINT) AS tokens_saved,
        sum(tokens_before) / nullif(sum(tokens_after), 0) AS ratio,
        sum(quality) / nullif(sum(quality_n), 0) AS quality""",
                     "dim = 'name' AND type = 'context.compress'", "", start, end, bucket)
@@ -270,7 +279,8 @@ SELECT fingerprint, rule, kind, severity,
        (SELECT string_agg(e.key || '=' || e.value, ' ' ORDER BY e.key)
         FROM (SELECT unnest(map_entries(json_transform(labels, '"MAP(VARCHAR, VARCHAR)"'))) AS e)
         WHERE e.key NOT IN ('alertname', 'severity')) AS subject,
-       starts_at, CASE WHEN status = 'resolved' THEN ends_at END AS ends_at, status, value,
+       CAST(starts_at AS TIMESTAMPTZ) AS starts_at,
+       CAST(CASE WHEN status = 'resolved' THEN ends_at END AS TIMESTAMPTZ) AS ends_at, status, value,
        threshold, annotations ->> 'summary' AS summary
 FROM last
 WHERE starts_at < ? AND coalesce(CASE WHEN status = 'resolved' THEN ends_at END, updated_at) >= ?
@@ -282,7 +292,8 @@ def warm_starts(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = None
                 ) -> duckdb.DuckDBPyRelation:
     """Per pool: acquisitions, warm starts and the warm-start rate, from the pipeline's windows
     of ``pool.acquire``."""
-    return _windows(con, """name AS pool, sum(count) AS acquisitions, sum(warm) AS warm,
+    return _windows(con, """name AS pool, CAST(sum(count) AS BIGINT) AS acquisitions,
+       CAST(sum(warm) AS BIGINT) AS warm,
        sum(warm) / nullif(sum(count), 0) AS warm_start_rate""",
                     "dim = 'name' AND type = 'pool.acquire'", "name", start, end, bucket,
                     "pool")
@@ -308,7 +319,8 @@ def pool_commands(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = No
     """The autoscaler's commands (issued, one row each): pool, generation, action, target and
     bounds, and its reason."""
     return con.sql("""
-SELECT issued_at, pool, generation, action, target, min_size, max_size, published, reason
+SELECT CAST(issued_at AS TIMESTAMPTZ) AS issued_at, pool, generation, action, target, min_size,
+       max_size, published, reason
 FROM pool_commands WHERE issued_at >= ? AND issued_at < ?
 QUALIFY row_number() OVER (PARTITION BY command_id ORDER BY kafka_offset) = 1
 ORDER BY issued_at, pool""", params=_period(start, end))
@@ -348,7 +360,7 @@ o AS (
            quantile_cont(CAST(attrs ->> 'memory_mb' AS DOUBLE), 0.9) AS memory_mb_p90,
            max(CAST(attrs ->> 'memory_mb' AS DOUBLE)) AS memory_mb_max
     FROM events WHERE type = 'resource.sample' AND ts >= ? AND ts < ? GROUP BY philosophy)
-SELECT p.philosophy, p.issued_at, p.confidence,
+SELECT p.philosophy, CAST(p.issued_at AS TIMESTAMPTZ) AS issued_at, p.confidence,
        p.cpu_percent_target AS cpu_target, p.cpu_percent_lower AS cpu_lower,
        p.cpu_percent_upper AS cpu_upper, p.cpu_percent_mean_x_1_2 AS cpu_mean_x_1_2,
        o.cpu_p90, o.cpu_max,
@@ -361,7 +373,8 @@ def deadletters(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = None
                 end: dt.datetime | None = None) -> duckdb.DuckDBPyRelation:
     """Dead letters per reason (landed in the period)."""
     return con.sql("""
-SELECT reason, count(*) AS records, min(landed_at) AS first, max(landed_at) AS last
+SELECT reason, count(*) AS records, CAST(min(landed_at) AS TIMESTAMPTZ) AS first,
+       CAST(max(landed_at) AS TIMESTAMPTZ) AS last
 FROM deadletters WHERE landed_at >= ? AND landed_at < ?
 GROUP BY reason ORDER BY records DESC""", params=_period(start, end))
 
