@@ -240,7 +240,8 @@ _KIND_DEFAULTS: dict[str, dict[str, Any]] = {"cost_budget": {"forget_after": Non
                                                               "max_keys": None}}
 _TOP: dict[str, Callable[[Any, str], Any]] = {
     "window_s": _duration_ns, "settle_windows": _int(0), "clear_windows": _int(1),
-    "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns}
+    "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns,
+    "backlog_horizon": _duration_ns}
 
 # What an alert says, unless a rule has its own template. Fields: subject (the labels), rule,
 # severity, value, threshold and the rule's scalar settings.
@@ -287,6 +288,8 @@ class Rules:
     late_rows_horizon_ns: int
     idle_horizon_ns: int
     rules: tuple[RuleSpec, ...]
+    # how far behind the newest a source still reading its backlog is waited for
+    backlog_horizon_ns: int = 6 * 3600 * 10**9
 
     def rule(self, name: str) -> RuleSpec:
         for r in self.rules:
@@ -403,7 +406,8 @@ def load_rules(path: str | Path | None = None) -> Rules:
     return Rules(window_ns=top["window_s"], settle_windows=top["settle_windows"],
                  clear_windows=top["clear_windows"],
                  late_rows_horizon_ns=top["late_rows_horizon"],
-                 idle_horizon_ns=top["idle_horizon"], rules=specs)
+                 idle_horizon_ns=top["idle_horizon"], rules=specs,
+                 backlog_horizon_ns=max(top["backlog_horizon"], top["late_rows_horizon"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1159,6 +1163,9 @@ class FailureDetector:
         self._next_tick: int | None = None
         self._watermark = 0
         self._sources: dict[int, int] = {}  # source partition -> window ends it is done with
+        # a worker's log -> the source partitions it is still reading a backlog of (its markers
+        # say so): waited for up to the backlog horizon, not only the late-rows horizon
+        self._behind: dict[str, set[int]] = {}
         self._held: dict[int, list] = {}  # window end -> rows (as received) not ingested yet
         self._seen: dict[str, int] = {}
         self._seen_by_end: dict[int, list[str]] = {}
@@ -1194,7 +1201,12 @@ class FailureDetector:
             if r.row_id in self._seen:
                 self.counters["duplicates"] += n
                 continue
-            if r.end < self._watermark - self.rules.late_rows_horizon_ns:
+            # too late: older than the late-rows horizon behind the windows judged so far (with
+            # markers: a source read behind the others, waited for, is not late), or behind the
+            # newest row (without)
+            judged = self._next_tick if self.progress and self._next_tick is not None \
+                else self._watermark
+            if r.end < judged - self.rules.late_rows_horizon_ns:
                 self.counters["too_late"] += n
                 continue
             if self._next_tick is None:
@@ -1242,13 +1254,27 @@ class FailureDetector:
         every source has passed them: each partition closes its windows on its own watermark,
         and a backlog or a replay runs partitions minutes of event time apart, so judging by the
         newest row would judge a window before the rows of a slower partition arrived. A source
-        further behind the newest than the late-rows horizon is not waited for."""
+        further behind the newest than the late-rows horizon is not waited for, unless the worker
+        reading it says it is still reading that partition's backlog (``behind``: a worker
+        catching up reads one partition's backlog after another, tens of minutes of event time
+        apart): then up to the backlog horizon."""
         try:
             p, done = int(marker["source_partition"]), int(marker["done_before_ns"])
             partitions = int(marker.get("partitions") or 0)
         except (KeyError, TypeError, ValueError):
             self.counters["rejected"] += 1
             return
+        log, behind = marker.get("log"), marker.get("behind")
+        if log is not None:
+            log = str(log)
+            if isinstance(behind, list):
+                try:
+                    self._behind[log] = {int(q) for q in behind}
+                except (TypeError, ValueError):
+                    self.counters["rejected"] += 1
+            for other, parts in self._behind.items():  # p is this worker's now
+                if other != log:
+                    parts.discard(p)
         if self._next_tick is None:
             return  # nothing to judge yet
         # a partition not heard from yet is waited for from the first window held (until it
@@ -1257,8 +1283,10 @@ class FailureDetector:
             self._sources.setdefault(q, self._next_tick - self._w)
         self._sources[p] = max(self._sources.get(p, done), done)
         newest = max(self._sources.values())
-        frontier = min(d for d in self._sources.values()
-                       if d >= newest - self.rules.late_rows_horizon_ns)
+        waited = set().union(*self._behind.values()) if self._behind else set()
+        frontier = min(d for q, d in self._sources.items()
+                       if d >= newest - self.rules.late_rows_horizon_ns
+                       or (q in waited and d >= newest - self.rules.backlog_horizon_ns))
         self._advance(frontier + self.rules.settle_windows * self._w, out)
 
     def _remember(self, r: _Row, rows: int = 1) -> None:
@@ -1388,6 +1416,7 @@ class FailureDetector:
         return {"version": _STATE_VERSION, "window_ns": self._w, "next_tick_ns": self._next_tick,
                 "watermark_ns": self._watermark,
                 "sources": [[p, s] for p, s in self._sources.items()],
+                "behind": [[log, sorted(ps)] for log, ps in self._behind.items()],
                 "held": [[end, list(rows)] for end, rows in self._held.items()],
                 "alerts": [dict(a) for a in self._alerts.values()],
                 "once": [[fp, v] for fp, v in self._once.items()],
@@ -1426,6 +1455,7 @@ class FailureDetector:
     def _load_small(self, state: Mapping) -> None:
         self._next_tick, self._watermark = state["next_tick_ns"], state["watermark_ns"]
         self._sources = {int(p): s for p, s in state.get("sources", [])}
+        self._behind = {str(log): {int(q) for q in ps} for log, ps in state.get("behind", [])}
         self._held = {int(end): list(rows) for end, rows in state.get("held", [])}
         self._alerts = {a["fingerprint"]: {**a, "labels": dict(a["labels"])}
                         for a in state["alerts"] if a["rule"] in self._by_name}

@@ -311,9 +311,15 @@ class Kpis:
                 markers[p] = done
         if not markers:
             return
+        # the assigned partitions not read to their log's end yet: a backlog this worker is
+        # reading (the detector waits for them even when they run far behind the others)
+        behind = sorted(p for p in self.assigned()
+                        if ctx.processed.get((self.topic, p), -1) + 1
+                        < ctx.log_ends.get((self.topic, p), 1 << 62))
         value = orjson.dumps([{"kind": "progress", "source_partition": p, "log": self.log,
                                "done_before_ns": done,
-                               "partitions": ctx.settings.topics.events_partitions}
+                               "partitions": ctx.settings.topics.events_partitions,
+                               "behind": behind}
                               for p, done in markers.items()])
         try:
             for q in range(self.kpi_partitions):

@@ -328,3 +328,75 @@ def test_kpi_rows_are_sent_as_bounded_json_arrays_that_keep_every_row_in_order()
     assert [len(orjson.loads(a)) for a in json_arrays([docs[0], big, docs[1]], 10, 20_000)] \
         == [1, 1, 1]
     assert json_arrays([]) == []
+
+
+def test_a_partition_read_far_behind_the_others_is_waited_for_while_its_worker_says_so():
+    """A worker catching up on a backlog (a restart, or a burst published faster than it is
+    read) reads one partition's log after another: the partitions' rows arrive tens of minutes
+    of event time apart, more than the late-rows horizon (15 min). Its markers name the
+    partitions it has not read to their end (``behind``); the detector waits for those and
+    raises what it raises on rows in window order, and drops nothing as too late. Without the
+    names it cannot tell a backlog from a stalled partition: it stops waiting at the horizon
+    and the lagging partitions' rows are dropped (an incident's first half hour unalerted)."""
+    import itertools
+
+    from agentflux.agents.failures import FailureDetector, load_rules
+    from agentflux.runtime.simulate import IncidentSpec
+
+    # (a stalled model makes the run's event time long: ~45 minutes)
+    cfg = SimConfig(agents=16, events=30_000, seed=42, start_ns=1_700_000_000 * S,
+                    incidents=(IncidentSpec("error_burst", start_s=120.0),
+                               IncidentSpec("slow_model", start_s=120.0)))
+    evs = list(SyntheticRuntime(cfg).events())
+    span_s = (evs[-1]["ts"] - evs[0]["ts"]) / S
+    assert span_s > 40 * 60  # (well past the 15-minute horizon)
+    w = TumblingWindows(size_s=10, grace_s=0, wall_clock_ns=Clock(2**62), log="L")
+    for e in evs:
+        e["_p"] = hash(e["session_id"]) % 4
+    for p in range(4):
+        w.add([e for e in evs if e["_p"] == p], partition=p)
+    rows = [r.to_dict() for r in explode(w.close_due(flush_all=True))]
+    rules = load_rules()
+
+    def marker(p: int, done: int, behind: list[int] | None) -> dict:
+        m = {"kind": "progress", "source_partition": p, "log": "w1", "done_before_ns": done,
+             "partitions": 4}
+        return m if behind is None else {**m, "behind": behind}
+
+    in_order = FailureDetector(rules, progress=True)
+    want = []
+    rows.sort(key=lambda r: (r["window_start_ns"], r["source_partition"]))
+    for start, group in itertools.groupby(rows, key=lambda r: r["window_start_ns"]):
+        want += in_order.observe(list(group))
+        want += in_order.observe([marker(p, start + 10 * S, []) for p in range(4)])
+    first = min(t["starts_at_ns"] for t in want if t["status"] == "firing")
+    assert (first - evs[0]["ts"]) / S < 6 * 60  # the burst starts 2 minutes in
+
+    def skewed(named: bool) -> tuple[list[dict], FailureDetector]:
+        det, got, order = FailureDetector(rules, progress=True), [], (2, 0, 3, 1)
+        for i, p in enumerate(order):  # a partition's whole log at a time, marker after
+            mine = [r for r in rows if r["source_partition"] == p]
+            end = max(r["window_end_ns"] for r in rows)
+            for j in range(0, len(mine), 500):  # (its rows in batches, a marker after each)
+                got += det.observe(mine[j:j + 500])
+                done = mine[min(j + 500, len(mine)) - 1]["window_start_ns"]
+                got += det.observe([marker(p, done, list(order[i:]) if named else None)])
+            got += det.observe([marker(p, end, list(order[i + 1:]) if named else None)])
+        return got, det
+
+    got, det = skewed(named=True)
+    assert got == want and det.counters["too_late"] == 0
+    unnamed, det = skewed(named=False)
+    assert det.counters["too_late"] > 0
+
+    def first_firing(ts: list[dict]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in ts:
+            if t["status"] == "firing":
+                out.setdefault(t["fingerprint"], t["starts_at_ns"])
+        return out
+
+    # alerts late: raised only once the lagging partitions' later rows came in
+    late = first_firing(unnamed)
+    assert unnamed != want
+    assert any(late.get(fp, 1 << 62) > s for fp, s in first_firing(want).items())
