@@ -24,4 +24,5 @@ def demo_history(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
                            "--history", str(root)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (base / "demo.out").write_text(proc.stdout)  # (what it printed: the incidents' start times)
     return root
