@@ -538,20 +538,13 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import datetime as dt
-
     from agentflux.replay import run_replay
 
     if not args.history:
         raise ConfigError("replay needs --history PATH: a new, empty root to rebuild into")
     from_time = None
     if args.from_time:
-        try:
-            when = dt.datetime.fromisoformat(args.from_time)
-        except ValueError:
-            raise ConfigError(f"--from-time {args.from_time!r} is not an ISO time, e.g. "
-                              "2026-11-25T08:00:00+00:00") from None
-        from_time = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+        from_time = _iso_time("--from-time", args.from_time).timestamp()
     settings = with_broker(Settings.from_env())
     return run_replay(settings, args.history, from_time, _console())
 
@@ -873,8 +866,6 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """The history of a period as one self-contained HTML file (or Markdown), with the trends
     against the period before it."""
-    import datetime as dt
-
     from rich.progress import BarColumn, Progress, TextColumn
 
     from agentflux import analysis, report
@@ -882,13 +873,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.days > 0 or args.days != args.days or args.days == float("inf"):
         raise ConfigError(f"--days {args.days:g}: give a positive number of days (0.25 is six "
                           "hours)")
-    end = None
-    if args.end:
-        try:
-            end = dt.datetime.fromisoformat(args.end)
-        except ValueError:
-            raise ConfigError(f"--end {args.end}: not an ISO 8601 time (e.g. 2026-11-27T06:00 "
-                              "or 2026-11-27T06:00+01:00; UTC if no zone)") from None
+    end = _iso_time("--end", args.end) if args.end else None
     out = args.out or ("report.html" if args.format == "html" else "report.md")
     if out != "-" and Path(out).is_dir():
         raise ConfigError(f"--out {out} is a directory: give a file's path, e.g. "
@@ -933,6 +918,17 @@ def cmd_report(args: argparse.Namespace) -> int:
                   + (f"; worse than the period before: {', '.join(worse)}" if worse else ""),
                   markup=False, highlight=False)
     return 0
+
+
+def _iso_time(flag: str, text: str):
+    """``text`` as an aware datetime (UTC when it names no zone), or a ConfigError saying so."""
+    import datetime as dt
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text}: not an ISO 8601 time, e.g. 2026-11-25T08:00 or "
+                          "2026-11-25T08:00:00+01:00 (UTC if no zone)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def _stderr_console():
