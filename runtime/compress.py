@@ -155,8 +155,14 @@ class ContextCompressor:
                         fill=fill_order(doc), hard_floor=hard_floor)
         lines = text.splitlines()
         if kind == "prose":
-            units = content.prose_units(lines, lambda texts: relevance(texts, query))
-            rel = relevance([u.text for u in units], query)
+            scored: list[list[float]] = []  # prose_units scores its units first: kept, not redone
+
+            def rel_of(texts: list[str]) -> list[float]:
+                r = relevance(texts, query)
+                scored.append(r)
+                return r
+            units = content.prose_units(lines, rel_of)
+            rel = scored[0] if scored else relevance([u.text for u in units], query)
         else:
             rel = relevance(lines, query)
             if kind == "code":

@@ -497,7 +497,8 @@ EXAMPLE_VALUE = 0.05  # what a small fenced example is worth with no match at al
 
 
 def prose_units(lines: list[str], rel_of) -> list[Unit]:
-    """``rel_of(texts)`` scores the units' texts (they are known only after splitting)."""
+    """``rel_of(texts)`` scores the units' texts (they are known only after splitting); its
+    first call is on the returned units' texts, in order (the caller may keep that result)."""
     units: list[Unit] = []
     heading_of: list[int] = []  # per unit: the unit index of its section's heading, -1 none
     heading_chain: dict[int, list[int]] = {}
