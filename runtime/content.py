@@ -242,15 +242,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         m = PREFIX_RE.match(u.text)
         if m and m.end() >= 12 and m.end() < len(u.text):
             u.fold, u.fold_key = m.end(), re.sub(r"\d", "#", m.group())
-    parent = [-1] * n
-    for i in range(n):
-        ind = _indent(lines[i])
-        if ind > 0:
-            for j in range(i - 1, max(-1, i - PARENT_REACH), -1):
-                pj = _indent(lines[j])
-                if 0 <= pj < ind:
-                    parent[i] = j
-                    break
+    parent = indent_parents([_indent(ln) for ln in lines], reach=PARENT_REACH)
     for i, u in enumerate(units):
         ln = u.text
         if not ln.strip():
@@ -342,19 +334,28 @@ def _indent(ln: str) -> int:
     return len(ln) - len(ln.lstrip(" \t")) if ln.strip() else -1
 
 
+def indent_parents(ind: list[int], reach: int | None = None) -> list[int]:
+    """Per line (``ind``: its indentation, -1 for a blank line), the nearest line above it with
+    less indentation (its enclosing header: a def, an object's opening brace, a test case), or
+    -1: none, a blank line, or (with ``reach``) further up than ``reach`` lines."""
+    parent = [-1] * len(ind)
+    stack: list[int] = []  # lines of strictly increasing indentation, the nearest last
+    for i, d in enumerate(ind):
+        if d < 0:
+            continue
+        while stack and ind[stack[-1]] >= d:
+            stack.pop()
+        if stack and (reach is None or i - stack[-1] < reach):
+            parent[i] = stack[-1]
+        stack.append(i)
+    return parent
+
+
 def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     units = line_units(lines)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
-    parent = [-1] * n  # the nearest line above with less indentation (the enclosing header)
-    stack: list[int] = []
-    for i in range(n):
-        if ind[i] < 0:
-            continue
-        while stack and ind[stack[-1]] >= ind[i]:
-            stack.pop()
-        parent[i] = stack[-1] if stack else -1
-        stack.append(i)
+    parent = indent_parents(ind)  # the enclosing header of each line
     for i, u in enumerate(units):
         ln = u.text
         if ind[i] < 0:
@@ -448,17 +449,11 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
     units = code_units(lines, rel)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
+    parent = indent_parents(ind)
     children: dict[int, list[int]] = {}
-    parent = [-1] * n
-    stack: list[int] = []
     for i in range(n):
-        if ind[i] < 0:
-            continue
-        while stack and ind[stack[-1]] >= ind[i]:
-            stack.pop()
-        parent[i] = stack[-1] if stack else -1
-        children.setdefault(parent[i], []).append(i)
-        stack.append(i)
+        if ind[i] >= 0:
+            children.setdefault(parent[i], []).append(i)
     id_lines: dict[int, list[int]] = {}
     best: dict[int, float] = {}
     for p, kids in children.items():
