@@ -235,7 +235,8 @@ def test_one_clock_a_day_fast_does_not_close_every_window(settings, worker):
                     60, "the events and one early event counted")
     m = worker.metrics()
     # before the fix the watermark jumped a day ahead and every current window closed at once
-    assert m["agentflux_open_windows"] > 1 and m.get("agentflux_kpi_windows_total", 0) == 0
+    # (the two records may land on one partition or two: one open window or more)
+    assert m["agentflux_open_windows"] >= 1 and m.get("agentflux_kpi_windows_total", 0) == 0
     assert worker.stop() == 0
     assert query(settings, f"SELECT ts_ns FROM events WHERE id = '{fast['id']}'") == [
         (fast["ts"],)]  # the event itself lands with its own time
