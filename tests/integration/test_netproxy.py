@@ -4,6 +4,7 @@ broker whose advertised listener is the proxy, so every client connection goes t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import shutil
@@ -345,7 +346,11 @@ async def test_kafka_clients_recover_from_resets_with_no_loss_and_no_duplicates(
     finally:
         consuming.cancel()
         await producer.stop()
-        await consumer.stop()
+        # aiokafka's stop cancels a fetch task that a reset left in its retry back-off and then
+        # awaits it: the task's CancelledError comes out of stop() (seen once in CI). The test's
+        # outcome is decided above; an error raised there still propagates.
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
     # the first reset cut the producer's and the consumer's connections; each later one cut at
     # least the producer's (whichever client had reconnected by then)
     assert resets[0] >= 2 and min(resets) >= 1, resets
