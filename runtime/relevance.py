@@ -8,7 +8,13 @@ Each part is lower-cased and stemmed with the Snowball English stemmer (``proces
 (``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
 sharing its parts. English stop words and one-letter parts are dropped; numbers are kept
 (status codes, exit codes, line numbers); a three-digit number from 100 to 599 also counts as its
-HTTP status class (``404`` is ``4xx`` too, so a query for "5xx" finds a 503).
+HTTP status class (``404`` is ``4xx`` too, so a query for "5xx" finds a 503). An exception
+class named ``...Error`` or ``...Exception`` also counts as the term "exception": a query about
+exceptions finds ``ValueError`` lines that never say the word.
+
+Exclusions. A word the query excludes ("an exception other than AssertionError", "errors except
+timeouts", "excluding", "besides", "apart from", "rather than", "instead of") weighs
+:data:`NEGATED_WEIGHT`: a unit matching it scores below zero, below one matching nothing.
 
 Scoring. Okapi BM25 (k1 = 1.2, b = 0.75; Robertson and Zaragoza, "The Probabilistic Relevance
 Framework: BM25 and Beyond", 2009) with each unit of a document (a line, a sentence, a JSON
@@ -32,6 +38,8 @@ how i if in into is it its may me might my of on or our should so than that the 
 there these they this those to was we were what when where which while who why will with would
 you your not no""".split())
 
+_EXC_CLASS = re.compile(r"[a-z0-9](Error|Exception)$")
+EXCEPTION = "except"  # the stem of "exception(s)"
 _stemmer = snowballstemmer.stemmer("english")
 _stems: dict[str, str] = {}
 _word_terms: dict[str, tuple[str, ...]] = {}
@@ -57,6 +65,8 @@ def _terms_of_word(word: str) -> tuple[str, ...]:
     terms = [stem(p) for p in parts if (len(p) > 1 or p.isdigit()) and p not in STOP]
     if len(parts) > 1:  # a compound identifier also counts whole
         terms.append(word.lower())
+        if _EXC_CLASS.search(word):  # ValueError, IOException: an exception, whatever its name
+            terms.append(EXCEPTION)
     out = tuple(terms)
     if len(_word_terms) < 200_000:
         _word_terms[word] = out
@@ -109,6 +119,9 @@ class BM25:
 
 
 NOISE = 0.15  # scaled scores below this are matches on common parts only ("ord" of ord-47110)
+NEGATED_WEIGHT = -1.0  # a word the query excludes ("other than X", "except X", "excluding X")
+_NEGATION = re.compile(r"\b(other than|except(?: for)?|excluding|besides|apart from|but not|"
+                       r"rather than|instead of)\s+(?:an?\s+|the\s+)?$", re.I)
 PART_WEIGHT = 0.5  # a part of a compound identifier of the query, against the identifier whole
 
 
@@ -117,12 +130,20 @@ def query_weights(query: str) -> dict[str, float]:
     for the parts of a compound identifier (``ord-47110`` asks for that order, and only a
     little for anything "ord")."""
     out: dict[str, float] = {}
-    for w in _WORD.findall(query):
+    negated: set[str] = set()
+    for m in _WORD.finditer(query):
+        w = m.group()
         ts = _terms_of_word(w)
-        compound = len(ts) > 1 and ts[-1] == w.lower()
+        if _NEGATION.search(query[max(0, m.start() - 24):m.start()]):
+            # "an exception other than AssertionError": that one is not asked for
+            negated.update([w.lower()] if w.lower() in ts else ts)  # the identifier whole
+            continue
+        whole = len(ts) > 1 and w.lower() in ts
         for t in ts:
-            weight = 1.0 if not compound or t == w.lower() else PART_WEIGHT
+            weight = 1.0 if not whole or t == w.lower() else PART_WEIGHT
             out[t] = max(out.get(t, 0.0), weight)
+    for w in negated:
+        out[w] = NEGATED_WEIGHT
     return out
 
 
@@ -136,7 +157,8 @@ def scores(units: Sequence[str], query: str) -> list[float]:
     top = max(raw, default=0.0)
     if top <= 0:
         return raw
-    return [r / top if r / top >= NOISE else 0.0 for r in raw]
+    # below 0: the unit matches what the query excludes
+    return [r / top if r / top >= NOISE else max(-1.0, r / top) if r < 0 else 0.0 for r in raw]
 
 
 __all__ = ["BM25", "query_weights", "scores", "stem", "terms"]

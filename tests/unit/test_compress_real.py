@@ -136,6 +136,23 @@ def test_bm25_ranks_the_line_that_answers_above_ones_sharing_a_common_word():
     assert s.index(max(s)) == 2
 
 
+def test_a_query_for_exceptions_finds_them_by_class_name_and_skips_the_one_it_excludes():
+    lines = ["E       AssertionError: assert 1 == 2", "E       ValueError: invalid literal",
+             "E       AssertionError: assert 'a' == 'b'", "collected 3 items",
+             "E       NameError: name 'x' is not defined"]
+    s = scores(lines, "which tests raised an exception other than AssertionError")
+    assert s[1] > 0 and s[4] > 0  # ValueError and NameError are exceptions by name
+    assert s[0] < 0 and s[2] < 0  # what the query excludes scores below nothing at all
+    assert s[3] == 0
+    assert query_weights("errors except for timeouts")["timeout"] < 0
+    # the pytest run: the exceptions other than AssertionError survive the budget
+    d = doc("08")
+    out = C.compress(d["text"], d["query"], 2000).text
+    for fact in ("E       ValueError: demo error", "E       NameError: name 'namenotexi' is not defined",
+                 "E       TypeError: cannot unpack non-iterable int object"):
+        assert fact in out
+
+
 ODD = {
     "one long line": "x" * 200_000,
     "minified code": "function a(b){return b+1};" * 8000,
