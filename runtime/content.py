@@ -27,7 +27,8 @@ budget:
   lines, by indentation) and, when it opens a branch, the branch's first lines; a function that
   matches as a whole lifts its lines; signatures fill what is left as an outline.
 * ``prose``: long lines are split into sentences; headings are anchors (a kept sentence brings
-  its section's heading chain); a section that matches as a whole lifts its sentences; a fenced
+  its section's heading chain; a reStructuredText directive that documents one thing,
+  ``.. confval:: name``, heads its description the same way); a section that matches as a whole lifts its sentences; a fenced
   code block's lines bring its fences, so fences stay balanced, and a small block is kept whole.
 """
 
@@ -51,6 +52,12 @@ CODE_LINE_RE = re.compile(
     r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|''')")
 CODE_END_RE = re.compile(r"[;{}:,(\[]\s*$|^\s*[)\]}]")
 HEADING_MD_RE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
+# reStructuredText: a directive that documents one thing (``.. confval:: junit_family``) heads
+# its indented description like a heading; field lines (``:default: ...``) are docs too
+RST_ENTITY_RE = re.compile(r"^\.\. (confval|option|envvar|setting|describe|object|function|"
+                           r"method|class|attribute|data|exception|decorator|module|program|"
+                           r"py:\w+|c:\w+|js:\w+|std:\w+)::\s*\S")
+RST_RE = re.compile(r"^\s*(\.\. [\w:-]+::|:[\w -]+:(\s|$))")
 UNDERLINE_RE = re.compile(r"^\s*([=\-~^*+#\"'`:.])\1{2,}\s*$")
 TEST_RE = re.compile(r"^(=+ .*(FAILURES|ERRORS|test session|short test summary|passed|failed).*=+"
                      r"|_{3,} .* _{3,}|(FAILED|PASSED|ERROR|SKIPPED|XFAIL)\b|E {2,}\S|--- (FAIL|PASS)"
@@ -79,8 +86,8 @@ def detect(text: str) -> str:
     logish = sum(bool(TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
                       or TEST_RE.match(ln.strip())) for ln in sample)
     codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
-    proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln) or _wordy(ln))
-                   for ln in sample)
+    proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln) or RST_RE.match(ln)
+                        or _wordy(ln)) for ln in sample)
     # records one per line (JSON lines, XML elements such as JUnit reports) and test runs are
     # read line by line whatever else they look like
     records = sum(bool(RECORD_RE.match(ln)) for ln in sample)
@@ -484,6 +491,7 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
 
 # -- prose and documentation ------------------------------------------------------------------
 
+RST_ENTITY_LEVEL = 99
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
 LONG_LINE = 240  # characters: longer prose lines are split into sentences
@@ -507,6 +515,9 @@ def prose_units(lines: list[str], rel_of) -> list[Unit]:
         level = 0
         if fence_open < 0 and HEADING_MD_RE.match(ln):
             level = len(ln.strip()) - len(ln.strip().lstrip("#"))
+            span = 1
+        elif fence_open < 0 and RST_ENTITY_RE.match(ln):
+            level = RST_ENTITY_LEVEL  # under every titled section
             span = 1
         elif (fence_open < 0 and i + 1 < n and ln.strip() and UNDERLINE_RE.match(lines[i + 1])
               and len(lines[i + 1].strip()) >= min(len(ln.strip()), 3)
