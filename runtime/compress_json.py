@@ -9,7 +9,10 @@ brings the identifying fields of the objects around it (``id``, ``name``, ``numb
 ``state``, ... : :data:`ID_KEYS`), so a kept ``message`` says whose message it is. What is not
 kept is summarised where it was: an object's dropped keys as ``"…": "N more keys: a, b, …"``,
 an array's dropped elements as a last element ``"… N more items with keys a, b, …"``. Long
-strings are cut to their sentences that match the query (or their head), marked ``…``. The
+strings are cut to their sentences that match the query (or their head), marked ``…``. A
+string that holds a JSON object or array (a recorded API response's body) is read as JSON, the
+same way, and written back as a string of JSON with the separators it had, so its facts read as
+the input wrote them (``\"number\":1,``). The
 output is JSON that parses, on one line (``": "`` between keys and values when the input
 wrote it so).
 """
@@ -66,6 +69,8 @@ class JsonDoc:
         self.ids: list[int] = []  # leaves that identify their object (filled first)
         self._opens: set[int] = set()
         self._shorts: dict[str, str] = {}
+        # string leaves holding JSON: the parsed document and the separators it was written with
+        self._embeds: dict[tuple, tuple[Any, tuple[str, str]]] = {}
         q = terms(query)
         self._q = q
         record_of: list[int] = []  # per leaf: the record (object in an array) it is in, or -1
@@ -122,6 +127,12 @@ class JsonDoc:
                     rec = len(records) - 1
                 self._walk(v, path + (i,), ids_above, rec, record_of, parents, records)
         else:
+            inner = embedded(node)
+            if inner is not None:  # a JSON document written as a string: read as JSON
+                self._embeds[path] = (inner, separators(node))
+                self._walk(inner, path + (EMBED,), ids_above, record, record_of, parents,
+                           records)
+                return
             self._leaf(node, path, ids_above, record, record_of, parents, records)
 
     def _leaf(self, value: Any, path: tuple, ids_above: list[int], record: int,
@@ -138,6 +149,10 @@ class JsonDoc:
 
     def _render_leaf_text(self, path: tuple, value: Any) -> str:
         key = path[-1] if path and isinstance(path[-1], str) else ""
+        if EMBED in path:  # inside a string: as it reads there, quotes escaped
+            seps = self._embeds[path[:path.index(EMBED)]][1]
+            text = (dumps(key) + seps[1] if key else "") + dumps(value) + seps[0]
+            return json.dumps(text, ensure_ascii=False)[1:-1]
         return (dumps(key) + self.seps[1] if key else "") + dumps(value) + self.seps[0]
 
     def _short(self, value: Any) -> Any:
@@ -222,6 +237,10 @@ class JsonDoc:
                 out.append(f"{MARK} {dropped} more items" + (f" with keys {common}" if common
                                                                 else ""))
             return out
+        if path in self._embeds:
+            inner, seps = self._embeds[path]
+            built = self._build(inner, kept, index, path + (EMBED,))
+            return _MISSING if built is _MISSING else dumps(built, seps)
         i = index.get(path)
         if i is None or i not in kept:
             return _MISSING
@@ -236,6 +255,31 @@ class JsonDoc:
         if isinstance(d, list):
             return [f"{MARK} {len(d)} items"]
         return d
+
+
+class _Embedded:
+    """The path step from a string leaf into the JSON document it holds."""
+
+    def __repr__(self) -> str:
+        return "<embedded JSON>"
+
+
+EMBED = _Embedded()
+EMBEDDED_MIN = 40  # characters: shorter strings are left as strings
+EMBEDDED_MAX = 4_000_000
+
+
+def embedded(value: Any) -> Any:
+    """The JSON object or array a string holds (an API recording's response body), else
+    None."""
+    if (not isinstance(value, str) or not EMBEDDED_MIN <= len(value) <= EMBEDDED_MAX
+            or value.lstrip()[:1] not in "{[" or value.rstrip()[-1:] not in "}]"):
+        return None
+    try:
+        inner = loads(value)
+    except ValueError:
+        return None
+    return inner if isinstance(inner, (dict, list)) and inner else None
 
 
 def notable(path: tuple, value: Any) -> bool:

@@ -91,6 +91,22 @@ def test_one_line_json_stays_valid_json_with_the_fields_that_answer():
     assert '"status": {"code": 301' in r.text  # a redirect counts; the input's separators
 
 
+def test_json_written_inside_a_string_is_read_as_json_and_stays_a_string_of_json():
+    d = doc("15")  # the recorded responses' bodies are JSON documents held in strings
+    r = C.compress(d["text"], d["query"], 2000)
+    out = json.loads(r.text)
+    bodies = [i["response"]["body"]["string"] for i in out["http_interactions"]
+              if "body" in i["response"]]
+    pull = [json.loads(b) for b in bodies if '\\"number\\":1' in json.dumps(b)]
+    assert pull, bodies  # the pull request's body: parsed, cut, and written back as JSON
+    assert pull[0]["number"] == 1 and pull[0]["state"] == "open" and "…" in pull[0]
+    # its facts read as the input wrote them: compact separators, quotes escaped
+    assert '\\"number\\":1,' in r.text and '\\"state\\":\\"open\\"' in r.text
+    # a string that only looks like JSON is left a string
+    r = C.compress(json.dumps({"a": ["{not json] " + "x " * 3000], "error": "boom"}), "error", 50)
+    assert r.tokens_after <= 50
+
+
 def test_pretty_json_keeps_matching_fields_with_their_objects_identifying_keys():
     d = doc("26")  # a failed request in a recorded session
     r = C.compress(d["text"], "which request failed with status 422 and which field was invalid",
