@@ -198,11 +198,16 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
          hard_floor: bool = False) -> Packed:
     """Keep units best first (with their dependencies) while they fit ``budget``, then
     ``fill`` (unit indexes in the order to try) with what is left; render; drop the least
-    valuable kept units until the rendered text fits (a last resort cuts it at the budget's
+    valuable units chosen for themselves, with what only they brought along, until the
+    rendered text fits (a last resort cuts it at the budget's
     token, marked). See the module docstring."""
     n = len(units)
     sizes = [s + 1 for s in count_many([u.text for u in units], enc)] if n else []
     kept: set[int] = set()
+    # the units chosen for themselves, each with what it brings along; a unit stays kept while
+    # a chosen unit holds it (``holders``), so dropping one drops what only it brought
+    chosen: dict[int, set[int]] = {}
+    holders: dict[int, int] = {}
     used = 0
 
     def needs(k: int) -> set[int]:
@@ -212,15 +217,23 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     def cost(k: int) -> int:
         return sum(sizes[d] for d in needs(k))
 
+    def choose(k: int) -> None:
+        if k not in chosen:
+            chosen[k] = {k} | {d for d in units[k].deps if 0 <= d < n}
+            for d in chosen[k]:
+                holders[d] = holders.get(d, 0) + 1
+
     def take(k: int, limit: float) -> bool:
         nonlocal used
         if k in kept:
+            choose(k)  # kept as another's dependency, wanted for itself too
             return False
         add = needs(k)
         c = sum(sizes[d] for d in add)
         if used + c > limit:
             return False
         kept.update(add)
+        choose(k)
         used += c
         return True
 
@@ -254,16 +267,20 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
         # estimated sizes leave out markers and syntax: scale the overflow to the estimates
         estimate = sum(sizes[k] for k in kept) or 1
         over = (tokens - budget) * estimate / tokens
-        # what a kept unit brought along goes only with it
-        required = {d for k in kept for d in units[k].deps if d != k}
-        removable = sorted((k for k in kept if k not in floor and k not in required),
+        # the least valuable chosen units go, with what only they brought along
+        removable = sorted((k for k in chosen if k not in floor),
                            key=lambda k: (units[k].value, -k))
         if not removable:
             break
         freed = 0
         for k in removable:
-            kept.discard(k)
-            freed += sizes[k]
+            for d in chosen.pop(k):
+                holders[d] -= 1
+                if not holders[d]:
+                    del holders[d]
+                    if d in kept and d not in floor:
+                        kept.discard(d)
+                        freed += sizes[d]
             if freed >= over * 1.1 + 2:
                 break
         text = render(kept)
@@ -271,6 +288,8 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     if tokens < budget * 0.9 and rounds:  # trimmed too far: refill once with what is left
         estimate = sum(sizes[k] for k in kept) or 1
         before = set(kept)
+        before_chosen = {k: set(v) for k, v in chosen.items()}
+        before_holders = dict(holders)
         used = estimate
         room = estimate + (budget * GREEDY_SHARE - tokens) * estimate / max(tokens, 1)
         for k in order:
@@ -283,6 +302,10 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
             else:
                 kept.clear()
                 kept.update(before)
+                chosen.clear()
+                chosen.update(before_chosen)
+                holders.clear()
+                holders.update(before_holders)
     if tokens > budget and not hard_floor:  # a last resort: cut at the budget's token, marked
         marker = "\n[... cut at the token budget ...]"
         if count(marker) >= budget:  # a budget smaller than the marker: the text's first tokens
