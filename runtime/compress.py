@@ -10,7 +10,7 @@ traceback, error lines, signatures, headings) and dependencies (a code line's en
 ``def``, a sentence's heading, a JSON field's identifying keys). :func:`pack` keeps units best
 first while they fit, with what they bring along, fills what is left with context around them
 (neighbouring lines, the head of the text), renders them in their original order with the gaps
-marked (``[... N lines omitted ...]``; JSON stays valid JSON, its omissions summarised as
+marked (``[N lines omitted]``; JSON stays valid JSON, its omissions summarised as
 counts and keys) and checks the rendered text's tokens: **the output never exceeds
 ``target_tokens``, markers included.** Protected material (errors, final exceptions) is ranked
 like the rest when it alone exceeds the budget (the errors that match the query and the final
@@ -363,15 +363,22 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     out: list[str] = []
     gap = 0
     gap_similar = True
+    gap_units: list[int] = []
     last_line = -1
     last_part = -2
     prev_key = None  # the timestamp prefix form of the line just written
+
+    def close_gap() -> None:
+        if len(gap_units) == 1 and gap == 1 and len(units[gap_units[0]].text) <= SHORT_GAP:
+            out.append(units[gap_units[0]].text)  # cheaper than its marker
+        else:
+            out.append(marker(gap, gap_similar))
+
     for k, u in enumerate(units):
         if k in kept:
             if gap:
-                what = "similar lines" if gap_similar else ("line" if gap == 1 else "lines")
-                out.append(f"[... {gap} {what} omitted ...]")
-                gap, gap_similar = 0, True
+                close_gap()
+                gap, gap_similar, gap_units = 0, True, []
                 prev_key = None
             if u.part >= 0 and u.line == last_line and out:
                 out[-1] += (" " if u.part == last_part + 1 else " [...] ") + u.text
@@ -388,7 +395,18 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
             if u.part <= 0:
                 gap += u.end - u.line
                 gap_similar = gap_similar and u.similar
+                gap_units.append(k)
     if gap:
-        what = "similar lines" if gap_similar else ("line" if gap == 1 else "lines")
-        out.append(f"[... {gap} {what} omitted ...]")
+        close_gap()
     return "\n".join(out)
+
+
+SHORT_GAP = 12  # characters: a single omitted line this short is written, not marked
+
+
+def marker(lines: int, similar: bool = False) -> str:
+    """What stands for ``lines`` omitted lines: ``[3 lines omitted]``, ``[5 similar lines
+    omitted]`` (every one repeats a kept line's template). Five tokens: a fifth of a
+    compressed text is markers, and the budget counts them."""
+    what = "similar lines" if similar else ("line" if lines == 1 else "lines")
+    return f"[{lines} {what} omitted]"

@@ -88,3 +88,13 @@ def test_bad_settings_raise():
     from agentflux.config import ConfigError
     with pytest.raises(ConfigError, match="not installed"):
         ContextCompressor(encoding="no_such_encoding")
+
+
+def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
+    from agentflux.runtime.compress import render_lines
+    from agentflux.runtime.content import line_units
+    units = line_units(["ERROR first", "}", "ERROR second", "a long line nobody asked for",
+                        "another one", "ERROR third"])
+    out = render_lines(units, {0, 2, 5}).splitlines()
+    # "}" costs less than a marker would; two lines left out are one marker
+    assert out == ["ERROR first", "}", "ERROR second", "[2 lines omitted]", "ERROR third"]
