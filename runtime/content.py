@@ -363,15 +363,19 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)  # the enclosing header of each line
+    opener = _bracket_openers(lines, ind)
     for i, u in enumerate(units):
         ln = u.text
         if ind[i] < 0:
             u.filler = True
             continue
-        # the enclosing chain (decorators stay with their def: the chain is the def line)
+        # the enclosing chain (decorators stay with their def: the chain is the def line); a
+        # header that closes a bracket (") -> Response:") brings the line that opened it
         p, chain = parent[i], []
         while p >= 0 and len(chain) < 8:
             chain.append(p)
+            if p in opener:
+                chain.append(opener[p])
             p = parent[p]
         u.deps = chain
         sig = bool(SIGNATURE_RE.match(ln))
@@ -392,6 +396,24 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
             for i in block:
                 units[i].value += BLOCK_WEIGHT * b
     return units
+
+
+_CLOSING_HEADER_RE = re.compile(r"^\s*[)\]}].*[:{]\s*$")
+OPENER_REACH = 60  # lines above a closing header where its opening line is looked for
+
+
+def _bracket_openers(lines: list[str], ind: list[int]) -> dict[int, int]:
+    """Headers written over several lines: the line closing the bracket (``) -> Response:``,
+    ``) {``) mapped to the line that opened it at the same indentation (``def request(``)."""
+    out: dict[int, int] = {}
+    for i, ln in enumerate(lines):
+        if ind[i] >= 0 and _CLOSING_HEADER_RE.match(ln):
+            for j in range(i - 1, max(-1, i - OPENER_REACH), -1):
+                if ind[j] == ind[i]:
+                    if lines[j].rstrip().endswith(("(", "[", "{")):
+                        out[i] = j
+                    break
+    return out
 
 
 BLOCK_WEIGHT = 0.8  # of a block's (function's, section's) relevance given to each of its lines

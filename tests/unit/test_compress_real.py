@@ -131,6 +131,12 @@ def test_a_kept_line_of_code_brings_its_enclosing_definition():
     above = lines[:at]
     assert any(ln.strip().startswith("def __init__(self)") for ln in above)
     assert any(ln.startswith("class Session(") for ln in above)
+    # a signature written over several lines: its body's header is ") -> None:", which
+    # brings the line that opened it
+    r = C.compress(d["text"], "when is the method changed to GET after a 303", 400)
+    lines = r.text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if 'method = "GET"' in ln)
+    assert any(ln.strip() == "def rebuild_method(" for ln in lines[:at])
 
 
 def test_prose_keeps_a_sentences_section_heading_as_its_anchor():
