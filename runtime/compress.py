@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 from agentflux.runtime import content
 from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
+from agentflux.runtime.relevance import identifiers
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
@@ -161,7 +162,7 @@ class ContextCompressor:
                 r = relevance(texts, query)
                 scored.append(r)
                 return r
-            units = content.prose_units(lines, rel_of)
+            units = content.prose_units(lines, rel_of, identifiers(query))
             rel = scored[0] if scored else relevance([u.text for u in units], query)
         else:
             rel = relevance(lines, query)

@@ -514,6 +514,7 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
 # -- prose and documentation ------------------------------------------------------------------
 
 RST_ENTITY_LEVEL = 99
+ANCHOR_VALUE = 1.0  # added to each line of a section whose heading names a query's identifier
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
 LONG_LINE = 240  # characters: longer prose lines are split into sentences
@@ -521,9 +522,13 @@ SMALL_BLOCK = 30  # lines: a fenced block this small is kept whole or not at all
 EXAMPLE_VALUE = 0.05  # what a small fenced example is worth with no match at all
 
 
-def prose_units(lines: list[str], rel_of) -> list[Unit]:
+def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = frozenset()
+                ) -> list[Unit]:
     """``rel_of(texts)`` scores the units' texts (they are known only after splitting); its
-    first call is on the returned units' texts, in order (the caller may keep that result)."""
+    first call is on the returned units' texts, in order (the caller may keep that result).
+    ``anchors``: identifiers the query names (:func:`agentflux.runtime.relevance.identifiers`);
+    a section whose heading names one is what the query points at, and its lines count more
+    (:data:`ANCHOR_VALUE`)."""
     units: list[Unit] = []
     heading_of: list[int] = []  # per unit: the unit index of its section's heading, -1 none
     heading_chain: dict[int, list[int]] = {}
@@ -594,6 +599,10 @@ def prose_units(lines: list[str], rel_of) -> list[Unit]:
     srel = rel_of(["\n".join([units[h].text] + [units[k].text for k in sections[h]])
                    for h in heads]) if heads else []
     section_rel = {h: r for h, r in zip(heads, srel)}
+    anchored = set()
+    if anchors:
+        from agentflux.runtime.relevance import terms
+        anchored = {h for h in heads if anchors.intersection(terms(units[h].text))}
     for k, u in enumerate(units):
         if not u.text.strip():
             continue
@@ -601,6 +610,8 @@ def prose_units(lines: list[str], rel_of) -> list[Unit]:
         b = section_rel.get(h, 0.0)
         if b >= RECORD_MATCH:
             u.value += BLOCK_WEIGHT * b
+        if h in anchored:
+            u.value += ANCHOR_VALUE
         r = rel[k]
         if k in heading_chain:
             u.deps = list(heading_chain[k])

@@ -147,6 +147,17 @@ def query_weights(query: str) -> dict[str, float]:
     return out
 
 
+def identifiers(query: str) -> set[str]:
+    """The compound identifiers the query names (``build.jobs``, ``scrape_timeout``,
+    ``ExecuteC``), lower-cased, as :func:`terms` counts them whole."""
+    out = set()
+    for w in _WORD.findall(query):
+        ts = _terms_of_word(w)
+        if len(ts) > 1 and w.lower() in ts:
+            out.add(w.lower())
+    return out
+
+
 def scores(units: Sequence[str], query: str) -> list[float]:
     """BM25 of ``query`` against each text of ``units``, scaled to 0..1 by the best; below
     :data:`NOISE` counted as 0 (a unit sharing only a frequent part of the query's terms)."""
@@ -161,4 +172,4 @@ def scores(units: Sequence[str], query: str) -> list[float]:
     return [r / top if r / top >= NOISE else max(-1.0, r / top) if r < 0 else 0.0 for r in raw]
 
 
-__all__ = ["BM25", "query_weights", "scores", "stem", "terms"]
+__all__ = ["BM25", "identifiers", "query_weights", "scores", "stem", "terms"]

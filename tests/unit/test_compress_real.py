@@ -148,6 +148,14 @@ def test_prose_keeps_a_sentences_section_heading_as_its_anchor():
     assert any(ln.startswith("#") for ln in lines[:at])  # a heading above it
 
 
+def test_a_section_whose_heading_names_an_identifier_of_the_query_is_kept():
+    d = doc("21")  # Cargo's configuration reference: "#### `build.jobs`" and its fields
+    r = C.compress(d["text"], "what do build.jobs and net.retry default to", 400)
+    for fact in ("* Default: number of logical CPUs", "Should not be 0.",
+                 "Number of times to retry possibly spurious network errors."):
+        assert fact in r.text
+
+
 def test_protected_material_is_ranked_when_it_alone_exceeds_the_budget():
     d = doc("04")  # a Laravel log: hundreds of exceptions
     tight = C.compress(d["text"], d["query"], 300)
