@@ -6,7 +6,8 @@ Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of tex
 logs and test reports, ``json``, ``code``, ``prose``) and its strategy cuts it into units
 (lines, sentences, JSON leaves) with a value (BM25 relevance to the query,
 :mod:`agentflux.runtime.relevance`, plus what the kind says matters: the final exception of a
-traceback, error lines, signatures, headings) and dependencies (a code line's enclosing
+traceback, error lines, signatures, headings; the best answers to each clause of a question
+in several parts, :func:`clause_boost`) and dependencies (a code line's enclosing
 ``def``, a sentence's heading, a JSON field's identifying keys). :func:`pack` keeps units best
 first while they fit, with what they bring along, fills what is left with context around them
 (neighbouring lines, the head of the text), renders them in their original order with the gaps
@@ -28,6 +29,7 @@ much). A heuristic, not a guarantee of task success.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from typing import Callable, Sequence
 from agentflux.runtime import content
 from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
-from agentflux.runtime.relevance import identifiers
+from agentflux.runtime.relevance import clause_scores, identifiers
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
@@ -152,6 +154,7 @@ class ContextCompressor:
         if kind == "json":
             from agentflux.runtime.compress_json import JsonDoc, fill_order, loads, separators
             doc = JsonDoc(loads(text), query, separators(text))
+            clause_boost(doc.units, query)
             return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
                         fill=fill_order(doc), hard_floor=hard_floor)
         lines = text.splitlines()
@@ -171,6 +174,7 @@ class ContextCompressor:
             else:
                 units = (content.json_line_units if kind == "json_lines"
                          else content.log_units)(lines, rel)
+        clause_boost(units, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
 
@@ -181,6 +185,22 @@ class ContextCompressor:
                 "strategy": strategy, "tokens_before": before, "tokens_after": after,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
                 "preserved": preserved, "quality": quality})
+
+
+CLAUSE_TOP = 3  # units per clause of the query that are lifted
+CLAUSE_BOOST = 1.0  # the best unit's lift; the second gets half, the third a third
+CLAUSE_MIN = 0.5  # of the clause's best score, for a unit to be lifted
+
+
+def clause_boost(units: Sequence[Unit], query: str) -> None:
+    """Each part of a question gets its best answers (:func:`relevance.clause_scores`): the
+    :data:`CLAUSE_TOP` units that match a clause best gain value, so no part of the question
+    is left with nothing because another part matches more lines."""
+    for r in clause_scores([u.text for u in units], query):
+        best = heapq.nlargest(CLAUSE_TOP, (k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
+                              key=r.__getitem__)
+        for rank, k in enumerate(best):
+            units[k].value += CLAUSE_BOOST / (1 + rank)
 
 
 # -- packing ----------------------------------------------------------------------------------

@@ -158,6 +158,28 @@ def identifiers(query: str) -> set[str]:
     return out
 
 
+_CLAUSE = re.compile(r"[,;:?!()]|\s[—–-]\s|\b(?:and|or)\b")
+
+
+def clause_scores(units: Sequence[str], query: str) -> list[list[float]]:
+    """BM25 of each clause of ``query`` (split at commas, semicolons, "and", "or", ...)
+    against each text of ``units``, scaled to 0..1 by the clause's best; empty when the query
+    has fewer than two clauses. A question in several parts ("which crate failed, which
+    symbols were undefined, and how did the task end") asks each part: the units that answer
+    a part the others outweigh are found this way."""
+    parts = [{t: w for t, w in query_weights(c).items() if w > 0} for c in _CLAUSE.split(query)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2 or not units:
+        return []
+    bm = BM25([terms(u) for u in units])
+    out = []
+    for q in parts:
+        raw = bm.scores(q)
+        top = max(raw, default=0.0)
+        out.append([r / top for r in raw] if top > 0 else raw)
+    return out
+
+
 def scores(units: Sequence[str], query: str) -> list[float]:
     """BM25 of ``query`` against each text of ``units``, scaled to 0..1 by the best; below
     :data:`NOISE` counted as 0 (a unit sharing only a frequent part of the query's terms)."""
@@ -172,4 +194,4 @@ def scores(units: Sequence[str], query: str) -> list[float]:
     return [r / top if r / top >= NOISE else max(-1.0, r / top) if r < 0 else 0.0 for r in raw]
 
 
-__all__ = ["BM25", "identifiers", "query_weights", "scores", "stem", "terms"]
+__all__ = ["BM25", "clause_scores", "identifiers", "query_weights", "scores", "stem", "terms"]

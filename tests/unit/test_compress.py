@@ -98,3 +98,4 @@ def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
     out = render_lines(units, {0, 2, 5}).splitlines()
     # "}" costs less than a marker would; two lines left out are one marker
     assert out == ["ERROR first", "}", "ERROR second", "[2 lines omitted]", "ERROR third"]
+

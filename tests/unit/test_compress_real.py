@@ -156,6 +156,18 @@ def test_a_section_whose_heading_names_an_identifier_of_the_query_is_kept():
         assert fact in r.text
 
 
+def test_each_part_of_a_question_gets_its_best_answer():
+    d = doc("05")  # a Kafka broker's restart: offsets reset, fetch errors, its settings
+    # "... which replica-fetch errors did it log, and what relevant broker settings was it
+    # running with?": hundreds of offset lines match the first parts better than any
+    # setting or fetch error matches the whole question
+    r = C.compress(d["text"], d["query"], 1000)
+    assert "broker.id = 1" in r.text
+    assert "Error for partition [test,3] to broker 0:org.apache.kafka.common.errors." \
+           "NotLeaderForPartitionException" in r.text
+    assert "reset" in r.text  # the first part is still answered
+
+
 def test_protected_material_is_ranked_when_it_alone_exceeds_the_budget():
     d = doc("04")  # a Laravel log: hundreds of exceptions
     tight = C.compress(d["text"], d["query"], 300)
