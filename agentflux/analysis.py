@@ -117,47 +117,15 @@ def latency(con: duckdb.DuckDBPyConnection, start: dt.datetime | None = None,
     if bucket is None:
         params.append(_period(start, end)[0])
     params += [dim, *_period(start, end)]
+    name = "'*'" if merge_names else "name"
+    source = (f"SELECT {b} AS bucket, type, {name} AS name, "
+              f"sketch, count, errors FROM kpi_rows WHERE dim = ? AND type IN ({_in(types)}) "
+              "AND window_start >= ? AND window_start < ?")
     sql = f"""
-WITH r AS (
-    SELECT {b} AS bucket, type, {"'*'" if merge_names else "name"} AS name, sketch, count,
-           errors
-    FROM kpi_rows
-    WHERE dim = ? AND type IN ({_in(types)}) AND window_start >= ? AND window_start < ?),
-bins AS (
-    SELECT bucket, type, name, CAST(e.key AS INTEGER) AS k, sum(CAST(e.value AS BIGINT)) AS c
-    FROM (SELECT bucket, type, name,
-                 unnest(map_entries(json_transform(sketch -> 'bins', '"MAP(VARCHAR, BIGINT)"')))
-                     AS e
-          FROM r)
-    GROUP BY ALL),
-totals AS (
-    SELECT bucket, type, name, any_value(CAST(sketch ->> 'alpha' AS DOUBLE)) AS alpha,
-           sum(CAST(sketch ->> 'zero' AS BIGINT)) AS zero,
-           sum(CAST(sketch ->> 'count' AS BIGINT)) AS n,
-           min(CAST(sketch ->> 'min' AS DOUBLE)) AS lo, max(CAST(sketch ->> 'max' AS DOUBLE)) AS hi,
-           CAST(sum(count) AS BIGINT) AS calls, CAST(sum(errors) AS BIGINT) AS errors
-    FROM r GROUP BY ALL),
-cum AS (
-    SELECT b.bucket, b.type, b.name, b.k, t.alpha, t.zero, t.n, t.lo, t.hi,
-           t.zero + sum(b.c) OVER (PARTITION BY b.bucket, b.type, b.name ORDER BY b.k) AS seen
-    FROM bins b JOIN totals t USING (bucket, type, name)),
-q AS (
-    SELECT bucket, type, name, p,
-           CASE WHEN floor(p * (any_value(n) - 1)) < any_value(zero) THEN 0.0
-                ELSE least(greatest(
-                    2 * pow((1 + any_value(alpha)) / (1 - any_value(alpha)),
-                            min(k) FILTER (WHERE seen > floor(p * (n - 1))))
-                      / ((1 + any_value(alpha)) / (1 - any_value(alpha)) + 1),
-                    any_value(lo)), any_value(hi)) END AS v
-    FROM cum, (VALUES (0.5), (0.9), (0.95), (0.99)) ps(p)
-    GROUP BY bucket, type, name, p)
-SELECT t.bucket, t.type, t.name, t.calls, t.errors, t.errors / t.calls AS error_rate,
-       max(v) FILTER (WHERE p = 0.5) AS p50_ms, max(v) FILTER (WHERE p = 0.9) AS p90_ms,
-       max(v) FILTER (WHERE p = 0.95) AS p95_ms, max(v) FILTER (WHERE p = 0.99) AS p99_ms,
-       max(t.hi) AS max_ms
-FROM totals t LEFT JOIN q USING (bucket, type, name)
-GROUP BY ALL
-ORDER BY t.bucket, t.type, t.calls DESC, t.name"""
+SELECT bucket, type, name, count AS calls, errors, error_rate, p50_ms, p90_ms, p95_ms, p99_ms,
+       max_ms
+FROM ({catalog.sketch_quantiles(source, ("bucket", "type", "name"))})
+ORDER BY bucket, type, calls DESC, name"""
     return con.sql(sql, params=params)
 
 

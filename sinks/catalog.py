@@ -81,6 +81,57 @@ CREATE OR REPLACE VIEW {name} AS
 # Views for analysts, over the base views. Percentiles over time come from the windows' merged
 # DDSketches (bucket counts summed across partial rows, revisions and workers), never from
 # percentiles of percentiles.
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+def sketch_quantiles(source: str, keys: tuple[str, ...]) -> str:
+    """SQL: the DDSketches of ``source`` (a query with the columns ``keys``, ``sketch``,
+    ``count`` and ``errors``: KPI rows) merged per group of ``keys`` (bucket counts summed over
+    windows, partitions and workers), and per group ``count``, ``errors``, ``error_rate``,
+    ``p50_ms`` .. ``p99_ms`` (each read from the merged sketch, within its relative accuracy),
+    ``min_ms`` and ``max_ms``. The ``latency`` view and :func:`agentflux.analysis.latency`
+    (which buckets windows first) are both this."""
+    k = ", ".join(keys)
+    bk = ", ".join(f"b.{x}" for x in keys)
+    tk = ", ".join(f"t.{x}" for x in keys)
+    ps = ", ".join(f"({p})" for p in QUANTILES)
+    cols = ", ".join(f"max(v) FILTER (WHERE p = {p}) AS p{round(p * 100)}_ms" for p in QUANTILES)
+    return f"""
+WITH _rows AS ({source}),
+_bins AS (
+    SELECT {k}, CAST(e.key AS INTEGER) AS k, sum(CAST(e.value AS BIGINT)) AS c
+    FROM (SELECT {k},
+                 unnest(map_entries(json_transform(sketch -> 'bins', '"MAP(VARCHAR, BIGINT)"')))
+                     AS e
+          FROM _rows)
+    GROUP BY ALL),
+_totals AS (
+    SELECT {k}, any_value(CAST(sketch ->> 'alpha' AS DOUBLE)) AS alpha,
+           sum(CAST(sketch ->> 'zero' AS BIGINT)) AS zero,
+           sum(CAST(sketch ->> 'count' AS BIGINT)) AS n,
+           min(CAST(sketch ->> 'min' AS DOUBLE)) AS min_ms,
+           max(CAST(sketch ->> 'max' AS DOUBLE)) AS max_ms,
+           CAST(sum(count) AS BIGINT) AS count, CAST(sum(errors) AS BIGINT) AS errors
+    FROM _rows GROUP BY ALL),
+_cum AS (
+    SELECT {bk}, b.k, t.alpha, t.zero, t.n, t.min_ms, t.max_ms,
+           t.zero + sum(b.c) OVER (PARTITION BY {bk} ORDER BY b.k) AS seen
+    FROM _bins b JOIN _totals t USING ({k})),
+_q AS (
+    SELECT {k}, p,
+           CASE WHEN floor(p * (any_value(n) - 1)) < any_value(zero) THEN 0.0
+                ELSE least(greatest(
+                    2 * pow((1 + any_value(alpha)) / (1 - any_value(alpha)),
+                            min(k) FILTER (WHERE seen > floor(p * (n - 1))))
+                      / ((1 + any_value(alpha)) / (1 - any_value(alpha)) + 1),
+                    any_value(min_ms)), any_value(max_ms)) END AS v
+    FROM _cum, (VALUES {ps}) ps(p)
+    GROUP BY {k}, p)
+SELECT {tk}, t.count, t.errors, t.errors / t.count AS error_rate, {cols}, t.min_ms, t.max_ms
+FROM _totals t LEFT JOIN _q USING ({k})
+GROUP BY ALL"""
+
+
 ANALYST_VIEWS = """
 CREATE OR REPLACE VIEW kpi_rows AS
     SELECT * FROM kpis
@@ -102,46 +153,10 @@ CREATE OR REPLACE VIEW llm_usage AS
            sum(CAST(attrs->>'cache_read_tokens' AS BIGINT)) AS cache_read_tokens,
            sum(CAST(attrs->>'cost_usd' AS DOUBLE)) AS cost_usd
     FROM events WHERE type = 'llm.call' GROUP BY ALL;
-CREATE OR REPLACE VIEW _sketch_bins AS
-    SELECT window_start, window_end, dim, type, name, CAST(b.key AS INTEGER) AS k,
-           sum(CAST(b.value AS BIGINT)) AS c
-    FROM (SELECT window_start, window_end, dim, type, name,
-                 unnest(map_entries(json_transform(sketch -> 'bins', '"MAP(VARCHAR, BIGINT)"')))
-                     AS b
-          FROM kpi_rows WHERE dim IN ('name', 'cold'))
-    GROUP BY ALL;
-CREATE OR REPLACE VIEW _sketch_totals AS
-    SELECT window_start, window_end, dim, type, name,
-           any_value(CAST(sketch ->> 'alpha' AS DOUBLE)) AS alpha,
-           sum(CAST(sketch ->> 'zero' AS BIGINT)) AS zero,
-           sum(CAST(sketch ->> 'count' AS BIGINT)) AS n,
-           min(CAST(sketch ->> 'min' AS DOUBLE)) AS min_ms,
-           max(CAST(sketch ->> 'max' AS DOUBLE)) AS max_ms,
-           sum(count) AS count, sum(errors) AS errors
-    FROM kpi_rows WHERE dim IN ('name', 'cold') GROUP BY ALL;
-CREATE OR REPLACE VIEW latency AS
-    WITH cum AS (
-        SELECT b.window_start, b.window_end, b.dim, b.type, b.name, b.k, t.alpha, t.zero, t.n,
-               t.min_ms, t.max_ms,
-               t.zero + sum(b.c) OVER (PARTITION BY b.window_start, b.dim, b.type, b.name
-                                       ORDER BY b.k) AS seen
-        FROM _sketch_bins b JOIN _sketch_totals t USING (window_start, window_end, dim, type, name)),
-    q AS (
-        SELECT window_start, window_end, dim, type, name, p,
-               CASE WHEN floor(p * (any_value(n) - 1)) < any_value(zero) THEN 0.0
-                    ELSE least(greatest(
-                        2 * pow((1 + any_value(alpha)) / (1 - any_value(alpha)),
-                                min(k) FILTER (WHERE seen > floor(p * (n - 1))))
-                          / ((1 + any_value(alpha)) / (1 - any_value(alpha)) + 1),
-                        any_value(min_ms)), any_value(max_ms)) END AS v
-        FROM cum, (VALUES (0.5), (0.9), (0.95), (0.99)) ps(p)
-        GROUP BY window_start, window_end, dim, type, name, p)
-    SELECT t.window_start, t.window_end, t.dim, t.type, t.name, t.count, t.errors,
-           t.errors / t.count AS error_rate,
-           max(v) FILTER (WHERE p = 0.5) AS p50_ms, max(v) FILTER (WHERE p = 0.9) AS p90_ms,
-           max(v) FILTER (WHERE p = 0.95) AS p95_ms, max(v) FILTER (WHERE p = 0.99) AS p99_ms
-    FROM _sketch_totals t LEFT JOIN q USING (window_start, window_end, dim, type, name)
-    GROUP BY ALL;
+""" + """CREATE OR REPLACE VIEW latency AS""" + sketch_quantiles(
+    "SELECT window_start, window_end, dim, type, name, sketch, count, errors FROM kpi_rows "
+    "WHERE dim IN ('name', 'cold')", ("window_start", "window_end", "dim", "type", "name")
+) + """;
 CREATE OR REPLACE VIEW error_rates AS
     SELECT date_trunc('minute', ts) AS minute, type, name, count(*) AS events,
            count(*) FILTER (WHERE error) AS errors,

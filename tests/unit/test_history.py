@@ -308,6 +308,11 @@ def test_kpi_rows_convert_from_the_wire_and_the_latency_view_merges_their_sketch
                       ).fetchall()
     assert got == [(1500, 3, *[pytest.approx(merged.quantile(q), rel=1e-12)
                                for q in (0.5, 0.9, 0.95, 0.99)])]
+    # the analysts' helper reads the same merged sketch (one SQL template for both)
+    from agentflux import analysis
+    rows = analysis.records(analysis.latency(analysis.connect(tmp_path)))
+    assert [(r["calls"], r["errors"], r["p50_ms"], r["p90_ms"], r["p95_ms"], r["p99_ms"])
+            for r in rows] == got
     assert con.execute("SELECT kpi, value FROM kpi_values ORDER BY kpi").fetchall() == [
         ("error_rate", 3 / 1500)]
     assert con.execute("SELECT count, partial_rows FROM kpi_windows").fetchall() == [(1500, 3)]
