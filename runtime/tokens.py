@@ -29,4 +29,8 @@ def count_tokens(text: str, name: str = DEFAULT_ENCODING) -> int:
 
 
 def count_many(texts: Sequence[str], name: str = DEFAULT_ENCODING) -> list[int]:
-    return [len(t) for t in encoding(name).encode_ordinary_batch(list(texts), num_threads=2)]
+    """Tokens of each text. A plain loop: tiktoken's ``encode_ordinary_batch`` hands each text
+    to a thread pool, which costs more than encoding a line (3.4x slower on the compression
+    sets' 24,897 lines)."""
+    encode = encoding(name).encode_ordinary
+    return [len(encode(t)) for t in texts]
