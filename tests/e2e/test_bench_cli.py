@@ -25,6 +25,11 @@ def test_bench_runtime_prints_one_json_object_with_the_figures():
         assert out[ours + "facts_kept"] > 2 * out[base + "facts_kept"]
     assert set(out["compression_targets_met"]) >= {"within_budget_all",
                                                    "facts_kept_ge_95pct_at_2000"}
+    # and on the held-out sets, reported under their own prefixes
+    for prefix in ("holdout_", "holdout2_"):
+        assert out[f"compression_{prefix}documents"] >= 14
+        assert out[f"compression_{prefix}2000_compressor_within_budget"] == 1.0
+        assert isinstance(out[f"compression_{prefix}1000_compressor_facts_kept"], float)
 
 
 def test_bench_detector_prints_the_detectors_costs_per_row_and_landing():

@@ -16,7 +16,7 @@ from agentflux.runtime.compress import FOLDED, ContextCompressor
 from agentflux.runtime.relevance import query_weights, scores, terms
 
 DOCS = {d["id"][:2]: d for d in compression.load()}
-HOLDOUT = compression.load(compression.HOLDOUT)
+HOLDOUT = compression.load(compression.HOLDOUT) + compression.load(compression.HOLDOUT2)
 C = ContextCompressor()
 
 
