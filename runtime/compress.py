@@ -339,8 +339,8 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
             text = encoding(enc).decode(ids[:room]) + marker
     protected = [k for k in range(n) if units[k].critical]
     kept_p = sum(1 for k in protected if k in kept)
-    total_rel = sum(rel) or 0.0
-    kept_rel = sum(rel[k] for k in kept if k < len(rel))
+    total_rel = sum(max(0.0, r) for r in rel)  # what the query excludes is no share of it
+    kept_rel = sum(max(0.0, rel[k]) for k in kept if k < len(rel))
     quality = 0.5 * (kept_p / len(protected) if protected else 1.0) + 0.5 * (
         min(1.0, kept_rel / total_rel) if total_rel else 1.0)
     return Packed(text, kept_p, len(protected) - kept_p, round(quality, 4))
@@ -390,7 +390,8 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     prev_key = None  # the timestamp prefix form of the line just written
 
     def close_gap() -> None:
-        if len(gap_units) == 1 and gap == 1 and len(units[gap_units[0]].text) <= SHORT_GAP:
+        lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
+        if lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP:
             out.append(units[gap_units[0]].text)  # cheaper than its marker
         else:
             out.append(marker(gap, gap_similar))

@@ -26,7 +26,7 @@ from typing import Any
 
 from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, Unit
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
-from agentflux.runtime.relevance import BM25, terms
+from agentflux.runtime.relevance import BM25, query_weights, terms
 
 MAX_IDS = 4  # identifying fields per object
 LONG_STRING = 400  # characters: longer strings are cut to what matches
@@ -71,16 +71,17 @@ class JsonDoc:
         self._shorts: dict[str, str] = {}
         # string leaves holding JSON: the parsed document and the separators it was written with
         self._embeds: dict[tuple, tuple[Any, tuple[str, str]]] = {}
-        q = terms(query)
+        q = query_weights(query)  # with what the query excludes below zero
         self._q = q
         record_of: list[int] = []  # per leaf: the record (object in an array) it is in, or -1
         parents: list[list[int]] = []  # per leaf: the id leaves of the objects around it
         records: list[list[int]] = []
         self._walk(doc, (), [], -1, record_of, parents, records)
         texts = [self._leaf_text(p, v) for p, v in zip(self.paths, self.values)]
-        rel = BM25([terms(t) for t in texts]).scores(q) if q and texts else [0.0] * len(texts)
-        top = max(rel, default=0.0) or 1.0
-        rel = [r / top for r in rel]
+        raw = BM25([terms(t) for t in texts]).scores(q) if q and texts else [0.0] * len(texts)
+        top = max(raw, default=0.0) or 1.0
+        low = -min(raw, default=0.0) or 1.0
+        rel = [r / top if r >= 0 else r / low for r in raw]
         best = [max((rel[i] for i in leaves), default=0.0) for leaves in records]
         for i, (p, v) in enumerate(zip(self.paths, self.values)):
             rec = record_of[i]
@@ -127,7 +128,7 @@ class JsonDoc:
                     rec = len(records) - 1
                 self._walk(v, path + (i,), ids_above, rec, record_of, parents, records)
         else:
-            inner = embedded(node)
+            inner = embedded(node, EMBEDDED_DEPTH - len(path))
             if inner is not None:  # a JSON document written as a string: read as JSON
                 self._embeds[path] = (inner, separators(node))
                 self._walk(inner, path + (EMBED,), ids_above, record, record_of, parents,
@@ -240,7 +241,10 @@ class JsonDoc:
         if path in self._embeds:
             inner, seps = self._embeds[path]
             built = self._build(inner, kept, index, path + (EMBED,))
-            return _MISSING if built is _MISSING else dumps(built, seps)
+            if built is _MISSING:
+                return _MISSING
+            # nothing left out: the string as the input wrote it (its number forms, escapes)
+            return node if built == inner else dumps(built, seps)
         i = index.get(path)
         if i is None or i not in kept:
             return _MISSING
@@ -267,19 +271,37 @@ class _Embedded:
 EMBED = _Embedded()
 EMBEDDED_MIN = 40  # characters: shorter strings are left as strings
 EMBEDDED_MAX = 4_000_000
+EMBEDDED_DEPTH = 200  # nesting, the string's path included, past which strings stay strings
 
 
-def embedded(value: Any) -> Any:
-    """The JSON object or array a string holds (an API recording's response body), else
-    None."""
+def embedded(value: Any, depth: int = EMBEDDED_DEPTH) -> Any:
+    """The JSON object or array a string holds (an API recording's response body), nested at
+    most ``depth`` deep, else None (what only a lenient parser takes, ``NaN``, ``1E400``,
+    integers past 64 bits, stays a string)."""
     if (not isinstance(value, str) or not EMBEDDED_MIN <= len(value) <= EMBEDDED_MAX
-            or value.lstrip()[:1] not in "{[" or value.rstrip()[-1:] not in "}]"):
+            or depth <= 0 or value.lstrip()[:1] not in "{[" or value.rstrip()[-1:] not in "}]"):
         return None
+    import orjson
     try:
-        inner = loads(value)
-    except ValueError:
+        inner = orjson.loads(value)
+    except (orjson.JSONDecodeError, RecursionError):
         return None
-    return inner if isinstance(inner, (dict, list)) and inner else None
+    if not isinstance(inner, (dict, list)) or not inner or _depth(inner, depth) > depth:
+        return None
+    return inner
+
+
+def _depth(node: Any, limit: int) -> int:
+    """How deep ``node`` nests (a scalar: 0), counted up to ``limit + 1``; no recursion."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        if isinstance(n, (dict, list)) and n:
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((c, d + 1) for c in (n.values() if isinstance(n, dict) else n))
+    return deepest
 
 
 def notable(path: tuple, value: Any) -> bool:

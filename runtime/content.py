@@ -279,7 +279,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if u.similar and not final[i]:
             v *= 0.25
         u.value = v
-        u.critical = (final[i] or (err[i] and r > 0)) and not u.similar
+        # protected: what the query excludes is not (r < 0: "an exception other than X")
+        u.critical = (final[i] or (err[i] and r > 0)) and not u.similar and r >= 0
         u.filler = not u.similar
         if frame[i] and i + 1 < n and lines[i + 1][:1] in (" ", "\t") and not frame[i + 1]:
             u.deps = [i + 1]  # a Python frame's source line
@@ -388,7 +389,7 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
                 j += 1
             u.deps = chain + body
         r = rel[i]
-        u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r else 0.0)
+        u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r > 0 else 0.0)
         u.critical = r > 0 and sig
         u.outline = sig
     if query:  # a function that matches as a whole: its lines count, in order (whole blocks)
@@ -621,7 +622,7 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
         h = heading_of[k]
         if h >= 0:
             u.deps = u.deps + [h] + heading_chain.get(h, [])
-        u.value += u.base + 2.0 * r + (0.1 if r and re.search(r"\d|`", u.text) else 0.0)
+        u.value += u.base + 2.0 * r + (0.1 if r > 0 and re.search(r"\d|`", u.text) else 0.0)
     return units
 
 

@@ -120,8 +120,10 @@ class BM25:
 
 NOISE = 0.15  # scaled scores below this are matches on common parts only ("ord" of ord-47110)
 NEGATED_WEIGHT = -1.0  # a word the query excludes ("other than X", "except X", "excluding X")
-_NEGATION = re.compile(r"\b(other than|except(?: for)?|excluding|besides|apart from|but not|"
-                       r"rather than|instead of)\s+(?:an?\s+|the\s+)?$", re.I)
+_NEGATING = (r"\b(other than|except(?: for)?|excluding|besides|apart from|but not|rather than|"
+             r"instead of)")
+_NEGATION = re.compile(_NEGATING + r"\s+(?:an?\s+|the\s+)?$", re.I)  # before a word
+_NEGATION_PHRASE = re.compile(_NEGATING + r"\b", re.I)
 PART_WEIGHT = 0.5  # a part of a compound identifier of the query, against the identifier whole
 
 
@@ -131,8 +133,11 @@ def query_weights(query: str) -> dict[str, float]:
     little for anything "ord")."""
     out: dict[str, float] = {}
     negated: set[str] = set()
+    phrases = [m.span() for m in _NEGATION_PHRASE.finditer(query)]
     for m in _WORD.finditer(query):
         w = m.group()
+        if any(a <= m.start() < b for a, b in phrases):
+            continue  # "other than", "except": how the query excludes, not what it asks for
         ts = _terms_of_word(w)
         if _NEGATION.search(query[max(0, m.start() - 24):m.start()]):
             # "an exception other than AssertionError": that one is not asked for
@@ -150,15 +155,18 @@ def query_weights(query: str) -> dict[str, float]:
 def identifiers(query: str) -> set[str]:
     """The compound identifiers the query names (``build.jobs``, ``scrape_timeout``,
     ``ExecuteC``), lower-cased, as :func:`terms` counts them whole."""
+    asked = query_weights(query)
     out = set()
     for w in _WORD.findall(query):
         ts = _terms_of_word(w)
-        if len(ts) > 1 and w.lower() in ts:
-            out.add(w.lower())
+        if len(ts) > 1 and w.lower() in ts and asked.get(w.lower(), 0.0) > 0:
+            out.add(w.lower())  # not one the query excludes
     return out
 
 
-_CLAUSE = re.compile(r"[,;:?!()]|\s[—–-]\s|\b(?:and|or)\b")
+# clause boundaries: punctuation (a colon before a space: "ns:key" is a name), a dash between
+# spaces, "and"/"or" between spaces ("foo-and-bar" is a name)
+_CLAUSE = re.compile(r"[,;?!()]|:\s|\s[—–-]\s|\s(?:and|or)\s")
 
 
 def clause_scores(units: Sequence[str], query: str) -> list[list[float]]:
@@ -186,12 +194,16 @@ def scores(units: Sequence[str], query: str) -> list[float]:
     q = query_weights(query)
     if not q:
         return [0.0] * len(units)
-    raw = BM25([terms(u) for u in units]).scores(q)
+    return scale(BM25([terms(u) for u in units]).scores(q))
+
+
+def scale(raw: Sequence[float]) -> list[float]:
+    """BM25 scores to -1..1: positive ones by the best (below :data:`NOISE` counted as 0),
+    negative ones (a unit matching what the query excludes) by the most negative."""
     top = max(raw, default=0.0)
-    if top <= 0:
-        return raw
-    # below 0: the unit matches what the query excludes
-    return [r / top if r / top >= NOISE else max(-1.0, r / top) if r < 0 else 0.0 for r in raw]
+    low = -min(raw, default=0.0)
+    return [(r / top if r / top >= NOISE else 0.0) if r > 0 else (r / low if r < 0 else 0.0)
+            for r in raw]
 
 
-__all__ = ["BM25", "clause_scores", "identifiers", "query_weights", "scores", "stem", "terms"]
+__all__ = ["BM25", "clause_scores", "identifiers", "query_weights", "scale", "scores", "stem", "terms"]

@@ -92,10 +92,15 @@ def test_bad_settings_raise():
 
 def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
     from agentflux.runtime.compress import render_lines
-    from agentflux.runtime.content import line_units
+    from agentflux.runtime.content import Unit, line_units
     units = line_units(["ERROR first", "}", "ERROR second", "a long line nobody asked for",
                         "another one", "ERROR third"])
     out = render_lines(units, {0, 2, 5}).splitlines()
     # "}" costs less than a marker would; two lines left out are one marker
     assert out == ["ERROR first", "}", "ERROR second", "[2 lines omitted]", "ERROR third"]
+    # a short first sentence of a long line is not written for the whole line: marked
+    long = Unit(1, 2, "See below.", part=0)
+    rest = Unit(1, 2, "A sentence nobody kept. " * 20, part=1)
+    units = [Unit(0, 1, "kept"), long, rest, Unit(2, 3, "kept too")]
+    assert render_lines(units, {0, 3}).splitlines() == ["kept", "[1 line omitted]", "kept too"]
 

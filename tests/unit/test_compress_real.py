@@ -109,9 +109,22 @@ def test_json_written_inside_a_string_is_read_as_json_and_stays_a_string_of_json
     assert pull[0]["number"] == 1 and pull[0]["state"] == "open" and "…" in pull[0]
     # its facts read as the input wrote them: compact separators, quotes escaped
     assert '\\"number\\":1,' in r.text and '\\"state\\":\\"open\\"' in r.text
-    # a string that only looks like JSON is left a string
-    r = C.compress(json.dumps({"a": ["{not json] " + "x " * 3000], "error": "boom"}), "error", 50)
-    assert r.tokens_after <= 50
+    # a string that only looks like JSON, or that only a lenient parser takes, stays a string
+    for fake in ("{not json, " + "x " * 30 + "}", '{"n": NaN, "pad": "' + "p" * 40 + '"}'):
+        text = json.dumps({"a": [fake], "b": "x " * 3000})
+        r = C.compress(text, "not json NaN pad", 200)
+        assert json.loads(r.text)["a"] == [fake]
+    # kept whole, a string of JSON comes back as the input wrote it (number forms, escapes)
+    body = '{"price": 1.10, "name": "caf\\u00e9", "note": "' + "n" * 40 + '"}'
+    r = C.compress(json.dumps({"body": body, "pad": "x " * 3000}), "price name note", 200)
+    assert json.loads(r.text)["body"] == body
+    # strings nested in strings, deeper than the parser or the stack takes: strings, no crash
+    deep = json.dumps({"body": "[" * 1100 + "]" * 1100, "pad": "y " * 3000})
+    assert C.compress(deep, "error", 50).tokens_after <= 50
+    inner = "[" * 180 + "1" + "]" * 180
+    for _ in range(6):
+        inner = json.dumps({"c": inner, "pad": "z" * 40})
+    assert C.compress(json.dumps({"a": inner, "pad": "w " * 3000}), "c", 50).tokens_after <= 50
 
 
 def test_pretty_json_keeps_matching_fields_with_their_objects_identifying_keys():
@@ -201,6 +214,13 @@ def test_a_query_for_exceptions_finds_them_by_class_name_and_skips_the_one_it_ex
     assert s[0] < 0 and s[2] < 0  # what the query excludes scores below nothing at all
     assert s[3] == 0
     assert query_weights("errors except for timeouts")["timeout"] < 0
+    # the words that exclude are not asked for: "except" is also every exception's term
+    assert "except" not in query_weights("all errors except timeouts")
+    assert "other" not in query_weights("which tests failed, other than AssertionError")
+    # and a quality score stays within 0..1 when units match what the query excludes
+    log = "\n".join(["ERROR TimeoutError: read timed out"] * 300 + ["ERROR ValueError: bad"])
+    r = C.compress(log, "failures other than TimeoutError", 40)
+    assert 0.0 <= r.quality <= 1.0 and "ValueError: bad" in r.text
     # the pytest run: the exceptions other than AssertionError survive the budget
     d = doc("08")
     out = C.compress(d["text"], d["query"], 2000).text
