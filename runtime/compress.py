@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 from agentflux.runtime import content
 from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
-from agentflux.runtime.relevance import clause_scores, identifiers
+from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
@@ -154,27 +154,29 @@ class ContextCompressor:
         if kind == "json":
             from agentflux.runtime.compress_json import JsonDoc, fill_order, loads, separators
             doc = JsonDoc(loads(text), query, separators(text))
-            clause_boost(doc.units, query)
+            clause_boost(doc.units, query, doc.index)
             return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
                         fill=fill_order(doc), hard_floor=hard_floor)
         lines = text.splitlines()
         if kind == "prose":
-            scored: list[list[float]] = []  # prose_units scores its units first: kept, not redone
+            # prose_units scores its units first: that index and those scores are kept
+            scored: list[tuple[BM25, list[float]]] = []
 
             def rel_of(texts: list[str]) -> list[float]:
-                r = relevance(texts, query)
-                scored.append(r)
-                return r
+                bm = index(texts)
+                scored.append((bm, relevance(texts, query, bm)))
+                return scored[-1][1]
             units = content.prose_units(lines, rel_of, identifiers(query))
-            rel = scored[0] if scored else relevance([u.text for u in units], query)
+            bm, rel = scored[0] if scored else (None, relevance([u.text for u in units], query))
         else:
-            rel = relevance(lines, query)
+            bm = index(lines)  # a unit per line: one index for the query and its clauses
+            rel = relevance(lines, query, bm)
             if kind == "code":
                 units = content.code_units(lines, rel, query)
             else:
                 units = (content.json_line_units if kind == "json_lines"
                          else content.log_units)(lines, rel)
-        clause_boost(units, query)
+        clause_boost(units, query, bm)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
 
@@ -192,11 +194,12 @@ CLAUSE_BOOST = 1.0  # the best unit's lift; the second gets half, the third a th
 CLAUSE_MIN = 0.5  # of the clause's best score, for a unit to be lifted
 
 
-def clause_boost(units: Sequence[Unit], query: str) -> None:
-    """Each part of a question gets its best answers (:func:`relevance.clause_scores`): the
-    :data:`CLAUSE_TOP` units that match a clause best gain value, so no part of the question
-    is left with nothing because another part matches more lines."""
-    for r in clause_scores([u.text for u in units], query):
+def clause_boost(units: Sequence[Unit], query: str, bm: BM25 | None = None) -> None:
+    """Each part of a question gets its best answers (:func:`relevance.clause_scores`, on the
+    units' index ``bm`` when the caller has it): the :data:`CLAUSE_TOP` units that match a
+    clause best gain value, so no part of the question is left with nothing because another
+    part matches more lines."""
+    for r in clause_scores([u.text for u in units], query, bm):
         best = heapq.nlargest(CLAUSE_TOP, (k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
                               key=r.__getitem__)
         for rank, k in enumerate(best):
@@ -392,7 +395,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     def close_gap() -> None:
         lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
         if lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP:
-            out.append(units[gap_units[0]].text)  # cheaper than its marker
+            out.append(lone.text)  # cheaper than its marker
         else:
             out.append(marker(gap, gap_similar))
 

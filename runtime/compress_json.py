@@ -26,7 +26,7 @@ from typing import Any
 
 from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, Unit
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
-from agentflux.runtime.relevance import BM25, query_weights, terms
+from agentflux.runtime.relevance import index, query_weights, scale
 
 MAX_IDS = 4  # identifying fields per object
 LONG_STRING = 400  # characters: longer strings are cut to what matches
@@ -78,10 +78,8 @@ class JsonDoc:
         records: list[list[int]] = []
         self._walk(doc, (), [], -1, record_of, parents, records)
         texts = [self._leaf_text(p, v) for p, v in zip(self.paths, self.values)]
-        raw = BM25([terms(t) for t in texts]).scores(q) if q and texts else [0.0] * len(texts)
-        top = max(raw, default=0.0) or 1.0
-        low = -min(raw, default=0.0) or 1.0
-        rel = [r / top if r >= 0 else r / low for r in raw]
+        self.index = index(texts)  # kept: the compressor scores the query's clauses on it
+        rel = scale(self.index.scores(q), noise=0.0) if q else [0.0] * len(texts)
         best = [max((rel[i] for i in leaves), default=0.0) for leaves in records]
         for i, (p, v) in enumerate(zip(self.paths, self.values)):
             rec = record_of[i]
@@ -170,7 +168,7 @@ class JsonDoc:
         parts = [p for p in parts if p]
         out = value[:LONG_STRING] + f"{MARK}[{len(value)} chars]"
         if len(parts) > 1 and self._q:
-            rel = BM25([terms(p) for p in parts]).scores(self._q)
+            rel = index(parts).scores(self._q)
             order = sorted(range(len(parts)), key=lambda i: -rel[i])
             keep, size = set(), 0
             for i in order:

@@ -28,8 +28,9 @@ budget:
   matches as a whole lifts its lines; signatures fill what is left as an outline.
 * ``prose``: long lines are split into sentences; headings are anchors (a kept sentence brings
   its section's heading chain; a reStructuredText directive that documents one thing,
-  ``.. confval:: name``, heads its description the same way); a section that matches as a whole lifts its sentences; a fenced
-  code block's lines bring its fences, so fences stay balanced, and a small block is kept whole.
+  ``.. confval:: name``, heads its description the same way); a section that matches as a
+  whole lifts its sentences; a fenced code block's lines bring its fences, so fences stay
+  balanced, and a small block is kept whole.
 """
 
 from __future__ import annotations

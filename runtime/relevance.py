@@ -169,41 +169,44 @@ def identifiers(query: str) -> set[str]:
 _CLAUSE = re.compile(r"[,;?!()]|:\s|\s[—–-]\s|\s(?:and|or)\s")
 
 
-def clause_scores(units: Sequence[str], query: str) -> list[list[float]]:
+def index(units: Sequence[str]) -> BM25:
+    """The BM25 index of ``units`` (their terms), for several queries over the same units."""
+    return BM25([terms(u) for u in units])
+
+
+def clause_scores(units: Sequence[str], query: str, bm: BM25 | None = None
+                  ) -> list[list[float]]:
     """BM25 of each clause of ``query`` (split at commas, semicolons, "and", "or", ...)
-    against each text of ``units``, scaled to 0..1 by the clause's best; empty when the query
-    has fewer than two clauses. A question in several parts ("which crate failed, which
-    symbols were undefined, and how did the task end") asks each part: the units that answer
-    a part the others outweigh are found this way."""
+    against each text of ``units`` (or the index ``bm`` of them), scaled to 0..1 by the
+    clause's best; empty when the query has fewer than two clauses. A question in several parts
+    ("which crate failed, which symbols were undefined, and how did the task end") asks each
+    part: the units that answer a part the others outweigh are found this way."""
     parts = [{t: w for t, w in query_weights(c).items() if w > 0} for c in _CLAUSE.split(query)]
     parts = [p for p in parts if p]
     if len(parts) < 2 or not units:
         return []
-    bm = BM25([terms(u) for u in units])
-    out = []
-    for q in parts:
-        raw = bm.scores(q)
-        top = max(raw, default=0.0)
-        out.append([r / top for r in raw] if top > 0 else raw)
-    return out
+    bm = bm or index(units)
+    return [scale(bm.scores(q), noise=0.0) for q in parts]
 
 
-def scores(units: Sequence[str], query: str) -> list[float]:
-    """BM25 of ``query`` against each text of ``units``, scaled to 0..1 by the best; below
-    :data:`NOISE` counted as 0 (a unit sharing only a frequent part of the query's terms)."""
+def scores(units: Sequence[str], query: str, bm: BM25 | None = None) -> list[float]:
+    """BM25 of ``query`` against each text of ``units`` (or the index ``bm`` of them), scaled
+    to -1..1 by :func:`scale`."""
     q = query_weights(query)
     if not q:
         return [0.0] * len(units)
-    return scale(BM25([terms(u) for u in units]).scores(q))
+    return scale((bm or index(units)).scores(q))
 
 
-def scale(raw: Sequence[float]) -> list[float]:
-    """BM25 scores to -1..1: positive ones by the best (below :data:`NOISE` counted as 0),
-    negative ones (a unit matching what the query excludes) by the most negative."""
+def scale(raw: Sequence[float], noise: float = NOISE) -> list[float]:
+    """BM25 scores to -1..1: positive ones by the best (below ``noise``, a unit sharing only a
+    frequent part of the query's terms, counted as 0), negative ones (a unit matching what the
+    query excludes) by the most negative."""
     top = max(raw, default=0.0)
     low = -min(raw, default=0.0)
-    return [(r / top if r / top >= NOISE else 0.0) if r > 0 else (r / low if r < 0 else 0.0)
+    return [(r / top if r / top >= noise else 0.0) if r > 0 else (r / low if r < 0 else 0.0)
             for r in raw]
 
 
-__all__ = ["BM25", "clause_scores", "identifiers", "query_weights", "scale", "scores", "stem", "terms"]
+__all__ = ["BM25", "clause_scores", "identifiers", "index", "query_weights", "scale", "scores",
+           "stem", "terms"]
