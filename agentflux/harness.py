@@ -69,7 +69,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
                      ("KAFKA_SSL_CAFILE", settings.ssl_cafile),
                      ("AGENTFLUX_COMMAND_KEYS", settings.command_keys.get_secret_value()
                       if settings.command_keys else None),
-                     ("AGENTFLUX_AUTOSCALER_POLICY", settings.autoscaler_policy)):
+                     ("AGENTFLUX_AUTOSCALER_POLICY", settings.autoscaler_policy),
+                     ("AGENTFLUX_FAILURE_RULES", settings.failure_rules)):
         if val:
             env[key] = val
     return env

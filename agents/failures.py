@@ -220,10 +220,11 @@ _COMMON_DEFAULTS = {"enabled": True, "dim": "name", "group_by": ["name", "philos
                     "label": "name", "severity": "warning", "clear_windows": None,
                     "summary": None, "description": None}
 _THRESHOLD = {"measure": _measure, "op": _op, "threshold": _number, "for_windows": _int(1),
-              "min_count": _int(0)}
+              "min_count": _int(0), "pool_within": _duration_ns}
 _RATIO = {"numerator": _summables, "denominator": _summables, "op": _op, "threshold": _number,
           "span_windows": _int(1), "min_denominator": _non_negative, "min_count": _int(0),
-          "baseline_windows": _int(0), "drop_fraction": _fraction}
+          "baseline_windows": _int(0), "drop_fraction": _fraction, "warmup": _duration_ns,
+          "confidence": _objective}
 _PER_KIND: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "burn_rate": {"objective": _objective, "objective_overrides": _objectives,
                   "period": _duration_ns, "min_events": _int(0),
@@ -236,8 +237,11 @@ _PER_KIND: dict[str, dict[str, Callable[[Any, str], Any]]] = {
                     "max_keys": _int(1)},
 }
 # settings a rule of the kind may leave out
-_KIND_DEFAULTS: dict[str, dict[str, Any]] = {"cost_budget": {"forget_after": None,
-                                                              "max_keys": None}}
+_KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cost_budget": {"forget_after": None, "max_keys": None},
+    "latency_slo": {"pool_within": None}, "threshold": {"pool_within": None},
+    "kpi_degradation": {"warmup": None, "confidence": None},
+    "fallback_storm": {"warmup": None, "confidence": None}}
 _TOP: dict[str, Callable[[Any, str], Any]] = {
     "window_s": _duration_ns, "settle_windows": _int(0), "clear_windows": _int(1),
     "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns,
@@ -562,6 +566,26 @@ class _Agg:
             if self.sketch.gamma == r.sketch.gamma:
                 self.sketch.merge(r.sketch)
 
+    def merged(self, other: "_Agg") -> "_Agg":
+        """A new aggregate of this one and ``other`` (neither is changed)."""
+        out = _Agg()
+        for a in (self, other):
+            out.count += a.count
+            out.errors += a.errors
+            out.dcount += a.dcount
+            if a.dmax is not None:
+                out.dmax = a.dmax if out.dmax is None else max(out.dmax, a.dmax)
+            for k, v in a.sums.items():
+                out.sums[k] = out.sums.get(k, 0.0) + v
+            for k, v in a.maxes.items():
+                out.maxes[k] = max(out.maxes.get(k, v), v)
+            if a.sketch is not None:
+                if out.sketch is None:
+                    out.sketch = DDSketch(a.sketch.alpha)
+                if out.sketch.gamma == a.sketch.gamma:
+                    out.sketch.merge(a.sketch)
+        return out
+
     def n(self, measure: str) -> int:
         """How many observations back ``measure``: durations for latency measures."""
         return self.dcount if measure[0] == "p" or measure.startswith("duration") else self.count
@@ -641,8 +665,16 @@ class _Series:
                 del self.index[b]
 
     def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
+        return [a for _, a in self.buckets_newest_first(group, before_ns)]
+
+    def buckets_newest_first(self, group: Group, before_ns: int) -> list[tuple[int, _Agg]]:
         buckets = self.data.get(group, {})
-        return [buckets[b] for b in sorted(buckets, reverse=True) if b < before_ns]
+        return [(b, buckets[b]) for b in sorted(buckets, reverse=True) if b < before_ns]
+
+    def first(self, group: Group) -> int | None:
+        """The start of the group's oldest bucket still kept (None: no data)."""
+        buckets = self.data.get(group)
+        return min(buckets) if buckets else None
 
     def total(self, group: Group, lo_ns: int, hi_ns: int, measures: Iterable[str]) -> float:
         measures = tuple(measures)
@@ -972,24 +1004,59 @@ class _Streak(_Rule):
         self.last_end = {tuple(g): e for g, e in d["last_end"]}
 
 
+# measures that pooled windows estimate the same way (a quantile, a rate, a maximum); a count
+# or a sum would grow with the windows pooled
+_POOLABLE = re.compile(r"p\d|error_rate$|duration_max_ms$|maxes\.")
+
+
 class _Threshold(_Rule):
     """A per-window measure past a threshold in ``for_windows`` consecutive windows that have at
-    least ``min_count`` observations (windows without them are skipped, not breaking)."""
+    least ``min_count`` observations (windows without them are skipped, not breaking). With
+    ``pool_within`` (a duration), and a measure pooling does not change the meaning of (a
+    quantile, the error rate, a maximum), windows short of ``min_count`` are pooled with the
+    windows before them, as many as fit in ``pool_within``, for one judgement: a model that
+    stalls completes a call or two per window, and skipping such windows would never judge the
+    stall."""
 
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         p = self.p
-        keep = (2 * p["for_windows"] + self.settle + 1) * self.w
+        self.pool = max(1, (p["pool_within"] or 0) // self.w) \
+            if _POOLABLE.match(p["measure"]) else 1
+        # for_windows judgements of up to pool windows each, and as many windows skipped
+        keep = (p["for_windows"] * (self.pool + 1) + self.settle + 1) * self.w
         self.series["w"] = _Series(self.w, keep, keep_sketch=p["measure"][0] == "p")
+
+    def _periods(self, g: Group, tick_ns: int) -> list[_Agg]:
+        """Newest first: the windows (or, pooled, runs of windows within ``pool_within``)
+        with at least ``min_count`` observations, at most ``for_windows`` of them."""
+        p = self.p
+        m, n, need = p["measure"], p["for_windows"], max(p["min_count"], 1)
+        if self.pool == 1:
+            return [a for a in self.series["w"].newest_first(g, tick_ns) if a.n(m) >= need][:n]
+        out: list[_Agg] = []
+        acc: _Agg | None = None
+        newest = 0  # the start of the newest window in acc
+        for b, a in self.series["w"].buckets_newest_first(g, tick_ns):
+            if acc is not None and (newest - b) // self.w >= self.pool:
+                acc = None  # too sparse to pool within pool_windows: start again from here
+            if acc is None:
+                acc, newest = a, b
+            else:
+                acc = acc.merged(a)
+            if acc.n(m) >= need:
+                out.append(acc)
+                acc = None
+                if len(out) == n:
+                    break
+        return out
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         p = self.p
-        m, n = p["measure"], p["for_windows"]
+        n = p["for_windows"]
         out = []
         for g in self.groups():
-            windows = [a for a in self.series["w"].newest_first(g, tick_ns)
-                       if a.n(m) >= max(p["min_count"], 1)][:n]
-            values = [a.value(m) for a in windows]
+            values = [a.value(p["measure"]) for a in self._periods(g, tick_ns)]
             holds = len(values) == n and all(_crosses(v, p["op"], p["threshold"])
                                               for v in values)
             known = [v for v in values if v is not None]
@@ -998,37 +1065,78 @@ class _Threshold(_Rule):
         return out
 
 
+def _z_score(confidence: float) -> float:
+    """The one-sided normal quantile of ``confidence`` (0.95 -> 1.645)."""
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(confidence)
+
+
+def _wilson(k: float, n: float, z: float, upper: bool) -> float:
+    """The Wilson score bound of the proportion ``k`` of ``n`` (Wilson, 1927; the interval that
+    stays sensible for small ``n`` and proportions near 0 or 1)."""
+    q = min(max(k / n, 0.0), 1.0)
+    z2n = z * z / n
+    centre = (q + z2n / 2) / (1 + z2n)
+    half = z * math.sqrt(q * (1 - q) / n + z2n / (4 * n)) / (1 + z2n)
+    return centre + half if upper else centre - half
+
+
 class _Ratio(_Rule):
     """sum(numerator) / sum(denominator) over the last ``span_windows`` windows against a
     threshold, or against ``drop_fraction`` x the same ratio over the ``baseline_windows``
-    before them. Too little data (the minimums) is no judgement: the condition does not hold."""
+    before them. Too little data (the minimums) is no judgement: the condition does not hold.
+
+    ``warmup``: a group's first windows (a cold cache filling, a new pool's first starts) are
+    neither counted nor judged; a group without data for the whole kept horizon is new again.
+    ``confidence`` (for a ratio of counts: hits of lookups, warm starts of starts): the ratio
+    crosses the threshold only when its Wilson score bound at that confidence does (the upper
+    bound for ``<``): 40 hits of 50 lookups is no evidence that a cache hitting 87 % of the time
+    has fallen below 80 %, 5 of 50 is."""
 
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         p = self.p
-        keep = (p["span_windows"] + p["baseline_windows"] + self.settle + 1) * self.w
+        self.warmup = -(-(p["warmup"] or 0) // self.w) * self.w  # whole windows
+        self.z = _z_score(p["confidence"]) if p["confidence"] else None
+        keep = (p["span_windows"] + p["baseline_windows"] + self.settle + 1) * self.w \
+            + self.warmup
         self.series["w"] = _Series(self.w, keep)
 
-    def _ratio(self, g: Group, lo: int, hi: int) -> float | None:
+    def _counts(self, g: Group, lo: int, hi: int) -> tuple[float, float] | None:
+        """(numerator, denominator) over [lo, hi), None when too little to judge."""
         p, s = self.p, self.series["w"]
+        if self.warmup:
+            first = s.first(g)
+            lo = max(lo, (first if first is not None else hi) + self.warmup)
+            if lo >= hi:
+                return None
         den = s.total(g, lo, hi, p["denominator"])
         if den <= 0 or den < p["min_denominator"] or s.total(g, lo, hi, ("count",)) < p["min_count"]:
             return None
-        return s.total(g, lo, hi, p["numerator"]) / den
+        return s.total(g, lo, hi, p["numerator"]), den
+
+    def _ratio(self, g: Group, lo: int, hi: int) -> float | None:
+        c = self._counts(g, lo, hi)
+        return None if c is None else c[0] / c[1]
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         p = self.p
         lo = tick_ns - p["span_windows"] * self.w
         out = []
         for g in self.groups():
-            ratio = self._ratio(g, lo, tick_ns)
+            counts = self._counts(g, lo, tick_ns)
+            ratio = None if counts is None else counts[0] / counts[1]
             threshold = p["threshold"]
             if p["baseline_windows"]:
                 base = self._ratio(g, lo - p["baseline_windows"] * self.w, lo)
                 threshold = p["drop_fraction"] * base if base is not None else math.nan
                 if base is None:
                     ratio = None
-            holds = ratio is not None and _crosses(ratio, p["op"], threshold)
+            judged = ratio
+            if ratio is not None and self.z is not None:
+                # the bound on the side the rule fires towards: the evidence, not the estimate
+                judged = _wilson(counts[0], counts[1], self.z, upper=p["op"][0] == "<")
+            holds = judged is not None and _crosses(judged, p["op"], threshold)
             out.append(_Condition(g, self.severity, holds, 0.0 if ratio is None else ratio,
                                   0.0 if math.isnan(threshold) else threshold))
         return out
@@ -1353,13 +1461,13 @@ class FailureDetector:
                     "fingerprint": fp, "rule": rule.name, "kind": rule.kind,
                     "severity": labels["severity"], "labels": labels, "starts_at_ns": tick_ns,
                     "updated_at_ns": tick_ns, "value": cond.value, "threshold": cond.threshold,
-                    "clear": 0}
+                    "held": cond.value, "clear": 0}
                 if rule.once:
                     self._once[fp] = [rule.name, list(cond.group)]
                 out.append(self._transition(rule, a, "firing"))
             else:
                 a.update(clear=0, value=cond.value, threshold=cond.threshold,
-                         updated_at_ns=tick_ns)
+                         updated_at_ns=tick_ns, held=cond.value)
             return
         if a is None:
             return
@@ -1375,8 +1483,11 @@ class FailureDetector:
         labels = a["labels"]
         subject = " ".join(f"{k}={v}" for k, v in labels.items()
                            if k not in ("alertname", "severity"))
+        # the annotations say what held while it fired (a resolved alert's text is its last
+        # firing one, as Alertmanager keeps it); "value" is the latest
         fields = {**_template_fields(rule.p), "subject": subject, "rule": rule.name,
-                  "severity": a["severity"], "value": a["value"], "threshold": a["threshold"]}
+                  "severity": a["severity"], "value": a.get("held", a["value"]),
+                  "threshold": a["threshold"]}
         summary, description = _TEMPLATES[rule.kind]
         return {"fingerprint": a["fingerprint"], "status": status, "rule": a["rule"],
                 "kind": a["kind"], "severity": a["severity"], "labels": dict(labels),

@@ -233,6 +233,38 @@ def test_model_latency_uses_its_own_threshold():
     assert out[0]["labels"]["model"] == "gpt-4o" and out[0]["threshold"] == 30000
 
 
+def test_a_stalled_model_completing_a_call_or_two_per_window_is_judged_on_pooled_windows(
+        tmp_path):
+    # ~2 completions per window normally; stalled, one 50-s call per window: no window alone
+    # reaches min_count 5, so judging windows one by one never sees the stall
+    det = FailureDetector(load_rules())
+    healthy = [[row(i, type="llm.call", name="gpt-4o-mini", count=2,
+                    durations=[800.0, 2500.0])] for i in range(30)]
+    assert of(feed(det, healthy), "model_latency_slo") == []
+    stalled = [[row(30 + i, type="llm.call", name="gpt-4o-mini", count=1,
+                    durations=[50000.0])] for i in range(20)]
+    out = of(det.observe(itertools.chain(*stalled)) + det.advance(BASE + 51 * W),
+             "model_latency_slo")
+    assert [t["status"] for t in out] == ["firing"] and out[0]["value"] > 30000
+    # three pooled judgements of 5 calls, the oldest one reaching back into healthy windows
+    # (the p99 of 5 calls is their slowest): two minutes into the stall
+    assert 40 <= window_of(out[0]) <= 46
+    # a count is never pooled: a rule on "count" judges full windows only
+    lone = FailureDetector(rules_from(tmp_path, """rules:
+  few_calls: {kind: threshold, type: tool.call, measure: count, op: ">", threshold: 3,
+              for_windows: 2, min_count: 5, pool_within: 1m}
+"""))
+    assert of(feed(lone, [[row(i, count=4)] for i in range(20)]), "few_calls") == []
+
+
+def test_pooling_stays_within_pool_windows():
+    # one slow call every 10 windows: 5 calls span 41 windows, far more than pool_within (2m)
+    det = FailureDetector(load_rules())
+    sparse = [[row(i, type="llm.call", name="gpt-4o", count=int(i % 10 == 0),
+                   durations=[60000.0] * int(i % 10 == 0))] for i in range(200)]
+    assert of(feed(det, sparse), "model_latency_slo") == []
+
+
 def resource(i: int, cpu: float, mem: float = 40.0, phil: str = "react") -> list[dict]:
     return [row(i, type="resource.sample", name="", count=3, phil=phil,
                 maxes={"cpu_percent": cpu, "memory_percent": mem, "memory_mb": 300.0,
@@ -246,6 +278,10 @@ def test_cpu_and_memory_thresholds_per_philosophy():
     out = feed(det, windows)
     cpu, mem = of(out, "cpu_high"), of(out, "memory_high")
     assert [t["status"] for t in cpu] == ["firing", "resolved"]
+    # a resolved alert's text is its firing one (not "CPU 50 > 80"); its value is the latest
+    assert cpu[1]["annotations"] == cpu[0]["annotations"]
+    assert "95" in cpu[1]["annotations"]["summary"]
+    assert cpu[1]["value"] == 50.0
     assert cpu[0]["labels"] == {"alertname": "cpu_high", "severity": "warning",
                                 "philosophy": "react"}
     assert [t["status"] for t in mem] == ["firing"]
@@ -270,6 +306,24 @@ def test_cache_hit_rate_below_80_percent_over_lookups_and_stats_rows():
     out = of(feed(det, healthy + poor), "cache_hit_rate_low")
     assert [t["status"] for t in out] == ["firing"] and out[0]["value"] < 0.8
     assert out[0]["labels"]["cache"] == "tool_results"
+    cold = FailureDetector(load_rules())  # a cold cache filling: misses first, then 90 % hits
+    filling = [[cache(i, 10 * i, 100 - 10 * i)] for i in range(6)]
+    warm = [[cache(6 + i, 90, 10)] for i in range(20)]
+    assert of(feed(cold, filling + warm), "cache_hit_rate_low") == []
+    late = FailureDetector(load_rules())  # the same cache collapsing once warm does fire
+    out = of(feed(late, filling + warm + [[cache(26 + i, 20, 80)] for i in range(8)]),
+             "cache_hit_rate_low")
+    assert [t["status"] for t in out] == ["firing"] and window_of(out[0]) >= 27
+    # a cache hitting 87 % of the time, seen through a few lookups a window, dips below 80 %
+    # over a span of 60 by chance: no evidence (the Wilson bound at 95 % is above 80 %)
+    noisy = FailureDetector(load_rules())
+    hits = [9, 8, 9, 7, 8, 9, 9, 7, 7, 8, 7, 9, 8, 9, 9, 10, 8, 9, 9, 8]
+    out = of(feed(noisy, [[cache(i, h, 10 - h)] for i, h in enumerate(hits)]),
+             "cache_hit_rate_low")
+    assert out == []
+    busy = FailureDetector(load_rules())  # 75 % over 1,000 lookups a window is evidence
+    out = of(feed(busy, [[cache(i, 750, 250)] for i in range(20)]), "cache_hit_rate_low")
+    assert [t["status"] for t in out] == ["firing"] and out[0]["value"] == 0.75
     few = FailureDetector(load_rules())  # 5 lookups a window: below the minimum of 50 in 6
     assert of(feed(few, [[cache(i, 1, 4)] for i in range(20)]), "cache_hit_rate_low") == []
 
@@ -522,7 +576,11 @@ def test_a_row_later_than_the_horizon_is_dropped_and_state_stays_bounded():
     state = det.state()
     assert sum(len(ids) for _, ids in state["seen"]) <= 2 * (90 + 4)  # 15 minutes of rows
     (lat,) = [s for n, s in state["rules"].items() if n == "tool_latency_slo"]
-    assert all(len(b) <= 8 for _, b in lat["series"]["w"]["groups"])
+    slo = load_rules().rule("tool_latency_slo")
+    # for_windows judgements of up to pool_within, as many windows skipped, settle + 1
+    pool = slo.params["pool_within"] // (10 * 10**9)  # windows of 10 s
+    bound = slo.params["for_windows"] * (pool + 1) + 2
+    assert all(len(b) <= bound for _, b in lat["series"]["w"]["groups"])
     det.observe([row(10, count=5, errors=5)])
     assert det.counters["too_late"] == 1
     assert len(orjson.dumps(state)) < 2_000_000
