@@ -400,7 +400,8 @@ def _closed_loop_figures(con) -> str:
                   for pool, t, n, _ in cmds) or "none yet"
     sent = any(x[3] for x in cmds)
     return (f"closed loop: CPU recommendations (p90 + margin) {p}; pool targets {c}"
-            + ("" if sent or not cmds else " (landed, not sent: no AGENTFLUX_COMMAND_KEYS)"))
+            + ("" if sent or not cmds else " (landed, not sent: no AGENTFLUX_COMMAND_KEYS, or "
+                                            "decided on a backlog behind the wall clock)"))
 
 
 def _print_pools(console, pools: dict | None) -> None:

@@ -497,6 +497,19 @@ class Autoscaler:
                            min_size=pol.min_size, max_size=pol.max_size, image=pol.image,
                            issuer=self.issuer, issued_at_ns=self.clock())
 
+    def reissue(self, name: str, now_ns: int, why: str) -> dict[str, Any] | None:
+        """A new command for the target last issued to pool ``name`` (None: none issued):
+        for a target its pool manager never got (decided on a backlog, not sent)."""
+        ps = self.pools.get(name)
+        if ps is None or ps.target is None:
+            return None
+        pol = self.policy.for_pool(name)
+        ps.issued_at_ns = now_ns
+        return new_command(name, ps.target, self.generations.next(name), why,
+                           dict(self.last_inputs.get(name, {})), min_size=pol.min_size,
+                           max_size=pol.max_size, image=pol.image, issuer=self.issuer,
+                           issued_at_ns=self.clock())
+
     # -- state ----------------------------------------------------------------------------
 
     def targets(self) -> dict[str, int]:

@@ -21,7 +21,9 @@ signed with the first of ``AGENTFLUX_COMMAND_KEYS``, to ``agentflux.pool.command
 
 Commands are not sent when no key is set (they land, marked unpublished) or when they were
 decided on rows far behind the wall clock (a backlog being caught up: acting on an hour-old
-demand would be wrong; they land, marked stale).
+demand would be wrong; they land, marked stale). Once the partition has caught up, a pool whose
+last target was not sent that way gets it again in a new command (the autoscaler issues one
+only when its target changes, which may be hours later).
 
 State. The predictor's histograms are days of history (a 24-hour half-life): they are stored
 with the history's state (``<history>/_state/predictor/<log>/p<partition>/<offset>.state``) at
@@ -89,6 +91,9 @@ class ClosedLoop:
         self.clock = clock
         self.parts: dict[int, tuple[Any, Any]] = {}
         self.now: dict[int, int] = {}  # partition -> its event-time clock
+        # partition -> pools whose last target was decided on a backlog and not sent: sent
+        # again once the partition has caught up (the target may not change for hours)
+        self.unsent: dict[int, set[str]] = {}
         self._ready: list[tuple[str, bytes, bytes]] = []  # (kind, key, value) committed, to send
         self._warned = False
         self.log = ctx.log_of(s.topics.kpis)
@@ -210,6 +215,17 @@ class ClosedLoop:
         predictions = predictor.predictions(now, issuer=worker, only_changed=True)
         commands = scaler.decide(now)
         stale = self.clock() - now > self.stale_ns
+        unsent = self.unsent.setdefault(partition, set())
+        if stale:
+            unsent.update(c["pool"] for c in commands)
+        elif unsent:
+            decided = {c["pool"] for c in commands}
+            for pool in sorted(unsent - decided):
+                c = scaler.reissue(pool, now, "hold: caught up; the target decided on the "
+                                   "backlog was not sent")
+                if c is not None:
+                    commands.append(c)
+            unsent.clear()
         out = []
         for c in commands:
             c["issuer"] = worker
@@ -266,6 +282,7 @@ class ClosedLoop:
         for p in partitions:
             self.parts.pop(p, None)
             self.now.pop(p, None)
+            self.unsent.pop(p, None)
             self._stored_at.pop(p, None)
 
 

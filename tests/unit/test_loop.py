@@ -94,6 +94,24 @@ def test_decisions_on_a_backlog_are_landed_not_sent():
     assert c.topics.pool_commands.sent == []
 
 
+def test_a_target_decided_on_a_backlog_is_sent_once_the_loop_has_caught_up():
+    import orjson
+    c = ctx("k")
+    now = [T0 + 3600 * S]  # first an hour behind the wall clock
+    loop = ClosedLoop(c, POLICY, clock=lambda: now[0])
+    _, cmds = run(loop, docs(0, 8, 20, 12))
+    assert cmds and c.topics.pool_commands.sent == []
+    target = cmds[-1][0]["target"]
+    now[0] = T0 + 10 * S  # caught up: the same demand, so the target does not change
+    _, cmds = run(loop, docs(8, 2, 20, 12))
+    assert [(c_["target"], send) for c_, send, _ in cmds] == [(target, True)]
+    (sent,) = [orjson.loads(v) for _, v in c.topics.pool_commands.sent]
+    assert sent["target"] == target and commands.verify(sent, [b"k"]) is None
+    assert sent["reason"].startswith("hold: caught up")
+    _, cmds = run(loop, docs(10, 2, 20, 12))  # once
+    assert cmds == [] and len(c.topics.pool_commands.sent) == 1
+
+
 def test_without_a_key_commands_are_unsigned_and_not_sent():
     c = ctx(None)
     loop = ClosedLoop(c, POLICY, clock=lambda: T0 + 10 * S)
