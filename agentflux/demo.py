@@ -485,17 +485,33 @@ def _print_alerts(console, alerts: list | None, asked: bool) -> None:
         ep = episodes.setdefault(key, dict(a))
         if a.get("status") == "resolved":
             ep["status"] = "resolved"
-    table = Table(title=f"alerts raised ({len(episodes)}; from the alerts topic)")
-    for c in ("status", "kind", "rule", "severity", "subject", "value", "threshold", "at (UTC)"):
-        table.add_column(c)
     import datetime as dt
+    rows = []
     for ep in sorted(episodes.values(), key=lambda e: e.get("starts_at_ns") or 0):
         labels = ep.get("labels") or {}
         subject = " ".join(f"{k}={v}" for k, v in labels.items()
                            if k not in ("alertname", "severity"))
         at = dt.datetime.fromtimestamp((ep.get("starts_at_ns") or 0) / 1e9,
                                        dt.timezone.utc).strftime("%H:%M:%S")
-        table.add_row(str(ep.get("status")), str(ep.get("kind")), str(ep.get("rule")),
-                      str(ep.get("severity")), subject, f"{ep.get('value', 0):.4g}",
-                      f"{ep.get('threshold', 0):.4g}", at)
+        rows.append((str(ep.get("status")), str(ep.get("rule")), str(ep.get("severity")),
+                     subject, _number(ep.get("value", 0)), _number(ep.get("threshold", 0)), at))
+    title = f"alerts raised ({len(episodes)}; from the alerts topic)"
+    if console.width < 110:  # a log, a pipe, a narrow terminal: a line each, not a crushed table
+        console.print(title)
+        for status, rule, severity, subject, value, threshold, at in rows:
+            console.print(f"  {at} {status:<8} {rule} ({severity}) {subject}: {value} "
+                          f"(threshold {threshold})", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=title)
+    for c in ("status", "rule", "severity", "subject"):
+        table.add_column(c)
+    for c in ("value", "threshold", "at (UTC)"):
+        table.add_column(c, justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+def _number(x: float) -> str:
+    """36,691 rather than 3.669e+04; 0.7703 as it is."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
