@@ -176,6 +176,9 @@ class ContextCompressor:
             else:
                 units = (content.json_line_units if kind == "json_lines"
                          else content.log_units)(lines, rel)
+        if any(len(u.text) > content.LONG_CHARS for u in units):
+            units, rel = content.split_long(units, rel, query, relevance)
+            bm = None  # (the clauses are scored on the pieces)
         clause_boost(units, query, bm)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
@@ -406,7 +409,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
                 gap, gap_similar, gap_units = 0, True, []
                 prev_key = None
             if u.part >= 0 and u.line == last_line and out:
-                out[-1] += (" " if u.part == last_part + 1 else " [...] ") + u.text
+                out[-1] += (u.glue if u.part == last_part + 1 else " [...] ") + u.text
             elif u.fold and u.fold_key == prev_key:  # the same prefix form as the line above
                 out.append(FOLDED + u.text[u.fold:])
             else:

@@ -143,6 +143,7 @@ class Unit:
     fold_key: str = ""  # that prefix's form (digits masked)
     base: float = 0.0  # value before relevance (a strategy's own)
     outline: bool = False  # part of the text's outline (a signature, a heading): fill material
+    glue: str = " "  # what joins it to the part before it when both are kept
 
 
 def line_units(lines: list[str]) -> list[Unit]:
@@ -627,4 +628,74 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
     return units
 
 
-__all__ = ["Unit", "code_units", "detect", "is_error", "line_units", "log_units", "prose_units"]
+# -- lines too long to keep or drop whole ---------------------------------------------------
+
+LONG_CHARS = 1200  # a unit longer than this (some 300 tokens) is split into pieces
+PIECE_CHARS = 160  # some 40 tokens a piece
+_BREAK = re.compile(r"[\s;,>)\]}]+")
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """``text`` in pieces of about ``size`` characters, each ending after a space or a
+    delimiter (``;`` ``,`` ``>`` closing brackets) in its second half when there is one; the
+    pieces joined are ``text``."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while n - i > size * 3 // 2:
+        j = i + size
+        cut = j
+        for m in _BREAK.finditer(text, i + size // 2, j):
+            cut = m.end()
+        out.append(text[i:cut])
+        i = cut
+    out.append(text[i:])
+    return out
+
+
+def split_long(units: list[Unit], rel: list[float], query: str,
+               score) -> tuple[list[Unit], list[float]]:
+    """Units longer than :data:`LONG_CHARS` (a minified script, an HTML page or a JSON payload
+    on one line, a log line carrying a dump) as pieces of one line: a piece is kept or dropped
+    on its own (those of one line kept are written together, a gap inside the line as
+    ``[...]``), valued by the query's relevance to it (``score``: texts and query -> -1..1)
+    within what its line was worth, and brings the line's first piece along (what the line is:
+    a log line's time, level and logger). Kept whole, such a line cost more than most budgets,
+    and was dropped whole."""
+    if not any(len(u.text) > LONG_CHARS and u.part < 0 for u in units):
+        return units, rel
+    first: list[int] = []  # old index -> new index of its (first) unit
+    out: list[Unit] = []
+    out_rel: list[float] = []
+    split: list[tuple[int, int]] = []  # (new index of a piece, new index of its line's first)
+    for k, u in enumerate(units):
+        first.append(len(out))
+        r_line = rel[k] if k < len(rel) else 0.0
+        if len(u.text) <= LONG_CHARS or u.part >= 0:
+            out.append(u)
+            out_rel.append(r_line)
+            continue
+        texts = pieces(u.text)
+        r = [max(0.0, x) for x in score(texts, query)]
+        lift = max(0.0, u.value - u.base)  # what the line's relevance added to it
+        total = sum(r)
+        err = [is_error(t) for t in texts] if u.critical else [False] * len(texts)
+        if u.critical and not any(err):
+            err[0] = True
+        for p, t in enumerate(texts):
+            out.append(Unit(u.line, u.end, t, value=u.base + lift * r[p] if lift else u.value,
+                            deps=list(u.deps), critical=err[p], part=p, similar=u.similar,
+                            filler=u.filler, fold=u.fold if p == 0 else 0,
+                            fold_key=u.fold_key if p == 0 else "", base=u.base,
+                            outline=u.outline and p == 0, glue=""))
+            out_rel.append(r_line * r[p] / total if total else r_line / len(texts))
+            if p:
+                split.append((len(out) - 1, first[k]))
+    for u in out:
+        u.deps = [first[d] for d in u.deps if 0 <= d < len(first)]
+    for k, head in split:
+        out[k].deps.append(head)
+    return out, out_rel
+
+
+__all__ = ["Unit", "code_units", "detect", "is_error", "line_units", "log_units", "pieces",
+           "prose_units", "split_long"]

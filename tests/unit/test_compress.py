@@ -104,3 +104,28 @@ def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
     units = [Unit(0, 1, "kept"), long, rest, Unit(2, 3, "kept too")]
     assert render_lines(units, {0, 3}).splitlines() == ["kept", "[1 line omitted]", "kept too"]
 
+
+
+def test_pieces_of_a_long_line_join_back_to_it_and_break_after_delimiters():
+    from agentflux.runtime.content import PIECE_CHARS, pieces
+    text = "x=" + ",".join(f"k{i}:{i * 7}" for i in range(2000)) + ";" + "y" * 3000
+    ps = pieces(text)
+    assert "".join(ps) == text
+    assert all(len(p) <= PIECE_CHARS * 3 // 2 for p in ps[:-1]) and len(ps[-1]) <= 3 * PIECE_CHARS
+    assert all(p.endswith(",") for p in ps[:10])  # a delimiter in each piece's second half
+    assert len(pieces("short")) == 1
+
+
+def test_a_long_error_line_keeps_its_start_and_the_piece_the_query_asks_about():
+    line = ("2024-05-01T10:00:00Z ERROR worker-3 request failed payload="
+            + " ".join(f"k{i}=v{i}" for i in range(3000))
+            + " cause=ConnectionResetError peer=10.0.0.7")
+    text = "\n".join([f"2024-05-01T09:59:{i:02d}Z INFO worker-3 ok" for i in range(40)] + [line])
+    r = ContextCompressor().compress(text, "what caused the failure and which peer", 300)
+    assert r.tokens_after <= 300
+    (kept,) = [ln for ln in r.text.splitlines() if "ERROR" in ln]
+    # (its timestamp folded into "  ↳ ", the line above having one of the same form)
+    head = kept.split(" [...] ")[0]
+    assert head.startswith(("2024-05-01T10:00:00Z ERROR worker-3 request failed payload=k0=v0",
+                            "  ↳ ERROR worker-3 request failed payload=k0=v0"))
+    assert kept.endswith("cause=ConnectionResetError peer=10.0.0.7") and " [...] " in kept

@@ -40,6 +40,23 @@ def test_no_output_exceeds_the_budget_markers_included(target):
     assert cut == []
 
 
+def test_a_minified_script_on_one_line_is_kept_in_pieces_not_dropped_whole():
+    # Featherlight 1.2.3 as a Hugo theme ships it (magefile/mage v1.15.0, MIT): a licence
+    # header and 7,060 characters of script on one line (2,112 tokens). Kept or dropped whole,
+    # the line cost more than the budget and the output was the header and "[1 line omitted]"
+    from pathlib import Path
+    text = (Path(__file__).parents[1] / "data" / "compress" / "featherlight.min.js").read_text()
+    q = "which defaults does featherlight use for its namespace, close icon and open speed?"
+    facts = ('namespace:"featherlight"', 'closeIcon:"&#10005;"', "openSpeed:250")
+    for target in (1000, 300):
+        r = C.compress(text, q, target)
+        assert r.tokens_after <= target
+        assert all(f in r.text for f in facts), (target, r.text)
+        script = r.text.splitlines()[-1]  # the pieces of the line, in order, gaps marked
+        assert script.startswith('!function(a){"use strict";') and " [...] " in script
+        assert all(p in text for p in script.split(" [...] "))
+
+
 def test_detection_names_each_kind_of_the_set():
     want = {"log": "log", "test_report": "log", "access_log": "log", "source": "code",
             "docs": "prose"}
