@@ -93,6 +93,14 @@ def _objective(v: Any, where: str) -> float:
     return x
 
 
+def _confidence(v: Any, where: str) -> float:
+    x = _number(v, where)
+    if not 0.5 <= x < 1:
+        raise _bad(where, f"a confidence is a fraction in [0.5, 1), got {v!r}",
+                   "write 95 % as 0.95")
+    return x
+
+
 def _fraction(v: Any, where: str) -> float:
     x = _number(v, where)
     if not 0 < x <= 1:
@@ -224,7 +232,7 @@ _THRESHOLD = {"measure": _measure, "op": _op, "threshold": _number, "for_windows
 _RATIO = {"numerator": _summables, "denominator": _summables, "op": _op, "threshold": _number,
           "span_windows": _int(1), "min_denominator": _non_negative, "min_count": _int(0),
           "baseline_windows": _int(0), "drop_fraction": _fraction, "warmup": _duration_ns,
-          "confidence": _objective}
+          "confidence": _confidence}
 _PER_KIND: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "burn_rate": {"objective": _objective, "objective_overrides": _objectives,
                   "period": _duration_ns, "min_events": _int(0),
@@ -1039,7 +1047,7 @@ class _Threshold(_Rule):
         newest = 0  # the start of the newest window in acc
         for b, a in self.series["w"].buckets_newest_first(g, tick_ns):
             if acc is not None and (newest - b) // self.w >= self.pool:
-                acc = None  # too sparse to pool within pool_windows: start again from here
+                acc = None  # too sparse to pool within pool_within: start again from here
             if acc is None:
                 acc, newest = a, b
             else:

@@ -96,6 +96,10 @@ def test_a_user_file_merges_over_the_defaults(tmp_path):
     ("rules:\n  cpu_high: {summary: '{nope}'}\n", ["rules.cpu_high.summary", "{subject}"]),
     ("window_s: 10\nwindow: 3\n", ["window", "unknown top-level setting"]),
     ("rules: [1, 2]\n", ["rules", "mapping"]),
+    ("rules:\n  cache_hit_rate_low: {confidence: 95}\n",
+     ["rules.cache_hit_rate_low.confidence", "0.95"]),
+    ("rules:\n  model_latency_slo: {pool_within: soon}\n",
+     ["rules.model_latency_slo.pool_within", '"5m"']),
     ("rules:\n  cpu_high: {threshold: 90\n", ["not valid YAML at line", "syntax"]),
 ])
 def test_a_bad_file_raises_a_value_error_naming_the_key_and_the_fix(tmp_path, text, names):
