@@ -809,6 +809,9 @@ class _Condition(NamedTuple):
     holds: bool
     value: float
     threshold: float
+    # False: too little data to judge (a ratio's minimums): an active alert neither clears nor
+    # holds on it; it resolves once the group has had no data for the rule's kept horizon
+    known: bool = True
 
 
 def _crosses(value: float | None, op: str, threshold: float) -> bool:
@@ -1146,7 +1149,8 @@ class _Ratio(_Rule):
                 judged = _wilson(counts[0], counts[1], self.z, upper=p["op"][0] == "<")
             holds = judged is not None and _crosses(judged, p["op"], threshold)
             out.append(_Condition(g, self.severity, holds, 0.0 if ratio is None else ratio,
-                                  0.0 if math.isnan(threshold) else threshold))
+                                  0.0 if math.isnan(threshold) else threshold,
+                                  known=ratio is not None))
         return out
 
 
@@ -1479,6 +1483,8 @@ class FailureDetector:
             return
         if a is None:
             return
+        if cond is not None and not cond.known:
+            return  # no evidence either way (a window with too few decisions): as it was
         a["clear"] += 1
         if cond is not None:
             a["value"] = cond.value

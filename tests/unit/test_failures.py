@@ -374,6 +374,20 @@ def test_routing_fallback_storm_per_philosophy():
                                 "philosophy": "react"}
 
 
+def test_a_storm_with_quiet_spells_is_one_alert_not_a_flapping_one():
+    # every decision falls back, but some spans hold fewer than the 20 decisions judged: too
+    # little to say either way, which neither clears the alert nor holds it
+    det = FailureDetector(load_rules())
+    counts = [30] * 4 + ([2] * 5 + [30] * 3) * 4
+    windows = [[row(i, type="routing.decision", name="gpt-4o", count=n,
+                    sums={"fallbacks": n, "attempts": 2 * n})] for i, n in enumerate(counts)]
+    out = of(feed(det, windows), "routing_fallback_storm")
+    assert [t["status"] for t in out] == ["firing"]
+    # the decisions stop: the alert resolves once the rule has had no data for its horizon
+    out = of(det.advance(BASE + (len(counts) + 20) * W), "routing_fallback_storm")
+    assert [t["status"] for t in out] == ["resolved"]
+
+
 def test_session_cost_fires_once_per_session():
     det = FailureDetector(load_rules())
     windows = [[row(i, type="llm.call", dim="session", name="s-1", count=3,
