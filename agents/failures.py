@@ -971,16 +971,28 @@ class _Streak(_Rule):
 
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         out = []
+        length = self.p["length"]
         for g in self.groups():
             streak = 0
-            for agg in self.series["w"].newest_first(g, tick_ns):
+            windows = self.series["w"].newest_first(g, tick_ns)
+            for agg in windows:
                 if agg.count > agg.errors:
                     break
                 streak += agg.errors
             else:
                 streak += self.carried.get(g, 0)
-            out.append(_Condition(g, self.severity, streak >= self.p["length"], float(streak),
-                                  float(self.p["length"])))
+            holds = streak >= length
+            # a success breaks the streak, but only `length` successful calls in a row say the
+            # tool works again: one success among fifty failures neither holds nor clears an
+            # active alert
+            ok = 0
+            for agg in windows:
+                if agg.errors:
+                    break
+                ok += agg.count
+            known = holds or ok >= length
+            out.append(_Condition(g, self.severity, holds, float(streak), float(length),
+                                  known=known))
         return out
 
     def prune(self, tick_ns: int) -> None:

@@ -178,15 +178,28 @@ def test_an_objective_override_spares_a_tool_that_fails_often(tmp_path):
 # 2. streaks
 # ------------------------------------------------------------------------------------------
 
-def test_five_failures_in_a_row_fire_a_streak_and_a_success_resolves_it():
+def test_five_failures_in_a_row_fire_a_streak_and_five_successes_resolve_it():
     det = FailureDetector(load_rules())
     windows = [[row(0, count=3)], [row(1, count=2, errors=2)], [row(2, count=2, errors=2)],
-               [row(3, count=1, errors=1)], [row(4, count=1, errors=1)], [row(5, count=3)]]
+               [row(3, count=1, errors=1)], [row(4, count=1, errors=1)], [row(5, count=5)]]
     windows += [[] for _ in range(6)]
     out = of(feed(det, windows), "tool_failure_streak")
     assert [t["status"] for t in out] == ["firing", "resolved"]
     assert out[0]["value"] == 5 and out[0]["starts_at_ns"] == BASE + 4 * W
-    assert out[1]["ends_at_ns"] == BASE + (6 + 3 - 1) * W  # three clear windows after the success
+    assert out[1]["ends_at_ns"] == BASE + (6 + 3 - 1) * W  # three clear windows after them
+
+
+def test_a_tool_failing_almost_every_call_is_one_alert_not_a_flapping_one():
+    # 49 of 50 calls fail: now and then a success breaks the streak, which is not the tool
+    # working again (before, each such success resolved the alert and the next five failures
+    # raised it again)
+    det = FailureDetector(load_rules())
+    windows = [[row(i, count=2, errors=1 if i % 25 == 7 else 2)] for i in range(100)]
+    out = of(feed(det, windows), "tool_failure_streak")
+    assert [t["status"] for t in out] == ["firing"]
+    recovered = [[row(100 + i, count=2)] for i in range(8)]
+    out = of(feed(det, recovered), "tool_failure_streak")
+    assert [t["status"] for t in out] == ["resolved"]
 
 
 def test_mixed_windows_never_make_a_streak():
