@@ -251,7 +251,9 @@ SELECT fingerprint, rule, kind, severity,
        CAST(CASE WHEN status = 'resolved' THEN ends_at END AS TIMESTAMPTZ) AS ends_at, status, value,
        threshold, annotations ->> 'summary' AS summary
 FROM last
-WHERE starts_at < ? AND coalesce(CASE WHEN status = 'resolved' THEN ends_at END, updated_at) >= ?
+WHERE starts_at < ?
+  -- still firing at its last update: it overlaps every period after its start
+  AND (status <> 'resolved' OR ends_at >= ?)
 ORDER BY starts_at, rule""", params=[_period(start, end)[1], _period(start, end)[0]])
 
 

@@ -118,3 +118,30 @@ def test_user_errors_are_one_line_with_the_fix(tmp_path, capsys, args, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_alert_still_firing_belongs_to_every_period_after_its_start():
+    import datetime as dt
+
+    import duckdb
+
+    from agentflux import analysis
+    con = duckdb.connect()
+    con.sql("""CREATE TABLE alerts (fingerprint VARCHAR, status VARCHAR, rule VARCHAR,
+               kind VARCHAR, severity VARCHAR, labels VARCHAR, annotations VARCHAR,
+               starts_at TIMESTAMPTZ, ends_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
+               value DOUBLE, threshold DOUBLE)""")
+    t = dt.datetime(2026, 11, 27, 10, tzinfo=dt.timezone.utc)
+    h = dt.timedelta(hours=1)
+    labels = '{"alertname": "x", "severity": "page", "tool": "web_search"}'
+    rows = [("still", "firing", t, None, t),  # fired at 10:00, never resolved
+            ("over", "firing", t, None, t), ("over", "resolved", t, t + h / 2, t + h / 2),
+            ("later", "firing", t + 3 * h, None, t + 3 * h)]
+    for fp, status, starts, ends, updated in rows:
+        con.execute("INSERT INTO alerts VALUES (?, ?, 'r', 'k', 'page', ?, '{}', ?, ?, ?, 1, 0)",
+                    [fp, status, labels, starts, ends, updated])
+    got = analysis.records(analysis.alerts(con, t + 2 * h, t + 3 * h))
+    assert [(a["fingerprint"], a["status"]) for a in got] == [("still", "firing")]
+    assert got[0]["subject"] == "tool=web_search"
+    got = analysis.records(analysis.alerts(con, t, t + h))  # the two that started then
+    assert sorted(a["fingerprint"] for a in got) == ["over", "still"]
