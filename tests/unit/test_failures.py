@@ -332,7 +332,7 @@ def test_cache_hit_rate_below_80_percent_over_lookups_and_stats_rows():
              "cache_hit_rate_low")
     assert [t["status"] for t in out] == ["firing"] and window_of(out[0]) >= 27
     # a cache hitting 87 % of the time, seen through a few lookups a window, dips below 80 %
-    # over a span of 60 by chance: no evidence (the Wilson bound at 95 % is above 80 %)
+    # over a span of 60 by chance: no evidence (the Wilson bound at 99 % is above 80 %)
     noisy = FailureDetector(load_rules())
     hits = [9, 8, 9, 7, 8, 9, 9, 7, 7, 8, 7, 9, 8, 9, 9, 10, 8, 9, 9, 8]
     out = of(feed(noisy, [[cache(i, h, 10 - h)] for i, h in enumerate(hits)]),
