@@ -545,9 +545,10 @@ class _Agg:
         self.maxes: dict[str, float] = {}
         self.sketch: DDSketch | None = None
 
-    def add(self, r: _Row, keep_sketch: bool,
+    def add(self, r: "_Row | _Agg", keep_sketch: bool,
             only: tuple[frozenset[str], frozenset[str]] | None = None) -> None:
-        """Merge ``r``; ``only``: the sums and maxes to keep (default: all of them)."""
+        """Merge ``r`` (a row, or another aggregate); ``only``: the sums and maxes to keep
+        (default: all of them)."""
         self.count += r.count
         self.errors += r.errors
         self.dcount += r.dcount
@@ -573,26 +574,6 @@ class _Agg:
                 self.sketch = DDSketch(r.sketch.alpha)
             if self.sketch.gamma == r.sketch.gamma:
                 self.sketch.merge(r.sketch)
-
-    def merged(self, other: "_Agg") -> "_Agg":
-        """A new aggregate of this one and ``other`` (neither is changed)."""
-        out = _Agg()
-        for a in (self, other):
-            out.count += a.count
-            out.errors += a.errors
-            out.dcount += a.dcount
-            if a.dmax is not None:
-                out.dmax = a.dmax if out.dmax is None else max(out.dmax, a.dmax)
-            for k, v in a.sums.items():
-                out.sums[k] = out.sums.get(k, 0.0) + v
-            for k, v in a.maxes.items():
-                out.maxes[k] = max(out.maxes.get(k, v), v)
-            if a.sketch is not None:
-                if out.sketch is None:
-                    out.sketch = DDSketch(a.sketch.alpha)
-                if out.sketch.gamma == a.sketch.gamma:
-                    out.sketch.merge(a.sketch)
-        return out
 
     def n(self, measure: str) -> int:
         """How many observations back ``measure``: durations for latency measures."""
@@ -1058,15 +1039,19 @@ class _Threshold(_Rule):
         if self.pool == 1:
             return [a for a in self.series["w"].newest_first(g, tick_ns) if a.n(m) >= need][:n]
         out: list[_Agg] = []
-        acc: _Agg | None = None
+        acc: _Agg | None = None  # the windows pooled so far (a new aggregate: kept ones stay)
         newest = 0  # the start of the newest window in acc
         for b, a in self.series["w"].buckets_newest_first(g, tick_ns):
             if acc is not None and (newest - b) // self.w >= self.pool:
                 acc = None  # too sparse to pool within pool_within: start again from here
+            if acc is None and a.n(m) >= need:
+                out.append(a)  # enough on its own
+                if len(out) == n:
+                    break
+                continue
             if acc is None:
-                acc, newest = a, b
-            else:
-                acc = acc.merged(a)
+                acc, newest = _Agg(), b
+            acc.add(a, keep_sketch=True)
             if acc.n(m) >= need:
                 out.append(acc)
                 acc = None

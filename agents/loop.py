@@ -216,7 +216,7 @@ class ClosedLoop:
         commands = scaler.decide(now)
         stale = self.clock() - now > self.stale_ns
         unsent = self.unsent.setdefault(partition, set())
-        if stale:
+        if stale and self.keys:  # (without a key nothing is sent, caught up or not)
             unsent.update(c["pool"] for c in commands)
         elif unsent:
             decided = {c["pool"] for c in commands}

@@ -176,9 +176,9 @@ class ContextCompressor:
             else:
                 units = (content.json_line_units if kind == "json_lines"
                          else content.log_units)(lines, rel)
-        if any(len(u.text) > content.LONG_CHARS for u in units):
-            units, rel = content.split_long(units, rel, query, relevance)
-            bm = None  # (the clauses are scored on the pieces)
+        split, rel = content.split_long(units, rel, query, relevance)
+        if split is not units:  # lines too long were split: the clauses are scored on pieces
+            units, bm = split, None
         clause_boost(units, query, bm)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
