@@ -191,6 +191,7 @@ class JsonDoc:
         return out
 
     def render(self, kept: set[int]) -> str:
+        self._listed: set[str] = set()  # dropped key lists written once already
         built = self._build(self.doc, kept, self._order())
         if built is _MISSING:
             return dumps(self.digest(), self.seps)
@@ -214,10 +215,12 @@ class JsonDoc:
             if not out:
                 return _MISSING
             if dropped:  # the names, except in records (their array's marker has the key set)
+                # and where the same names were listed already (every recorded repository)
                 names = ", ".join(map(str, dropped[:8])) + (", …" if len(dropped) > 8 else "")
                 in_record = bool(path) and isinstance(path[-1], int)
-                out[MARK] = (f"{len(dropped)} more keys" if in_record
+                out[MARK] = (f"{len(dropped)} more keys" if in_record or names in self._listed
                              else f"{len(dropped)} more keys: {names}")
+                self._listed.add(names)
             return out
         if isinstance(node, list) and node:
             out, dropped, keys = [], 0, Counter()

@@ -36,6 +36,7 @@ budget:
 from __future__ import annotations
 
 import re
+from typing import Sequence
 from dataclasses import dataclass, field
 
 # -- detection ---------------------------------------------------------------------------------
@@ -168,6 +169,7 @@ TRACEBACK_RE = re.compile(r"^\s*\W{0,4}(Traceback \(most recent call last\)|Exce
                           r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
                           r"Stack trace:|stack backtrace:)")
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
+PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
                      r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
                      r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
@@ -205,6 +207,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     err = [is_error(ln) if ln.strip() else False for ln in lines]
     frame = [bool(FRAME_RE.match(ln)) for ln in lines]
     final = [False] * n
+    raised: dict[int, int] = {}  # pytest's "file.py:LINE: Error" line -> the exception's line
     # the final exception of each traceback: Python's first line after the frames that is not
     # indented (or pytest's last "E" line of a block); Java's/Go's header line itself
     for i, ln in enumerate(lines):
@@ -225,6 +228,14 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             while j > 0 and PYTEST_E_RE.match(lines[j - 1]):
                 j -= 1
             final[j] = True
+            # and the block's last line, where pytest says which line raised what (it brings
+            # the exception it names: one is little without the other)
+            j = i + 1
+            while j < n and j <= i + 2 and not lines[j].strip():
+                j += 1
+            if j < n and PYTEST_WHERE_RE.match(lines[j]):
+                final[j] = err[j] = True
+                raised[j] = i
         if EXC_NAME_RE.match(ln.strip()) and ":" in ln:  # "ValueError: ..." on a line of its own
             final[i] = err[i] = True
     # error blocks: runs of error and frame lines (with the indented source lines of frames)
@@ -234,8 +245,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if err[i] or frame[i]:
             j = i
             while j + 1 < n and (err[j + 1] or frame[j + 1]
-                                 or (lines[j + 1][:1] in (" ", "\t") and lines[j + 1].strip()
-                                     and frame[j])):
+                                 or (frame[j] and lines[j + 1].strip()
+                                     and _indent(lines[j + 1]) > _indent(lines[j]))):
                 j += 1
             edge[i] = edge[j] = True
             i = j + 1
@@ -284,10 +295,13 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         # protected: what the query excludes is not (r < 0: "an exception other than X")
         u.critical = (final[i] or (err[i] and r > 0)) and not u.similar and r >= 0
         u.filler = not u.similar
-        if frame[i] and i + 1 < n and lines[i + 1][:1] in (" ", "\t") and not frame[i + 1]:
-            u.deps = [i + 1]  # a Python frame's source line
+        if (frame[i] and i + 1 < n and not frame[i + 1] and lines[i + 1].strip()
+                and _indent(lines[i + 1]) > _indent(ln)):
+            u.deps = [i + 1]  # a Python frame's source line (indented under it)
         if parent[i] >= 0:  # an indented line brings the line it is under (a JUnit testcase)
             u.deps = u.deps + [parent[i]]
+        if i in raised:
+            u.deps = u.deps + [raised[i]]
     return units
 
 
@@ -398,7 +412,32 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
         for block, b in _blocks(lines, ind, query):
             for i in block:
                 units[i].value += BLOCK_WEIGHT * b
+    damp_repeats(units)
     return units
+
+
+COMMENT_RE = re.compile(r"(//|#(?![!\[])|/?\*|--|;|<!--)")
+REPEAT_SHARE = 0.2  # of its value a line keeps when the same line, better placed, says it too
+
+
+def damp_repeats(units: Sequence[Unit]) -> None:
+    """A comment line repeated word for word (``/// # use tokio::runtime;`` in every doc
+    example) tells a reader something once: each repeat but the most valuable keeps a
+    :data:`REPEAT_SHARE` of its value. Not statements: ``method = "GET"`` under three
+    different conditions says three things."""
+    best: dict[str, int] = {}
+    for k, u in enumerate(units):
+        key = u.text.strip()
+        if len(key) < 4 or not COMMENT_RE.match(key):
+            continue
+        b = best.get(key)
+        if b is None:
+            best[key] = k
+        elif u.value > units[b].value:
+            units[b].value *= REPEAT_SHARE
+            best[key] = k
+        else:
+            u.value *= REPEAT_SHARE
 
 
 _CLOSING_HEADER_RE = re.compile(r"^\s*[)\]}].*[:{]\s*$")

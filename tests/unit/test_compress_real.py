@@ -246,6 +246,47 @@ def test_a_query_for_exceptions_finds_them_by_class_name_and_skips_the_one_it_ex
         assert fact in out
 
 
+def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
+    # pytest closes each failure with "file.py:LINE: ExceptionType" after its "E" lines; that
+    # line says where, and is a frame only in form: it does not bring the next test's header
+    d = doc("08")
+    out = C.compress(d["text"], d["query"], 2000).text
+    for where in ("failure_demo.py:185: NameError", "failure_demo.py:223: TypeError",
+                  "failure_demo.py:143: Exception"):
+        assert where in out
+    units = content.log_units(["    E       NameError: name 'x' is not defined", "",
+                               "    failure_demo.py:185: NameError",
+                               "    ____________ test_next ____________"], [0.0] * 4)
+    assert units[2].critical and 3 not in units[2].deps and 0 in units[2].deps
+
+
+def test_a_python_frame_brings_the_source_line_indented_under_it_only():
+    lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
+             '  File "lib.py", line 9, in f', "  next line, not its source"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    assert units[0].deps[:1] == [1] and 4 not in units[3].deps
+
+
+def test_a_comment_repeated_word_for_word_is_worth_one_copy_but_a_statement_is_not():
+    lines = ["fn a() {", "    /// # use tokio::runtime;", "    let x = 1;", "}",
+             "fn b() {", "    /// # use tokio::runtime;", "    let x = 1;", "}"]
+    units = content.code_units(lines, [0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    assert units[1].value > 0 and units[5].value == pytest.approx(units[1].value * 0.2)
+    assert units[2].value == units[6].value  # the same statement in two places says two things
+
+
+def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
+    repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
+    text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
+                                  "pad": "q " * 200} for i in range(6)]})
+    r = C.compress(text, "what are the forks' names and their parent's name", 300)
+    marks = re.findall(r'"(\d+) more keys(?:: ([^"]*))?"', r.text)
+    listed = [names for _, names in marks if names]
+    assert listed and len(listed) == len(set(listed)), r.text  # each list of names once
+    bare = [n for n, names in marks if not names]  # then only how many (the parents')
+    assert len(bare) >= 5 and "node_id" in listed[0], r.text
+
+
 ODD = {
     "one long line": "x" * 200_000,
     "minified code": "function a(b){return b+1};" * 8000,
