@@ -352,6 +352,12 @@ OPENER_RE = re.compile(r"^\s*(if|elif|else|for|while|try|except|catch|finally|wi
                        r"match|when|loop|select|default)\b|[:{]\s*$")
 RAISE_RE = re.compile(r"^\s*(raise|throw)\b|\bpanic!?\(|\breturn\s+(nil, )?(err|Err|fmt\.Errorf)")
 BODY_LINES = 6  # an opener's immediate body brought along
+# a name given a literal (``const EVENT_INTERVAL: u32 = 61;``, ``max_blocking_threads: 512,``,
+# ``var status = 302;``): where code says what a setting is by default
+LITERAL_RE = re.compile(r"""[\w\]\)]\s*(?::\s*[\w:<>&\[\] ]+?\s*)?(?<![=!<>])(=|:)(?!=)\s*"""
+                        r"""(-?\d[\w.]*|"[^"]*"|'[^']*'|true|false|True|False|None|null|nil)"""
+                        r"""\s*[,;]?\s*(//.*|#.*)?$""")
+LITERAL_VALUE = 2.0  # times the line's relevance, added
 
 
 def _indent(ln: str) -> int:
@@ -406,6 +412,8 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
             u.deps = chain + body
         r = rel[i]
         u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r > 0 else 0.0)
+        if r > 0 and LITERAL_RE.search(ln) and not sig:  # a name given a value: what it is
+            u.value += LITERAL_VALUE * r
         u.critical = r > 0 and sig
         u.outline = sig
     if query:  # a function that matches as a whole: its lines count, in order (whole blocks)

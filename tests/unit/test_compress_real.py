@@ -169,6 +169,16 @@ def test_a_kept_line_of_code_brings_its_enclosing_definition():
     assert any(ln.strip() == "def rebuild_method(" for ln in lines[:at])
 
 
+def test_where_code_gives_a_name_its_value_is_what_a_question_about_defaults_gets():
+    d = doc("19")  # tokio's runtime builder: defaults as constants and struct fields
+    r = C.compress(d["text"], "what is the default event interval and the max blocking threads",
+                   300)
+    assert "const EVENT_INTERVAL: u32 = 61;" in r.text and "max_blocking_threads: 512," in r.text
+    units = content.code_units(["const EVENT_INTERVAL: u32 = 61;", "x.event_interval(val);",
+                                "if self.event_interval == 0 {"], [1.0, 1.0, 1.0])
+    assert units[0].value > units[1].value and units[0].value > units[2].value
+
+
 def test_prose_keeps_a_sentences_section_heading_as_its_anchor():
     d = doc("22")  # Prometheus' configuration reference
     r = C.compress(d["text"], "what is the default scrape_timeout", 400)
