@@ -168,6 +168,7 @@ FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>/]+\(.*\)$|at .+:\
 TRACEBACK_RE = re.compile(r"^\s*\W{0,4}(Traceback \(most recent call last\)|Exception in thread|"
                           r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
                           r"Stack trace:|stack backtrace:)")
+BARE_HEADER_RE = re.compile(r"^\s*\W{0,4}(Stack trace|stack backtrace|Caused by):?\s*$", re.I)
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
@@ -218,6 +219,12 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 while j < n and (_indent(lines[j]) > base or not lines[j].strip()):
                     j += 1
                 if j < n:
+                    final[j] = err[j] = True
+            elif BARE_HEADER_RE.match(ln):  # "Stack trace:" says nothing: the line above does
+                j = i - 1
+                while j >= 0 and not lines[j].strip():
+                    j -= 1
+                if j >= 0:
                     final[j] = err[j] = True
             else:
                 final[i] = err[i] = True
@@ -289,7 +296,9 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.6
         if i in tail:  # how it ended
             v += 0.8
-        if u.similar and not final[i]:
+        # a final exception is worth its own value unless it repeats its template's first
+        # word for word (numbers and ids aside): the same error again, every minute
+        if u.similar and not (final[i] and _masked(ln) != _masked(lines[g])):
             v *= 0.25
         u.value = v
         # protected: what the query excludes is not (r < 0: "an exception other than X")
@@ -313,6 +322,11 @@ PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\
 PARENT_REACH = 30  # lines above where an indented line's enclosing line is looked for
 _TOKEN_RE = re.compile(r"[^\s:=,;()\[\]{}<>\"']+")
 SIMILAR_SHARE = 0.7  # of a line's tokens equal (position by position) to its group's first
+
+
+def _masked(line: str) -> str:
+    m = PREFIX_RE.match(line)
+    return TEMPLATE_RE.sub("#", line[m.end():] if m else line)
 
 
 def templates(lines: list[str]) -> list[int]:

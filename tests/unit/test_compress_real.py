@@ -270,6 +270,21 @@ def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
     assert units[2].critical and 3 not in units[2].deps and 0 in units[2].deps
 
 
+def test_the_same_error_every_minute_is_one_error_and_a_bare_stack_trace_header_is_nothing():
+    d = doc("04")  # a Laravel log: one error repeated every minute, "Stack trace:" 156 times
+    r = C.compress(d["text"], d["query"], 1000)
+    assert r.text.count("Stack trace:") <= 2
+    assert r.text.count('Class "App\\Providers\\App\\Policies\\CustomerPolicy" does not exist') <= 4
+    for fact in ("Target class [Fruitcake\\Cors\\HandleCors] does not exist.",
+                 "ParseError(code: 0): Unclosed '{' on line 62 does not match ')'"):
+        assert fact in r.text  # the other errors get the room
+    # the line above a bare header is the one that says what was thrown
+    lines = ["[t] local.ERROR: Uncaught ReflectionException: no class X", "Stack trace:",
+             "#0 {main}"]
+    units = content.log_units(lines, [0.0] * 3)
+    assert units[0].critical and not units[1].critical
+
+
 def test_a_python_frame_brings_the_source_line_indented_under_it_only():
     lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
              '  File "lib.py", line 9, in f', "  next line, not its source"]
