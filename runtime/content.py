@@ -578,6 +578,8 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
 # -- prose and documentation ------------------------------------------------------------------
 
 RST_ENTITY_LEVEL = 99
+FIELD_RE = re.compile(r"^\s+:[\w -]+:(\s|$)")
+MAX_FIELDS = 4
 ANCHOR_VALUE = 1.0  # added to each line of a section whose heading names a query's identifier
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
@@ -654,6 +656,15 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
                 fence_units.append(k)
         i += 1
     rel = rel_of([u.text for u in units])
+    # an entity's field list (":type:", ":default:" right under ".. confval:: name") is part of
+    # its heading: whatever brings the heading brings what the entity is by default
+    fields: dict[int, list[int]] = {}
+    for h in heading_chain:
+        if RST_ENTITY_RE.match(units[h].text):
+            k = h + 1
+            while k < len(units) and k - h <= MAX_FIELDS and FIELD_RE.match(units[k].text):
+                fields.setdefault(h, []).append(k)
+                k += 1
     # a section that matches as a whole (its heading and text): its sentences count too
     sections: dict[int, list[int]] = {}
     for k, h in enumerate(heading_of):
@@ -678,13 +689,13 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
             u.value += ANCHOR_VALUE
         r = rel[k]
         if k in heading_chain:
-            u.deps = list(heading_chain[k])
+            u.deps = list(heading_chain[k]) + fields.get(k, [])
             u.value = 2.0 * r
             u.outline = True
             continue
         h = heading_of[k]
         if h >= 0:
-            u.deps = u.deps + [h] + heading_chain.get(h, [])
+            u.deps = u.deps + [h] + heading_chain.get(h, []) + fields.get(h, [])
         u.value += u.base + 2.0 * r + (0.1 if r > 0 and re.search(r"\d|`", u.text) else 0.0)
     return units
 

@@ -188,6 +188,19 @@ def test_prose_keeps_a_sentences_section_heading_as_its_anchor():
     assert any(ln.startswith("#") for ln in lines[:at])  # a heading above it
 
 
+def test_an_entity_of_a_reference_comes_with_its_type_and_default():
+    d = doc("24")  # pytest's ini options: ".. confval:: name" then ":type:" and ":default:"
+    source = d["text"].splitlines()
+    r = C.compress(d["text"], "what does strict xfail do", 200)
+    lines = r.text.splitlines()
+    entities = [i for i, ln in enumerate(lines) if ln.startswith(".. confval:: ")]
+    assert any("strict_xfail" in lines[i] for i in entities), r.text
+    for i in entities:
+        at = source.index(lines[i])
+        fields = [ln for ln in source[at + 1:at + 4] if ln.strip().startswith(":")]
+        assert lines[i + 1:i + 1 + len(fields)] == fields, r.text
+
+
 def test_a_section_whose_heading_names_an_identifier_of_the_query_is_kept():
     d = doc("21")  # Cargo's configuration reference: "#### `build.jobs`" and its fields
     r = C.compress(d["text"], "what do build.jobs and net.retry default to", 400)
