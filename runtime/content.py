@@ -169,6 +169,14 @@ TRACEBACK_RE = re.compile(r"^\s*\W{0,4}(Traceback \(most recent call last\)|Exce
                           r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
                           r"Stack trace:|stack backtrace:)")
 BARE_HEADER_RE = re.compile(r"^\s*\W{0,4}(Stack trace|stack backtrace|Caused by):?\s*$", re.I)
+# frames of a language's runtime, test frameworks and installed packages
+LIBRARY_FRAME_RE = re.compile(
+    r"\b(at |File \")?(java|javax|jdk|sun|com\.sun|kotlin|kotlinx|scala|org\.junit|junit|"
+    r"org\.testng|org\.apache\.maven|org\.gradle|org\.springframework|System|Microsoft|"
+    r"NUnit|Xunit|Castle|OpenQA)\.|site-packages/|dist-packages/|/lib/python\d|<frozen |"
+    r"node_modules/|node:internal|\(internal/|/usr/lib/|/vendor/|\.cargo/registry|/rustc/|"
+    r"/go/src/runtime/|\bruntime/|testing/testing\.go|\[native code\]|\(Native Method\)")
+IN_APP_VALUE = 1.0  # added to such a frame's value
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
@@ -245,6 +253,23 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 raised[j] = i
         if EXC_NAME_RE.match(ln.strip()) and ":" in ln:  # "ValueError: ..." on a line of its own
             final[i] = err[i] = True
+    # the first frame of a trace in the application's code, not a library's or the runtime's
+    # (Sentry's "in app" frame): where the user's code failed
+    in_app = [False] * n
+    i = 0
+    while i < n:
+        if frame[i]:
+            j = i
+            while j < n and (frame[j] or not lines[j].strip()
+                             or (_indent(lines[j]) > _indent(lines[i]) and not err[j])):
+                j += 1
+            first = next((k for k in range(i, j)
+                          if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])), -1)
+            if first > i:  # below library frames: the frame that called into them
+                in_app[first] = True
+            i = j
+        else:
+            i += 1
     # error blocks: runs of error and frame lines (with the indented source lines of frames)
     edge = [False] * n
     i = 0
@@ -287,7 +312,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if edge[i] and err[i]:
             v += 0.6
         if frame[i]:
-            v += 0.35
+            v += 0.35 + (IN_APP_VALUE if in_app[i] else 0.0)
         if PATH_RE.search(ln):
             v += 0.25
         if SUMMARY_RE.match(ln.strip()):

@@ -298,6 +298,20 @@ def test_the_same_error_every_minute_is_one_error_and_a_bare_stack_trace_header_
     assert units[0].critical and not units[1].critical
 
 
+def test_the_first_frame_in_the_applications_code_is_where_a_test_failed():
+    d = doc("06")  # TestNG under Surefire: assertion frames, then the test's, then reflection
+    r = C.compress(d["text"], d["query"], 1000)
+    assert "AddMissingPatchVersionTest.testVersionStrings(AddMissingPatchVersionTest.java:29)" in r.text
+    lines = ["java.lang.AssertionError: expected [1] but found [2]",
+             "\tat org.testng.Assert.fail(Assert.java:99)",
+             "\tat com.acme.OrderTest.total(OrderTest.java:41)",
+             "\tat com.acme.Helpers.run(Helpers.java:7)",
+             "\tat sun.reflect.NativeMethodAccessorImpl.invoke0(Native Method)"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    # the first application frame, not the next one, nor the runtime's below
+    assert units[2].value >= units[3].value + 0.9 and units[2].value > units[4].value + 0.9
+
+
 def test_a_python_frame_brings_the_source_line_indented_under_it_only():
     lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
              '  File "lib.py", line 9, in f', "  next line, not its source"]
