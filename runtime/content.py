@@ -302,7 +302,10 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             continue
         g = group[i]
         first_or_last = g < 0 or g == i or last_of[g] == i
-        u.similar = not first_or_last
+        # a line among the query's best answers whose template's first line answers nothing is
+        # no repeat: its differing words are what is asked for (the one pod in CrashLoopBackOff)
+        stands_out = g >= 0 and rel[i] >= STANDS_OUT and rel[g] <= 1.0 - STANDS_OUT
+        u.similar = not first_or_last and not stands_out
         r = rel[i]
         v = 2.0 * r
         if err[i]:
@@ -336,10 +339,65 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + [parent[i]]
         if i in raised:
             u.deps = u.deps + [raised[i]]
+    for i, h in table_headers(lines).items():  # a table's row brings its header line
+        units[i].deps = units[i].deps + [h]
+        units[h].outline = True
     return units
 
 
+TABLE_MIN_ROWS = 3
+_COLUMN_RE = re.compile(r"\S+")
+
+
+def table_headers(lines: list[str]) -> dict[int, int]:
+    """The rows of tables in ``lines`` (``ps aux``, ``kubectl get pods``, ``df -h``, CSV), each
+    mapped to its header line: a row kept without it is a line of numbers nobody can read.
+    A header is a line without digits, of three or more columns set apart by two spaces
+    somewhere, or by two or more commas or tabs, whose columns the next
+    :data:`TABLE_MIN_ROWS` lines or more follow: 70 % of the header's words start or end where a
+    field of the row does (left- and right-aligned columns), or, delimited, the row has as many
+    commas or tabs. The table ends at the first line that does not follow."""
+    out: dict[int, int] = {}
+    n = len(lines)
+    i = 0
+    while i < n:
+        h = lines[i]
+        cols = [(m.start(), m.end()) for m in _COLUMN_RE.finditer(h)]
+        inner = h.strip()
+        delim = next((d for d in ("\t", ",") if inner.count(d) >= 2), "")
+        # aligned columns are set apart by two spaces somewhere (a sentence's words are not)
+        header = ((delim or (3 <= len(cols) <= 40 and "  " in inner)) and len(h) <= 400
+                  and not any(c.isdigit() for c in h) and not h.rstrip().endswith(":"))
+        if not header:
+            i += 1
+            continue
+
+        def follows(row: str) -> bool:
+            if delim:
+                return row.strip().count(delim) == inner.count(delim)
+            if not row.strip():
+                return False
+            starts, ends = set(), set()
+            for m in _COLUMN_RE.finditer(row):
+                starts.add(m.start())
+                ends.add(m.end())
+            hit = sum(1 for a, b in cols if a in starts or b in ends)
+            return hit >= max(3, 0.7 * len(cols))
+
+        j = i + 1
+        while j < n and follows(lines[j]):
+            j += 1
+        if j - i - 1 >= TABLE_MIN_ROWS:
+            for k in range(i + 1, j):
+                out[k] = i
+            i = j
+        else:
+            i += 1
+    return out
+
+
 TAIL_LINES = 8  # a log's last lines say how it ended
+STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
 # a log line's timestamp prefix: bracketed stamps ("[task 2025-02-13T21:47:57.553Z]"), bare
 # dates and times, with their separators; levels and messages are not part of it
 PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"

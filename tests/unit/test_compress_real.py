@@ -312,6 +312,30 @@ def test_the_first_frame_in_the_applications_code_is_where_a_test_failed():
     assert units[2].value >= units[3].value + 0.9 and units[2].value > units[4].value + 0.9
 
 
+def test_a_kept_row_of_a_table_comes_with_its_header_and_the_row_that_differs_is_kept():
+    # kubectl's aligned columns and a CSV export, after a deployment's log: a row alone is
+    # numbers without names, and the one row unlike the others is the answer, not a repeat
+    log = "\n".join(f"2024-05-01T10:{i // 60:02d}:{i % 60:02d}Z deploy step {i}: applied" for i in
+                    range(300))
+    rows = [f"web-{i:04d}-7d4b9c6f5d   1/1     Running            0          {i % 9 + 1}d"
+            for i in range(400)]
+    rows[233] = "web-0233-7d4b9c6f5d   0/1     CrashLoopBackOff   41         3d"
+    text = (log + "\n$ kubectl get pods\n"
+            "NAME                  READY   STATUS             RESTARTS   AGE\n" + "\n".join(rows))
+    r = C.compress(text, "which pod is in CrashLoopBackOff", 80)
+    lines = r.text.splitlines()
+    at = lines.index("web-0233-7d4b9c6f5d   0/1     CrashLoopBackOff   41         3d")
+    assert lines[at - 2].startswith("NAME ") and "RESTARTS" in lines[at - 2], r.text
+    csv = log + "\n$ cat export.csv\nid,region,status,latency_ms\n" + "\n".join(
+        f"{i},eu-west-{i % 3},{'timeout' if i == 777 else 'ok'},{i % 50}" for i in range(2000))
+    lines = C.compress(csv, "which request has the status timeout", 60).text.splitlines()
+    at = lines.index("777,eu-west-0,timeout,27")
+    assert lines[at - 2] == "id,region,status,latency_ms", lines
+    # a sentence over log lines is no header: its words are set apart by one space
+    assert content.table_headers(["Starting the server now", "2024-01-01 INFO a b c",
+                                  "2024-01-01 INFO d e f", "2024-01-01 INFO g h i"]) == {}
+
+
 def test_a_python_frame_brings_the_source_line_indented_under_it_only():
     lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
              '  File "lib.py", line 9, in f', "  next line, not its source"]
