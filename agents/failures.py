@@ -893,6 +893,9 @@ class _BurnRate(_Rule):
                        _scaled(wp["short_ns"], p["period"], self.w), wp["burn_rate"])
                       for wp in p["windows"]]
         self.severities = list(dict.fromkeys(s for s, *_ in self.pairs))
+        # the threshold a severity's condition shows when nothing burns (its largest factor)
+        self._top_factor = {sev: max(f for s, _, _, f in self.pairs if s == sev)
+                            for sev in self.severities}
         for length in sorted({x for _, lo, sh, _ in self.pairs for x in (lo, sh)}):
             bucket = max(self.w, length // p["buckets_per_window"] // self.w * self.w)
             self.series[str(length)] = _Series(bucket, length)
@@ -910,7 +913,14 @@ class _BurnRate(_Rule):
     def evaluate(self, tick_ns: int) -> list[_Condition]:
         p = self.p
         out = []
+        series = list(self.series.values())
         for g in self.groups():
+            if not any(a.errors for s in series for a in s.data.get(g, {}).values()):
+                # no error kept: no burn (most keys, most ticks; thousands of tool names a
+                # tick made the pairs' sums the worker's main cost)
+                out.extend(_Condition(g, sev, False, 0.0, top)
+                           for sev, top in self._top_factor.items())
+                continue
             name = g[self.group_by.index("name")] if "name" in self.group_by else None
             budget = 1 - p["objective_overrides"].get(name, p["objective"])
             for sev in self.severities:
@@ -1063,7 +1073,13 @@ class _Threshold(_Rule):
         p = self.p
         n = p["for_windows"]
         out = []
+        series, m, need = self.series["w"], p["measure"], max(p["min_count"], 1)
         for g in self.groups():
+            if sum(a.n(m) for a in series.data.get(g, {}).values()) < need:
+                # too few observations kept for any judgement (a key seen once or twice:
+                # not pooled again every tick)
+                out.append(_Condition(g, self.severity, False, 0.0, p["threshold"]))
+                continue
             values = [a.value(p["measure"]) for a in self._periods(g, tick_ns)]
             holds = len(values) == n and all(_crosses(v, p["op"], p["threshold"])
                                               for v in values)
