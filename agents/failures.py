@@ -803,6 +803,9 @@ class _Rule:
     """What every kind shares: which rows it takes, how it groups and labels them."""
 
     once = False
+    # evaluate(tick, active) returns the conditions of the keys that can hold and of the
+    # active ones (the keys of its firing alerts), not of every key
+    takes_active = False
 
     def __init__(self, spec: RuleSpec, rules: Rules):
         p = self.p = spec.params
@@ -826,6 +829,10 @@ class _Rule:
         for k, v in zip(self.group_by, group):
             out[self.label if k == "name" else k] = v
         return out
+
+    def group_of(self, labels: Mapping[str, str]) -> Group:
+        """The group :meth:`labels` were made of."""
+        return tuple(str(labels.get(self.label if k == "name" else k, "")) for k in self.group_by)
 
     def ingest(self, r: _Row) -> None:
         g = self.group(r)
@@ -886,6 +893,8 @@ class _BurnRate(_Rule):
     """Multiwindow, multi-burn-rate error-budget alerts (SRE workbook): a pair fires when the burn
     rate over both its long and its short window reaches its factor; one alert per severity."""
 
+    takes_active = True
+
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         p = self.p
@@ -896,6 +905,7 @@ class _BurnRate(_Rule):
         # the threshold a severity's condition shows when nothing burns (its largest factor)
         self._top_factor = {sev: max(f for s, _, _, f in self.pairs if s == sev)
                             for sev in self.severities}
+        self.erring: set[Group] = set()  # the keys with an error kept in any series
         for length in sorted({x for _, lo, sh, _ in self.pairs for x in (lo, sh)}):
             bucket = max(self.w, length // p["buckets_per_window"] // self.w * self.w)
             self.series[str(length)] = _Series(bucket, length)
@@ -910,14 +920,33 @@ class _BurnRate(_Rule):
         short window (minutes after a start, a "6-hour burn" would be a 2-minute one)."""
         return min(self.series[str(long_ns)].data.get(group) or (2**63,))
 
-    def evaluate(self, tick_ns: int) -> list[_Condition]:
+    def ingest(self, r: _Row) -> None:
+        super().ingest(r)
+        if r.errors:  # (kept: a row older than the kept horizon is not)
+            g = self.group(r)
+            if self._errs(g):
+                self.erring.add(g)
+
+    def _errs(self, g: Group) -> bool:
+        return any(a.errors for s in self.series.values() for a in s.data.get(g, {}).values())
+
+    def prune(self, tick_ns: int) -> None:
+        gone = {g for s in self.series.values() for g, _, a in s.prune(tick_ns) if a.errors}
+        self.erring -= {g for g in gone if not self._errs(g)}
+
+    def apply(self, d: dict) -> None:
+        super().apply(d)
+        self.erring = {g for s in self.series.values() for g in s.data if self._errs(g)}
+
+    def evaluate(self, tick_ns: int, active: Iterable[Group] = ()) -> list[_Condition]:
+        """The conditions of the keys with an error kept (no error, no burn: most keys, most
+        ticks; thousands of tool names judged every tick made the pairs' sums the worker's
+        main cost), and of ``active`` ones with data (the keys of its firing alerts: they need
+        theirs): the conditions judging every key gives, but of the keys that can hold."""
         p = self.p
         out = []
-        series = list(self.series.values())
-        for g in self.groups():
-            if not any(a.errors for s in series for a in s.data.get(g, {}).values()):
-                # no error kept: no burn (most keys, most ticks; thousands of tool names a
-                # tick made the pairs' sums the worker's main cost)
+        for g in sorted(self.erring.union(g for g in active if self.has(g))):
+            if g not in self.erring:
                 out.extend(_Condition(g, sev, False, 0.0, top)
                            for sev, top in self._top_factor.items())
                 continue
@@ -1032,6 +1061,8 @@ class _Threshold(_Rule):
     stalls completes a call or two per window, and skipping such windows would never judge the
     stall."""
 
+    takes_active = True
+
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         p = self.p
@@ -1040,6 +1071,31 @@ class _Threshold(_Rule):
         # for_windows judgements of up to pool windows each, and as many windows skipped
         keep = (p["for_windows"] * (self.pool + 1) + self.settle + 1) * self.w
         self.series["w"] = _Series(self.w, keep, keep_sketch=p["measure"][0] == "p")
+        # per key, the observations kept (of the measure): a key short of min_count in all
+        # of them is no judgement, and is not looked at
+        self.kept_n: dict[Group, int] = {}
+
+    def ingest(self, r: _Row) -> None:
+        super().ingest(r)
+        s = self.series["w"]
+        if s.floor_ns is None or r.start - r.start % s.bucket_ns >= s.floor_ns:  # kept
+            g = self.group(r)
+            self.kept_n[g] = self.kept_n.get(g, 0) + _Agg.n(r, self.p["measure"])
+
+    def prune(self, tick_ns: int) -> None:
+        m = self.p["measure"]
+        for g, _, a in self.series["w"].prune(tick_ns):
+            left = self.kept_n.get(g, 0) - a.n(m)
+            if left > 0 and g in self.series["w"].data:
+                self.kept_n[g] = left
+            else:
+                self.kept_n.pop(g, None)
+
+    def apply(self, d: dict) -> None:
+        super().apply(d)
+        m = self.p["measure"]
+        self.kept_n = {g: sum(a.n(m) for a in bs.values())
+                       for g, bs in self.series["w"].data.items()}
 
     def _periods(self, g: Group, tick_ns: int) -> list[_Agg]:
         """Newest first: the windows (or, pooled, runs of windows within ``pool_within``)
@@ -1069,15 +1125,16 @@ class _Threshold(_Rule):
                     break
         return out
 
-    def evaluate(self, tick_ns: int) -> list[_Condition]:
+    def evaluate(self, tick_ns: int, active: Iterable[Group] = ()) -> list[_Condition]:
+        """The conditions of the keys with ``min_count`` observations kept (a key seen once or
+        twice is no judgement: not pooled again every tick), and of ``active`` ones with data."""
         p = self.p
         n = p["for_windows"]
         out = []
-        series, m, need = self.series["w"], p["measure"], max(p["min_count"], 1)
-        for g in self.groups():
-            if sum(a.n(m) for a in series.data.get(g, {}).values()) < need:
-                # too few observations kept for any judgement (a key seen once or twice:
-                # not pooled again every tick)
+        need = max(p["min_count"], 1)
+        judged = {g for g, k in self.kept_n.items() if k >= need}
+        for g in sorted(judged.union(g for g in active if g in self.series["w"].data)):
+            if g not in judged:
                 out.append(_Condition(g, self.severity, False, 0.0, p["threshold"]))
                 continue
             values = [a.value(p["measure"]) for a in self._periods(g, tick_ns)]
@@ -1450,8 +1507,11 @@ class FailureDetector:
             touched = set()
             # (a condition that does not hold, for a key with no active alert of the rule,
             # changes nothing: most keys, most ticks; skipped before its fingerprint is hashed)
-            quiet = not any(a["rule"] == rule.name for a in self._alerts.values())
-            for cond in rule.evaluate(tick_ns):
+            active = [rule.group_of(a["labels"]) for a in self._alerts.values()
+                      if a["rule"] == rule.name]
+            quiet = not active
+            for cond in (rule.evaluate(tick_ns, active) if rule.takes_active
+                         else rule.evaluate(tick_ns)):
                 if quiet and not cond.holds:
                     continue
                 labels = rule.labels(cond.group, cond.severity)

@@ -558,6 +558,57 @@ def test_cost_budgets_judge_only_keys_that_changed_and_still_give_every_transiti
     assert len(of(incremental, "agent_cost_budget")) >= 2
 
 
+def test_burn_rates_and_latencies_judge_only_keys_that_can_hold_and_give_every_transition():
+    """Thousands of tool names each seen once or twice: a burn rate judges only keys with an
+    error kept, a latency rule only keys with min_count calls kept, and both the keys of their
+    firing alerts. The transitions (bursts of errors and of slow calls firing and resolving,
+    across a restart from state) are those of judging every key on every tick."""
+    rules = load_rules()
+    rnd = random.Random(11)
+    windows = []
+    for i in range(120):
+        rows = [row(i, name=f"once-{i}-{k}", count=1, durations=[50.0]) for k in range(30)]
+        for t in range(4):  # steady tools: bursts of errors, then of slow calls
+            burst = 20 <= i - 15 * t < 26
+            slow = 60 <= i - 10 * t < 64
+            # the last one, slow, then called once in four windows while its alert is active
+            n = 20 if t < 3 or i < 94 else (1 if i % 4 == 0 else 0)
+            if n:
+                rows.append(row(i, name=f"steady-{t}", count=n, errors=min(n, 18) if burst
+                                else rnd.randint(0, 1) if n > 1 else 0,
+                                durations=[9000.0 if slow else 100.0] * n))
+        windows.append(rows)
+
+    def run(every_key: bool) -> tuple[list[dict], int]:
+        det, out, judged = FailureDetector(rules), [], 0
+        for i in range(0, 120, 3):
+            if i == 60:
+                det = FailureDetector.from_state(rules, orjson.loads(orjson.dumps(det.state())))
+            for rule in det._rules if every_key else ():  # the reference: every key, every tick
+                if hasattr(rule, "erring"):  # burn rates
+                    rule.erring |= set(rule.groups())
+                elif hasattr(rule, "kept_n"):
+                    rule.kept_n.update({g: 10**9 for g in rule.groups()})
+            out += det.observe([r for w in windows[i:i + 3] for r in w])
+            judged += sum(len(r.evaluate(BASE + (i + 3) * W)) for r in det._rules
+                          if r.name == "tool_latency_slo")
+        return out + det.advance(BASE + 130 * W), judged
+
+    key = (lambda t: (t["updated_at_ns"], t["fingerprint"], t["status"]))
+    (incremental, judged), (reference, every) = run(False), run(True)
+    assert sorted(incremental, key=key) == sorted(reference, key=key)
+    for rule in ("tool_error_budget", "tool_latency_slo"):
+        assert {t["status"] for t in of(incremental, rule)} == {"firing", "resolved"}, rule
+    assert judged * 5 < every  # the keys seen once are not judged
+    # a key with an active alert is judged whatever it holds, as judging every key would
+    det = FailureDetector(rules)
+    feed(det, [[row(0, name="rare", count=1, durations=[50.0])]], until=4)
+    slo = next(r for r in det._rules if r.name == "tool_latency_slo")
+    assert slo.has(("rare", "react")) and slo.evaluate(BASE + 6 * W) == []
+    [cond] = slo.evaluate(BASE + 6 * W, [("rare", "react"), ("gone", "react")])  # no data, no judgement
+    assert cond.group == ("rare", "react") and not cond.holds and cond.value == 0.0
+
+
 # ------------------------------------------------------------------------------------------
 # life cycle, merging, deduplication
 # ------------------------------------------------------------------------------------------
