@@ -197,6 +197,9 @@ def test_ten_thousand_tool_names_keep_the_series_bounded_and_count_the_overflow(
     samples = prom.value('max_over_time(scrape_samples_scraped{job="agentflux"}[1m])')
     assert 0 < samples <= bound
     assert prom.value('sum(agentflux_span_series_overflow_total{type="tool.call"})') == folded
+    # and the worker, its detector judging only the keys that can alert, still stops when told
+    # (it was busy judging every tool name every tick, ignored SIGTERM and was killed)
+    assert worker.stop() == 0
 
 
 def test_a_missing_prometheus_binary_is_an_error_naming_the_debian_package(tmp_path,
