@@ -15,20 +15,27 @@ budget:
   test runner's ``E   ``) by its level or exception name (``NameError``,
   ``StreamIDTooLowError``: any CamelCase ``...Error``/``...Exception``), an access log's line
   by its 4xx/5xx status; the final exception of each traceback (Python's last line after the
-  frames, Java's and Go's first) ranks highest; the first and last lines of each error block
-  next; frames and paths are kept when there is room; lines repeating a template (Drain-style
-  groups, :func:`templates`) count once, the first and the last of a group kept; the last lines
-  say how it ended; an indented line brings the line it is under (a JUnit testcase); a
-  timestamp prefix may be folded (:attr:`Unit.fold`).
+  frames, Java's and Go's first; the line above a bare ``Stack trace:``; pytest's
+  ``file.py:LINE: Error`` line, which brings the exception it names) ranks highest; the first
+  and last lines of each error block next; the first frame of a trace in the application's code
+  (below the framework's or the runtime's frames) next; frames and paths are kept when there is
+  room; lines repeating a template (Drain-style groups, :func:`templates`) count once, the first
+  and the last of a group kept (an error repeated word for word too; a line among the query's
+  best answers whose template's first answers nothing is no repeat); the last lines say how it
+  ended; an indented line brings the line it is under (a JUnit testcase); a table's row brings
+  its header (:func:`table_headers`); a timestamp prefix may be folded (:attr:`Unit.fold`).
 * ``json_lines``: a kept line brings the lines opening its objects and its object's
   identifying fields (``id``, ``name``, ``status``, ...); the fields of an object with a
   matching field count more. (One-line JSON: :mod:`agentflux.runtime.compress_json`.)
 * ``code``: a kept line brings the chain of lines enclosing it (its ``def``/``class``/``func``
   lines, by indentation) and, when it opens a branch, the branch's first lines; a function that
-  matches as a whole lifts its lines; signatures fill what is left as an outline.
+  matches as a whole lifts its lines; a line giving a name a literal value counts more (where
+  code says what a setting is); a comment repeated word for word counts once; signatures fill
+  what is left as an outline.
 * ``prose``: long lines are split into sentences; headings are anchors (a kept sentence brings
   its section's heading chain; a reStructuredText directive that documents one thing,
-  ``.. confval:: name``, heads its description the same way); a section that matches as a
+  ``.. confval:: name``, heads its description the same way, and brings its ``:type:`` and
+  ``:default:`` fields); a section that matches as a
   whole lifts its sentences; a fenced code block's lines bring its fences, so fences stay
   balanced, and a small block is kept whole.
 """
@@ -36,8 +43,8 @@ budget:
 from __future__ import annotations
 
 import re
-from typing import Sequence
 from dataclasses import dataclass, field
+from typing import Sequence
 
 # -- detection ---------------------------------------------------------------------------------
 
@@ -175,7 +182,7 @@ LIBRARY_FRAME_RE = re.compile(
     r"org\.testng|org\.apache\.maven|org\.gradle|org\.springframework|System|Microsoft|"
     r"NUnit|Xunit|Castle|OpenQA)\.|site-packages/|dist-packages/|/lib/python\d|<frozen |"
     r"node_modules/|node:internal|\(internal/|/usr/lib/|/vendor/|\.cargo/registry|/rustc/|"
-    r"/go/src/runtime/|\bruntime/|testing/testing\.go|\[native code\]|\(Native Method\)")
+    r"/go/src/runtime/|testing/testing\.go|\[native code\]|\(Native Method\)")
 IN_APP_VALUE = 1.0  # added to such a frame's value
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
@@ -345,7 +352,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     return units
 
 
-TABLE_MIN_ROWS = 3
+TABLE_MIN_ROWS = 3  # rows following a header line that make it a table's
 _COLUMN_RE = re.compile(r"\S+")
 
 
@@ -662,7 +669,7 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
 
 RST_ENTITY_LEVEL = 99
 FIELD_RE = re.compile(r"^\s+:[\w -]+:(\s|$)")
-MAX_FIELDS = 4
+MAX_FIELDS = 4  # of an entity's field list that come with its heading
 ANCHOR_VALUE = 1.0  # added to each line of a section whose heading names a query's identifier
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
