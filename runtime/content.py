@@ -297,6 +297,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if g >= 0:
             last_of[g] = i
     tail = [i for i in range(n) if lines[i].strip()][-TAIL_LINES:]
+    odd = {i for i, g in enumerate(group)
+           if g >= 0 and rel[i] >= STANDS_OUT and rel[g] <= 1.0 - STANDS_OUT}
+    odd_in: dict[int, int] = {}
+    for i in odd:
+        odd_in[group[i]] = odd_in.get(group[i], 0) + 1
     for u in units:
         m = PREFIX_RE.match(u.text)
         if m and m.end() >= 12 and m.end() < len(u.text):
@@ -310,9 +315,9 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         g = group[i]
         first_or_last = g < 0 or g == i or last_of[g] == i
         # a line among the query's best answers whose template's first line answers nothing is
-        # no repeat: its differing words are what is asked for (the one pod in CrashLoopBackOff)
-        stands_out = g >= 0 and rel[i] >= STANDS_OUT and rel[g] <= 1.0 - STANDS_OUT
-        u.similar = not first_or_last and not stands_out
+        # no repeat when it is one of few such: its differing words are what is asked for
+        # (the one pod in CrashLoopBackOff among 400 Running)
+        u.similar = not first_or_last and not (i in odd and odd_in[g] <= STANDS_OUT_MAX)
         r = rel[i]
         v = 2.0 * r
         if err[i]:
@@ -405,6 +410,7 @@ def table_headers(lines: list[str]) -> dict[int, int]:
 
 TAIL_LINES = 8  # a log's last lines say how it ended
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
+STANDS_OUT_MAX = 2  # lines of one template that may stand out of it
 # a log line's timestamp prefix: bracketed stamps ("[task 2025-02-13T21:47:57.553Z]"), bare
 # dates and times, with their separators; levels and messages are not part of it
 PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"
