@@ -962,7 +962,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "detector":
         from agentflux.bench.detector import main as bench_detector
         return bench_detector(events=args.events or 300_000, seed=args.seed, as_json=args.json,
-                              console=_console())
+                              console=_console(), tool_names=args.tool_names)
     if args.what == "autoscale":
         from agentflux.bench.closedloop import main as bench_autoscale
         return bench_autoscale(duration_s=args.duration, seed=args.seed, backend=args.backend,
@@ -1232,6 +1232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autoscale: containers through podman's Docker API, or local processes")
     p.add_argument("--seed", type=int, default=7,
                    help="alerts, detector, autoscale: the simulation's random seed")
+    p.add_argument("--tool-names", type=int, default=0,
+                   help="detector: give the first N tool calls N distinct tool names (a flood "
+                        "of keys, as a hostile or careless runtime sends)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=cmd_bench)
     return ap

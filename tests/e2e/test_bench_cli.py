@@ -34,10 +34,11 @@ def test_bench_runtime_prints_one_json_object_with_the_figures():
 
 def test_bench_detector_prints_the_detectors_costs_per_row_and_landing():
     proc = subprocess.run([sys.executable, "-m", "agentflux.cli", "bench", "detector", "--events",
-                           "30000", "--json"], capture_output=True, text=True, timeout=300)
+                           "30000", "--tool-names", "2000", "--json"],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["events"] == 30000
+    assert out["events"] == 30000 and out["tool_names_flooded"] == 2000
     assert 0 < out["session_rows"] < out["kpi_rows"] and out["landings"] >= 1
     for key in ("observe_us_per_row", "state_ms_per_landing", "detector_us_per_event"):
         assert isinstance(out[key], float) and out[key] > 0, key
