@@ -13,8 +13,10 @@ keys (sessions) a long run has seen.
 ``--tool-names N`` gives the first N tool calls N distinct tool names: a flood of keys, as a
 hostile or careless runtime sends. Every per-tool rule then holds N keys; the detector runs on
 the worker's event loop, so its time per row is how long the worker stays deaf (to its
-consumer group, to SIGTERM). Judging every key on every tick, 10,000 names in 60,000 events
-took 14 s of detector time (128 s at 1-s windows); judging only the keys that can hold, ~1.5 s.
+consumer group, to SIGTERM). ``--events 60000 --tool-names 10000``: judging every key on every
+tick, 506 µs per KPI row, 14.7 s of detector time (at the 1-s windows of the integration tests,
+128 s); judging only the keys that can hold (93bf1c0), 60 µs per row, 1.7 s. Without the flood
+33-37 µs per row either way.
 """
 
 from __future__ import annotations
