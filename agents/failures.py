@@ -972,7 +972,10 @@ class _BurnRate(_Rule):
 
 class _Streak(_Rule):
     """``length`` failed calls with no success in between, counted in whole windows. Windows
-    older than ``keep_windows`` are folded into a carried count, so a streak can span any time."""
+    older than ``keep_windows`` are folded into a carried count, so a streak can span any time.
+    Judged: the keys with a failure kept or carried (no failure, no streak) and the active ones."""
+
+    takes_active = True
 
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
@@ -980,19 +983,27 @@ class _Streak(_Rule):
         self.carried: dict[Group, int] = {}
         self.last_end: dict[Group, int] = {}
         self.idle_ns = rules.idle_horizon_ns
+        self.erring: set[Group] = set()  # the keys with a failure kept or carried
+
+    def _errs(self, g: Group) -> bool:
+        return self.carried.get(g, 0) > 0 or any(
+            a.errors for a in self.series["w"].data.get(g, {}).values())
 
     def ingest(self, r: _Row) -> None:
         super().ingest(r)
         g = self.group(r)
         self.last_end[g] = max(self.last_end.get(g, r.end), r.end)
+        if r.errors and self._errs(g):  # (kept: a row older than the kept horizon is not)
+            self.erring.add(g)
 
     def groups(self) -> list[Group]:
         return sorted(set(self.series["w"].data) | set(self.carried))
 
-    def evaluate(self, tick_ns: int) -> list[_Condition]:
+    def evaluate(self, tick_ns: int, active: Iterable[Group] = ()) -> list[_Condition]:
         out = []
         length = self.p["length"]
-        for g in self.groups():
+        data = self.series["w"].data
+        for g in sorted(self.erring.union(g for g in active if g in data or g in self.carried)):
             streak = 0
             windows = self.series["w"].newest_first(g, tick_ns)
             for agg in windows:
@@ -1016,7 +1027,9 @@ class _Streak(_Rule):
         return out
 
     def prune(self, tick_ns: int) -> None:
+        touched = set()
         for g, _, agg in self.series["w"].prune(tick_ns):
+            touched.add(g)
             if agg.count > agg.errors:
                 self.carried.pop(g, None)
             elif agg.errors:
@@ -1026,6 +1039,8 @@ class _Streak(_Rule):
             if g not in self.series["w"].data:
                 del self.last_end[g]
                 self.carried.pop(g, None)
+                touched.add(g)
+        self.erring -= {g for g in touched if not self._errs(g)}
 
     def empty(self) -> bool:
         return super().empty() and not self.carried and not self.last_end
@@ -1045,6 +1060,8 @@ class _Streak(_Rule):
         super().apply(d)
         self.carried = {tuple(g): n for g, n in d["carried"]}
         self.last_end = {tuple(g): e for g, e in d["last_end"]}
+        self.erring = {g for g in set(self.series["w"].data) | set(self.carried)
+                       if self._errs(g)}
 
 
 # measures that pooled windows estimate the same way (a quantile, a rate, a maximum); a count

@@ -559,9 +559,9 @@ def test_cost_budgets_judge_only_keys_that_changed_and_still_give_every_transiti
 
 
 def test_burn_rates_and_latencies_judge_only_keys_that_can_hold_and_give_every_transition():
-    """Thousands of tool names each seen once or twice: a burn rate judges only keys with an
-    error kept, a latency rule only keys with min_count calls kept, and both the keys of their
-    firing alerts. The transitions (bursts of errors and of slow calls firing and resolving,
+    """Thousands of tool names each seen once or twice: a burn rate and a failure streak judge
+    only keys with an error kept (or carried), a latency rule only keys with min_count calls
+    kept, and all of them the keys of their firing alerts. The transitions (bursts of errors and of slow calls firing and resolving,
     across a restart from state) are those of judging every key on every tick."""
     rules = load_rules()
     rnd = random.Random(11)
@@ -574,7 +574,8 @@ def test_burn_rates_and_latencies_judge_only_keys_that_can_hold_and_give_every_t
             # the last one, slow, then called once in four windows while its alert is active
             n = 20 if t < 3 or i < 94 else (1 if i % 4 == 0 else 0)
             if n:
-                rows.append(row(i, name=f"steady-{t}", count=n, errors=min(n, 18) if burst
+                rows.append(row(i, name=f"steady-{t}", count=n,
+                                errors=(n if t == 2 else min(n, 18)) if burst  # one fails all
                                 else rnd.randint(0, 1) if n > 1 else 0,
                                 durations=[9000.0 if slow else 100.0] * n))
         windows.append(rows)
@@ -597,7 +598,7 @@ def test_burn_rates_and_latencies_judge_only_keys_that_can_hold_and_give_every_t
     key = (lambda t: (t["updated_at_ns"], t["fingerprint"], t["status"]))
     (incremental, judged), (reference, every) = run(False), run(True)
     assert sorted(incremental, key=key) == sorted(reference, key=key)
-    for rule in ("tool_error_budget", "tool_latency_slo"):
+    for rule in ("tool_error_budget", "tool_latency_slo", "tool_failure_streak"):
         assert {t["status"] for t in of(incremental, rule)} == {"firing", "resolved"}, rule
     assert judged * 5 < every  # the keys seen once are not judged
     # a key with an active alert is judged whatever it holds, as judging every key would
@@ -605,8 +606,14 @@ def test_burn_rates_and_latencies_judge_only_keys_that_can_hold_and_give_every_t
     feed(det, [[row(0, name="rare", count=1, durations=[50.0])]], until=4)
     slo = next(r for r in det._rules if r.name == "tool_latency_slo")
     assert slo.has(("rare", "react")) and slo.evaluate(BASE + 6 * W) == []
-    [cond] = slo.evaluate(BASE + 6 * W, [("rare", "react"), ("gone", "react")])  # no data, no judgement
+    keys = [("rare", "react"), ("gone", "react")]  # "gone": no data, no judgement
+    [cond] = slo.evaluate(BASE + 6 * W, keys)
     assert cond.group == ("rare", "react") and not cond.holds and cond.value == 0.0
+    # (a streak's key with no failure: not known to have recovered after one success)
+    streak = next(r for r in det._rules if r.name == "tool_failure_streak")
+    assert streak.evaluate(BASE + 6 * W) == []
+    [cond] = streak.evaluate(BASE + 6 * W, keys)
+    assert cond.group == ("rare", "react") and not cond.holds and not cond.known
 
 
 # ------------------------------------------------------------------------------------------
