@@ -633,10 +633,11 @@ class _Series:
         self.floor_ns: int | None = None  # buckets before it are gone: rows for them are dropped
         self.touched: set[Group] = set()  # groups changed since the last state taken
 
-    def add(self, group: Group, r: _Row) -> None:
+    def add(self, group: Group, r: _Row) -> bool:
+        """Merge ``r`` into ``group``'s bucket; False: the row is older than what is kept."""
         b = r.start - r.start % self.bucket_ns
         if self.floor_ns is not None and b < self.floor_ns:
-            return
+            return False
         buckets = self.data.setdefault(group, {})
         agg = buckets.get(b)
         if agg is None:
@@ -644,6 +645,7 @@ class _Series:
             self.index.setdefault(b, set()).add(group)
         agg.add(r, self.keep_sketch, self.only)
         self.touched.add(group)
+        return True
 
     def forget(self, group: Group) -> None:
         self.touched.add(group)
@@ -746,14 +748,15 @@ class _Spend(_Series):
             return r.dcount
         return r.sums.get(m[5:], 0.0)
 
-    def add(self, group: Group, r: _Row) -> None:
-        self.add_many([group], r.start, [self._value(r)])
+    def add(self, group: Group, r: _Row) -> bool:
+        return self.add_many([group], r.start, [self._value(r)])
 
-    def add_many(self, groups: list[Group], start: int, values: list) -> None:
-        """``values[i]`` for ``groups[i]``, all in the window starting at ``start``."""
+    def add_many(self, groups: list[Group], start: int, values: list) -> bool:
+        """``values[i]`` for ``groups[i]``, all in the window starting at ``start``; False:
+        older than what is kept."""
         b = start - start % self.bucket_ns
         if self.floor_ns is not None and b < self.floor_ns:
-            return
+            return False
         data = self.data
         for g, v in zip(groups, values):
             buckets = data.get(g)
@@ -763,6 +766,7 @@ class _Spend(_Series):
                 buckets[b] = buckets.get(b, 0.0) + v
         self.index.setdefault(b, set()).update(groups)
         self.touched.update(groups)
+        return True
 
     def newest_first(self, group: Group, before_ns: int) -> list[_Agg]:
         raise NotImplementedError("a spend series holds numbers, not aggregates")
@@ -803,9 +807,6 @@ class _Rule:
     """What every kind shares: which rows it takes, how it groups and labels them."""
 
     once = False
-    # evaluate(tick, active) returns the conditions of the keys that can hold and of the
-    # active ones (the keys of its firing alerts), not of every key
-    takes_active = False
 
     def __init__(self, spec: RuleSpec, rules: Rules):
         p = self.p = spec.params
@@ -834,10 +835,13 @@ class _Rule:
         """The group :meth:`labels` were made of."""
         return tuple(str(labels.get(self.label if k == "name" else k, "")) for k in self.group_by)
 
-    def ingest(self, r: _Row) -> None:
+    def ingest(self, r: _Row) -> bool:
+        """Add ``r`` to the rule's series; False: every series found it older than it keeps."""
         g = self.group(r)
+        kept = False
         for s in self.series.values():
-            s.add(g, r)
+            kept = s.add(g, r) or kept
+        return kept
 
     def ingest_batch(self, batch: _Batch) -> None:
         """A batch's rows (a kind that can reads its columns instead)."""
@@ -854,7 +858,10 @@ class _Rule:
         """Whether the rule holds data of ``group``."""
         return any(group in s.data for s in self.series.values())
 
-    def evaluate(self, tick_ns: int) -> list[_Condition]:
+    def evaluate(self, tick_ns: int, active: Iterable[Group] = ()) -> list[_Condition]:
+        """The conditions of the keys that can hold and of ``active`` ones (the keys of the
+        rule's firing alerts, which need theirs to resolve): a key left out is one whose
+        condition does not hold and whose alert is not firing, which changes nothing."""
         raise NotImplementedError
 
     def prune(self, tick_ns: int) -> None:
@@ -893,8 +900,6 @@ class _BurnRate(_Rule):
     """Multiwindow, multi-burn-rate error-budget alerts (SRE workbook): a pair fires when the burn
     rate over both its long and its short window reaches its factor; one alert per severity."""
 
-    takes_active = True
-
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         p = self.p
@@ -920,12 +925,11 @@ class _BurnRate(_Rule):
         short window (minutes after a start, a "6-hour burn" would be a 2-minute one)."""
         return min(self.series[str(long_ns)].data.get(group) or (2**63,))
 
-    def ingest(self, r: _Row) -> None:
-        super().ingest(r)
-        if r.errors:  # (kept: a row older than the kept horizon is not)
-            g = self.group(r)
-            if self._errs(g):
-                self.erring.add(g)
+    def ingest(self, r: _Row) -> bool:
+        kept = super().ingest(r)
+        if kept and r.errors:
+            self.erring.add(self.group(r))
+        return kept
 
     def _errs(self, g: Group) -> bool:
         return any(a.errors for s in self.series.values() for a in s.data.get(g, {}).values())
@@ -975,8 +979,6 @@ class _Streak(_Rule):
     older than ``keep_windows`` are folded into a carried count, so a streak can span any time.
     Judged: the keys with a failure kept or carried (no failure, no streak) and the active ones."""
 
-    takes_active = True
-
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         self.series["w"] = _Series(self.w, self.p["keep_windows"] * self.w)
@@ -989,12 +991,13 @@ class _Streak(_Rule):
         return self.carried.get(g, 0) > 0 or any(
             a.errors for a in self.series["w"].data.get(g, {}).values())
 
-    def ingest(self, r: _Row) -> None:
-        super().ingest(r)
+    def ingest(self, r: _Row) -> bool:
+        kept = super().ingest(r)
         g = self.group(r)
         self.last_end[g] = max(self.last_end.get(g, r.end), r.end)
-        if r.errors and self._errs(g):  # (kept: a row older than the kept horizon is not)
+        if kept and r.errors:
             self.erring.add(g)
+        return kept
 
     def groups(self) -> list[Group]:
         return sorted(set(self.series["w"].data) | set(self.carried))
@@ -1078,8 +1081,6 @@ class _Threshold(_Rule):
     stalls completes a call or two per window, and skipping such windows would never judge the
     stall."""
 
-    takes_active = True
-
     def __init__(self, spec: RuleSpec, rules: Rules):
         super().__init__(spec, rules)
         p = self.p
@@ -1092,12 +1093,12 @@ class _Threshold(_Rule):
         # of them is no judgement, and is not looked at
         self.kept_n: dict[Group, int] = {}
 
-    def ingest(self, r: _Row) -> None:
-        super().ingest(r)
-        s = self.series["w"]
-        if s.floor_ns is None or r.start - r.start % s.bucket_ns >= s.floor_ns:  # kept
+    def ingest(self, r: _Row) -> bool:
+        kept = super().ingest(r)
+        if kept:
             g = self.group(r)
             self.kept_n[g] = self.kept_n.get(g, 0) + _Agg.n(r, self.p["measure"])
+        return kept
 
     def prune(self, tick_ns: int) -> None:
         m = self.p["measure"]
@@ -1217,7 +1218,7 @@ class _Ratio(_Rule):
         c = self._counts(g, lo, hi)
         return None if c is None else c[0] / c[1]
 
-    def evaluate(self, tick_ns: int) -> list[_Condition]:
+    def evaluate(self, tick_ns: int, active: Iterable[Group] = ()) -> list[_Condition]:
         p = self.p
         lo = tick_ns - p["span_windows"] * self.w
         out = []
@@ -1260,16 +1261,17 @@ class _CostBudget(_Rule):
         self._over: set[Group] = set()
         self.evicted = 0  # keys forgotten early to stay within max_keys
 
-    def ingest(self, r: _Row) -> None:
-        super().ingest(r)
+    def ingest(self, r: _Row) -> bool:
+        kept = super().ingest(r)
         self._dirty.add(self.group(r))
+        return kept
 
     def ingest_batch(self, batch: _Batch) -> None:
         groups = batch.groups(self.group_by)
         self.series["h"].add_many(groups, batch.start, batch.column(self.p["measure"]))
         self._dirty.update(groups)
 
-    def evaluate(self, tick_ns: int) -> list[_Condition]:
+    def evaluate(self, tick_ns: int, active: Iterable[Group] = ()) -> list[_Condition]:
         p, series = self.p, self.series["h"]
         self.prune(tick_ns)  # (the spend before the horizon: out of the totals, and judged)
         todo, self._dirty = self._dirty | self._over, set()
@@ -1527,8 +1529,7 @@ class FailureDetector:
             active = [rule.group_of(a["labels"]) for a in self._alerts.values()
                       if a["rule"] == rule.name]
             quiet = not active
-            for cond in (rule.evaluate(tick_ns, active) if rule.takes_active
-                         else rule.evaluate(tick_ns)):
+            for cond in rule.evaluate(tick_ns, active):
                 if quiet and not cond.holds:
                     continue
                 labels = rule.labels(cond.group, cond.severity)
