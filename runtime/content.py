@@ -460,7 +460,9 @@ SIGNATURE_RE = re.compile(r"^\s*((async\s+)?def|class|func|fn|pub(\([^)]*\))?\s+
                           r"[({]\s*$|function\b|export\s+(default\s+)?(function|class|const))\b")
 OPENER_RE = re.compile(r"^\s*(if|elif|else|for|while|try|except|catch|finally|with|switch|case|"
                        r"match|when|loop|select|default)\b|[:{]\s*$")
-RAISE_RE = re.compile(r"^\s*(raise|throw)\b|\bpanic!?\(|\breturn\s+(nil, )?(err|Err|fmt\.Errorf)")
+# a line that raises: raise, throw, an assertion (``assert!`` panics), panic, Go's error return
+RAISE_RE = re.compile(r"^\s*(raise|throw|assert|debug_assert)\b|\bpanic!?\(|"
+                      r"\breturn\s+(nil, )?(err|Err|fmt\.Errorf)")
 BODY_LINES = 6  # an opener's immediate body brought along
 # a name given a literal (``const EVENT_INTERVAL: u32 = 61;``, ``max_blocking_threads: 512,``,
 # ``var status = 302;``): where code says what a setting is by default
@@ -497,6 +499,7 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)  # the enclosing header of each line
     opener = _bracket_openers(lines, ind)
+    described = _described(lines, ind)
     for i, u in enumerate(units):
         ln = u.text
         if ind[i] < 0:
@@ -520,6 +523,8 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
                     body.append(j)
                 j += 1
             u.deps = chain + body
+        if described.get(i, -1) >= 0:  # a comment brings what it describes
+            u.deps = u.deps + [described[i]]
         r = rel[i]
         u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r > 0 else 0.0)
         if r > 0 and LITERAL_RE.search(ln) and not sig:  # a name given a value: what it is
@@ -529,13 +534,42 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     if query:  # a function that matches as a whole: its lines count, in order (whole blocks)
         for block, b in _blocks(lines, ind, query):
             for i in block:
-                units[i].value += BLOCK_WEIGHT * b
+                if ind[i] >= 0:  # not its blank lines: kept alone, each costs a marker more
+                    units[i].value += BLOCK_WEIGHT * b
     damp_repeats(units)
     return units
 
 
 COMMENT_RE = re.compile(r"(//|#(?![!\[])|/?\*|--|;|<!--)")
 REPEAT_SHARE = 0.2  # of its value a line keeps when the same line, better placed, says it too
+ATTRIBUTE_RE = re.compile(r"^\s*(#\[|@\w)")  # Rust's #[...], decorators and annotations
+COMMENT_REACH = 3  # lines of a comment that say what the code line after them is
+
+
+def _described(lines: list[str], ind: list[int]) -> dict[int, int]:
+    """Each line of a short comment (:data:`COMMENT_REACH` lines or fewer, on lines of
+    their own) mapped to the code line it is written above (attributes and decorators
+    passed over): ``// Default thread name`` says what ``thread_name: ...`` is, and is little
+    without it."""
+    out: dict[int, int] = {}
+    n = len(lines)
+    i = 0
+    while i < n:
+        if ind[i] < 0 or not COMMENT_RE.match(lines[i].lstrip()):
+            i += 1
+            continue
+        j = i
+        while j < n and ind[j] >= 0 and COMMENT_RE.match(lines[j].lstrip()):
+            j += 1
+        k = j
+        while k < n and ind[k] >= 0 and ATTRIBUTE_RE.match(lines[k]):
+            k += 1
+        if j - i <= COMMENT_REACH and j < n and k < n and ind[k] >= 0:
+            for c in range(i, j):
+                out[c] = k
+        i = j
+    return out
+
 
 
 def damp_repeats(units: Sequence[Unit]) -> None:
@@ -580,8 +614,8 @@ BLOCK_WEIGHT = 0.8  # of a block's (function's, section's) relevance given to ea
 
 
 def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int], float]]:
-    """The innermost signature blocks (a def and the lines indented under it) with their
-    BM25 relevance to ``query`` as wholes, those at :data:`RECORD_MATCH` or more."""
+    """The innermost signature blocks (a def, the lines indented under it and the comment
+    right above it) with their BM25 relevance to ``query`` as wholes, those at :data:`RECORD_MATCH` or more."""
     from agentflux.runtime.relevance import scores
     n = len(lines)
     spans = []
@@ -593,6 +627,16 @@ def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int
             spans.append(range(i, j))
     if not spans:
         return []
+    # a block's comment (its doc comment, attributes, decorators: the lines right above its
+    # signature) is part of it
+    heads = []
+    for r in spans:
+        a = r.start
+        while a > 0 and ind[a - 1] >= 0 and (COMMENT_RE.match(lines[a - 1].lstrip())
+                                             or ATTRIBUTE_RE.match(lines[a - 1])):
+            a -= 1
+        heads.append(a)
+    spans = [range(a, r.stop) for a, r in zip(heads, spans)]
     rel = scores(["\n".join(lines[r.start:r.stop]) for r in spans], query)
     # innermost: a line takes the last (deepest) span that holds it
     owner = [-1] * n

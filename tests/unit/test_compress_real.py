@@ -351,6 +351,24 @@ def test_a_comment_repeated_word_for_word_is_worth_one_copy_but_a_statement_is_n
     assert units[2].value == units[6].value  # the same statement in two places says two things
 
 
+def test_a_short_comment_brings_the_line_it_describes_and_a_doc_comment_is_its_functions():
+    d = doc("19")  # tokio's Builder::new: "// Default thread name" above the field it names
+    r = C.compress(d["text"], "what is the default thread name of the runtime", 300)
+    at = r.text.index("// Default thread name")
+    assert r.text[at:].split("\n")[1].strip() == \
+        'thread_name: std::sync::Arc::new(|| "tokio-rt-worker".into()),'
+    lines = ["// one", "// two", "#[inline]", "fn f() {", "    x()", "}", "/// a", "/// b",
+             "/// c", "/// d", "fn g() {", "}"]
+    units = content.code_units(lines, [0.0] * len(lines))
+    assert 3 in units[0].deps and 3 in units[1].deps  # attributes passed over
+    assert not any(10 in units[k].deps for k in range(6, 10))  # four lines: a doc, not a note
+    # a function's doc comment belongs to it: the block that matches is the doc and the code
+    lines = ["fn other() {", "    let a = 1;", "}", "/// Panics when the interval is zero.",
+             "fn interval(v: u32) {", "    assert!(v > 0);", "}"]
+    units = content.code_units(lines, [0.0] * len(lines), "when does the interval panic")
+    assert units[5].value > 0 and units[1].value == 0 and units[3].value > 0
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
