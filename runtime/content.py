@@ -457,7 +457,11 @@ def templates(lines: list[str]) -> list[int]:
 SIGNATURE_RE = re.compile(r"^\s*((async\s+)?def|class|func|fn|pub(\([^)]*\))?\s+(async\s+)?fn|"
                           r"impl|interface|struct|enum|trait|type\s+\w+\s+(struct|interface)|"
                           r"(public|private|protected|static|export|abstract|final|override)\b.*"
-                          r"[({]\s*$|function\b|export\s+(default\s+)?(function|class|const))\b")
+                          r"[({]\s*$|function\b|fun\b|export\s+(default\s+)?(function|class|const))\b|"
+                          # JavaScript's functions given to a name (res.send = function send(...)
+                          # {, const f = async (a) => {)
+                          r"^\s*((const|let|var)\s+)?[\w.$]+\s*=\s*(async\s+)?"
+                          r"(function\b|(\([^)]*\)|[\w$]+)\s*=>\s*\{?\s*$)")
 OPENER_RE = re.compile(r"^\s*(if|elif|else|for|while|try|except|catch|finally|with|switch|case|"
                        r"match|when|loop|select|default)\b|[:{]\s*$")
 # a line that raises: raise, throw, an assertion (``assert!`` panics), panic, Go's error return
@@ -613,6 +617,15 @@ def _bracket_openers(lines: list[str], ind: list[int]) -> dict[int, int]:
 BLOCK_WEIGHT = 0.8  # of a block's (function's, section's) relevance given to each of its lines
 
 
+def _block_end(lines: list[str], ind: list[int], i: int) -> int:
+    """The line after the block that line ``i`` heads (the lines indented under it and a
+    closing bracket at its level)."""
+    j = i + 1
+    while j < len(lines) and (ind[j] < 0 or ind[j] > ind[i] or lines[j].strip() in ("}", ");")):
+        j += 1
+    return j
+
+
 def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int], float]]:
     """The innermost signature blocks (a def, the lines indented under it and the comment
     right above it) with their BM25 relevance to ``query`` as wholes, those at :data:`RECORD_MATCH` or more."""
@@ -621,9 +634,10 @@ def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int
     spans = []
     for i in range(n):
         if ind[i] >= 0 and SIGNATURE_RE.match(lines[i]):
-            j = i + 1
-            while j < n and (ind[j] < 0 or ind[j] > ind[i] or lines[j].strip() in ("}", ");")):
-                j += 1
+            j = _block_end(lines, ind, i)
+            if (j < n and ind[j] == ind[i] and lines[i].rstrip().endswith(("(", "[", "{"))
+                    and _CLOSING_HEADER_RE.match(lines[j])):
+                j = _block_end(lines, ind, j)  # a header over several lines: ") -> None:"
             spans.append(range(i, j))
     if not spans:
         return []
@@ -637,12 +651,20 @@ def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int
             a -= 1
         heads.append(a)
     spans = [range(a, r.stop) for a, r in zip(heads, spans)]
-    rel = scores(["\n".join(lines[r.start:r.stop]) for r in spans], query)
-    # innermost: a line takes the last (deepest) span that holds it
+    # innermost: a line takes the last (deepest) span that holds it; a span holding another
+    # (a class, an impl) is scored by its members, not as a whole
     owner = [-1] * n
+    container = [False] * len(spans)
     for k, r in enumerate(spans):
         for i in r:
+            if owner[i] >= 0:
+                container[owner[i]] = True
             owner[i] = k
+    leaves = [k for k in range(len(spans)) if not container[k]]
+    rel = [0.0] * len(spans)
+    for k, v in zip(leaves, scores(["\n".join(lines[spans[k].start:spans[k].stop])
+                                    for k in leaves], query)):
+        rel[k] = v
     out: dict[int, list[int]] = {}
     for i, k in enumerate(owner):
         if k >= 0 and rel[k] >= RECORD_MATCH:

@@ -369,6 +369,21 @@ def test_a_short_comment_brings_the_line_it_describes_and_a_doc_comment_is_its_f
     assert units[5].value > 0 and units[1].value == 0 and units[3].value > 0
 
 
+def test_a_function_is_scored_as_a_whole_whatever_its_header_and_a_class_by_its_members():
+    lines = ["class Mixin:", "    def resolve_redirects(", "        self,", "        resp,",
+             "    ) -> None:", "        hist = []", "        raise TooManyRedirects()",
+             "    def other(self):", "        return 1", "",
+             "res.send = function send(body) {", "  var etag = generateETag(body)", "};",
+             "const other = async (req) => {", "  return 2", "};"]
+    blocks = dict((tuple(b), v) for b, v in content._blocks(
+        lines, [content._indent(ln) for ln in lines], "too many redirects raised"))
+    # the body under a header written over several lines is the def's, not the class's
+    assert any(5 in b and 6 in b and 1 in b for b in blocks)
+    assert not any(0 in b for b in blocks)  # the class holds methods: scored by them
+    blocks = content._blocks(lines, [content._indent(ln) for ln in lines], "send etag")
+    assert [b for b, _ in blocks] == [[10, 11]]  # JavaScript's res.send = function
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
