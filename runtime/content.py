@@ -293,9 +293,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             i += 1
     group = templates(lines)
     last_of: dict[int, int] = {}
+    size: dict[int, int] = {}
     for i, g in enumerate(group):
         if g >= 0:
             last_of[g] = i
+            size[g] = size.get(g, 0) + 1
     tail = [i for i in range(n) if lines[i].strip()][-TAIL_LINES:]
     odd = {i for i, g in enumerate(group)
            if g >= 0 and rel[i] >= STANDS_OUT and rel[g] <= 1.0 - STANDS_OUT}
@@ -337,8 +339,13 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if i in tail:  # how it ended
             v += 0.8
         # a final exception is worth its own value unless it repeats its template's first
-        # word for word (numbers and ids aside): the same error again, every minute
-        if u.similar and not (final[i] and _masked(ln) != _masked(lines[g])):
+        # word for word (numbers and ids aside): the same error again, every minute; and a
+        # line that matches, repeated word for word under a header of its own, is no repeat
+        # in a short list (<= LIST_MAX): "<skipped />" says which test only with its header
+        if u.similar and not (final[i] and _masked(ln) != _masked(lines[g])) and not (
+                parent[i] >= 0 and r > 0 and size[g] <= LIST_MAX
+                and ln.strip() == lines[g].strip()
+                and (parent[g] < 0 or lines[parent[i]].strip() != lines[parent[g]].strip())):
             v *= 0.25
         u.value = v
         # protected: what the query excludes is not (r < 0: "an exception other than X")
@@ -411,6 +418,7 @@ def table_headers(lines: list[str]) -> dict[int, int]:
 TAIL_LINES = 8  # a log's last lines say how it ended
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
 STANDS_OUT_MAX = 2  # lines of one template that may stand out of it
+LIST_MAX = 20  # lines of one template under different headers that are a list read whole
 # a log line's timestamp prefix: bracketed stamps ("[task 2025-02-13T21:47:57.553Z]"), bare
 # dates and times, with their separators; levels and messages are not part of it
 PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"

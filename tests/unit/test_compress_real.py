@@ -384,6 +384,20 @@ def test_a_function_is_scored_as_a_whole_whatever_its_header_and_a_class_by_its_
     assert [b for b, _ in blocks] == [[10, 11]]  # JavaScript's res.send = function
 
 
+def test_the_same_line_under_different_headers_is_a_list_and_each_header_is_kept():
+    d = doc("06")  # Pulsar's JUnit report: "<skipped />" under 14 of its 808 test cases
+    lines = d["text"].splitlines()
+    skipped = {re.search(r'testcase name="([^"]+)"', lines[i - 1]).group(1)
+               for i, ln in enumerate(lines) if ln.strip() == "<skipped />"}
+    assert len(skipped) == 8  # some names skipped in several classes
+    r = C.compress(d["text"], "which tests were skipped", 1500)
+    assert all(f'name="{name}"' in r.text for name in skipped)
+    # the same error under one header again and again is still one error
+    lines = ["<failure>", "  <message>Session not created</message>"] * 30
+    units = content.log_units(lines, [0.0, 1.0] * 30)
+    assert units[5].value == pytest.approx(units[1].value * 0.25)
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
