@@ -481,6 +481,10 @@ BODY_LINES = 6  # an opener's immediate body brought along
 LITERAL_RE = re.compile(r"""[\w\]\)]\s*(?::\s*[\w:<>&\[\] ]+?\s*)?(?<![=!<>])(=|:)(?!=)\s*"""
                         r"""(-?\d[\w.]*|"[^"]*"|'[^']*'|true|false|True|False|None|null|nil)"""
                         r"""\s*[,;]?\s*(//.*|#.*)?$""")
+# a named constant given any value (``CONNECTION_TIMEOUT = SECONDS.toMillis(30);``,
+# ``DEFAULT_REDIRECT_LIMIT = 30``): counts as a literal does
+CONSTANT_RE = re.compile(r"\b[A-Z][A-Z0-9]*(_[A-Z0-9]+)+\s*(:\s*[\w:<>&\[\] ]+?\s*)?=(?!=)"
+                         r"|\b[A-Z]{3,}[A-Z0-9]*\s*(:\s*[\w:<>&\[\] ]+?\s*)?=(?!=)")
 LITERAL_VALUE = 2.0  # times the line's relevance, added
 
 
@@ -510,6 +514,11 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)  # the enclosing header of each line
+    for i in range(1, n):  # a brace on a line of its own (Allman style: C#, Java, C) opens
+        above = lines[i - 1].rstrip()  # the header above it (not an item: "}," then "{")
+        if (lines[i].strip() == "{" and ind[i - 1] == ind[i]
+                and not above.endswith((",", ";", "{", "}", "[", "]"))):
+            parent[i] = i - 1
     opener = _bracket_openers(lines, ind)
     described = _described(lines, ind)
     for i, u in enumerate(units):
@@ -539,7 +548,8 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
             u.deps = u.deps + [described[i]]
         r = rel[i]
         u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r > 0 else 0.0)
-        if r > 0 and LITERAL_RE.search(ln) and not sig:  # a name given a value: what it is
+        if r > 0 and (LITERAL_RE.search(ln) or CONSTANT_RE.search(ln)) and not sig:
+            # a name given a value: what it is
             u.value += LITERAL_VALUE * r
         u.critical = r > 0 and sig
         u.outline = sig

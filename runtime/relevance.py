@@ -6,7 +6,8 @@ their case changes (``StreamIDTooLowError`` -> stream, id, too, low, error), let
 Each part is lower-cased and stemmed with the Snowball English stemmer (``processing`` and
 ``processed`` -> process, ``workflows`` -> workflow); a compound identifier also counts whole
 (``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
-sharing its parts. English stop words and one-letter parts are dropped; numbers are kept
+sharing its parts; written whole without its separators and case (:func:`whole`), so
+``connectionTimeout`` finds ``CONNECTION_TIMEOUT`` and ``connection-timeout``. English stop words and one-letter parts are dropped; numbers are kept
 (status codes, exit codes, line numbers); a three-digit number from 100 to 599 also counts as its
 HTTP status class (``404`` is ``4xx`` too, so a query for "5xx" finds a 503). An exception
 class named ``...Error`` or ``...Exception`` also counts as the term "exception": a query about
@@ -52,6 +53,16 @@ def stem(word: str) -> str:
     return s
 
 
+_SEPARATORS = re.compile(r"[_.\-/:]")
+
+
+def whole(word: str) -> str:
+    """A compound identifier as one term, whatever the convention it is written in:
+    ``connectionTimeout``, ``CONNECTION_TIMEOUT`` and ``connection-timeout`` are one name
+    (a Java field, its constant, its configuration key)."""
+    return _SEPARATORS.sub("", word.lower())
+
+
 def _terms_of_word(word: str) -> tuple[str, ...]:
     out = _word_terms.get(word)
     if out is not None:
@@ -64,7 +75,7 @@ def _terms_of_word(word: str) -> tuple[str, ...]:
     parts = [p.lower() for p in _PART.findall(word)]
     terms = [stem(p) for p in parts if (len(p) > 1 or p.isdigit()) and p not in STOP]
     if len(parts) > 1:  # a compound identifier also counts whole
-        terms.append(word.lower())
+        terms.append(whole(word))
         if _EXC_CLASS.search(word):  # ValueError, IOException: an exception, whatever its name
             terms.append(EXCEPTION)
     out = tuple(terms)
@@ -141,11 +152,12 @@ def query_weights(query: str) -> dict[str, float]:
         ts = _terms_of_word(w)
         if _NEGATION.search(query[max(0, m.start() - 24):m.start()]):
             # "an exception other than AssertionError": that one is not asked for
-            negated.update([w.lower()] if w.lower() in ts else ts)  # the identifier whole
+            negated.update([whole(w)] if whole(w) in ts else ts)  # the identifier whole
             continue
-        whole = len(ts) > 1 and w.lower() in ts
+        name = whole(w)
+        compound = len(ts) > 1 and name in ts
         for t in ts:
-            weight = 1.0 if not whole or t == w.lower() else PART_WEIGHT
+            weight = 1.0 if not compound or t == name else PART_WEIGHT
             out[t] = max(out.get(t, 0.0), weight)
     for w in negated:
         out[w] = NEGATED_WEIGHT
@@ -159,8 +171,8 @@ def identifiers(query: str) -> set[str]:
     out = set()
     for w in _WORD.findall(query):
         ts = _terms_of_word(w)
-        if len(ts) > 1 and w.lower() in ts and asked.get(w.lower(), 0.0) > 0:
-            out.add(w.lower())  # not one the query excludes
+        if len(ts) > 1 and whole(w) in ts and asked.get(whole(w), 0.0) > 0:
+            out.add(whole(w))  # not one the query excludes
     return out
 
 

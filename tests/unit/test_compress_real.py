@@ -231,11 +231,14 @@ def test_protected_material_is_ranked_when_it_alone_exceeds_the_budget():
 
 def test_terms_split_identifiers_and_stem():
     assert terms("StreamIDTooLowError")[:5] == ["stream", "id", "too", "low", "error"]
-    assert "test_parse_headers" in terms("test_parse_headers") and "header" in terms("headers")
+    assert "testparseheaders" in terms("test_parse_headers") and "header" in terms("headers")
+    # one name in every convention: a Java field, its constant, its configuration key
+    assert {"connectiontimeout"} <= set(terms("CONNECTION_TIMEOUT")) & set(
+        terms("connectionTimeout")) & set(terms("connection-timeout"))
     assert terms("agentflux.streams.windows")[:3] == ["agentflux", "stream", "window"]
     assert terms("workflows processing processed") == ["workflow", "process", "process"]
     w = query_weights("why was ord-47110 rejected")
-    assert w["ord-47110"] == 1.0 and w["ord"] == 0.5
+    assert w["ord47110"] == 1.0 and w["ord"] == 0.5
 
 
 def test_bm25_ranks_the_line_that_answers_above_ones_sharing_a_common_word():
@@ -396,6 +399,21 @@ def test_the_same_line_under_different_headers_is_a_list_and_each_header_is_kept
     lines = ["<failure>", "  <message>Session not created</message>"] * 30
     units = content.log_units(lines, [0.0, 1.0] * 30)
     assert units[5].value == pytest.approx(units[1].value * 0.25)
+
+
+def test_java_with_braces_on_their_own_lines_keeps_signatures_and_named_constants():
+    d = next(d for d in HOLDOUT if d["id"].startswith("12-hikaricp"))  # HikariConfig.java
+    r = C.compress(d["text"], "what is the default connectionTimeout", 300)
+    assert "CONNECTION_TIMEOUT = SECONDS.toMillis(30);" in r.text  # a constant, another case
+    lines = r.text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.strip() == "return connectionTimeout;")
+    assert lines[at - 2].strip() == "public long getConnectionTimeout()"  # then its "{"
+    lines = ["class A", "{", "   public int f()", "   {", "      return 1;", "   }", "}"]
+    units = content.code_units(lines, [0.0] * len(lines))
+    assert {3, 2, 1, 0} <= set(units[4].deps)
+    # an item of a list is no header: "}," then "{" in pretty JSON
+    lines = ["[", "  {", '    "a": 1', "  },", "  {", '    "b": 2', "  }", "]"]
+    assert 3 not in content.code_units(lines, [0.0] * len(lines))[5].deps
 
 
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
