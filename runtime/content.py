@@ -835,7 +835,10 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
             if fence_open >= 0:
                 fence_units.append(k)
         i += 1
-    rel = rel_of([u.text for u in units])
+    # a line is read under its heading: scored with the heading's words ("**Default:** `2048`"
+    # under "### `backlog`" answers "the default listen backlog"), as BM25F scores a field
+    rel = rel_of([u.text if heading_of[k] < 0 else u.text + "\n" + units[heading_of[k]].text
+                  for k, u in enumerate(units)])
     # an entity's field list (":type:", ":default:" right under ".. confval:: name") is part of
     # its heading: whatever brings the heading brings what the entity is by default
     fields: dict[int, list[int]] = {}

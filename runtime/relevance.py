@@ -136,6 +136,7 @@ _NEGATING = (r"\b(other than|except(?: for)?|excluding|besides|apart from|but no
 _NEGATION = re.compile(_NEGATING + r"\s+(?:an?\s+|the\s+)?$", re.I)  # before a word
 _NEGATION_PHRASE = re.compile(_NEGATING + r"\b", re.I)
 PART_WEIGHT = 0.5  # a part of a compound identifier of the query, against the identifier whole
+JOINED_WEIGHT = 0.5  # two words of the query in a row, as the identifier they may be written as
 
 
 def query_weights(query: str) -> dict[str, float]:
@@ -159,6 +160,13 @@ def query_weights(query: str) -> dict[str, float]:
         for t in ts:
             weight = 1.0 if not compound or t == name else PART_WEIGHT
             out[t] = max(out.get(t, 0.0), weight)
+    # two words in a row name what an output writes as one identifier: "log level" is
+    # ``loglevel``, ``log_level``, ``--log-level``, ``logLevel`` (their whole term)
+    words = [m for m in _WORD.finditer(query) if m.group().lower() not in STOP]
+    for a, b in zip(words, words[1:]):
+        if (query[a.end():b.start()].isspace() and a.group().isalpha() and b.group().isalpha()
+                and not any(x <= a.start() < y for x, y in phrases)):
+            out.setdefault(whole(a.group() + b.group()), JOINED_WEIGHT)
     for w in negated:
         out[w] = NEGATED_WEIGHT
     return out

@@ -416,6 +416,26 @@ def test_java_with_braces_on_their_own_lines_keeps_signatures_and_named_constant
     assert 3 not in content.code_units(lines, [0.0] * len(lines))[5].deps
 
 
+def test_a_line_is_read_under_its_heading_and_two_words_find_the_identifier_they_name():
+    # "**Default:** ..." is in every section: the heading says which setting it is for
+    text = "\n".join(f"### `{name}`\n**Default:** `{value}`\nSome text about {name}.\n"
+                     for name, value in [("bind", "127.0.0.1"), ("workers", "1"),
+                                         ("timeout", "30"), ("backlog", "2048")])
+    sc = []
+
+    def rel_of(texts):
+        sc.append(scores(texts, "the default listen backlog"))
+        return sc[-1]
+    units = content.prose_units(text.splitlines(), rel_of)
+    best = max(range(len(units)), key=lambda k: sc[0][k] if units[k].text.startswith("**") else -1)
+    assert units[best].text == "**Default:** `2048`"
+    # "log level" is how a query says loglevel, log_level, --log-level or LOG_LEVEL
+    w = query_weights("what is the log level")
+    assert all(w.get(t, 0) > 0 for ln in ("### `loglevel`", "--log-level", "LOG_LEVEL = 1")
+               for t in terms(ln) if t == "loglevel")
+    assert scores(["### `loglevel`", "### `logfile`"], "what is the log level")[0] > 0
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
