@@ -169,8 +169,12 @@ class ContextCompressor:
             units = content.prose_units(lines, rel_of, identifiers(query))
             bm, rel = scored[0] if scored else (None, relevance([u.text for u in units], query))
         else:
-            bm = index(lines)  # a unit per line: one index for the query and its clauses
-            rel = relevance(lines, query, bm)
+            # a unit per line: one index for the query and its clauses; a line of code is
+            # read in its function (scored with its signature's words, as prose under its
+            # heading)
+            scored = content.in_context(lines) if kind == "code" else lines
+            bm = index(scored)
+            rel = relevance(scored, query, bm)
             if kind == "code":
                 units = content.code_units(lines, rel, query)
             else:

@@ -509,6 +509,21 @@ def indent_parents(ind: list[int], reach: int | None = None) -> list[int]:
     return parent
 
 
+def in_context(lines: list[str]) -> list[str]:
+    """Each line with the signature of the function (or class) it is in, for scoring:
+    ``return strings.EqualFold(s, t)`` is how ``commandNameMatches`` matches names."""
+    ind = [_indent(ln) for ln in lines]
+    parent = indent_parents(ind)
+    sig = [bool(ind[i] >= 0 and SIGNATURE_RE.match(ln)) for i, ln in enumerate(lines)]
+    owner = [-1] * len(lines)
+    for i in range(len(lines)):
+        p = parent[i]
+        if p >= 0:
+            owner[i] = p if sig[p] else owner[p]
+    return [ln if owner[i] < 0 or sig[i] else ln + "\n" + lines[owner[i]]
+            for i, ln in enumerate(lines)]
+
+
 def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     units = line_units(lines)
     n = len(lines)

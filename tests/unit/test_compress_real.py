@@ -356,7 +356,7 @@ def test_a_comment_repeated_word_for_word_is_worth_one_copy_but_a_statement_is_n
 
 def test_a_short_comment_brings_the_line_it_describes_and_a_doc_comment_is_its_functions():
     d = doc("19")  # tokio's Builder::new: "// Default thread name" above the field it names
-    r = C.compress(d["text"], "what is the default thread name of the runtime", 300)
+    r = C.compress(d["text"], "what is the default thread name of the runtime", 600)
     at = r.text.index("// Default thread name")
     assert r.text[at:].split("\n")[1].strip() == \
         'thread_name: std::sync::Arc::new(|| "tokio-rt-worker".into()),'
@@ -434,6 +434,19 @@ def test_a_line_is_read_under_its_heading_and_two_words_find_the_identifier_they
     assert all(w.get(t, 0) > 0 for ln in ("### `loglevel`", "--log-level", "LOG_LEVEL = 1")
                for t in terms(ln) if t == "loglevel")
     assert scores(["### `loglevel`", "### `logfile`"], "what is the log level")[0] > 0
+
+
+def test_a_line_of_code_is_read_in_its_function():
+    lines = ["func commandNameMatches(s string, t string) bool {", "\tif EnableCaseInsensitive {",
+             "\t\treturn strings.EqualFold(s, t)", "\t}", "\treturn s == t", "}",
+             "func other(s string) bool {", "\treturn strings.EqualFold(s, \"x\")", "}"]
+    ctx = content.in_context(lines)
+    assert ctx[2].endswith(lines[0]) and ctx[7].endswith(lines[6]) and ctx[0] == lines[0]
+    rel = scores(ctx, "how does command name matching treat case")
+    assert rel[2] > rel[7]  # the same call, in the function the question is about
+    d = doc("18")  # cobra's command.go
+    r = C.compress(d["text"], "how does command name matching treat case", 150)
+    assert "return strings.EqualFold(s, t)" in r.text
 
 
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
