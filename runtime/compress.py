@@ -171,8 +171,9 @@ class ContextCompressor:
         else:
             # a unit per line: one index for the query and its clauses; a line of code is
             # read in its function (scored with its signature's words, as prose under its
-            # heading)
-            scored = content.in_context(lines) if kind == "code" else lines
+            # heading), a JSON field in the object whose key opens it
+            scored = content.in_context(lines, json=kind == "json_lines") if kind in (
+                "code", "json_lines") else lines
             bm = index(scored)
             rel = relevance(scored, query, bm)
             if kind == "code":

@@ -509,18 +509,19 @@ def indent_parents(ind: list[int], reach: int | None = None) -> list[int]:
     return parent
 
 
-def in_context(lines: list[str]) -> list[str]:
+def in_context(lines: list[str], json: bool = False) -> list[str]:
     """Each line with the signature of the function (or class) it is in, for scoring:
-    ``return strings.EqualFold(s, t)`` is how ``commandNameMatches`` matches names."""
+    ``return strings.EqualFold(s, t)`` is how ``commandNameMatches`` matches names; with
+    ``json``, each field with the line that opens its object (``"status": {``)."""
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)
-    sig = [bool(ind[i] >= 0 and SIGNATURE_RE.match(ln)) for i, ln in enumerate(lines)]
+    sig = [bool(ind[i] >= 0 and (json or SIGNATURE_RE.match(ln))) for i, ln in enumerate(lines)]
     owner = [-1] * len(lines)
     for i in range(len(lines)):
         p = parent[i]
         if p >= 0:
             owner[i] = p if sig[p] else owner[p]
-    return [ln if owner[i] < 0 or sig[i] else ln + "\n" + lines[owner[i]]
+    return [ln if owner[i] < 0 or (sig[i] and not json) else ln + "\n" + lines[owner[i]]
             for i, ln in enumerate(lines)]
 
 

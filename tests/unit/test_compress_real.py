@@ -442,6 +442,9 @@ def test_a_line_of_code_is_read_in_its_function():
              "func other(s string) bool {", "\treturn strings.EqualFold(s, \"x\")", "}"]
     ctx = content.in_context(lines)
     assert ctx[2].endswith(lines[0]) and ctx[7].endswith(lines[6]) and ctx[0] == lines[0]
+    # a JSON field is read in the object its key opens
+    js = ['{', '  "status": {', '    "code": 301,', '    "message": "Moved"', '  }', '}']
+    assert content.in_context(js, json=True)[3] == js[3] + "\n" + js[1]
     rel = scores(ctx, "how does command name matching treat case")
     assert rel[2] > rel[7]  # the same call, in the function the question is about
     d = doc("18")  # cobra's command.go
