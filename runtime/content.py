@@ -53,12 +53,20 @@ TIMESTAMP_RE = re.compile(r"^\W{0,3}(\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d\d:\d\d:\d\d
                           r"\d{1,3}(\.\d{1,3}){3}\s)")
 LEVEL_RE = re.compile(r"\b(TRACE|DEBUG|INFO|NOTICE|WARN(ING)?|ERROR|ERR|FATAL|CRITICAL|SEVERE|"
                       r"PANIC)\b")
+# a compiler's or build tool's diagnostic: "error MSB3021:", "warning CS0618:", "error[E0425]:",
+# "main.c:12:5: error:", "error TS2304:"
+DIAG_RE = re.compile(r"\b(error|warning)(\[[A-Z]+\d+\]| [A-Z]{1,5}\d{3,5})\s*:|"
+                     r":\d+(:\d+)?:\s+(fatal )?(error|warning|note):|"
+                     r"^(error|warning)(\[\w+\])?: |^\s*--> \S+:\d+:\d+")  # rustc's
 CODE_LINE_RE = re.compile(
     r"^\s*(import\s|from\s+\S+\s+import\s|#include\b|package\s|using\s|(async\s+)?def\s|class\s|"
     r"func\s|fn\s|pub(\([^)]*\))?\s|impl\b|struct\s|enum\s|interface\s|type\s+\w+\s|const\s|let\s|"
     r"var\s|function\b|export\s|return\b|if\s*\(|if\s.*:\s*$|for\s*\(|for\s.*:\s*$|while\b|"
     r"else\b|elif\s|try\s*[:{]|except\b|catch\b|switch\b|case\s|@\w+|//|/\*|\*/|\}|#\[|"
-    r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|''')")
+    r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|'''|"
+    # Ruby's
+    r"end\s*$|unless\s|elsif\s|module\s|require(_relative)?\s|raise\b|rescue\b|ensure\s*$|"
+    r"attr_(reader|writer|accessor)\s|.*\sdo(\s*\|[^|]*\|)?\s*$)")
 CODE_END_RE = re.compile(r"[;{}:,(\[]\s*$|^\s*[)\]}]")
 HEADING_MD_RE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
 # reStructuredText: a directive that documents one thing (``.. confval:: junit_family``) heads
@@ -92,8 +100,9 @@ def detect(text: str) -> str:
     step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
     sample = lines[::step]
     n = len(sample)
-    logish = sum(bool(TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
-                      or TEST_RE.match(ln.strip())) for ln in sample)
+    diag = [bool(DIAG_RE.search(ln[:300])) for ln in sample]
+    logish = sum(bool(d or TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
+                      or TEST_RE.match(ln.strip())) for d, ln in zip(diag, sample))
     codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
     proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln) or RST_RE.match(ln)
                         or _wordy(ln)) for ln in sample)
@@ -103,6 +112,9 @@ def detect(text: str) -> str:
     if records >= 0.5 * n or any(TEST_RUN_RE.search(ln.strip()) for ln in sample[:400]):
         return "log"
     if logish >= 0.3 * n and logish >= codeish * 0.5:
+        return "log"
+    # a build's output: a compiler's diagnostics on one line in ten or more
+    if sum(diag) >= 0.1 * n:
         return "log"
     if codeish >= 0.35 * n and codeish > proseish:
         return "code"
