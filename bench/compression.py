@@ -1,12 +1,14 @@
 """The context compressor on real tool outputs nobody tuned it to (``agentflux bench runtime``).
 
-Three sets: ``bench/data/compression`` (26 documents; the compressor's strategies were
+Four sets: ``bench/data/compression`` (26 documents; the compressor's strategies were
 developed while looking at where it failed on them, so its figures flatter it),
 ``bench/data/compression-holdout`` (14 documents, built afterwards by someone who had not seen
-the compressor; its overall figures were later read after each change, so it is no longer
-quite held out) and ``bench/data/compression-holdout2`` (20 documents from 18 other
-repositories, built the same way without reading or running the compressor, and measured once
-when it landed: the honest figures). Each holds tool outputs taken from public repositories
+the compressor; its figures were read after each change, and since 2026-11-27 its documents'
+misses are development material too), ``bench/data/compression-holdout2`` (20 documents from
+18 other repositories, built the same way without reading or running the compressor; its
+overall figures have been read a few times) and ``bench/data/compression-holdout3`` (20
+documents from 13 other repositories, built the same way on 2026-11-27 and measured when it
+landed: the honest figures). Each holds tool outputs taken from public repositories
 (logs, test reports, access logs, API JSON, source files, documentation pages; each with its
 repository, path, commit and licence in ``manifest.json``), a query each, and the strings a
 reader needs to answer it, chosen from the document and the query before any compressor ran.
@@ -31,6 +33,9 @@ DATA = Path(__file__).parent / "data" / "compression"
 HOLDOUT = Path(__file__).parent / "data" / "compression-holdout"
 # built later still, the same way, from other repositories; measured once when it landed
 HOLDOUT2 = Path(__file__).parent / "data" / "compression-holdout2"
+# built later still (2026-11-27), the same way, from 13 other repositories; measured when it
+# landed, against the compressor of that day and of the day's start
+HOLDOUT3 = Path(__file__).parent / "data" / "compression-holdout3"
 TARGETS = (2000, 1000)
 
 
@@ -130,4 +135,4 @@ def targets_met(result: dict[str, Any]) -> dict[str, bool]:
             "facts_kept_ge_85pct_at_1000": (t1.get("facts_kept") or 0) >= 0.85}
 
 
-__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "evaluate", "head_and_tail", "load", "targets_met"]
+__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "evaluate", "head_and_tail", "load", "targets_met"]

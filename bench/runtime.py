@@ -65,8 +65,8 @@ def bench_routing() -> dict:
 
 def bench_compression(console=None) -> dict:
     """The compressor on the real evaluation sets (:mod:`agentflux.bench.compression`: the
-    development set, ``compression_*``, and the held-out ones, ``compression_holdout_*`` and
-    ``compression_holdout2_*``), with
+    development set, ``compression_*``, and the held-out ones, ``compression_holdout_*``,
+    ``compression_holdout2_*`` and ``compression_holdout3_*``), with
     head-and-tail truncation to the same size as the baseline; the project's own synthetic
     corpus alongside (``compression_own_corpus_ratio``) for continuity."""
     from agentflux.bench import compression
@@ -74,7 +74,8 @@ def bench_compression(console=None) -> dict:
     from agentflux.runtime.compress import ContextCompressor
 
     sets = [("", compression.DATA)]
-    for prefix, root in (("holdout_", compression.HOLDOUT), ("holdout2_", compression.HOLDOUT2)):
+    for prefix, root in (("holdout_", compression.HOLDOUT), ("holdout2_", compression.HOLDOUT2),
+                         ("holdout3_", compression.HOLDOUT3)):
         if (root / "manifest.json").exists():
             sets.append((prefix, root))
     out: dict = {}

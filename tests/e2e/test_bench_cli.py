@@ -26,7 +26,7 @@ def test_bench_runtime_prints_one_json_object_with_the_figures():
     assert set(out["compression_targets_met"]) >= {"within_budget_all",
                                                    "facts_kept_ge_95pct_at_2000"}
     # and on the held-out sets, reported under their own prefixes
-    for prefix in ("holdout_", "holdout2_"):
+    for prefix in ("holdout_", "holdout2_", "holdout3_"):
         assert out[f"compression_{prefix}documents"] >= 14
         assert out[f"compression_{prefix}2000_compressor_within_budget"] == 1.0
         assert isinstance(out[f"compression_{prefix}1000_compressor_facts_kept"], float)
