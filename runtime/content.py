@@ -787,6 +787,7 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
 
 RST_ENTITY_LEVEL = 99
 FIELD_RE = re.compile(r"^\s+:[\w -]+:(\s|$)")
+MD_FIELD_RE = re.compile(r"^\s*([-*]\s+)?\*\*[^*\n]{1,40}(:\*\*|\*\*:)\s*\S")  # **Default:** 2
 MAX_FIELDS = 4  # of an entity's field list that come with its heading
 ANCHOR_VALUE = 1.0  # added to each line of a section whose heading names a query's identifier
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`*_])")
@@ -875,6 +876,14 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
             k = h + 1
             while k < len(units) and k - h <= MAX_FIELDS and FIELD_RE.match(units[k].text):
                 fields.setdefault(h, []).append(k)
+                k += 1
+        else:  # Markdown's: "**Default:** `2048`" lines right under a setting's heading
+            k = h + 1
+            while k < len(units) and len(fields.get(h, ())) < MAX_FIELDS:
+                if MD_FIELD_RE.match(units[k].text):
+                    fields.setdefault(h, []).append(k)
+                elif units[k].text.strip():
+                    break
                 k += 1
     # a section that matches as a whole (its heading and text): its sentences count too
     sections: dict[int, list[int]] = {}

@@ -453,6 +453,20 @@ def test_a_line_of_code_is_read_in_its_function():
     assert "return strings.EqualFold(s, t)" in r.text
 
 
+def test_a_settings_heading_brings_its_markdown_fields():
+    d = next(d for d in HOLDOUT if d["id"].startswith("13-gunicorn"))  # gunicorn's settings
+    r = C.compress(d["text"], "what are the defaults of backlog and worker_class", 300)
+    for field in ("**Default:** `2048`", "**Command line:** `--backlog INT`",
+                  "**Default:** `'sync'`"):
+        assert field in r.text
+    lines = ["### `backlog`", "", "**Command line:** `--backlog INT`", "",
+             "**Default:** `2048`", "", "The maximum number of pending connections.",
+             "**Note:** not a field: below the text"]
+    units = content.prose_units(lines, lambda texts: [0.0] * len(texts))
+    text_unit = next(k for k, u in enumerate(units) if u.text.startswith("The maximum"))
+    assert {0, 2, 4} <= set(units[text_unit].deps) and 7 not in units[text_unit].deps
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
