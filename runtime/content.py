@@ -334,7 +334,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         u.similar = not first_or_last and not (i in odd and odd_in[g] <= STANDS_OUT_MAX)
         r = rel[i]
         v = 2.0 * r
-        if err[i]:
+        if err[i] and r >= 0:  # an error the query excludes ("rather than 404") is none
             v += 1.2 + 1.5 * r
         if final[i]:
             v += 2.5

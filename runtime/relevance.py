@@ -39,6 +39,7 @@ how i if in into is it its may me might my of on or our should so than that the 
 there these they this those to was we were what when where which while who why will with would
 you your not no""".split())
 
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _EXC_CLASS = re.compile(r"[a-z0-9](Error|Exception)$")
 EXCEPTION = "except"  # the stem of "exception(s)"
 _stemmer = snowballstemmer.stemmer("english")
@@ -71,6 +72,9 @@ def _terms_of_word(word: str) -> tuple[str, ...]:
         # an HTTP status and its class: "404" is also "4xx", and a query's "5xx" finds 503
         out = (word.lower(), f"{word[0]}xx") if word[1:].isdigit() else (word.lower(),)
         _word_terms[word] = out
+        return out
+    if _IPV4.match(word):  # an address is one term: its 200 is no HTTP status
+        _word_terms[word] = out = (word,)
         return out
     parts = [p.lower() for p in _PART.findall(word)]
     terms = [stem(p) for p in parts if (len(p) > 1 or p.isdigit()) and p not in STOP]
@@ -135,6 +139,7 @@ _NEGATING = (r"\b(other than|except(?: for)?|excluding|besides|apart from|but no
              r"instead of)")
 _NEGATION = re.compile(_NEGATING + r"\s+(?:an?\s+|the\s+)?$", re.I)  # before a word
 _NEGATION_PHRASE = re.compile(_NEGATING + r"\b", re.I)
+_ALSO = re.compile(r"\s*(/\s*|,?\s+(or|nor)\s+|\s+and\s+)$", re.I)  # "X or Y", "X/Y"
 PART_WEIGHT = 0.5  # a part of a compound identifier of the query, against the identifier whole
 JOINED_WEIGHT = 0.5  # two words of the query in a row, as the identifier they may be written as
 
@@ -146,15 +151,22 @@ def query_weights(query: str) -> dict[str, float]:
     out: dict[str, float] = {}
     negated: set[str] = set()
     phrases = [m.span() for m in _NEGATION_PHRASE.finditer(query)]
+    excluded_to = -1  # where the last word the query excludes ends
     for m in _WORD.finditer(query):
         w = m.group()
         if any(a <= m.start() < b for a, b in phrases):
             continue  # "other than", "except": how the query excludes, not what it asks for
+        if w.lower() in ("or", "nor", "and"):
+            continue  # joins what is excluded (_ALSO) or asked for
         ts = _terms_of_word(w)
-        if _NEGATION.search(query[max(0, m.start() - 24):m.start()]):
-            # "an exception other than AssertionError": that one is not asked for
+        if (_NEGATION.search(query[max(0, m.start() - 24):m.start()])
+                or (excluded_to >= 0 and _ALSO.match(query, excluded_to, m.start()))):
+            # "an exception other than AssertionError": that one is not asked for, nor the
+            # words joined to it ("rather than 304 or 404", "except timeouts and retries")
             negated.update([whole(w)] if whole(w) in ts else ts)  # the identifier whole
+            excluded_to = m.end()
             continue
+        excluded_to = -1
         name = whole(w)
         compound = len(ts) > 1 and name in ts
         for t in ts:
@@ -165,7 +177,7 @@ def query_weights(query: str) -> dict[str, float]:
     words = [m for m in _WORD.finditer(query) if m.group().lower() not in STOP]
     for a, b in zip(words, words[1:]):
         if (query[a.end():b.start()].isspace() and a.group().isalpha() and b.group().isalpha()
-                and not any(x <= a.start() < y for x, y in phrases)):
+                and not any(x <= a.start() < y or x <= b.start() < y for x, y in phrases)):
             out.setdefault(whole(a.group() + b.group()), JOINED_WEIGHT)
     for w in negated:
         out[w] = NEGATED_WEIGHT
@@ -201,7 +213,9 @@ def clause_scores(units: Sequence[str], query: str, bm: BM25 | None = None
     clause's best; empty when the query has fewer than two clauses. A question in several parts
     ("which crate failed, which symbols were undefined, and how did the task end") asks each
     part: the units that answer a part the others outweigh are found this way."""
-    parts = [{t: w for t, w in query_weights(c).items() if w > 0} for c in _CLAUSE.split(query)]
+    whole_query = query_weights(query)  # a clause cut from its exclusion ("or 404") is none
+    parts = [{t: w for t, w in query_weights(c).items() if w > 0 and whole_query.get(t, 0) > 0}
+             for c in _CLAUSE.split(query)]
     parts = [p for p in parts if p]
     if len(parts) < 2 or not units:
         return []

@@ -273,6 +273,20 @@ def test_a_query_for_exceptions_finds_them_by_class_name_and_skips_the_one_it_ex
         assert fact in out
 
 
+def test_the_words_joined_to_an_exclusion_are_excluded_and_an_excluded_error_is_none():
+    w = query_weights("which requests succeeded with status 200 (rather than 304 or 404)")
+    assert w["304"] < 0 and w["404"] < 0 and w["200"] > 0
+    assert query_weights("errors except timeouts and retries")["retri"] < 0
+    assert query_weights("errors other than timeouts, and retries")["retri"] > 0
+    assert "errorsexcept" not in query_weights("errors except timeouts")
+    assert terms("200.6.73.40") == ["200.6.73.40"]  # an address: its 200 is no status
+    d = next(d for d in HOLDOUT if d["id"].startswith("07-nginx"))  # 19 of 400 requests: 200
+    r = C.compress(d["text"], "which requests succeeded with status 200 (rather than 304 or "
+                   "404)", 600)
+    kept = [ln for ln in r.text.splitlines() if '" 404 ' in ln or '" 200 ' in ln]
+    assert kept and all('" 200 ' in ln for ln in kept)  # a 404 is an error, but not asked for
+
+
 def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
     # pytest closes each failure with "file.py:LINE: ExceptionType" after its "E" lines; that
     # line says where, and is a frame only in form: it does not bring the next test's header
