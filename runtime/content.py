@@ -197,6 +197,7 @@ LIBRARY_FRAME_RE = re.compile(
     r"/go/src/runtime/|testing/testing\.go|\[native code\]|\(Native Method\)")
 IN_APP_VALUE = 1.0  # added to such a frame's value
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
+RSPEC_FAILURE_RE = re.compile(r"(^|\s)(\d+(\.\d+)*\)\s+)?Failure/Error:")  # "1.1) Failure/Error: x"
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
                      r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
@@ -232,46 +233,57 @@ def is_error(line: str) -> bool:
 def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     units = line_units(lines)
     n = len(lines)
+    # what each line says, a CI runner's timestamp before it aside (GitHub Actions stamps
+    # every line): indentation, frames and exceptions are read there
+    body = [_unstamped(ln) for ln in lines]
     err = [is_error(ln) if ln.strip() else False for ln in lines]
-    frame = [bool(FRAME_RE.match(ln)) for ln in lines]
+    frame = [bool(FRAME_RE.match(ln)) for ln in body]
     final = [False] * n
     raised: dict[int, int] = {}  # pytest's "file.py:LINE: Error" line -> the exception's line
     # the final exception of each traceback: Python's first line after the frames that is not
     # indented (or pytest's last "E" line of a block); Java's/Go's header line itself
-    for i, ln in enumerate(lines):
+    for i, ln in enumerate(body):
         if TRACEBACK_RE.match(ln):
             if "Traceback" in ln:  # indented as a whole in some outputs: relative to it
                 base = _indent(ln)
                 j = i + 1
-                while j < n and (_indent(lines[j]) > base or not lines[j].strip()):
+                while j < n and (_indent(body[j]) > base or not body[j].strip()):
                     j += 1
                 if j < n:
                     final[j] = err[j] = True
             elif BARE_HEADER_RE.match(ln):  # "Stack trace:" says nothing: the line above does
                 j = i - 1
-                while j >= 0 and not lines[j].strip():
+                while j >= 0 and not body[j].strip():
                     j -= 1
                 if j >= 0:
                     final[j] = err[j] = True
             else:
                 final[i] = err[i] = True
-        if PYTEST_E_RE.match(ln) and (i + 1 >= n or not PYTEST_E_RE.match(lines[i + 1])):
+        if PYTEST_E_RE.match(ln) and (i + 1 >= n or not PYTEST_E_RE.match(body[i + 1])):
             final[i] = True
             # the first "E" line of the block (the assertion) matters as much
             j = i
-            while j > 0 and PYTEST_E_RE.match(lines[j - 1]):
+            while j > 0 and PYTEST_E_RE.match(body[j - 1]):
                 j -= 1
             final[j] = True
             # and the block's last line, where pytest says which line raised what (it brings
             # the exception it names: one is little without the other)
             j = i + 1
-            while j < n and j <= i + 2 and not lines[j].strip():
+            while j < n and j <= i + 2 and not body[j].strip():
                 j += 1
-            if j < n and PYTEST_WHERE_RE.match(lines[j]):
+            if j < n and PYTEST_WHERE_RE.match(body[j]):
                 final[j] = err[j] = True
                 raised[j] = i
         if EXC_NAME_RE.match(ln.strip()) and ":" in ln:  # "ValueError: ..." on a line of its own
             final[i] = err[i] = True
+        if RSPEC_FAILURE_RE.search(ln):  # RSpec: the exception's class, then its message
+            j = i + 1  # (a CI runner's timestamp before each line aside)
+            while j < n and not body[j].strip():
+                j += 1
+            if j < n:
+                final[j] = err[j] = True
+                if j + 1 < n and _indent(body[j + 1]) > _indent(body[j]):
+                    final[j + 1] = err[j + 1] = True
     # the first frame of a trace in the application's code, not a library's or the runtime's
     # (Sentry's "in app" frame): where the user's code failed
     in_app = [False] * n
@@ -279,8 +291,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     while i < n:
         if frame[i]:
             j = i
-            while j < n and (frame[j] or not lines[j].strip()
-                             or (_indent(lines[j]) > _indent(lines[i]) and not err[j])):
+            while j < n and (frame[j] or not body[j].strip()
+                             or (_indent(body[j]) > _indent(body[i]) and not err[j])):
                 j += 1
             first = next((k for k in range(i, j)
                           if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])), -1)
@@ -296,8 +308,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if err[i] or frame[i]:
             j = i
             while j + 1 < n and (err[j + 1] or frame[j + 1]
-                                 or (frame[j] and lines[j + 1].strip()
-                                     and _indent(lines[j + 1]) > _indent(lines[j]))):
+                                 or (frame[j] and body[j + 1].strip()
+                                     and _indent(body[j + 1]) > _indent(body[j]))):
                 j += 1
             edge[i] = edge[j] = True
             i = j + 1
@@ -310,7 +322,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if g >= 0:
             last_of[g] = i
             size[g] = size.get(g, 0) + 1
-    tail = [i for i in range(n) if lines[i].strip()][-TAIL_LINES:]
+    tail = [i for i in range(n) if body[i].strip()][-TAIL_LINES:]
     odd = {i for i, g in enumerate(group)
            if g >= 0 and rel[i] >= STANDS_OUT and rel[g] <= 1.0 - STANDS_OUT}
     odd_in: dict[int, int] = {}
@@ -320,7 +332,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         m = PREFIX_RE.match(u.text)
         if m and m.end() >= 12 and m.end() < len(u.text):
             u.fold, u.fold_key = m.end(), re.sub(r"\d", "#", m.group())
-    parent = indent_parents([_indent(ln) for ln in lines], reach=PARENT_REACH)
+    parent = indent_parents([_indent(ln) for ln in body], reach=PARENT_REACH)
     for i, u in enumerate(units):
         ln = u.text
         if not ln.strip():
@@ -356,15 +368,15 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         # in a short list (<= LIST_MAX): "<skipped />" says which test only with its header
         if u.similar and not (final[i] and _masked(ln) != _masked(lines[g])) and not (
                 parent[i] >= 0 and r > 0 and size[g] <= LIST_MAX
-                and ln.strip() == lines[g].strip()
-                and (parent[g] < 0 or lines[parent[i]].strip() != lines[parent[g]].strip())):
+                and body[i].strip() == body[g].strip()
+                and (parent[g] < 0 or body[parent[i]].strip() != body[parent[g]].strip())):
             v *= 0.25
         u.value = v
         # protected: what the query excludes is not (r < 0: "an exception other than X")
         u.critical = (final[i] or (err[i] and r > 0)) and not u.similar and r >= 0
         u.filler = not u.similar
-        if (frame[i] and i + 1 < n and not frame[i + 1] and lines[i + 1].strip()
-                and _indent(lines[i + 1]) > _indent(ln)):
+        if (frame[i] and i + 1 < n and not frame[i + 1] and body[i + 1].strip()
+                and _indent(body[i + 1]) > _indent(body[i])):
             u.deps = [i + 1]  # a Python frame's source line (indented under it)
         if parent[i] >= 0:  # an indented line brings the line it is under (a JUnit testcase)
             u.deps = u.deps + [parent[i]]
@@ -438,6 +450,16 @@ PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\
 PARENT_REACH = 30  # lines above where an indented line's enclosing line is looked for
 _TOKEN_RE = re.compile(r"[^\s:=,;()\[\]{}<>\"']+")
 SIMILAR_SHARE = 0.7  # of a line's tokens equal (position by position) to its group's first
+
+
+def _unstamped(line: str) -> str:
+    """``line`` without a timestamp prefix (:data:`PREFIX_RE`) and the one space after it:
+    the indentation after that is the line's own."""
+    m = PREFIX_RE.match(line)
+    if not m:
+        return line
+    end = len(m.group().rstrip(" \t"))
+    return line[end + 1:] if line[end:end + 1] in (" ", "\t") else line[end:]
 
 
 def _masked(line: str) -> str:

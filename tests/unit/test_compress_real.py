@@ -287,6 +287,22 @@ def test_the_words_joined_to_an_exclusion_are_excluded_and_an_excluded_error_is_
     assert kept and all('" 200 ' in ln for ln in kept)  # a 404 is an error, but not asked for
 
 
+def test_a_ci_runners_timestamps_do_not_hide_tracebacks_or_rspec_failures():
+    stamp = "2022-07-26T16:33:03.5660513Z "
+    body = ["Traceback (most recent call last):", '  File "app.py", line 3, in main',
+            "    return run(a, b)", "ValueError: bad value", "",
+            "  1.1) Failure/Error: raise error", "", "       Octokit::Forbidden:",
+            "         POST https://api.github.com/user/repos: 403 - Resource not accessible",
+            "       # ./lib/octokit/client/repositories.rb:160:in `create_repository'"]
+    for lines in (body, [stamp + ln for ln in body]):  # GitHub Actions stamps every line
+        units = content.log_units(lines, [0.0] * len(lines))
+        assert units[3].critical and units[7].critical and units[8].critical
+        assert 2 in units[1].deps  # the frame's source line, indented under it
+    d = next(d for d in HOLDOUT if d["id"].startswith("04-octokit"))
+    r = C.compress(d["text"], "which exception did the failing example raise", 400)
+    assert "Octokit::Forbidden:" in r.text
+
+
 def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
     # pytest closes each failure with "file.py:LINE: ExceptionType" after its "E" lines; that
     # line says where, and is a frame only in form: it does not bring the next test's header
