@@ -135,4 +135,5 @@ def targets_met(result: dict[str, Any]) -> dict[str, bool]:
             "facts_kept_ge_85pct_at_1000": (t1.get("facts_kept") or 0) >= 0.85}
 
 
-__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "evaluate", "head_and_tail", "load", "targets_met"]
+__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "evaluate", "head_and_tail", "load",
+           "targets_met"]

@@ -499,7 +499,8 @@ def templates(lines: list[str]) -> list[int]:
 SIGNATURE_RE = re.compile(r"^\s*((async\s+)?def|class|func|fn|pub(\([^)]*\))?\s+(async\s+)?fn|"
                           r"impl|interface|struct|enum|trait|type\s+\w+\s+(struct|interface)|"
                           r"(public|private|protected|static|export|abstract|final|override)\b.*"
-                          r"[({]\s*$|function\b|fun\b|export\s+(default\s+)?(function|class|const))\b|"
+                          r"[({]\s*$|function\b|fun\b|"
+                          r"export\s+(default\s+)?(function|class|const))\b|"
                           # JavaScript's functions given to a name (res.send = function send(...)
                           # {, const f = async (a) => {)
                           r"^\s*((const|let|var)\s+)?[\w.$]+\s*=\s*(async\s+)?"
@@ -597,7 +598,8 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
         if described.get(i, -1) >= 0:  # a comment brings what it describes
             u.deps = u.deps + [described[i]]
         r = rel[i]
-        u.value = 2.0 * r + (0.3 * r if sig else 0.0) + (0.3 if RAISE_RE.search(ln) and r > 0 else 0.0)
+        u.value = (2.0 * r + (0.3 * r if sig else 0.0)
+                   + (0.3 if RAISE_RE.search(ln) and r > 0 else 0.0))
         if r > 0 and (LITERAL_RE.search(ln) or CONSTANT_RE.search(ln)) and not sig:
             # a name given a value: what it is
             u.value += LITERAL_VALUE * r
@@ -696,7 +698,8 @@ def _block_end(lines: list[str], ind: list[int], i: int) -> int:
 
 def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int], float]]:
     """The innermost signature blocks (a def, the lines indented under it and the comment
-    right above it) with their BM25 relevance to ``query`` as wholes, those at :data:`RECORD_MATCH` or more."""
+    right above it) with their BM25 relevance to ``query`` as wholes, those at
+    :data:`RECORD_MATCH` or more."""
     from agentflux.runtime.relevance import scores
     n = len(lines)
     spans = []

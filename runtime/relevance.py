@@ -7,14 +7,17 @@ Each part is lower-cased and stemmed with the Snowball English stemmer (``proces
 ``processed`` -> process, ``workflows`` -> workflow); a compound identifier also counts whole
 (``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
 sharing its parts; written whole without its separators and case (:func:`whole`), so
-``connectionTimeout`` finds ``CONNECTION_TIMEOUT`` and ``connection-timeout``. English stop words and one-letter parts are dropped; numbers are kept
+``connectionTimeout`` finds ``CONNECTION_TIMEOUT`` and ``connection-timeout``; two words of a
+query in a row also count as the identifier they may name ("log level": ``loglevel``). English
+stop words and one-letter parts are dropped; an IP address is one term; numbers are kept
 (status codes, exit codes, line numbers); a three-digit number from 100 to 599 also counts as its
 HTTP status class (``404`` is ``4xx`` too, so a query for "5xx" finds a 503). An exception
 class named ``...Error`` or ``...Exception`` also counts as the term "exception": a query about
 exceptions finds ``ValueError`` lines that never say the word.
 
 Exclusions. A word the query excludes ("an exception other than AssertionError", "errors except
-timeouts", "excluding", "besides", "apart from", "rather than", "instead of") weighs
+timeouts", "excluding", "besides", "apart from", "rather than", "instead of"), and the words
+joined to it by "or", "nor", "and" or "/" ("rather than 304 or 404"), weighs
 :data:`NEGATED_WEIGHT`: a unit matching it scores below zero, below one matching nothing.
 
 Scoring. Okapi BM25 (k1 = 1.2, b = 0.75; Robertson and Zaragoza, "The Probabilistic Relevance
