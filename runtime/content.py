@@ -235,7 +235,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     n = len(lines)
     # what each line says, a CI runner's timestamp before it aside (GitHub Actions stamps
     # every line): indentation, frames and exceptions are read there
-    body = [_unstamped(ln) for ln in lines]
+    # (and an XML-escaped carriage return after it: JUnit reports' "&#13;")
+    body = [_unstamped(ln).removesuffix("&#13;") for ln in lines]
     err = [is_error(ln) if ln.strip() else False for ln in lines]
     frame = [bool(FRAME_RE.match(ln)) for ln in body]
     final = [False] * n
@@ -296,6 +297,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 j += 1
             first = next((k for k in range(i, j)
                           if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])), -1)
+            top = _package(body[i])
+            if first == i and top:  # a library no list names (org.hibernate): the first frame
+                first = next((k for k in range(i + 1, j)  # of another package called into it
+                              if frame[k] and _package(body[k]) not in ("", top)
+                              and not LIBRARY_FRAME_RE.search(lines[k])), -1)
             if first > i:  # below library frames: the frame that called into them
                 in_app[first] = True
             i = j
@@ -450,6 +456,16 @@ PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\
 PARENT_REACH = 30  # lines above where an indented line's enclosing line is looked for
 _TOKEN_RE = re.compile(r"[^\s:=,;()\[\]{}<>\"']+")
 SIMILAR_SHARE = 0.7  # of a line's tokens equal (position by position) to its group's first
+
+
+_PACKAGE_RE = re.compile(r"^\s*at ([a-z]\w*\.[a-z]\w*)\.[^(\s]*\(")  # Java's, .NET's
+
+
+def _package(line: str) -> str:
+    """The package a Java-style frame (``at org.hibernate.impl.SessionImpl.get(...)``) is in,
+    by its first two names (``org.hibernate``), or ""."""
+    m = _PACKAGE_RE.match(line)
+    return m.group(1) if m else ""
 
 
 def _unstamped(line: str) -> str:

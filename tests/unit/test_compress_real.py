@@ -303,6 +303,17 @@ def test_a_ci_runners_timestamps_do_not_hide_tracebacks_or_rspec_failures():
     assert "Octokit::Forbidden:" in r.text
 
 
+def test_the_first_frame_of_another_package_is_where_the_application_called_a_library():
+    lines = ["Caused by: java.lang.IllegalArgumentException: id to load is required&#13;",
+             "       at org.hibernate.event.LoadEvent.&lt;init&gt;(LoadEvent.java:51)&#13;",
+             "       at org.hibernate.impl.SessionImpl.get(SessionImpl.java:812)&#13;",
+             "       at org.twia.persistence.HibernateDAO.reload(HibernateDAO.java:712)&#13;",
+             "       at org.twia.claim.ClaimManager.assign(ClaimManager.java:3119)&#13;"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    # no list names org.hibernate a library: the frame that called into it is the app's
+    assert units[3].value > units[2].value and units[3].value > units[4].value
+
+
 def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
     # pytest closes each failure with "file.py:LINE: ExceptionType" after its "E" lines; that
     # line says where, and is a frame only in form: it does not bring the next test's header
