@@ -185,6 +185,8 @@ class ContextCompressor:
         if split is not units:  # lines too long were split: the clauses are scored on pieces
             units, bm = split, None
         clause_boost(units, query, bm)
+        if kind == "json_lines":
+            content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
 

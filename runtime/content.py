@@ -771,7 +771,39 @@ ID_KEYS_ORDER = ("id", "uid", "uuid", "name", "key", "number", "title", "slug", 
                  "ref", "kind", "type", "state", "status", "phase", "code", "path", "url")
 ID_KEYS = frozenset(ID_KEYS_ORDER) | {"method", "object"}
 MAX_ID_SIBLINGS = 4
+ID_REACH = 3  # objects up where a field of an object without identifying fields finds some
 RECORD_MATCH = 0.3  # an object's best field relevance (0..1) that makes its other fields count
+
+
+_MOST = re.compile(r"\b(largest|most|highest|biggest|maximum|max|top|greatest|slowest|longest|"
+                   r"heaviest)\b", re.I)
+_LEAST = re.compile(r"\b(smallest|least|lowest|fewest|minimum|min|fastest|shortest|lightest)\b",
+                    re.I)
+_NUMBER_FIELD_RE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"\s*:\s*(-?\d+(?:\.\d+)?)\s*,?\s*$')
+EXTREME_VALUE = 1.5  # the largest value of a field the query asks the largest of; then /2, /3
+EXTREME_TOP = 3
+
+
+def extremes(units: Sequence[Unit], rel: Sequence[float], query: str) -> None:
+    """A question for the largest (or smallest) of something ("which pod uses the most CPU")
+    is answered by comparing values, not words: among the numeric fields that match the query
+    (``"usageNanoCores": 501884788`` under ``"cpu"``), per field name, the
+    :data:`EXTREME_TOP` largest (smallest) values gain value."""
+    most, least = bool(_MOST.search(query)), bool(_LEAST.search(query))
+    if most == least:
+        return
+    fields: dict[str, list[tuple[float, int]]] = {}
+    for k, u in enumerate(units):
+        if k < len(rel) and rel[k] > 0 and u.part < 0:
+            m = _NUMBER_FIELD_RE.match(u.text)
+            if m:
+                fields.setdefault(m.group(1), []).append((float(m.group(2)), k))
+    for values in fields.values():
+        if len(values) < 2:
+            continue
+        values.sort(reverse=most)
+        for rank, (_, k) in enumerate(values[:EXTREME_TOP]):
+            units[k].value += EXTREME_VALUE / (1 + rank)
 
 
 def jsonish(lines: list[str]) -> bool:
@@ -811,6 +843,10 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
             continue
         p = parent[i]
         mine = [k for k in id_lines.get(p, []) if k != i]
+        up, q = 0, p  # an object without identifying fields ("memory": {...}) is known by
+        while not mine and q >= 0 and up < ID_REACH:  # the nearest object around it that has
+            q, up = parent[q], up + 1
+            mine = id_lines.get(q, [])
         u.deps = list(dict.fromkeys(u.deps + mine))
         r = rel[i]
         b = best.get(p, 0.0)

@@ -508,6 +508,23 @@ def test_a_settings_heading_brings_its_markdown_fields():
     assert {0, 2, 4} <= set(units[text_unit].deps) and 7 not in units[text_unit].deps
 
 
+def test_a_question_for_the_largest_is_answered_by_comparing_values():
+    import random
+    rnd = random.Random(7)
+    pods = [{"name": f"pod-{i}", "memory": {"workingSetBytes": rnd.randrange(10**6, 10**8),
+                                            "rssBytes": rnd.randrange(10**6, 10**8)},
+             "note": "a line of text that says nothing about the question " * 2}
+            for i in range(150)]
+    pods[97]["memory"]["workingSetBytes"] = 987654321
+    text = json.dumps({"pods": pods}, indent=2)
+    r = C.compress(text, "which pod has the largest memory working set", 400)
+    assert r.kind == "json_lines" and '"workingSetBytes": 987654321' in r.text
+    assert '"name": "pod-97"' in r.text  # with its object's identifying field
+    r = C.compress(text, "which pod has the smallest memory working set", 400)
+    low = min(p["memory"]["workingSetBytes"] for p in pods)
+    assert f'"workingSetBytes": {low}' in r.text
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
