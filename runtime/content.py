@@ -297,6 +297,13 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 j += 1
             first = next((k for k in range(i, j)
                           if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])), -1)
+            if body[i].lstrip().startswith("File \""):  # Python's: the innermost frame last,
+                app = [k for k in range(i, j)  # so the last of the application's frames
+                       if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])]
+                if app and any(frame[k] for k in range(app[-1] + 1, j)):  # called a library
+                    in_app[app[-1]] = True
+                    i = j
+                    continue
             top = _package(body[i])
             if first == i and top:  # a library no list names (org.hibernate): the first frame
                 first = next((k for k in range(i + 1, j)  # of another package called into it

@@ -314,6 +314,18 @@ def test_the_first_frame_of_another_package_is_where_the_application_called_a_li
     assert units[3].value > units[2].value and units[3].value > units[4].value
 
 
+def test_in_a_python_traceback_the_last_frame_of_the_application_is_where_it_called_a_library():
+    lines = ["Traceback (most recent call last):",
+             '  File "/work/benchmarks/huggingface.py", line 404, in <module>',
+             '    AutoConfig.from_pretrained("t5-small"),',
+             '  File "/env/lib/python3.10/site-packages/transformers/hub.py", line 442, in f',
+             "    raise EnvironmentError(",
+             "OSError: We couldn't connect to 'https://huggingface.co'"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    assert units[1].value > units[3].value  # the application's frame, not the library's
+    assert 2 in units[1].deps  # with its source line: the call that failed
+
+
 def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
     # pytest closes each failure with "file.py:LINE: ExceptionType" after its "E" lines; that
     # line says where, and is a frame only in form: it does not bring the next test's header
