@@ -295,22 +295,15 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             while j < n and (frame[j] or not body[j].strip()
                              or (_indent(body[j]) > _indent(body[i]) and not err[j])):
                 j += 1
-            first = next((k for k in range(i, j)
-                          if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])), -1)
-            if body[i].lstrip().startswith("File \""):  # Python's: the innermost frame last,
-                app = [k for k in range(i, j)  # so the last of the application's frames
-                       if frame[k] and not LIBRARY_FRAME_RE.search(lines[k])]
-                if app and any(frame[k] for k in range(app[-1] + 1, j)):  # called a library
-                    in_app[app[-1]] = True
-                    i = j
-                    continue
-            top = _package(body[i])
-            if first == i and top:  # a library no list names (org.hibernate): the first frame
-                first = next((k for k in range(i + 1, j)  # of another package called into it
-                              if frame[k] and _package(body[k]) not in ("", top)
-                              and not LIBRARY_FRAME_RE.search(lines[k])), -1)
-            if first > i:  # below library frames: the frame that called into them
-                in_app[first] = True
+            frames = [k for k in range(i, j) if frame[k]]
+            app = [k for k in frames if not LIBRARY_FRAME_RE.search(lines[k])]
+            top = _package(body[i]) if app[:1] == [i] else ""
+            if top:  # a library no list names (org.hibernate) is the top frame's package
+                app = [k for k in app if _package(body[k]) not in ("", top)]
+            if body[i].lstrip().startswith("File \"") and app and app[-1] < frames[-1]:
+                in_app[app[-1]] = True  # Python's, innermost last: the last before a library's
+            elif app and app[0] > i:  # Java's, innermost first: the first below the libraries'
+                in_app[app[0]] = True
             i = j
         else:
             i += 1

@@ -303,29 +303,6 @@ def test_a_ci_runners_timestamps_do_not_hide_tracebacks_or_rspec_failures():
     assert "Octokit::Forbidden:" in r.text
 
 
-def test_the_first_frame_of_another_package_is_where_the_application_called_a_library():
-    lines = ["Caused by: java.lang.IllegalArgumentException: id to load is required&#13;",
-             "       at org.hibernate.event.LoadEvent.&lt;init&gt;(LoadEvent.java:51)&#13;",
-             "       at org.hibernate.impl.SessionImpl.get(SessionImpl.java:812)&#13;",
-             "       at org.twia.persistence.HibernateDAO.reload(HibernateDAO.java:712)&#13;",
-             "       at org.twia.claim.ClaimManager.assign(ClaimManager.java:3119)&#13;"]
-    units = content.log_units(lines, [0.0] * len(lines))
-    # no list names org.hibernate a library: the frame that called into it is the app's
-    assert units[3].value > units[2].value and units[3].value > units[4].value
-
-
-def test_in_a_python_traceback_the_last_frame_of_the_application_is_where_it_called_a_library():
-    lines = ["Traceback (most recent call last):",
-             '  File "/work/benchmarks/huggingface.py", line 404, in <module>',
-             '    AutoConfig.from_pretrained("t5-small"),',
-             '  File "/env/lib/python3.10/site-packages/transformers/hub.py", line 442, in f',
-             "    raise EnvironmentError(",
-             "OSError: We couldn't connect to 'https://huggingface.co'"]
-    units = content.log_units(lines, [0.0] * len(lines))
-    assert units[1].value > units[3].value  # the application's frame, not the library's
-    assert 2 in units[1].deps  # with its source line: the call that failed
-
-
 def test_pytest_reports_where_each_failure_was_raised_and_that_line_is_kept():
     # pytest closes each failure with "file.py:LINE: ExceptionType" after its "E" lines; that
     # line says where, and is a frame only in form: it does not bring the next test's header
@@ -367,6 +344,24 @@ def test_the_first_frame_in_the_applications_code_is_where_a_test_failed():
     units = content.log_units(lines, [0.0] * len(lines))
     # the first application frame, not the next one, nor the runtime's below
     assert units[2].value >= units[3].value + 0.9 and units[2].value > units[4].value + 0.9
+    lines = ["Caused by: java.lang.IllegalArgumentException: id to load is required&#13;",
+             "       at org.hibernate.event.LoadEvent.&lt;init&gt;(LoadEvent.java:51)&#13;",
+             "       at org.hibernate.impl.SessionImpl.get(SessionImpl.java:812)&#13;",
+             "       at org.twia.persistence.HibernateDAO.reload(HibernateDAO.java:712)&#13;",
+             "       at org.twia.claim.ClaimManager.assign(ClaimManager.java:3119)&#13;"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    # no list names org.hibernate a library: the frame that called into it is the app's
+    assert units[3].value > units[2].value and units[3].value > units[4].value
+    # Python's, innermost last: the application's last frame, where it called a library
+    lines = ["Traceback (most recent call last):",
+             '  File "/work/benchmarks/huggingface.py", line 404, in <module>',
+             '    AutoConfig.from_pretrained("t5-small"),',
+             '  File "/env/lib/python3.10/site-packages/transformers/hub.py", line 442, in f',
+             "    raise EnvironmentError(",
+             "OSError: We couldn't connect to 'https://huggingface.co'"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    assert units[1].value > units[3].value  # the application's frame, not the library's
+    assert 2 in units[1].deps  # with its source line: the call that failed
 
 
 def test_a_kept_row_of_a_table_comes_with_its_header_and_the_row_that_differs_is_kept():
