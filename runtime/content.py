@@ -560,12 +560,29 @@ def indent_parents(ind: list[int], reach: int | None = None) -> list[int]:
     return parent
 
 
+def _allman(lines: list[str], ind: list[int], i: int) -> bool:
+    """Line ``i`` is a brace on a line of its own (Allman style: C#, Java, C) opening the
+    header above it (not an item of a list: "}," then "{")."""
+    return (i > 0 and lines[i].strip() == "{" and ind[i - 1] == ind[i]
+            and not lines[i - 1].rstrip().endswith((",", ";", "{", "}", "[", "]")))
+
+
+def code_parents(lines: list[str], ind: list[int]) -> list[int]:
+    """:func:`indent_parents` for code: a brace on a line of its own belongs to the header
+    above it, so what is indented under the brace is under that header."""
+    parent = indent_parents(ind)
+    for i in range(1, len(lines)):
+        if _allman(lines, ind, i):
+            parent[i] = i - 1
+    return parent
+
+
 def in_context(lines: list[str], json: bool = False) -> list[str]:
     """Each line with the signature of the function (or class) it is in, for scoring:
     ``return strings.EqualFold(s, t)`` is how ``commandNameMatches`` matches names; with
     ``json``, each field with the line that opens its object (``"status": {``)."""
     ind = [_indent(ln) for ln in lines]
-    parent = indent_parents(ind)
+    parent = indent_parents(ind) if json else code_parents(lines, ind)
     sig = [bool(ind[i] >= 0 and (json or SIGNATURE_RE.match(ln))) for i, ln in enumerate(lines)]
     owner = [-1] * len(lines)
     for i in range(len(lines)):
@@ -580,12 +597,7 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     units = line_units(lines)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
-    parent = indent_parents(ind)  # the enclosing header of each line
-    for i in range(1, n):  # a brace on a line of its own (Allman style: C#, Java, C) opens
-        above = lines[i - 1].rstrip()  # the header above it (not an item: "}," then "{")
-        if (lines[i].strip() == "{" and ind[i - 1] == ind[i]
-                and not above.endswith((",", ";", "{", "}", "[", "]"))):
-            parent[i] = i - 1
+    parent = code_parents(lines, ind)  # the enclosing header of each line
     opener = _bracket_openers(lines, ind)
     described = _described(lines, ind)
     for i, u in enumerate(units):
@@ -722,9 +734,10 @@ def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int
     for i in range(n):
         if ind[i] >= 0 and SIGNATURE_RE.match(lines[i]):
             j = _block_end(lines, ind, i)
-            if (j < n and ind[j] == ind[i] and lines[i].rstrip().endswith(("(", "[", "{"))
-                    and _CLOSING_HEADER_RE.match(lines[j])):
-                j = _block_end(lines, ind, j)  # a header over several lines: ") -> None:"
+            if j < n and ((ind[j] == ind[i] and lines[i].rstrip().endswith(("(", "[", "{"))
+                           and _CLOSING_HEADER_RE.match(lines[j])) or _allman(lines, ind, j)):
+                # a header over several lines (") -> None:"), a brace on a line of its own
+                j = _block_end(lines, ind, j)
             spans.append(range(i, j))
     if not spans:
         return []

@@ -460,6 +460,11 @@ def test_java_with_braces_on_their_own_lines_keeps_signatures_and_named_constant
     lines = ["class A", "{", "   public int f()", "   {", "      return 1;", "   }", "}"]
     units = content.code_units(lines, [0.0] * len(lines))
     assert {3, 2, 1, 0} <= set(units[4].deps)
+    # and the body is the function's where lines are scored and blocks weighed
+    lines = ["var a = 1;", "function total(items)", "{", "  return sum(items);", "}"]
+    assert content.in_context(lines)[3].endswith("function total(items)")
+    ind = [content._indent(ln) for ln in lines]
+    assert [b for b, _ in content._blocks(lines, ind, "total sum")] == [[1, 2, 3, 4]]
     # an item of a list is no header: "}," then "{" in pretty JSON
     lines = ["[", "  {", '    "a": 1', "  },", "  {", '    "b": 2', "  }", "]"]
     assert 3 not in content.code_units(lines, [0.0] * len(lines))[5].deps
