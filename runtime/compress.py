@@ -236,7 +236,7 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     rendered text fits (a last resort cuts it at the budget's
     token, marked). See the module docstring."""
     n = len(units)
-    sizes = [s + 1 for s in count_many([u.text for u in units], enc)] if n else []
+    sizes = [s + 1 for s in count_many([u.short or u.text for u in units], enc)] if n else []
     kept: set[int] = set()
     # the units chosen for themselves, each with what it brings along; a unit stays kept while
     # a chosen unit holds it (``holders``), so dropping one drops what only it brought
@@ -393,7 +393,10 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
     omitted line repeats a kept template); sentences of one line joined, gaps inside a line
     as ``[...]``; a log line right after one with a timestamp prefix of the same form (digits
-    aside) is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens."""
+    aside) is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens;
+    a JSON record after another (a gap's marker between them or not) without its time and the
+    fields equal to that one's (:func:`content.folded`, marked
+    :data:`content.FOLDED_RECORD`): in ``go test -json`` they are half its tokens."""
     out: list[str] = []
     gap = 0
     gap_similar = True
@@ -401,6 +404,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     last_line = -1
     last_part = -2
     prev_key = None  # the timestamp prefix form of the line just written
+    above = None  # the JSON record written last (a gap's marker between them aside)
 
     def close_gap() -> None:
         lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
@@ -419,12 +423,16 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
                 out[-1] += (u.glue if u.part == last_part + 1 else " [...] ") + u.text
             elif u.fold and u.fold_key == prev_key:  # the same prefix form as the line above
                 out.append(FOLDED + u.text[u.fold:])
+            elif u.record is not None and above is not None and (
+                    f := content.folded(u.record, above)) is not None:
+                out.append(content.FOLDED_RECORD + f)
             else:
                 if u.part > 0:
                     out.append("[...] " + u.text)
                 else:
                     out.append(u.text)
             prev_key = u.fold_key if u.fold else None
+            above = u.record if u.part < 0 else None
             last_line, last_part = u.line, u.part
         elif u.text.strip() and u.line != last_line:
             if u.part <= 0:

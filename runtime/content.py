@@ -23,7 +23,9 @@ budget:
   and the last of a group kept (an error repeated word for word too; a line among the query's
   best answers whose template's first answers nothing is no repeat); the last lines say how it
   ended; an indented line brings the line it is under (a JUnit testcase); a table's row brings
-  its header (:func:`table_headers`); a timestamp prefix may be folded (:attr:`Unit.fold`).
+  its header (:func:`table_headers`); a timestamp prefix may be folded (:attr:`Unit.fold`), and
+  a structured log's JSON record written after another leaves out its time and the fields
+  equal to that record's (:func:`folded`: a package, a service, a level said once).
 * ``json_lines``: a kept line brings the lines opening its objects and its object's
   identifying fields (``id``, ``name``, ``status``, ...); the fields of an object with a
   matching field count more. (One-line JSON: :mod:`agentflux.runtime.compress_json`.)
@@ -45,6 +47,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
+
+import orjson
 
 # -- detection ---------------------------------------------------------------------------------
 
@@ -164,6 +168,9 @@ class Unit:
     base: float = 0.0  # value before relevance (a strategy's own)
     outline: bool = False  # part of the text's outline (a signature, a heading): fill material
     glue: str = " "  # what joins it to the part before it when both are kept
+    # a JSON record on one line (a structured log's): its fields, as (key, text, is a time)
+    record: tuple[tuple[str, str, bool], ...] | None = None
+    short: str = ""  # what it costs written folded (:func:`folded`), when it may be
 
 
 def line_units(lines: list[str]) -> list[Unit]:
@@ -391,7 +398,83 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True
+    before = None
+    for u in units:  # structured logs: a record written after another leaves out what repeats
+        u.record = record_fields(u.text)
+        if u.record is not None and before is not None:
+            u.short = FOLDED_RECORD + (folded(u.record, before) or u.text)
+        before = u.record
     return units
+
+
+# -- JSON records, one per line ----------------------------------------------------------------
+
+# a field holding a time: an ISO 8601 timestamp, or seconds/milliseconds since the epoch under
+# a key that says so
+_TIME_VALUE_RE = re.compile(r'^"\d{4}-\d\d-\d\d[T ]\d\d:\d\d')
+_TIME_KEY_RE = re.compile(r'^"@?(time|timestamp|ts|date|datetime)"$', re.I)
+FOLDED_RECORD = "  ↳ "  # a JSON record written without the fields equal to the record above's
+
+
+def record_fields(line: str) -> tuple[tuple[str, str, bool], ...] | None:
+    """The top-level fields of a JSON object written on one line, each as its key, its text
+    as written (``"Package":"gotest.tools/x"``) and whether it holds a time; None when the
+    line is no such object (or has fewer than three fields)."""
+    s = line.strip()
+    if len(s) < 16 or s[0] != "{" or s[-1] != "}" or '":' not in s[:200]:
+        return None
+    try:
+        if not isinstance(orjson.loads(s), dict):
+            return None
+    except orjson.JSONDecodeError:
+        return None
+    fields: list[tuple[str, str, bool] | None] = []
+    depth, start = 0, 1
+    for m in _STRUCTURE_RE.finditer(s):  # strings whole, so their commas and braces are text
+        c = m.group()
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0 and m.end() != len(s):
+                return None
+        elif c == "," and depth == 1:
+            fields.append(_field(s[start:m.start()]))
+            start = m.end()
+    if depth != 0:
+        return None
+    fields.append(_field(s[start:-1]))
+    if len(fields) < 3 or any(f is None for f in fields):
+        return None
+    return tuple(fields)  # type: ignore[arg-type]
+
+
+_STRUCTURE_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],]')
+_KEY_RE = re.compile(r'\s*("(?:[^"\\]|\\.)*")\s*:\s*')
+
+
+def _field(text: str) -> tuple[str, str, bool] | None:
+    m = _KEY_RE.match(text)
+    if not m:
+        return None
+    value = text[m.end():].rstrip()
+    time = bool(_TIME_VALUE_RE.match(value)) or (
+        bool(_TIME_KEY_RE.match(m.group(1))) and value.replace(".", "", 1).isdigit())
+    return m.group(1), text.strip(), time
+
+
+def folded(record: tuple[tuple[str, str, bool], ...],
+           above: tuple[tuple[str, str, bool], ...]) -> str | None:
+    """``record`` written without what it repeats of the record written above it: the
+    fields equal to that record's, and its time (a line or two later). None when it lacks one
+    of that record's fields (a reader would take it to have the one above's)."""
+    keys = {k for k, _, _ in record}
+    if any(k not in keys for k, _, _ in above):
+        return None
+    same = {text for _, text, _ in above}
+    above_times = {k for k, _, t in above if t}
+    kept = [text for k, text, t in record if text not in same and not (t and k in above_times)]
+    return "{" + ",".join(kept) + "}"
 
 
 TABLE_MIN_ROWS = 3  # rows following a header line that make it a table's

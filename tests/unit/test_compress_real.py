@@ -107,6 +107,49 @@ def test_a_test_report_keeps_the_failure_and_where_it_happened():
     assert "fails_test.go:43: also failed" in r.text
 
 
+def test_a_json_lines_log_writes_each_record_without_what_repeats_the_record_above():
+    # go test -json: each record repeats its package and carries a timestamp (about half of
+    # its tokens); written after another record, it leaves out its time and the fields equal
+    # to that record's, and what a reader takes from the records above is what the input said
+    d = doc("09")
+    originals = [json.loads(ln) for ln in d["text"].splitlines()]
+    untimed = [{k: v for k, v in o.items() if k != "Time"} for o in originals]
+    r = C.compress(d["text"], d["query"], 2000)
+    state: dict | None = None
+    folded = 0
+    for ln in r.text.splitlines():
+        if ln.startswith("[") and ln.endswith("omitted]"):
+            continue  # a gap: the record above is still the one a folded record follows
+        if ln.startswith(content.FOLDED_RECORD):
+            assert state is not None, ln
+            record = json.loads(ln[len(content.FOLDED_RECORD):])
+            assert "Time" not in record
+            state = {**state, **record}
+            folded += 1
+        else:
+            state = json.loads(ln)
+        assert {k: v for k, v in state.items() if k != "Time"} in untimed, ln
+    assert folded >= 20
+    assert "--- FAIL: TestParallelTheThird (0.00s)" in r.text  # lost before: no room for it
+
+
+def test_record_fields_reads_a_json_object_line_whatever_its_strings_hold():
+    line = '{"msg":"a, b} [c","n":[1,{"x":2}],"time":"2024-01-02T03:04:05Z","ts":1700000000.5}'
+    fields = content.record_fields(line)
+    assert [text for _, text, _ in fields] == [
+        '"msg":"a, b} [c"', '"n":[1,{"x":2}]', '"time":"2024-01-02T03:04:05Z"',
+        '"ts":1700000000.5']
+    assert [time for _, _, time in fields] == [False, False, True, True]
+    for text in ('{"a":1,"b":2}', '{"a":1,"b":2,"c":"3}', '{"a":1,"b":2,"c":3}}',
+                 '[{"a":1},{"b":2},{"c":3}]', 'INFO {"a":1,"b":2,"c":3}'):
+        assert content.record_fields(text) is None, text  # two fields, broken, not an object
+    above = content.record_fields('{"level":"info","svc":"api","time":"2024-01-02T03:04:05Z"}')
+    same = content.record_fields('{"level":"warn","svc":"api","time":"2024-01-02T03:04:06Z"}')
+    assert content.folded(same, above) == '{"level":"warn"}'
+    fewer = content.record_fields('{"level":"warn","time":"2024-01-02T03:04:06Z","x":1}')
+    assert content.folded(fewer, above) is None  # no "svc": it would read as the one above's
+
+
 def test_one_line_json_stays_valid_json_with_the_fields_that_answer():
     d = doc("15")  # a recorded GitHub API session on one line
     r = C.compress(d["text"], d["query"], 2000)
