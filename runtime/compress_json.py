@@ -6,7 +6,9 @@ path). Each leaf is scored by BM25 on its key and value; a leaf inside an object
 element of an array (a *record*: a pod, an issue, a test case) also gets part of its record's
 best score, so the fields of a matching record come before other records' fields. A kept leaf
 brings the identifying fields of the objects around it (``id``, ``name``, ``number``,
-``state``, ... : :data:`ID_KEYS`), so a kept ``message`` says whose message it is. What is not
+``state``, ... : :data:`ID_KEYS`), so a kept ``message`` says whose message it is; a field
+that reports an error (an exception's name, a status of 300 or more) brings its object's
+message (``"code": "ValidationException"`` and what was invalid). What is not
 kept is summarised where it was: an object's dropped keys as ``"…": "N more keys: a, b, …"``,
 an array's dropped elements as a last element ``"… N more items with keys a, b, …"``. Long
 strings are cut to their sentences that match the query (or their head), marked ``…``. A
@@ -24,7 +26,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, Unit
+from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, MESSAGE_KEYS, Unit
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import index, query_weights, scale
 
@@ -81,15 +83,20 @@ class JsonDoc:
         self.index = index(texts)  # kept: the compressor scores the query's clauses on it
         rel = scale(self.index.scores(q), noise=0.0) if q else [0.0] * len(texts)
         best = [max((rel[i] for i in leaves), default=0.0) for leaves in records]
+        said = {p[:-1]: i for i, p in enumerate(self.paths)  # each object's message field
+                if p and isinstance(p[-1], str) and p[-1].lower() in MESSAGE_KEYS}
         for i, (p, v) in enumerate(zip(self.paths, self.values)):
             rec = record_of[i]
             value = 2.0 * rel[i] + (0.6 * best[rec] if rec >= 0 and best[rec] >= 0.3 else 0.0)
+            deps = parents[i]
             if notable(p, v):
                 value += 1.0
+                if said.get(p[:-1], i) != i:  # an error's code brings what it says
+                    deps = deps + [said[p[:-1]]]
             text = self._render_leaf_text(p, self._short(v))
             if i in self._opens:
                 text += '{},"…": "12 more keys"'
-            self.units.append(Unit(i, i + 1, text, value=value, deps=parents[i],
+            self.units.append(Unit(i, i + 1, text, value=value, deps=deps,
                                    critical=rel[i] > 0.5))
         self.rel = rel
 

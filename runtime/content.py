@@ -27,7 +27,8 @@ budget:
   a structured log's JSON record written after another leaves out its time and the fields
   equal to that record's (:func:`folded`: a package, a service, a level said once).
 * ``json_lines``: a kept line brings the lines opening its objects and its object's
-  identifying fields (``id``, ``name``, ``status``, ...); the fields of an object with a
+  identifying fields (``id``, ``name``, ``status``, ...), an error's line its object's message
+  (:data:`MESSAGE_KEYS`); the fields of an object with a
   matching field count more. (One-line JSON: :mod:`agentflux.runtime.compress_json`.)
 * ``code``: a kept line brings the chain of lines enclosing it (its ``def``/``class``/``func``
   lines, by indentation) and, when it opens a branch, the branch's first lines; a function that
@@ -867,6 +868,9 @@ ID_KEYS_ORDER = ("id", "uid", "uuid", "name", "key", "number", "title", "slug", 
                  "ref", "kind", "type", "state", "status", "phase", "code", "path", "url")
 ID_KEYS = frozenset(ID_KEYS_ORDER) | {"method", "object"}
 MAX_ID_SIBLINGS = 4
+# the field of an error object that says what went wrong, beside its code or exception name
+MESSAGE_KEYS = frozenset({"message", "msg", "detail", "details", "description", "reason",
+                          "error_description", "errormessage", "error_message"})
 ID_REACH = 3  # objects up where a field of an object without identifying fields finds some
 RECORD_MATCH = 0.3  # an object's best field relevance (0..1) that makes its other fields count
 
@@ -914,8 +918,10 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
     """Pretty-printed JSON kept as its own lines (a digest with the omissions marked; the
     facts read as the input wrote them): a kept line brings the lines that open the objects and
     arrays around it and the identifying fields of its object (``id``, ``name``, ``status``,
-    ...); the fields of an object with a matching field come before other objects' fields;
-    identifying fields fill what is left (which objects there are)."""
+    ...), and a line reporting an error its object's message (``"Code":
+    "ValidationException"`` and what was invalid); the fields of an object with a matching
+    field come before other objects' fields; identifying fields fill what is left (which
+    objects there are)."""
     units = code_units(lines, rel)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
@@ -926,6 +932,7 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
             children.setdefault(parent[i], []).append(i)
     id_lines: dict[int, list[int]] = {}
     best: dict[int, float] = {}
+    message: dict[int, int] = {}  # an object's message field
     for p, kids in children.items():
         ids = []
         for k in kids:
@@ -934,6 +941,11 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 ids.append(k)
         id_lines[p] = ids[:MAX_ID_SIBLINGS]
         best[p] = max(rel[k] for k in kids)
+        said = [k for k in kids if (m := JSON_KEY_RE.match(lines[k]))
+                and m.group(1).lower() in MESSAGE_KEYS
+                and not lines[k].rstrip().endswith(("{", "["))]
+        if said:
+            message[p] = said[0]
     for i, u in enumerate(units):
         if ind[i] < 0:
             continue
@@ -950,6 +962,8 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
         status = http_status(lines[i])
         if status >= 300 or ERROR_WORD_RE.search(lines[i]) or EXC_NAME_RE.search(lines[i]):
             u.value += 1.0 if status >= 400 or not status else 0.7
+            if message.get(p, i) != i:
+                u.deps = u.deps + [message[p]]  # an error's code brings what it says
         u.critical = r > 0.5
         u.outline = i in id_lines.get(p, ())
         u.filler = u.outline

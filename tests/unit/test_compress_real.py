@@ -197,6 +197,35 @@ def test_pretty_json_keeps_matching_fields_with_their_objects_identifying_keys()
     assert r.kind == "json_lines"
 
 
+def test_an_error_objects_code_brings_its_message_in_pretty_and_one_line_json():
+    # LocalStack's recorded DynamoDB responses: "Error": {"Code": "...Exception", "Message":
+    # "..."}; the code was kept (an exception's name) and what went wrong was not
+    d = next(d for d in HOLDOUT if d["id"].startswith("08-localstack"))
+    r = C.compress(d["text"], d["query"], 1000)
+    lines = r.text.splitlines()
+    codes = [i for i, ln in enumerate(lines) if re.match(r'\s*"Code": "\w+Exception",$', ln)]
+    assert len(codes) >= 5
+    assert all(lines[i + 1].lstrip().startswith('"Message": ') for i in codes)
+    assert "Requested resource not found: Table: non-existent not found" in r.text
+    # one-line JSON: a failed item's error code brings its message, which no query word names
+    items = [{"id": i, "status": "ok", "payload": {"size": i * 7, "shard": f"shard-{i % 5}"}}
+             for i in range(300)]
+    errors = [("ProvisionedThroughputExceededException", "Rate of requests exceeds the allowed"),
+              ("ConditionalCheckFailedException", "The conditional request failed"),
+              ("ValidationException", "One or more parameter values were invalid"),
+              ("ResourceNotFoundException", "Requested resource not found"),
+              ("ItemCollectionSizeLimitExceededException", "Collection size exceeded"),
+              ("TransactionConflictException", "Transaction is ongoing for the item")]
+    for j, (code, message) in enumerate(errors):
+        items[41 + 37 * j] = {"id": 41 + 37 * j, "status": "failed",
+                              "error": {"code": code, "message": message}}
+    text = json.dumps({"items": items}, separators=(",", ":"))
+    r = C.compress(text, "which items failed, and why?", 300)
+    assert json.loads(r.text)
+    kept = [(f'"code":"{code}"' in r.text, message in r.text) for code, message in errors]
+    assert sum(c for c, _ in kept) >= 4 and all(c == m for c, m in kept), kept
+
+
 def test_a_kept_line_of_code_brings_its_enclosing_definition():
     d = doc("17")  # requests' sessions.py
     r = C.compress(d["text"], "what is the redirect limit of a session", 600)
