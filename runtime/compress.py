@@ -394,8 +394,8 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     omitted line repeats a kept template); sentences of one line joined, gaps inside a line
     as ``[...]``; a log line right after one with a timestamp prefix of the same form (digits
     aside) is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens;
-    a JSON record after another (a gap's marker between them or not) without its time and the
-    fields equal to that one's (:func:`content.folded`, marked
+    a JSON record after another (a gap's marker between them or not) without the fields equal
+    to that one's, and its time when right below it (:func:`content.folded`, marked
     :data:`content.FOLDED_RECORD`): in ``go test -json`` they are half its tokens."""
     out: list[str] = []
     gap = 0
@@ -405,6 +405,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     last_part = -2
     prev_key = None  # the timestamp prefix form of the line just written
     above = None  # the JSON record written last (a gap's marker between them aside)
+    next_to = False  # and no line left out since
 
     def close_gap() -> None:
         lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
@@ -419,12 +420,13 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
                 close_gap()
                 gap, gap_similar, gap_units = 0, True, []
                 prev_key = None
+                next_to = False
             if u.part >= 0 and u.line == last_line and out:
                 out[-1] += (u.glue if u.part == last_part + 1 else " [...] ") + u.text
             elif u.fold and u.fold_key == prev_key:  # the same prefix form as the line above
                 out.append(FOLDED + u.text[u.fold:])
             elif u.record is not None and above is not None and (
-                    f := content.folded(u.record, above)) is not None:
+                    f := content.folded(u.record, above, next_to)) is not None:
                 out.append(content.FOLDED_RECORD + f)
             else:
                 if u.part > 0:
@@ -433,6 +435,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
                     out.append(u.text)
             prev_key = u.fold_key if u.fold else None
             above = u.record if u.part < 0 else None
+            next_to = True
             last_line, last_part = u.line, u.part
         elif u.text.strip() and u.line != last_line:
             if u.part <= 0:

@@ -24,8 +24,9 @@ budget:
   best answers whose template's first answers nothing is no repeat); the last lines say how it
   ended; an indented line brings the line it is under (a JUnit testcase); a table's row brings
   its header (:func:`table_headers`); a timestamp prefix may be folded (:attr:`Unit.fold`), and
-  a structured log's JSON record written after another leaves out its time and the fields
-  equal to that record's (:func:`folded`: a package, a service, a level said once).
+  a structured log's JSON record written after another leaves out the fields equal to that
+  record's (:func:`folded`: a package, a service, a level said once), and its time when right
+  below it.
 * ``json_lines``: a kept line brings the lines opening its objects and its object's
   identifying fields (``id``, ``name``, ``status``, ...), an error's line its object's message
   (:data:`MESSAGE_KEYS`); the fields of an object with a
@@ -403,7 +404,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for u in units:  # structured logs: a record written after another leaves out what repeats
         u.record = record_fields(u.text)
         if u.record is not None and before is not None:
-            u.short = FOLDED_RECORD + (folded(u.record, before) or u.text)
+            # its size when written: after a gap its time stays (and it may be written whole)
+            u.short = FOLDED_RECORD + (folded(u.record, before, next_to=False) or u.text)
         before = u.record
     return units
 
@@ -465,16 +467,18 @@ def _field(text: str) -> tuple[str, str, bool] | None:
 
 
 def folded(record: tuple[tuple[str, str, bool], ...],
-           above: tuple[tuple[str, str, bool], ...]) -> str | None:
+           above: tuple[tuple[str, str, bool], ...], next_to: bool = True) -> str | None:
     """``record`` written without what it repeats of the record written above it: the
-    fields equal to that record's, and its time (a line or two later). None when it lacks one
-    of that record's fields (a reader would take it to have the one above's)."""
+    fields equal to that record's, and, ``next_to`` it (no lines left out between them), its
+    time (a moment later; after a gap, the time says when). None when it lacks one of that
+    record's fields (a reader would take it to have the one above's)."""
     keys = {k for k, _, _ in record}
     if any(k not in keys for k, _, _ in above):
         return None
     same = {text for _, text, _ in above}
     above_times = {k for k, _, t in above if t}
-    kept = [text for k, text, t in record if text not in same and not (t and k in above_times)]
+    kept = [text for k, text, t in record
+            if text not in same and not (t and next_to and k in above_times)]
     return "{" + ",".join(kept) + "}"
 
 
