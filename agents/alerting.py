@@ -106,6 +106,8 @@ class Alerting:
         self.outbox[partition] += out
         for rule, n in det.take_evicted().items():
             self.ctx.metrics.count_alert_keys_evicted(rule, n)
+        for rule, n in det.take_overflowed().items():
+            self.ctx.metrics.count_alert_rows_overflowed(rule, n)
         return out
 
     def _read_chain(self, partition: int, offset: int) -> tuple[list, list, list] | None:

@@ -13,7 +13,8 @@ engine:
   first holds, none while it keeps holding, one ``resolved`` after ``clear_windows`` ticks without
   it; a later episode fires again under the same fingerprint;
 * keeps bounded state: per-window data only as far back as the longest rule needs (long windows
-  in coarse buckets), row ids for ``late_rows_horizon``, idle keys forgotten.
+  in coarse buckets), row ids for ``late_rows_horizon``, idle keys forgotten, at most
+  ``max_keys_per_rule`` keys per rule (rows of further keys go to its :data:`OVERFLOW` key).
 
 :meth:`FailureDetector.state` is JSON-serialisable; a detector rebuilt with
 :meth:`FailureDetector.from_state` and fed the same later rows returns exactly the transitions the
@@ -41,12 +42,15 @@ import yaml
 from ..schemas.sketch import DDSketch
 from ..sinks.tables import check_kpi_batch
 
-__all__ = ["KINDS", "SEVERITIES", "Rules", "RuleSpec", "FailureDetector", "fingerprint",
-           "load_rules"]
+__all__ = ["KINDS", "OVERFLOW", "SEVERITIES", "Rules", "RuleSpec", "FailureDetector",
+           "fingerprint", "load_rules"]
 
 KINDS = ("burn_rate", "streak", "latency_slo", "threshold", "kpi_degradation", "fallback_storm",
          "cost_budget")
 SEVERITIES = ("page", "ticket", "warning")
+# the key a rule's rows of keys past its max_keys_per_rule go to (every part of the group: a flood
+# of tool names, or of philosophies, makes one key), as the Prometheus sink's overflow series
+OVERFLOW = "__overflow__"
 _REFERENCE_PERIOD_NS = 30 * 86_400 * 10**9  # burn-rate windows are written for a 30-day SLO
 _STATE_VERSION = 1
 
@@ -253,7 +257,7 @@ _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 _TOP: dict[str, Callable[[Any, str], Any]] = {
     "window_s": _duration_ns, "settle_windows": _int(0), "clear_windows": _int(1),
     "late_rows_horizon": _duration_ns, "idle_horizon": _duration_ns,
-    "backlog_horizon": _duration_ns}
+    "backlog_horizon": _duration_ns, "max_keys_per_rule": _int(1)}
 
 # What an alert says, unless a rule has its own template. Fields: subject (the labels), rule,
 # severity, value, threshold and the rule's scalar settings.
@@ -302,6 +306,9 @@ class Rules:
     rules: tuple[RuleSpec, ...]
     # how far behind the newest a source still reading its backlog is waited for
     backlog_horizon_ns: int = 6 * 3600 * 10**9
+    # keys a rule (but a cost budget, which has its own max_keys) holds at most; rows of further
+    # keys go to its overflow key (:data:`OVERFLOW`)
+    max_keys_per_rule: int | None = None
 
     def rule(self, name: str) -> RuleSpec:
         for r in self.rules:
@@ -419,7 +426,8 @@ def load_rules(path: str | Path | None = None) -> Rules:
                  clear_windows=top["clear_windows"],
                  late_rows_horizon_ns=top["late_rows_horizon"],
                  idle_horizon_ns=top["idle_horizon"], rules=specs,
-                 backlog_horizon_ns=max(top["backlog_horizon"], top["late_rows_horizon"]))
+                 backlog_horizon_ns=max(top["backlog_horizon"], top["late_rows_horizon"]),
+                 max_keys_per_rule=top["max_keys_per_rule"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -818,12 +826,27 @@ class _Rule:
         self.w = rules.window_ns
         self.settle = rules.settle_windows
         self.series: dict[str, _Series] = {}
+        self.max_keys = rules.max_keys_per_rule
+        self.overflow: Group = (OVERFLOW,) * len(self.group_by)
+        self.overflowed = 0  # rows of new keys past max_keys taken as the overflow key's
 
     def group(self, r: _Row) -> Group:
+        """The row's key, or :attr:`overflow` when it is new and the rule holds
+        :attr:`max_keys` keys already (a flood of tool names from a careless or hostile
+        runtime: the rule's state, its stored deltas and its time per tick stay bounded, and
+        the flood's failures still alert, under the overflow key)."""
         by = self.group_by
         if by == ("name",):  # (most rules; called for every row they take)
-            return (r.name,)
-        return tuple(r.name if k == "name" else r.philosophy for k in by)
+            g: Group = (r.name,)
+        else:
+            g = tuple(r.name if k == "name" else r.philosophy for k in by)
+        if self.max_keys is None or self.has(g) or self.n_keys() < self.max_keys:
+            return g
+        return self.overflow
+
+    def n_keys(self) -> int:
+        """The keys the rule holds (every series takes every row: the longest holds them)."""
+        return max((len(s.data) for s in self.series.values()), default=0)
 
     def labels(self, group: Group, severity: str) -> dict[str, str]:
         out = {"alertname": self.name, "severity": severity}
@@ -838,6 +861,8 @@ class _Rule:
     def ingest(self, r: _Row) -> bool:
         """Add ``r`` to the rule's series; False: every series found it older than it keeps."""
         g = self.group(r)
+        if g is self.overflow:
+            self.overflowed += 1
         kept = False
         for s in self.series.values():
             kept = s.add(g, r) or kept
@@ -990,6 +1015,13 @@ class _Streak(_Rule):
     def _errs(self, g: Group) -> bool:
         return self.carried.get(g, 0) > 0 or any(
             a.errors for a in self.series["w"].data.get(g, {}).values())
+
+    def has(self, group: Group) -> bool:
+        return group in self.last_end or super().has(group)
+
+    def n_keys(self) -> int:
+        # (a key stays in last_end until it has been idle: every key with data or a carry)
+        return max(len(self.last_end), super().n_keys())
 
     def ingest(self, r: _Row) -> bool:
         kept = super().ingest(r)
@@ -1260,6 +1292,7 @@ class _CostBudget(_Rule):
         self._dirty: set[Group] = set()
         self._over: set[Group] = set()
         self.evicted = 0  # keys forgotten early to stay within max_keys
+        self.max_keys = None  # (its keys are sessions or users: its own max_keys evicts them)
 
     def ingest(self, r: _Row) -> bool:
         kept = super().ingest(r)
@@ -1447,6 +1480,15 @@ class FailureDetector:
         for r in self._rules:
             if getattr(r, "evicted", 0):
                 out[r.name], r.evicted = r.evicted, 0
+        return out
+
+    def take_overflowed(self) -> dict[str, int]:
+        """Rows each rule took as its overflow key's (new keys past ``max_keys_per_rule``)
+        since the last call."""
+        out = {}
+        for r in self._rules:
+            if r.overflowed:
+                out[r.name], r.overflowed = r.overflowed, 0
         return out
 
     def advance(self, event_time_ns: int) -> list[dict]:

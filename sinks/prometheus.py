@@ -162,6 +162,8 @@ class PipelineMetrics:
         self._alerts: dict[tuple[str, str], int] = {}  # (rule, status) -> transitions
         self._active_alerts = 0
         self._evicted: dict[str, int] = {}  # rule -> keys forgotten early (max_keys)
+        # rule -> rows of new keys past max_keys_per_rule taken as its overflow key's
+        self._alert_overflow: dict[str, int] = {}
         self._delivery: dict[tuple[str, str], int] = {}  # (sink, outcome) -> alerts
         self._open_windows = 0
         self._otlp_spans: dict[str, int] = {}  # outcome -> spans
@@ -264,6 +266,11 @@ class PipelineMetrics:
         with self._lock:
             k = label_value(rule)
             self._evicted[k] = self._evicted.get(k, 0) + n
+
+    def count_alert_rows_overflowed(self, rule: str, n: int) -> None:
+        with self._lock:
+            k = label_value(rule)
+            self._alert_overflow[k] = self._alert_overflow.get(k, 0) + n
 
     def set_active_alerts(self, n: int) -> None:
         with self._lock:
@@ -449,7 +456,7 @@ class PipelineMetrics:
             kpi_overflow, resource = self._kpi_overflow, dict(self._resource)
             alerts, active, delivery = (dict(self._alerts), self._active_alerts,
                                         dict(self._delivery))
-            evicted = dict(self._evicted)
+            evicted, alert_overflow = dict(self._evicted), dict(self._alert_overflow)
             otlp_spans, otlp_dropped = dict(self._otlp_spans), dict(self._otlp_dropped)
             otlp_queue = self._otlp_queue
             loop, pool_targets = dict(self._loop), dict(self._pool_targets)
@@ -540,6 +547,12 @@ class PipelineMetrics:
                                 "before their time to stay within its max_keys, by rule",
                                 labels=["rule"])
         for rule, n in sorted(evicted.items()):
+            c.add_metric([rule], n)
+        yield c
+        c = CounterMetricFamily(f"{p}_alert_rows_overflow", "KPI rows of new keys a rule took "
+                                "as its overflow key's (__overflow__), past its "
+                                "max_keys_per_rule, by rule", labels=["rule"])
+        for rule, n in sorted(alert_overflow.items()):
             c.add_metric([rule], n)
         yield c
         c = CounterMetricFamily(f"{p}_alert_deliveries", "Alert transitions delivered, retried, "

@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's ``prometheus`` 2.42) scraping a real worker on the real broker:
 the KPI series read back through the query API equal what was sent, exemplars carry the
 events' trace ids, the exposition passes ``promtool check metrics``, and 10,000 distinct tool
-names keep the series count bounded with the overflow counted. A missing ``prometheus`` or
+names keep the series count bounded with the overflow counted (the failure detector's keys
+too). A missing ``prometheus`` or
 ``promtool`` fails (the Debian package ``prometheus``), it never skips."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentflux.agents.failures import load_rules
 from agentflux.harness import WorkerProcess, wait_until
 from agentflux.localprom import LocalPrometheus, PrometheusMissing, promtool
 from agentflux.runtime.emitter import Emitter
@@ -197,6 +199,16 @@ def test_ten_thousand_tool_names_keep_the_series_bounded_and_count_the_overflow(
     samples = prom.value('max_over_time(scrape_samples_scraped{job="agentflux"}[1m])')
     assert 0 < samples <= bound
     assert prom.value('sum(agentflux_span_series_overflow_total{type="tool.call"})') == folded
+    # the failure detector: a rule holds at most max_keys_per_rule keys, the flood's other rows
+    # are its overflow key's, counted (its state and its time per tick stay bounded)
+    cap = load_rules().max_keys_per_rule
+    overflow = 'agentflux_alert_rows_overflow_total{rule="tool_error_budget"}'
+    worker.wait_for(lambda m: m.get(overflow, 0) >= n_tools - cap, 60,
+                    "the detector to take the flood past its keys as the overflow key's")
+    counted = worker.metrics()[overflow]
+    assert counted <= n_tools
+    wait_until(lambda: prom.value(f"max({overflow})") >= n_tools - cap, 60,
+               "Prometheus to scrape the detector's overflow", interval_s=0.25)
     # and the worker, its detector judging only the keys that can alert, still stops when told
     # (it was busy judging every tool name every tick, ignored SIGTERM and was killed)
     assert worker.stop() == 0

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agentflux.agents.failures import KINDS, FailureDetector, fingerprint, load_rules
+from agentflux.agents.failures import KINDS, OVERFLOW, FailureDetector, fingerprint, load_rules
 from agentflux.schemas.sketch import DDSketch
 
 S = 10**9
@@ -488,6 +488,41 @@ def test_max_keys_bounds_the_sessions_kept_and_never_drops_one_over_budget(tmp_p
     assert [a["labels"]["session"] for a in det.active()] == ["s-0-0"]
 
 
+def test_a_flood_of_tool_names_is_held_to_max_keys_per_rule_and_still_alerts(tmp_path):
+    """A runtime sending a new tool name with every call: each rule holds at most
+    ``max_keys_per_rule`` keys (and its overflow key), so its state stays bounded; rows of the
+    keys past them are the overflow key's (counted), whose failures still alert; the keys held
+    before the flood are judged as ever, and a key forgotten when idle makes room."""
+    rules = rules_from(tmp_path, "max_keys_per_rule: 20\n")
+    det = FailureDetector(rules)
+    # "search" fails from window 2 on; from window 1, 40 new tool names a window, all failing
+    windows = [[row(0, name="search", count=5)]]
+    for i in range(1, 31):
+        windows.append([row(i, name="search", count=2, errors=2 if i >= 2 else 0)]
+                       + [row(i, name=f"flood-{i}-{k}", count=1, errors=1) for k in range(40)])
+    out = feed(det, windows)
+    streaks = of(out, "tool_failure_streak")
+    fired = {t["labels"]["tool"] for t in streaks if t["status"] == "firing"}
+    assert "search" in fired and OVERFLOW in fired
+    for rule in det._rules:
+        if rule.kind != "cost_budget":
+            assert rule.n_keys() <= 20 + 1, rule.name  # and the overflow key
+    streak = next(r for r in det._rules if r.name == "tool_failure_streak")
+    assert len(streak.last_end) <= 21 and (OVERFLOW, OVERFLOW) in streak.last_end
+    overflowed = det.take_overflowed()
+    assert overflowed["tool_failure_streak"] == 30 * 40 - 19  # all but the first 19 names
+    assert det.take_overflowed() == {}  # counted once
+    # the whole state: of the 1,200 names, only the first 19 are in it
+    names = orjson.dumps(det.state()).count(b"flood-")
+    assert 0 < names < 19 * len(det._rules) * 4
+    # idle keys are forgotten (streaks after an hour): new names get keys of their own again
+    later = 30 + 3600 * S // W + 2
+    det.observe([row(later, name="search", count=3)])
+    det.advance(BASE + (later + 2) * W)
+    det.observe([row(later + 2, name="fresh-tool", count=1, errors=1)])
+    assert ("fresh-tool", "react") in streak.last_end
+
+
 def test_a_session_quiet_for_forget_after_is_forgotten_and_an_agent_is_not(tmp_path):
     """Sessions end: the session budget forgets a key with no row for ``forget_after`` (to the
     bucket), so its state holds the sessions of the last hour or two, not of a day; its alert
@@ -780,16 +815,21 @@ def _rules_text(text: str):
 # session keys forgotten within the streams' minutes of event time, and evicted past 8
 DELTA_RULES = _rules_text("rules:\n  session_cost_budget: {horizon: 10m, buckets: 5, "
                           "forget_after: 2m, max_keys: 8}\n")
+# and one key per rule: the second tool's and agent's rows are the overflow key's
+CAPPED_RULES = _rules_text("max_keys_per_rule: 1\nrules:\n  session_cost_budget: {horizon: 10m, "
+                           "buckets: 5, forget_after: 2m, max_keys: 8}\n")
 
 
+@pytest.mark.parametrize("capped", [False, True])
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), n=st.integers(5, 60), frac=st.floats(0, 1))
-def test_a_state_and_the_deltas_after_it_restore_the_same_detector(seed, n, frac):
+def test_a_state_and_the_deltas_after_it_restore_the_same_detector(capped, seed, n, frac):
     """The lander stores a full state now and then and the delta of each batch in between: the
     full state with its deltas applied (through JSON) is the uninterrupted detector, and
     continues with identical transitions. Session costs included (keys come and are
-    forgotten)."""
-    rules = DELTA_RULES
+    forgotten), and rules held to one key (which rows go to the overflow key depends on the
+    keys held: restored, the same)."""
+    rules = CAPPED_RULES if capped else DELTA_RULES
     rng = random.Random(seed)
     rows = stream(seed, n)
     for r in list(rows):

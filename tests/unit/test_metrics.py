@@ -27,6 +27,10 @@ def test_counters_end_in_total_and_accumulate():
     m.count_events({"tool.call": 2, "llm.call": 1})
     m.count_deadletters("invalid_json")
     m.set_lag("agentflux.events", 0, 7)
+    m.count_alert_rows_overflowed("tool_failure_streak", 3)
+    m.count_alert_rows_overflowed("tool_failure_streak", 4)
+    assert reg.get_sample_value("agentflux_alert_rows_overflow_total",
+                                {"rule": "tool_failure_streak"}) == 7
     assert reg.get_sample_value("agentflux_events_total", {"type": "tool.call"}) == 5
     assert reg.get_sample_value("agentflux_deadletter_total", {"reason": "invalid_json"}) == 1
     assert reg.get_sample_value("agentflux_consumer_lag",
