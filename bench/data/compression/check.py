@@ -22,7 +22,7 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KINDS = {"log", "test_report", "access_log", "json", "source", "docs"}
+KINDS = {"log", "test_report", "access_log", "json", "source", "docs", "yaml", "diff", "csv"}
 REQUIRED = {
     "id": str,
     "file": str,
