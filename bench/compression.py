@@ -8,7 +8,10 @@ misses are development material too), ``bench/data/compression-holdout2`` (20 do
 18 other repositories, built the same way without reading or running the compressor; its
 overall figures have been read a few times) and ``bench/data/compression-holdout3`` (20
 documents from 13 other repositories, built the same way on 2026-11-27 and measured when it
-landed: the honest figures). Each holds tool outputs taken from public repositories
+landed: the honest figures); and for YAML, unified diffs and CSV tables,
+``bench/data/compression-structured`` (8 documents, where the strategies for those kinds were
+developed) and ``bench/data/compression-structured-holdout`` (8 documents from 8 other
+repositories, measured when the strategies were done). Each holds tool outputs taken from public repositories
 (logs, test reports, access logs, API JSON, source files, documentation pages; each with its
 repository, path, commit and licence in ``manifest.json``), a query each, and the strings a
 reader needs to answer it, chosen from the document and the query before any compressor ran.
@@ -36,6 +39,10 @@ HOLDOUT2 = Path(__file__).parent / "data" / "compression-holdout2"
 # built later still (2026-11-27), the same way, from 13 other repositories; measured when it
 # landed, against the compressor of that day and of the day's start
 HOLDOUT3 = Path(__file__).parent / "data" / "compression-holdout3"
+# YAML, unified diffs and CSV (2026-11-27, built the same way from 16 other repositories): a
+# development half, where the strategies for these kinds were developed, and a held-out half
+STRUCTURED = Path(__file__).parent / "data" / "compression-structured"
+STRUCTURED_HOLDOUT = Path(__file__).parent / "data" / "compression-structured-holdout"
 TARGETS = (2000, 1000)
 
 
@@ -135,5 +142,6 @@ def targets_met(result: dict[str, Any]) -> dict[str, bool]:
             "facts_kept_ge_85pct_at_1000": (t1.get("facts_kept") or 0) >= 0.85}
 
 
-__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "evaluate", "head_and_tail", "load",
+__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "STRUCTURED", "STRUCTURED_HOLDOUT",
+           "evaluate", "head_and_tail", "load",
            "targets_met"]

@@ -66,7 +66,8 @@ def bench_routing() -> dict:
 def bench_compression(console=None) -> dict:
     """The compressor on the real evaluation sets (:mod:`agentflux.bench.compression`: the
     development set, ``compression_*``, and the held-out ones, ``compression_holdout_*``,
-    ``compression_holdout2_*`` and ``compression_holdout3_*``), with
+    ``compression_holdout2_*`` and ``compression_holdout3_*``; YAML, diffs and CSV:
+    ``compression_structured_*`` and ``compression_structured_holdout_*``), with
     head-and-tail truncation to the same size as the baseline; the project's own synthetic
     corpus alongside (``compression_own_corpus_ratio``) for continuity."""
     from agentflux.bench import compression
@@ -75,7 +76,9 @@ def bench_compression(console=None) -> dict:
 
     sets = [("", compression.DATA)]
     for prefix, root in (("holdout_", compression.HOLDOUT), ("holdout2_", compression.HOLDOUT2),
-                         ("holdout3_", compression.HOLDOUT3)):
+                         ("holdout3_", compression.HOLDOUT3),
+                         ("structured_", compression.STRUCTURED),
+                         ("structured_holdout_", compression.STRUCTURED_HOLDOUT)):
         if (root / "manifest.json").exists():
             sets.append((prefix, root))
     out: dict = {}

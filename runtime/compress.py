@@ -158,7 +158,13 @@ class ContextCompressor:
             return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
                         fill=fill_order(doc), hard_floor=hard_floor)
         lines = text.splitlines()
-        if kind == "prose":
+        if kind == "csv":  # records (a quoted field may hold a line break), by their words
+            units, fields = content.csv_records(lines)
+            texts = [u.text for u in units]
+            bm = index(texts)
+            rel = relevance(texts, query, bm)
+            units = content.csv_units(units, fields, rel, query)
+        elif kind == "prose":
             # prose_units scores its units first: that index and those scores are kept
             scored: list[tuple[BM25, list[float]]] = []
 
@@ -172,12 +178,19 @@ class ContextCompressor:
             # a unit per line: one index for the query and its clauses; a line of code is
             # read in its function (scored with its signature's words, as prose under its
             # heading), a JSON field in the object whose key opens it
-            scored = content.in_context(lines, json=kind == "json_lines") if kind in (
-                "code", "json_lines") else lines
+            if kind in ("diff", "yaml"):
+                scored = (content.diff_context if kind == "diff" else content.yaml_context)(lines)
+            else:
+                scored = content.in_context(lines, json=kind == "json_lines") if kind in (
+                    "code", "json_lines") else lines
             bm = index(scored)
             rel = relevance(scored, query, bm)
             if kind == "code":
                 units = content.code_units(lines, rel, query)
+            elif kind == "yaml":
+                units = content.json_line_units(lines, rel, yaml=True)
+            elif kind == "diff":
+                units = content.diff_units(lines, rel)
             else:
                 units = (content.json_line_units if kind == "json_lines"
                          else content.log_units)(lines, rel)
@@ -185,7 +198,7 @@ class ContextCompressor:
         if split is not units:  # lines too long were split: the clauses are scored on pieces
             units, bm = split, None
         clause_boost(units, query, bm)
-        if kind == "json_lines":
+        if kind in ("json_lines", "yaml"):
             content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)

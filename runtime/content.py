@@ -1,7 +1,8 @@
 """What a tool output is, and its units: the compressor's content-aware strategies.
 
 :func:`detect` names the kind of a text by counting line shapes: ``json`` (it parses, on one
-line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``code`` (source), ``log``
+line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``diff`` (unified), ``yaml``,
+``csv`` (or TSV: a header and rows of as many fields), ``code`` (source), ``log``
 (log lines, test reports, access logs, records one per line: timestamps, levels, tracebacks,
 test outcomes) or ``prose`` (docs, Markdown, reStructuredText); whatever is unclear is treated
 as ``log`` (line by line, the general case).
@@ -31,6 +32,16 @@ budget:
   identifying fields (``id``, ``name``, ``status``, ...), an error's line its object's message
   (:data:`MESSAGE_KEYS`); the fields of an object with a
   matching field count more. (One-line JSON: :mod:`agentflux.runtime.compress_json`.)
+* ``yaml``: as pretty-printed JSON (a kept line brings the lines opening its mappings and its
+  mapping's identifying fields); a line is scored with its document's ``kind:`` and ``name:``
+  in a stream of Kubernetes objects, and a document is known by them.
+* ``diff``: a hunk's lines are counted from its header; a kept line brings its file's header
+  (``+++ b/path``) and its hunk's (``@@ ... @@ function``), an added line the removed one it
+  replaces; changed lines count more than context, a changed definition more still; lines are
+  scored with their file's path and their hunk's function (:func:`diff_units`).
+* ``csv``: records (a quoted field may hold a line break), each bringing the header; scored by
+  the query's words and by what stands out in their columns: extremes, outliers, changes of a
+  rarely changing value, rare categories, a query's "more than N" (:func:`csv_units`).
 * ``code``: a kept line brings the chain of lines enclosing it (its ``def``/``class``/``func``
   lines, by indentation) and, when it opens a branch, the branch's first lines; a function that
   matches as a whole lifts its lines; a line giving a name a literal value counts more (where
@@ -46,6 +57,7 @@ budget:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -93,8 +105,8 @@ TEST_RUN_RE = re.compile(r"^=+ (test session starts|FAILURES|ERRORS) =+$|^--- FA
 
 def detect(text: str) -> str:
     """``json`` (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a
-    fragment of it: a digest of its own lines), ``code``, ``log`` or ``prose`` (see the module
-    docstring)."""
+    fragment of it: a digest of its own lines), ``diff`` (unified), ``yaml``, ``csv`` (or TSV),
+    ``code``, ``log`` or ``prose`` (see the module docstring)."""
     s = text.lstrip()
     if s[:1] in "{[" and _parses(s):
         return "json" if s.count("\n") < 3 else "json_lines"
@@ -103,6 +115,12 @@ def detect(text: str) -> str:
         return "json_lines"
     if not lines:
         return "log"
+    if diffish(lines):
+        return "diff"
+    if yamlish(lines):
+        return "yaml"
+    if csv_delimiter(lines):
+        return "csv"
     step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
     sample = lines[::step]
     n = len(sample)
@@ -127,6 +145,44 @@ def detect(text: str) -> str:
     if proseish >= 0.25 * n:
         return "prose"
     return "log"
+
+
+YAML_LINE_RE = re.compile(r"""^\s*(-\s+)?["']?[\w.$@/][^"':#]*?["']?\s*:(\s|$)|^\s*-(\s|$)|"""
+                          r"^\s*#|^---(\s|$)|^\.\.\.\s*$")
+_BLOCK_SCALAR_RE = re.compile(r":\s*[|>][+-]?\d*\s*$")  # "description: |": text lines follow
+_DIFF_LINE_RE = re.compile(r"^([ +\-\\]|@@ )")
+
+
+def diffish(lines: list[str]) -> bool:
+    """A unified diff: hunk headers, and most lines a hunk's or a file header's (a commit
+    message and a diffstat around them)."""
+    hunks = sum(1 for ln in lines[:20000] if HUNK_RE.match(ln))
+    if hunks < 2 and not (hunks and any(ln.startswith("diff --git ") for ln in lines[:200])):
+        return False
+    inside = sum(1 for ln in lines if _DIFF_LINE_RE.match(ln) or DIFF_HEADER_RE.match(ln))
+    return inside >= 0.7 * len(lines)
+
+
+def yamlish(lines: list[str]) -> bool:
+    """YAML: most lines a mapping's ``key:`` (or a list's ``- ``, a comment, ``---``), some of
+    them indented (a structure, not a list of ``Name: value`` lines)."""
+    sample = lines[:20000]
+    keyed = nested = code_ends = 0
+    block = -1  # the indentation of a block scalar's key ("description: |"): text below it
+    for ln in sample:
+        ind = len(ln) - len(ln.lstrip(" "))
+        if block >= 0 and ind > block:
+            keyed += 1  # a line of the block's text
+            continue
+        block = -1
+        if YAML_LINE_RE.match(ln):
+            keyed += 1
+            nested += ln[:1] == " " or ln.startswith("- ")
+            if _BLOCK_SCALAR_RE.search(ln):
+                block = ind
+        code_ends += ln.rstrip().endswith((";", "{", ")"))
+    n = len(sample)
+    return keyed >= 0.7 * n and nested >= 0.2 * n and code_ends < 0.05 * n
 
 
 def _wordy(line: str) -> bool:
@@ -865,6 +921,9 @@ def _blocks(lines: list[str], ind: list[int], query: str) -> list[tuple[list[int
 JSON_LINE_RE = re.compile(r'^\s*("(?:[^"\\]|\\.)*"\s*:|[\]\[{}](,)?\s*$|"(?:[^"\\]|\\.)*",?\s*$|'
                           r'-?\d[\d.eE+-]*,?\s*$|(true|false|null),?\s*$)')
 JSON_KEY_RE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"\s*:')
+# a YAML mapping's key (a list item's first key too: "- name: web"), quoted or not
+YAML_KEY_RE = re.compile(r"""^\s*(?:-\s+)?["']?([\w.$@/][^"':#]*?)["']?\s*:(?:\s|$)""")
+YAML_DOC_RE = re.compile(r"^---(\s|$)")
 # fields that say which object a field belongs to, in the order one-line JSON prefers them
 # (agentflux.runtime.compress_json); pretty-printed lines also take a request's method and a
 # Stripe-style "object"
@@ -883,7 +942,8 @@ _MOST = re.compile(r"\b(largest|most|highest|biggest|maximum|max|top|greatest|sl
                    r"heaviest)\b", re.I)
 _LEAST = re.compile(r"\b(smallest|least|lowest|fewest|minimum|min|fastest|shortest|lightest)\b",
                     re.I)
-_NUMBER_FIELD_RE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"\s*:\s*(-?\d+(?:\.\d+)?)\s*,?\s*$')
+_NUMBER_FIELD_RE = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"|(?:-\s+)?([\w.$@/][\w.$@/-]*))\s*:\s*'
+                              r'(-?\d+(?:\.\d+)?)\s*,?\s*$')  # JSON's "key": 1, YAML's key: 1
 EXTREME_VALUE = 1.5  # the largest value of a field the query asks the largest of; then /2, /3
 EXTREME_TOP = 3
 
@@ -901,7 +961,7 @@ def extremes(units: Sequence[Unit], rel: Sequence[float], query: str) -> None:
         if k < len(rel) and rel[k] > 0 and u.part < 0:
             m = _NUMBER_FIELD_RE.match(u.text)
             if m:
-                fields.setdefault(m.group(1), []).append((float(m.group(2)), k))
+                fields.setdefault(m.group(1) or m.group(2), []).append((float(m.group(3)), k))
     for values in fields.values():
         if len(values) < 2:
             continue
@@ -918,18 +978,29 @@ def jsonish(lines: list[str]) -> bool:
     return bool(sample) and sum(bool(JSON_LINE_RE.match(ln)) for ln in sample) >= 0.8 * len(sample)
 
 
-def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
+def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> list[Unit]:
     """Pretty-printed JSON kept as its own lines (a digest with the omissions marked; the
     facts read as the input wrote them): a kept line brings the lines that open the objects and
     arrays around it and the identifying fields of its object (``id``, ``name``, ``status``,
     ...), and a line reporting an error its object's message (``"Code":
     "ValidationException"`` and what was invalid); the fields of an object with a matching
     field come before other objects' fields; identifying fields fill what is left (which
-    objects there are)."""
+    objects there are). With ``yaml``, YAML's mappings the same way (unquoted keys, a key
+    ending its line opens a mapping); a document of a stream (after ``---``) is known by its
+    top-level identifying fields and its ``metadata``'s (a Kubernetes object's kind and name)."""
     units = code_units(lines, rel)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)
+    key_re = YAML_KEY_RE if yaml else JSON_KEY_RE
+    opens = (":", "{", "[", "|", ">", "|-", ">-") if yaml else ("{", "[")
+    if yaml:  # a document's top-level lines are under its "---"
+        doc = -1
+        for i, ln in enumerate(lines):
+            if YAML_DOC_RE.match(ln):
+                doc = i
+            elif ind[i] == 0 and doc >= 0:
+                parent[i] = doc
     children: dict[int, list[int]] = {}
     for i in range(n):
         if ind[i] >= 0:
@@ -937,19 +1008,24 @@ def json_line_units(lines: list[str], rel: list[float]) -> list[Unit]:
     id_lines: dict[int, list[int]] = {}
     best: dict[int, float] = {}
     message: dict[int, int] = {}  # an object's message field
+    metadata: list[tuple[int, int]] = []  # (a document, its metadata mapping)
     for p, kids in children.items():
         ids = []
         for k in kids:
-            m = JSON_KEY_RE.match(lines[k])
-            if m and m.group(1).lower() in ID_KEYS and not lines[k].rstrip().endswith(("{", "[")):
+            m = key_re.match(lines[k])
+            if m and m.group(1).lower() in ID_KEYS and not lines[k].rstrip().endswith(opens):
                 ids.append(k)
+            elif yaml and m and m.group(1) == "metadata" and lines[k].rstrip().endswith(":"):
+                metadata.append((p, k))
         id_lines[p] = ids[:MAX_ID_SIBLINGS]
         best[p] = max(rel[k] for k in kids)
-        said = [k for k in kids if (m := JSON_KEY_RE.match(lines[k]))
+        said = [k for k in kids if (m := key_re.match(lines[k]))
                 and m.group(1).lower() in MESSAGE_KEYS
-                and not lines[k].rstrip().endswith(("{", "["))]
+                and not lines[k].rstrip().endswith(opens)]
         if said:
             message[p] = said[0]
+    for p, k in metadata:  # a Kubernetes object: its kind and its metadata's name
+        id_lines[p] = (id_lines.get(p, []) + [k] + id_lines.get(k, [])[:1])[:MAX_ID_SIBLINGS]
     for i, u in enumerate(units):
         if ind[i] < 0:
             continue
@@ -1182,3 +1258,288 @@ def split_long(units: list[Unit], rel: list[float], query: str,
 
 __all__ = ["Unit", "code_units", "detect", "is_error", "line_units", "log_units", "pieces",
            "prose_units", "split_long"]
+
+
+# -- unified diffs -------------------------------------------------------------------------------
+
+HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+DIFF_HEADER_RE = re.compile(r"^(diff --git |diff -|Index: |--- |\+\+\+ |index [0-9a-f]+\.\.|"
+                            r"(new|deleted) file mode |similarity index |rename (from|to) |"
+                            r"old mode |new mode |Binary files )")
+CHANGE_VALUE = 0.4  # a changed line's own worth (what a diff says), beside its relevance
+CONTEXT_SHARE = 0.5  # of its relevance a context line is worth
+SIGNATURE_CHANGE = 0.6  # a changed line that defines a class, a function: added to its worth
+
+
+def diff_lines(lines: list[str]) -> tuple[list[str], list[int], list[int]]:
+    """Per line of a unified diff: what it is (``+``/``-``/`` `` in a hunk, ``@`` a hunk
+    header, ``f`` a file header, ``t`` text around the diffs: a commit message, a diffstat),
+    the line of its file's header (``+++ b/path``, else ``diff --git``; -1) and of its hunk's
+    header (-1). A hunk's lines are counted from its header (``@@ -120,7 +120,9 @@``), so a
+    removed line that reads ``--- x`` is no file header."""
+    n = len(lines)
+    what, file_of, hunk_of = ["t"] * n, [-1] * n, [-1] * n
+    old = new = 0
+    file = hunk = -1
+    for i, ln in enumerate(lines):
+        if old > 0 or new > 0:
+            c = ln[:1]
+            if c == "\\":  # "\ No newline at end of file"
+                what[i] = " "
+            elif c == "-":
+                what[i], old = "-", old - 1
+            elif c == "+":
+                what[i], new = "+", new - 1
+            else:  # context (a blank line is one whose space was trimmed)
+                what[i], old, new = " ", old - 1, new - 1
+            file_of[i], hunk_of[i] = file, hunk
+            continue
+        if ln.startswith("\\") and i and what[i - 1] in "+- ":  # after a hunk's last line
+            what[i], file_of[i], hunk_of[i] = " ", file, hunk
+            continue
+        m = HUNK_RE.match(ln)
+        if m:
+            old = int(m.group(2)) if m.group(2) is not None else 1
+            new = int(m.group(4)) if m.group(4) is not None else 1
+            hunk = i
+            what[i], file_of[i], hunk_of[i] = "@", file, i
+        elif DIFF_HEADER_RE.match(ln):
+            what[i] = "f"
+            if ln.startswith(("diff ", "Index: ", "+++ ")):  # a file's first header, its path
+                file = i
+            file_of[i], hunk = file, -1
+        elif ln.startswith("From ") or ln.startswith("commit "):
+            file = hunk = -1  # another commit of a patch series, a log
+    return what, file_of, hunk_of
+
+
+def yaml_context(lines: list[str]) -> list[str]:
+    """Each line of YAML with the line opening its mapping (:func:`in_context`) and, in a
+    stream of documents (``---``), its document's ``kind:`` and ``name:`` (a Kubernetes
+    object's), for scoring: "the cilium-operator Deployment's image" finds the ``image:`` line
+    of that object, not of every other."""
+    scored = in_context(lines, json=True)
+    doc_start = [i for i, ln in enumerate(lines) if YAML_DOC_RE.match(ln)]
+    if not doc_start:
+        return scored
+    bounds = doc_start + [len(lines)]
+    out = list(scored)
+    for a, b in zip(bounds, bounds[1:]):
+        names = []
+        for ln in lines[a + 1:b]:
+            m = _DOC_ID_RE.match(ln)
+            if m:
+                names.append(m.group(1))
+                if len(names) == 2:
+                    break
+        if names:
+            label = " ".join(names)
+            for i in range(a + 1, b):
+                out[i] = out[i] + "\n" + label
+    return out
+
+
+_DOC_ID_RE = re.compile(r"^(?:kind|  name):\s*(\S.*)$")  # a document's kind, its metadata's name
+
+
+def diff_context(lines: list[str]) -> list[str]:
+    """Each line of a diff with its file's path and its hunk's header (the function git names
+    after ``@@``), for scoring: a query naming the file or the function finds its changes."""
+    what, file_of, hunk_of = diff_lines(lines)
+    return [ln if w in "tf" else "\n".join([ln] + [lines[k] for k in (file_of[i], hunk_of[i])
+                                                    if k >= 0 and k != i])
+            for i, (ln, w) in enumerate(zip(lines, what))]
+
+
+def diff_units(lines: list[str], rel: list[float]) -> list[Unit]:
+    """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
+    header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
+    added in place of a removed one brings that line (what it was before); changed lines count
+    more than the context around them; file and hunk headers fill what is left (which files
+    and functions changed); a commit's subject counts as a heading."""
+    units = line_units(lines)
+    what, file_of, hunk_of = diff_lines(lines)
+    n = len(lines)
+    run_minus: list[int] = []  # the removed lines just above (a change's before)
+    plus_at = 0
+    for i, u in enumerate(units):
+        w, r = what[i], rel[i]
+        if not lines[i].strip():
+            u.filler = True
+            continue
+        deps: list[int] = []
+        if file_of[i] >= 0 and file_of[i] != i:
+            deps.append(file_of[i])
+        if hunk_of[i] >= 0 and hunk_of[i] != i:
+            deps.append(hunk_of[i])
+        if w == "-":
+            if i == 0 or what[i - 1] != "-":
+                run_minus = []
+            run_minus.append(i)
+            plus_at = 0
+        elif w == "+":
+            if plus_at < len(run_minus):
+                deps.append(run_minus[plus_at])  # the line it replaces
+            plus_at += 1
+        else:
+            run_minus, plus_at = [], 0
+        u.deps = deps
+        if w in "+-":
+            u.value = 2.0 * r + CHANGE_VALUE + (1.2 if r > 0 and is_error(lines[i]) else 0.0)
+            if SIGNATURE_RE.match(lines[i][1:]):  # a definition added or removed: what changed
+                u.value += SIGNATURE_CHANGE
+                u.outline = True
+        elif w == " ":
+            u.value = 2.0 * CONTEXT_SHARE * r
+        elif w in "@f":
+            u.value = 1.5 * r
+            u.outline = True
+        else:  # a commit message, a diffstat
+            u.value = 2.0 * r + (0.5 if lines[i].startswith("Subject:") else 0.0)
+            u.outline = lines[i].startswith(("Subject:", "commit ", "From: "))
+        u.critical = r > 0.5 and w in "+-"
+    return units
+
+
+# -- CSV and TSV tables ----------------------------------------------------------------------------
+
+CSV_DELIMITERS = (",", "\t", ";", "|")
+TABLE_SHARE = 0.8  # of the rows with the header's number of fields, for a table
+EXTREME_ROW = 0.8  # a column's largest value (then /2, /3), its smallest half of it
+OUTLIER_ROW = 0.6  # a value far out of its column's (robust z-score past OUTLIER_Z)
+OUTLIER_Z = 6.0
+CHANGE_ROW = 0.6  # a value that changes in a column that rarely changes (a state, a count)
+RARE_ROW = 0.5  # a value few rows of a column have
+NAMED_COLUMN = 3.0  # a column the query names counts this many times more
+_THRESHOLD_RE = re.compile(r"\b(more than|over|above|greater than|exceed(?:s|ing|ed)?|at least|"
+                           r"less than|under|below|fewer than|at most)\s+(-?\d+(?:\.\d+)?)", re.I)
+
+
+def _fields(line: str, delim: str) -> list[str]:
+    import csv
+    try:
+        return next(csv.reader([line], delimiter=delim))
+    except (csv.Error, StopIteration):
+        return line.split(delim)
+
+
+def csv_delimiter(lines: list[str]) -> str:
+    """The delimiter of a CSV (or TSV, ``;``/``|``-separated) table: its first line has two or
+    more, and :data:`TABLE_SHARE` of the lines after it as many fields; else ""."""
+    head = lines[0] if lines else ""
+    if len(lines) < 6 or head.lstrip()[:1] in "{[<":  # JSON or XML records one per line
+        return ""
+    sample = lines[1:2001]
+    for d in CSV_DELIMITERS:
+        if head.count(d) < 2:
+            continue
+        width = len(_fields(head, d))
+        if sum(len(_fields(ln, d)) == width for ln in sample) >= TABLE_SHARE * len(sample):
+            return d
+    return ""
+
+
+def _number(field: str) -> float | None:
+    s = field.strip().removesuffix("%").strip()
+    try:
+        x = float(s)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def csv_records(lines: list[str]) -> tuple[list[Unit], list[list[str]]]:
+    """A CSV or TSV table's records as units (a record whose quoted field holds a line break
+    spans its lines) with their fields; blank lines are units of their own, without fields."""
+    import csv
+    delim = csv_delimiter([ln for ln in lines if ln.strip()]) or ","
+    units: list[Unit] = []
+    fields: list[list[str]] = []
+    reader = csv.reader((ln + "\n" for ln in lines), delimiter=delim)
+    start = 0
+    try:
+        for record in reader:
+            end = max(reader.line_num, start + 1)
+            units.append(Unit(start, end, "\n".join(lines[start:end])))
+            fields.append(record)
+            start = end
+    except csv.Error:  # a broken quote: the rest line by line
+        pass
+    for i in range(start, len(lines)):
+        units.append(Unit(i, i + 1, lines[i]))
+        fields.append(_fields(lines[i], delim) if lines[i].strip() else [])
+    return units, fields
+
+
+def csv_units(units: list[Unit], fields: list[list[str]], rel: list[float],
+              query: str = "") -> list[Unit]:
+    """A CSV or TSV table (:func:`csv_records`): every record brings the header (a row of
+    numbers nobody can read without it), which is kept first. Records are scored by the query's
+    words and by what stands out in their columns, the way one reads a table: a column's
+    largest values (and its smallest), values far out of the rest (robust z-score), a value
+    that changes in a column that rarely changes (a state, a thread count: the record where it
+    changed, with the one before), a value few records have, and, for a query's "more than 10"
+    / "below 5", the records past it in a column where few are; a column the query names
+    counts more."""
+    from agentflux.runtime.relevance import query_weights, terms
+    n = len(units)
+    h = next((k for k in range(n) if fields[k]), -1)
+    if h < 0:
+        return units
+    header = fields[h]
+    width = len(header)
+    rows = [k for k in range(h + 1, n) if len(fields[k]) == width]
+    cells = {k: fields[k] for k in rows}
+    asked = {t for t, w in query_weights(query).items() if w > 0}
+    limits = [(m.group(1).lower(), float(m.group(2))) for m in _THRESHOLD_RE.finditer(query)]
+    salience = dict.fromkeys(rows, 0.0)
+    before: dict[int, int] = {}  # a record where a value changed -> the record before it
+    for c in range(width):
+        weight = NAMED_COLUMN if asked & set(terms(header[c])) else 1.0
+        values = [(i, cells[i][c].strip()) for i in rows]
+        nums = [(i, _number(v)) for i, v in values]
+        numeric = [(i, x) for i, x in nums if x is not None]
+        if values and len(numeric) >= 0.9 * len(values) and len({x for _, x in numeric}) >= 3:
+            ordered = sorted(numeric, key=lambda e: (-e[1], e[0]))
+            for rank, (i, _) in enumerate(ordered[:3]):
+                salience[i] += weight * EXTREME_ROW / (1 + rank)
+            salience[ordered[-1][0]] += weight * EXTREME_ROW / 2
+            xs = sorted(x for _, x in numeric)
+            med = xs[len(xs) // 2]
+            mad = sorted(abs(x - med) for x in xs)[len(xs) // 2] * 1.4826
+            if mad > 0:
+                far = [i for i, x in numeric if abs(x - med) / mad > OUTLIER_Z]
+                if len(far) <= max(3, 0.02 * len(rows)):
+                    for i in far:
+                        salience[i] += weight * OUTLIER_ROW
+            for how, limit in limits:
+                above = how in ("more than", "over", "above", "greater than", "at least") \
+                    or how.startswith("exceed")
+                past = [i for i, x in numeric if (x > limit if above else x < limit)]
+                if 0 < len(past) <= 0.1 * len(rows):
+                    for i in past:
+                        salience[i] += weight * OUTLIER_ROW
+        else:
+            counts: dict[str, int] = {}
+            for _, v in values:
+                counts[v] = counts.get(v, 0) + 1
+            if 2 <= len(counts) <= max(10, 0.05 * len(rows)):  # categories: a state, a name
+                for i, v in values:
+                    if counts[v] <= min(3, 0.01 * len(rows)):
+                        salience[i] += weight * RARE_ROW
+        changes = [(values[k - 1][0], values[k][0]) for k in range(1, len(values))
+                   if values[k][1] != values[k - 1][1]]
+        if 0 < len(changes) <= 0.05 * len(rows) + 2:
+            for prev, i in changes:
+                salience[i] += weight * CHANGE_ROW
+                before[i] = prev
+    header_unit = units[h]
+    header_unit.value, header_unit.outline, header_unit.critical = 3.0, True, True
+    for k in range(h + 1, n):
+        u = units[k]
+        if not fields[k]:
+            continue
+        u.deps = [h] + ([before[k]] if k in before else [])
+        u.value = 2.0 * rel[k] + min(salience.get(k, 0.0), 3.0)
+        u.critical = rel[k] > 0.5
+    return units

@@ -129,3 +129,46 @@ def test_a_long_error_line_keeps_its_start_and_the_piece_the_query_asks_about():
     assert head.startswith(("2024-05-01T10:00:00Z ERROR worker-3 request failed payload=k0=v0",
                             "  ↳ ERROR worker-3 request failed payload=k0=v0"))
     assert kept.endswith("cause=ConnectionResetError peer=10.0.0.7") and " [...] " in kept
+
+
+def test_a_diffs_hunks_are_read_by_their_counts_and_a_kept_change_says_where_it_is():
+    from agentflux.runtime import content
+    # a removed SQL comment reads "--- ..." and an added one "+++ ...": inside a hunk (its
+    # header counts its lines) they are changes, not file headers
+    diff = "\n".join([
+        "diff --git a/db/schema.sql b/db/schema.sql",
+        "index 3b18e51..a9c2f3d 100644",
+        "--- a/db/schema.sql",
+        "+++ b/db/schema.sql",
+        "@@ -10,4 +10,4 @@ CREATE TABLE accounts (",
+        "   id BIGINT PRIMARY KEY,",
+        "--- the owner's e-mail, unique",
+        "+++ the owner's e-mail, unique per tenant",
+        "   email TEXT NOT NULL,",
+        "-  tenant_id INT",
+        "+  tenant_id BIGINT NOT NULL",
+        "\\ No newline at end of file",
+        "diff --git a/app/models.py b/app/models.py",
+        "--- a/app/models.py",
+        "+++ b/app/models.py",
+        "@@ -1,3 +1,3 @@ class Account:",
+        " class Account:",
+        "-    tenant_id: int",
+        "+    tenant_id: int | None",
+    ] + [f" line {k}" for k in range(3)])
+    what, file_of, hunk_of = content.diff_lines(diff.splitlines())
+    assert "".join(what[:12]) == "ffff@ -+ -+ "
+    assert file_of[6] == 3 and hunk_of[6] == 4 and file_of[17] == 14
+    assert content.detect(diff + "\n" + diff) == "diff"
+    units = content.diff_units(diff.splitlines(), [0.0] * 22)
+    assert set(units[10].deps) == {3, 4, 9}  # its file, its hunk, the line it replaces
+    assert units[17].deps == [14, 15]
+    # lines of "--flag: value" are no YAML (a lint run's "--BPS-0730: Status: ..." log)
+    log = "\n".join(f"--BPS-07{k:02d}: Status: step {k} done" for k in range(40))
+    assert content.detect(log) != "yaml"
+    yaml = "\n".join(["apiVersion: apps/v1", "kind: Deployment", "metadata:", "  name: web",
+                      "spec:", "  replicas: 3", "  template:", "    spec:", "      containers:",
+                      "      - name: app", "        image: nginx:1.25.3", "        ports:",
+                      "        - containerPort: 8080", "---", "kind: Service", "metadata:",
+                      "  name: web-svc", "spec:", "  type: ClusterIP"] * 3)
+    assert content.detect(yaml) == "yaml"

@@ -18,6 +18,9 @@ from agentflux.runtime.relevance import query_weights, scores, terms
 DOCS = {d["id"][:2]: d for d in compression.load()}
 HOLDOUT = compression.load(compression.HOLDOUT) + compression.load(compression.HOLDOUT2)
 HOLDOUT3 = compression.load(compression.HOLDOUT3)  # for the budget only: nothing tuned on it
+# YAML, unified diffs and CSV: where their strategies were developed, and held out (the budget)
+STRUCTURED = {d["id"][:2]: d for d in compression.load(compression.STRUCTURED)}
+STRUCTURED_HOLDOUT = compression.load(compression.STRUCTURED_HOLDOUT)
 C = ContextCompressor()
 
 
@@ -28,7 +31,7 @@ def doc(n: str) -> dict:
 @pytest.mark.parametrize("target", [2000, 1000, 300])
 def test_no_output_exceeds_the_budget_markers_included(target):
     over, cut = [], []
-    for d in [*DOCS.values(), *HOLDOUT, *HOLDOUT3]:
+    for d in [*DOCS.values(), *HOLDOUT, *HOLDOUT3, *STRUCTURED.values(), *STRUCTURED_HOLDOUT]:
         r = C.compress(d["text"], d["query"], target)
         if C.count(r.text) > target or r.tokens_after > target:
             over.append((d["id"], r.tokens_after))
@@ -60,14 +63,73 @@ def test_a_minified_script_on_one_line_is_kept_in_pieces_not_dropped_whole():
 
 def test_detection_names_each_kind_of_the_set():
     want = {"log": "log", "test_report": "log", "access_log": "log", "source": "code",
-            "docs": "prose"}
+            "docs": "prose", "yaml": "yaml", "diff": "diff", "csv": "csv"}
     wrong = []
-    for d in [*DOCS.values(), *HOLDOUT]:  # MSBuild's output, rustc's diagnostics, Ruby
+    # (MSBuild's output, rustc's diagnostics, Ruby; a rendered Helm chart, an OpenAPI spec's
+    # block scalars, a format-patch, a CSV whose records hold regular expressions)
+    for d in [*DOCS.values(), *HOLDOUT, *STRUCTURED.values()]:
         got = content.detect(d["text"])
         ok = got in ("json", "json_lines") if d["kind"] == "json" else got == want[d["kind"]]
         if not ok:
             wrong.append((d["id"], got))
     assert wrong == []
+
+
+def test_a_diffs_kept_changes_stay_under_their_file_and_hunk_headers():
+    # vcpkg's curl dependencies.patch and ettercap's libmaxminddb backport (Homebrew)
+    for key, facts in (("06", ("-  find_dependency(GSS MODULE)", "+++ b/CMake/FindBrotli.cmake")),
+                       ("05", ("+pkg_search_module(GEOIP libmaxminddb)",
+                               "+find_path(GEOIP_INCLUDE_DIR maxminddb.h"))):
+        d = STRUCTURED[key]
+        r = C.compress(d["text"], d["query"], 2000)
+        assert r.kind == "diff" and all(f in r.text for f in facts), r.text
+        file = hunk = None
+        changes = 0
+        for ln in r.text.splitlines():
+            if ln.startswith("+++ "):
+                file, hunk = ln, None
+            elif ln.startswith("@@ "):
+                hunk = ln
+            elif ln[:1] in "+-" and not ln.startswith("--- "):
+                assert file is not None and hunk is not None, ln  # it says where it is
+                assert ln in d["text"].splitlines()
+                changes += 1
+        assert changes >= 10
+
+
+def test_a_yaml_line_is_scored_and_kept_in_its_kubernetes_object():
+    d = STRUCTURED["01"]  # a rendered Cilium chart: 20 objects, one of them the operator's
+    r = C.compress(d["text"], "which replica count and health port does the cilium-operator "
+                              "Deployment use", 600)
+    assert r.kind == "yaml"
+    lines = r.text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.strip() == "replicas: 2")
+    doc = max(i for i in range(at) if lines[i].startswith("kind: "))  # the object it is in
+    assert lines[doc] == "kind: Deployment" and "  name: cilium-operator" in lines[doc:at]
+    assert any(ln.strip() == "port: 9234" for ln in lines[at:])
+
+
+def test_a_csv_table_keeps_its_header_and_the_rows_that_stand_out():
+    # etcd's process monitor (dbtester), a row a second: the thread count changes three times,
+    # the process is seen once in disk sleep; no query word is in those rows
+    d = STRUCTURED["08"]
+    r = C.compress(d["text"], d["query"], 1000)
+    assert r.kind == "csv"
+    lines = r.text.splitlines()
+    assert lines[0] == d["text"].splitlines()[0]  # the header, first
+    rows = [ln for ln in lines[1:] if not (ln.startswith("[") and ln.endswith("omitted]"))]
+    assert all(ln.count(",") == lines[0].count(",") for ln in rows)
+    for fact in ("1460453919,etcd,S (sleeping),17966,17891,7.92 %,19 MB,10 GB,64,13,",
+                 "1460453927,etcd,S (sleeping),17966,17891,11.41 %,32 MB,10 GB,64,14,",
+                 "1460453945,etcd,D (disk sleep)"):
+        assert fact in r.text
+    # "more than 10 seconds": the rows past it in the one column where few are (ripgrep's
+    # benchmarks: the slow ugrep runs)
+    d = STRUCTURED["07"]
+    slow = [ln for ln in d["text"].splitlines()[1:] if float(ln.rsplit(",", 3)[1]) > 10]
+    assert len(slow) == 9  # of 399 runs
+    r = C.compress(d["text"], "which commands took more than 10 seconds?", 1000)
+    assert all(ln in r.text for ln in slow)
 
 
 def test_a_restructuredtext_directive_heads_its_description_like_a_heading():
