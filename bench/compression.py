@@ -1,6 +1,6 @@
 """The context compressor on real tool outputs nobody tuned it to (``agentflux bench runtime``).
 
-Four sets: ``bench/data/compression`` (26 documents; the compressor's strategies were
+Six sets: ``bench/data/compression`` (26 documents; the compressor's strategies were
 developed while looking at where it failed on them, so its figures flatter it),
 ``bench/data/compression-holdout`` (14 documents, built afterwards by someone who had not seen
 the compressor; its figures were read after each change, and since 2026-11-27 its documents'
@@ -11,8 +11,8 @@ documents from 13 other repositories, built the same way on 2026-11-27 and measu
 landed: the honest figures); and for YAML, unified diffs and CSV tables,
 ``bench/data/compression-structured`` (8 documents, where the strategies for those kinds were
 developed) and ``bench/data/compression-structured-holdout`` (8 documents from 8 other
-repositories, measured when the strategies were done). Each holds tool outputs taken from public repositories
-(logs, test reports, access logs, API JSON, source files, documentation pages; each with its
+repositories, measured when the strategies were done). Each holds tool outputs taken from
+public repositories (logs, test reports, access logs, API JSON, source files, documentation pages; each with its
 repository, path, commit and licence in ``manifest.json``), a query each, and the strings a
 reader needs to answer it, chosen from the document and the query before any compressor ran.
 
