@@ -3,13 +3,15 @@ tool outputs (extractive, content-aware and query-aware; then an optional abstra
 summariser hook).
 
 Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of text (``log``:
-logs and test reports, ``json``, ``code``, ``prose``) and its strategy cuts it into units
-(lines, sentences, JSON leaves) with a value (BM25 relevance to the query,
-:mod:`agentflux.runtime.relevance`, plus what the kind says matters: the final exception of a
-traceback, error lines, signatures, headings; the best answers to each clause of a question
-in several parts, :func:`clause_boost`) and dependencies (a code line's enclosing
-``def``, a sentence's heading, a JSON field's identifying keys). :func:`pack` keeps units best
-first while they fit, with what they bring along, fills what is left with context around them
+logs and test reports, ``json``, ``yaml``, ``diff``, ``csv``, ``code``, ``prose``) and its
+strategy cuts it into units (lines, sentences, JSON leaves, a table's records) with a value
+(BM25 relevance to the query, :mod:`agentflux.runtime.relevance`, plus what the kind says
+matters: the final exception of a traceback, error lines, signatures, headings, a table's
+outstanding values; the best answers to each clause of a question in several parts,
+:func:`clause_boost`) and dependencies (a code line's enclosing ``def``, a sentence's heading,
+a JSON field's identifying keys, a diff line's file and hunk headers, a row's header).
+:func:`pack` keeps units best first while they fit, with what they bring along, fills what is
+left with context around them
 (neighbouring lines, the head of the text), renders them in their original order with the gaps
 marked (``[N lines omitted]``; JSON stays valid JSON, its omissions summarised as
 counts and keys) and checks the rendered text's tokens: **the output never exceeds

@@ -1359,7 +1359,6 @@ def diff_units(lines: list[str], rel: list[float]) -> list[Unit]:
     and functions changed); a commit's subject counts as a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
-    n = len(lines)
     run_minus: list[int] = []  # the removed lines just above (a change's before)
     plus_at = 0
     for i, u in enumerate(units):
