@@ -1008,15 +1008,12 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> l
     id_lines: dict[int, list[int]] = {}
     best: dict[int, float] = {}
     message: dict[int, int] = {}  # an object's message field
-    metadata: list[tuple[int, int]] = []  # (a document, its metadata mapping)
     for p, kids in children.items():
         ids = []
         for k in kids:
             m = key_re.match(lines[k])
             if m and m.group(1).lower() in ID_KEYS and not lines[k].rstrip().endswith(opens):
                 ids.append(k)
-            elif yaml and m and m.group(1) == "metadata" and lines[k].rstrip().endswith(":"):
-                metadata.append((p, k))
         id_lines[p] = ids[:MAX_ID_SIBLINGS]
         best[p] = max(rel[k] for k in kids)
         said = [k for k in kids if (m := key_re.match(lines[k]))
@@ -1024,8 +1021,9 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> l
                 and not lines[k].rstrip().endswith(opens)]
         if said:
             message[p] = said[0]
-    for p, k in metadata:  # a Kubernetes object: its kind and its metadata's name
-        id_lines[p] = (id_lines.get(p, []) + [k] + id_lines.get(k, [])[:1])[:MAX_ID_SIBLINGS]
+    if yaml:  # a Kubernetes object: its kind and its metadata's name
+        for p, named in yaml_names(lines).items():
+            id_lines[p] = list(dict.fromkeys(id_lines.get(p, []) + named))[:MAX_ID_SIBLINGS]
     for i, u in enumerate(units):
         if ind[i] < 0:
             continue
@@ -1314,32 +1312,51 @@ def diff_lines(lines: list[str]) -> tuple[list[str], list[int], list[int]]:
 
 
 def yaml_context(lines: list[str]) -> list[str]:
-    """Each line of YAML with the line opening its mapping (:func:`in_context`) and, in a
-    stream of documents (``---``), its document's ``kind:`` and ``name:`` (a Kubernetes
-    object's), for scoring: "the cilium-operator Deployment's image" finds the ``image:`` line
-    of that object, not of every other."""
+    """Each line of YAML with the line opening its mapping (:func:`in_context`) and its
+    document's names (:func:`yaml_names`: a Kubernetes object's kind and name), for scoring:
+    "the cilium-operator Deployment's image" finds the ``image:`` line of that object, not of
+    every other."""
     scored = in_context(lines, json=True)
-    doc_start = [i for i, ln in enumerate(lines) if YAML_DOC_RE.match(ln)]
-    if not doc_start:
-        return scored
-    bounds = doc_start + [len(lines)]
-    out = list(scored)
-    for a, b in zip(bounds, bounds[1:]):
-        names = []
-        for ln in lines[a + 1:b]:
-            m = _DOC_ID_RE.match(ln)
-            if m:
-                names.append(m.group(1))
-                if len(names) == 2:
-                    break
-        if names:
-            label = " ".join(names)
+    names = yaml_names(lines)
+    starts = sorted(names)
+    for a, b in zip(starts, starts[1:] + [len(lines)]):
+        label = " ".join(lines[k].split(":", 1)[1].strip() for k in names[a] if k != a
+                         and not lines[k].rstrip().endswith(":"))
+        if label:
             for i in range(a + 1, b):
-                out[i] = out[i] + "\n" + label
-    return out
+                scored[i] += "\n" + label
+    return scored
 
 
-_DOC_ID_RE = re.compile(r"^(?:kind|  name):\s*(\S.*)$")  # a document's kind, its metadata's name
+def yaml_names(lines: list[str]) -> dict[int, list[int]]:
+    """Per document of a YAML stream (from its ``---`` line, or -1 for the text before the
+    first), the lines that name it: its top-level ``kind:``, and its top-level ``metadata:``
+    with the ``name:`` right under it (a Kubernetes object's)."""
+    out: dict[int, list[int]] = {-1: []}
+    doc = meta = -1
+    child = -1  # the indentation of metadata's fields
+    for i, ln in enumerate(lines):
+        if YAML_DOC_RE.match(ln):
+            doc, meta = i, -1
+            out[doc] = []
+            continue
+        ind = _indent(ln)
+        if ind < 0:
+            continue
+        m = YAML_KEY_RE.match(ln)
+        key = m.group(1) if m else None
+        if ind == 0:
+            meta = -1
+            if key == "kind" and not ln.rstrip().endswith(":"):
+                out[doc].append(i)
+            elif key == "metadata" and ln.rstrip().endswith(":"):
+                meta, child = i, -1
+        elif meta >= 0:
+            child = ind if child < 0 else child
+            if ind == child and key == "name":
+                out[doc] += [meta, i]
+                meta = -1
+    return {d: ks for d, ks in out.items() if ks}
 
 
 def diff_context(lines: list[str]) -> list[str]:
