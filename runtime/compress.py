@@ -401,7 +401,7 @@ def neighbour_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
     return order
 
 
-FOLDED = "  ↳ "  # a log line written without the timestamp prefix of the line above's form
+FOLDED = content.FOLDED  # a log line written without the timestamp prefix of the line above's
 
 
 def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
@@ -410,8 +410,8 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     as ``[...]``; a log line right after one with a timestamp prefix of the same form (digits
     aside) is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens;
     a JSON record after another (a gap's marker between them or not) without the fields equal
-    to that one's, and its time when right below it (:func:`content.folded`, marked
-    :data:`content.FOLDED_RECORD`): in ``go test -json`` they are half its tokens."""
+    to that one's, and its time when right below it (:func:`content.folded`, marked the same):
+    in ``go test -json`` they are half its tokens."""
     out: list[str] = []
     gap = 0
     gap_similar = True
@@ -442,7 +442,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
                 out.append(FOLDED + u.text[u.fold:])
             elif u.record is not None and above is not None and (
                     f := content.folded(u.record, above, next_to)) is not None:
-                out.append(content.FOLDED_RECORD + f)
+                out.append(FOLDED + f)
             else:
                 if u.part > 0:
                     out.append("[...] " + u.text)

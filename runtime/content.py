@@ -57,6 +57,7 @@ budget:
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass, field
@@ -461,7 +462,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         u.record = record_fields(u.text)
         if u.record is not None and before is not None:
             # its size when written: after a gap its time stays (and it may be written whole)
-            u.short = FOLDED_RECORD + (folded(u.record, before, next_to=False) or u.text)
+            u.short = FOLDED + (folded(u.record, before, next_to=False) or u.text)
         before = u.record
     return units
 
@@ -472,7 +473,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
 # a key that says so
 _TIME_VALUE_RE = re.compile(r'^"\d{4}-\d\d-\d\d[T ]\d\d:\d\d')
 _TIME_KEY_RE = re.compile(r'^"@?(time|timestamp|ts|date|datetime)"$', re.I)
-FOLDED_RECORD = "  ↳ "  # a JSON record written without the fields equal to the record above's
+FOLDED = "  ↳ "  # a line written without what repeats the line above: a log line's timestamp
+# prefix of the same form, a JSON record's fields equal to the record above's (:func:`folded`)
 
 
 def record_fields(line: str) -> tuple[tuple[str, str, bool], ...] | None:
@@ -1432,7 +1434,6 @@ _THRESHOLD_RE = re.compile(r"\b(more than|over|above|greater than|exceed(?:s|ing
 
 
 def _fields(line: str, delim: str) -> list[str]:
-    import csv
     try:
         return next(csv.reader([line], delimiter=delim))
     except (csv.Error, StopIteration):
@@ -1467,7 +1468,6 @@ def _number(field: str) -> float | None:
 def csv_records(lines: list[str]) -> tuple[list[Unit], list[list[str]]]:
     """A CSV or TSV table's records as units (a record whose quoted field holds a line break
     spans its lines) with their fields; blank lines are units of their own, without fields."""
-    import csv
     delim = csv_delimiter([ln for ln in lines if ln.strip()]) or ","
     units: list[Unit] = []
     fields: list[list[str]] = []
@@ -1505,14 +1505,13 @@ def csv_units(units: list[Unit], fields: list[list[str]], rel: list[float],
     header = fields[h]
     width = len(header)
     rows = [k for k in range(h + 1, n) if len(fields[k]) == width]
-    cells = {k: fields[k] for k in rows}
     asked = {t for t, w in query_weights(query).items() if w > 0}
     limits = [(m.group(1).lower(), float(m.group(2))) for m in _THRESHOLD_RE.finditer(query)]
     salience = dict.fromkeys(rows, 0.0)
     before: dict[int, int] = {}  # a record where a value changed -> the record before it
     for c in range(width):
         weight = NAMED_COLUMN if asked & set(terms(header[c])) else 1.0
-        values = [(i, cells[i][c].strip()) for i in rows]
+        values = [(i, fields[i][c].strip()) for i in rows]
         nums = [(i, _number(v)) for i, v in values]
         numeric = [(i, x) for i, x in nums if x is not None]
         if values and len(numeric) >= 0.9 * len(values) and len({x for _, x in numeric}) >= 3:

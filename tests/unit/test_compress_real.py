@@ -184,9 +184,9 @@ def test_a_json_lines_log_writes_each_record_without_what_repeats_the_record_abo
         if ln.startswith("[") and ln.endswith("omitted]"):
             gap = True  # the record above is still the one a folded record follows
             continue
-        if ln.startswith(content.FOLDED_RECORD):
+        if ln.startswith(content.FOLDED):
             assert state is not None, ln
-            record = json.loads(ln[len(content.FOLDED_RECORD):])
+            record = json.loads(ln[len(content.FOLDED):])
             assert ("Time" in record) == gap, ln
             state = {**state, **record}
             folded += 1
