@@ -1064,6 +1064,38 @@ SMALL_BLOCK = 30  # lines: a fenced block this small is kept whole or not at all
 EXAMPLE_VALUE = 0.05  # what a small fenced example is worth with no match at all
 
 
+LIST_ITEM_RE = re.compile(r"^\s*([-*+\u2022]|\d{1,2}[.)]|[a-z][.)]|\(\w{1,3}\))\s+\S")
+LIST_LINES = 8  # lines of a list that the sentence introducing it brings
+
+
+def list_items(units: Sequence[Unit]) -> dict[int, list[int]]:
+    """Each unit ending with a colon (``... in the following locations (in this order):``)
+    mapped to the list items right under it (blank lines passed over, an item's indented
+    continuation included), :data:`LIST_LINES` at most, when a list follows."""
+    out: dict[int, list[int]] = {}
+    for k, u in enumerate(units):
+        if not u.text.rstrip().endswith(":") or LIST_ITEM_RE.match(u.text):
+            continue
+        its: list[int] = []
+        j = k + 1
+        base = -1
+        while j < len(units) and len(its) < LIST_LINES:
+            t = units[j].text
+            if not t.strip():
+                j += 1
+                continue
+            ind = len(t) - len(t.lstrip())
+            if LIST_ITEM_RE.match(t) and (base < 0 or ind == base):
+                base = ind
+            elif not (its and ind > base):
+                break
+            its.append(j)
+            j += 1
+        if its:
+            out[k] = its
+    return out
+
+
 def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = frozenset()
                 ) -> list[Unit]:
     """``rel_of(texts)`` scores the units' texts (they are known only after splitting); its
@@ -1152,6 +1184,10 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
                 elif units[k].text.strip():
                     break
                 k += 1
+    # a sentence ending with a colon brings the short list it introduces (the files "in this
+    # order" are the list under it)
+    items = list_items(units)
+    item_of = {j: k for k, its in items.items() for j in its}
     # a section that matches as a whole (its heading and text): its sentences count too
     sections: dict[int, list[int]] = {}
     for k, h in enumerate(heading_of):
@@ -1184,6 +1220,9 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
         if h >= 0:
             u.deps = u.deps + [h] + heading_chain.get(h, []) + fields.get(h, [])
         u.value += u.base + 2.0 * r + (0.1 if r > 0 and re.search(r"\d|`", u.text) else 0.0)
+        if k in item_of:  # a list item is read under the sentence introducing it
+            u.deps = u.deps + [item_of[k]]
+            u.value += BLOCK_WEIGHT * 2.0 * rel[item_of[k]]
     return units
 
 

@@ -659,6 +659,24 @@ def test_a_settings_heading_brings_its_markdown_fields():
     assert {0, 2, 4} <= set(units[text_unit].deps) and 7 not in units[text_unit].deps
 
 
+def test_a_list_is_read_under_the_sentence_that_introduces_it():
+    # mypy's config_file.rst: "... look for configuration files in the following locations
+    # (in this order):" and a numbered list; the items share few words with the question
+    # ("which files does mypy look for and in what order, ..."), their introducing sentence many
+    d = next(d for d in HOLDOUT if d["id"].startswith("14-mypy"))
+    r = C.compress(d["text"], d["query"], 1000)
+    lines = r.text.splitlines()
+    intro = next(i for i, ln in enumerate(lines) if "following locations (in this order):" in ln)
+    assert [ln.strip() for ln in lines[intro + 1:intro + 4]] == [
+        "1. ``$XDG_CONFIG_HOME/mypy/config``", "2. ``~/.config/mypy/config``",
+        "3. ``~/.mypy.ini``"]
+    lines = ["Options are read from:", "", "- the file", "  named below", "- the environment",
+             "Then the flags.", "Nothing follows this one:", "plain text"]
+    units = content.prose_units(lines, lambda texts: [0.0] * len(texts))
+    assert content.list_items(units) == {0: [2, 3, 4]}
+    assert 0 in units[3].deps and 0 not in units[5].deps
+
+
 def test_a_question_for_the_largest_is_answered_by_comparing_values():
     import random
     rnd = random.Random(7)
