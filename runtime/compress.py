@@ -192,7 +192,7 @@ class ContextCompressor:
             elif kind == "yaml":
                 units = content.json_line_units(lines, rel, yaml=True)
             elif kind == "diff":
-                units = content.diff_units(lines, rel)
+                units = content.diff_units(lines, rel, query)
             else:
                 units = (content.json_line_units if kind == "json_lines"
                          else content.log_units)(lines, rel)

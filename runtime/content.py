@@ -1409,14 +1409,25 @@ def diff_context(lines: list[str]) -> list[str]:
             for i, (ln, w) in enumerate(zip(lines, what))]
 
 
-def diff_units(lines: list[str], rel: list[float]) -> list[Unit]:
+# a test file's path (tests/, spec/, __tests__/, test_x.py, x_test.go, x.spec.ts): a change
+# to a test says less of what changed than the change it tests, unless the query asks of tests
+TEST_PATH_RE = re.compile(r"(^|[/\s])(tests?|spec|__tests__)/|(^|/)test_[\w.]+\s*$|"
+                          r"[_.](test|spec)\.\w+\s*$", re.I)
+TEST_QUERY_RE = re.compile(r"\b(tests?|tested|testing|specs?|assert\w*)\b", re.I)
+TEST_SHARE = 0.5  # of its value a changed line of a test file keeps
+
+
+def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
     added in place of a removed one brings that line (what it was before); changed lines count
-    more than the context around them; file and hunk headers fill what is left (which files
-    and functions changed); a commit's subject counts as a heading."""
+    more than the context around them, a test file's (:data:`TEST_PATH_RE`) less unless the
+    query asks of tests; file and hunk headers fill what is left (which files and functions
+    changed); a commit's subject counts as a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
+    damp_tests = not TEST_QUERY_RE.search(query)
+    tests = {f: bool(TEST_PATH_RE.search(lines[f])) for f in set(file_of) if f >= 0}
     run_minus: list[int] = []  # the removed lines just above (a change's before)
     plus_at = 0
     for i, u in enumerate(units):
@@ -1455,6 +1466,8 @@ def diff_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.value = 2.0 * r + (0.5 if lines[i].startswith("Subject:") else 0.0)
             u.outline = lines[i].startswith(("Subject:", "commit ", "From: "))
         u.critical = r > 0.5 and w in "+-"
+        if damp_tests and w in "+- " and file_of[i] >= 0 and tests[file_of[i]]:
+            u.value *= TEST_SHARE
     return units
 
 

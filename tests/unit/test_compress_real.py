@@ -97,6 +97,24 @@ def test_a_diffs_kept_changes_stay_under_their_file_and_hunk_headers():
         assert changes >= 10
 
 
+def test_a_diffs_changes_to_tests_count_less_unless_the_query_asks_of_tests():
+    # GitPython's early grit diff: lib/grit/*.rb and test/test_*.rb change alike (Actor for
+    # author strings); the new class itself had been left out for the tests' asserts
+    d = STRUCTURED["04"]
+    r = C.compress(d["text"], d["query"], 1000)
+    assert "+  class Actor" in r.text and "+++ b/lib/grit/actor.rb" in r.text
+    diff = ["diff --git a/src/auth.py b/src/auth.py", "--- a/src/auth.py", "+++ b/src/auth.py",
+            "@@ -1,1 +1,1 @@", "-TIMEOUT = 30", "+TIMEOUT = 60",
+            "diff --git a/tests/test_auth.py b/tests/test_auth.py", "--- a/tests/test_auth.py",
+            "+++ b/tests/test_auth.py", "@@ -1,1 +1,1 @@", "-    assert TIMEOUT == 30",
+            "+    assert TIMEOUT == 60"]
+    rel = scores(content.diff_context(diff), "what is the new TIMEOUT")
+    units = content.diff_units(diff, rel, "what is the new TIMEOUT")
+    assert units[5].value > units[11].value  # the change, before the test of it
+    asked = content.diff_units(diff, rel, "what does the test assert of the new TIMEOUT")
+    assert asked[11].value > units[11].value and asked[5].value == units[5].value
+
+
 def test_a_yaml_line_is_scored_and_kept_in_its_kubernetes_object():
     d = STRUCTURED["01"]  # a rendered Cilium chart: 20 objects, one of them the operator's
     r = C.compress(d["text"], "which replica count and health port does the cilium-operator "
