@@ -1422,8 +1422,9 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
     added in place of a removed one brings that line (what it was before); changed lines count
     more than the context around them, a test file's (:data:`TEST_PATH_RE`) less unless the
-    query asks of tests; file and hunk headers fill what is left (which files and functions
-    changed); a commit's subject counts as a heading."""
+    query asks of tests, a change repeated word for word in another file once; file and hunk
+    headers fill what is left (which files and functions changed); a commit's subject counts as
+    a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
     damp_tests = not TEST_QUERY_RE.search(query)
@@ -1468,6 +1469,21 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
         u.critical = r > 0.5 and w in "+-"
         if damp_tests and w in "+- " and file_of[i] >= 0 and tests[file_of[i]]:
             u.value *= TEST_SHARE
+    # the same change in several files (etter.conf.v4 and .v6) says it once: each repeat of a
+    # changed line keeps a share of its value
+    best: dict[str, int] = {}
+    for i, u in enumerate(units):
+        key = lines[i].strip()
+        if what[i] not in "+-" or len(key) < 8:
+            continue
+        b = best.get(key)
+        if b is None:
+            best[key] = i
+        elif u.value > units[b].value:
+            units[b].value *= REPEAT_SHARE
+            best[key] = i
+        else:
+            u.value *= REPEAT_SHARE
     return units
 
 

@@ -115,6 +115,19 @@ def test_a_diffs_changes_to_tests_count_less_unless_the_query_asks_of_tests():
     assert asked[11].value > units[11].value and asked[5].value == units[5].value
 
 
+def test_the_same_change_in_several_files_is_kept_once():
+    # ettercap's libmaxminddb backport changes etter.conf.v4 and etter.conf.v6 alike
+    d = STRUCTURED["05"]
+    r = C.compress(d["text"], d["query"], 1000)
+    same = ('-geoip_data_file = "/usr/local/share/GeoIP/GeoIP.dat"', '+geoip_data_file = ""',
+            "-# location of the GeoIP database file in case it's not the standard location")
+    assert all(r.text.splitlines().count(ln) <= 1 for ln in same), r.text
+    diff = ["+++ b/a.conf", "@@ -1,1 +1,1 @@", "-timeout = 30", "+timeout = 60",
+            "+++ b/b.conf", "@@ -1,1 +1,1 @@", "-timeout = 30", "+timeout = 60"]
+    units = content.diff_units(diff, scores(content.diff_context(diff), "the new timeout"))
+    assert units[3].value > units[7].value and units[2].value > units[6].value
+
+
 def test_a_yaml_line_is_scored_and_kept_in_its_kubernetes_object():
     d = STRUCTURED["01"]  # a rendered Cilium chart: 20 objects, one of them the operator's
     r = C.compress(d["text"], "which replica count and health port does the cilium-operator "
