@@ -18,9 +18,9 @@ per record); its clock runs from its first consumed record until all N are proce
   and discarding it: this machine's limit for a Python consumer). ``ratio_faust``,
   ``ratio_quixstreams`` and ``fraction_of_raw`` divide ``events_per_s`` by them.
 * ``freshness_p99_s``: after the drain, the same worker receives events emitted live (event time
-  = now) through the Emitter at 10,000 events/s for ~20 s; the p99 of event time to its segment
-  being in place, from the worker's ``agentflux_landing_freshness_seconds`` histogram (only what
-  this phase added to it).
+  = now) through the Emitter at 10,000 events/s for ~20 s (``--freshness-seconds``; 0 skips
+  the phase); the p99 of event time to its segment being in place, from the worker's
+  ``agentflux_landing_freshness_seconds`` histogram (only what this phase added to it).
 * ``freshness_prometheus_p99_s`` (and ``_p50_s``): in the same phase, a real Prometheus
   (Debian's ``prometheus``, :mod:`agentflux.localprom`) scrapes the worker every
   ``freshness_prometheus_scrape_interval_s`` (1 s) and its query API is polled every 50 ms for
@@ -29,15 +29,15 @@ per record); its clock runs from its first consumed record until all N are proce
   phase; its freshness is that poll's wall time minus its event time. Target: p99 <= 2 s plus
   the scrape interval. A missing ``prometheus`` is an error naming the Debian package.
 * ``landing_rows_per_s``: in this process, with the worker stopped: 1,000,000 realistic event
-  rows (synthetic events in records of 1,000, decoded by the worker's codec, one
-  :class:`~agentflux.streams.frame.EventFrame` per 100,000 rows as an Arrow table in the
-  ``events`` schema) are written to a fresh history root as segments of 100,000 rows
+  rows (``--landing-rows``; synthetic events in records of 1,000, decoded by the worker's
+  codec, one :class:`~agentflux.streams.frame.EventFrame` per 100,000 rows as an Arrow table in
+  the ``events`` schema) are written to a fresh history root as segments of 100,000 rows
   (``History.write_segment``: Parquet, zstd, fsync, rename); rows over the seconds of the
   writes alone.
 * ``query_events_by_type_ms``: the median of 5 runs of ``SELECT type, count(*) FROM events GROUP
   BY type`` through the history's DuckDB catalog (:func:`agentflux.sinks.catalog.connect`) over
   the worker's history once it has stopped (the drain plus the freshness phase); below 1,000,000
-  events (a small ``--events``) the 1,000,000 rows above are landed into it too, as segments of a
+  events (a small ``--events``) the rows above are landed into it too, as segments of a
   log of their own. ``query_events_rows`` is the rows the query counted,
   ``query_events_segments`` the events segment files under the root.
 * ``emit_median_us``: the median wall time of one ``Emitter.emit()`` call with a live producer;
@@ -459,18 +459,19 @@ def query_events_by_type(root: Path) -> dict[str, Any]:
             "query_events_segments": len(History(root).segments("events"))}
 
 
-def bench_history(worker_history: Path, tmp: Path, console) -> dict[str, Any]:
-    """``landing_rows_per_s`` and ``query_events_by_type_ms`` (see the module docstring)."""
+def bench_history(worker_history: Path, tmp: Path, console,
+                  rows: int = LANDING_ROWS) -> dict[str, Any]:
+    """``landing_rows_per_s`` and ``query_events_by_type_ms`` (see the module docstring), on
+    ``rows`` event rows (``--landing-rows``)."""
     from ..sinks.history import History
 
-    console.print(f"landing: building {LANDING_ROWS:,} event rows ...")
-    segments = landing_segments(LANDING_ROWS)
+    console.print(f"landing: building {rows:,} event rows ...")
+    segments = landing_segments(rows)
     console.print(f"landing: writing them as segments of {SEGMENT_ROWS:,} rows ...")
     seconds = write_segments(tmp / "landing-history", segments)
-    out: dict[str, Any] = {"landing_rows": LANDING_ROWS,
-                           "landing_rows_per_s": round(LANDING_ROWS / seconds)}
+    out: dict[str, Any] = {"landing_rows": rows, "landing_rows_per_s": round(rows / seconds)}
     if History(worker_history).count("events") < QUERY_MIN_ROWS:
-        console.print(f"query: adding {LANDING_ROWS:,} rows to the worker's history ...")
+        console.print(f"query: adding {rows:,} rows to the worker's history ...")
         write_segments(worker_history, segments)
     del segments  # ~400 MB of Arrow tables, not kept through the query and the peers
     console.print(f"query: {QUERY} ({QUERY_RUNS} runs) ...")
@@ -623,11 +624,16 @@ def _table(result: dict[str, Any], console) -> int:
 
 
 def main(events: int, peer_events: int, skip_peers: bool, as_json: bool, console,
-         freshness_s: float = FRESHNESS_S) -> int:
+         freshness_s: float = FRESHNESS_S, landing_rows: int = LANDING_ROWS) -> int:
     from ..cli import broker_for
 
     if events < RECORD_EVENTS:
         raise ConfigError(f"--events must be >= {RECORD_EVENTS}, got {events}")
+    if landing_rows < RECORD_EVENTS:
+        raise ConfigError(f"--landing-rows must be >= {RECORD_EVENTS}, got {landing_rows}")
+    if freshness_s < 0:
+        raise ConfigError(f"--freshness-seconds must be >= 0 (0 skips the phase), got "
+                          f"{freshness_s:g}")
     if not skip_peers and peer_events < RECORD_EVENTS:
         raise ConfigError(f"--peer-events must be >= {RECORD_EVENTS}, got {peer_events}")
     quiet = console
@@ -640,7 +646,7 @@ def main(events: int, peer_events: int, skip_peers: bool, as_json: bool, console
             result: dict[str, Any] = {"cpu_count": os.cpu_count()}
             worker, worker_history = bench_worker(settings, events, tmp, quiet, freshness_s)
             result.update(worker)
-            result.update(bench_history(worker_history, tmp, quiet))
+            result.update(bench_history(worker_history, tmp, quiet, landing_rows))
             result["peer_events"] = None if skip_peers else peer_events
             for name in PEERS:
                 rate = None if skip_peers else bench_peer(name, settings, peer_events, tmp, quiet)

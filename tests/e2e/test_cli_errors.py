@@ -81,6 +81,10 @@ def non_empty(tmp_path: Path) -> Path:
 
 # (id, argv (with {tmp}, {file}, ... filled in), extra environment, words the line must hold)
 CASES = [
+    ("bench-pipeline-too-few-landing-rows", ["bench", "pipeline", "--landing-rows", "10"], {},
+     ["--landing-rows must be >= 1000, got 10"]),
+    ("bench-pipeline-negative-freshness", ["bench", "pipeline", "--freshness-seconds", "-1"], {},
+     ["--freshness-seconds must be >= 0", "0 skips the phase"]),
     ("worker-unreachable-broker", ["worker", "--history", "{tmp}/h"],
      {"KAFKA_BOOTSTRAP_SERVERS": NOWHERE},
      [NOWHERE, "connection refused", "KAFKA_BOOTSTRAP_SERVERS", "agentflux up"]),
