@@ -45,6 +45,9 @@ from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
 GREEDY_SHARE = 0.92  # of the budget spent best-first; markers and the fill take the rest
+REFILL_BELOW = 0.95  # of the budget: a rendered text shorter than this is refilled
+REFILL_TO = 0.97  # of the budget, what a refill aims at
+REFILL_TRIES = 3
 FILL_SHARE = 0.25  # of the budget that context around the selection may add
 FILL_REACH = 3  # lines either side of a kept line that fill a budget left over
 HEAD_LINES = 3  # and the text's first lines
@@ -334,27 +337,32 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
                 break
         text = render(kept)
         tokens = count(text)
-    if tokens < budget * 0.9 and rounds:  # trimmed too far: refill once with what is left
+    if tokens < budget * REFILL_BELOW:
+        # room left (trimmed too far, or the estimates overcounted what the render folds: a
+        # CI log's timestamps): refill with what is left, less each time it does not fit
         estimate = sum(sizes[k] for k in kept) or 1
         before = set(kept)
         before_chosen = {k: set(v) for k, v in chosen.items()}
         before_holders = dict(holders)
-        used = estimate
-        room = estimate + (budget * GREEDY_SHARE - tokens) * estimate / max(tokens, 1)
-        for k in order:
-            take(k, room)
-        if kept != before:
+        extra = (budget * REFILL_TO - tokens) * estimate / max(tokens, 1)
+        for _ in range(REFILL_TRIES):
+            used = estimate
+            for k in order:
+                take(k, estimate + extra)
+            if kept == before:
+                break
             again = render(kept)
             n_again = count(again)
             if n_again <= budget:
                 text, tokens = again, n_again
-            else:
-                kept.clear()
-                kept.update(before)
-                chosen.clear()
-                chosen.update(before_chosen)
-                holders.clear()
-                holders.update(before_holders)
+                break
+            kept.clear()
+            kept.update(before)
+            chosen.clear()
+            chosen.update({k: set(v) for k, v in before_chosen.items()})
+            holders.clear()
+            holders.update(before_holders)
+            extra /= 2
     if tokens > budget and not hard_floor:  # a last resort: cut at the budget's token, marked
         marker = "\n[... cut at the token budget ...]"
         if count(marker) >= budget:  # a budget smaller than the marker: the text's first tokens
