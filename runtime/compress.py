@@ -44,7 +44,8 @@ from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
-GREEDY_SHARE = 0.92  # of the budget spent best-first; markers and the fill take the rest
+GREEDY_SHARE = 0.92  # of the budget (in estimated sizes) spent best-first; then the fill; the
+# rest is for markers until the render is counted (a refill may use what is left)
 REFILL_BELOW = 0.95  # of the budget: a rendered text shorter than this is refilled
 REFILL_TO = 0.97  # of the budget, what a refill aims at
 REFILL_TRIES = 3
@@ -251,8 +252,10 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     """Keep units best first (with their dependencies) while they fit ``budget``, then
     ``fill`` (unit indexes in the order to try) with what is left; render; drop the least
     valuable units chosen for themselves, with what only they brought along, until the
-    rendered text fits (a last resort cuts it at the budget's
-    token, marked). See the module docstring."""
+    rendered text fits (a last resort cuts it at the budget's token, marked); a rendered text
+    well under the budget (:data:`REFILL_BELOW`: trimmed too far, or sizes that counted what
+    the render folds away) takes more of what is left while it fits. See the module
+    docstring."""
     n = len(units)
     sizes = [s + 1 for s in count_many([u.short or u.text for u in units], enc)] if n else []
     kept: set[int] = set()

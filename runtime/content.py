@@ -38,7 +38,8 @@ budget:
 * ``diff``: a hunk's lines are counted from its header; a kept line brings its file's header
   (``+++ b/path``) and its hunk's (``@@ ... @@ function``), an added line the removed one it
   replaces; changed lines count more than context, a changed definition more still; lines are
-  scored with their file's path and their hunk's function (:func:`diff_units`).
+  scored with their file's path and their hunk's function; a test file's lines count less
+  unless the query asks of tests, a change repeated word for word once (:func:`diff_units`).
 * ``csv``: records (a quoted field may hold a line break), each bringing the header; scored by
   the query's words and by what stands out in their columns: extremes, outliers, changes of a
   rarely changing value, rare categories, a query's "more than N" (:func:`csv_units`).
@@ -50,8 +51,9 @@ budget:
 * ``prose``: long lines are split into sentences; headings are anchors (a kept sentence brings
   its section's heading chain; a reStructuredText directive that documents one thing,
   ``.. confval:: name``, heads its description the same way, and brings its ``:type:`` and
-  ``:default:`` fields); a section that matches as a
-  whole lifts its sentences; a fenced code block's lines bring its fences, so fences stay
+  ``:default:`` fields); a section that matches as a whole lifts its sentences; a list item
+  is read under the sentence that introduces it (``... in this order:``), which it brings and
+  whose relevance it shares; a fenced code block's lines bring its fences, so fences stay
   balanced, and a small block is kept whole.
 """
 
@@ -820,15 +822,19 @@ def _described(lines: list[str], ind: list[int]) -> dict[int, int]:
 
 
 
-def damp_repeats(units: Sequence[Unit]) -> None:
-    """A comment line repeated word for word (``/// # use tokio::runtime;`` in every doc
-    example) tells a reader something once: each repeat but the most valuable keeps a
-    :data:`REPEAT_SHARE` of its value. Not statements: ``method = "GET"`` under three
-    different conditions says three things."""
+def damp_repeats(units: Sequence[Unit], keys: Sequence[str | None] | None = None) -> None:
+    """What is repeated word for word tells a reader something once: each repeat but the most
+    valuable keeps a :data:`REPEAT_SHARE` of its value. ``keys``: per unit, the text compared
+    (None: not counted); by default a comment line's (``/// # use tokio::runtime;`` in every
+    doc example), not statements: ``method = "GET"`` under three different conditions says
+    three things."""
+    if keys is None:
+        keys = [t if len(t) >= 4 and COMMENT_RE.match(t) else None
+                for t in (u.text.strip() for u in units)]
     best: dict[str, int] = {}
     for k, u in enumerate(units):
-        key = u.text.strip()
-        if len(key) < 4 or not COMMENT_RE.match(key):
+        key = keys[k]
+        if key is None:
             continue
         b = best.get(key)
         if b is None:
@@ -1064,24 +1070,32 @@ SMALL_BLOCK = 30  # lines: a fenced block this small is kept whole or not at all
 EXAMPLE_VALUE = 0.05  # what a small fenced example is worth with no match at all
 
 
-LIST_ITEM_RE = re.compile(r"^\s*([-*+\u2022]|\d{1,2}[.)]|[a-z][.)]|\(\w{1,3}\))\s+\S")
-LIST_LINES = 8  # lines of a list that the sentence introducing it brings
+# a list item's marker (a long item split into sentences may leave it alone: "1.")
+LIST_ITEM_RE = re.compile(r"^\s*([-*+\u2022]|\d{1,2}[.)]|[a-z][.)]|\(\w{1,3}\))(\s+\S|\s*$)")
+LIST_UNITS = 8  # of a list (its items' lines and sentences) that its introduction brings
 
 
-def list_items(units: Sequence[Unit]) -> dict[int, list[int]]:
+def list_items(units: Sequence[Unit], skip: set[int] | frozenset[int] = frozenset()
+               ) -> dict[int, list[int]]:
     """Each unit ending with a colon (``... in the following locations (in this order):``)
     mapped to the list items right under it (blank lines passed over, an item's indented
-    continuation included), :data:`LIST_LINES` at most, when a list follows."""
+    continuation and the other sentences of a long item included), :data:`LIST_UNITS` at most,
+    when a list follows. Units in ``skip`` (headings, fenced code) neither introduce a list nor
+    are items."""
     out: dict[int, list[int]] = {}
     for k, u in enumerate(units):
-        if not u.text.rstrip().endswith(":") or LIST_ITEM_RE.match(u.text):
+        if k in skip or not u.text.rstrip().endswith(":") or LIST_ITEM_RE.match(u.text):
             continue
         its: list[int] = []
         j = k + 1
         base = -1
-        while j < len(units) and len(its) < LIST_LINES:
+        while j < len(units) and len(its) < LIST_UNITS and j not in skip:
             t = units[j].text
             if not t.strip():
+                j += 1
+                continue
+            if its and units[j].part > 0 and units[j].line == units[its[-1]].line:
+                its.append(j)  # the next sentence of a long item
                 j += 1
                 continue
             ind = len(t) - len(t.lstrip())
@@ -1110,6 +1124,7 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
     underline_levels: dict[str, int] = {}
     fence_open = -1
     fence_units: list[int] = []
+    fenced: set[int] = set()  # the fences and the lines between them
     i, n = 0, len(lines)
     while i < n:
         ln = lines[i]
@@ -1139,6 +1154,7 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
         if FENCE_RE.match(ln):
             k = len(units)
             units.append(Unit(i, i + 1, ln, critical=False))
+            fenced.add(k)
             heading_of.append(levels[-1][1] if levels else -1)
             if fence_open < 0:
                 fence_open, fence_units = k, []
@@ -1162,6 +1178,7 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
             heading_of.append(levels[-1][1] if levels else -1)
             if fence_open >= 0:
                 fence_units.append(k)
+                fenced.add(k)
         i += 1
     # a line is read under its heading: scored with the heading's words ("**Default:** `2048`"
     # under "### `backlog`" answers "the default listen backlog"), as BM25F scores a field
@@ -1186,7 +1203,7 @@ def prose_units(lines: list[str], rel_of, anchors: frozenset[str] | set[str] = f
                 k += 1
     # a sentence ending with a colon brings the short list it introduces (the files "in this
     # order" are the list under it)
-    items = list_items(units)
+    items = list_items(units, fenced | set(heading_chain))
     item_of = {j: k for k, its in items.items() for j in its}
     # a section that matches as a whole (its heading and text): its sentences count too
     sections: dict[int, list[int]] = {}
@@ -1409,26 +1426,39 @@ def diff_context(lines: list[str]) -> list[str]:
             for i, (ln, w) in enumerate(zip(lines, what))]
 
 
-# a test file's path (tests/, spec/, __tests__/, test_x.py, x_test.go, x.spec.ts): a change
-# to a test says less of what changed than the change it tests, unless the query asks of tests
-TEST_PATH_RE = re.compile(r"(^|[/\s])(tests?|spec|__tests__)/|(^|/)test_[\w.]+\s*$|"
-                          r"[_.](test|spec)\.\w+\s*$", re.I)
-TEST_QUERY_RE = re.compile(r"\b(tests?|tested|testing|specs?|assert\w*)\b", re.I)
-TEST_SHARE = 0.5  # of its value a changed line of a test file keeps
+# a test file's path: in a tests directory (tests/, spec/, __tests__/, Foo.Tests/), pytest's
+# (test_x.py, conftest.py), named for a test (x_test.go, x.spec.ts, x_spec.rb, FooTest.java);
+# a diff's header may follow the path with a timestamp. A change to a test says less of what
+# changed than the change it tests, unless the query asks of tests
+TEST_PATH_RE = re.compile(r"(^|[/\s])(tests?|testing|specs?|__tests__|Tests?)/|\.Tests?/|"
+                          r"(^|[/\s])(test_\w+|conftest|tests)\.py(?=\s|$)|"
+                          r"[_.-]([Tt]ests?|[Ss]pec)\.\w+(?=\s|$)|"
+                          r"[a-z0-9](Tests?|Spec)\.\w+(?=\s|$)")
+TEST_QUERY_RE = re.compile(r"\b(py|unit)?(tests?|tested|testing)\b|\br?specs?\b|\bassert",
+                           re.I)
+TEST_SHARE = 0.5  # of its value a line of a test file keeps
+
+
+def diff_path(lines: list[str], f: int) -> str:
+    """The header line at ``f`` that names its file: a deleted file's ``+++ /dev/null`` is
+    named by the ``--- a/path`` line above it."""
+    if "/dev/null" in lines[f] and f > 0 and lines[f - 1].startswith("--- "):
+        return lines[f - 1]
+    return lines[f]
 
 
 def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
     added in place of a removed one brings that line (what it was before); changed lines count
-    more than the context around them, a test file's (:data:`TEST_PATH_RE`) less unless the
-    query asks of tests, a change repeated word for word in another file once; file and hunk
-    headers fill what is left (which files and functions changed); a commit's subject counts as
-    a heading."""
+    more than the context around them, a test file's lines (:data:`TEST_PATH_RE`) less unless
+    the query asks of tests, a change repeated word for word (in another file or hunk) once;
+    file and hunk headers fill what is left (which files and functions changed); a commit's
+    subject counts as a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
     damp_tests = not TEST_QUERY_RE.search(query)
-    tests = {f: bool(TEST_PATH_RE.search(lines[f])) for f in set(file_of) if f >= 0}
+    tests = {f: bool(TEST_PATH_RE.search(diff_path(lines, f))) for f in set(file_of) if f >= 0}
     run_minus: list[int] = []  # the removed lines just above (a change's before)
     plus_at = 0
     for i, u in enumerate(units):
@@ -1469,21 +1499,9 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
         u.critical = r > 0.5 and w in "+-"
         if damp_tests and w in "+- " and file_of[i] >= 0 and tests[file_of[i]]:
             u.value *= TEST_SHARE
-    # the same change in several files (etter.conf.v4 and .v6) says it once: each repeat of a
-    # changed line keeps a share of its value
-    best: dict[str, int] = {}
-    for i, u in enumerate(units):
-        key = lines[i].strip()
-        if what[i] not in "+-" or len(key) < 8:
-            continue
-        b = best.get(key)
-        if b is None:
-            best[key] = i
-        elif u.value > units[b].value:
-            units[b].value *= REPEAT_SHARE
-            best[key] = i
-        else:
-            u.value *= REPEAT_SHARE
+    # the same change in several files or hunks (etter.conf.v4 and .v6) says it once
+    damp_repeats(units, [ln.strip() if w in "+-" and len(ln.strip()) >= 8 else None
+                         for ln, w in zip(lines, what)])
     return units
 
 

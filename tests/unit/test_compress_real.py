@@ -125,6 +125,31 @@ def test_a_diffs_changes_to_tests_count_less_unless_the_query_asks_of_tests():
     assert asked[11].value > units[11].value and asked[5].value == units[5].value
 
 
+@pytest.mark.parametrize("header,test", [
+    ("+++ b/tests/test_auth.py", True), ("+++ b/spec/octokit/client_spec.rb", True),
+    ("+++ b/src/__tests__/app.js", True), ("+++ b/pkg/server/handler_test.go", True),
+    ("+++ b/web/app.spec.ts", True), ("+++ b/src/test/java/FooTest.java", True),
+    ("+++ b/Foo.Tests/BarTests.cs", True), ("+++ b/conftest.py", True),
+    ("+++ test_parse.py\t2020-01-01 10:00:00.000000000 +0000", True),
+    ("+++ b/pkg/x_test.go\t2020-01-01 10:00:00", True),
+    ("+++ b/src/contest/rules.py", False), ("+++ b/releases/latest/notes.md", False),
+    ("+++ b/src/attest.py", False), ("+++ b/lib/grit/actor.rb", False),
+    ("+++ b/docs/test_plan.md", False), ("+++ b/src/testing_utils.go", False),
+])
+def test_a_diffs_test_files_are_known_by_their_paths(header, test):
+    assert bool(content.TEST_PATH_RE.search(header)) is test
+
+
+def test_a_deleted_test_file_is_a_test_file_and_pytest_asks_of_tests():
+    diff = ["diff --git a/tests/test_old.py b/tests/test_old.py", "deleted file mode 100644",
+            "--- a/tests/test_old.py", "+++ /dev/null", "@@ -1,1 +0,0 @@",
+            "-assert TIMEOUT == 30"]
+    rel = scores(content.diff_context(diff), "TIMEOUT")
+    damped = content.diff_units(diff, rel, "what changed for the TIMEOUT")
+    asked = content.diff_units(diff, rel, "why does pytest fail on the TIMEOUT")
+    assert damped[5].value < asked[5].value
+
+
 def test_the_same_change_in_several_files_is_kept_once():
     # ettercap's libmaxminddb backport changes etter.conf.v4 and etter.conf.v6 alike
     d = STRUCTURED["05"]
@@ -716,6 +741,20 @@ def test_a_list_is_read_under_the_sentence_that_introduces_it():
     units = content.prose_units(lines, lambda texts: [0.0] * len(texts))
     assert content.list_items(units) == {0: [2, 3, 4]}
     assert 0 in units[3].deps and 0 not in units[5].deps
+    # a long item is split into sentences (its marker alone: "1."): all of them are the list's
+    long = "1. " + "A sentence about the first place to look. " * 6
+    lines = ["Look in these places:", long.strip(), "2. The second place."]
+    units = content.prose_units(lines, lambda texts: [0.0] * len(texts))
+    assert units[1].text == "1." and units[-1].text == "2. The second place."
+    assert content.list_items(units) == {0: list(range(1, len(units)))}
+    # fenced code introduces no list (a YAML "steps:" is code), nor does a heading
+    lines = ["```yaml"] + [f"key{i}: {i}" for i in range(40)] + ["steps:", "  - run: make",
+                                                                   "```"]
+    units = content.prose_units(lines, lambda texts: [0.0] * len(texts))
+    assert units[42].text == "  - run: make" and 41 not in units[42].deps
+    units = content.prose_units(["## Options:", "- one"], lambda texts: [0.0] * len(texts))
+    assert content.list_items(units) == {0: [1]}  # as a line, it would
+    assert content.list_items(units, skip={0}) == {}
 
 
 def test_a_question_for_the_largest_is_answered_by_comparing_values():
