@@ -945,10 +945,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from agentflux.bench.runtime import main as bench_runtime
         return bench_runtime(as_json=args.json, console=_console())
     if args.what == "pipeline":
+        from agentflux.bench.pipeline import FRESHNESS_S, LANDING_ROWS
         from agentflux.bench.pipeline import main as bench_main
         return bench_main(events=args.events or 2_000_000, peer_events=args.peer_events,
                           skip_peers=args.skip_peers, as_json=args.json, console=_console(),
-                          freshness_s=args.freshness_seconds, landing_rows=args.landing_rows)
+                          freshness_s=FRESHNESS_S if args.freshness_seconds is None
+                          else args.freshness_seconds,
+                          landing_rows=LANDING_ROWS if args.landing_rows is None
+                          else args.landing_rows)
     if args.what == "faults":
         from agentflux.bench.faults import DEFAULT_EVENTS
         from agentflux.bench.faults import main as bench_faults
@@ -1213,11 +1217,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "consumer)")
     p.add_argument("--skip-peers", action="store_true",
                    help="pipeline: measure the worker and the emitter only")
-    p.add_argument("--freshness-seconds", type=float, default=20.0,
+    p.add_argument("--freshness-seconds", type=float, default=None,
                    help="pipeline: seconds of the live freshness phase at 10,000 events/s "
-                        "(0: skip it)")
-    p.add_argument("--landing-rows", type=int, default=1_000_000,
-                   help="pipeline: event rows of the landing and query measurements")
+                        "(default 20; 0 skips it)")
+    p.add_argument("--landing-rows", type=int, default=None,
+                   help="pipeline: event rows of the landing and query measurements (default "
+                        "1,000,000; at least 1,000)")
     p.add_argument("--scenario", action="append",
                    help="faults: run only this scenario (repeatable; default: all)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: duration")

@@ -383,7 +383,7 @@ def bench_worker(base: Settings, n: int, tmp: Path, console,
         result = _drain(worker, n)
         if freshness_s > 0:
             console.print(f"freshness: emitting live at {FRESHNESS_RATE:,} events/s for "
-                          f"{freshness_s:.0f} s, Prometheus scraping every "
+                          f"{freshness_s:g} s, Prometheus scraping every "
                           f"{PROM_SCRAPE_S:g} s ...")
             prom = start_prometheus(worker, tmp / "prometheus")
             try:
@@ -631,9 +631,10 @@ def main(events: int, peer_events: int, skip_peers: bool, as_json: bool, console
         raise ConfigError(f"--events must be >= {RECORD_EVENTS}, got {events}")
     if landing_rows < RECORD_EVENTS:
         raise ConfigError(f"--landing-rows must be >= {RECORD_EVENTS}, got {landing_rows}")
-    if freshness_s < 0:
-        raise ConfigError(f"--freshness-seconds must be >= 0 (0 skips the phase), got "
-                          f"{freshness_s:g}")
+    if not math.isfinite(freshness_s) or freshness_s < 0 or (
+            0 < freshness_s * FRESHNESS_RATE < 1):
+        raise ConfigError(f"--freshness-seconds must be 0 (skips the phase) or a number of "
+                          f"seconds >= {1 / FRESHNESS_RATE:g}, got {freshness_s:g}")
     if not skip_peers and peer_events < RECORD_EVENTS:
         raise ConfigError(f"--peer-events must be >= {RECORD_EVENTS}, got {peer_events}")
     quiet = console
