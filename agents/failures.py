@@ -829,6 +829,7 @@ class _Rule:
         self.max_keys = rules.max_keys_per_rule
         self.overflow: Group = (OVERFLOW,) * len(self.group_by)
         self.overflowed = 0  # rows of new keys past max_keys taken as the overflow key's
+        self.last_group: Group = ()  # the key of the row ingested last
 
     def group(self, r: _Row) -> Group:
         """The row's key, or :attr:`overflow` when it is new and the rule holds
@@ -859,8 +860,9 @@ class _Rule:
         return tuple(str(labels.get(self.label if k == "name" else k, "")) for k in self.group_by)
 
     def ingest(self, r: _Row) -> bool:
-        """Add ``r`` to the rule's series; False: every series found it older than it keeps."""
-        g = self.group(r)
+        """Add ``r`` to the rule's series; False: every series found it older than it keeps.
+        Its key is :attr:`last_group` after (subclasses read it: :meth:`group` decides once)."""
+        g = self.last_group = self.group(r)
         if g is self.overflow:
             self.overflowed += 1
         kept = False
@@ -953,7 +955,7 @@ class _BurnRate(_Rule):
     def ingest(self, r: _Row) -> bool:
         kept = super().ingest(r)
         if kept and r.errors:
-            self.erring.add(self.group(r))
+            self.erring.add(self.last_group)
         return kept
 
     def _errs(self, g: Group) -> bool:
@@ -1025,7 +1027,7 @@ class _Streak(_Rule):
 
     def ingest(self, r: _Row) -> bool:
         kept = super().ingest(r)
-        g = self.group(r)
+        g = self.last_group
         self.last_end[g] = max(self.last_end.get(g, r.end), r.end)
         if kept and r.errors:
             self.erring.add(g)
@@ -1128,7 +1130,7 @@ class _Threshold(_Rule):
     def ingest(self, r: _Row) -> bool:
         kept = super().ingest(r)
         if kept:
-            g = self.group(r)
+            g = self.last_group
             self.kept_n[g] = self.kept_n.get(g, 0) + _Agg.n(r, self.p["measure"])
         return kept
 
@@ -1296,7 +1298,7 @@ class _CostBudget(_Rule):
 
     def ingest(self, r: _Row) -> bool:
         kept = super().ingest(r)
-        self._dirty.add(self.group(r))
+        self._dirty.add(self.last_group)
         return kept
 
     def ingest_batch(self, batch: _Batch) -> None:
