@@ -12,8 +12,8 @@ landed: the honest figures); and for YAML, unified diffs and CSV tables,
 ``bench/data/compression-structured`` (8 documents, where the strategies for those kinds were
 developed) and ``bench/data/compression-structured-holdout`` (8 documents from 8 other
 repositories, measured when the strategies were done). Each holds tool outputs taken from
-public repositories (logs, test reports, access logs, API JSON, source files, documentation pages; each with its
-repository, path, commit and licence in ``manifest.json``), a query each, and the strings a
+public repositories (logs, test reports, access logs, API JSON, source files, documentation
+pages; each with its repository, path, commit and licence in ``manifest.json``), a query each, and the strings a
 reader needs to answer it, chosen from the document and the query before any compressor ran.
 
 Per target (2,000 and 1,000 tokens) the compressor and a baseline are run on every document:
