@@ -139,7 +139,11 @@ class ContextCompressor:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
         kind = content.detect(text)
-        out = self._extractive(text, query, target, kind, hard_floor)
+        try:
+            out = self._extractive(text, query, target, kind, hard_floor)
+        except RecursionError:  # JSON nested deeper than Python's stack walks: its lines
+            kind = "log"
+            out = self._extractive(text, query, target, kind, hard_floor)
         strategy = f"extractive:{kind}"
         if out.protected_dropped and self.summarizer is not None:
             floor = out if hard_floor else self._extractive(text, query, target, kind, True)

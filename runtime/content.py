@@ -205,7 +205,7 @@ def _parses(s: str) -> bool:
         try:  # integers beyond 64 bits: the standard parser takes them
             json.loads(s)
             return True
-        except ValueError:
+        except (ValueError, RecursionError):  # or nested deeper than its stack
             return False
 
 

@@ -793,6 +793,9 @@ ODD = {
     "a JSON string": json.dumps("s" * 50_000),
     "a JSON list of numbers": json.dumps(list(range(20_000))),
     "deeply nested JSON": "[" * 500 + "1" + "]" * 500,
+    # past the standard parser's stack, and past Python's though orjson takes it
+    "JSON nested 1,100 deep": "[" * 1100 + "1" + "]" * 1100,
+    "objects nested 1,020 deep": '{"a": ' * 1020 + "1" + "}" * 1020,
     "JSON with a 40-digit integer": '{"a": ' + "9" * 40 + ', "b": "' + "y" * 30_000 + '"}',
     "NUL bytes": "a\x00b\n" * 20_000,
     "an unclosed fence": "```python\n" + "x = 1\n" * 10_000,
