@@ -11,13 +11,14 @@ outstanding values; the best answers to each clause of a question in several par
 :func:`clause_boost`) and dependencies (a code line's enclosing ``def``, a sentence's heading,
 a JSON field's identifying keys, a diff line's file and hunk headers, a row's header).
 :func:`pack` keeps units best first while they fit, with what they bring along, fills what is
-left with context around them
-(neighbouring lines, the head of the text), renders them in their original order with the gaps
-marked (``[N lines omitted]``; JSON stays valid JSON, its omissions summarised as
-counts and keys) and checks the rendered text's tokens: **the output never exceeds
-``target_tokens``, markers included.** Protected material (errors, final exceptions) is ranked
-like the rest when it alone exceeds the budget (the errors that match the query and the final
-exceptions first); ``hard_floor=True`` keeps all of it whatever the size (the older behaviour).
+left with context around them (neighbouring lines, the head of the text; without a query, the
+text's outline up to the budget: the least indented lines, a JSON document's shallowest
+fields), renders them in their original order with the gaps marked (``[N lines omitted]``;
+JSON stays valid JSON, its omissions summarised as counts and keys) and checks the rendered
+text's tokens: **the output never exceeds ``target_tokens``, markers included.** Protected
+material (errors, final exceptions) is ranked like the rest when it alone exceeds the budget
+(the errors that match the query and the final exceptions first); ``hard_floor=True`` keeps
+all of it whatever the size (the older behaviour).
 
 Abstractive stage. When protected material had to be dropped and a summariser is configured
 (any callable ``(text, target_tokens) -> str``, e.g. an LLM call), it gets the extractive
@@ -40,7 +41,7 @@ from typing import Callable, Sequence
 from agentflux.runtime import content
 from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
-from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index
+from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index, query_weights
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
@@ -161,12 +162,15 @@ class ContextCompressor:
     def _extractive(self, text: str, query: str, target: int, kind: str,
                     hard_floor: bool) -> "Packed":
         count = self.count
+        asked = bool(query_weights(query))  # else the budget left shows the text's outline
         if kind == "json":
-            from agentflux.runtime.compress_json import JsonDoc, fill_order, loads, separators
+            from agentflux.runtime.compress_json import (JsonDoc, fill_order, loads,
+                                                         outline_order, separators)
             doc = JsonDoc(loads(text), query, separators(text))
             clause_boost(doc.units, query, doc.index)
             return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
-                        fill=fill_order(doc), hard_floor=hard_floor)
+                        fill=fill_order(doc), hard_floor=hard_floor,
+                        spread=None if asked else lambda kept: outline_order(doc, kept))
         lines = text.splitlines()
         if kind == "csv":  # records (a quoted field may hold a line break), by their words
             units, fields = content.csv_records(lines)
@@ -211,7 +215,9 @@ class ContextCompressor:
         if kind in ("json_lines", "yaml"):
             content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
-                    self._enc, fill=neighbour_fill(units), hard_floor=hard_floor)
+                    self._enc, fill=neighbour_fill(units),
+                    spread=None if asked else outline_fill(units),
+                    hard_floor=hard_floor)
 
     def _emit(self, strategy: str, before: int, after: int, t0: float, *, preserved: int,
               quality: float) -> None:
@@ -252,14 +258,16 @@ class Packed:
 def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
          render: Callable[[set[int]], str], count: Callable[[str], int], enc: str, *,
          fill: Sequence[int] | Callable[[set[int]], Sequence[int]] = (),
+         spread: Callable[[set[int]], Sequence[int]] | None = None,
          hard_floor: bool = False) -> Packed:
     """Keep units best first (with their dependencies) while they fit ``budget``, then
     ``fill`` (unit indexes in the order to try) with what is left; render; drop the least
     valuable units chosen for themselves, with what only they brought along, until the
     rendered text fits (a last resort cuts it at the budget's token, marked); a rendered text
     well under the budget (:data:`REFILL_BELOW`: trimmed too far, or sizes that counted what
-    the render folds away) takes more of what is left while it fits. See the module
-    docstring."""
+    the render folds away) takes more of what is left while it fits. ``spread`` (when there
+    is no query: nothing was selected for a question) orders what fills the rest of the
+    budget after ``fill``. See the module docstring."""
     n = len(units)
     sizes = [s + 1 for s in count_many([u.short or u.text for u in units], enc)] if n else []
     kept: set[int] = set()
@@ -317,6 +325,11 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
             break
         if units[k].filler:
             take(k, fill_limit)
+    if spread is not None:  # no query: the rest of the budget shows more of the text's outline
+        for k in spread(kept):
+            if used >= limit:
+                break
+            take(k, limit)
     text = render(kept)
     tokens = count(text)
     floor = {k for k in kept if units[k].critical} if hard_floor else set()
@@ -354,7 +367,7 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
         extra = (budget * REFILL_TO - tokens) * estimate / max(tokens, 1)
         for _ in range(REFILL_TRIES):
             used = estimate
-            for k in order:
+            for k in (order if spread is None else [*order, *spread(kept)]):
                 take(k, estimate + extra)
             if kept == before:
                 break
@@ -389,30 +402,52 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     return Packed(text, kept_p, len(protected) - kept_p, round(quality, 4))
 
 
+def _distances(n: int, kept: set[int]) -> list[int]:
+    """Per unit, how far the nearest kept unit is (``n`` or more: none is kept)."""
+    dist = [n] * n
+    last = -n
+    for k in range(n):
+        if k in kept:
+            last = k
+        dist[k] = k - last
+    last = 2 * n
+    for k in range(n - 1, -1, -1):
+        if k in kept:
+            last = k
+        dist[k] = min(dist[k], last - k)
+    return dist
+
+
 def neighbour_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
     """The order in which line units fill a budget left over (up to :data:`FILL_SHARE` of
     it), from what was kept: the first :data:`HEAD_LINES` lines (a title, a command line, a
     test session's header), the lines next to kept ones, nearest first, up to
     :data:`FILL_REACH` away, then the outline (units marked ``outline``: signatures, headings).
     Not the rest: the budget is a ceiling, and lines nothing selected are not worth their
-    tokens."""
+    tokens (with a query: :func:`outline_fill` is for when there is none)."""
     def order(kept: set[int]) -> list[int]:
         n = len(units)
-        dist = [n] * n
-        last = -n
-        for k in range(n):
-            if k in kept:
-                last = k
-            dist[k] = k - last
-        last = 2 * n
-        for k in range(n - 1, -1, -1):
-            if k in kept:
-                last = k
-            dist[k] = min(dist[k], last - k)
+        dist = _distances(n, kept)
         near = sorted((k for k in range(n) if 0 < dist[k] <= FILL_REACH),
                       key=lambda k: (dist[k], k))
         outline = [k for k in range(n) if units[k].outline]
         return list(range(min(HEAD_LINES, n))) + near + outline
+    return order
+
+
+def outline_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
+    """Without a query nothing is selected for the question, so what is left of the budget
+    shows the text's outline: the lines least indented first (a file's top-level
+    definitions before their bodies, a document's top-level keys before their children), the
+    nearest to a kept line first among those (a section's first sentences, a function's
+    first lines); never a blank line."""
+    def order(kept: set[int]) -> list[int]:
+        n = len(units)
+        dist = _distances(n, kept)
+        depth = [len(u.text) - len(u.text.lstrip()) for u in units]
+        return sorted((k for k in range(n) if dist[k] > 0 and units[k].filler
+                       and units[k].text.strip()),
+                      key=lambda k: (not units[k].outline, depth[k], dist[k], k))
     return order
 
 

@@ -325,10 +325,17 @@ def notable(path: tuple, value: Any) -> bool:
         ERROR_WORD_RE.search(value) or EXC_NAME_RE.search(value))
 
 
+def outline_order(doc: JsonDoc, kept: set[int]) -> list[int]:
+    """Without a query, what fills the rest of the budget: the leaves nearest the top first,
+    in document order (a response's status and counts before its items' details)."""
+    return sorted((i for i in range(len(doc.units)) if i not in kept),
+                  key=lambda i: (len(doc.paths[i]), i))
+
+
 def fill_order(doc: JsonDoc) -> list[int]:
     """What fills a budget left over: the identifying fields of every object, in document
     order (which objects there are; the values nothing selected are not worth their tokens)."""
     return list(dict.fromkeys(doc.ids))
 
 
-__all__ = ["ID_KEYS", "JsonDoc", "dumps", "fill_order", "loads"]
+__all__ = ["ID_KEYS", "JsonDoc", "dumps", "fill_order", "loads", "outline_order"]

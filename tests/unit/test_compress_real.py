@@ -375,6 +375,23 @@ def test_a_kept_line_of_code_brings_its_enclosing_definition():
     assert any(ln.strip() == "def rebuild_method(" for ln in lines[:at])
 
 
+def test_without_a_query_the_budget_shows_the_texts_outline():
+    # nothing is asked, so nothing is selected for a question: the budget is not left mostly
+    # empty (a quarter of it, before) but shows the outline, the least indented lines first
+    for n, sig in (("18", r"^func "), ("19", r"^\s*(pub(\(crate\))? )?fn ")):  # Go, Rust
+        d = doc(n)
+        r = C.compress(d["text"], "", 2000)
+        sigs = [ln for ln in d["text"].splitlines() if re.match(sig, ln)]
+        out = set(r.text.splitlines())
+        assert r.tokens_after >= 0.9 * 2000, (n, r.tokens_after)
+        assert sum(s in out for s in sigs) >= 0.75 * len(sigs), (n, len(sigs))
+    # a one-line JSON document: its shallowest fields first, and still valid JSON
+    r = C.compress(doc("15")["text"], "", 1000)
+    assert json.loads(r.text)["http_interactions"] and r.tokens_after >= 0.9 * 1000
+    # a query, even one the text does not answer, keeps only what it selects and its context
+    assert C.compress(doc("19")["text"], "zebra", 2000).tokens_after < 0.5 * 2000
+
+
 def test_where_code_gives_a_name_its_value_is_what_a_question_about_defaults_gets():
     d = doc("19")  # tokio's runtime builder: defaults as constants and struct fields
     r = C.compress(d["text"], "what is the default event interval and the max blocking threads",
