@@ -106,6 +106,19 @@ TEST_RUN_RE = re.compile(r"^=+ (test session starts|FAILURES|ERRORS) =+$|^--- FA
                          r"^\s*\d+ (passing|failing)\b|^Test Suites: ")
 
 
+# a traceback as a program writes it: its header at the start of a line, its first frame
+# right below (a document's example has ">>>" and "..." around it, or sits indented)
+TRACE_HEAD_RE = re.compile(r"(Traceback \(most recent call last\):|Exception in thread |"
+                           r"panic: |goroutine \d+ \[)")
+TRACE_FRAME_RE = re.compile(r'\s+(File "[^"]+", line \d+|at [\w$.<>/]+\(|\S+\.go:\d+)|[\w./*()]+\(')
+
+
+def _program_trace(lines: list[str]) -> bool:
+    """Whether a program's traceback is in ``lines`` (its output, however wordy the rest)."""
+    return any(TRACE_HEAD_RE.match(ln) and TRACE_FRAME_RE.match(lines[i + 1])
+               for i, ln in enumerate(lines[:-1]) if ln[:1] in "TEpg")
+
+
 def detect(text: str) -> str:
     """``json`` (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a
     fragment of it: a digest of its own lines), ``diff`` (unified), ``yaml``, ``csv`` (or TSV),
@@ -137,6 +150,8 @@ def detect(text: str) -> str:
     # read line by line whatever else they look like
     records = sum(bool(RECORD_RE.match(ln)) for ln in sample)
     if records >= 0.5 * n or any(TEST_RUN_RE.search(ln.strip()) for ln in sample[:400]):
+        return "log"
+    if _program_trace(lines):  # a script's output that ends in a traceback
         return "log"
     if logish >= 0.3 * n and logish >= codeish * 0.5:
         return "log"

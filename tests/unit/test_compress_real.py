@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -214,6 +216,36 @@ def test_exception_lines_are_errors_whatever_their_prefix():
     camel = [ln for ln in lines if "BindingResolutionException" in ln][:3]
     assert pytest_e and ci_prefixed and camel
     assert all(content.is_error(ln) for ln in pytest_e + ci_prefixed + camel)
+
+
+def test_a_programs_output_that_ends_in_a_traceback_is_read_as_a_log(tmp_path):
+    # a real program's output: wordy progress lines (read as prose before, and the traceback
+    # lost to "step 0: ...") and the chained traceback CPython writes for an asyncio timeout
+    job = tmp_path / "job.py"
+    job.write_text("import asyncio\n"
+                   "for i in range(40):\n"
+                   "    print(f'step {i}: fetched batch of 128 records from shard {i % 4}')\n"
+                   "async def fetch():\n    await asyncio.sleep(10)\n"
+                   "async def main():\n    await asyncio.wait_for(fetch(), 0.01)\n"
+                   "asyncio.run(main())\n")
+    proc = subprocess.run([sys.executable, str(job)], capture_output=True, text=True,
+                          timeout=60)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback (most recent call last):" in text
+    assert content.detect(text) == "log"
+    r = C.compress(text, "why did it fail", 100)
+    assert r.text.rstrip().endswith("TimeoutError") and "CancelledError" in r.text, r.text
+    # Java's and Go's, as their runtimes write them; a doc's example (doctest) is not one
+    java = ("Loading 3 plugins from the configured directory for this run\n" * 30
+            + 'Exception in thread "main" java.lang.IllegalStateException: boom\n'
+            + "\tat com.example.App.main(App.java:12)\n")
+    go = ("serving requests on the configured port for this instance\n" * 30
+          + "panic: runtime error: index out of range [3] with length 3\n\n"
+          + "goroutine 1 [running]:\nmain.main()\n\t/app/main.go:9 +0x1d\n")
+    doc = ("The call below fails with an error that tells you what went wrong here.\n" * 30
+           + ">>> int('x')\nTraceback (most recent call last):\n  ...\n"
+           + "ValueError: invalid literal for int() with base 10: 'x'\n")
+    assert [content.detect(t) for t in (java, go, doc)] == ["log", "log", "prose"]
 
 
 def test_a_log_keeps_the_first_and_last_of_a_repeated_error_and_how_it_ended():
