@@ -22,6 +22,8 @@ in the output, over all documents), the share of outputs within the budget, and 
 (p50, max, and per 5,000 tokens of input). The baseline is head-and-tail truncation to the
 same number of tokens as the compressor's output for that document (half from the head, half
 from the tail, a marker between): what a caller gets without a compressor for the same cost.
+``no_query``: the compressor given no query (an agent that passes none), judged on the same
+facts: what its outline of the text keeps of them.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def evaluate(targets: tuple[int, ...] = TARGETS, root: Path = DATA,
                            "kinds": dict(sorted(_count(d["kind"] for d in docs).items())),
                            "facts": sum(len(d["must_keep"]) for d in docs), "targets": {}}
     for target in targets:
-        ours, base, per_doc = [], [], []
+        ours, base, blind, per_doc = [], [], [], []
         for d in docs:
             r = c.compress(d["text"], d["query"], target)
             missing = [f for f in d["must_keep"] if f not in r.text]
@@ -113,6 +115,11 @@ def evaluate(targets: tuple[int, ...] = TARGETS, root: Path = DATA,
                          "kept": sum(f in b for f in d["must_keep"]),
                          "facts": len(d["must_keep"]), "within": b_tokens <= target,
                          "ms": b_ms, "tokens_before": r.tokens_before})
+            # without the query (an agent that gives none): its outline, the same facts asked
+            q = c.compress(d["text"], "", target)
+            blind.append({"ratio": q.ratio, "kept": sum(f in q.text for f in d["must_keep"]),
+                          "facts": len(d["must_keep"]), "within": q.tokens_after <= target,
+                          "ms": q.duration_ms, "tokens_before": q.tokens_before})
             per_doc.append({"id": d["id"], "kind": d["kind"], "detected": r.kind,
                             "tokens_before": r.tokens_before, "tokens_after": r.tokens_after,
                             "ms": round(r.duration_ms, 1),
@@ -122,7 +129,8 @@ def evaluate(targets: tuple[int, ...] = TARGETS, root: Path = DATA,
             if progress is not None:
                 progress()
         out["targets"][str(target)] = {"compressor": _figures(ours),
-                                       "head_and_tail": _figures(base), "documents": per_doc}
+                                       "head_and_tail": _figures(base),
+                                       "no_query": _figures(blind), "documents": per_doc}
     return out
 
 

@@ -68,7 +68,8 @@ def bench_compression(console=None) -> dict:
     development set, ``compression_*``, and the held-out ones, ``compression_holdout_*``,
     ``compression_holdout2_*`` and ``compression_holdout3_*``; YAML, diffs and CSV:
     ``compression_structured_*`` and ``compression_structured_holdout_*``), with
-    head-and-tail truncation to the same size as the baseline; the project's own synthetic
+    head-and-tail truncation to the same size as the baseline and the compressor without the
+    query (``no_query``) beside it; the project's own synthetic
     corpus alongside (``compression_own_corpus_ratio``) for continuity."""
     from agentflux.bench import compression
     from agentflux.bench.corpus import corpus
@@ -96,7 +97,7 @@ def bench_compression(console=None) -> dict:
         out[f"compression_{prefix}kinds"] = real["kinds"]
         out[f"compression_{prefix}facts"] = real["facts"]
         for target, figs in real["targets"].items():
-            for who in ("compressor", "head_and_tail"):
+            for who in ("compressor", "head_and_tail", "no_query"):
                 for k, v in figs[who].items():
                     out[f"compression_{prefix}{target}_{who}_{k}"] = v
             out[f"compression_{prefix}{target}_missing"] = {

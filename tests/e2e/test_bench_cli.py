@@ -23,6 +23,10 @@ def test_bench_runtime_prints_one_json_object_with_the_figures():
             assert isinstance(out[base + key], (int, float)), base + key
         assert out[ours + "within_budget"] == 1.0
         assert out[ours + "facts_kept"] > 2 * out[base + "facts_kept"]
+        # and without the query: within the budget, fewer of the facts asked for
+        blind = f"compression_{target}_no_query_"
+        assert out[blind + "within_budget"] == 1.0
+        assert out[base + "facts_kept"] < out[blind + "facts_kept"] < out[ours + "facts_kept"]
     assert set(out["compression_targets_met"]) >= {"within_budget_all",
                                                    "facts_kept_ge_95pct_at_2000"}
     # and on the held-out sets, reported under their own prefixes
