@@ -140,6 +140,18 @@ class ContextCompressor:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
         kind = content.detect(text)
+        if kind == "html":  # a page: its text (the markup is half its tokens or more), as prose
+            from agentflux.runtime.compress_html import html_text
+            page = html_text(text)
+            if not page.strip():  # nothing a reader sees (all script): its markup, as prose
+                kind = "prose"
+            else:
+                text = page
+            if kind == "html" and self.count(text) <= target:
+                after = self.count(text)
+                self._emit("html:text", before, after, t0, preserved=0, quality=1.0)
+                return CompressionResult(text, before, after, "html:text",
+                                         (time.perf_counter() - t0) * 1000, 0, 1.0, 0, kind)
         try:
             out = self._extractive(text, query, target, kind, hard_floor)
         except RecursionError:  # JSON nested deeper than Python's stack walks: its lines
@@ -163,6 +175,8 @@ class ContextCompressor:
                     hard_floor: bool) -> "Packed":
         count = self.count
         asked = bool(query_weights(query))  # else the budget left shows the text's outline
+        if kind == "html":
+            kind = "prose"  # its text, from compress()
         if kind == "json":
             from agentflux.runtime.compress_json import (JsonDoc, fill_order, loads,
                                                          outline_order, separators)

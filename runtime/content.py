@@ -55,6 +55,8 @@ budget:
   is read under the sentence that introduces it (``... in this order:``), which it brings and
   whose relevance it shares; a fenced code block's lines bring its fences, so fences stay
   balanced, and a small block is kept whole.
+* ``html``: a page is read as its text, as prose (:mod:`agentflux.runtime.compress_html`:
+  headings as Markdown headings, preformatted blocks fenced; no scripts or styles).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import orjson
+
+from agentflux.runtime.compress_html import htmlish
 
 # -- detection ---------------------------------------------------------------------------------
 
@@ -120,10 +124,13 @@ def _program_trace(lines: list[str]) -> bool:
 
 
 def detect(text: str) -> str:
-    """``json`` (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a
-    fragment of it: a digest of its own lines), ``diff`` (unified), ``yaml``, ``csv`` (or TSV),
-    ``code``, ``log`` or ``prose`` (see the module docstring)."""
+    """``html`` (a page: read as its text, :mod:`agentflux.runtime.compress_html`), ``json``
+    (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a fragment of it:
+    a digest of its own lines), ``diff`` (unified), ``yaml``, ``csv`` (or TSV), ``code``,
+    ``log`` or ``prose`` (see the module docstring)."""
     s = text.lstrip()
+    if s[:1] == "<" and htmlish(s):
+        return "html"
     if s[:1] in "{[" and _parses(s):
         return "json" if s.count("\n") < 3 else "json_lines"
     lines = [ln for ln in text.splitlines() if ln.strip()]
