@@ -192,7 +192,7 @@ def yamlish(lines: list[str]) -> bool:
     """YAML: most lines a mapping's ``key:`` (or a list's ``- ``, a comment, ``---``), some of
     them indented (a structure, not a list of ``Name: value`` lines)."""
     sample = lines[:20000]
-    keyed = nested = code_ends = 0
+    keyed = nested = code_ends = fences = 0
     block = -1  # the indentation of a block scalar's key ("description: |"): text below it
     for ln in sample:
         ind = len(ln) - len(ln.lstrip(" "))
@@ -206,8 +206,9 @@ def yamlish(lines: list[str]) -> bool:
             if _BLOCK_SCALAR_RE.search(ln):
                 block = ind
         code_ends += ln.rstrip().endswith((";", "{", ")"))
+        fences += ln.startswith("```")  # Markdown's (a bulleted list is YAML's too)
     n = len(sample)
-    return keyed >= 0.7 * n and nested >= 0.2 * n and code_ends < 0.05 * n
+    return keyed >= 0.7 * n and nested >= 0.2 * n and code_ends < 0.05 * n and not fences
 
 
 def _wordy(line: str) -> bool:

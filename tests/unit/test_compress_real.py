@@ -269,6 +269,16 @@ def test_a_programs_output_that_ends_in_a_traceback_is_read_as_a_log(tmp_path):
     assert content.detect(text) == "log"
     r = C.compress(text, "why did it fail", 100)
     assert r.text.rstrip().endswith("TimeoutError") and "CancelledError" in r.text, r.text
+    # pasted in a Markdown bug report between bulleted lists (YAML's too, before: read as
+    # YAML), fenced: the exceptions are still what is kept
+    issue = ("## Bug report\n\nThe nightly job crashes after the first batch.\n\n"
+             + "".join(f"- tried setting option {i} to another value: no change\n"
+                       for i in range(60))
+             + "\n### Output\n\n```\n" + proc.stderr + "```\n\n### Environment\n\n"
+             + "".join(f"- package-{i}: version 1.{i}.0\n" for i in range(60)))
+    assert content.detect(issue) == "log"
+    r = C.compress(issue, "why did the job crash", 150)
+    assert "TimeoutError" in r.text and "CancelledError" in r.text, r.text
     # Java's and Go's, as their runtimes write them; a doc's example (doctest) is not one
     java = ("Loading 3 plugins from the configured directory for this run\n" * 30
             + 'Exception in thread "main" java.lang.IllegalStateException: boom\n'
