@@ -219,9 +219,11 @@ class ContextCompressor:
                 units = content.json_line_units(lines, rel, yaml=True)
             elif kind == "diff":
                 units = content.diff_units(lines, rel, query)
+            elif kind == "json_lines":
+                units = content.json_line_units(lines, rel)
             else:
-                units = (content.json_line_units if kind == "json_lines"
-                         else content.log_units)(lines, rel)
+                units = content.log_units(lines, rel)
+                content.table_extremes(lines, units, query)
         split, rel = content.split_long(units, rel, query, relevance)
         if split is not units:  # lines too long were split: the clauses are scored on pieces
             units, bm = split, None

@@ -1001,6 +1001,51 @@ def extremes(units: Sequence[Unit], rel: Sequence[float], query: str) -> None:
             units[k].value += EXTREME_VALUE / (1 + rank)
 
 
+_AMOUNT_RE = re.compile(r"^(\d+(?:\.\d+)?)(%|[KMGTP]i?B?|[kMGT]B|m)?$")
+_AMOUNT_SCALE = {"": 1.0, "%": 1.0, "m": 1e-3}  # kubectl's millicores; K, Ki, KB: below
+for _i, _p in enumerate("KMGTP", 1):
+    _AMOUNT_SCALE.update({_p: 1e3 ** _i, _p + "B": 1e3 ** _i, _p + "i": 1024.0 ** _i,
+                          _p + "iB": 1024.0 ** _i, _p.lower() + "B": 1e3 ** _i})
+
+
+def _amount(field: str) -> float | None:
+    """A table cell's number with its unit (``250m``, ``1.5Gi``, ``12%``), else None."""
+    m = _AMOUNT_RE.match(field)
+    return float(m.group(1)) * _AMOUNT_SCALE[m.group(2) or ""] if m else None
+
+
+def table_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
+    """A question for the largest (or smallest) of a table's column (``ps aux``'s ``RSS``,
+    ``kubectl get pods``' ``RESTARTS``, ``df``'s ``Avail``), named by the query, is answered
+    by comparing the column's values (their units read: ``250m``, ``1.5Gi``): the
+    :data:`EXTREME_TOP` rows with the largest (smallest) gain value, as :func:`extremes`
+    does for JSON's fields."""
+    most, least = bool(_MOST.search(query)), bool(_LEAST.search(query))
+    if most == least:
+        return
+    from agentflux.runtime.relevance import terms
+    asked = set(terms(query))
+    rows: dict[int, list[int]] = {}
+    for row, header in table_headers(lines).items():
+        rows.setdefault(header, []).append(row)
+    for header, members in rows.items():
+        for col in _COLUMN_RE.finditer(lines[header]):
+            if not asked.intersection(terms(col.group())):
+                continue
+            values = []
+            for r in members:  # the row's field under the column (left or right aligned)
+                cell = next((m.group() for m in _COLUMN_RE.finditer(lines[r])
+                             if m.start() < col.end() and m.end() > col.start()), "")
+                v = _amount(cell)
+                if v is not None:
+                    values.append((v, r))
+            if len(values) < 2:
+                continue
+            values.sort(reverse=most)
+            for rank, (_, r) in enumerate(values[:EXTREME_TOP]):
+                units[r].value += EXTREME_VALUE / (1 + rank)
+
+
 def jsonish(lines: list[str]) -> bool:
     """Most lines look like pretty-printed JSON (keys, brackets, values)."""
     body = [ln for ln in lines if ln.strip()]

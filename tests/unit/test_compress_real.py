@@ -686,6 +686,24 @@ def test_a_kept_row_of_a_table_comes_with_its_header_and_the_row_that_differs_is
                                   "2024-01-01 INFO d e f", "2024-01-01 INFO g h i"]) == {}
 
 
+def test_a_question_for_the_largest_of_a_tables_column_compares_its_values():
+    # ps auxww's output: the two processes with the largest RSS are near its end, and at
+    # 300 tokens the second was lost to the head and the tail
+    text = (Path(__file__).parents[1] / "data" / "compress" / "ps-auxww.txt").read_text()
+    rows = text.splitlines()[1:]
+    top = sorted(rows, key=lambda ln: -int(ln.split()[5]))[:2]
+    r = C.compress(text, "which two processes use the most memory (RSS)?", 300)
+    assert all(row in r.text for row in top), r.text
+    # kubectl top's units are read (1.5Gi is more than 1400Mi, 5m less than 0.01)
+    cpu = [f"{10 + (i * 37) % 900}m" for i in range(150)]
+    mem = [f"{100 + (i * 53) % 1300}Mi" for i in range(150)]
+    cpu[120], mem[77] = "5m", "1.5Gi"
+    top_pods = "NAME            CPU(cores)   MEMORY(bytes)\n" + "".join(
+        f"pod-{i:03d}         {c:<12} {m}\n" for i, (c, m) in enumerate(zip(cpu, mem)))
+    assert "pod-077" in C.compress(top_pods, "which pod uses the most memory", 80).text
+    assert "pod-120" in C.compress(top_pods, "which pod uses the least CPU", 80).text
+
+
 def test_a_python_frame_brings_the_source_line_indented_under_it_only():
     lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
              '  File "lib.py", line 9, in f', "  next line, not its source"]
