@@ -118,9 +118,18 @@ TRACE_FRAME_RE = re.compile(r'\s+(File "[^"]+", line \d+|at [\w$.<>/]+\(|\S+\.go
 
 
 def _program_trace(lines: list[str]) -> bool:
-    """Whether a program's traceback is in ``lines`` (its output, however wordy the rest)."""
-    return any(TRACE_HEAD_RE.match(ln) and TRACE_FRAME_RE.match(lines[i + 1])
-               for i, ln in enumerate(lines[:-1]) if ln[:1] in "TEpg")
+    """Whether a program's traceback is in ``lines`` (its output, however wordy the rest):
+    its header, indented or not (a build backend's, nested in a tool's output), with a frame
+    indented deeper right below, not after an interpreter prompt (a doctest's example)."""
+    for i, ln in enumerate(lines[:-1]):
+        head = ln.lstrip()
+        if head[:1] in "TEpg" and TRACE_HEAD_RE.match(head):
+            below, indent = lines[i + 1], len(ln) - len(head)
+            if (TRACE_FRAME_RE.match(below[indent:])
+                    and len(below) - len(below.lstrip()) >= indent
+                    and not (i and lines[i - 1].lstrip().startswith((">>>", "...")))):
+                return True
+    return False
 
 
 def detect(text: str) -> str:

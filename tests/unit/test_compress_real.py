@@ -279,6 +279,16 @@ def test_a_programs_output_that_ends_in_a_traceback_is_read_as_a_log(tmp_path):
     assert content.detect(issue) == "log"
     r = C.compress(issue, "why did the job crash", 150)
     assert "TimeoutError" in r.text and "CancelledError" in r.text, r.text
+    # nested in a tool's output, indented (uv writes a build backend's stderr so), the same
+    nested = issue.replace(proc.stderr, "".join("      " + ln for ln in
+                                                 proc.stderr.splitlines(keepends=True)))
+    assert content.detect(nested) == "log"
+    # but an interpreter session's example in a document (reStructuredText) is prose
+    tutorial = ("Division by zero raises an exception that tells you what went wrong.\n\n"
+                * 30 + "   >>> 10 * (1/0)\n   Traceback (most recent call last):\n"
+                '     File "<stdin>", line 1, in <module>\n'
+                "   ZeroDivisionError: division by zero\n")
+    assert content.detect(tutorial) == "prose"
     # Java's and Go's, as their runtimes write them; a doc's example (doctest) is not one
     java = ("Loading 3 plugins from the configured directory for this run\n" * 30
             + 'Exception in thread "main" java.lang.IllegalStateException: boom\n'
