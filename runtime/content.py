@@ -321,11 +321,19 @@ def http_status(line: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+# a level written as one letter: Android's logcat ("03-17 16:13:46.764  2227  2794 E Tag: ...",
+# "E/Tag( 2227): ..."), glog's and klog's ("E0317 16:13:46.764123   12345 file.go:123] ...")
+LETTER_ERROR_RE = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[EF]\s|"
+                             r"^[EF]/[^\s(]+\(\s*\d+\)|"
+                             r"(^|\s)[EF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.-]+:\d+\]")
+
+
 def is_error(line: str) -> bool:
     head = line[:200]
     if http_status(line) >= 400:
         return True
     return bool(ERROR_LEVEL_RE.search(head) or EXC_NAME_RE.search(head)
+                or LETTER_ERROR_RE.search(head)
                 or PYTEST_E_RE.match(line) or TRACEBACK_RE.match(line)
                 or SUMMARY_RE.match(line.strip()) or ERROR_WORD_RE.search(head))
 

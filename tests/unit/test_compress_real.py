@@ -302,6 +302,25 @@ def test_a_programs_output_that_ends_in_a_traceback_is_read_as_a_log(tmp_path):
     assert [content.detect(t) for t in (java, go, doc)] == ["log", "log", "prose"]
 
 
+def test_a_level_written_as_one_letter_is_a_level():
+    # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
+    # error; among hundreds of D and I lines the two E lines had not counted as errors
+    said = ["WindowManager: printFreezingDisplayLogsopening app wtoken = AppWindowToken",
+            "PowerManagerService: acquire lock={}, flags=0x1, tag=\"View Lock\", uid=10037",
+            "PhoneStatusBar: visible is system.message.count gt 0",
+            "ActivityManager: Start proc {}:com.tencent.qt.qtl/u0a80 for service"]
+    body = [f"03-17 16:{i // 60:02d}:{i % 60:02d}.{i:03d}  1702  {2000 + i} {'DI'[i % 2]} "
+            + said[i % 4].format(233570404 + i * 7) for i in range(400)]
+    body[150] = ("03-17 16:02:30.150  2227  2794 E KeyguardUpdateMonitor: isSimPinSecure "
+                 "mSimDatas is null or empty")
+    body[260] = "E/ActivityManager( 1702): applyOptionsLocked: Unknown animationType=0"
+    body[330] = ("E0317 16:05:30.330123    1702 kubelet.go:2412] Failed to create sandbox "
+                 "for pod: no such file or directory")
+    r = C.compress("\n".join(body), "which components logged errors and with what message",
+                   200)
+    assert all(body[k] in r.text for k in (150, 260, 330)), r.text
+
+
 def test_a_log_keeps_the_first_and_last_of_a_repeated_error_and_how_it_ended():
     d = doc("01")  # a Firefox CI build: twenty "undefined symbol" lines, then the task's end
     r = C.compress(d["text"], d["query"], 2000)
