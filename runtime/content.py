@@ -306,7 +306,10 @@ TEMPLATE_RE = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+(\.\d+)*|\"[^\"
                          r"'[^']{0,80}'")
 SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?))\b.*=+$|^(FAILED|ERROR) \S+::|"
                         r"^(Tests?|Test Suites):\s+\d+|^FAIL\s+\S|^--- FAIL:|^not ok \d+|"
-                        r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)")
+                        r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)|"
+                        # Maven's and Gradle's end of a build, and Surefire's count of all tests
+                        r"^(\[\w+\] )?(BUILD (SUCCESS|SUCCESSFUL|FAILURE|FAILED)\b|Total time:|"
+                        r"Tests run: \d+, Failures: \d+, Errors: \d+, Skipped: \d+$)")
 
 
 # an HTTP exchange's status: an access log's request line and status, a recorded API

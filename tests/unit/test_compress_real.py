@@ -321,6 +321,31 @@ def test_a_level_written_as_one_letter_is_a_level():
     assert all(body[k] in r.text for k in (150, 260, 330)), r.text
 
 
+def test_a_maven_builds_outcome_is_its_summary():
+    # Maven's end of a build: "[INFO] BUILD SUCCESS", "Total time:" and Surefire's count of
+    # all tests, written after hundreds of downloads; at 150 tokens they had been lost
+    deps = [f"org/apache/maven/plugins/maven-plugin-{i}/3.{i % 9}.0/maven-plugin-{i}-3.{i % 9}.0"
+            for i in range(300)]
+    text = "\n".join(
+        ["[INFO] Scanning for projects...", "[INFO] Building houseprice 0.0.1-SNAPSHOT"]
+        + [f"[INFO] Downloading from central: https://repo.maven.apache.org/maven2/{d}.pom"
+           for d in deps]
+        + ["[INFO] Tests run: 1, Failures: 0, Errors: 0, Skipped: 0, Time elapsed: 3.263 s -- "
+           "in com.example.houseprice.HousepriceApplicationTests",
+           "[INFO] Tests run: 7, Failures: 0, Errors: 0, Skipped: 0, Time elapsed: 0.511 s -- "
+           "in com.example.houseprice.controller.PricePredictionControllerTest",
+           "[INFO] Results:", "[INFO] Tests run: 8, Failures: 0, Errors: 0, Skipped: 0",
+           "[INFO] " + "-" * 72, "[INFO] BUILD SUCCESS", "[INFO] " + "-" * 72,
+           "[INFO] Total time:  6.682 s", "[INFO] Finished at: 2025-05-14T10:31:55+02:00"]
+        + [f"[INFO] Downloaded from central: https://repo.maven.apache.org/maven2/{d}.jar"
+           for d in deps[:40]])
+    r = C.compress(text, "did the build pass, how many tests ran and how long did it take", 150)
+    lines = r.text.splitlines()
+    for fact in ("[INFO] BUILD SUCCESS", "[INFO] Tests run: 8, Failures: 0, Errors: 0, Skipped: 0",
+                 "[INFO] Total time:  6.682 s"):
+        assert fact in lines, (fact, r.text)
+
+
 def test_a_log_keeps_the_first_and_last_of_a_repeated_error_and_how_it_ended():
     d = doc("01")  # a Firefox CI build: twenty "undefined symbol" lines, then the task's end
     r = C.compress(d["text"], d["query"], 2000)
