@@ -1639,6 +1639,9 @@ def _number(field: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
+HEADER_CELL_MAX = 64  # characters: a longer first-row cell is a record's, not a column name
+
+
 def csv_records(lines: list[str]) -> tuple[list[Unit], list[list[str]]]:
     """A CSV or TSV table's records as units (a record whose quoted field holds a line break
     spans its lines) with their fields; blank lines are units of their own, without fields."""
@@ -1678,13 +1681,19 @@ def csv_units(units: list[Unit], fields: list[list[str]], rel: list[float],
         return units
     header = fields[h]
     width = len(header)
-    rows = [k for k in range(h + 1, n) if len(fields[k]) == width]
+    # a header names its columns: no number, no cell empty or long, none twice (a table
+    # written without one starts with a record, which is scored as one)
+    named = (len(set(header)) == width and all(
+        c.strip() and len(c) <= HEADER_CELL_MAX and _number(c) is None for c in header))
+    if not named:
+        header = [""] * width
+    rows = [k for k in range(h + (1 if named else 0), n) if len(fields[k]) == width]
     asked = {t for t, w in query_weights(query).items() if w > 0}
     limits = [(m.group(1).lower(), float(m.group(2))) for m in _THRESHOLD_RE.finditer(query)]
     salience = dict.fromkeys(rows, 0.0)
     before: dict[int, int] = {}  # a record where a value changed -> the record before it
     for c in range(width):
-        weight = NAMED_COLUMN if asked & set(terms(header[c])) else 1.0
+        weight = NAMED_COLUMN if named and asked & set(terms(header[c])) else 1.0
         values = [(i, fields[i][c].strip()) for i in rows]
         nums = [(i, _number(v)) for i, v in values]
         numeric = [(i, x) for i, x in nums if x is not None]
@@ -1722,13 +1731,13 @@ def csv_units(units: list[Unit], fields: list[list[str]], rel: list[float],
             for prev, i in changes:
                 salience[i] += weight * CHANGE_ROW
                 before[i] = prev
-    header_unit = units[h]
-    header_unit.value, header_unit.outline, header_unit.critical = 3.0, True, True
-    for k in range(h + 1, n):
+    if named:
+        units[h].value, units[h].outline, units[h].critical = 3.0, True, True
+    for k in range(h + (1 if named else 0), n):
         u = units[k]
         if not fields[k]:
             continue
-        u.deps = [h] + ([before[k]] if k in before else [])
+        u.deps = ([h] if named else []) + ([before[k]] if k in before else [])
         u.value = 2.0 * rel[k] + min(salience.get(k, 0.0), 3.0)
         u.critical = rel[k] > 0.5
     return units
