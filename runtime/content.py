@@ -341,6 +341,29 @@ def is_error(line: str) -> bool:
                 or SUMMARY_RE.match(line.strip()) or ERROR_WORD_RE.search(head))
 
 
+XML_OPEN_RE = re.compile(r"^\s*<([\w:.-]+)\b[^<>]*[^/<>]>\s*$")  # <error id="x" ...>
+XML_EMPTY_RE = re.compile(r"^\s*<[\w:.-]+\b[^<>]*/>\s*$")  # <location file="a.c" line="7"/>
+XML_CHILDREN = 3
+
+
+def _xml_children(body: list[str]) -> dict[int, list[int]]:
+    """Each XML element written over a few lines whose children are all empty elements
+    (cppcheck's ``<error ...>`` and its ``<location file= line=/>``), mapped to them: a
+    finding is little without where it is."""
+    out: dict[int, list[int]] = {}
+    for i, ln in enumerate(body):
+        m = XML_OPEN_RE.match(ln) if ln.lstrip().startswith("<") else None
+        if not m:
+            continue
+        j = i + 1
+        while (j < len(body) and j - i <= XML_CHILDREN and XML_EMPTY_RE.match(body[j])
+               and _indent(body[j]) > _indent(ln)):
+            j += 1
+        if j > i + 1 and j < len(body) and body[j].strip() == f"</{m.group(1)}>":
+            out[i] = list(range(i + 1, j))
+    return out
+
+
 def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     units = line_units(lines)
     n = len(lines)
@@ -432,6 +455,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             i = j + 1
         else:
             i += 1
+    xml_children = _xml_children(body)
     group = templates(lines)
     last_of: dict[int, int] = {}
     size: dict[int, int] = {}
@@ -499,6 +523,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + [parent[i]]
         if i in raised:
             u.deps = u.deps + [raised[i]]
+        if i in xml_children:  # an XML element brings its few empty child elements
+            u.deps = u.deps + xml_children[i]
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True

@@ -771,6 +771,21 @@ def test_a_question_for_the_largest_of_a_tables_column_compares_its_values():
     assert "pod-120" in C.compress(top_pods, "which pod uses the least CPU", 80).text
 
 
+def test_an_xml_finding_brings_its_location():
+    # cppcheck's XML report (from microsoft/sarif-sdk's test data): each <error ...> has its
+    # <location file= line=/> on the line below, which had been dropped: no finding kept
+    # said where it was
+    text = (Path(__file__).parents[1] / "data" / "compress" / "cppcheck-issuelog.xml").read_text()
+    r = C.compress(text, "Which cppcheck findings have severity error (null pointer, resource "
+                   "leak) and where?", 500)
+    for fact in ("Resource leak: fpZip", 'id="nullPointer" severity="error"',
+                 "contrib\\minizip\\mztools.c", 'line="290"'):
+        assert fact in r.text, (fact, r.text)
+    lines = r.text.splitlines()
+    found = [k for k, ln in enumerate(lines) if ln.lstrip().startswith("<error ")]
+    assert found and all(lines[k + 1].lstrip().startswith("<location ") for k in found)
+
+
 def test_a_python_frame_brings_the_source_line_indented_under_it_only():
     lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
              '  File "lib.py", line 9, in f', "  next line, not its source"]
