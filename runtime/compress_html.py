@@ -1,7 +1,8 @@
 """An HTML page read as its text, for the compressor: a fetched web page is mostly markup (tags,
 attributes, scripts, styles), which costs tokens and answers nothing. :func:`html_text` keeps
 what a reader sees, in the form the prose strategy reads: headings as Markdown headings
-(``## Title``: anchors), list items as ``- item``, a table's cells joined by `` | ``,
+(``## Title``: anchors), list items as ``- item``, links as ``[text](href)`` (where they
+lead; not an anchor in the page), a table's cells joined by `` | ``,
 preformatted blocks fenced (```` ``` ````) with their lines as written, the rest a line per
 block (paragraph, list item, row, ``<br>``), the title as a heading. Scripts, styles,
 templates and SVG are left out; character references are decoded. The compressor's output for a
@@ -33,6 +34,7 @@ class _Text(HTMLParser):
         self._pre = 0
         self._lists = 0
         self._cells = 0  # cells written on the row so far
+        self._links: list[tuple[int, str]] = []  # open links: where their text starts, href
 
     def _flush(self) -> None:
         text = "".join(self._line).strip()
@@ -51,6 +53,10 @@ class _Text(HTMLParser):
                 self._line.append("\n")
             else:
                 self._flush()
+            return
+        if tag == "a":
+            href = (dict(attrs).get("href") or "").strip()
+            self._links.append((len(self._line), href))
             return
         if tag in CELLS:
             if self._cells:
@@ -81,6 +87,10 @@ class _Text(HTMLParser):
             return
         if self._skip or tag in CELLS:
             return
+        if tag == "a":
+            if self._links:
+                self._link(*self._links.pop())
+            return
         if tag == "pre" and self._pre:
             text = "".join(self._line).strip("\n")
             self.lines.extend(text.split("\n") if text.strip() else [])
@@ -92,6 +102,16 @@ class _Text(HTMLParser):
             self._lists = max(0, self._lists - 1)
         if tag in BLOCK:
             self._flush()
+
+    def _link(self, start: int, href: str) -> None:
+        """A link's text as ``[text](href)``: where it leads is often what is asked (not an
+        anchor in the page, a script, or a link whose text is its address)."""
+        if (start > len(self._line) or self._pre or not href or href.startswith("#")
+                or href.lower().startswith("javascript:")):
+            return
+        text = "".join(self._line[start:]).strip()
+        if text and text != href:
+            self._line[start:] = [f"[{text}]({href})"]
 
     def handle_data(self, data: str) -> None:
         if self._skip:

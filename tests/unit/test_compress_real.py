@@ -76,7 +76,7 @@ def test_a_minified_script_on_one_line_is_kept_in_pieces_not_dropped_whole():
 
 def test_a_web_page_is_read_as_its_text_and_keeps_what_the_query_asks():
     # two real pages (golang.org's Go 1 release notes; the rustdoc book, built by mdBook):
-    # their markup, scripts and styles were half their tokens and more, and as markup the
+    # their markup, scripts and styles were 40-60 % of their tokens, and as markup the
     # sentences that answer were lost to it (2 of 4 facts at 1,000 tokens, 1 at 500)
     from agentflux.runtime.compress_html import html_text
     data = Path(__file__).parents[1] / "data" / "compress"
@@ -89,20 +89,23 @@ def test_a_web_page_is_read_as_its_text_and_keeps_what_the_query_asks():
         page = (data / name).read_text()
         assert content.detect(page) == "html"
         text = html_text(page)
-        assert C.count(text) < 0.6 * C.count(page) and "<script" not in text and "<div" not in text
+        assert C.count(text) < 0.65 * C.count(page) and "<script" not in text and "<div" not in text
         assert "# Go 1 Release Notes" in text or "## Nightly-gated functionality" in text
         for target in (1000, 500):
             r = C.compress(page, query, target)
             assert r.kind == "html" and r.tokens_after <= target
             assert [f for f in facts if f not in r.text] == [], (name, target)
             assert not re.search(r"</?(div|span|a|p|script)\b", r.text), (name, target)
-    # preformatted text keeps its lines, fenced; a table's cells are joined; no head but the
-    # title; a page under the budget once its markup is gone comes back as that text
+    # preformatted text keeps its lines, fenced; a table's cells are joined; a link says where
+    # it leads (not an anchor in the page); no head but the title; a page under the budget
+    # once its markup is gone comes back as that text
     page = ("<!DOCTYPE html><html><head><title>T &amp; C</title><style>p{x:1}</style>"
             "<script>var a = '<p>';</script></head><body><h2>Run</h2><pre>a  b\n  c</pre>"
             "<table><tr><th>k</th><th>v</th></tr><tr><td>x</td><td>1</td></tr></table>"
-            "<ul><li>one<ul><li>two</li></ul></li></ul></body></html>")
-    assert html_text(page) == "# T & C\n\n## Run\n```\na  b\n  c\n```\nk | v\nx | 1\n- one\n  - two"
+            "<ul><li>one<ul><li>two</li></ul></li></ul>"
+            "<p>See <a href='/dl'>downloads</a> or <a href='#top'>top</a></p></body></html>")
+    assert html_text(page) == ("# T & C\n\n## Run\n```\na  b\n  c\n```\nk | v\nx | 1\n- one\n"
+                               "  - two\nSee [downloads](/dl) or top")
     r = C.compress(page + "<!-- " + "pad " * 3000 + "-->", "", 200)
     assert r.strategy == "html:text" and r.text == html_text(page)
 
