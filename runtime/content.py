@@ -304,7 +304,8 @@ PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?:
                      r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
 TEMPLATE_RE = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+(\.\d+)*|\"[^\"]{0,80}\"|"
                          r"'[^']{0,80}'")
-SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?))\b.*=+$|^(FAILED|ERROR) \S+::|"
+SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?)|no tests ran)\b.*=+$|"
+                        r"^(FAILED|ERROR) \S+::|"
                         r"^(Tests?|Test Suites):\s+\d+|^FAIL\s+\S|^--- FAIL:|^not ok \d+|"
                         r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)|"
                         # Maven's and Gradle's end of a build, and Surefire's count of all tests
@@ -456,6 +457,13 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         else:
             i += 1
     xml_children = _xml_children(body)
+    # GitHub Actions: the step each line is in, by its "##[group]Run <command>" line
+    step, at = [-1] * n, -1
+    for i, ln in enumerate(body):
+        if ln.startswith("##[group]Run "):
+            at = i
+        step[i] = at if i != at else -1
+    failed_steps = {step[i] for i in range(n) if err[i] and step[i] >= 0}
     group = templates(lines)
     last_of: dict[int, int] = {}
     size: dict[int, int] = {}
@@ -497,12 +505,14 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.35 + (IN_APP_VALUE if in_app[i] else 0.0)
         if PATH_RE.search(ln):
             v += 0.25
-        if SUMMARY_RE.match(ln.strip()):
+        if SUMMARY_RE.match(ln.strip()) or SUMMARY_RE.match(body[i].strip()):
             v += 1.5
         if 300 <= http_status(ln) < 400:  # a redirect: worth more than a plain 200
             v += 0.6
         if i in tail:  # how it ended
             v += 0.8
+        if i in failed_steps:  # the command of a CI step that failed
+            v += STEP_VALUE
         # a final exception is worth its own value unless it repeats its template's first
         # word for word (numbers and ids aside): the same error again, every minute; and a
         # line that matches, repeated word for word under a header of its own, is no repeat
@@ -663,6 +673,7 @@ def table_headers(lines: list[str]) -> dict[int, int]:
 
 
 TAIL_LINES = 8  # a log's last lines say how it ended
+STEP_VALUE = 1.2  # a failed CI step's command line ("##[group]Run pytest ..."), as an error
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
 STANDS_OUT_MAX = 2  # lines of one template that may stand out of it
 LIST_MAX = 20  # lines of one template under different headers that are a list read whole

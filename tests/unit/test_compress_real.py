@@ -362,6 +362,29 @@ def test_a_maven_builds_outcome_is_its_summary():
         assert fact in lines, (fact, r.text)
 
 
+def test_a_ci_steps_failure_keeps_the_steps_command_and_pytests_no_tests_ran():
+    # a GitHub Actions job whose pytest step collected nothing (exit code 5): the step's
+    # "##[group]Run ..." line says which command failed, and "no tests ran" why; both had been
+    # dropped for the setup's and the cleanup's lines
+    stamp = "2026-02-06T06:43:{:02d}.{:07d}Z "
+    setup = [f"Collecting package-{i}==1.{i}.0 from the lock file (cached wheel {i:04d})"
+             for i in range(120)]
+    lines = (["##[group]Run actions/setup-python@v5"] + setup + ["##[endgroup]",
+              "##[group]Run poetry run pytest tests/ --verbose", "##[endgroup]",
+              "============================= test session starts ==============================",
+              "platform linux -- Python 3.12.12, pytest-8.3.4, pluggy-1.5.0",
+              "collecting ... collected 0 items",
+              "============================ no tests ran in 0.01s =============================",
+              "##[error]Process completed with exit code 5.", "Post job cleanup."]
+             + [f"[command]/usr/bin/git config --local --unset-all extraheader-{i}"
+                for i in range(30)])
+    text = "\n".join(stamp.format(i % 60, i) + ln for i, ln in enumerate(lines))
+    r = C.compress(text, "why did the job fail?", 150)
+    for fact in ("Run poetry run pytest tests/ --verbose", "no tests ran in 0.01s",
+                 "##[error]Process completed with exit code 5."):
+        assert fact in r.text, (fact, r.text)
+
+
 def test_a_log_keeps_the_first_and_last_of_a_repeated_error_and_how_it_ended():
     d = doc("01")  # a Firefox CI build: twenty "undefined symbol" lines, then the task's end
     r = C.compress(d["text"], d["query"], 2000)
