@@ -1103,6 +1103,36 @@ def table_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
                 units[r].value += EXTREME_VALUE / (1 + rank)
 
 
+_DURATION_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?(ns|us|µs|ms|s|sec|secs|seconds|min|"
+                          r"minutes|h)(?![\w/])")
+_DURATION_SCALE = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0,
+                   "secs": 1.0, "seconds": 1.0, "min": 60.0, "minutes": 60.0, "h": 3600.0}
+DURATION_VALUE = 3.0  # the slowest line's lift (then /2, /3): above a log's last lines
+_SLOWEST = re.compile(r"\b(slowest|longest|took the longest|most time)\b", re.I)
+_FASTEST = re.compile(r"\b(fastest|quickest|shortest|least time)\b", re.I)
+
+
+def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
+    """A question for the slowest (fastest) of something in a log ("which statement was the
+    slowest": postgres' ``duration: 470.688 ms``, a test's ``(0.51s)``) compares the
+    durations lines report, their units read: the :data:`EXTREME_TOP` lines with the longest
+    (shortest) gain value, more than a log's last lines (the question is about them)."""
+    slow, fast = bool(_SLOWEST.search(query)), bool(_FASTEST.search(query))
+    if slow == fast:
+        return
+    timed = []
+    for k, ln in enumerate(lines):
+        found = [float(m.group(1)) * _DURATION_SCALE[m.group(2)]
+                 for m in _DURATION_RE.finditer(ln[:400])]
+        if found:
+            timed.append((max(found) if slow else min(found), k))
+    if len(timed) < 3:
+        return
+    timed.sort(reverse=slow)
+    for rank, (_, k) in enumerate(timed[:EXTREME_TOP]):
+        units[k].value += DURATION_VALUE / (1 + rank)
+
+
 def jsonish(lines: list[str]) -> bool:
     """Most lines look like pretty-printed JSON (keys, brackets, values)."""
     body = [ln for ln in lines if ln.strip()]
@@ -1663,7 +1693,12 @@ def csv_delimiter(lines: list[str]) -> str:
             continue
         width = len(_fields(head, d))
         if sum(len(_fields(ln, d)) == width for ln in sample) >= TABLE_SHARE * len(sample):
-            return d
+            # a log whose messages hold the delimiter ("... [44]: [371-1]
+            # user=postgres,db=postgres,app=pgbench ..."): its first field is a timestamp
+            # followed by words, not a value
+            logged = sum(bool(TIMESTAMP_RE.match(f := _fields(ln, d)[0])) and len(f.split()) > 3
+                         for ln in lines[:200])
+            return "" if logged >= 0.5 * min(len(lines), 200) else d
     return ""
 
 

@@ -812,6 +812,28 @@ def test_an_xml_finding_brings_its_location():
     assert found and all(lines[k + 1].lstrip().startswith("<location ") for k in found)
 
 
+def test_a_question_for_the_slowest_compares_the_durations_lines_report():
+    # a Postgres server log with log_min_duration_statement (the form of pgbadger's test
+    # fixture): its "user=postgres,db=postgres,app=pgbench,client=..." made it read as CSV,
+    # and "which statement was the slowest" kept none of the slowest
+    stmts = ["END;", "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+             "UPDATE pgbench_branches SET bbalance = bbalance + {} WHERE bid = 1;",
+             "BEGIN;"]
+    lines = [f"2017-09-06 08:{40 + i // 60:02d}:{i % 60:02d} UTC [{36 + i % 9}]: [{100 + i}-1] "
+             f"user=postgres,db=postgres,app=pgbench,client=172.23.0.1 LOG:  duration: "
+             f"{(i * 7919) % 3000 / 100:.3f} ms  statement: " + stmts[i % 4].format(i * 37)
+             for i in range(600)]
+    lines[448] = lines[448].split("duration:")[0] + (
+        "duration: 470.688 ms  statement: UPDATE pgbench_tellers SET tbalance = tbalance + "
+        "2419 WHERE tid = 4;")
+    text = "\n".join(lines)
+    assert content.detect(text) == "log"
+    r = C.compress(text, "Which statement was the slowest and how long did it take?", 300)
+    assert lines[448] in r.text, r.text
+    r = C.compress(text, "Which statement was the fastest?", 300)
+    assert any(ln in r.text for ln in lines if "duration: 0.000 ms" in ln), r.text
+
+
 def test_a_python_frame_brings_the_source_line_indented_under_it_only():
     lines = ['  File "app.py", line 3, in main', "    return run(a, b)", "ValueError: bad",
              '  File "lib.py", line 9, in f', "  next line, not its source"]
