@@ -132,6 +132,11 @@ def _program_trace(lines: list[str]) -> bool:
     return False
 
 
+# a linter's finding, one per line, after the file it is in: "src/a.cc(824):  Tab found
+# [whitespace/tab] [1]", "/lib/x.pl: Code is not tidy at line 1" (a path with an extension)
+FINDING_RE = re.compile(r"^(?:[A-Za-z]:)?[\w.~/\\-]*[\w-]\.[A-Za-z]\w{0,5}(?:\(\d+\)|:\d+)?:\s")
+
+
 def detect(text: str) -> str:
     """``html`` (a page: read as its text, :mod:`agentflux.runtime.compress_html`), ``json``
     (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a fragment of it:
@@ -158,7 +163,8 @@ def detect(text: str) -> str:
     n = len(sample)
     diag = [bool(DIAG_RE.search(ln[:300])) for ln in sample]
     logish = sum(bool(d or TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
-                      or TEST_RE.match(ln.strip())) for d, ln in zip(diag, sample))
+                      or TEST_RE.match(ln.strip()) or FINDING_RE.match(ln))
+                 for d, ln in zip(diag, sample))
     codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
     proseish = sum(bool(HEADING_MD_RE.match(ln) or UNDERLINE_RE.match(ln) or RST_RE.match(ln)
                         or _wordy(ln)) for ln in sample)

@@ -385,6 +385,17 @@ def test_a_ci_steps_failure_keeps_the_steps_command_and_pytests_no_tests_ran():
         assert fact in r.text, (fact, r.text)
 
 
+def test_a_linters_findings_one_per_line_are_a_log():
+    # cpplint's and Perl::Critic's output (the forms of warnings-ng-plugin's test data): a
+    # finding per line after its file, wordy enough to have been read as prose
+    cpplint = "\n".join(f"c:\\Workspace\\Trunk\\P1\\class.cpp({800 + i}):  Tab found; better "
+                         f"to use spaces  [whitespace/tab] [1]" for i in range(80))
+    perl = "\n".join(f"/home/lab/perl/dir_handler.pl: Code before strictures are enabled at "
+                      f"line {i}, column 1.  See page 429 of PBP.  (Severity: {1 + i % 5})"
+                      for i in range(80))
+    assert content.detect(cpplint) == "log" and content.detect(perl) == "log"
+
+
 def test_a_log_keeps_the_first_and_last_of_a_repeated_error_and_how_it_ended():
     d = doc("01")  # a Firefox CI build: twenty "undefined symbol" lines, then the task's end
     r = C.compress(d["text"], d["query"], 2000)
