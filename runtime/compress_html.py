@@ -93,10 +93,12 @@ class _Text(HTMLParser):
             return
         if tag == "pre" and self._pre:
             text = "".join(self._line).strip("\n")
-            self.lines.extend(text.split("\n") if text.strip() else [])
             self._line, self._prefix = [], ""
-            self.lines.append("```")
             self._pre -= 1
+            if text.strip():
+                self.lines.extend(text.split("\n") + ["```"])
+            elif self.lines and self.lines[-1] == "```":  # an empty block: no fences
+                self.lines.pop()
             return
         if tag in ("ul", "ol"):
             self._lists = max(0, self._lists - 1)
