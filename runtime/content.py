@@ -1042,13 +1042,29 @@ EXTREME_VALUE = 1.5  # the largest value of a field the query asks the largest o
 EXTREME_TOP = 3
 
 
+def _asks_for(query: str, more: re.Pattern, less: re.Pattern) -> bool | None:
+    """True when ``query`` asks for the largest (``more``'s words), False for the smallest,
+    None for neither or both."""
+    most, least = bool(more.search(query)), bool(less.search(query))
+    return None if most == least else most
+
+
+def _lift(values: list[tuple[float, int]], units: Sequence[Unit], most: bool,
+          value: float) -> None:
+    """The :data:`EXTREME_TOP` units with the largest (smallest) of ``values`` ((value, unit
+    index) pairs) gain ``value``, the second half of it, the third a third."""
+    values.sort(reverse=most)
+    for rank, (_, k) in enumerate(values[:EXTREME_TOP]):
+        units[k].value += value / (1 + rank)
+
+
 def extremes(units: Sequence[Unit], rel: Sequence[float], query: str) -> None:
     """A question for the largest (or smallest) of something ("which pod uses the most CPU")
     is answered by comparing values, not words: among the numeric fields that match the query
     (``"usageNanoCores": 501884788`` under ``"cpu"``), per field name, the
     :data:`EXTREME_TOP` largest (smallest) values gain value."""
-    most, least = bool(_MOST.search(query)), bool(_LEAST.search(query))
-    if most == least:
+    most = _asks_for(query, _MOST, _LEAST)
+    if most is None:
         return
     fields: dict[str, list[tuple[float, int]]] = {}
     for k, u in enumerate(units):
@@ -1057,11 +1073,8 @@ def extremes(units: Sequence[Unit], rel: Sequence[float], query: str) -> None:
             if m:
                 fields.setdefault(m.group(1) or m.group(2), []).append((float(m.group(3)), k))
     for values in fields.values():
-        if len(values) < 2:
-            continue
-        values.sort(reverse=most)
-        for rank, (_, k) in enumerate(values[:EXTREME_TOP]):
-            units[k].value += EXTREME_VALUE / (1 + rank)
+        if len(values) >= 2:
+            _lift(values, units, most, EXTREME_VALUE)
 
 
 _AMOUNT_RE = re.compile(r"^(\d+(?:\.\d+)?)(%|[KMGTP]i?B?|[kMGT]B|m)?$")
@@ -1083,8 +1096,8 @@ def table_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
     by comparing the column's values (their units read: ``250m``, ``1.5Gi``): the
     :data:`EXTREME_TOP` rows with the largest (smallest) gain value, as :func:`extremes`
     does for JSON's fields."""
-    most, least = bool(_MOST.search(query)), bool(_LEAST.search(query))
-    if most == least:
+    most = _asks_for(query, _MOST, _LEAST)
+    if most is None:
         return
     from agentflux.runtime.relevance import terms
     asked = set(terms(query))
@@ -1102,11 +1115,8 @@ def table_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
                 v = _amount(cell)
                 if v is not None:
                     values.append((v, r))
-            if len(values) < 2:
-                continue
-            values.sort(reverse=most)
-            for rank, (_, r) in enumerate(values[:EXTREME_TOP]):
-                units[r].value += EXTREME_VALUE / (1 + rank)
+            if len(values) >= 2:
+                _lift(values, units, most, EXTREME_VALUE)
 
 
 _DURATION_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?(ns|us|µs|ms|s|sec|secs|seconds|min|"
@@ -1123,8 +1133,8 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
     slowest": postgres' ``duration: 470.688 ms``, a test's ``(0.51s)``) compares the
     durations lines report, their units read: the :data:`EXTREME_TOP` lines with the longest
     (shortest) gain value, more than a log's last lines (the question is about them)."""
-    slow, fast = bool(_SLOWEST.search(query)), bool(_FASTEST.search(query))
-    if slow == fast:
+    slow = _asks_for(query, _SLOWEST, _FASTEST)
+    if slow is None:
         return
     timed = []
     for k, ln in enumerate(lines):
@@ -1132,11 +1142,8 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
                  for m in _DURATION_RE.finditer(ln[:400])]
         if found:
             timed.append((max(found) if slow else min(found), k))
-    if len(timed) < 3:
-        return
-    timed.sort(reverse=slow)
-    for rank, (_, k) in enumerate(timed[:EXTREME_TOP]):
-        units[k].value += DURATION_VALUE / (1 + rank)
+    if len(timed) >= 3:
+        _lift(timed, units, slow, DURATION_VALUE)
 
 
 def jsonish(lines: list[str]) -> bool:
