@@ -220,7 +220,8 @@ class ContextCompressor:
             elif kind == "diff":
                 units = content.diff_units(lines, rel, query)
             elif kind == "json_lines":
-                units = content.json_line_units(lines, rel)
+                units = content.json_line_units(
+                    lines, rel, score=lambda texts: relevance(texts, query))
             else:
                 units = content.log_units(lines, rel)
                 content.table_extremes(lines, units, query)

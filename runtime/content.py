@@ -65,7 +65,7 @@ import csv
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import orjson
 
@@ -1030,6 +1030,8 @@ MESSAGE_KEYS = frozenset({"message", "msg", "detail", "details", "description", 
                           "error_description", "errormessage", "error_message"})
 ID_REACH = 3  # objects up where a field of an object without identifying fields finds some
 RECORD_MATCH = 0.3  # an object's best field relevance (0..1) that makes its other fields count
+COMMON_KEY = 3  # objects that have a key for it to be a field of every record (type, line)
+KEY_ONLY = 0.25  # of a line's relevance from its key alone, in a record the query does not pick
 
 
 _MOST = re.compile(r"\b(largest|most|highest|biggest|maximum|max|top|greatest|slowest|longest|"
@@ -1154,7 +1156,49 @@ def jsonish(lines: list[str]) -> bool:
     return bool(sample) and sum(bool(JSON_LINE_RE.match(ln)) for ln in sample) >= 0.8 * len(sample)
 
 
-def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> list[Unit]:
+def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, ind: list[int],
+               parent: list[int], score: Callable[[list[str]], list[float]]
+               ) -> list[float] | None:
+    """Per line, its relevance with the keys every record of its array has left out
+    (``score``: the query's relevance of texts), when the query picks records of an array of
+    objects by their values (``"type": "warning"`` of a linter's findings); None when it does
+    not. A query's word that names such a key (type, line, symbol) says which fields of the
+    records it picks to show, not which records: matched on every record's key it would pick
+    them all."""
+    records: dict[int, list[int]] = {}  # an array: its objects
+    for i, ln in enumerate(lines):
+        a = parent[i]
+        if ln.strip() == "{" and a >= 0 and lines[a].rstrip().endswith("["):
+            records.setdefault(a, []).append(i)
+    kids: dict[int, list[int]] = {}
+    for i in range(len(lines)):
+        if ind[i] >= 0 and parent[i] >= 0:
+            kids.setdefault(parent[i], []).append(i)
+    common: list[int] = []  # fields of keys most records of their array have
+    for objs in records.values():
+        if len(objs) < COMMON_KEY:
+            continue
+        fields: dict[str, list[int]] = {}
+        for o in objs:
+            for k in kids.get(o, ()):
+                if m := key_re.match(lines[k]):
+                    fields.setdefault(m.group(1).lower(), []).append(k)
+        for ks in fields.values():
+            if len(ks) >= max(COMMON_KEY, len(objs) / 2):
+                common.extend(ks)
+    if not common:
+        return None
+    values = score([lines[i][key_re.match(lines[i]).end():] for i in common])
+    if max(values, default=0.0) < RECORD_MATCH:
+        return None
+    out = list(rel)
+    for i, v in zip(common, values):
+        out[i] = min(rel[i], v)
+    return out
+
+
+def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
+                    score: Callable[[list[str]], list[float]] | None = None) -> list[Unit]:
     """Pretty-printed JSON kept as its own lines (a digest with the omissions marked; the
     facts read as the input wrote them): a kept line brings the lines that open the objects and
     arrays around it and the identifying fields of its object (``id``, ``name``, ``status``,
@@ -1163,12 +1207,17 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> l
     field come before other objects' fields; identifying fields fill what is left (which
     objects there are). With ``yaml``, YAML's mappings the same way (unquoted keys, a key
     ending its line opens a mapping); a document of a stream (after ``---``) is known by its
-    top-level identifying fields and its ``metadata``'s (a Kubernetes object's kind and name)."""
+    top-level identifying fields and its ``metadata``'s (a Kubernetes object's kind and name).
+    With ``score`` (the query's relevance of texts), JSON's array of records the query picks by
+    their values (:func:`_by_values`) has them picked so: a match on a key every record has
+    counts in full only in the records picked (:data:`KEY_ONLY` of it elsewhere)."""
     units = code_units(lines, rel)
     n = len(lines)
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)
     key_re = YAML_KEY_RE if yaml else JSON_KEY_RE
+    valued = _by_values(lines, rel, key_re, ind, parent, score) if score else None
+    pick = rel if valued is None else valued  # what picks the records
     opens = (":", "{", "[", "|", ">", "|-", ">-") if yaml else ("{", "[")
     if yaml:  # a document's top-level lines are under its "---"
         doc = -1
@@ -1191,7 +1240,7 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> l
             if m and m.group(1).lower() in ID_KEYS and not lines[k].rstrip().endswith(opens):
                 ids.append(k)
         id_lines[p] = ids[:MAX_ID_SIBLINGS]
-        best[p] = max(rel[k] for k in kids)
+        best[p] = max(pick[k] for k in kids)
         said = [k for k in kids if (m := key_re.match(lines[k]))
                 and m.group(1).lower() in MESSAGE_KEYS
                 and not lines[k].rstrip().endswith(opens)]
@@ -1212,6 +1261,8 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False) -> l
         u.deps = list(dict.fromkeys(u.deps + mine))
         r = rel[i]
         b = best.get(p, 0.0)
+        if valued is not None and b < RECORD_MATCH:  # a record the query does not pick
+            r = valued[i] + (r - valued[i]) * KEY_ONLY
         u.value = 2.0 * r + (0.6 * b * (1.0 if r == 0 else 0.5) if b >= RECORD_MATCH else 0.0)
         status = http_status(lines[i])
         if status >= 300 or ERROR_WORD_RE.search(lines[i]) or EXC_NAME_RE.search(lines[i]):

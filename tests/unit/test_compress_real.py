@@ -1065,3 +1065,24 @@ ODD = {
 def test_odd_inputs_never_crash_and_keep_the_budget(name, target):
     r = C.compress(ODD[name], "why did x fail with a 5xx error", target)
     assert r.tokens_after <= target and C.count(r.text) <= target
+
+
+def test_records_picked_by_a_value_show_the_fields_the_query_names():
+    # pylint's JSON report (from microsoft/sarif-sdk's test data): "which warnings (type
+    # warning), with their line numbers and symbols". "type", "line" and "symbol" are keys
+    # every finding has: matched on them, all 75 findings competed alike and the warnings'
+    # messages and ids were lost. The value "warning" picks the records; the keys pick their
+    # fields
+    text = (Path(__file__).parents[1] / "data" / "compress" / "pylint-01.json").read_text()
+    query = "List the pylint warnings (type warning) with their line numbers and symbols"
+    warnings = [f for f in json.loads(text) if f["type"] == "warning"]
+    r = C.compress(text, query, 2000)
+    for fact in ("deprecated-module", "Uses of a deprecated module 'optparse'", "W0402"):
+        assert fact in r.text, (fact, r.text)
+    r = C.compress(text, query, 1000)
+    shown = r.text.split('"type": "warning"')[1:]
+    assert len(shown) == len(warnings)
+    for finding, block in zip(warnings, shown):
+        block = block.split("{")[0]  # up to the next record
+        assert f'"line": {finding["line"]},' in block, (finding, block)
+        assert f'"symbol": "{finding["symbol"]}",' in block, (finding, block)
