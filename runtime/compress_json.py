@@ -26,7 +26,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from agentflux.runtime.content import ERROR_WORD_RE, EXC_NAME_RE, MESSAGE_KEYS, Unit
+from agentflux.runtime.content import (COMMON_KEY, ERROR_WORD_RE, EXC_NAME_RE, KEY_ONLY,
+                                       MESSAGE_KEYS, RECORD_MATCH, Unit)
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import index, query_weights, scale
 
@@ -82,12 +83,18 @@ class JsonDoc:
         texts = [self._leaf_text(p, v) for p, v in zip(self.paths, self.values)]
         self.index = index(texts)  # kept: the compressor scores the query's clauses on it
         rel = scale(self.index.scores(q), noise=0.0) if q else [0.0] * len(texts)
-        best = [max((rel[i] for i in leaves), default=0.0) for leaves in records]
+        valued = self._by_values(rel) if q else None
+        pick = rel if valued is None else valued  # what picks the records
+        best = [max((pick[i] for i in leaves), default=0.0) for leaves in records]
         said = {p[:-1]: i for i, p in enumerate(self.paths)  # each object's message field
                 if p and isinstance(p[-1], str) and p[-1].lower() in MESSAGE_KEYS}
         for i, (p, v) in enumerate(zip(self.paths, self.values)):
             rec = record_of[i]
-            value = 2.0 * rel[i] + (0.6 * best[rec] if rec >= 0 and best[rec] >= 0.3 else 0.0)
+            r = rel[i]
+            if valued is not None and rec >= 0 and best[rec] < RECORD_MATCH:  # not picked
+                r = valued[i] + (r - valued[i]) * KEY_ONLY
+            value = 2.0 * r + (0.6 * best[rec] if rec >= 0 and best[rec] >= RECORD_MATCH
+                               else 0.0)
             deps = parents[i]
             if notable(p, v):
                 value += 1.0
@@ -99,6 +106,30 @@ class JsonDoc:
             self.units.append(Unit(i, i + 1, text, value=value, deps=deps,
                                    critical=rel[i] > 0.5))
         self.rel = rel
+
+    def _by_values(self, rel: list[float]) -> list[float] | None:
+        """Per leaf, its relevance with the keys most records of its array have left out,
+        when the query picks records by their values (``"type": "warning"`` of a linter's
+        findings); None when it does not (as :func:`agentflux.runtime.content._by_values`
+        for pretty-printed lines): such a key the query names (type, line, symbol) says which
+        fields of the records it picks to show, not which records."""
+        fields: dict[tuple, list[int]] = {}  # (an array's path, a key): its records' leaves
+        size: dict[tuple, set] = {}  # an array's path: its records
+        for i, p in enumerate(self.paths):
+            if len(p) >= 2 and isinstance(p[-1], str) and isinstance(p[-2], int):
+                fields.setdefault((p[:-2], p[-1]), []).append(i)
+                size.setdefault(p[:-2], set()).add(p[-2])
+        common = [i for (array, _), leaves in fields.items()
+                  if len(leaves) >= max(COMMON_KEY, len(size[array]) / 2) for i in leaves]
+        if not common:
+            return None
+        values = scale(index([str(self.values[i]) for i in common]).scores(self._q), noise=0.0)
+        if max(values, default=0.0) < RECORD_MATCH:
+            return None
+        out = list(rel)
+        for i, v in zip(common, values):
+            out[i] = min(rel[i], v)
+        return out
 
     def _walk(self, node: Any, path: tuple, ids_above: list[int], record: int,
               record_of: list[int], parents: list[list[int]], records: list[list[int]]) -> None:

@@ -1086,3 +1086,20 @@ def test_records_picked_by_a_value_show_the_fields_the_query_names():
         block = block.split("{")[0]  # up to the next record
         assert f'"line": {finding["line"]},' in block, (finding, block)
         assert f'"symbol": "{finding["symbol"]}",' in block, (finding, block)
+
+
+def test_records_picked_by_a_value_on_one_line_json_too():
+    # the same report written on one line (as ESLint's and most tools' JSON formatters write
+    # it): the findings the query picks by their value keep their message and id, and each
+    # warning shown says its line; the output is JSON that parses
+    text = (Path(__file__).parents[1] / "data" / "compress" / "pylint-01.json").read_text()
+    findings = json.loads(text)
+    one_line = json.dumps(findings)
+    r = C.compress(one_line, "List the pylint warnings (type warning) with their line numbers "
+                   "and symbols", 2000)
+    assert r.kind == "json" and r.tokens_after <= 2000
+    for fact in ("Uses of a deprecated module 'optparse'", '"message-id": "W0402"'):
+        assert fact in r.text, (fact, r.text)
+    shown = [f for f in json.loads(r.text) if isinstance(f, dict) and f.get("type") == "warning"]
+    assert len(shown) == sum(f["type"] == "warning" for f in findings)
+    assert sum("line" in f for f in shown) >= len(shown) - 1, shown
