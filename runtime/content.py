@@ -302,6 +302,7 @@ LIBRARY_FRAME_RE = re.compile(
     r"node_modules/|node:internal|\(internal/|/usr/lib/|/vendor/|\.cargo/registry|/rustc/|"
     r"/go/src/runtime/|testing/testing\.go|\[native code\]|\(Native Method\)")
 IN_APP_VALUE = 1.0  # added to such a frame's value
+LIBRARY_FRAME_VALUE = 0.1  # a library's frame inside a trace (not its first or last)
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 RSPEC_FAILURE_RE = re.compile(r"(^|\s)(\d+(\.\d+)*\)\s+)?Failure/Error:")  # "1.1) Failure/Error: x"
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
@@ -429,6 +430,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     # the first frame of a trace in the application's code, not a library's or the runtime's
     # (Sentry's "in app" frame): where the user's code failed
     in_app = [False] * n
+    inner = [False] * n  # a library's frame between a trace's first and last: says least
     i = 0
     while i < n:
         if frame[i]:
@@ -441,6 +443,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             top = _package(body[i]) if app[:1] == [i] else ""
             if top:  # a library no list names (org.hibernate) is the top frame's package
                 app = [k for k in app if _package(body[k]) not in ("", top)]
+            for k in set(frames[1:-1]) - set(app):
+                inner[k] = True
             if body[i].lstrip().startswith("File \"") and app and app[-1] < frames[-1]:
                 in_app[app[-1]] = True  # Python's, innermost last: the last before a library's
             elif app and app[0] > i:  # Java's, innermost first: the first below the libraries'
@@ -508,8 +512,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if edge[i] and err[i]:
             v += 0.6
         if frame[i]:
-            v += 0.35 + (IN_APP_VALUE if in_app[i] else 0.0)
-        if PATH_RE.search(ln):
+            v += (LIBRARY_FRAME_VALUE if inner[i] else 0.35) + (IN_APP_VALUE if in_app[i] else 0.0)
+        if PATH_RE.search(ln) and not inner[i]:
             v += 0.25
         if SUMMARY_RE.match(ln.strip()) or SUMMARY_RE.match(body[i].strip()):
             v += 1.5

@@ -1103,3 +1103,19 @@ def test_records_picked_by_a_value_on_one_line_json_too():
     shown = [f for f in json.loads(r.text) if isinstance(f, dict) and f.get("type") == "warning"]
     assert len(shown) == sum(f["type"] == "warning" for f in findings)
     assert sum("line" in f for f in shown) >= len(shown) - 1, shown
+
+
+def test_a_traces_library_frames_give_way_to_what_the_question_asks():
+    # Pulsar's TestNG report: "which test failed, with what assertion and at which source
+    # line, and which tests were skipped". At 1,000 tokens the failure's 25-frame trace was
+    # kept nearly whole (TestNG's and the JDK's reflection frames, each worth a path's value)
+    # and the skipped tests were lost; a library's frame inside a trace now says least
+    d = doc("06")
+    r = C.compress(d["text"], d["query"], 1000)
+    for fact in ("expected [1.2.1] but found [1.2.0]", "AddMissingPatchVersionTest.java:29",
+                 '<testcase name="commitTxnTest" time="13.422"'):
+        assert fact in r.text, (fact, r.text)
+    trace = [ln for ln in d["text"].splitlines() if ln.startswith("at ")][:40]
+    library = [ln for ln in trace if ln.startswith(("at org.testng.", "at java.", "at sun."))]
+    kept = [ln for ln in library if ln in r.text.splitlines()]
+    assert len(kept) <= len(library) // 2, kept
