@@ -27,7 +27,7 @@ from collections import Counter
 from typing import Any
 
 from agentflux.runtime.content import (COMMON_KEY, ERROR_WORD_RE, EXC_NAME_RE, KEY_ONLY,
-                                       MESSAGE_KEYS, RECORD_MATCH, Unit)
+                                       MESSAGE_KEYS, RECORD_MATCH, Unit, picked_by_values)
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import index, query_weights, scale
 
@@ -121,15 +121,8 @@ class JsonDoc:
                 size.setdefault(p[:-2], set()).add(p[-2])
         common = [i for (array, _), leaves in fields.items()
                   if len(leaves) >= max(COMMON_KEY, len(size[array]) / 2) for i in leaves]
-        if not common:
-            return None
-        values = scale(index([str(self.values[i]) for i in common]).scores(self._q), noise=0.0)
-        if max(values, default=0.0) < RECORD_MATCH:
-            return None
-        out = list(rel)
-        for i, v in zip(common, values):
-            out[i] = min(rel[i], v)
-        return out
+        return picked_by_values(rel, common, [str(self.values[i]) for i in common],
+                                lambda texts: scale(index(texts).scores(self._q), noise=0.0))
 
     def _walk(self, node: Any, path: tuple, ids_above: list[int], record: int,
               record_of: list[int], parents: list[list[int]], records: list[list[int]]) -> None:

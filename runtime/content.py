@@ -1190,13 +1190,22 @@ def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, ind: list
         for ks in fields.values():
             if len(ks) >= max(COMMON_KEY, len(objs) / 2):
                 common.extend(ks)
+    return picked_by_values(rel, common, [lines[i][key_re.match(lines[i]).end():]
+                                          for i in common], score)
+
+
+def picked_by_values(rel: list[float], common: list[int], values: list[str],
+                     score: Callable[[list[str]], list[float]]) -> list[float] | None:
+    """``rel`` with the units ``common`` (fields of keys most records have) scored on their
+    ``values`` alone (``score``: the query's relevance of texts), or None when no value
+    matches the query (:data:`RECORD_MATCH`): then the keys are what it asks for."""
     if not common:
         return None
-    values = score([lines[i][key_re.match(lines[i]).end():] for i in common])
-    if max(values, default=0.0) < RECORD_MATCH:
+    scored = score(values)
+    if max(scored, default=0.0) < RECORD_MATCH:
         return None
     out = list(rel)
-    for i, v in zip(common, values):
+    for i, v in zip(common, scored):
         out[i] = min(rel[i], v)
     return out
 
