@@ -474,7 +474,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             at = i
         step[i] = at if i != at else -1
     failed_steps = {step[i] for i in range(n) if err[i] and step[i] >= 0}
-    group = templates(lines)
+    group = templates(lines, err)
     last_of: dict[int, int] = {}
     size: dict[int, int] = {}
     for i, g in enumerate(group):
@@ -487,6 +487,15 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     odd_in: dict[int, int] = {}
     for i in odd:
         odd_in[group[i]] = odd_in.get(group[i], 0) + 1
+    # a flood: the lines that match the query mostly repeat a few templates (a brute force's
+    # failed logins); a matching line of a template of its own is what differs (the login
+    # that was accepted)
+    matching = [i for i in range(n) if rel[i] > 0 and group[i] >= 0]
+    flooded = len(matching) >= FLOOD_MIN and sum(
+        size[group[i]] >= FLOOD_REPEATS for i in matching) >= FLOOD_SHARE * len(matching)
+    lone = {i for i in matching if size[group[i]] == 1} if flooded else set()
+    if len(lone) > LONE_MAX:  # many lines differ: none stands out
+        lone = set()
     for u in units:
         m = PREFIX_RE.match(u.text)
         if m and m.end() >= 12 and m.end() < len(u.text):
@@ -521,6 +530,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.6
         if i in tail:  # how it ended
             v += 0.8
+        if i in lone:
+            v += LONE_VALUE
         if i in failed_steps:  # the command of a CI step that failed
             v += STEP_VALUE
         # a final exception is worth its own value unless it repeats its template's first
@@ -686,6 +697,11 @@ TAIL_LINES = 8  # a log's last lines say how it ended
 STEP_VALUE = 1.2  # a failed CI step's command line ("##[group]Run pytest ..."), as an error
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
 STANDS_OUT_MAX = 2  # lines of one template that may stand out of it
+FLOOD_MIN = 30  # lines matching the query, of which FLOOD_SHARE repeat a template at least
+FLOOD_SHARE = 0.95  # FLOOD_REPEATS times: a flood, where a line of a template of its own
+FLOOD_REPEATS = 5  # stands out by LONE_VALUE, if at most LONE_MAX do
+LONE_VALUE = 1.5
+LONE_MAX = 3
 LIST_MAX = 20  # lines of one template under different headers that are a list read whole
 # a log line's timestamp prefix: bracketed stamps ("[task 2025-02-13T21:47:57.553Z]"), bare
 # dates and times, with their separators; levels and messages are not part of it
@@ -721,12 +737,14 @@ def _masked(line: str) -> str:
     return TEMPLATE_RE.sub("#", line[m.end():] if m else line)
 
 
-def templates(lines: list[str]) -> list[int]:
+def templates(lines: list[str], err: Sequence[bool] | None = None) -> list[int]:
     """Per line, the index of the first line of its template group (-1: blank), in the manner
     of the Drain log parser (He et al., ICWS 2017): lines with the same number of tokens whose
     tokens agree in at least :data:`SIMILAR_SHARE` of the positions, once numbers, hex ids and
     quoted strings are masked, repeat one template (``undefined symbol: A`` and ``undefined
-    symbol: B``; heartbeats with other counters)."""
+    symbol: B``; heartbeats with other counters). A line that reports an error (``err``) does
+    not repeat one that does not: ``Failed password for root from # port #`` and ``Accepted
+    password for root from # port #`` differ in one word, the one that matters."""
     out = [-1] * len(lines)
     groups: dict[tuple, list[tuple[int, list[str]]]] = {}
     for i, ln in enumerate(lines):
@@ -734,7 +752,7 @@ def templates(lines: list[str]) -> list[int]:
             continue
         toks = _TOKEN_RE.findall(TEMPLATE_RE.sub("#", ln))
         status = http_status(ln)  # requests that failed do not repeat the ones that did not
-        key = (len(toks), toks[0] if toks else "", status // 100)
+        key = (len(toks), toks[0] if toks else "", status // 100, bool(err and err[i]))
         cands = groups.setdefault(key, [])
         for first, rep in cands:
             same = sum(a == b for a, b in zip(rep, toks))

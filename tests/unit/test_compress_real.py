@@ -1119,3 +1119,40 @@ def test_a_traces_library_frames_give_way_to_what_the_question_asks():
     library = [ln for ln in trace if ln.startswith(("at org.testng.", "at java.", "at sun."))]
     kept = [ln for ln in library if ln in r.text.splitlines()]
     assert len(kept) <= len(library) // 2, kept
+
+
+def _auth_log(accepted_at: int) -> list[str]:
+    # sshd's auth.log under a password brute force (the form of a Kali box's
+    # /var/log/auth.log): per connection, PAM's failure, several "Failed password" lines and
+    # sshd's disconnect; one connection gets in
+    lines = []
+    for c in range(60):
+        pid, port, t = 27281 + c, 53030 + 2 * c, f"Mar 24 11:{59 + c // 40:02d}:{c % 40 + 10:02d}"
+        if c == accepted_at:
+            lines += [f"{t} kali sshd[{pid}]: Accepted password for root from 192.168.153.130 "
+                      f"port {port} ssh2",
+                      f"{t} kali sshd[{pid}]: pam_unix(sshd:session): session opened for user "
+                      f"root by (uid=0)",
+                      f"{t} kali systemd-logind[440]: New session 228 of user root."]
+            continue
+        lines.append(f"{t} kali sshd[{pid}]: pam_unix(sshd:auth): authentication failure; "
+                     f"logname= uid=0 euid=0 tty=ssh ruser= rhost=192.168.153.130  user=root")
+        lines += [f"{t} kali sshd[{pid}]: Failed password for root from 192.168.153.130 port "
+                  f"{port} ssh2"] * 5
+        lines += [f"{t} kali sshd[{pid}]: error: maximum authentication attempts exceeded for "
+                  f"root from 192.168.153.130 port {port} ssh2 [preauth]",
+                  f"{t} kali sshd[{pid}]: Disconnecting authenticating user root 192.168.153.130 "
+                  f"port {port}: Too many authentication failures [preauth]"]
+    return lines
+
+
+@pytest.mark.parametrize("accepted_at", [7, 31, 52])
+def test_the_one_line_that_differs_from_a_flood_of_matching_ones_is_kept(accepted_at):
+    # a brute force's 480 lines all match "192.168.153.130", "root", "port"; the accepted login
+    # differs from "Failed password for root from ... port ... ssh2" in one word, so it was
+    # read as one more repeat of it (a template, digits masked) and dropped
+    lines = _auth_log(accepted_at)
+    r = C.compress("\n".join(lines), "Did the SSH brute-force from 192.168.153.130 ever "
+                   "succeed? If so, when, for which user, and from which source port?", 1000)
+    accepted = next(ln for ln in lines if "Accepted password" in ln)
+    assert accepted in r.text.splitlines(), r.text
