@@ -92,6 +92,10 @@ CODE_LINE_RE = re.compile(
     # Ruby's
     r"end\s*$|unless\s|elsif\s|module\s|require(_relative)?\s|raise\b|rescue\b|ensure\s*$|"
     r"attr_(reader|writer|accessor)\s|.*\sdo(\s*\|[^|]*\|)?\s*$)")
+# a numbered log line with a level in lower case: npm's npm-debug.log ("38 error publish
+# Failed PUT 403", "5 silly cache add ...")
+NUMBERED_LEVEL_RE = re.compile(r"^\d+ (silly|verbose|info|http|warn|error|timing|debug|notice|"
+                               r"trace)\s")
 CODE_END_RE = re.compile(r"[;{}:,(\[]\s*$|^\s*[)\]}]")
 HEADING_MD_RE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
 # reStructuredText: a directive that documents one thing (``.. confval:: junit_family``) heads
@@ -163,6 +167,7 @@ def detect(text: str) -> str:
     n = len(sample)
     diag = [bool(DIAG_RE.search(ln[:300])) for ln in sample]
     logish = sum(bool(d or TIMESTAMP_RE.match(ln) or LEVEL_RE.search(ln[:60])
+                      or NUMBERED_LEVEL_RE.match(ln)
                       or TEST_RE.match(ln.strip()) or FINDING_RE.match(ln))
                  for d, ln in zip(diag, sample))
     codeish = sum(bool(CODE_LINE_RE.match(ln) or CODE_END_RE.search(ln)) for ln in sample)
@@ -326,9 +331,18 @@ ACCESS_RE = re.compile(r'"(?:GET|POST|PUT|DELETE|HEAD|PATCH|OPTIONS|CONNECT|TRAC
 STATUS_FIELD_RE = re.compile(r'"(?:status|status_?code|statusCode|code)"\s*:\s*"?(\d{3})\b', re.I)
 
 
+# a client's or a server's response line: curl's "< HTTP/1.1 403 Forbidden", npm's "http 403
+# https://registry...", "statusCode 403", "status: 503"
+RESPONSE_RE = re.compile(r"\bHTTP/\d(?:\.\d)? (\d{3})\b|^\d+ http (\d{3}) |"
+                         r"\bstatus(?:Code|_code)?:? (\d{3})\b")
+
+
 def http_status(line: str) -> int:
-    """The HTTP status a line reports (an access log entry, a recorded response), else 0."""
+    """The HTTP status a line reports (an access log entry, a recorded response, a client's
+    response line), else 0."""
     m = ACCESS_RE.search(line) or STATUS_FIELD_RE.search(line)
+    if m is None and (r := RESPONSE_RE.search(line)):
+        return int(next(g for g in r.groups() if g))
     return int(m.group(1)) if m else 0
 
 

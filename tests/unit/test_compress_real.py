@@ -1156,3 +1156,20 @@ def test_the_one_line_that_differs_from_a_flood_of_matching_ones_is_kept(accepte
                    "succeed? If so, when, for which user, and from which source port?", 1000)
     accepted = next(ln for ln in lines if "Accepted password" in ln)
     assert accepted in r.text.splitlines(), r.text
+
+
+def test_npm_debug_log_is_a_log_and_its_http_403_is_an_error():
+    # npm's npm-debug.log (from 0rpc/zerorpc-node): "38 error publish Failed PUT 403", its
+    # multi-line values ending in "," and "]" made it read as code, and "35 http 403
+    # https://registry.npmjs.org/zerorpc" was no response line
+    path = Path(__file__).parents[1] / "data" / "compress" / "npm-debug-publish-403.log"
+    text = path.read_text()
+    assert content.detect(text) == "log"
+    assert content.http_status("35 http 403 https://registry.npmjs.org/zerorpc") == 403
+    assert content.http_status("< HTTP/1.1 503 Service Unavailable") == 503
+    assert content.http_status("40 verbose statusCode 403") == 403
+    r = C.compress(text, "Why did `npm publish` fail?", 500)
+    for fact in ("error code E403", "http 403 https://registry.npmjs.org/zerorpc",
+                 'you do not have permission to publish "zerorpc". Are you logged in as the '
+                 "correct user?"):
+        assert fact in r.text, (fact, r.text)
