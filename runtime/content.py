@@ -1184,6 +1184,29 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
         _lift(timed, units, slow, DURATION_VALUE)
 
 
+_FIRST = re.compile(r"\b(first|earliest|initial|initially)\b", re.I)
+_LAST = re.compile(r"\b(last|latest|final|finally|most recent)\b", re.I)
+POSITION_MATCH = 0.4  # of a clause's best relevance: the lines that answer it, first to last
+POSITION_VALUE = 1.5  # the first (last) of them; then /2, /3
+
+
+def position_extremes(units: Sequence[Unit], query: str,
+                      score: Callable[[str], list[float]]) -> None:
+    """A question for the first (last) of something ("which server first delivered an
+    executable to 172.16.9.233") lifts the earliest (latest) of the lines that answer it
+    (``score``: a text's relevance per line; the position's words are left out of the
+    question): lines that answer it alike differ by when they were written. The whole question
+    is scored, not the clause with the word: "first delivered a Windows executable
+    (application/x-dosexec)" is split from its brackets by the clauses."""
+    first = _asks_for(query, _FIRST, _LAST)
+    if first is None:
+        return
+    r = score(_LAST.sub(" ", _FIRST.sub(" ", query)))
+    answers = [k for k in range(len(units)) if r[k] >= POSITION_MATCH]
+    if len(answers) >= 2:
+        _lift([(float(k), k) for k in answers], units, not first, POSITION_VALUE)
+
+
 def jsonish(lines: list[str]) -> bool:
     """Most lines look like pretty-printed JSON (keys, brackets, values)."""
     body = [ln for ln in lines if ln.strip()]

@@ -1173,3 +1173,28 @@ def test_npm_debug_log_is_a_log_and_its_http_403_is_an_error():
                  'you do not have permission to publish "zerorpc". Are you logged in as the '
                  "correct user?"):
         assert fact in r.text, (fact, r.text)
+
+
+def test_a_question_for_the_first_of_something_keeps_the_earliest_answer():
+    # a Zeek http.log (tab-separated, in the form Zeek writes it): among a host's 1,200
+    # downloads, a hundred are executables; "which server first delivered" one is answered by
+    # the earliest, which scored below the later ones (their paths say "windows/executable")
+    # and was lost among them
+    header = ["#separator \\x09", "#path\thttp",
+              "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tmethod\thost\turi"
+              "\tstatus_code\tresp_mime_types"]
+    rows = []
+    for i in range(1200):
+        ts = f"{1541117142 + 37 * i}.{i:06d}"
+        if i % 12 == 11:  # an executable
+            k = i // 12
+            host = "aseprom.com" if k == 0 else f"windows-update{k}.example.net"
+            rows.append(f"{ts}\tC{i:08d}\t172.16.9.233\t{52000 + i}\t51.68.{k}.{k + 50}\t80\tGET"
+                        f"\t{host}\t/{'sun.sets' if k == 0 else f'windows/executable{k}.exe'}\t200"
+                        f"\tapplication/x-dosexec")
+        else:
+            rows.append(f"{ts}\tC{i:08d}\t172.16.9.233\t{52000 + i}\t51.68.{i % 50}.{i % 50 + 9}"
+                        f"\t80\tGET\tmirror.com\t/sun.sets\t200\ttext/html")
+    r = C.compress("\n".join(header + rows), "Which server first delivered a Windows executable "
+                   "(application/x-dosexec) to 172.16.9.233?", 200)
+    assert "aseprom.com" in r.text, r.text
