@@ -231,7 +231,7 @@ class ContextCompressor:
         if split is not units:  # lines too long were split: the clauses are scored on pieces
             units, bm = split, None
         clause_boost(units, query, bm)
-        if kind in ("json_lines", "yaml"):
+        if kind in ("json_lines", "yaml", "log"):
             content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units),

@@ -386,6 +386,41 @@ def _xml_children(body: list[str]) -> dict[int, list[int]]:
     return out
 
 
+# a "Key: value" line of a block of fields (erl_crash.dump's "Memory: 163880", `pip show`,
+# Debian's control files)
+FIELD_LINE_RE = re.compile(r"^\s*([A-Za-z][\w .+/()-]{0,40}?):\s+\S")
+FIELD_ID_KEYS = frozenset({"name", "id", "uid", "uuid", "pid", "package", "title", "hostname",
+                           "node", "pod"})
+FIELD_BLOCK_MIN = 3  # fields in a block
+
+
+def field_blocks(lines: list[str]) -> dict[int, list[int]]:
+    """Each line of a block of ``Key: value`` fields (at least :data:`FIELD_BLOCK_MIN`,
+    between blank lines or lines that are no field) that has identifying fields (``Name:
+    kernel_sup``, ``Package: ...``), mapped to them: a process's ``Memory: 163880`` says
+    little without whose it is."""
+    out: dict[int, list[int]] = {}
+    n = len(lines)
+    i = 0
+    while i < n:
+        if not FIELD_LINE_RE.match(lines[i]):
+            i += 1
+            continue
+        j = i
+        while j < n and lines[j].strip() and (FIELD_LINE_RE.match(lines[j])
+                                               or _indent(lines[j]) > _indent(lines[i])):
+            j += 1
+        fields = [k for k in range(i, j) if FIELD_LINE_RE.match(lines[k])]
+        ids = [k for k in fields
+               if FIELD_LINE_RE.match(lines[k]).group(1).strip().lower() in FIELD_ID_KEYS][:2]
+        if len(fields) >= FIELD_BLOCK_MIN and ids:
+            for k in range(i, j):
+                if k not in ids:
+                    out[k] = ids
+        i = max(j, i + 1)
+    return out
+
+
 def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     units = line_units(lines)
     n = len(lines)
@@ -570,6 +605,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + [raised[i]]
         if i in xml_children:  # an XML element brings its few empty child elements
             u.deps = u.deps + xml_children[i]
+    for i, ids in field_blocks(body).items():  # a field brings whose field it is
+        units[i].deps = units[i].deps + ids
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True

@@ -1198,3 +1198,17 @@ def test_a_question_for_the_first_of_something_keeps_the_earliest_answer():
     r = C.compress("\n".join(header + rows), "Which server first delivered a Windows executable "
                    "(application/x-dosexec) to 172.16.9.233?", 200)
     assert "aseprom.com" in r.text, r.text
+
+
+def test_a_field_block_brings_whose_field_it_is_and_the_largest_is_compared():
+    # an Erlang VM's erl_crash.dump (from AntidoteDB/antidote): "=proc:<0.11.0>", then
+    # "Name: kernel_sup", ..., "Memory: 163880". "Which process uses the most memory" had its
+    # 60 "Memory:" lines compared by words only, and a kept one came without its "Name:"
+    text = (Path(__file__).parents[1] / "data" / "compress" / "erl_crash.dump").read_text()
+    r = C.compress(text, "Why did the Erlang VM crash, and which process listed in the dump "
+                   "uses the most memory?", 500)
+    lines = r.text.splitlines()
+    assert "Memory: 163880" in lines, r.text
+    above = lines[:lines.index("Memory: 163880")]
+    names = [ln for ln in above if ln.startswith("Name: ")]
+    assert names and names[-1] == "Name: kernel_sup", r.text
