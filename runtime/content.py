@@ -294,7 +294,10 @@ ERROR_LEVEL_RE = re.compile(r"\b(ERROR|ERR|FATAL|CRITICAL|SEVERE|PANIC|FAIL(ED)?
 FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>/]+\(.*\)$|at .+:\d+(:\d+)?\)?$|'
                       r"#\d+\s+0x[0-9a-f]+|\S+\.(go|rs|py|js|ts|java|kt|c|cc|cpp):\d+|"
                       r"\S+\(\S*\)$|[\w/.-]+:\d+: in \w+|\.\.\. \d+ more$|"
-                      r"\d+\s+[\w.+-]+![\w:~<>]+)")  # the last: a minidump's module!function
+                      r"\d+\s+[\w.+-]+![\w:~<>]+|"  # a minidump's module!function
+                      # the Linux kernel's ("[<ffffffff83a7b4b7>] rtnl_lock+0x17/0x20", newer
+                      # kernels without the address, "? " before a guessed frame)
+                      r"(\[<[0-9a-f]+>\]\s+|\?\s+)?[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+)")
 TRACEBACK_RE = re.compile(r"^\s*\W{0,4}(Traceback \(most recent call last\)|Exception in thread|"
                           r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
                           r"Stack trace:|stack backtrace:)")

@@ -1212,3 +1212,18 @@ def test_a_field_block_brings_whose_field_it_is_and_the_largest_is_compared():
     above = lines[:lines.index("Memory: 163880")]
     names = [ln for ln in above if ln.startswith("Name: ")]
     assert names and names[-1] == "Name: kernel_sup", r.text
+
+
+def test_a_linux_kernel_call_trace_is_read_as_frames():
+    # a hung-task report (from google/syzkaller's report test data): "[<ffffffff83a7b4b7>]
+    # rtnl_lock+0x17/0x20" was no frame, so the blocked task's call trace counted for nothing
+    # against the 60,000 characters of held locks below it
+    text = (Path(__file__).parents[1] / "data" / "compress" / "linux-hung-task.log").read_text()
+    assert content.FRAME_RE.match("  [<ffffffff83a7b4b7>] rtnl_lock+0x17/0x20")
+    assert content.FRAME_RE.match("  ? ipv6_sock_ac_close+0x108/0x380")
+    r = C.compress(text, "Which task triggered the hung-task warning, how long was it blocked, "
+                   "and which networking function in its call trace was waiting on the RTNL "
+                   "mutex?", 2000)
+    for fact in ("INFO: task syz-executor.1:5269 blocked for more than 140 seconds.",
+                 "ipv6_sock_ac_close+0x108/0x380", "[<ffffffff83a7b4b7>] rtnl_lock+0x17/0x20"):
+        assert fact in r.text, (fact, r.text)
