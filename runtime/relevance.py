@@ -182,9 +182,24 @@ def query_weights(query: str) -> dict[str, float]:
         if (query[a.end():b.start()].isspace() and a.group().isalpha() and b.group().isalpha()
                 and not any(x <= a.start() < y or x <= b.start() < y for x, y in phrases)):
             out.setdefault(whole(a.group() + b.group()), JOINED_WEIGHT)
+    for t, weight in list(out.items()):  # what a tool writes for what the question says
+        for r in RELATED.get(t, ()):
+            out.setdefault(r, RELATED_WEIGHT * weight)
     for w in negated:
         out[w] = NEGATED_WEIGHT
     return out
+
+
+# words a tool's output uses for what a question says in others (stems): "did the login
+# succeed" is answered by "Accepted password", "why did it crash" by "SIGSEGV" or "abort",
+# "which is slowest" by a duration
+RELATED: dict[str, tuple[str, ...]] = {
+    "crash": ("abort", "segfault", "sigsegv", "panic", "fatal", "termin", "core"),
+    "succeed": ("success", "accept", "ok", "pass"), "success": ("succeed", "accept", "ok", "pass"),
+    "stop": ("termin", "shutdown", "exit", "kill"),
+    "slow": ("durat", "latenc", "took", "elaps"), "slowest": ("durat", "latenc", "took", "elaps"),
+}
+RELATED_WEIGHT = 0.4  # of the question's word's weight
 
 
 def identifiers(query: str) -> set[str]:

@@ -1227,3 +1227,16 @@ def test_a_linux_kernel_call_trace_is_read_as_frames():
     for fact in ("INFO: task syz-executor.1:5269 blocked for more than 140 seconds.",
                  "ipv6_sock_ac_close+0x108/0x380", "[<ffffffff83a7b4b7>] rtnl_lock+0x17/0x20"):
         assert fact in r.text, (fact, r.text)
+
+
+def test_a_question_asks_in_its_words_for_what_a_tool_writes_in_others():
+    # "why did the VM crash" is answered by erl_crash.dump's "Slogan: init terminating in
+    # do_boot ()", which holds none of the question's words; "did it succeed" by "Accepted"
+    w = query_weights("Did the SSH brute force ever succeed?")
+    assert w["succeed"] == 1.0 and 0 < w["accept"] < 1.0
+    assert query_weights("why did it crash")["termin"] > 0
+    assert query_weights("which tests did not crash, other than the slowest")["slowest"] < 0
+    text = (Path(__file__).parents[1] / "data" / "compress" / "erl_crash.dump").read_text()
+    r = C.compress(text, "Why did the Erlang VM crash, and which process listed in the dump "
+                   "uses the most memory?", 2000)
+    assert "Slogan: init terminating in do_boot ()" in r.text, r.text
