@@ -1226,7 +1226,7 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
 
 _FIRST = re.compile(r"\b(first|earliest|initial|initially)\b", re.I)
 _LAST = re.compile(r"\b(last|latest|final|finally|most recent)\b", re.I)
-POSITION_MATCH = 0.4  # of a clause's best relevance: the lines that answer it, first to last
+POSITION_MATCH = 0.4  # of the question's best relevance: the lines that answer it, in order
 POSITION_VALUE = 1.5  # the first (last) of them; then /2, /3
 
 
@@ -1258,7 +1258,7 @@ def jsonish(lines: list[str]) -> bool:
 def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, ind: list[int],
                parent: list[int], score: Callable[[list[str]], list[float]]
                ) -> list[float] | None:
-    """Per line, its relevance with the keys every record of its array has left out
+    """Per line, its relevance with the keys most records of its array have left out
     (``score``: the query's relevance of texts), when the query picks records of an array of
     objects by their values (``"type": "warning"`` of a linter's findings); None when it does
     not. A query's word that names such a key (type, line, symbol) says which fields of the
