@@ -404,18 +404,19 @@ def field_blocks(lines: list[str]) -> dict[int, list[int]]:
     little without whose it is."""
     out: dict[int, list[int]] = {}
     n = len(lines)
+    key = [m.group(1).strip().lower() if (m := FIELD_LINE_RE.match(ln)) else None
+           for ln in lines]
     i = 0
     while i < n:
-        if not FIELD_LINE_RE.match(lines[i]):
+        if key[i] is None:
             i += 1
             continue
         j = i
-        while j < n and lines[j].strip() and (FIELD_LINE_RE.match(lines[j])
+        while j < n and lines[j].strip() and (key[j] is not None
                                                or _indent(lines[j]) > _indent(lines[i])):
             j += 1
-        fields = [k for k in range(i, j) if FIELD_LINE_RE.match(lines[k])]
-        ids = [k for k in fields
-               if FIELD_LINE_RE.match(lines[k]).group(1).strip().lower() in FIELD_ID_KEYS][:2]
+        fields = [k for k in range(i, j) if key[k] is not None]
+        ids = [k for k in fields if key[k] in FIELD_ID_KEYS][:2]
         if len(fields) >= FIELD_BLOCK_MIN and ids:
             for k in range(i, j):
                 if k not in ids:
@@ -1255,8 +1256,8 @@ def jsonish(lines: list[str]) -> bool:
     return bool(sample) and sum(bool(JSON_LINE_RE.match(ln)) for ln in sample) >= 0.8 * len(sample)
 
 
-def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, ind: list[int],
-               parent: list[int], score: Callable[[list[str]], list[float]]
+def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, parent: list[int],
+               kids: dict[int, list[int]], score: Callable[[list[str]], list[float]]
                ) -> list[float] | None:
     """Per line, its relevance with the keys most records of its array have left out
     (``score``: the query's relevance of texts), when the query picks records of an array of
@@ -1269,11 +1270,8 @@ def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, ind: list
         a = parent[i]
         if ln.strip() == "{" and a >= 0 and lines[a].rstrip().endswith("["):
             records.setdefault(a, []).append(i)
-    kids: dict[int, list[int]] = {}
-    for i in range(len(lines)):
-        if ind[i] >= 0 and parent[i] >= 0:
-            kids.setdefault(parent[i], []).append(i)
     common: list[int] = []  # fields of keys most records of their array have
+    starts: dict[int, int] = {}  # a field's line: where its value starts
     for objs in records.values():
         if len(objs) < COMMON_KEY:
             continue
@@ -1282,11 +1280,11 @@ def _by_values(lines: list[str], rel: list[float], key_re: re.Pattern, ind: list
             for k in kids.get(o, ()):
                 if m := key_re.match(lines[k]):
                     fields.setdefault(m.group(1).lower(), []).append(k)
+                    starts[k] = m.end()
         for ks in fields.values():
             if len(ks) >= max(COMMON_KEY, len(objs) / 2):
                 common.extend(ks)
-    return picked_by_values(rel, common, [lines[i][key_re.match(lines[i]).end():]
-                                          for i in common], score)
+    return picked_by_values(rel, common, [lines[i][starts[i]:] for i in common], score)
 
 
 def picked_by_values(rel: list[float], common: list[int], values: list[str],
@@ -1324,8 +1322,6 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
     ind = [_indent(ln) for ln in lines]
     parent = indent_parents(ind)
     key_re = YAML_KEY_RE if yaml else JSON_KEY_RE
-    valued = _by_values(lines, rel, key_re, ind, parent, score) if score else None
-    pick = rel if valued is None else valued  # what picks the records
     opens = (":", "{", "[", "|", ">", "|-", ">-") if yaml else ("{", "[")
     if yaml:  # a document's top-level lines are under its "---"
         doc = -1
@@ -1338,6 +1334,8 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
     for i in range(n):
         if ind[i] >= 0:
             children.setdefault(parent[i], []).append(i)
+    valued = _by_values(lines, rel, key_re, parent, children, score) if score else None
+    pick = rel if valued is None else valued  # what picks the records
     id_lines: dict[int, list[int]] = {}
     best: dict[int, float] = {}
     message: dict[int, int] = {}  # an object's message field
