@@ -53,6 +53,14 @@ REFILL_TRIES = 3
 FILL_SHARE = 0.25  # of the budget that context around the selection may add
 FILL_REACH = 3  # lines either side of a kept line that fill a budget left over
 HEAD_LINES = 3  # and the text's first lines
+# the best units lend worth to the lines around them, halved again per line of distance: a
+# line is read with the lines next to it (a test's name above its failure, the key below a
+# matching one, the frame under an exception); when the best alone fill a third of the
+# budget, there is no room for context and nothing is lent
+LEND_FROM = 0.6  # of the best unit's value: the units that lend
+LEND_SHARE = 0.5  # of a lender's value, to the line next to it (the next but one: a quarter)
+LEND_REACH = 2  # lines either side
+LEND_ROOM = 4  # the lenders' cost times this must fit the budget
 
 
 @dataclass(frozen=True)
@@ -327,6 +335,7 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
         for k in range(n):
             if units[k].critical:
                 take(k, math.inf)
+    lend_to_neighbours(units, sizes, budget)
     order = sorted((k for k in range(n) if units[k].value > 0), key=lambda k: -units[k].value)
 
     # value per sqrt(tokens, with what a unit brings along): the budgeted selection's rule
@@ -376,19 +385,23 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
                 break
         text = render(kept)
         tokens = count(text)
-    if tokens < budget * REFILL_BELOW:
+    tries = 0
+    while tokens < budget * REFILL_BELOW and tries < REFILL_TRIES:
         # room left (trimmed too far, or the estimates overcounted what the render folds: a
-        # CI log's timestamps): refill with what is left, less each time it does not fit
+        # CI log's timestamps): refill with what is left, less each time it does not fit,
+        # again from what fitted while it is still short
         estimate = sum(sizes[k] for k in kept) or 1
         before = set(kept)
         before_chosen = {k: set(v) for k, v in chosen.items()}
         before_holders = dict(holders)
         extra = (budget * REFILL_TO - tokens) * estimate / max(tokens, 1)
-        for _ in range(REFILL_TRIES):
+        while tries < REFILL_TRIES:
+            tries += 1
             used = estimate
             for k in (order if spread is None else [*order, *spread(kept)]):
                 take(k, estimate + extra)
             if kept == before:
+                tries = REFILL_TRIES
                 break
             again = render(kept)
             n_again = count(again)
@@ -419,6 +432,31 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     quality = 0.5 * (kept_p / len(protected) if protected else 1.0) + 0.5 * (
         min(1.0, kept_rel / total_rel) if total_rel else 1.0)
     return Packed(text, kept_p, len(protected) - kept_p, round(quality, 4))
+
+
+def lend_to_neighbours(units: Sequence[Unit], sizes: Sequence[int], budget: int) -> None:
+    """The units worth at least :data:`LEND_FROM` of the best one's value raise the lines
+    around them (up to :data:`LEND_REACH` away; not blank lines, not repeats of a template) to
+    :data:`LEND_SHARE` of their own value per line of distance, when their cost times
+    :data:`LEND_ROOM` fits ``budget``. A line that answers is read with its neighbours: the
+    test's name above an assertion, the fields next to a matching one, the next frames of a
+    trace. A line lent worth is ranked by it like any other in the budgeted selection."""
+    values = [u.value for u in units]
+    best = max(values, default=0.0)
+    if best <= 0:
+        return
+    lenders = [k for k, v in enumerate(values) if v >= LEND_FROM * best]
+    if sum(sizes[k] for k in lenders) * LEND_ROOM > budget:
+        return
+    for k in lenders:
+        for step in (-1, 1):
+            for d in range(1, LEND_REACH + 1):
+                j = k + step * d
+                if not 0 <= j < len(units):
+                    break
+                u = units[j]
+                if u.text.strip() and not u.similar:
+                    u.value = max(u.value, values[k] * LEND_SHARE ** d)
 
 
 def _distances(n: int, kept: set[int]) -> list[int]:

@@ -448,6 +448,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 if j < n:
                     final[j] = err[j] = True
             elif BARE_HEADER_RE.match(ln):  # "Stack trace:" says nothing: the line above does
+                err[i] = False
                 j = i - 1
                 while j >= 0 and not body[j].strip():
                     j -= 1

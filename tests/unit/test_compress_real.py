@@ -626,6 +626,18 @@ def test_each_part_of_a_question_gets_its_best_answer():
     assert "reset" in r.text  # the first part is still answered
 
 
+def test_a_line_that_answers_is_read_with_the_lines_next_to_it():
+    d = doc("09")  # `go test -json`: "which packages and tests failed, with what message?"
+    r = C.compress(d["text"], d["query"], 2000)
+    # a package's FAIL line with what its main printed just before it, which the question's
+    # words do not match
+    assert '"FAIL\\tgotest.tools/gotestsum/testjson/internal/badmain' in r.text
+    assert "sometimes main can exit 2" in r.text
+    # a test's message with the FAIL line below it
+    assert "fails_test.go:43: also failed" in r.text
+    assert "--- FAIL: TestFailedWithStderr (0.00s)" in r.text
+
+
 def test_protected_material_is_ranked_when_it_alone_exceeds_the_budget():
     d = doc("04")  # a Laravel log: hundreds of exceptions
     tight = C.compress(d["text"], d["query"], 300)
