@@ -61,6 +61,10 @@ LEND_FROM = 0.6  # of the best unit's value: the units that lend
 LEND_SHARE = 0.5  # of a lender's value, to the line next to it (the next but one: a quarter)
 LEND_REACH = 2  # lines either side
 LEND_ROOM = 4  # the lenders' cost times this must fit the budget
+# and every line lends to the first lines of the block indented under it (the frames under
+# "freed by thread T0 here:", a test case's failure under its element)
+LEND_CHILD = 0.5  # of the line's value
+LEND_CHILDREN = 8  # the block's first lines
 
 
 @dataclass(frozen=True)
@@ -440,11 +444,23 @@ def lend_to_neighbours(units: Sequence[Unit], sizes: Sequence[int], budget: int)
     :data:`LEND_SHARE` of their own value per line of distance, when their cost times
     :data:`LEND_ROOM` fits ``budget``. A line that answers is read with its neighbours: the
     test's name above an assertion, the fields next to a matching one, the next frames of a
-    trace. A line lent worth is ranked by it like any other in the budgeted selection."""
+    trace. Every line worth anything lends :data:`LEND_CHILD` of its value to the first
+    :data:`LEND_CHILDREN` lines of the block indented under it, whatever the budget. A line
+    lent worth is ranked by it like any other in the budgeted selection."""
     values = [u.value for u in units]
     best = max(values, default=0.0)
     if best <= 0:
         return
+    indent = [len(u.text) - len(u.text.lstrip()) for u in units]
+    for k, v in enumerate(values):
+        if v <= 0 or not units[k].text.strip():
+            continue
+        for j in range(k + 1, min(k + 1 + LEND_CHILDREN, len(units))):
+            u = units[j]
+            if not u.text.strip() or indent[j] <= indent[k]:
+                break
+            if not u.similar:
+                u.value = max(u.value, v * LEND_CHILD)
     lenders = [k for k, v in enumerate(values) if v >= LEND_FROM * best]
     if sum(sizes[k] for k in lenders) * LEND_ROOM > budget:
         return

@@ -1252,3 +1252,19 @@ def test_a_question_asks_in_its_words_for_what_a_tool_writes_in_others():
     r = C.compress(text, "Why did the Erlang VM crash, and which process listed in the dump "
                    "uses the most memory?", 2000)
     assert "Slogan: init terminating in do_boot ()" in r.text, r.text
+
+
+def test_the_lines_indented_under_a_line_that_answers_are_read_with_it():
+    # AddressSanitizer's report of a use-after-free (from google/clusterfuzz's test data):
+    # "freed by thread T0 (chrome) here:" answers "by which code path was it freed", and the
+    # frames indented under it, which hold none of the question's words, are that path
+    text = (Path(__file__).parents[1] / "data" / "compress" /
+            "asan-heap-use-after-free.txt").read_text()
+    r = C.compress(text, "In this use-after-free, which object was freed, by which code path, "
+                   "and where had it originally been allocated?", 2000)
+    assert r.tokens_after <= 2000
+    freed = r.text.split("freed by thread T0 (chrome) here:\n", 1)[1].splitlines()
+    for fact in ("in WTF::RefCounted<blink::InputTypeView>::deref()",
+                 "in blink::HTMLInputElement::updateType() third_party/WebKit/Source/core/html/"
+                 "HTMLInputElement.cpp:474"):
+        assert any(fact in ln for ln in freed[:6]), (fact, r.text)
