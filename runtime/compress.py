@@ -10,7 +10,9 @@ matters: the final exception of a traceback, error lines, signatures, headings, 
 outstanding values; the best answers to each clause of a question in several parts,
 :func:`clause_boost`) and dependencies (a code line's enclosing ``def``, a sentence's heading,
 a JSON field's identifying keys, a diff line's file and hunk headers, a row's header).
-:func:`pack` keeps units best first while they fit, with what they bring along, fills what is
+:func:`pack` keeps units best first while they fit, with what they bring along (the best
+units and every line with a block indented under it first lend worth to the lines around them,
+:func:`lend_to_neighbours`: a line is read with its neighbours), fills what is
 left with context around them (neighbouring lines, the head of the text; without a query, the
 text's outline up to the budget: the least indented lines, a JSON document's shallowest
 fields), renders them in their original order with the gaps marked (``[N lines omitted]``;
