@@ -536,8 +536,18 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             last_of[g] = i
             size[g] = size.get(g, 0) + 1
     tail = [i for i in range(n) if body[i].strip()][-TAIL_LINES:]
+    # the two best relevances in each template: a line stands out of its template when the
+    # template's first line answers nothing, or when it answers far better than all the others
+    # (jstack's "- locked <0xd5bada80>" among "- locked <...>" lines of other addresses)
+    best2: dict[int, tuple[float, float]] = {}
+    for i, g in enumerate(group):
+        if g >= 0:
+            a, b = best2.get(g, (0.0, 0.0))
+            best2[g] = (rel[i], a) if rel[i] > a else (a, max(b, rel[i]))
     odd = {i for i, g in enumerate(group)
-           if g >= 0 and rel[i] >= STANDS_OUT and rel[g] <= 1.0 - STANDS_OUT}
+           if g >= 0 and rel[i] >= STANDS_OUT and (
+               rel[g] <= 1.0 - STANDS_OUT
+               or (rel[i] == best2[g][0] and rel[i] - best2[g][1] >= STANDS_OUT_BY))}
     odd_in: dict[int, int] = {}
     for i in odd:
         odd_in[group[i]] = odd_in.get(group[i], 0) + 1
@@ -753,6 +763,7 @@ TAIL_LINES = 8  # a log's last lines say how it ended
 STEP_VALUE = 1.2  # a failed CI step's command line ("##[group]Run pytest ..."), as an error
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
 STANDS_OUT_MAX = 2  # lines of one template that may stand out of it
+STANDS_OUT_BY = 0.4  # or by how much it answers better than all the others of its template
 FLOOD_MIN = 30  # lines matching the query, of which FLOOD_SHARE repeat a template at least
 FLOOD_SHARE = 0.95  # FLOOD_REPEATS times: a flood, where a line of a template of its own
 FLOOD_REPEATS = 5  # stands out by LONE_VALUE, if at most LONE_MAX do

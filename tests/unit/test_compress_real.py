@@ -1268,3 +1268,23 @@ def test_the_lines_indented_under_a_line_that_answers_are_read_with_it():
                  "in blink::HTMLInputElement::updateType() third_party/WebKit/Source/core/html/"
                  "HTMLInputElement.cpp:474"):
         assert any(fact in ln for ln in freed[:6]), (fact, r.text)
+
+
+def test_a_line_that_answers_far_better_than_the_rest_of_its_template_stands_out():
+    # a jstack dump (irockel/tda's test data): "which thread holds the lock <0xd5bada80>?";
+    # the holder's "- locked <0xd5bada80>" repeats the template of every other "- locked"
+    # line, whose first line answers a little ("lock"): it was written as one of them
+    lines = ["\t- locked <0xd5004b78> (a com.sun.jmx.remote.internal.ArrayNotificationBuffer)",
+             "\t- locked <0xe726e780> (a java.io.RandomAccessFile)",
+             "\t- locked <0xd5bb9a68> (a com.sleepycat.je.evictor.Evictor)",
+             "\t- locked <0xd5bada80> (a org.archive.crawler.postprocessor.FrontierScheduler)",
+             "\t- locked <0xe726fe90> (a com.sleepycat.je.Cursor)",
+             "\t- locked <0xd5c01a10> (a java.lang.ref.ReferenceQueue$Lock)"]
+    rel = [0.27, 0.3, 0.29, 0.92, 0.31, 0.35]
+    units = content.log_units(lines, rel)
+    assert len(set(content.templates(lines))) == 1  # one template
+    assert not units[3].similar and units[3].value > units[1].value
+    assert units[1].similar and units[4].similar
+    # a line that answers only a little better than the others is still one of them
+    units = content.log_units(lines, [0.27, 0.3, 0.29, 0.82, 0.5, 0.35])
+    assert units[3].similar
