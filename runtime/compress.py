@@ -55,6 +55,8 @@ REFILL_TRIES = 3
 FILL_SHARE = 0.25  # of the budget that context around the selection may add
 FILL_REACH = 3  # lines either side of a kept line that fill a budget left over
 HEAD_LINES = 3  # and the text's first lines
+COST_POWER = 0.4  # units are ranked by value per cost ** this (0.5 before: a long line that
+# answers holds more of what is asked than the short ones it displaces)
 # the best units lend worth to the lines around them, halved again per line of distance: a
 # line is read with the lines next to it (a test's name above its failure, the key below a
 # matching one, the frame under an exception); when the best alone fill a third of the
@@ -344,10 +346,11 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     lend_to_neighbours(units, sizes, budget)
     order = sorted((k for k in range(n) if units[k].value > 0), key=lambda k: -units[k].value)
 
-    # value per sqrt(tokens, with what a unit brings along): the budgeted selection's rule
-    # (value per cost) softened so that a long line that matters still beats short ones that
-    # matter little; costs are read when the units are ranked (deps kept later are free)
-    ranked = sorted(order, key=lambda k: -units[k].value / math.sqrt(cost(k)))
+    # value per cost ** COST_POWER (tokens, with what a unit brings along): the budgeted
+    # selection's rule (value per cost) softened so that a long line that matters still beats
+    # short ones that matter little; costs are read when the units are ranked (deps kept
+    # later are free)
+    ranked = sorted(order, key=lambda k: -units[k].value / cost(k) ** COST_POWER)
     limit = budget * GREEDY_SHARE
     for k in ranked:
         if used >= limit:
