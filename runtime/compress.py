@@ -59,8 +59,8 @@ COST_POWER = 0.4  # units are ranked by value per cost ** this (0.5 before: a lo
 # answers holds more of what is asked than the short ones it displaces)
 # the best units lend worth to the lines around them, halved again per line of distance: a
 # line is read with the lines next to it (a test's name above its failure, the key below a
-# matching one, the frame under an exception); when the best alone fill a third of the
-# budget, there is no room for context and nothing is lent
+# matching one, the frame under an exception); when the best alone fill a quarter of the
+# budget (LEND_ROOM), there is no room for context and nothing is lent
 LEND_FROM = 0.6  # of the best unit's value: the units that lend
 LEND_SHARE = 0.5  # of a lender's value, to the line next to it (the next but one: a quarter)
 LEND_REACH = 2  # lines either side
