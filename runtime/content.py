@@ -362,7 +362,9 @@ def is_error(line: str) -> bool:
         return True
     return bool(ERROR_LEVEL_RE.search(head) or EXC_NAME_RE.search(head)
                 or LETTER_ERROR_RE.search(head)
-                or PYTEST_E_RE.match(line) or TRACEBACK_RE.match(line)
+                or PYTEST_E_RE.match(line)
+                # "Stack trace:" alone says nothing: the line above it does (log_units)
+                or (TRACEBACK_RE.match(line) and not BARE_HEADER_RE.match(line))
                 or SUMMARY_RE.match(line.strip()) or ERROR_WORD_RE.search(head))
 
 
@@ -448,7 +450,6 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 if j < n:
                     final[j] = err[j] = True
             elif BARE_HEADER_RE.match(ln):  # "Stack trace:" says nothing: the line above does
-                err[i] = False
                 j = i - 1
                 while j >= 0 and not body[j].strip():
                     j -= 1

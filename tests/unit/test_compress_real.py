@@ -737,6 +737,7 @@ def test_the_same_error_every_minute_is_one_error_and_a_bare_stack_trace_header_
     d = doc("04")  # a Laravel log: one error repeated every minute, "Stack trace:" 156 times
     r = C.compress(d["text"], d["query"], 1000)
     assert r.text.count("Stack trace:") <= 2
+    assert not content.is_error("Stack trace:") and content.is_error("Caused by: x.Y: z")
     assert r.text.count('Class "App\\Providers\\App\\Policies\\CustomerPolicy" does not exist') <= 4
     for fact in ("Target class [Fruitcake\\Cors\\HandleCors] does not exist.",
                  "ParseError(code: 0): Unclosed '{' on line 62 does not match ')'"):
