@@ -61,6 +61,7 @@ budget:
 
 from __future__ import annotations
 
+import collections
 import csv
 import math
 import re
@@ -186,10 +187,35 @@ def detect(text: str) -> str:
     if sum(diag) >= 0.1 * n:
         return "log"
     if codeish >= 0.35 * n and codeish > proseish:
-        return "code"
+        # unless most lines begin as many others do: a program's records, whatever code they
+        # hold (a slow query log's statements, an Ant build's [cpd] duplicates)
+        return "log" if skeleton_share(sample) >= SKELETON_SHARE else "code"
     if proseish >= 0.25 * n:
         return "prose"
     return "log"
+
+
+SKELETON_SHARE = 0.35
+SKELETON_MIN = 0.03  # of the lines: a head this common is a template's
+_DIGITS_RE = re.compile(r"\d+")
+_PUNCT_RE = re.compile(r"^[\W_]+$")
+
+
+def skeleton_share(lines: list[str]) -> float:
+    """The share of ``lines`` that begin as many others do: a program writes its records from
+    a few templates (``# Query_time:``, ``[javac]``, ``[403/891] Building``), a person writes
+    code and text from many. A line's head is its first two words, digits masked, or its first
+    when that is a bracketed tag; heads of punctuation (``}``, ``* @param``'s ``*``) are code's
+    and markup's, not a template's."""
+    heads: collections.Counter[str] = collections.Counter()
+    for ln in lines:
+        toks = _DIGITS_RE.sub("0", ln.strip()).split(maxsplit=2)
+        if len(toks) >= 2 and toks[0][:1] == "[" and toks[0][-1:] == "]":
+            heads[toks[0]] += 1
+        elif len(toks) >= 2 and not _PUNCT_RE.match(toks[1]):
+            heads[toks[0] + " " + toks[1]] += 1
+    least = max(3, SKELETON_MIN * len(lines))
+    return sum(v for v in heads.values() if v >= least) / max(1, len(lines))
 
 
 YAML_LINE_RE = re.compile(r"""^\s*(-\s+)?["']?[\w.$@/][^"':#]*?["']?\s*:(\s|$)|^\s*-(\s|$)|"""

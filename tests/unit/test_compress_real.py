@@ -1289,3 +1289,31 @@ def test_a_line_that_answers_far_better_than_the_rest_of_its_template_stands_out
     # a line that answers only a little better than the others is still one of them
     units = content.log_units(lines, [0.27, 0.3, 0.29, 0.82, 0.5, 0.35])
     assert units[3].similar
+
+
+def test_a_build_log_that_quotes_code_is_read_as_a_log():
+    # a ninja/CMake build whose GCC warnings quote the lines they are about (jenkinsci/
+    # analysis-model's test data): a third of its lines are C++, yet most begin as a program's
+    # records do ("[403/891] Building CXX object", "In file included from"); read as code,
+    # the chain of includes that leads to the warning was lost
+    text = (Path(__file__).parent.parent / "data" / "compress" /
+            "ninja-gcc-deprecated.log").read_text()
+    assert content.skeleton_share(text.splitlines()) >= content.SKELETON_SHARE
+    assert content.detect(text) == "log"
+    r = C.compress(text, "Which deprecated API triggers the compiler warnings in this ninja "
+                   "build, which source files pull it in, and where is the deprecated "
+                   "declaration?", 2000)
+    assert r.tokens_after <= 2000 and r.strategy == "extractive:log"
+    for fact in ("warning: 'QVTKWidget::QVTKWidget(QWidget*, Qt::WindowFlags)' is deprecated",
+                 "from ../Applications/DataExplorer/mainwindow.cpp:15:",
+                 "include/vtk-8.1/QVTKWidget.h:82:14: note: declared here"):
+        assert fact in r.text, (fact, r.text)
+
+
+def test_code_is_not_read_as_a_programs_records():
+    # the development set's source files: their lines begin in many ways
+    for n in ("17", "18", "19", "20"):
+        lines = doc(n)["text"].splitlines()
+        assert content.skeleton_share(lines) < content.SKELETON_SHARE / 2, n
+        assert content.detect(doc(n)["text"]) == "code", n
+
