@@ -242,6 +242,7 @@ class ContextCompressor:
                 units = content.log_units(lines, rel)
                 content.table_extremes(lines, units, query)
                 content.duration_extremes(lines, units, query)
+                content.keyed_extremes(lines, units, query)
                 content.position_extremes(units, query, lambda q: relevance(scored, q, bm))
         split, rel = content.split_long(units, rel, query, relevance)
         if split is not units:  # lines too long were split: the clauses are scored on pieces

@@ -1264,6 +1264,39 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
         _lift(timed, units, slow, DURATION_VALUE)
 
 
+# "Query_time: 0.039063", "rows=1200": a key's number (not a time's "12:05:03" or a path's)
+_KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\s?[:=]\s*(-?\d+(?:\.\d+)?)"
+                              r"(?![\w.:/-])")
+
+
+def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
+    """A question for the largest (smallest, slowest) of a value a log's lines name
+    (``# Query_time: 0.039063  Lock_time: 0.000000``, ``rows=1200``) compares that key's
+    values: of the keys that share the most words with the question (``Query_time``, not
+    ``Lock_time``, for "what was its Query_time"), the :data:`EXTREME_TOP` lines with the
+    largest (smallest) value gain value, as :func:`extremes` does for JSON's fields."""
+    most = _asks_for(query, _MOST, _LEAST)
+    if most is None:
+        return
+    from agentflux.runtime.relevance import terms
+    asked = set(terms(query))
+    keys: dict[str, list[tuple[float, int]]] = {}
+    words: dict[str, int] = {}
+    for k, ln in enumerate(lines):
+        if ":" not in ln and "=" not in ln:
+            continue
+        for m in _KEYED_NUMBER_RE.finditer(ln[:400]):
+            key = m.group(1)
+            if key not in words:
+                words[key] = len(asked.intersection(terms(key)))
+            if words[key]:
+                keys.setdefault(key, []).append((float(m.group(2)), k))
+    best = max((words[key] for key, v in keys.items() if len(v) >= 3), default=0)
+    for key, values in keys.items():
+        if words[key] == best and len(values) >= 3 and len({v for v, _ in values}) > 1:
+            _lift(values, units, most, EXTREME_VALUE)
+
+
 _FIRST = re.compile(r"\b(first|earliest|initial|initially)\b", re.I)
 _LAST = re.compile(r"\b(last|latest|final|finally|most recent)\b", re.I)
 POSITION_MATCH = 0.4  # of the question's best relevance: the lines that answer it, in order

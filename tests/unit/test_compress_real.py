@@ -1317,3 +1317,34 @@ def test_code_is_not_read_as_a_programs_records():
         assert content.skeleton_share(lines) < content.SKELETON_SHARE / 2, n
         assert content.detect(doc(n)["text"]) == "code", n
 
+
+def test_the_largest_of_a_keyed_value_is_found_by_comparing_values():
+    # a slow query log in MySQL 8's format (its manual's example, values varied): "which
+    # statement took the longest?" is answered by Query_time's values, not by its words,
+    # which every entry shares; Lock_time shares fewer words with the question
+    lines = []
+    for i in range(60):
+        q = {17: 2.598145, 44: 3.642374}.get(i, 0.000050 * (1 + (i * 37) % 53))
+        lines += [f"# Time: 2023-08-02T16:48:{i:02d}.725524Z",
+                  f"# User@Host: app[app] @ [10.10.10.{i % 7}] Id: {58839292 + i}",
+                  f"# Query_time: {q:.6f}  Lock_time: {0.9 if i == 5 else 0.000063:.6f} "
+                  f"Rows_sent: {i} Rows_examined: {i * 10}",
+                  f"SET timestamp={1690994896 + i};",
+                  f"SELECT * FROM customers_{i} WHERE age > {i};"]
+    units = content.log_units(lines, [0.0] * len(lines))
+    before = [u.value for u in units]
+    content.keyed_extremes(lines, units, "Which took the longest, and what was its Query_time?")
+    timed = sorted((float(ln.split()[2]), k) for k, ln in enumerate(lines)
+                   if ln.startswith("# Query_time: "))
+    assert {k for k, u in enumerate(units) if u.value > before[k]} == {k for _, k in timed[-3:]}
+
+    # end to end, on lograge's key=value request lines (Rails): "db" is asked, "view" is not
+    log = "\n".join(
+        f"2023-08-02T16:48:{i % 60:02d}Z INFO method=GET path=/orders/{i} format=html "
+        f"controller=OrdersController action=show status=200 duration={60 + i % 13}.5 "
+        f"view={40 + (i * 7) % 31}.2 db={({23: 912.4, 71: 655.0}.get(i, 5 + (i * 11) % 17))}"
+        for i in range(120))
+    assert content.detect(log) == "log"
+    r = C.compress(log, "Which request spent the most time in the db, and how long?", 300)
+    assert r.tokens_after <= 300
+    assert "path=/orders/23 " in r.text and "path=/orders/71 " in r.text, r.text
