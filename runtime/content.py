@@ -453,6 +453,12 @@ def field_blocks(lines: list[str]) -> dict[int, list[int]]:
     return out
 
 
+# a line of numbers and nothing else once its XML tags are gone: "<counter>5894</counter>",
+# ip -s link's "118451931881 163297856 0 0 0 5039072" under its "RX: bytes packets ..."
+_VALUES_RE = re.compile(r"^[\s\d.,:;%/|+-]*\d[\s\d.,:;%/|+-]*$")
+_TAG_RE = re.compile(r"</?[\w:.-]+/?>")
+
+
 def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     units = line_units(lines)
     n = len(lines)
@@ -652,6 +658,10 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True
+    for i in range(1, n):  # a line of values only is what the line above it names
+        if _VALUES_RE.match(_TAG_RE.sub(" ", body[i])) and body[i - 1].strip() and not (
+                _VALUES_RE.match(_TAG_RE.sub(" ", body[i - 1]))):
+            units[i - 1].deps = units[i - 1].deps + [i]
     before = None
     for u in units:  # structured logs: a record written after another leaves out what repeats
         u.record = record_fields(u.text)

@@ -1348,3 +1348,16 @@ def test_the_largest_of_a_keyed_value_is_found_by_comparing_values():
     r = C.compress(log, "Which request spent the most time in the db, and how long?", 300)
     assert r.tokens_after <= 300
     assert "path=/orders/23 " in r.text and "path=/orders/71 " in r.text, r.text
+
+
+def test_a_line_of_values_comes_with_the_line_that_names_it():
+    # BIND 9's statistics XML (influxdata/telegraf's test data): each counter's name and its
+    # value are on lines of their own; the value line has no word the question could match
+    text = (Path(__file__).parent.parent / "data" / "compress" / "bind-stats-v2.xml").read_text()
+    r = C.compress(text, "For the _default view resolver, how many NXDOMAIN and SERVFAIL "
+                   "responses were received?", 1000)
+    assert r.tokens_after <= 1000
+    out = r.text.splitlines()
+    for name, value in (("NXDOMAIN", "100052"), ("SERVFAIL", "5894")):
+        at = out.index(f"            <name>{name}</name>")
+        assert out[at + 1] == f"            <counter>{value}</counter>", r.text
