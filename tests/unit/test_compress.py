@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from agentflux.bench.corpus import corpus
@@ -27,7 +29,7 @@ def test_tool_outputs_shrink_3x_and_keep_every_key_fact_error_line_and_path(samp
 def test_omissions_are_marked_and_order_is_kept():
     s = CORPUS[0]
     r = ContextCompressor().compress(s.text, s.query)
-    assert "lines omitted" in r.text
+    assert re.search(r"^\[\d+ (similar )?omitted\]$", r.text, re.M)
     positions = [r.text.index(f) for f in s.error_lines[:2]]
     assert positions == sorted(positions)
 
@@ -92,17 +94,21 @@ def test_bad_settings_raise():
 
 def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
     from agentflux.runtime.compress import render_lines
+    from agentflux.runtime.tokens import count_tokens
     from agentflux.runtime.content import Unit, line_units
     units = line_units(["ERROR first", "}", "ERROR second", "a long line nobody asked for",
                         "another one", "ERROR third"])
     out = render_lines(units, {0, 2, 5}).splitlines()
     # "}" costs less than a marker would; two lines left out are one marker
-    assert out == ["ERROR first", "}", "ERROR second", "[2 lines omitted]", "ERROR third"]
+    assert out == ["ERROR first", "}", "ERROR second", "[2 omitted]", "ERROR third"]
     # a short first sentence of a long line is not written for the whole line: marked
     long = Unit(1, 2, "See below.", part=0)
     rest = Unit(1, 2, "A sentence nobody kept. " * 20, part=1)
     units = [Unit(0, 1, "kept"), long, rest, Unit(2, 3, "kept too")]
-    assert render_lines(units, {0, 3}).splitlines() == ["kept", "[1 line omitted]", "kept too"]
+    assert render_lines(units, {0, 3}).splitlines() == ["kept", "…", "kept too"]
+    # a marker costs 4 tokens, one line's 1: the budget counts them
+    assert count_tokens("a\n[25 omitted]\nb") - count_tokens("a\nb") == 4
+    assert count_tokens("a\n…\nb") - count_tokens("a\nb") == 1
 
 
 
