@@ -658,9 +658,9 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True
+    values = [bool(_VALUES_RE.match(_TAG_RE.sub(" ", b))) for b in body]
     for i in range(1, n):  # a line of values only is what the line above it names
-        if _VALUES_RE.match(_TAG_RE.sub(" ", body[i])) and body[i - 1].strip() and not (
-                _VALUES_RE.match(_TAG_RE.sub(" ", body[i - 1]))):
+        if values[i] and not values[i - 1] and body[i - 1].strip():
             units[i - 1].deps = units[i - 1].deps + [i]
     before = None
     for u in units:  # structured logs: a record written after another leaves out what repeats
