@@ -4,7 +4,8 @@ Terms. Words are split the way identifiers are written: ``snake_case``, ``dotted
 ``kebab-case`` and ``paths/like/this`` at their separators, ``CamelCase`` and ``HTTPServer`` at
 their case changes (``StreamIDTooLowError`` -> stream, id, too, low, error), letters from digits.
 Each part is lower-cased and stemmed with the Snowball English stemmer (``processing`` and
-``processed`` -> process, ``workflows`` -> workflow); a compound identifier also counts whole
+``processed`` -> process, ``workflows`` -> workflow; an irregular verb's past forms are the
+verb first: ``sent`` -> send, ``hung`` -> hang); a compound identifier also counts whole
 (``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
 sharing its parts; written whole without its separators and case (:func:`whole`), so
 ``connectionTimeout`` finds ``CONNECTION_TIMEOUT`` and ``connection-timeout``; two words of a
@@ -50,10 +51,35 @@ _stems: dict[str, str] = {}
 _word_terms: dict[str, tuple[str, ...]] = {}
 
 
+# the past forms of irregular verbs, which no suffix rule reaches: "when was the SST sent" and
+# "finished sending", "which thread hung" and "hang detected", "what was written" and "write
+# failed" are one verb (forms that are other words too, such as "left" or "lay", are not here)
+IRREGULAR = {form: base for base, forms in {
+    "begin": "began begun", "bind": "bound", "break": "broke broken", "bring": "brought",
+    "build": "built", "buy": "bought", "catch": "caught", "choose": "chose chosen",
+    "come": "came", "draw": "drew drawn", "drive": "drove driven", "fall": "fell fallen",
+    "feed": "fed", "feel": "felt", "fight": "fought", "find": "found", "fly": "flew flown",
+    "forbid": "forbade forbidden", "forget": "forgot forgotten", "freeze": "froze frozen",
+    "get": "got gotten", "give": "gave given", "go": "went gone", "grow": "grew grown",
+    "hang": "hung", "hide": "hid hidden", "hold": "held", "keep": "kept", "know": "knew known",
+    "lead": "led", "lend": "lent", "lose": "lost", "make": "made", "mean": "meant",
+    "meet": "met", "pay": "paid", "rise": "rose risen", "run": "ran", "say": "said",
+    "see": "saw seen", "seek": "sought", "sell": "sold", "send": "sent", "shake": "shook shaken",
+    "shoot": "shot", "show": "shown", "sleep": "slept", "speak": "spoke spoken",
+    "spend": "spent", "spin": "spun", "stand": "stood", "steal": "stole stolen",
+    "stick": "stuck", "strike": "struck", "swing": "swung", "take": "took taken",
+    "teach": "taught", "tell": "told", "think": "thought", "throw": "threw thrown",
+    "undo": "undid undone", "understand": "understood", "wake": "woke woken",
+    "wear": "wore worn", "win": "won", "write": "wrote written", "rewrite": "rewrote rewritten",
+    "overwrite": "overwrote overwritten", "override": "overrode overridden",
+    "rebuild": "rebuilt", "withdraw": "withdrew withdrawn",
+}.items() for form in forms.split()}
+
+
 def stem(word: str) -> str:
     s = _stems.get(word)
     if s is None:
-        s = _stems[word] = _stemmer.stemWord(word)
+        s = _stems[word] = _stemmer.stemWord(IRREGULAR.get(word, word))
     return s
 
 
@@ -197,7 +223,7 @@ RELATED: dict[str, tuple[str, ...]] = {
     "crash": ("abort", "segfault", "sigsegv", "panic", "fatal", "termin", "core"),
     "succeed": ("success", "accept", "ok", "pass"), "success": ("succeed", "accept", "ok", "pass"),
     "stop": ("termin", "shutdown", "exit", "kill"),
-    "slow": ("durat", "latenc", "took", "elaps"), "slowest": ("durat", "latenc", "took", "elaps"),
+    "slow": ("durat", "latenc", "take", "elaps"), "slowest": ("durat", "latenc", "take", "elaps"),
 }
 RELATED_WEIGHT = 0.4  # of the question's word's weight
 

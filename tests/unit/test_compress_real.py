@@ -656,6 +656,24 @@ def test_terms_split_identifiers_and_stem():
     assert terms("workflows processing processed") == ["workflow", "process", "process"]
     w = query_weights("why was ord-47110 rejected")
     assert w["ord47110"] == 1.0 and w["ord"] == 0.5
+    # an irregular verb's past forms are the verb: "sent" is what "sending" asks about
+    assert terms("SST sent") == terms("SST sending") == ["sst", "send"]
+    assert terms("thread hung, written, took") == ["thread", "hang", "write", "take"]
+
+
+def test_a_question_in_one_form_of_an_irregular_verb_finds_a_line_in_another():
+    # a Galera node's log: the question asks when the donor finished "sending", the line that
+    # answers says "SST sent"
+    noise = [f"2023-03-18T21:{m:02d}:00.000000+02:00 0 [Note] [MY-000000] [Galera] "
+             f"Member 1.0 (node{m % 3}) requested state transfer from '*any*', donor: node2"
+             for m in range(60)]
+    noise += [f"2023-03-18T21:3{k % 10}:00.000000+02:00 0 [Note] [MY-000000] [Galera] "
+              f"Flow-control interval: [{k}, {k * 2}] queue {k}" for k in range(200)]
+    answer = ("2023-03-18T21:40:25.120249+02:00 0 [Note] [MY-000000] [Galera] "
+              "SST sent: 937dcf28-d38e-11ed-82ac-63ef4aef5b2a:22777303")
+    text = "\n".join(noise[:130] + [answer] + noise[130:])
+    r = C.compress(text, "When did the donor finish sending the state transfer?", 300)
+    assert answer in r.text, r.text
 
 
 def test_bm25_ranks_the_line_that_answers_above_ones_sharing_a_common_word():
