@@ -538,7 +538,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
     omitted line repeats a kept template); sentences of one line joined, gaps inside a line
     as ``[...]``; a log line right after one with a timestamp prefix of the same form (digits
-    aside) is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens;
+    aside) and the same minute is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens;
     a JSON record after another (a gap's marker between them or not) without the fields equal
     to that one's, and its time when right below it (:func:`content.folded`, marked the same):
     in ``go test -json`` they are half its tokens."""

@@ -596,7 +596,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for u in units:
         m = PREFIX_RE.match(u.text)
         if m and m.end() >= 12 and m.end() < len(u.text):
-            u.fold, u.fold_key = m.end(), re.sub(r"\d", "#", m.group())
+            # its form, and its time to the minute: a line logged minutes after the one
+            # above keeps its time (when the donor finished, not only that it did)
+            minute = _MINUTE_RE.search(m.group())
+            u.fold, u.fold_key = m.end(), re.sub(r"\d", "#", m.group()) + (
+                "|" + m.group()[:minute.end()] if minute else "")
     parent = indent_parents([_indent(ln) for ln in body], reach=PARENT_REACH)
     for i, u in enumerate(units):
         ln = u.text
@@ -811,6 +815,7 @@ LIST_MAX = 20  # lines of one template under different headers that are a list r
 # dates and times, with their separators; levels and messages are not part of it
 PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"
                        r"([.,]\d+)?(Z|[+-]\d\d:?\d\d)?|\d\d:\d\d:\d\d([.,]\d+)?)[ \t]*)+")
+_MINUTE_RE = re.compile(r"\d\d:\d\d")  # a time's hours and minutes
 PARENT_REACH = 30  # lines above where an indented line's enclosing line is looked for
 _TOKEN_RE = re.compile(r"[^\s:=,;()\[\]{}<>\"']+")
 SIMILAR_SHARE = 0.7  # of a line's tokens equal (position by position) to its group's first

@@ -112,6 +112,20 @@ def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
 
 
 
+def test_a_log_line_is_written_without_its_timestamp_only_in_the_minute_of_the_line_above():
+    from agentflux.runtime.compress import render_lines
+    from agentflux.runtime.content import FOLDED, log_units
+    lines = ["2023-03-18T21:25:08.586102+02:00 0 [Galera] Selected node2 as donor.",
+             "2023-03-18T21:25:08.586160+02:00 0 [Galera] Shifting SYNCED -> DONOR",
+             "2023-03-18T21:40:25.120249+02:00 0 [Galera] SST sent: 937dcf28:22777303",
+             "2023-03-18T21:40:25.133527+02:00 0 [Galera] State transfer to node1 complete."]
+    out = render_lines(log_units(lines, [0.0] * 4), {0, 1, 2, 3}).splitlines()
+    # a line logged in the same minute as the one above is written without its time; one
+    # logged fifteen minutes later keeps it: it says when the transfer finished
+    assert out == [lines[0], FOLDED + "0 [Galera] Shifting SYNCED -> DONOR", lines[2],
+                   FOLDED + "0 [Galera] State transfer to node1 complete."]
+
+
 def test_pieces_of_a_long_line_join_back_to_it_and_break_after_delimiters():
     from agentflux.runtime.content import PIECE_CHARS, pieces
     text = "x=" + ",".join(f"k{i}:{i * 7}" for i in range(2000)) + ";" + "y" * 3000
