@@ -537,11 +537,12 @@ FOLDED = content.FOLDED  # a log line written without the timestamp prefix of th
 def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
     omitted line repeats a kept template); sentences of one line joined, gaps inside a line
-    as ``[...]``; a log line right after one with a timestamp prefix of the same form (digits
-    aside) and the same minute is written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens;
-    a JSON record after another (a gap's marker between them or not) without the fields equal
-    to that one's, and its time when right below it (:func:`content.folded`, marked the same):
-    in ``go test -json`` they are half its tokens."""
+    as ``[...]``; a log line after one (a gap's marker between them or not) with a timestamp
+    prefix of the same form (digits aside) and the same minute is written without it
+    (:data:`FOLDED`): in CI logs the prefix is half the tokens; a JSON record after another
+    (a gap's marker between them or not) without the fields equal to that one's, and its time
+    when right below it (:func:`content.folded`, marked the same): in ``go test -json`` they
+    are half its tokens."""
     out: list[str] = []
     gap = 0
     gap_similar = True
@@ -564,7 +565,6 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
             if gap:
                 close_gap()
                 gap, gap_similar, gap_units = 0, True, []
-                prev_key = None
                 next_to = False
             if u.part >= 0 and u.line == last_line and out:
                 out[-1] += (u.glue if u.part == last_part + 1 else " [...] ") + u.text

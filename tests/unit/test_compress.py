@@ -124,6 +124,12 @@ def test_a_log_line_is_written_without_its_timestamp_only_in_the_minute_of_the_l
     # logged fifteen minutes later keeps it: it says when the transfer finished
     assert out == [lines[0], FOLDED + "0 [Galera] Shifting SYNCED -> DONOR", lines[2],
                    FOLDED + "0 [Galera] State transfer to node1 complete."]
+    # and so after lines left out: the time written last is still the minute's
+    ci = [f"[task 2025-02-13T21:36:55.{k:03d}Z] 21:36:55     INFO -  frame {k}" for k in range(6)]
+    ci.append("[task 2025-02-13T21:52:01.000Z] 21:52:01     INFO -  Task exited")
+    out = render_lines(log_units(ci, [0.0] * 7), {0, 3, 6}).splitlines()
+    assert out == [ci[0], "[2 similar omitted]", FOLDED + "INFO -  frame 3",
+                   "[2 similar omitted]", ci[6]]
 
 
 def test_pieces_of_a_long_line_join_back_to_it_and_break_after_delimiters():
