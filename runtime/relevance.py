@@ -5,7 +5,8 @@ Terms. Words are split the way identifiers are written: ``snake_case``, ``dotted
 their case changes (``StreamIDTooLowError`` -> stream, id, too, low, error), letters from digits.
 Each part is lower-cased and stemmed with the Snowball English stemmer (``processing`` and
 ``processed`` -> process, ``workflows`` -> workflow; an irregular verb's past forms are the
-verb first: ``sent`` -> send, ``hung`` -> hang); a compound identifier also counts whole
+verb first: ``sent`` -> send, ``hung`` -> hang; a program's abbreviation is the word it
+stands for: ``conn`` -> connect, ``db`` -> databas); a compound identifier also counts whole
 (``test_parse_headers``, ``nameerror``), so a query naming it exactly scores higher than one
 sharing its parts; written whole without its separators and case (:func:`whole`), so
 ``connectionTimeout`` finds ``CONNECTION_TIMEOUT`` and ``connection-timeout``; two words of a
@@ -75,11 +76,32 @@ IRREGULAR = {form: base for base, forms in {
     "rebuild": "rebuilt", "withdraw": "withdrew withdrawn",
 }.items() for form in forms.split()}
 
+# the abbreviations programs write for what a question spells out: "max connections" is
+# ``maxConn``, "the configuration" ``cfg``, "database" ``db`` (ones that are also paths or
+# other words, such as dev, lib, src, var, tmp, proc, info, min, ns, ts, are not here)
+ABBREVIATIONS = {
+    "addr": "address", "alloc": "allocate", "arg": "argument", "args": "arguments",
+    "attr": "attribute", "attrs": "attributes", "avg": "average", "buf": "buffer",
+    "cert": "certificate", "certs": "certificates",
+    "cnt": "count",
+    "conn": "connection", "conns": "connections", "creds": "credentials",
+    "db": "database", "dbs": "databases", "dest": "destination", "dst": "destination",
+    "env": "environment", "err": "error", "errs": "errors", "exec": "execute",
+    "idx": "index", "init": "initialize", "len": "length", "max": "maximum",
+    "mem": "memory", "msg": "message", "msgs": "messages", "num": "number",
+    "param": "parameter", "params": "parameters", "perf": "performance", "pkg": "package",
+    "pkgs": "packages", "recv": "receive", "ref": "reference", "refs": "references",
+    "repo": "repository", "repos": "repositories", "req": "request", "reqs": "requests",
+    "resp": "response", "spec": "specification", "stats": "statistics", "svc": "service",
+    "txn": "transaction", "val": "value", "vals": "values",
+}
+
 
 def stem(word: str) -> str:
     s = _stems.get(word)
     if s is None:
-        s = _stems[word] = _stemmer.stemWord(IRREGULAR.get(word, word))
+        s = _stems[word] = _stemmer.stemWord(
+            IRREGULAR.get(word) or ABBREVIATIONS.get(word) or word)
     return s
 
 

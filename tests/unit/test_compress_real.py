@@ -659,6 +659,16 @@ def test_terms_split_identifiers_and_stem():
     # an irregular verb's past forms are the verb: "sent" is what "sending" asks about
     assert terms("SST sent") == terms("SST sending") == ["sst", "send"]
     assert terms("thread hung, written, took") == ["thread", "hang", "write", "take"]
+    # a program's abbreviation is the word a question spells out
+    assert terms("maxConn")[:2] == terms("maximum connection")
+    assert terms("db repo msg") == terms("database repository message")
+
+
+def test_a_question_that_spells_out_a_word_finds_the_abbreviation_a_program_writes():
+    lines = [f"pool {k}: database pool size {k * 4}, idle {k}" for k in range(30)]
+    lines.insert(17, "pgbouncer: max_db_conns=50 reserve_pool=5")
+    s = scores(lines, "What is the maximum number of connections per database?")
+    assert s.index(max(s)) == 17
 
 
 def test_a_question_in_one_form_of_an_irregular_verb_finds_a_line_in_another():
