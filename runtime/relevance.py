@@ -15,7 +15,9 @@ stop words and one-letter parts are dropped; an IP address is one term; numbers 
 (status codes, exit codes, line numbers); a three-digit number from 100 to 599 also counts as its
 HTTP status class (``404`` is ``4xx`` too, so a query for "5xx" finds a 503). An exception
 class named ``...Error`` or ``...Exception`` also counts as the term "exception": a query about
-exceptions finds ``ValueError`` lines that never say the word.
+exceptions finds ``ValueError`` lines that never say the word. A question's word also asks, at
+:data:`RELATED_WEIGHT`, for what a tool writes for it (:data:`RELATED`: "crash" for ``SIGSEGV``)
+and a verb done again for the verb ("restarted" for ``started``).
 
 Exclusions. A word the query excludes ("an exception other than AssertionError", "errors except
 timeouts", "excluding", "besides", "apart from", "rather than", "instead of"), and the words
@@ -231,7 +233,7 @@ def query_weights(query: str) -> dict[str, float]:
                 and not any(x <= a.start() < y or x <= b.start() < y for x, y in phrases)):
             out.setdefault(whole(a.group() + b.group()), JOINED_WEIGHT)
     for t, weight in list(out.items()):  # what a tool writes for what the question says
-        for r in RELATED.get(t, ()):
+        for r in RELATED.get(t, ()) or ((_AGAIN[t],) if t in _AGAIN else ()):
             out.setdefault(r, RELATED_WEIGHT * weight)
     for w in negated:
         out[w] = NEGATED_WEIGHT
@@ -248,6 +250,11 @@ RELATED: dict[str, tuple[str, ...]] = {
     "slow": ("durat", "latenc", "take", "elaps"), "slowest": ("durat", "latenc", "take", "elaps"),
 }
 RELATED_WEIGHT = 0.4  # of the question's word's weight
+# a verb done again is the verb: "after the broker restarted" is answered by "[Kafka Server 1],
+# started", "did it reconnect" by "connected to ..."
+_AGAIN = {stem(w): stem(w[2:]) for w in """restart reconnect rejoin reload reopen resend resync
+rerun reboot rebuild reinstall reinitialize reindex redeploy recompile reschedule resubmit
+reassign reattach remount reauthenticate""".split()}
 
 
 def identifiers(query: str) -> set[str]:

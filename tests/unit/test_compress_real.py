@@ -664,6 +664,14 @@ def test_terms_split_identifiers_and_stem():
     assert terms("db repo msg") == terms("database repository message")
 
 
+def test_a_question_for_a_verb_done_again_finds_the_verb():
+    # "after Kafka broker 1 restarted": the broker writes "[Kafka Server 1], started"
+    w = query_weights("After the broker restarted, did it reconnect?")
+    assert w["restart"] == 1.0 and 0 < w["start"] < 1.0 and 0 < w["connect"] < 1.0
+    d = doc("05")
+    assert "[Kafka Server 1], started" in C.compress(d["text"], d["query"], 2000).text
+
+
 def test_a_question_that_spells_out_a_word_finds_the_abbreviation_a_program_writes():
     lines = [f"pool {k}: database pool size {k * 4}, idle {k}" for k in range(30)]
     lines.insert(17, "pgbouncer: max_db_conns=50 reserve_pool=5")
