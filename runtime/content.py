@@ -637,11 +637,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += STEP_VALUE
         # a final exception is worth its own value unless it repeats its template's first
         # word for word (numbers and ids aside): the same error again, every minute; and a
-        # line that matches, repeated word for word under a header of its own, is no repeat
-        # in a short list (<= LIST_MAX): "<skipped />" says which test only with its header
+        # line that matches, repeating its template under a header of its own, is no repeat
+        # in a short list (<= LIST_MAX): "<skipped />" says which test only with its header,
+        # jstack's 'which is held by "DeadlockThread-C"' whose lock each thread waits on
         if u.similar and not (final[i] and _masked(ln) != _masked(lines[g])) and not (
                 parent[i] >= 0 and r > 0 and size[g] <= LIST_MAX
-                and body[i].strip() == body[g].strip()
                 and (parent[g] < 0 or body[parent[i]].strip() != body[parent[g]].strip())):
             v *= 0.25
         u.value = v
@@ -810,7 +810,7 @@ FLOOD_SHARE = 0.95  # FLOOD_REPEATS times: a flood, where a line of a template o
 FLOOD_REPEATS = 5  # stands out by LONE_VALUE, if at most LONE_MAX do
 LONE_VALUE = 1.5
 LONE_MAX = 3
-LIST_MAX = 20  # lines of one template under different headers that are a list read whole
+LIST_MAX = 20  # matching lines of one template under different headers: a list, read whole
 # a log line's timestamp prefix: bracketed stamps ("[task 2025-02-13T21:47:57.553Z]"), bare
 # dates and times, with their separators; levels and messages are not part of it
 PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"

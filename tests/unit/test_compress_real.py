@@ -664,6 +664,20 @@ def test_terms_split_identifiers_and_stem():
     assert terms("db repo msg") == terms("database repository message")
 
 
+def test_matching_lines_under_headers_of_their_own_are_a_list_not_repeats():
+    # jstack's deadlock sections: 'which is held by "DeadlockThread-C"' under each thread's
+    # header repeats a template, and the name that differs is the answer (jthreaddump's test
+    # data); they were marked "[3 similar omitted]"
+    text = (Path(__file__).parents[1] / "data" / "compress" /
+            "jstack-three-way-deadlock.txt").read_text()
+    r = C.compress(text, "Does this Java thread dump show any deadlocks? If so, how many, which "
+                   "threads are stuck waiting on locks held by whom, and where in the code are "
+                   "they blocked?", 2000)
+    for fact in ('which is held by "DeadlockThread-C"', 'which is held by "DeadlockCandidate-B"',
+                 "Found 3 deadlocks."):
+        assert fact in r.text, (fact, r.text)
+
+
 def test_a_question_for_a_verb_done_again_finds_the_verb():
     # "after Kafka broker 1 restarted": the broker writes "[Kafka Server 1], started"
     w = query_weights("After the broker restarted, did it reconnect?")
