@@ -4,7 +4,7 @@
 line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``diff`` (unified), ``yaml``,
 ``csv`` (or TSV: a header and rows of as many fields), ``code`` (source), ``log``
 (log lines, test reports, access logs, records one per line: timestamps, levels, tracebacks,
-test outcomes) or ``prose`` (docs, Markdown, reStructuredText); whatever is unclear is treated
+test outcomes; records of a timestamped line and lines indented under it) or ``prose`` (docs, Markdown, reStructuredText); whatever is unclear is treated
 as ``log`` (line by line, the general case).
 
 Each line strategy turns the text into :class:`Unit` s (a line, or a sentence of a long prose
@@ -183,6 +183,8 @@ def detect(text: str) -> str:
         return "log"
     if logish >= 0.3 * n and logish >= codeish * 0.5:
         return "log"
+    if record_lines(lines[:2000]) >= RECORDS_SHARE:
+        return "log"
     # a build's output: a compiler's diagnostics on one line in ten or more
     if sum(diag) >= 0.1 * n:
         return "log"
@@ -193,6 +195,29 @@ def detect(text: str) -> str:
     if proseish >= 0.25 * n:
         return "prose"
     return "log"
+
+
+RECORDS_SHARE = 0.6  # of the lines: records of several lines, a log (record_lines)
+RECORDS_MIN = 0.05  # of the lines: those that open a record
+
+
+def record_lines(lines: list[str]) -> float:
+    """The share of ``lines`` that are a timestamped log line or indented under one: a log
+    whose records run over several lines (Postgres' autovacuum report under its ``LOG:`` line,
+    ``pages: 5 removed, 303 remain, ...``) reads as prose line by line; 0 when fewer than
+    :data:`RECORDS_MIN` of the lines open a record."""
+    opened = covered = 0
+    inside = False
+    for ln in lines:
+        if TIMESTAMP_RE.match(ln):
+            opened += 1
+            inside = True
+        elif not (inside and ln[:1] in (" ", "\t")):
+            inside = False
+            continue
+        covered += 1
+    n = max(1, len(lines))
+    return covered / n if opened >= RECORDS_MIN * n else 0.0
 
 
 SKELETON_SHARE = 0.35

@@ -678,6 +678,18 @@ def test_matching_lines_under_headers_of_their_own_are_a_list_not_repeats():
         assert fact in r.text, (fact, r.text)
 
 
+def test_a_log_of_records_over_several_lines_is_a_log():
+    # Postgres' autovacuum reports: a timestamped LOG line, then eight tab-indented lines of
+    # words and numbers ("pages: 5 removed, 303 remain, ..."), read as prose sentences before
+    # (pgbadger's test data); as a log, the longest run is found by its "elapsed:"
+    text = (Path(__file__).parents[1] / "data" / "compress" / "pg-autovacuum.log").read_text()
+    assert content.detect(text) == "log"
+    r = C.compress(text, "Which tables is autovacuum processing most often in this PostgreSQL "
+                   "log, which table has the most dead tuples it cannot remove yet, and which "
+                   "autovacuum/autoanalyze run took the longest?", 500)
+    assert "system usage: CPU: user: 0.65 s, system: 0.11 s, elapsed: 0.76 s" in r.text, r.text
+
+
 def test_a_question_for_a_verb_done_again_finds_the_verb():
     # "after Kafka broker 1 restarted": the broker writes "[Kafka Server 1], started"
     w = query_weights("After the broker restarted, did it reconnect?")
