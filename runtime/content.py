@@ -1305,14 +1305,17 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
 
 
 # "Query_time: 0.039063", "rows=1200": a key's number (not a time's "12:05:03" or a path's)
+# a count and the words after it that say what it counts, to a punctuation mark: "1182 are
+# dead but not yet removable", "3 failed"
+_COUNTED_RE = re.compile(r"(?<![\w.:/-])(\d+)\s+([A-Za-z][a-z-]{2,}(?:\s+[A-Za-z][a-z-]*){0,4})")
 _KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\s?[:=]\s*(-?\d+(?:\.\d+)?)"
                               r"(?![\w.:/-])")
 
 
 def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
     """A question for the largest (smallest, slowest) of a value a log's lines name
-    (``# Query_time: 0.039063  Lock_time: 0.000000``, ``rows=1200``) compares that key's
-    values: of the keys that share the most words with the question (``Query_time``, not
+    (``# Query_time: 0.039063  Lock_time: 0.000000``, ``rows=1200``, or the words after a
+    count: ``1182 are dead but not yet removable``) compares that key's values: of the keys that share the most words with the question (``Query_time``, not
     ``Lock_time``, for "what was its Query_time"), the :data:`EXTREME_TOP` lines with the
     largest (smallest) value gain value, as :func:`extremes` does for JSON's fields."""
     most = _asks_for(query, _MOST, _LEAST)
@@ -1323,14 +1326,16 @@ def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
     keys: dict[str, list[tuple[float, int]]] = {}
     words: dict[str, int] = {}
     for k, ln in enumerate(lines):
-        if ":" not in ln and "=" not in ln:
-            continue
-        for m in _KEYED_NUMBER_RE.finditer(ln[:400]):
-            key = m.group(1)
+        # key: number, key=number, and a number counting what the word after it says
+        # ("1182 are dead but not yet removable", "3 failed")
+        found = [(m.group(1), m.group(2)) for m in _KEYED_NUMBER_RE.finditer(ln[:400])] if (
+            ":" in ln or "=" in ln) else []
+        found += [(m.group(2), m.group(1)) for m in _COUNTED_RE.finditer(ln[:400])]
+        for key, number in found:
             if key not in words:
                 words[key] = len(asked.intersection(terms(key)))
             if words[key]:
-                keys.setdefault(key, []).append((float(m.group(2)), k))
+                keys.setdefault(key, []).append((float(number), k))
     best = max((words[key] for key, v in keys.items() if len(v) >= 3), default=0)
     for key, values in keys.items():
         if words[key] == best and len(values) >= 3 and len({v for v, _ in values}) > 1:

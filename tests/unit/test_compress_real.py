@@ -688,6 +688,9 @@ def test_a_log_of_records_over_several_lines_is_a_log():
                    "log, which table has the most dead tuples it cannot remove yet, and which "
                    "autovacuum/autoanalyze run took the longest?", 500)
     assert "system usage: CPU: user: 0.65 s, system: 0.11 s, elapsed: 0.76 s" in r.text, r.text
+    # "the most dead tuples" compares the counts the words "are dead but not yet removable"
+    # follow (not the "dead item identifiers" of other lines): the largest is kept
+    assert "1182 are dead but not yet removable" in r.text, r.text
 
 
 def test_a_question_for_a_verb_done_again_finds_the_verb():
