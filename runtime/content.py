@@ -4,8 +4,9 @@
 line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``diff`` (unified), ``yaml``,
 ``csv`` (or TSV: a header and rows of as many fields), ``code`` (source), ``log``
 (log lines, test reports, access logs, records one per line: timestamps, levels, tracebacks,
-test outcomes; records of a timestamped line and lines indented under it) or ``prose`` (docs, Markdown, reStructuredText); whatever is unclear is treated
-as ``log`` (line by line, the general case).
+test outcomes; records of a timestamped line and lines indented under it) or ``prose`` (docs,
+Markdown, reStructuredText); whatever is unclear is treated as ``log`` (line by line, the
+general case).
 
 Each line strategy turns the text into :class:`Unit` s (a line, or a sentence of a long prose
 line) with a *value* (the query's relevance plus what the kind says matters) and *dependencies*
@@ -1305,19 +1306,20 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
 
 
 # "Query_time: 0.039063", "rows=1200": a key's number (not a time's "12:05:03" or a path's)
+_KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\s?[:=]\s*(-?\d+(?:\.\d+)?)"
+                              r"(?![\w.:/-])")
 # a count and the words after it that say what it counts, to a punctuation mark: "1182 are
 # dead but not yet removable", "3 failed"
 _COUNTED_RE = re.compile(r"(?<![\w.:/-])(\d+)\s+([A-Za-z][a-z-]{2,}(?:\s+[A-Za-z][a-z-]*){0,4})")
-_KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\s?[:=]\s*(-?\d+(?:\.\d+)?)"
-                              r"(?![\w.:/-])")
 
 
 def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
     """A question for the largest (smallest, slowest) of a value a log's lines name
     (``# Query_time: 0.039063  Lock_time: 0.000000``, ``rows=1200``, or the words after a
-    count: ``1182 are dead but not yet removable``) compares that key's values: of the keys that share the most words with the question (``Query_time``, not
-    ``Lock_time``, for "what was its Query_time"), the :data:`EXTREME_TOP` lines with the
-    largest (smallest) value gain value, as :func:`extremes` does for JSON's fields."""
+    count: ``1182 are dead but not yet removable``) compares that key's values: of the keys
+    that share the most words with the question (``Query_time``, not ``Lock_time``, for "what
+    was its Query_time"), the :data:`EXTREME_TOP` lines with the largest (smallest) value gain
+    value, as :func:`extremes` does for JSON's fields."""
     most = _asks_for(query, _MOST, _LEAST)
     if most is None:
         return

@@ -79,13 +79,13 @@ IRREGULAR = {form: base for base, forms in {
 }.items() for form in forms.split()}
 
 # the abbreviations programs write for what a question spells out: "max connections" is
-# ``maxConn``, "the configuration" ``cfg``, "database" ``db`` (ones that are also paths or
-# other words, such as dev, lib, src, var, tmp, proc, info, min, ns, ts, are not here)
+# ``maxConn``, "database" ``db`` (not those that are also paths or other words, such as dev,
+# lib, src, var, tmp, proc, info, min, ns, ts; nor config, which every line of a configuration
+# document would match)
 ABBREVIATIONS = {
     "addr": "address", "alloc": "allocate", "arg": "argument", "args": "arguments",
     "attr": "attribute", "attrs": "attributes", "avg": "average", "buf": "buffer",
-    "cert": "certificate", "certs": "certificates",
-    "cnt": "count",
+    "cert": "certificate", "certs": "certificates", "cnt": "count",
     "conn": "connection", "conns": "connections", "creds": "credentials",
     "db": "database", "dbs": "databases", "dest": "destination", "dst": "destination",
     "env": "environment", "err": "error", "errs": "errors", "exec": "execute",
