@@ -77,7 +77,9 @@ from agentflux.runtime.compress_html import htmlish
 
 TIMESTAMP_RE = re.compile(r"^\W{0,3}(\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d\d:\d\d:\d\d|\d{6,8}\s+\d{6}|"
                           r"[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d|\d{10,13}\b|"
-                          r"\d{1,3}(\.\d{1,3}){3}\s)")
+                          r"\d{1,3}(\.\d{1,3}){3}\s|"
+                          # the kernel's and Xorg's seconds since boot: "[    0.000000]"
+                          r"\s*\d+\.\d{3,9}\])")
 LEVEL_RE = re.compile(r"\b(TRACE|DEBUG|INFO|NOTICE|WARN(ING)?|ERROR|ERR|FATAL|CRITICAL|SEVERE|"
                       r"PANIC)\b")
 # a compiler's or build tool's diagnostic: "error MSB3021:", "warning CS0618:", "error[E0425]:",
@@ -225,6 +227,7 @@ SKELETON_SHARE = 0.35
 SKELETON_MIN = 0.03  # of the lines: a head this common is a template's
 _DIGITS_RE = re.compile(r"\d+")
 _PUNCT_RE = re.compile(r"^[\W_]+$")
+_VALUE_RE = re.compile(r"(?<=\w)=.+$")
 
 
 def skeleton_share(lines: list[str]) -> float:
@@ -235,7 +238,9 @@ def skeleton_share(lines: list[str]) -> float:
     and markup's, not a template's."""
     heads: collections.Counter[str] = collections.Counter()
     for ln in lines:
-        toks = _DIGITS_RE.sub("0", ln.strip()).split(maxsplit=2)
+        # (a key=value word by its key: audit.log's "node=tom.example.com type=AVC")
+        toks = [_VALUE_RE.sub("=", t)
+                for t in _DIGITS_RE.sub("0", ln.strip()).split(maxsplit=2)[:2]]
         if len(toks) >= 2 and toks[0][:1] == "[" and toks[0][-1:] == "]":
             heads[toks[0]] += 1
         elif len(toks) >= 2 and not _PUNCT_RE.match(toks[1]):

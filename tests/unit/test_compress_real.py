@@ -693,6 +693,33 @@ def test_a_log_of_records_over_several_lines_is_a_log():
     assert "1182 are dead but not yet removable" in r.text, r.text
 
 
+def test_a_kernel_log_and_an_audit_log_are_logs():
+    # dmesg's and Xorg's seconds since boot ("[    0.000000]") are a timestamp: a boot's wordy
+    # messages were read as prose sentences
+    boot = ["Linux version 6.6.10-arch1-1 (linux@archlinux) (gcc (GCC) 13.2.1 20230801)",
+            "Command line: BOOT_IMAGE=/vmlinuz-linux root=UUID=4be4520b rw quiet",
+            "DMI: innotek GmbH VirtualBox/VirtualBox, BIOS VirtualBox 12/01/2006",
+            "Hypervisor detected: KVM", "tsc: Detected 2495.998 MHz processor",
+            "Memory: 3986524K/4193848K available (18432K kernel code, 2163K rwdata)",
+            "rcu: Preemptible hierarchical RCU implementation.",
+            "Console: colour dummy device 80x25 and then it was switched to the frame buffer",
+            "vmwgfx 0000:00:02.0: [drm] *ERROR* vmwgfx seems to be running on an unsupported "
+            "hypervisor.", "EXT4-fs (sda2): mounted filesystem with ordered data mode."]
+    dmesg = "\n".join(f"[{k * 0.137:12.6f}] {boot[k % len(boot)]}" for k in range(60))
+    assert content.detect(dmesg) == "log"
+    # audit.log: records of key=value words whose first key's value differs from host to host
+    # ("node=tom.example.com type=AVC msg=audit(...)"), with { braces }: no code
+    audit = "\n".join(
+        f"node={h}{'abcdefgh'[k % 8]}.example.com type=AVC msg=audit(11660{k:05d}.244:{k}): "
+        f"avc:  denied  {{ {op} }} for  pid={2000 + k} comm=\"{comm}\" name=\"{k}.log\" "
+        f"scontext=system_u:system_r:{comm}_t:s0 tcontext=system_u:object_r:var_t:s0 "
+        f"tclass=file"
+        for k, (h, op, comm) in enumerate(
+            [("tom", "write", "httpd"), ("bob", "read", "smbd"), ("judy", "execute", "vsftpd"),
+             ("sam", "name_bind", "postfix"), ("mary", "ioctl", "qemu")] * 8))
+    assert content.detect(audit) == "log"
+
+
 def test_a_question_for_a_verb_done_again_finds_the_verb():
     # "after Kafka broker 1 restarted": the broker writes "[Kafka Server 1], started"
     w = query_weights("After the broker restarted, did it reconnect?")
