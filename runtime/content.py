@@ -1310,9 +1310,10 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
         _lift(timed, units, slow, DURATION_VALUE)
 
 
-# "Query_time: 0.039063", "rows=1200": a key's number (not a time's "12:05:03" or a path's)
+# "Query_time: 0.039063", "rows=1200": a key's number (not a time's "12:05:03" or a path's);
+# of a range, its end ("actual time=130.693..135231.371": EXPLAIN ANALYZE's last row's time)
 _KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\s?[:=]\s*(-?\d+(?:\.\d+)?)"
-                              r"(?![\w.:/-])")
+                              r"(?:\.\.(\d+(?:\.\d+)?))?(?![\w.:/-])")
 # a count and the words after it that say what it counts, to a punctuation mark: "1182 are
 # dead but not yet removable", "3 failed"
 _COUNTED_RE = re.compile(r"(?<![\w.:/-])(\d+)\s+([A-Za-z][a-z-]{2,}(?:\s+[A-Za-z][a-z-]*){0,4})")
@@ -1335,7 +1336,8 @@ def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
     for k, ln in enumerate(lines):
         # key: number, key=number, and a number counting what the word after it says
         # ("1182 are dead but not yet removable", "3 failed")
-        found = [(m.group(1), m.group(2)) for m in _KEYED_NUMBER_RE.finditer(ln[:400])] if (
+        found = [(m.group(1), m.group(3) or m.group(2))
+                 for m in _KEYED_NUMBER_RE.finditer(ln[:400])] if (
             ":" in ln or "=" in ln) else []
         found += [(m.group(2), m.group(1)) for m in _COUNTED_RE.finditer(ln[:400])]
         for key, number in found:

@@ -720,6 +720,20 @@ def test_a_kernel_log_and_an_audit_log_are_logs():
     assert content.detect(audit) == "log"
 
 
+def test_a_range_of_values_is_compared_by_its_end():
+    # EXPLAIN ANALYZE: "actual time=130.693..135231.371" is when a node's last row came out
+    nodes = ["Seq Scan on orders", "Index Scan using users_pkey on users", "Hash Join",
+             "Sort", "Materialize", "Bitmap Heap Scan on items"]
+    plan = [f"{'  ' * (k % 6)}->  {nodes[k % 6]}  (cost={k}.00..{k * 7}.50 rows={k * 10} "
+            f"width=40) (actual time={k}.{k:03d}..{k * 3 + 1}.{k:03d} rows={k * 9} loops=1)"
+            for k in range(1, 40)]
+    plan.insert(23, "        ->  Recursive Union  (cost=2657.85..17981.86 rows=1847 width=147) "
+                    "(actual time=130.693..135231.371 rows=56380 loops=1)")
+    r = C.compress("\n".join(plan + ["Planning Time: 1.204 ms", "Execution Time: 136610.3 ms"]),
+                   "Which part of the plan takes most of the time?", 300)
+    assert "actual time=130.693..135231.371" in r.text, r.text
+
+
 def test_a_question_for_a_verb_done_again_finds_the_verb():
     # "after Kafka broker 1 restarted": the broker writes "[Kafka Server 1], started"
     w = query_weights("After the broker restarted, did it reconnect?")
