@@ -233,7 +233,7 @@ def query_weights(query: str) -> dict[str, float]:
                 and not any(x <= a.start() < y or x <= b.start() < y for x, y in phrases)):
             out.setdefault(whole(a.group() + b.group()), JOINED_WEIGHT)
     for t, weight in list(out.items()):  # what a tool writes for what the question says
-        for r in RELATED.get(t, ()) or ((_AGAIN[t],) if t in _AGAIN else ()):
+        for r in RELATED.get(t, ()):
             out.setdefault(r, RELATED_WEIGHT * weight)
     for w in negated:
         out[w] = NEGATED_WEIGHT
@@ -250,11 +250,11 @@ RELATED: dict[str, tuple[str, ...]] = {
     "slow": ("durat", "latenc", "take", "elaps"), "slowest": ("durat", "latenc", "take", "elaps"),
 }
 RELATED_WEIGHT = 0.4  # of the question's word's weight
-# a verb done again is the verb: "after the broker restarted" is answered by "[Kafka Server 1],
-# started", "did it reconnect" by "connected to ..."
-_AGAIN = {stem(w): stem(w[2:]) for w in """restart reconnect rejoin reload reopen resend resync
-rerun reboot rebuild reinstall reinitialize reindex redeploy recompile reschedule resubmit
-reassign reattach remount reauthenticate""".split()}
+# and a verb done again is the verb: "after the broker restarted" is answered by "[Kafka
+# Server 1], started", "did it reconnect" by "connected to ..."
+RELATED.update({stem(w): (stem(w[2:]),) for w in """restart reconnect rejoin reload reopen
+resend resync rerun reboot rebuild reinstall reinitialize reindex redeploy recompile reschedule
+resubmit reassign reattach remount reauthenticate""".split()})
 
 
 def identifiers(query: str) -> set[str]:
