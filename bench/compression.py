@@ -150,6 +150,52 @@ def targets_met(result: dict[str, Any]) -> dict[str, bool]:
             "facts_kept_ge_85pct_at_1000": (t1.get("facts_kept") or 0) >= 0.85}
 
 
-__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "STRUCTURED", "STRUCTURED_HOLDOUT",
-           "evaluate", "head_and_tail", "load",
-           "targets_met"]
+# hostile inputs: what a tool may print that no real output in the sets looks like, each of
+# about HOSTILE_CHARS characters; every one was slower than linear in its length in some line
+# classifier (a regular expression that read a run again from each of its characters) before
+# 2026-11-28: 200,000 characters of "a." took over 20 s, of tabs over 20 s, a line of spaces 14 s
+HOSTILE_CHARS = 200_000
+HOSTILE: dict[str, Any] = {
+    "dotted_run": lambda n: "a." * (n // 2),  # one "word" of dots: paths, exception names
+    "tab_run": lambda n: "\t" * n + "x",  # leading blanks: code lines
+    # blanks inside a line (YAML keys), words after them to pass the budget
+    "space_run": lambda n: ("a" + " " * 5000 + "b " + "word " * 500 + "\n") * (n // 7503),
+    "colon_run": lambda n: ":" * n,
+    "bracket_run": lambda n: "[" * n,
+    "quote_run": lambda n: '"' * n,
+    "digit_run": lambda n: "1" * n,
+    "slash_run": lambda n: "/a" * (n // 2),
+    "camel_run": lambda n: "Aa" * (n // 2),
+    "key_value_run": lambda n: "a=" * (n // 2),
+    "deep_json": lambda n: "[" * (n // 40) + "]" * (n // 40),
+    "empty_lines": lambda n: "\n" * n,
+    "one_char_lines": lambda n: "\n".join(["a", "}", "ERROR"] * (n // 8)),
+    "deep_indent": lambda n: "\n".join(" " * (i % 400) + "if x:" for i in range(n // 200)),
+}
+
+
+def hostile(target: int = 2000, chars: int = HOSTILE_CHARS,
+            query: str = "why did it fail?") -> dict[str, Any]:
+    """The compressor on :data:`HOSTILE` inputs of ``chars`` characters each: milliseconds per
+    input (the slowest named), per 100,000 characters, and whether every output kept the
+    budget."""
+    import time
+
+    from agentflux.runtime.compress import ContextCompressor
+    c = ContextCompressor()
+    ms: dict[str, float] = {}
+    within = 0
+    for name, make in HOSTILE.items():
+        text = make(chars)
+        t0 = time.perf_counter()
+        r = c.compress(text, query, target)
+        ms[name] = (time.perf_counter() - t0) * 1000
+        within += r.tokens_after <= target
+    slowest = max(ms, key=ms.get)
+    return {"inputs": len(ms), "chars": chars, "ms_max": round(ms[slowest], 1),
+            "slowest": slowest, "ms_per_100k_chars_max": round(ms[slowest] * 1e5 / chars, 1),
+            "within_budget": within / len(ms)}
+
+
+__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "HOSTILE", "STRUCTURED",
+           "STRUCTURED_HOLDOUT", "evaluate", "head_and_tail", "hostile", "load", "targets_met"]

@@ -70,7 +70,9 @@ def bench_compression(console=None) -> dict:
     ``compression_structured_*`` and ``compression_structured_holdout_*``), with
     head-and-tail truncation to the same size as the baseline and the compressor without the
     query (``no_query``) beside it; the project's own synthetic
-    corpus alongside (``compression_own_corpus_ratio``) for continuity."""
+    corpus alongside (``compression_own_corpus_ratio``) for continuity; and the time it takes
+    on pathological inputs (``compression_hostile_*``: runs of dots, tabs, spaces, brackets...,
+    :data:`agentflux.bench.compression.HOSTILE`)."""
     from agentflux.bench import compression
     from agentflux.bench.corpus import corpus
     from agentflux.runtime.compress import ContextCompressor
@@ -103,6 +105,8 @@ def bench_compression(console=None) -> dict:
             out[f"compression_{prefix}{target}_missing"] = {
                 d["id"]: d["missing"] for d in figs["documents"] if d["missing"]}
         out[f"compression_{prefix}targets_met"] = compression.targets_met(real)
+    for k, v in compression.hostile().items():  # pathological inputs: time stays linear
+        out[f"compression_hostile_{k}"] = v
     c = ContextCompressor()
     own = [c.compress(s.text, s.query) for s in corpus(seed=3, per_kind=5)]
     out["compression_own_corpus_ratio"] = round(statistics.median(r.ratio for r in own), 2)

@@ -88,14 +88,14 @@ DIAG_RE = re.compile(r"\b(error|warning)(\[[A-Z]+\d+\]| [A-Z]{1,5}\d{3,5})\s*:|"
                      r":\d+(:\d+)?:\s+(fatal )?(error|warning|note):|"
                      r"^(error|warning)(\[\w+\])?: |^\s*--> \S+:\d+:\d+")  # rustc's
 CODE_LINE_RE = re.compile(
-    r"^\s*(import\s|from\s+\S+\s+import\s|#include\b|package\s|using\s|(async\s+)?def\s|class\s|"
+    r"^\s*+(import\s|from\s+\S+\s+import\s|#include\b|package\s|using\s|(async\s+)?def\s|class\s|"
     r"func\s|fn\s|pub(\([^)]*\))?\s|impl\b|struct\s|enum\s|interface\s|type\s+\w+\s|const\s|let\s|"
     r"var\s|function\b|export\s|return\b|if\s*\(|if\s.*:\s*$|for\s*\(|for\s.*:\s*$|while\b|"
     r"else\b|elif\s|try\s*[:{]|except\b|catch\b|switch\b|case\s|@\w+|//|/\*|\*/|\}|#\[|"
     r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|'''|"
     # Ruby's
     r"end\s*$|unless\s|elsif\s|module\s|require(_relative)?\s|raise\b|rescue\b|ensure\s*$|"
-    r"attr_(reader|writer|accessor)\s|.*\sdo(\s*\|[^|]*\|)?\s*$)")
+    r"attr_(reader|writer|accessor)\s|(?:.*\s|(?<=\s))do(\s*\|[^|]*\|)?\s*$)")
 # a numbered log line with a level in lower case: npm's npm-debug.log ("38 error publish
 # Failed PUT 403", "5 silly cache add ...")
 NUMBERED_LEVEL_RE = re.compile(r"^\d+ (silly|verbose|info|http|warn|error|timing|debug|notice|"
@@ -249,8 +249,12 @@ def skeleton_share(lines: list[str]) -> float:
     return sum(v for v in heads.values() if v >= least) / max(1, len(lines))
 
 
-YAML_LINE_RE = re.compile(r"""^\s*(-\s+)?["']?[\w.$@/][^"':#]*?["']?\s*:(\s|$)|^\s*-(\s|$)|"""
-                          r"^\s*#|^---(\s|$)|^\.\.\.\s*$")
+# the rest of a YAML key: words without quotes, colons or "#", spaces only between them (spaces
+# before the colon are the colon's), possessive so that a long run of spaces is read once (as
+# "[^"':#]*?" it was read again from each of its spaces: quadratic time)
+_YAML_KEY_REST = r"""[^"':#\s]*+(?:\s++[^"':#\s]++)*+"""
+YAML_LINE_RE = re.compile(r"""^\s*(-\s+)?["']?[\w.$@/]""" + _YAML_KEY_REST
+                          + r"""\s*+["']?\s*:(\s|$)|^\s*-(\s|$)|^\s*#|^---(\s|$)|^\.\.\.\s*$""")
 _BLOCK_SCALAR_RE = re.compile(r":\s*[|>][+-]?\d*\s*$")  # "description: |": text lines follow
 _DIFF_LINE_RE = re.compile(r"^([ +\-\\]|@@ )")
 
@@ -341,7 +345,7 @@ def line_units(lines: list[str]) -> list[Unit]:
 # -- logs and test reports --------------------------------------------------------------------
 
 EXC_NAME_RE = re.compile(r"\b([A-Z][A-Za-z0-9]*(Error|Exception|Failure|Fault|Panic|Warning)|"
-                         r"[a-z][\w.]*\.[A-Z]\w*(Error|Exception))\b")
+                         r"(?<!\.)[a-z][\w.]*\.[A-Z]\w*(Error|Exception))\b")
 ERROR_WORD_RE = re.compile(r"\b(error|errors|exception|traceback|fatal|panic|panicked|failed|"
                            r"failure|failures|failing|critical|severe|denied|refused|timeout|"
                            r"timed out|segfault|segmentation fault|errno|assert\w*|abort(ed)?|"
@@ -371,6 +375,9 @@ LIBRARY_FRAME_VALUE = 0.1  # a library's frame inside a trace (not its first or 
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 RSPEC_FAILURE_RE = re.compile(r"(^|\s)(\d+(\.\d+)*\)\s+)?Failure/Error:")  # "1.1) Failure/Error: x"
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
+# how much of a line PATH_RE reads: from each "." or "-" of a long dotted run ("a.a.a...") it
+# reads the run again, time quadratic in the line's length; paths sit in a line's head
+PATH_HEAD = 1200
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
                      r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
                      r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
@@ -654,7 +661,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.6
         if frame[i]:
             v += (LIBRARY_FRAME_VALUE if inner[i] else 0.35) + (IN_APP_VALUE if in_app[i] else 0.0)
-        if PATH_RE.search(ln) and not inner[i]:
+        if PATH_RE.search(ln[:PATH_HEAD]) and not inner[i]:
             v += 0.25
         if SUMMARY_RE.match(ln.strip()) or SUMMARY_RE.match(body[i].strip()):
             v += 1.5
@@ -1178,7 +1185,8 @@ JSON_LINE_RE = re.compile(r'^\s*("(?:[^"\\]|\\.)*"\s*:|[\]\[{}](,)?\s*$|"(?:[^"\
                           r'-?\d[\d.eE+-]*,?\s*$|(true|false|null),?\s*$)')
 JSON_KEY_RE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)"\s*:')
 # a YAML mapping's key (a list item's first key too: "- name: web"), quoted or not
-YAML_KEY_RE = re.compile(r"""^\s*(?:-\s+)?["']?([\w.$@/][^"':#]*?)["']?\s*:(?:\s|$)""")
+YAML_KEY_RE = re.compile(r"""^\s*(?:-\s+)?["']?([\w.$@/]""" + _YAML_KEY_REST
+                         + r""")\s*+["']?\s*:(?:\s|$)""")
 YAML_DOC_RE = re.compile(r"^---(\s|$)")
 # fields that say which object a field belongs to, in the order one-line JSON prefers them
 # (agentflux.runtime.compress_json); pretty-printed lines also take a request's method and a

@@ -34,6 +34,11 @@ def test_bench_runtime_prints_one_json_object_with_the_figures():
         assert out[f"compression_{prefix}documents"] >= 14
         assert out[f"compression_{prefix}2000_compressor_within_budget"] == 1.0
         assert isinstance(out[f"compression_{prefix}1000_compressor_facts_kept"], float)
+    # and on pathological inputs (runs of dots, tabs, blanks...): the time, the budget kept
+    assert out["compression_hostile_inputs"] >= 14 and out["compression_hostile_chars"] >= 100000
+    assert out["compression_hostile_within_budget"] == 1.0
+    assert isinstance(out["compression_hostile_ms_per_100k_chars_max"], float)
+    assert isinstance(out["compression_hostile_slowest"], str)
 
 
 def test_bench_detector_prints_the_detectors_costs_per_row_and_landing():

@@ -198,3 +198,43 @@ def test_a_diffs_hunks_are_read_by_their_counts_and_a_kept_change_says_where_it_
                       "        - containerPort: 8080", "---", "kind: Service", "metadata:",
                       "  name: web-svc", "spec:", "  type: ClusterIP"] * 3)
     assert content.detect(yaml) == "yaml"
+
+
+def test_line_classifiers_read_a_long_run_once_and_mean_what_they_meant():
+    """The classifiers rewritten on 2026-11-28 so that a long run of blanks or dots is read
+    once (possessive quantifiers) match every line of the evaluation sets as the patterns they
+    replace did; the old ones read such a run again from each of its characters."""
+    from agentflux.bench import compression
+    from agentflux.runtime import content
+    old_code = re.compile(content.CODE_LINE_RE.pattern.replace(r"^\s*+(", r"^\s*(", 1).replace(
+        r"(?:.*\s|(?<=\s))do(", r".*\sdo(", 1))
+    old_yaml = re.compile(r"""^\s*(-\s+)?["']?[\w.$@/][^"':#]*?["']?\s*:(\s|$)|^\s*-(\s|$)|"""
+                          r"^\s*#|^---(\s|$)|^\.\.\.\s*$")
+    old_key = re.compile(r"""^\s*(?:-\s+)?["']?([\w.$@/][^"':#]*?)["']?\s*:(?:\s|$)""")
+    old_exc = re.compile(content.EXC_NAME_RE.pattern.replace(r"(?<!\.)[a-z]", "[a-z]", 1))
+    assert old_code.pattern != content.CODE_LINE_RE.pattern
+    assert old_exc.pattern != content.EXC_NAME_RE.pattern
+    lines = ["  do", "foo.each do |x|", "\tdef f(x):", "do", "key with spaces : v",
+             "'quoted key ' : v", '"k":1', "- name: app", "a  b  c:",
+             "java.lang.NullPointerException", "Foo.bar.BazError: no", "x.y.Z_Error"]
+    for root in (compression.DATA, compression.HOLDOUT, compression.STRUCTURED):
+        for d in compression.load(root):
+            lines += d["text"].splitlines()
+    assert len(lines) > 20000
+    for ln in lines:
+        ln = ln[:2000]
+        assert bool(content.CODE_LINE_RE.match(ln)) == bool(old_code.match(ln)), ln
+        assert bool(content.YAML_LINE_RE.match(ln)) == bool(old_yaml.match(ln)), ln
+        new, old = content.YAML_KEY_RE.match(ln), old_key.match(ln)
+        assert bool(new) == bool(old) and (not new or new.group(1) == old.group(1).rstrip()), ln
+        assert bool(content.EXC_NAME_RE.search(ln)) == bool(old_exc.search(ln)), ln
+
+
+def test_hostile_inputs_keep_the_budget():
+    """Runs of dots, tabs, spaces, brackets, empty lines...: each compressed within the budget
+    (their time is a figure of ``agentflux bench runtime``, ``compression_hostile_*``)."""
+    from agentflux.bench import compression
+    got = compression.hostile(target=300, chars=20000)
+    assert got["inputs"] == len(compression.HOSTILE) >= 14
+    assert got["within_budget"] == 1.0
+    assert got["slowest"] in compression.HOSTILE and got["ms_max"] > 0
