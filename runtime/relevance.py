@@ -32,6 +32,7 @@ term saturates, and long units do not win by length alone.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -204,10 +205,15 @@ def query_weights(query: str) -> dict[str, float]:
     out: dict[str, float] = {}
     negated: set[str] = set()
     phrases = [m.span() for m in _NEGATION_PHRASE.finditer(query)]
+    ends = [b for _, b in phrases]  # sorted, the phrases not overlapping
+
+    def in_phrase(at: int) -> bool:  # a lookup, not a scan: a query may be a whole prompt
+        k = bisect.bisect_right(ends, at)
+        return k < len(phrases) and phrases[k][0] <= at
     excluded_to = -1  # where the last word the query excludes ends
     for m in _WORD.finditer(query):
         w = m.group()
-        if any(a <= m.start() < b for a, b in phrases):
+        if in_phrase(m.start()):
             continue  # "other than", "except": how the query excludes, not what it asks for
         if w.lower() in ("or", "nor", "and"):
             continue  # joins what is excluded (_ALSO) or asked for
@@ -230,7 +236,7 @@ def query_weights(query: str) -> dict[str, float]:
     words = [m for m in _WORD.finditer(query) if m.group().lower() not in STOP]
     for a, b in zip(words, words[1:]):
         if (query[a.end():b.start()].isspace() and a.group().isalpha() and b.group().isalpha()
-                and not any(x <= a.start() < y or x <= b.start() < y for x, y in phrases)):
+                and not in_phrase(a.start()) and not in_phrase(b.start())):
             out.setdefault(whole(a.group() + b.group()), JOINED_WEIGHT)
     for t, weight in list(out.items()):  # what a tool writes for what the question says
         for r in RELATED.get(t, ()):

@@ -39,6 +39,7 @@ def test_bench_runtime_prints_one_json_object_with_the_figures():
     assert out["compression_hostile_within_budget"] == 1.0
     assert isinstance(out["compression_hostile_ms_per_100k_chars_max"], float)
     assert isinstance(out["compression_hostile_slowest"], str)
+    assert isinstance(out["compression_hostile_long_query_ms"], float)
 
 
 def test_bench_detector_prints_the_detectors_costs_per_row_and_landing():
