@@ -375,12 +375,23 @@ LIBRARY_FRAME_VALUE = 0.1  # a library's frame inside a trace (not its first or 
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
 RSPEC_FAILURE_RE = re.compile(r"(^|\s)(\d+(\.\d+)*\)\s+)?Failure/Error:")  # "1.1) Failure/Error: x"
 PYTEST_WHERE_RE = re.compile(r"^\s*[\w./\\-]+:\d+: [\w.]+\s*$")  # "failure_demo.py:185: NameError"
-# how much of a line PATH_RE reads: from each "." or "-" of a long dotted run ("a.a.a...") it
-# reads the run again, time quadratic in the line's length; paths sit in a line's head
+# PATH_RE reads a run of name characters again from each of its "." and "-" ("a.a.a..."): time
+# quadratic in the run's length. A line with a run as long as _LONG_RUN_RE's is read only as far
+# as PATH_HEAD (no real path is such a run; a minified script or a dump may hold one)
 PATH_HEAD = 1200
+_LONG_RUN_RE = re.compile(r"[\w.-]{300}")
 PATH_RE = re.compile(r"(?<![\w@/:])(?:\.{0,2}/)?(?:[\w.-]+/)+[\w.-]+\.\w{1,6}(?::\d+(?::\d+)?)?|"
                      r"\b[\w-]+\.(?:py|js|ts|tsx|go|rs|java|kt|c|cc|cpp|h|hpp|rb|php|cs|json|"
                      r"ya?ml|toml|ini|cfg|md|sql|sh)(?::\d+)?\b")
+
+
+def has_path(line: str) -> bool:
+    """Whether ``line`` names a file (:data:`PATH_RE`), in time linear in its length."""
+    if len(line) > PATH_HEAD and _LONG_RUN_RE.search(line):
+        line = line[:PATH_HEAD]
+    return bool(PATH_RE.search(line))
+
+
 TEMPLATE_RE = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+(\.\d+)*|\"[^\"]{0,80}\"|"
                          r"'[^']{0,80}'")
 SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?)|no tests ran)\b.*=+$|"
@@ -661,7 +672,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += 0.6
         if frame[i]:
             v += (LIBRARY_FRAME_VALUE if inner[i] else 0.35) + (IN_APP_VALUE if in_app[i] else 0.0)
-        if PATH_RE.search(ln[:PATH_HEAD]) and not inner[i]:
+        if has_path(ln) and not inner[i]:
             v += 0.25
         if SUMMARY_RE.match(ln.strip()) or SUMMARY_RE.match(body[i].strip()):
             v += 1.5

@@ -230,6 +230,16 @@ def test_line_classifiers_read_a_long_run_once_and_mean_what_they_meant():
         assert bool(content.EXC_NAME_RE.search(ln)) == bool(old_exc.search(ln)), ln
 
 
+def test_a_path_late_in_a_long_line_is_still_a_path():
+    """has_path reads the whole of a long line (an MSBuild line of 8,000 characters names its
+    file late) unless a run of name characters as long as no path makes it quadratic."""
+    from agentflux.runtime import content
+    assert content.has_path("warning: " + "x " * 1000 + "see src/app/main.py:12")
+    assert not content.has_path("warning: " + "x " * 1000 + "see the manual")
+    assert content.has_path("src/app/main.py: " + "a." * 50000)  # read as far as PATH_HEAD
+    assert not content.has_path("a." * 50000 + " src/app/main.py")
+
+
 def test_hostile_inputs_keep_the_budget():
     """Runs of dots, tabs, spaces, brackets, empty lines...: each compressed within the budget
     (their time is a figure of ``agentflux bench runtime``, ``compression_hostile_*``)."""
