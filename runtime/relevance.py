@@ -51,6 +51,9 @@ _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _EXC_CLASS = re.compile(r"[a-z0-9](Error|Exception)$")
 EXCEPTION = "except"  # the stem of "exception(s)"
 _stemmer = snowballstemmer.stemmer("english")
+# the stems and terms of words seen, each cache emptied when it reaches CACHE_MAX words: a
+# runtime compressing outputs full of request ids and hashes for days keeps its memory
+CACHE_MAX = 200_000
 _stems: dict[str, str] = {}
 _word_terms: dict[str, tuple[str, ...]] = {}
 
@@ -103,6 +106,8 @@ ABBREVIATIONS = {
 def stem(word: str) -> str:
     s = _stems.get(word)
     if s is None:
+        if len(_stems) >= CACHE_MAX:
+            _stems.clear()
         s = _stems[word] = _stemmer.stemWord(
             IRREGULAR.get(word) or ABBREVIATIONS.get(word) or word)
     return s
@@ -120,26 +125,26 @@ def whole(word: str) -> str:
 
 def _terms_of_word(word: str) -> tuple[str, ...]:
     out = _word_terms.get(word)
-    if out is not None:
-        return out
+    if out is None:
+        if len(_word_terms) >= CACHE_MAX:
+            _word_terms.clear()
+        out = _word_terms[word] = _word_terms_uncached(word)
+    return out
+
+
+def _word_terms_uncached(word: str) -> tuple[str, ...]:
     if len(word) == 3 and word[0] in "12345" and (word[1:].isdigit() or word[1:].lower() == "xx"):
         # an HTTP status and its class: "404" is also "4xx", and a query's "5xx" finds 503
-        out = (word.lower(), f"{word[0]}xx") if word[1:].isdigit() else (word.lower(),)
-        _word_terms[word] = out
-        return out
+        return (word.lower(), f"{word[0]}xx") if word[1:].isdigit() else (word.lower(),)
     if _IPV4.match(word):  # an address is one term: its 200 is no HTTP status
-        _word_terms[word] = out = (word,)
-        return out
+        return (word,)
     parts = [p.lower() for p in _PART.findall(word)]
     terms = [stem(p) for p in parts if (len(p) > 1 or p.isdigit()) and p not in STOP]
     if len(parts) > 1:  # a compound identifier also counts whole
         terms.append(whole(word))
         if _EXC_CLASS.search(word):  # ValueError, IOException: an exception, whatever its name
             terms.append(EXCEPTION)
-    out = tuple(terms)
-    if len(_word_terms) < 200_000:
-        _word_terms[word] = out
-    return out
+    return tuple(terms)
 
 
 def terms(text: str) -> list[str]:

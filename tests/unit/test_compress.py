@@ -248,3 +248,20 @@ def test_hostile_inputs_keep_the_budget():
     assert got["inputs"] == len(compression.HOSTILE) >= 14
     assert got["within_budget"] == 1.0
     assert got["slowest"] in compression.HOSTILE and got["ms_max"] > 0 and got["long_query_ms"] > 0
+
+
+def test_the_word_caches_stay_bounded(monkeypatch):
+    """A runtime compresses outputs full of request ids and hashes for days: the caches of stems
+    and terms are emptied when they reach CACHE_MAX words, and words still get their terms."""
+    from agentflux.runtime import relevance
+    monkeypatch.setattr(relevance, "CACHE_MAX", 500)
+    monkeypatch.setattr(relevance, "_stems", {})
+    monkeypatch.setattr(relevance, "_word_terms", {})
+    c = ContextCompressor()
+    for k in range(3):
+        text = "\n".join(f"ERROR request r{k}x{i:05d} from 10.{k}.{i // 250}.{i % 250} failed "
+                         f"on shard{k}z{i} in handlers_{k}_{i}" for i in range(2000))
+        c.compress(text, "which requests failed?", 300)
+        assert len(relevance._stems) <= 500 and len(relevance._word_terms) <= 500
+    assert relevance.terms("processing ValueError 10.0.0.1 404") == [
+        "process", "valu", "error", "valueerror", "except", "10.0.0.1", "404", "4xx"]
