@@ -95,6 +95,26 @@ class Message:
     content: str
 
 
+def _checked(text: object, query: object, target: object) -> tuple[str, str, int]:
+    """The arguments of :meth:`ContextCompressor.compress`, or an error saying what is wrong
+    and how to pass them; ``query=None`` is no query."""
+    if not isinstance(text, str):
+        hint = (" (decode it first: data.decode('utf-8', errors='replace'))"
+                if isinstance(text, (bytes, bytearray)) else "")
+        raise TypeError(f"text must be a str, got {type(text).__name__}{hint}")
+    if query is None:
+        query = ""
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str (or None for no query), got {type(query).__name__}")
+    if isinstance(target, float) and target.is_integer():
+        target = int(target)
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise TypeError(f"target_tokens must be a whole number of tokens, got {target!r}")
+    if target < 1:
+        raise ValueError(f"target_tokens must be >= 1, got {target!r}")
+    return text, query, target
+
+
 class ContextCompressor:
     def __init__(self, target_tokens: int = 2000, auto_threshold_tokens: int = 5000,
                  keep_last_user: int = 3, *, summarizer: Callable[[str, int], str] | None = None,
@@ -140,6 +160,7 @@ class ContextCompressor:
     # --- tool outputs --------------------------------------------------------------------------
     def maybe_compress(self, text: str, query: str = "") -> str:
         """Compress automatically when ``text`` is over ``auto_threshold_tokens``."""
+        text, query, _ = _checked(text, query, 1)
         if self.count(text) <= self.auto_threshold_tokens:
             return text
         return self.compress(text, query).text
@@ -150,8 +171,7 @@ class ContextCompressor:
         ``query``; ``hard_floor`` keeps every protected unit even past the budget."""
         t0 = time.perf_counter()
         target = self.target_tokens if target_tokens is None else target_tokens
-        if target < 1:
-            raise ValueError(f"target_tokens must be >= 1, got {target!r}")
+        text, query, target = _checked(text, query, target)
         before = self.count(text)
         if before <= target:
             return CompressionResult(text, before, before, "none",

@@ -265,3 +265,22 @@ def test_the_word_caches_stay_bounded(monkeypatch):
         assert len(relevance._stems) <= 500 and len(relevance._word_terms) <= 500
     assert relevance.terms("processing ValueError 10.0.0.1 404") == [
         "process", "valu", "error", "valueerror", "except", "10.0.0.1", "404", "4xx"]
+
+
+def test_wrong_arguments_say_what_is_wrong_and_how_to_pass_them():
+    c = ContextCompressor()
+    text = "ERROR worker failed\n" * 400
+    with pytest.raises(TypeError, match=r"text must be a str, got bytes \(decode it first"):
+        c.compress(text.encode(), "why", 50)
+    with pytest.raises(TypeError, match="text must be a str, got NoneType"):
+        c.maybe_compress(None)
+    with pytest.raises(TypeError, match="query must be a str"):
+        c.compress(text, 123, 50)
+    for bad in ("100", 10.5, True):
+        with pytest.raises(TypeError, match="target_tokens must be a whole number of tokens"):
+            c.compress(text, "why", bad)
+    with pytest.raises(ValueError, match="target_tokens must be >= 1, got 0"):
+        c.compress(text, "why", 0)
+    # None is no query, and a whole number written as a float is that number
+    assert c.compress(text, None, 50.0).text == c.compress(text, "", 50).text
+    assert c.compress(text, None, 50.0).tokens_after <= 50
