@@ -95,9 +95,9 @@ class Message:
     content: str
 
 
-def _checked(text: object, query: object, target: object) -> tuple[str, str, int]:
-    """The arguments of :meth:`ContextCompressor.compress`, or an error saying what is wrong
-    and how to pass them; ``query=None`` is no query."""
+def _text_and_query(text: object, query: object) -> tuple[str, str]:
+    """``text`` and ``query`` as :meth:`ContextCompressor.compress` takes them, or an error
+    saying what is wrong and how to pass them; ``query=None`` is no query."""
     if not isinstance(text, str):
         hint = (" (decode it first: data.decode('utf-8', errors='replace'))"
                 if isinstance(text, (bytes, bytearray)) else "")
@@ -106,21 +106,25 @@ def _checked(text: object, query: object, target: object) -> tuple[str, str, int
         query = ""
     if not isinstance(query, str):
         raise TypeError(f"query must be a str (or None for no query), got {type(query).__name__}")
-    if isinstance(target, float) and target.is_integer():
-        target = int(target)
-    if isinstance(target, bool) or not isinstance(target, int):
-        raise TypeError(f"target_tokens must be a whole number of tokens, got {target!r}")
-    if target < 1:
-        raise ValueError(f"target_tokens must be >= 1, got {target!r}")
-    return text, query, target
+    return text, query
+
+
+def _target(value: object) -> int:
+    """A token budget, or an error saying what is wrong with it (a whole float is its int)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"target_tokens must be a whole number of tokens, got {value!r}")
+    if value < 1:
+        raise ValueError(f"target_tokens must be >= 1, got {value!r}")
+    return value
 
 
 class ContextCompressor:
     def __init__(self, target_tokens: int = 2000, auto_threshold_tokens: int = 5000,
                  keep_last_user: int = 3, *, summarizer: Callable[[str, int], str] | None = None,
                  instrumentation: Instrumentation | None = None, encoding: str = DEFAULT_ENCODING):
-        if target_tokens < 1:
-            raise ValueError(f"target_tokens must be >= 1, got {target_tokens!r}")
+        target_tokens = _target(target_tokens)
         if keep_last_user < 0:
             raise ValueError(f"keep_last_user must be >= 0, got {keep_last_user!r}")
         self.target_tokens = target_tokens
@@ -160,7 +164,7 @@ class ContextCompressor:
     # --- tool outputs --------------------------------------------------------------------------
     def maybe_compress(self, text: str, query: str = "") -> str:
         """Compress automatically when ``text`` is over ``auto_threshold_tokens``."""
-        text, query, _ = _checked(text, query, 1)
+        text, query = _text_and_query(text, query)
         if self.count(text) <= self.auto_threshold_tokens:
             return text
         return self.compress(text, query).text
@@ -170,8 +174,8 @@ class ContextCompressor:
         """``text`` within ``target_tokens`` (markers included), keeping what answers
         ``query``; ``hard_floor`` keeps every protected unit even past the budget."""
         t0 = time.perf_counter()
-        target = self.target_tokens if target_tokens is None else target_tokens
-        text, query, target = _checked(text, query, target)
+        target = self.target_tokens if target_tokens is None else _target(target_tokens)
+        text, query = _text_and_query(text, query)
         before = self.count(text)
         if before <= target:
             return CompressionResult(text, before, before, "none",

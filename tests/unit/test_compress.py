@@ -281,6 +281,8 @@ def test_wrong_arguments_say_what_is_wrong_and_how_to_pass_them():
             c.compress(text, "why", bad)
     with pytest.raises(ValueError, match="target_tokens must be >= 1, got 0"):
         c.compress(text, "why", 0)
+    with pytest.raises(TypeError, match="target_tokens must be a whole number of tokens"):
+        ContextCompressor(target_tokens="2000")
     # None is no query, and a whole number written as a float is that number
     assert c.compress(text, None, 50.0).text == c.compress(text, "", 50).text
     assert c.compress(text, None, 50.0).tokens_after <= 50
