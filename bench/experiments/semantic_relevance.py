@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -209,7 +208,6 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", choices=sorted(SETS),
                     default=["development", "holdout", "structured"])
     a = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
     from agentflux.bench.compression import load
     from agentflux.runtime.compress import ContextCompressor
     install(a.mode, a.beta, a.power, a.top, Embeddings(MiniLM()))
