@@ -196,7 +196,13 @@ def detect(text: str) -> str:
         # hold (a slow query log's statements, an Ant build's [cpd] duplicates)
         return "log" if skeleton_share(sample) >= SKELETON_SHARE else "code"
     if proseish >= 0.25 * n:
-        return "prose"
+        # unless two lines in three begin as many others do and most lines differ: a program's
+        # records written in words, their values changing (a solver's "Solving for p, Initial
+        # residual = ..." every iteration); a higher bar than code's, as documentation repeats
+        # its phrasing more ("Default: ...")
+        records = (skeleton_share(sample) >= PROSE_SKELETON_SHARE
+                   and len(set(sample)) >= 0.5 * n)
+        return "log" if records else "prose"
     return "log"
 
 
@@ -224,6 +230,7 @@ def record_lines(lines: list[str]) -> float:
 
 
 SKELETON_SHARE = 0.35
+PROSE_SKELETON_SHARE = 0.65  # of text read as prose (see detect)
 SKELETON_MIN = 0.03  # of the lines: a head this common is a template's
 _DIGITS_RE = re.compile(r"\d+")
 _PUNCT_RE = re.compile(r"^[\W_]+$")

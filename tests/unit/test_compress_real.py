@@ -1467,3 +1467,38 @@ def test_a_line_of_values_comes_with_the_line_that_names_it():
     for name, value in (("NXDOMAIN", "100052"), ("SERVFAIL", "5894")):
         at = out.index(f"            <name>{name}</name>")
         assert out[at + 1] == f"            <counter>{value}</counter>", r.text
+
+
+def _solver_log(steps: int = 300) -> str:
+    # OpenFOAM's simpleFoam output format (values generated): every iteration writes the same
+    # lines in words ("Solving for p, Initial residual = ...")
+    out = ["Starting time loop", ""]
+    for t in range(1, steps + 1):
+        r = 1.0 / (1 + t)
+        out += [f"Time = {t}", "",
+                f"smoothSolver:  Solving for Ux, Initial residual = {r:.6g}, Final residual "
+                f"= {r / 50:.6g}, No Iterations {2 + t % 3}",
+                f"smoothSolver:  Solving for Uy, Initial residual = {r * 1.3:.6g}, Final "
+                f"residual = {r / 40:.6g}, No Iterations {2 + t % 2}",
+                f"GAMG:  Solving for p, Initial residual = {r * 0.7:.6g}, Final residual = "
+                f"{r / 90:.6g}, No Iterations {5 + t % 7}",
+                f"time step continuity errors : sum local = {r / 1e3:.6g}, global = "
+                f"{r / 1e4:.6g}, cumulative = {0.1 + r / 1e5:.6g}",
+                f"ExecutionTime = {0.4 * t:.2f} s  ClockTime = {int(0.4 * t) + 1} s", ""]
+    return "\n".join(out + ["End", ""])
+
+
+def test_a_solvers_iterations_written_in_words_are_read_as_a_log():
+    # read as prose (most lines are six words or more), the solver's last iteration was one
+    # sentence among thousands like it: the final ExecutionTime line was lost
+    text = _solver_log()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert content.skeleton_share(lines) >= content.PROSE_SKELETON_SHARE
+    assert content.detect(text) == "log"
+    r = C.compress(text, "How did the run end: what was the final execution time?", 1000)
+    assert r.tokens_after <= 1000 and r.strategy == "extractive:log"
+    assert "ExecutionTime = 120.00 s  ClockTime = 121 s" in r.text
+    # documentation stays prose: its lines begin in many ways
+    for n in ("21", "22", "23"):
+        assert content.detect(doc(n)["text"]) == "prose", n
+
