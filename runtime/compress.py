@@ -272,7 +272,7 @@ class ContextCompressor:
         split, rel = content.split_long(units, rel, query, relevance)
         if split is not units:  # lines too long were split: the clauses are scored on pieces
             units, bm = split, None
-        clause_boost(units, query, bm)
+        clause_boost(units, query, bm, distinct=kind in ("log", "prose"))
         if kind in ("json_lines", "yaml", "log"):
             content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
@@ -294,14 +294,27 @@ CLAUSE_BOOST = 1.0  # the best unit's lift; the second gets half, the third a th
 CLAUSE_MIN = 0.5  # of the clause's best score, for a unit to be lifted
 
 
-def clause_boost(units: Sequence[Unit], query: str, bm: BM25 | None = None) -> None:
+def clause_boost(units: Sequence[Unit], query: str, bm: BM25 | None = None, *,
+                 distinct: bool = False) -> None:
     """Each part of a question gets its best answers (:func:`relevance.clause_scores`, on the
     units' index ``bm`` when the caller has it): the :data:`CLAUSE_TOP` units that match a
     clause best gain value, so no part of the question is left with nothing because another
     part matches more lines."""
     for r in clause_scores([u.text for u in units], query, bm):
-        best = heapq.nlargest(CLAUSE_TOP, (k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
-                              key=r.__getitem__)
+        if not distinct:
+            best = heapq.nlargest(CLAUSE_TOP, (k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
+                                  key=r.__getitem__)
+        else:  # the best distinct texts: a log's line repeated word for word is one answer
+            best = []
+            seen: set[str] = set()
+            for k in sorted((k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
+                            key=lambda k: -r[k]):
+                text = units[k].text.strip()
+                if text not in seen:
+                    seen.add(text)
+                    best.append(k)
+                    if len(best) == CLAUSE_TOP:
+                        break
         for rank, k in enumerate(best):
             units[k].value += CLAUSE_BOOST / (1 + rank)
 

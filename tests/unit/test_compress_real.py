@@ -1502,3 +1502,19 @@ def test_a_solvers_iterations_written_in_words_are_read_as_a_log():
     for n in ("21", "22", "23"):
         assert content.detect(doc(n)["text"]) == "prose", n
 
+
+def test_a_clause_lifts_distinct_lines_of_a_log_not_one_line_repeated():
+    # a CMake configure log repeats "compiled by GNU C version 9.3.0, GMP version 6.2.0, ..."
+    # word for word; scored for "which GCC version is it" it repeated "version" enough to take
+    # all three places a clause lifts, and "gcc version 9.3.0" itself got none
+    from agentflux.runtime.compress import CLAUSE_TOP, clause_boost
+    from agentflux.runtime.content import Unit
+    lines = ["compiled by GNU C version 9.3.0, GMP version 6.2.0, MPFR version 4.0.2"] * 3
+    lines += ["gcc version 9.3.0 (Ubuntu 9.3.0-17ubuntu1~20.04)"]
+    lines += [f"  add: [/usr/lib/gcc/x86_64-linux-gnu/9/include/part{i}]" for i in range(40)]
+    query = "Which compilers did CMake detect, which GCC version is it"
+    for distinct, lifted in ((True, True), (False, False)):
+        units = [Unit(i, i + 1, ln) for i, ln in enumerate(lines)]
+        clause_boost(units, query, distinct=distinct)
+        assert (units[3].value > 0) is lifted
+        assert sum(u.value > 0 for u in units[:3]) == (1 if distinct else CLAUSE_TOP)
