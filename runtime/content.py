@@ -2003,6 +2003,10 @@ def _fields(line: str, delim: str) -> list[str]:
         return line.split(delim)
 
 
+# a cell that names its value: "Clock: 765 MHz", "N_left= 119648" (colours and marks before it)
+_NAMED_CELL_RE = re.compile(r"^(?:\x1b\[[0-9;]*m|[^\w\x1b])*[A-Za-z][\w.-]*\s*[=:]\s*[^\s=:]")
+
+
 def csv_delimiter(lines: list[str]) -> str:
     """The delimiter of a CSV (or TSV, ``;``/``|``-separated) table: its first line has two or
     more, and :data:`TABLE_SHARE` of the lines after it as many fields; else ""."""
@@ -2013,7 +2017,12 @@ def csv_delimiter(lines: list[str]) -> str:
     for d in CSV_DELIMITERS:
         if head.count(d) < 2:
             continue
-        width = len(_fields(head, d))
+        cells = _fields(head, d)
+        if sum(bool(_NAMED_CELL_RE.match(c)) for c in cells) >= 0.5 * len(cells):
+            # a first row whose cells name their values ("Clock: 765 MHz", "Temp: 52 C", a
+            # GPU monitor's tab-separated warnings): a program's records, not a table's header
+            continue
+        width = len(cells)
         if sum(len(_fields(ln, d)) == width for ln in sample) >= TABLE_SHARE * len(sample):
             # a log whose messages hold the delimiter ("... [44]: [371-1]
             # user=postgres,db=postgres,app=pgbench ..."): its first field is a timestamp

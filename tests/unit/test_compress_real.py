@@ -1518,3 +1518,37 @@ def test_a_clause_lifts_distinct_lines_of_a_log_not_one_line_repeated():
         clause_boost(units, query, distinct=distinct)
         assert (units[3].value > 0) is lifted
         assert sum(u.value > 0 for u in units[:3]) == (1 if distinct else CLAUSE_TOP)
+
+
+def _gpu_monitor_log(n: int = 400) -> str:
+    # HPL-NVIDIA's output format (values generated): a GPU monitor's tab-separated warnings
+    # between the progress lines, the results table at the end
+    out = []
+    for i in range(n):
+        rank, node = i % 4, 1 + (i // 2) % 2
+        out.append(f"!!!! WARNING: Rank: {rank} : node{node} : GPU 0000:{'3b' if rank % 2 else 'af'}"
+                   f":00.0 \t\x1b[0;31mClock: {765 + 15 * (i % 9)} MHz \x1b[0m\tTemp: "
+                   f"{41 + i % 12} C \tPower: {150 + i % 17} W \tPCIe  gen 3 \t x16 ")
+        if i % 10 == 0:
+            out.append(f"\x1b[0;31m Prog= {i / n * 100:.2f}%\tN_left= {140960 - 300 * i}\t"
+                       f"Time= {3.1 * i:.2f}\tGF=  {1978.5 - i:.2f}\x1b[0m")
+    out += ["=" * 80, "T/V                N    NB     P     Q               Time"
+            "                 Gflops", "-" * 80,
+            "WR03L2L2      140960   288     2     2            2267.03              8.237e+02",
+            "", "Finished      1 tests with the following results:"]
+    return "\n".join(out) + "\n"
+
+
+def test_tab_separated_records_whose_cells_name_their_values_are_a_log_not_a_table():
+    # read as a TSV table (its first row taken for a header), the results table's row under
+    # "Gflops" was dropped for the monitor's records
+    text = _gpu_monitor_log()
+    assert content.csv_delimiter(text.splitlines()) == ""
+    assert content.detect(text) == "log"
+    r = C.compress(text, "What Gflops did the HPL run reach?", 500)
+    assert r.tokens_after <= 500 and "8.237e+02" in r.text, r.text
+    # a real table's header names its columns: still a table
+    table = "\n".join(["name\tclock_mhz\ttemp_c"] + [f"gpu{i}\t{765 + i}\t{40 + i % 9}"
+                                                     for i in range(50)])
+    assert content.csv_delimiter(table.splitlines()) == "\t"
+
