@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 from agentflux.runtime import content
 from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
-from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index, query_weights
+from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index, query_weights, terms
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 
@@ -277,7 +277,8 @@ class ContextCompressor:
             content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
                     self._enc, fill=neighbour_fill(units),
-                    spread=None if asked else outline_fill(units),
+                    spread=outline_fill(units) if not asked else (
+                        weak_fill(units, query) if kind == "log" else None),
                     hard_floor=hard_floor)
 
     def _emit(self, strategy: str, before: int, after: int, t0: float, *, preserved: int,
@@ -549,6 +550,25 @@ def neighbour_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
                       key=lambda k: (dist[k], k))
         outline = [k for k in range(n) if units[k].outline]
         return list(range(min(HEAD_LINES, n))) + near + outline
+    return order
+
+
+def weak_fill(units: Sequence[Unit], query: str) -> Callable[[set[int]], list[int]]:
+    """With a query, what is left of the budget once every unit that matches it is kept (and
+    their context) takes the units that share only its common words (scored as noise: a
+    GPU monitor's "WARNING ... Clock: 765 MHz" on every other line, for "which GPU clock
+    warnings"), those sharing most of its words first."""
+    asked = {t for t, w in query_weights(query).items() if w > 0}
+    weak = []
+    for k, u in enumerate(units):
+        if u.value == 0 and u.text.strip():
+            hits = len(asked.intersection(terms(u.text)))
+            if hits:
+                weak.append((-hits, k))
+    weak.sort()
+
+    def order(kept: set[int]) -> list[int]:
+        return [k for _, k in weak if k not in kept]
     return order
 
 

@@ -1552,3 +1552,18 @@ def test_tab_separated_records_whose_cells_name_their_values_are_a_log_not_a_tab
                                                      for i in range(50)])
     assert content.csv_delimiter(table.splitlines()) == "\t"
 
+
+def test_budget_left_takes_the_lines_that_share_only_the_questions_common_words():
+    # every other line is a monitor's "WARNING ... GPU ... Clock" record: for "which GPU clock
+    # warnings" each scores as noise (words on every line), so 70 % of the budget was left
+    # empty and warnings of the ranks it did not keep were lost
+    text = _gpu_monitor_log()
+    r = C.compress(text, "Which GPU clock warnings explain the slowdown, and what Gflops "
+                   "did it reach?", 2000)
+    assert r.tokens_after <= 2000
+    kept = [ln for ln in r.text.splitlines() if ln.startswith("!!!! WARNING")]
+    assert r.tokens_after >= 1500 and len(kept) >= 20, (r.tokens_after, len(kept))
+    assert {f"Rank: {k} " for k in range(4)} <= {ln[14:22] for ln in kept}
+    # without the words, nothing fills: the output stays as short as what answers
+    r = C.compress(text, "What Gflops did the run reach?", 2000)
+    assert "8.237e+02" in r.text and r.tokens_after < 1000, r.tokens_after
