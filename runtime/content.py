@@ -718,6 +718,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True
+    record_blocks(units, group, rel)
     values = [bool(_VALUES_RE.match(_TAG_RE.sub(" ", b))) for b in body]
     for i in range(1, n):  # a line of values only is what the line above it names
         if values[i] and not values[i - 1] and body[i - 1].strip():
@@ -858,6 +859,53 @@ def table_headers(lines: list[str]) -> dict[int, int]:
 
 TAIL_LINES = 8  # a log's last lines say how it ended
 STEP_VALUE = 1.2  # a failed CI step's command line ("##[group]Run pytest ..."), as an error
+RECORD_MIN = 0.3  # relevance of a line that opens the record the question names
+RECORD_HEADS = 3  # at most this many lines of a template may: else the template is asked for
+RECORD_MAX = 12  # lines after it, to the next line of its template: a record, not a section
+RECORD_VALUE = 2.0  # times its relevance, each line of its record (as a matching line)
+RECORD_REGULAR = 0.5  # of a template's lines at its usual distance from the next: records
+
+
+def record_blocks(units: list[Unit], group: list[int], rel: Sequence[float]) -> None:
+    """A program that writes a record of several lines per iteration opens each with a line of
+    one template ("Time = 4930", GROMACS' "700  700.00000" under "Step  Time"): when the question
+    names one or a few of them (they match it, the template's other lines do not), the lines
+    of those records are what it asks about (the residuals of that time step, the energies of
+    that step), to the template's next line, when that is near."""
+    n = len(units)
+    heads: dict[int, list[int]] = {}
+    size: dict[int, int] = {}
+    nxt = [n] * n  # the next line of each line's template
+    last: dict[int, int] = {}
+    for i, g in enumerate(group):
+        if g < 0:
+            continue
+        size[g] = size.get(g, 0) + 1
+        if g in last:
+            nxt[last[g]] = i
+        last[g] = i
+        if rel[i] >= RECORD_MIN:
+            heads.setdefault(g, []).append(i)
+    gaps: dict[int, list[int]] = {}
+    for i, g in enumerate(group):
+        if g in heads and nxt[i] < n:
+            gaps.setdefault(g, []).append(nxt[i] - i)
+    for g, opened in heads.items():
+        if size[g] < 3 or len(opened) > RECORD_HEADS:
+            continue
+        # records: the template's lines come every few lines, most at the same distance (an
+        # access log's lines of one form come at random among others: no record between)
+        typical, times = collections.Counter(gaps[g]).most_common(1)[0]
+        if typical < 2 or times < max(3, RECORD_REGULAR * len(gaps[g])):
+            continue
+        for i in opened:
+            end = nxt[i] if nxt[i] < n else min(n, i + typical)  # the last: as long as most
+            if end - i - 1 <= RECORD_MAX and end - i <= 2 * typical:
+                for k in range(i + 1, end):
+                    if units[k].text.strip():
+                        units[k].value = max(units[k].value, RECORD_VALUE * rel[i])
+
+
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
 STANDS_OUT_MAX = 2  # lines of one template that may stand out of it
 STANDS_OUT_BY = 0.4  # or by how much it answers better than all the others of its template

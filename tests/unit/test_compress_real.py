@@ -1567,3 +1567,28 @@ def test_budget_left_takes_the_lines_that_share_only_the_questions_common_words(
     # without the words, nothing fills: the output stays as short as what answers
     r = C.compress(text, "What Gflops did the run reach?", 2000)
     assert "8.237e+02" in r.text and r.tokens_after < 1000, r.tokens_after
+
+
+def test_the_record_a_question_names_by_its_opening_line_is_kept_whole():
+    # a solver writes one record per iteration, opened by "Time = N": asked for "Time = 150",
+    # the line "Time = 150" matched and the record under it (its residuals) did not
+    text = _solver_log()
+    r = 1.0 / 151
+    gamg = f"GAMG:  Solving for p, Initial residual = {r * 0.7:.6g}"
+    ux = f"smoothSolver:  Solving for Ux, Initial residual = {r:.6g}"
+    res = C.compress(text, "Which solvers ran at Time = 150, and with what residuals?", 400)
+    assert res.tokens_after <= 400
+    assert "Time = 150" in res.text and gamg in res.text and ux in res.text, res.text
+    # an access log's lines of one form come at random among others: no records there (a
+    # redirect's form three times, 6 and 9 lines apart, among requests of other forms)
+    lines = []
+    for i in range(40):
+        if i in (10, 16, 25):
+            lines.append(f'10.0.0.{i} - - [22/Jan/2019:03:58:{i:02d} +0330] "GET /old/{i} '
+                         f'HTTP/1.1" 301 0 "-" "curl/8.{i}"')
+        else:
+            lines.append(f'10.0.1.{i} - - [22/Jan/2019:03:58:{i:02d} +0330] "POST /api/v{i % 3}'
+                         f'/items?page={i} HTTP/1.1" 200 {100 + i}')
+    asked = content.log_units(lines, [0.9 if i == 10 else 0.0 for i in range(40)])
+    plain = content.log_units(lines, [0.0] * 40)
+    assert [u.value for u in asked[11:16]] == [u.value for u in plain[11:16]]
