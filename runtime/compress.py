@@ -44,7 +44,8 @@ from typing import Callable, Sequence
 from agentflux.runtime import content
 from agentflux.runtime.content import Unit
 from agentflux.runtime.instrument import Instrumentation
-from agentflux.runtime.relevance import BM25, clause_scores, identifiers, index, query_weights, terms
+from agentflux.runtime.relevance import (BM25, clause_scores, identifiers, index, query_weights,
+                                         terms)
 from agentflux.runtime.relevance import scores as relevance
 from agentflux.runtime.tokens import DEFAULT_ENCODING, count_many, count_tokens, encoding
 

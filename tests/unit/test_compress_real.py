@@ -1526,8 +1526,9 @@ def _gpu_monitor_log(n: int = 400) -> str:
     out = []
     for i in range(n):
         rank, node = i % 4, 1 + (i // 2) % 2
-        out.append(f"!!!! WARNING: Rank: {rank} : node{node} : GPU 0000:{'3b' if rank % 2 else 'af'}"
-                   f":00.0 \t\x1b[0;31mClock: {765 + 15 * (i % 9)} MHz \x1b[0m\tTemp: "
+        bus = "3b" if rank % 2 else "af"
+        out.append(f"!!!! WARNING: Rank: {rank} : node{node} : GPU 0000:{bus}:00.0 \t"
+                   f"\x1b[0;31mClock: {765 + 15 * (i % 9)} MHz \x1b[0m\tTemp: "
                    f"{41 + i % 12} C \tPower: {150 + i % 17} W \tPCIe  gen 3 \t x16 ")
         if i % 10 == 0:
             out.append(f"\x1b[0;31m Prog= {i / n * 100:.2f}%\tN_left= {140960 - 300 * i}\t"
