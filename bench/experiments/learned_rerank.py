@@ -36,9 +36,9 @@ mult, alpha 2          786
 =====================  ============================
 
 A pairwise (RankNet-style) linear model over the same features, tried in a scratch copy, kept
-700. The facts' lines are few (1,580 of the 106,700 units packed at both targets) and the features are the compressor's
-own judgements: a model of them learns the compressor back, and what it misses (a line that
-answers in other words) is in no feature.
+700. The facts' lines are few (1,580 of the 106,700 units packed at both targets) and the
+features are the compressor's own judgements: a model of them learns the compressor back, and
+what it misses (a line that answers in other words) is in no feature.
 """
 
 from __future__ import annotations
