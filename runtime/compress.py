@@ -301,7 +301,8 @@ def clause_boost(units: Sequence[Unit], query: str, bm: BM25 | None = None, *,
     """Each part of a question gets its best answers (:func:`relevance.clause_scores`, on the
     units' index ``bm`` when the caller has it): the :data:`CLAUSE_TOP` units that match a
     clause best gain value, so no part of the question is left with nothing because another
-    part matches more lines."""
+    part matches more lines; with ``distinct`` (a log's or prose's lines), the best distinct
+    texts: a line repeated word for word is one answer."""
     for r in clause_scores([u.text for u in units], query, bm):
         if not distinct:
             best = heapq.nlargest(CLAUSE_TOP, (k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
