@@ -34,7 +34,6 @@ much). A heuristic, not a guarantee of task success.
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 import time
@@ -304,20 +303,15 @@ def clause_boost(units: Sequence[Unit], query: str, bm: BM25 | None = None, *,
     part matches more lines; with ``distinct`` (a log's or prose's lines), the best distinct
     texts: a line repeated word for word is one answer."""
     for r in clause_scores([u.text for u in units], query, bm):
-        if not distinct:
-            best = heapq.nlargest(CLAUSE_TOP, (k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
-                                  key=r.__getitem__)
-        else:  # the best distinct texts: a log's line repeated word for word is one answer
-            best = []
-            seen: set[str] = set()
-            for k in sorted((k for k in range(len(units)) if r[k] >= CLAUSE_MIN),
-                            key=lambda k: -r[k]):
-                text = units[k].text.strip()
-                if text not in seen:
-                    seen.add(text)
-                    best.append(k)
-                    if len(best) == CLAUSE_TOP:
-                        break
+        best: list[int] = []
+        seen: set[object] = set()
+        for k in sorted((k for k in range(len(units)) if r[k] >= CLAUSE_MIN), key=lambda k: -r[k]):
+            answer = units[k].text.strip() if distinct else k
+            if answer not in seen:
+                seen.add(answer)
+                best.append(k)
+                if len(best) == CLAUSE_TOP:
+                    break
         for rank, k in enumerate(best):
             units[k].value += CLAUSE_BOOST / (1 + rank)
 

@@ -718,7 +718,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     for i, h in table_headers(lines).items():  # a table's row brings its header line
         units[i].deps = units[i].deps + [h]
         units[h].outline = True
-    record_blocks(units, group, rel)
+    record_blocks(units, group, size, rel)
     values = [bool(_VALUES_RE.match(_TAG_RE.sub(" ", b))) for b in body]
     for i in range(1, n):  # a line of values only is what the line above it names
         if values[i] and not values[i - 1] and body[i - 1].strip():
@@ -866,21 +866,21 @@ RECORD_VALUE = 2.0  # times its relevance, each line of its record (as a matchin
 RECORD_REGULAR = 0.5  # of a template's lines at its usual distance from the next: records
 
 
-def record_blocks(units: list[Unit], group: list[int], rel: Sequence[float]) -> None:
+def record_blocks(units: list[Unit], group: list[int], size: dict[int, int],
+                  rel: Sequence[float]) -> None:
     """A program that writes a record of several lines per iteration opens each with a line of
     one template ("Time = 4930", GROMACS' "700  700.00000" under "Step  Time"): when the question
     names one or a few of them (they match it, the template's other lines do not), the lines
     of those records are what it asks about (the residuals of that time step, the energies of
-    that step), to the template's next line, when that is near."""
+    that step), to the template's next line, when that is near (``group``: each line's
+    template, by its first line; ``size``: each template's lines)."""
     n = len(units)
     heads: dict[int, list[int]] = {}
-    size: dict[int, int] = {}
     nxt = [n] * n  # the next line of each line's template
     last: dict[int, int] = {}
     for i, g in enumerate(group):
         if g < 0:
             continue
-        size[g] = size.get(g, 0) + 1
         if g in last:
             nxt[last[g]] = i
         last[g] = i
