@@ -538,15 +538,19 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from agentflux.replay import run_replay
 
     if not args.history:
         raise ConfigError("replay needs --history PATH: a new, empty root to rebuild into")
-    from_time = None
-    if args.from_time:
-        from_time = _iso_time("--from-time", args.from_time).timestamp()
+    from_ms = None
+    if args.from_time:  # whole milliseconds, like Kafka's record times (exact: no float)
+        when = _iso_time("--from-time", args.from_time)
+        from_ms = (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) \
+            // dt.timedelta(milliseconds=1)
     settings = with_broker(Settings.from_env())
-    return run_replay(settings, args.history, from_time, _console())
+    return run_replay(settings, args.history, from_ms, _console())
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -1173,7 +1177,8 @@ def build_parser() -> argparse.ArgumentParser:
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--from-beginning", action="store_true",
                       help="from the start of the topics' retained logs")
-    when.add_argument("--from-time", help="from this time (ISO 8601; UTC if no zone)")
+    when.add_argument("--from-time", help="from the first record at or after this time (ISO "
+                      "8601; UTC if no zone; records of its millisecond are in)")
     p.add_argument("--history", help="the new root to write (must be empty or absent)")
     p.set_defaults(fn=cmd_replay)
     p = command("whatif", "replay a history through another autoscaler policy",

@@ -26,21 +26,24 @@ async def _log_ends(settings: Settings, topics: list[str]) -> dict:
                          isolation_level="read_committed")
     await c.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics
-               for p in (c.partitions_for_topic(t) or await _partitions(c, t))]
+        tps = [TopicPartition(t, p) for t in topics for p in await _partitions(c, t)]
         return {(tp.topic, tp.partition): o for tp, o in (await c.end_offsets(tps)).items()}
     finally:
         await c.stop()
 
 
 async def _partitions(consumer, topic: str) -> set:
+    """Every partition of ``topic``, from metadata fetched now (a list the client had from
+    before may be short: a partition it lacks would start from the beginning)."""
     await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or set()
 
 
-async def _start_at(settings: Settings, topics: list[str], ts_ms: int) -> int:
+async def _start_at(settings: Settings, topics: list[str], ts_ms: int) -> dict[str, int]:
     """Commit, for the replay's own group, the first offset at or after ``ts_ms`` of every
-    partition (the end, where there is none): the worker starts there."""
+    partition (the end, where there is none): the worker starts there. Record times are whole
+    milliseconds, so the records of ``ts_ms``'s own millisecond are in. Returns, per topic, how
+    many records that leaves to replay."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -48,20 +51,22 @@ async def _start_at(settings: Settings, topics: list[str], ts_ms: int) -> int:
                          enable_auto_commit=False, isolation_level="read_committed")
     await c.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics
-               for p in (c.partitions_for_topic(t) or await _partitions(c, t))]
+        tps = [TopicPartition(t, p) for t in topics for p in await _partitions(c, t)]
         c.assign(tps)
         found = await c.offsets_for_times({tp: ts_ms for tp in tps})
         ends = await c.end_offsets(tps)
         start = {tp: OffsetAndMetadata(found[tp].offset if found[tp] else ends[tp], "")
                  for tp in tps}
         await c.commit(start)
-        return sum(ends[tp] - start[tp].offset for tp in tps)
+        return {t: sum(ends[tp] - start[tp].offset for tp in tps if tp.topic == t)
+                for t in topics}
     finally:
         await c.stop()
 
 
-def run_replay(settings: Settings, root: str, from_time: float | None, console) -> int:
+def run_replay(settings: Settings, root: str, from_ms: int | None, console) -> int:
+    """Replay into ``root`` from the beginning, or (``from_ms``, milliseconds since the epoch)
+    from the first record at or after that time."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agentflux.harness import WorkerProcess
@@ -77,8 +82,11 @@ def run_replay(settings: Settings, root: str, from_time: float | None, console) 
     t = settings.topics
     topics = [t.events, t.kpis]
     ends = asyncio.run(_log_ends(rs, topics))
-    if from_time is not None:
-        asyncio.run(_start_at(rs, topics, int(from_time * 1000)))
+    if from_ms is not None:
+        left = asyncio.run(_start_at(rs, topics, from_ms))
+        console.print(f"from {_ms_iso(from_ms)}: " + ", ".join(
+            f"{left[topic]:,} of {sum(e for (tt, _), e in ends.items() if tt == topic):,} "
+            f"records of {topic}" for topic in topics))
     log = Path(tempfile.gettempdir()) / f"agentflux-replay-{run}.log"
     worker = WorkerProcess.with_free_ports(rs, log_path=log).start()
     console.print(f"replaying {', '.join(topics)} into {root} (worker pid {worker.pid}, log {log})")
@@ -109,6 +117,12 @@ def run_replay(settings: Settings, root: str, from_time: float | None, console) 
                   f"{h.count('deadletters'):,} dead letters, {h.count('kpis'):,} KPI rows "
                   f"(worker exit {code})")
     return 0 if code == 0 else 1
+
+
+def _ms_iso(ms: int) -> str:
+    import datetime as dt
+    when = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
+    return when.isoformat(timespec="milliseconds")
 
 
 def _kpi_log(settings: Settings) -> str:

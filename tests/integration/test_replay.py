@@ -36,11 +36,13 @@ def test_replay_rebuilds_a_history_from_the_beginning_or_from_a_time(settings, t
     bad = [{**evs[0], "id": evs[0]["id"][:-4] + "dead", "type": "telepathy.call"}]
     asyncio.run(produce_raw(settings, [orjson.dumps(first[i:i + 100])
                                        for i in range(0, 2000, 100)] + [orjson.dumps(bad)]))
-    # the cut: after every record of the first half (record times are wall-clock milliseconds)
-    # and before any of the second
-    cut = dt.datetime.now(dt.timezone.utc)
-    wait_until(lambda: dt.datetime.now(dt.timezone.utc) > cut + dt.timedelta(milliseconds=5), 5,
-               "the clock to pass the cut")
+    # the cut: a millisecond after every record of the first half and before any of the second.
+    # Record times are wall-clock milliseconds and a replay takes the cut's whole millisecond,
+    # so a cut read from the clock at once could share the millisecond of the last records
+    # (seen: they were replayed too)
+    sent_ms = time.time_ns() // 10**6  # every record of the first half is stamped at or before
+    cut = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=sent_ms + 2)
+    wait_until(lambda: time.time_ns() // 10**6 > sent_ms + 7, 5, "the clock to pass the cut")
     asyncio.run(produce_raw(settings, [orjson.dumps(second[i:i + 100])
                                        for i in range(0, 1000, 100)]))
     live = WorkerProcess(settings, log_path=tmp_path / "live.log").start()
@@ -72,8 +74,12 @@ def test_replay_rebuilds_a_history_from_the_beginning_or_from_a_time(settings, t
                           cut.isoformat(), "--history", str(partial)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert (f"from {cut.isoformat(timespec='milliseconds')}: 10 of 31 records of "
+            f"{settings.topics.events}") in " ".join(run.stdout.split()), run.stdout
     got = {r[0] for r in connect(partial).execute("SELECT id FROM events").fetchall()}
     assert got == {e["id"] for e in second}
+    # the bad record was sent before the cut: its dead letter is not replayed
+    assert count(partial, "SELECT count(*) FROM deadletters") == (0,)
 
     again = subprocess.run([sys.executable, "-m", "agentflux.cli", "replay", "--from-beginning",
                             "--history", str(full)], env=env, capture_output=True, text=True,
