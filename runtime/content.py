@@ -808,12 +808,15 @@ def folded(record: tuple[tuple[str, str, bool], ...],
 
 TABLE_MIN_ROWS = 3  # rows following a header line that make it a table's
 _COLUMN_RE = re.compile(r"\S+")
+# the time of day a header line may begin with, as each of its rows does (sar, pidstat, iostat)
+_TIME_FIRST_RE = re.compile(r"\s*\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AP]M)?(?=\s)")
 
 
 def table_headers(lines: list[str]) -> dict[int, int]:
     """The rows of tables in ``lines`` (``ps aux``, ``kubectl get pods``, ``df -h``, CSV), each
     mapped to its header line: a row kept without it is a line of numbers nobody can read.
-    A header is a line without digits, of three or more columns set apart by two spaces
+    A header is a line without digits (but a time of day it begins with, as its rows do:
+    ``sar``), of three or more columns set apart by two spaces
     somewhere, or by two or more commas or tabs, whose columns the next
     :data:`TABLE_MIN_ROWS` lines or more follow: 70 % of the header's words start or end where a
     field of the row does (left- and right-aligned columns), or, delimited, the row has as many
@@ -827,8 +830,10 @@ def table_headers(lines: list[str]) -> dict[int, int]:
         inner = h.strip()
         delim = next((d for d in ("\t", ",") if inner.count(d) >= 2), "")
         # aligned columns are set apart by two spaces somewhere (a sentence's words are not)
+        t = _TIME_FIRST_RE.match(h)
         header = ((delim or (3 <= len(cols) <= 40 and "  " in inner)) and len(h) <= 400
-                  and not any(c.isdigit() for c in h) and not h.rstrip().endswith(":"))
+                  and not any(c.isdigit() for c in h[t.end() if t else 0:])
+                  and not h.rstrip().endswith(":"))
         if not header:
             i += 1
             continue

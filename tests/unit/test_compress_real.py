@@ -1593,3 +1593,39 @@ def test_the_record_a_question_names_by_its_opening_line_is_kept_whole():
     asked = content.log_units(lines, [0.9 if i == 10 else 0.0 for i in range(40)])
     plain = content.log_units(lines, [0.0] * 40)
     assert [u.value for u in asked[11:16]] == [u.value for u in plain[11:16]]
+
+
+def _sar_report() -> str:
+    # sysstat's `sar -A` format (values generated): each activity a table whose header and rows
+    # begin with the time of day, then its Average: rows
+    out = ["Linux 4.17.18-200.fc28.x86_64 (linux.home) \t08/29/18 \t_x86_64_\t(8 CPU)", ""]
+    out.append("09:33:48        INTR    intr/s")
+    out += [f"09:34:34        {i:>4}      {(i * 7) % 13 / 10:.2f}" for i in range(300)]
+    out.append("")
+    devs = [f"sda{i}" if i else "sda" for i in range(13)]
+    wkb = {d: round(0.4 * k, 2) for k, d in enumerate(devs)}
+    wkb["sda7"] = 171.15
+    for stamp in ("09:34:34", "Average:"):
+        if stamp != "Average:":
+            out.append("09:33:48          DEV       tps     rkB/s     wkB/s     dkB/s   areq-sz"
+                       "    aqu-sz     await     %util")
+        out += [f"{stamp:<8}  {d:>11}  {1 + k / 10:8.2f}  {55.16 - k:8.2f}  {wkb[d]:8.2f}      0.00"
+                f"  {14 + k:8.2f}      0.01  {1.8 + k / 5:8.2f}      0.64"
+                for k, d in enumerate(devs)]
+    out += ["09:34:30     COM Hello, world!", ""]
+    out.append("09:33:48        IFACE   rxpck/s   txpck/s    rxkB/s    txkB/s")
+    out += [f"09:34:34       veth{i:<4}   {i % 5:7.2f}   {i % 3:7.2f}   {i % 7:7.2f}   {i % 4:7.2f}"
+            for i in range(300)]
+    return "\n".join(out) + "\n"
+
+
+def test_a_table_whose_header_begins_with_the_time_is_a_table():
+    # sar's headers begin with the time of day (digits): not read as a table's, the device
+    # with the largest wkB/s was one of eleven "similar" rows dropped
+    lines = _sar_report().splitlines()
+    header = next(i for i, ln in enumerate(lines) if "wkB/s" in ln)
+    assert content.table_headers(lines).get(header + 1) == header
+    r = C.compress("\n".join(lines), "Which disk partition had the highest write throughput "
+                   "(wkB/s)?", 500)
+    assert r.tokens_after <= 500
+    assert any("sda7" in ln and "171.15" in ln for ln in r.text.splitlines()), r.text
