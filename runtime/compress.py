@@ -223,6 +223,7 @@ class ContextCompressor:
                                                          outline_order, separators)
             doc = JsonDoc(loads(text), query, separators(text))
             clause_boost(doc.units, query, doc.index)
+            content.extremes(doc.units, doc.rel, query)
             return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
                         fill=fill_order(doc), hard_floor=hard_floor,
                         spread=None if asked else lambda kept: outline_order(doc, kept))

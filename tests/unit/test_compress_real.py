@@ -1147,6 +1147,24 @@ def test_a_question_for_the_largest_is_answered_by_comparing_values():
     assert f'"workingSetBytes": {low}' in r.text
 
 
+def test_one_line_json_compares_values_for_the_largest_too():
+    # a HAR file is one line of JSON: the entry with the biggest response was one of many
+    # "size" fields scored alike
+    import random
+    rnd = random.Random(3)
+    entries = [{"request": {"url": f"https://example.org/img/{i}.png", "method": "GET"},
+                "response": {"status": 200, "content": {"size": rnd.randrange(1000, 30000),
+                                                        "mimeType": "image/png"},
+                             "bodySize": rnd.randrange(1000, 30000)},
+                "time": rnd.randrange(5, 900)} for i in range(200)]
+    entries[131]["response"]["content"]["size"] = 33999
+    text = json.dumps({"log": {"entries": entries}}, separators=(",", ":"))
+    for target in (300, 1000):
+        r = C.compress(text, "What size is the biggest image?", target)
+        assert r.kind == "json" and r.tokens_after <= target
+        assert '"size":33999' in r.text, r.text
+
+
 def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     repo = {k: f"value {k} " * 3 for k in ("node_id", "created_at", "owner", "html_url")}
     text = json.dumps({"forks": [{"name": f"fork{i}", "parent": {"name": "up", **repo},
