@@ -259,6 +259,10 @@ RELATED: dict[str, tuple[str, ...]] = {
     "succeed": ("success", "accept", "ok", "pass"), "success": ("succeed", "accept", "ok", "pass"),
     "stop": ("termin", "shutdown", "exit", "kill"),
     "slow": ("durat", "latenc", "take", "elaps"), "slowest": ("durat", "latenc", "take", "elaps"),
+    # a package's metadata: "which dependencies" is answered by requires_dist, install_requires
+    "depend": ("requir", "dep"), "requir": ("depend", "dep"),
+    "larg": ("size", "byte"),  # "how large is it": a size
+    "wheel": ("whl",),
 }
 RELATED_WEIGHT = 0.4  # of the question's word's weight
 # and a verb done again is the verb: "after the broker restarted" is answered by "[Kafka

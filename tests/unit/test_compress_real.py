@@ -1647,3 +1647,23 @@ def test_a_table_whose_header_begins_with_the_time_is_a_table():
                    "(wkB/s)?", 500)
     assert r.tokens_after <= 500
     assert any("sda7" in ln and "171.15" in ln for ln in r.text.splitlines()), r.text
+
+
+def test_a_question_in_its_words_finds_a_packages_metadata_in_the_registrys():
+    # PyPI's JSON API (values generated): "which dependencies" is answered by requires_dist,
+    # "how large" by a size; the releases' file records matched the question's other words
+    releases = {f"0.{i // 10}.{i % 10}": [{
+        "filename": f"azure_cli_monitor-0.{i // 10}.{i % 10}-py2.py3-none-any.whl",
+        "packagetype": "bdist_wheel", "python_version": "py2.py3", "size": 20000 + 37 * i,
+        "upload_time": f"2018-01-{1 + i % 28:02d}T10:00:00",
+        "url": f"https://files.pythonhosted.org/packages/{i:02x}/azure_cli_monitor-0.{i // 10}."
+               f"{i % 10}-py2.py3-none-any.whl"}] for i in range(40)}
+    info = {"name": "azure-cli-monitor", "version": "0.3.9", "summary": "Monitor commands",
+            "requires_dist": ["azure-cli-core", "azure-mgmt-monitor (==0.5.0)",
+                              "azure-mgmt-resource (==1.2.1)"]}
+    text = json.dumps({"info": info, "releases": releases}, indent=2)
+    r = C.compress(text, "Which version is the latest and which pinned dependencies does it "
+                   "declare?", 600)
+    assert r.tokens_after <= 600
+    assert '"azure-mgmt-monitor (==0.5.0)"' in r.text and '"azure-mgmt-resource (==1.2.1)"' \
+        in r.text, r.text
