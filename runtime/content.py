@@ -1367,13 +1367,14 @@ _DURATION_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?(ns|us|µs|ms|s|sec|secs|
 _DURATION_SCALE = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0,
                    "secs": 1.0, "seconds": 1.0, "min": 60.0, "minutes": 60.0, "h": 3600.0}
 DURATION_VALUE = 3.0  # the slowest line's lift (then /2, /3): above a log's last lines
-_SLOWEST = re.compile(r"\b(slowest|longest|took the longest|most time)\b", re.I)
+_SLOWEST = re.compile(r"\b(slowest|longest|took the longest|most time|how long)\b", re.I)
 _FASTEST = re.compile(r"\b(fastest|quickest|shortest|least time)\b", re.I)
 
 
 def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
     """A question for the slowest (fastest) of something in a log ("which statement was the
-    slowest": postgres' ``duration: 470.688 ms``, a test's ``(0.51s)``) compares the
+    slowest", "how long did the steps take": postgres' ``duration: 470.688 ms``, a test's
+    ``(0.51s)``, BuildKit's ``#26 DONE 56.8s``) compares the
     durations lines report, their units read: the :data:`EXTREME_TOP` lines with the longest
     (shortest) gain value, more than a log's last lines (the question is about them)."""
     slow = _asks_for(query, _SLOWEST, _FASTEST)

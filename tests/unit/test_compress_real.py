@@ -1667,3 +1667,27 @@ def test_a_question_in_its_words_finds_a_packages_metadata_in_the_registrys():
     assert r.tokens_after <= 600
     assert '"azure-mgmt-monitor (==0.5.0)"' in r.text and '"azure-mgmt-resource (==1.2.1)"' \
         in r.text, r.text
+
+
+def _buildkit_log() -> str:
+    # docker build's BuildKit output (values generated): each step's lines under its "#N" and
+    # its end, "#N DONE 56.8s" or "#N CACHED"; two RUN steps that ran, with their output
+    out = ["#0 building with \"default\" instance using docker driver", ""]
+    for n in range(1, 30):
+        out.append(f"#{n} [builder {n:2d}/29] COPY module{n} module{n}")
+        out.append(f"#{n} CACHED" if n % 3 else f"#{n} DONE 0.{n % 10}s")
+    for n, secs in ((30, 56.8), (31, 489.9)):
+        out.append(f"#{n} [builder {n}/31] RUN gradle --no-daemon --parallel assemble{n}")
+        for k in range(120):
+            out.append(f"#{n} {secs * k / 120:.2f} > Task :module{k}:compileJava (run {k})")
+        out.append(f"#{n} DONE {secs}s")
+    out += ["#32 exporting to image", "#32 naming to docker.io/library/app:latest done",
+            "#32 DONE 2.1s"]
+    return "\n".join(out) + "\n"
+
+
+def test_how_long_a_question_asks_is_answered_by_the_longest_durations():
+    text = _buildkit_log()
+    r = C.compress(text, "Which RUN steps executed and how long did they take?", 600)
+    assert r.tokens_after <= 600
+    assert "#30 DONE 56.8s" in r.text and "#31 DONE 489.9s" in r.text, r.text
