@@ -419,7 +419,34 @@ STATUS_FIELD_RE = re.compile(r'"(?:status|status_?code|statusCode|code)"\s*:\s*"
 # a client's or a server's response line: curl's "< HTTP/1.1 403 Forbidden", npm's "http 403
 # https://registry...", "statusCode 403", "status: 503"
 RESPONSE_RE = re.compile(r"\bHTTP/\d(?:\.\d)? (\d{3})\b|^\d+ http (\d{3}) |"
-                         r"\bstatus(?:Code|_code)?:? (\d{3})\b")
+                         r"\bstatus(?:Code|_code)?:? (\d{3})\b|"
+                         # a server's line for the response to a request logged above it:
+                         # Rails' "Completed 401 Unauthorized in 1ms", Phoenix's "Sent 404 in"
+                         r"(?:^|\s)(?:Completed|Sent) (\d{3}) (?:[A-Z][\w -]*? )?in \d")
+# the request a server logs when it starts on it (Rails' 'Started GET "/domains" for ...',
+# Phoenix's "GET /domains"), its response's status logged lines below
+REQUEST_LINE_RE = re.compile(r"(?:^|\s)(?:Started )?(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) "
+                             r"\"?/")
+REQUEST_REACH = 40  # lines up from a response's status to its request
+_PID_RE = re.compile(r"#\d+\]")  # Rails' "[2014-06-16T17:07:10.900658 #31321]"
+
+
+def requests_of(lines: list[str]) -> dict[int, int]:
+    """Each server line reporting a response's status of 400 or more without its request
+    (Rails' "Completed 401 Unauthorized in 1ms") mapped to the line that started that request,
+    the nearest above it (of the same process, where the lines name one): which request
+    failed is little without it."""
+    out: dict[int, int] = {}
+    for i, ln in enumerate(lines):
+        if http_status(ln) < 400 or REQUEST_LINE_RE.search(ln):
+            continue
+        pid = _PID_RE.search(ln[:120])
+        for j in range(i - 1, max(-1, i - REQUEST_REACH), -1):
+            if REQUEST_LINE_RE.search(lines[j]) and (
+                    pid is None or pid.group() in lines[j][:120]):
+                out[i] = j
+                break
+    return out
 
 
 def http_status(line: str) -> int:
@@ -713,6 +740,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + [raised[i]]
         if i in xml_children:  # an XML element brings its few empty child elements
             u.deps = u.deps + xml_children[i]
+    for i, j in requests_of(body).items():  # a failed response brings its request
+        units[i].deps = units[i].deps + [j]
     for i, ids in field_blocks(body).items():  # a field brings whose field it is
         units[i].deps = units[i].deps + ids
     for i, h in table_headers(lines).items():  # a table's row brings its header line

@@ -1691,3 +1691,31 @@ def test_how_long_a_question_asks_is_answered_by_the_longest_durations():
     r = C.compress(text, "Which RUN steps executed and how long did they take?", 600)
     assert r.tokens_after <= 600
     assert "#30 DONE 56.8s" in r.text and "#31 DONE 489.9s" in r.text, r.text
+
+
+def _rails_log(n: int = 120, unauthorized: int = 77) -> str:
+    # Rails' production.log (values generated): each request "Started", "Processing by",
+    # "Completed <status>", the process id in every line's header
+    out = []
+    for i in range(n):
+        pid = 31000 + i % 3
+        head = f"I, [2014-06-16T17:{i // 60:02d}:{i % 60:02d}.{i:06d} #{pid}]  INFO -- : "
+        path = "/domains" if i == unauthorized else f"/users/{i}"
+        status = "401 Unauthorized" if i == unauthorized else "200 OK"
+        out += [f'{head}Started GET "{path}" for 79.247.213.{i % 250} at 2014-06-16 '
+                f"17:{i // 60:02d}:{i % 60:02d} +0200",
+                f"{head}Processing by UsersController#show as HTML",
+                f"{head}  Parameters: {{\"id\"=>\"{i}\"}}",
+                f"{head}  Rendered users/show.html.erb within layouts/application ({i % 7}.2ms)",
+                f"{head}Completed {status} in {1 + i % 9}ms (Views: 2.1ms | ActiveRecord: 0.4ms)"]
+    return "\n".join(out) + "\n"
+
+
+def test_a_failed_response_brings_the_request_it_answers():
+    # Rails logs a request's status lines below the request: "Completed 401" alone does not
+    # say which request was refused
+    text = _rails_log()
+    r = C.compress(text, "Which request was answered 401?", 300)
+    assert r.tokens_after <= 300
+    assert "Completed 401 Unauthorized in" in r.text, r.text
+    assert 'Started GET "/domains" for 79.247.213.77' in r.text, r.text
