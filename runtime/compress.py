@@ -274,6 +274,8 @@ class ContextCompressor:
         if split is not units:  # lines too long were split: the clauses are scored on pieces
             units, bm = split, None
         clause_boost(units, query, bm, distinct=kind in ("log", "prose"))
+        if kind in ("log", "prose"):
+            content.version_lines(units, query)
         if kind in ("json_lines", "yaml", "log"):
             content.extremes(units, rel, query)
         return pack(units, rel, target, lambda kept: render_lines(units, kept), count,

@@ -984,6 +984,35 @@ def _masked(line: str) -> str:
     return TEMPLATE_RE.sub("#", line[m.end():] if m else line)
 
 
+# "which Maven version", "the version of numpy": the name a question asks the version of
+_VERSION_OF_RE = re.compile(r"\b([A-Za-z][\w.+-]*)\s+versions?\b|\bversions?\s+of\s+"
+                            r"(?:the\s+)?([A-Za-z][\w.+-]*)", re.I)
+_NOT_NAMES = frozenset("""which what the its a an latest new minimum maximum fixed current
+plugin package library tool same other exact""".split())
+VERSION_VALUE = 0.6  # a line naming what the question asks the version of, with a version
+VERSION_TOP = 3  # such lines lifted (the first)
+
+
+def version_lines(units: Sequence[Unit], query: str) -> None:
+    """A question for the version of something ("which Maven version ran") is answered by a
+    line that writes the name with a version after it (``Apache Maven 2.2.1 (r801777; ...)``,
+    ``ruby 3.0.4p208``, ``Nextflow 23.10.1``): the first :data:`VERSION_TOP` such lines gain
+    :data:`VERSION_VALUE`."""
+    names = {n for m in _VERSION_OF_RE.finditer(query) for n in m.groups()
+             if n and n.lower() not in _NOT_NAMES}
+    if not names:
+        return
+    pat = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(names))) +
+                     r")(?![\w-])[\s:/=-]{0,3}\(?v?\d+\.\d+", re.I)
+    found = 0
+    for u in units:
+        if pat.search(u.text[:400]):
+            u.value += VERSION_VALUE
+            found += 1
+            if found == VERSION_TOP:
+                return
+
+
 def templates(lines: list[str], err: Sequence[bool] | None = None) -> list[int]:
     """Per line, the index of the first line of its template group (-1: blank), in the manner
     of the Drain log parser (He et al., ICWS 2017): lines with the same number of tokens whose

@@ -1719,3 +1719,19 @@ def test_a_failed_response_brings_the_request_it_answers():
     assert r.tokens_after <= 300
     assert "Completed 401 Unauthorized in" in r.text, r.text
     assert 'Started GET "/domains" for 79.247.213.77' in r.text, r.text
+
+
+def test_a_question_for_a_tools_version_finds_the_line_that_names_it_with_one():
+    # `mvn -X`'s output (values generated): the version line is the first of hundreds that
+    # say "maven"; "which Maven version" is answered by the name with a version after it
+    out = ["Apache Maven 3.9.6 (bc0240f3c744dd6b6ec2920b3cd08dcc295161ae)",
+           "Maven home: /usr/share/maven", "Java version: 17.0.9, vendor: Eclipse Adoptium"]
+    for i in range(400):
+        out.append(f"[DEBUG]   Imported: org.apache.maven.plugin{i % 40}.Mojo{i} < plexus.core "
+                   f"(maven-core {i % 7}.{i % 3})")
+    out += ["[ERROR] Failed to execute goal org.apache.maven.plugins:maven-deploy-plugin:3.1.1:"
+            "deploy (default-deploy) on project app: Deployment failed"]
+    text = "\n".join(out) + "\n"
+    r = C.compress(text, "Which Maven version was run, and which goal failed?", 300)
+    assert r.tokens_after <= 300
+    assert "Apache Maven 3.9.6" in r.text and "maven-deploy-plugin:3.1.1" in r.text, r.text
