@@ -969,9 +969,17 @@ def _package(line: str) -> str:
     return m.group(1) if m else ""
 
 
+# `gh run view --log`: each line's job and step, tab-separated, before the runner's timestamp
+GH_RUN_LOG_RE = re.compile(r"^[^\t]{1,200}\t[^\t]{0,300}\t(?=\d{4}-\d\d-\d\dT\d\d:\d\d)")
+
+
 def _unstamped(line: str) -> str:
-    """``line`` without a timestamp prefix (:data:`PREFIX_RE`) and the one space after it:
-    the indentation after that is the line's own."""
+    """``line`` without a timestamp prefix (:data:`PREFIX_RE`, after the job and step `gh
+    run view --log` writes before it) and the one space after it: the indentation after that
+    is the line's own."""
+    g = GH_RUN_LOG_RE.match(line)
+    if g:
+        line = line[g.end():]
     m = PREFIX_RE.match(line)
     if not m:
         return line
@@ -2119,6 +2127,13 @@ def _fields(line: str, delim: str) -> list[str]:
 _NAMED_CELL_RE = re.compile(r"^(?:\x1b\[[0-9;]*m|[^\w\x1b])*[A-Za-z][\w.-]*\s*[=:]\s*[^\s=:]")
 
 
+def _stamped_record(fields: list[str]) -> bool:
+    """A delimited line whose first or last field is a timestamp followed by words: a log's
+    record, not a table's row."""
+    return any(bool(TIMESTAMP_RE.match(f)) and len(f.split()) > 3
+               for f in {fields[0], fields[-1]} if fields)
+
+
 def csv_delimiter(lines: list[str]) -> str:
     """The delimiter of a CSV (or TSV, ``;``/``|``-separated) table: its first line has two or
     more, and :data:`TABLE_SHARE` of the lines after it as many fields; else ""."""
@@ -2139,8 +2154,8 @@ def csv_delimiter(lines: list[str]) -> str:
             # a log whose messages hold the delimiter ("... [44]: [371-1]
             # user=postgres,db=postgres,app=pgbench ..."): its first field is a timestamp
             # followed by words, not a value
-            logged = sum(bool(TIMESTAMP_RE.match(f := _fields(ln, d)[0])) and len(f.split()) > 3
-                         for ln in lines[:200])
+            # (or its last: `gh run view --log`'s "job<TAB>step<TAB>2026-08-13T10:02:47Z ...")
+            logged = sum(_stamped_record(_fields(ln, d)) for ln in lines[:200])
             return "" if logged >= 0.5 * min(len(lines), 200) else d
     return ""
 

@@ -1735,3 +1735,44 @@ def test_a_question_for_a_tools_version_finds_the_line_that_names_it_with_one():
     r = C.compress(text, "Which Maven version was run, and which goal failed?", 300)
     assert r.tokens_after <= 300
     assert "Apache Maven 3.9.6" in r.text and "maven-deploy-plugin:3.1.1" in r.text, r.text
+
+
+def _gh_run_log() -> str:
+    # `gh run view --log` (values generated): "job<TAB>step<TAB>timestamp message" per line
+    out = []
+    t = 0
+
+    def add(job: str, step: str, msg: str) -> None:
+        nonlocal t
+        t += 1
+        out.append(f"{job}\t{step}\t2026-08-13T10:{t // 600 % 60:02d}:{t // 10 % 60:02d}."
+                   f"{t:07d}Z {msg}")
+    for k in range(150):
+        add("build (node 24)", "Run npm ci", f"added {k} packages, and audited {k + 1} packages")
+    for name in ("engine", "plugins", "dom-plugin-metadata", "routing", "surface"):
+        for k in range(30):
+            add("integration (node 24)", "Run npm run test:integration",
+                f" ✓ packages/core/test/unit/{name}-{k}.test.ts (4 tests) {k + 2}ms")
+    for name in ("dom-plugin-metadata", "end-to-end"):
+        add("integration (node 24)", "Run npm run test:integration",
+            f" FAIL  packages/core/test/integration/{name}.test.ts [ packages/core/test/"
+            f"integration/{name}.test.ts ]")
+    add("integration (node 24)", "Run npm run test:integration",
+        "Error: Transform failed with 1 error: plugins.ts:41:12: ERROR: Expected \";\"")
+    add("integration (node 24)", "Run npm run test:integration",
+        "##[error]Process completed with exit code 1.")
+    for k in range(200):
+        add("integration (node 24)", "Post Run actions/checkout@v4",
+            f"[command]/usr/bin/git config --local --unset-all http.extraheader{k} (file)")
+    return "\n".join(out) + "\n"
+
+
+def test_gh_run_view_logs_are_logs_not_tab_separated_tables():
+    # each line's job and step are tab-separated before the runner's timestamp: read as a
+    # TSV table, the failed test files were rows among hundreds alike
+    text = _gh_run_log()
+    assert content.csv_delimiter(text.splitlines()) == "" and content.detect(text) == "log"
+    r = C.compress(text, "Why did this CI run fail, and which test files failed?", 400)
+    assert r.tokens_after <= 400
+    assert "packages/core/test/integration/dom-plugin-metadata.test.ts" in r.text, r.text
+    assert "packages/core/test/integration/end-to-end.test.ts" in r.text, r.text
