@@ -431,14 +431,14 @@ REQUEST_REACH = 40  # lines up from a response's status to its request
 _PID_RE = re.compile(r"#\d+\]")  # Rails' "[2014-06-16T17:07:10.900658 #31321]"
 
 
-def requests_of(lines: list[str]) -> dict[int, int]:
+def requests_of(lines: list[str], err: Sequence[bool]) -> dict[int, int]:
     """Each server line reporting a response's status of 400 or more without its request
     (Rails' "Completed 401 Unauthorized in 1ms") mapped to the line that started that request,
     the nearest above it (of the same process, where the lines name one): which request
-    failed is little without it."""
+    failed is little without it. ``err``: which lines report an error (such a status does)."""
     out: dict[int, int] = {}
     for i, ln in enumerate(lines):
-        if http_status(ln) < 400 or REQUEST_LINE_RE.search(ln):
+        if not err[i] or http_status(ln) < 400 or REQUEST_LINE_RE.search(ln):
             continue
         pid = _PID_RE.search(ln[:120])
         for j in range(i - 1, max(-1, i - REQUEST_REACH), -1):
@@ -740,7 +740,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + [raised[i]]
         if i in xml_children:  # an XML element brings its few empty child elements
             u.deps = u.deps + xml_children[i]
-    for i, j in requests_of(body).items():  # a failed response brings its request
+    for i, j in requests_of(body, err).items():  # a failed response brings its request
         units[i].deps = units[i].deps + [j]
     for i, ids in field_blocks(body).items():  # a field brings whose field it is
         units[i].deps = units[i].deps + ids
@@ -977,7 +977,7 @@ def _unstamped(line: str) -> str:
     """``line`` without a timestamp prefix (:data:`PREFIX_RE`, after the job and step `gh
     run view --log` writes before it) and the one space after it: the indentation after that
     is the line's own."""
-    g = GH_RUN_LOG_RE.match(line)
+    g = GH_RUN_LOG_RE.match(line) if "\t" in line[:201] else None
     if g:
         line = line[g.end():]
     m = PREFIX_RE.match(line)
