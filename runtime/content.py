@@ -2130,8 +2130,8 @@ _NAMED_CELL_RE = re.compile(r"^(?:\x1b\[[0-9;]*m|[^\w\x1b])*[A-Za-z][\w.-]*\s*[=
 def _stamped_record(fields: list[str]) -> bool:
     """A delimited line whose first or last field is a timestamp followed by words: a log's
     record, not a table's row."""
-    return any(bool(TIMESTAMP_RE.match(f)) and len(f.split()) > 3
-               for f in {fields[0], fields[-1]} if fields)
+    return bool(fields) and any(bool(TIMESTAMP_RE.match(f)) and len(f.split()) > 3
+                                for f in (fields[0], fields[-1]))
 
 
 def csv_delimiter(lines: list[str]) -> str:
