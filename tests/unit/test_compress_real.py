@@ -1776,3 +1776,38 @@ def test_gh_run_view_logs_are_logs_not_tab_separated_tables():
     assert r.tokens_after <= 400
     assert "packages/core/test/integration/dom-plugin-metadata.test.ts" in r.text, r.text
     assert "packages/core/test/integration/end-to-end.test.ts" in r.text, r.text
+
+
+def _mysql_slow_log(n: int = 250) -> str:
+    # MySQL 5.7's slow query log (values generated): "# " comment lines, then "use db;" and
+    # "SET timestamp=...;" repeated word for word in every record, then the statement
+    import random
+    rnd = random.Random(11)
+    out = ["mysqld, Version: 5.7.35-log (MySQL Community Server (GPL)). started with:",
+           "Tcp port: 0  Unix socket: /var/run/mysqld/mysqld.sock",
+           "Time                 Id Command    Argument"]
+    slow = {41: 0.599886, 97: 0.511753, 180: 0.509502}
+    for i in range(n):
+        q = slow.get(i, round(rnd.uniform(0.03, 0.17), 6))
+        lock = round(q - 0.096, 6) if i in slow else round(rnd.uniform(0.00005, 0.0002), 6)
+        t = i - i // 5  # (a second with two records: one "# Time:" line written twice)
+        out += [f"# Time: 2021-08-19T14:{17 + t // 60:02d}:{t % 60:02d}.{t:06d}Z",
+                "# User@Host: isucon[isucon] @  [172.21.0.5]  Id:    12",
+                f"# Query_time: {q:.6f}  Lock_time: {lock:.6f} Rows_sent: {1 + i % 20}  "
+                f"Rows_examined: {29500 + i % 7 * 10}",
+                "use isuumo;", "SET timestamp=1629382657;",
+                f"SELECT * FROM estate WHERE rent >= {i * 100} AND features LIKE "
+                f"CONCAT('%', 'feature{i}', '%') ORDER BY popularity DESC LIMIT 1;"]
+    return "\n".join(out) + "\n"
+
+
+def test_a_slow_query_log_is_a_log_and_its_longest_query_times_are_compared():
+    # its "# Query_time: ..." lines read as Markdown headings and half its lines repeated:
+    # it was read as prose, where no query time is compared with another
+    text = _mysql_slow_log()
+    assert content.detect(text) == "log"
+    r = C.compress(text, "Which three statements have the longest Query_time, and what were "
+                   "their lock times?", 600)
+    assert r.tokens_after <= 600
+    for q in ("0.599886", "0.511753", "0.509502"):
+        assert f"# Query_time: {q}" in r.text, r.text
