@@ -421,11 +421,11 @@ STATUS_FIELD_RE = re.compile(r'"(?:status|status_?code|statusCode|code)"\s*:\s*"
 
 # a client's or a server's response line: curl's "< HTTP/1.1 403 Forbidden", npm's "http 403
 # https://registry...", "statusCode 403", "status: 503"
+# a server's line for the response to a request logged above it: Rails' "Completed 401
+# Unauthorized in 1ms", Phoenix's "Sent 404 in"
+SERVER_RESPONSE_RE = re.compile(r"(?:^|\s)(?:Completed|Sent) (\d{3}) (?:[A-Z][\w -]*? )?in \d")
 RESPONSE_RE = re.compile(r"\bHTTP/\d(?:\.\d)? (\d{3})\b|^\d+ http (\d{3}) |"
-                         r"\bstatus(?:Code|_code)?:? (\d{3})\b|"
-                         # a server's line for the response to a request logged above it:
-                         # Rails' "Completed 401 Unauthorized in 1ms", Phoenix's "Sent 404 in"
-                         r"(?:^|\s)(?:Completed|Sent) (\d{3}) (?:[A-Z][\w -]*? )?in \d")
+                         r"\bstatus(?:Code|_code)?:? (\d{3})\b|" + SERVER_RESPONSE_RE.pattern)
 # the request a server logs when it starts on it (Rails' 'Started GET "/domains" for ...',
 # Phoenix's "GET /domains"), its response's status logged lines below
 REQUEST_LINE_RE = re.compile(r"(?:^|\s)(?:Started )?(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) "
@@ -438,10 +438,12 @@ def requests_of(lines: list[str], err: Sequence[bool]) -> dict[int, int]:
     """Each server line reporting a response's status of 400 or more without its request
     (Rails' "Completed 401 Unauthorized in 1ms") mapped to the line that started that request,
     the nearest above it (of the same process, where the lines name one): which request
-    failed is little without it. ``err``: which lines report an error (such a status does)."""
+    failed is little without it. ``err``: which lines report an error (such a status does).
+    Only such server lines: an access log's line holds its request."""
     out: dict[int, int] = {}
     for i, ln in enumerate(lines):
-        if not err[i] or http_status(ln) < 400 or REQUEST_LINE_RE.search(ln):
+        m = SERVER_RESPONSE_RE.search(ln) if err[i] else None
+        if m is None or int(m.group(1)) < 400:
             continue
         pid = _PID_RE.search(ln[:120])
         for j in range(i - 1, max(-1, i - REQUEST_REACH), -1):
