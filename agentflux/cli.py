@@ -538,17 +538,11 @@ def cmd_pool_manager(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from agentflux.replay import run_replay
+    from agentflux.replay import epoch_ms, run_replay
 
     if not args.history:
         raise ConfigError("replay needs --history PATH: a new, empty root to rebuild into")
-    from_ms = None
-    if args.from_time:  # whole milliseconds, like Kafka's record times (exact: no float)
-        when = _iso_time("--from-time", args.from_time)
-        from_ms = (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) \
-            // dt.timedelta(milliseconds=1)
+    from_ms = epoch_ms(_iso_time("--from-time", args.from_time)) if args.from_time else None
     settings = with_broker(Settings.from_env())
     return run_replay(settings, args.history, from_ms, _console())
 

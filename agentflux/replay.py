@@ -10,6 +10,7 @@ has caught up with the end the topics had when the replay started.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import tempfile
 import time
 import uuid
@@ -119,10 +120,17 @@ def run_replay(settings: Settings, root: str, from_ms: int | None, console) -> i
     return 0 if code == 0 else 1
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def epoch_ms(when: dt.datetime) -> int:
+    """An aware time in whole milliseconds since the epoch, as Kafka stamps records (exact:
+    integer arithmetic, no float)."""
+    return (when - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
 def _ms_iso(ms: int) -> str:
-    import datetime as dt
-    when = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
-    return when.isoformat(timespec="milliseconds")
+    return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
 
 
 def _kpi_log(settings: Settings) -> str:
