@@ -343,6 +343,9 @@ class Unit:
     base: float = 0.0  # value before relevance (a strategy's own)
     outline: bool = False  # part of the text's outline (a signature, a heading): fill material
     glue: str = " "  # what joins it to the part before it when both are kept
+    # a log line that opens a record of several lines (its template recurs at a regular
+    # distance): the line after its record's last (:func:`record_blocks`); else -1
+    record_end: int = -1
     # a JSON record on one line (a structured log's): its fields, as (key, text, is a time)
     record: tuple[tuple[str, str, bool], ...] | None = None
     short: str = ""  # what it costs written folded (:func:`folded`), when it may be
@@ -927,22 +930,27 @@ def record_blocks(units: list[Unit], group: list[int], size: dict[int, int],
             heads.setdefault(g, []).append(i)
     gaps: dict[int, list[int]] = {}
     for i, g in enumerate(group):
-        if g in heads and nxt[i] < n:
+        if g >= 0 and size[g] >= 3 and nxt[i] < n:
             gaps.setdefault(g, []).append(nxt[i] - i)
-    for g, opened in heads.items():
-        if size[g] < 3 or len(opened) > RECORD_HEADS:
-            continue
+    regular: dict[int, int] = {}  # a template whose lines open records: their usual length
+    for g, between in gaps.items():
         # records: the template's lines come every few lines, most at the same distance (an
         # access log's lines of one form come at random among others: no record between)
-        typical, times = collections.Counter(gaps[g]).most_common(1)[0]
-        if typical < 2 or times < max(3, RECORD_REGULAR * len(gaps[g])):
+        typical, times = collections.Counter(between).most_common(1)[0]
+        if typical >= 2 and times >= max(3, RECORD_REGULAR * len(between)):
+            regular[g] = typical
+    for i, g in enumerate(group):
+        if g in regular:
+            end = nxt[i] if nxt[i] < n else min(n, i + regular[g])  # the last: as most
+            if end - i - 1 <= RECORD_MAX and end - i <= 2 * regular[g]:
+                units[i].record_end = end
+    for g, opened in heads.items():
+        if len(opened) > RECORD_HEADS:
             continue
         for i in opened:
-            end = nxt[i] if nxt[i] < n else min(n, i + typical)  # the last: as long as most
-            if end - i - 1 <= RECORD_MAX and end - i <= 2 * typical:
-                for k in range(i + 1, end):
-                    if units[k].text.strip():
-                        units[k].value = max(units[k].value, RECORD_VALUE * rel[i])
+            for k in range(i + 1, max(i + 1, units[i].record_end)):
+                if units[k].text.strip():
+                    units[k].value = max(units[k].value, RECORD_VALUE * rel[i])
 
 
 STANDS_OUT = 0.8  # relevance (0..1) of a line standing out of its template (see log_units)
@@ -1370,6 +1378,11 @@ def _lift(values: list[tuple[float, int]], units: Sequence[Unit], most: bool,
     values.sort(reverse=most)
     for rank, (_, k) in enumerate(values[:EXTREME_TOP]):
         units[k].value += value / (1 + rank)
+        # a line that opens a record of a log (a slow query's "# Query_time: 0.6") brings the
+        # rest of its record (the statement): what was the slowest is said there
+        for j in range(k + 1, max(k + 1, units[k].record_end)):
+            if units[j].text.strip():
+                units[j].value = max(units[j].value, value / (1 + rank))
 
 
 def extremes(units: Sequence[Unit], rel: Sequence[float], query: str) -> None:

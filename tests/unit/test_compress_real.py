@@ -1460,7 +1460,11 @@ def test_the_largest_of_a_keyed_value_is_found_by_comparing_values():
     content.keyed_extremes(lines, units, "Which took the longest, and what was its Query_time?")
     timed = sorted((float(ln.split()[2]), k) for k, ln in enumerate(lines)
                    if ln.startswith("# Query_time: "))
-    assert {k for k, u in enumerate(units) if u.value > before[k]} == {k for _, k in timed[-3:]}
+    gained = {k for k, u in enumerate(units) if u.value > before[k]}
+    assert {k for k in gained if lines[k].startswith("# Query_time: ")} == {
+        k for _, k in timed[-3:]}
+    # and each brings its record (to the next "# Query_time:" line: its statement)
+    assert gained == {k + d for _, k in timed[-3:] for d in range(5)}
 
     # end to end, on lograge's key=value request lines (Rails): "db" is asked, "view" is not
     log = "\n".join(
@@ -1811,3 +1815,16 @@ def test_a_slow_query_log_is_a_log_and_its_longest_query_times_are_compared():
     assert r.tokens_after <= 600
     for q in ("0.599886", "0.511753", "0.509502"):
         assert f"# Query_time: {q}" in r.text, r.text
+
+
+def test_an_extreme_line_that_opens_a_record_brings_the_record():
+    # "which statements took the longest": each "# Query_time:" line opens a record whose
+    # statement comes three lines below it; the three longest times were kept without their
+    # statements (every Query_time line matches the question, no statement does)
+    text = _mysql_slow_log()
+    r = C.compress(text, "Which three statements have the longest Query_time, and what were "
+                   "their lock times and rows examined?", 1000)
+    assert r.tokens_after <= 1000
+    for i, q in ((41, "0.599886"), (97, "0.511753"), (180, "0.509502")):
+        assert f"# Query_time: {q}" in r.text, r.text
+        assert f"CONCAT('%', 'feature{i}', '%')" in r.text, r.text
