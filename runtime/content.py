@@ -457,6 +457,22 @@ def requests_of(lines: list[str], err: Sequence[bool]) -> dict[int, int]:
     return out
 
 
+# rustc's (and clippy's) diagnostic: its message on one line, where on the next
+RUST_DIAG_RE = re.compile(r"^(error|warning)(\[\w+\])?: \S")
+RUST_AT_RE = re.compile(r"^\s*--> \S+:\d+(:\d+)?\s*$")
+
+
+def diagnostic_locations(lines: list[str]) -> dict[int, int]:
+    """Each diagnostic's message line mapped to its location line below it (rustc's
+    ``warning: this function has too many lines (104/100)`` over ``--> src/a.rs:65:1``):
+    neither says much without the other."""
+    out = {}
+    for i in range(len(lines) - 1):
+        if RUST_DIAG_RE.match(lines[i]) and RUST_AT_RE.match(lines[i + 1]):
+            out[i] = i + 1
+    return out
+
+
 def http_status(line: str) -> int:
     """The HTTP status a line reports (an access log entry, a recorded response, a client's
     response line), else 0."""
@@ -750,6 +766,9 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + xml_children[i]
     for i, j in requests_of(body, err).items():  # a failed response brings its request
         units[i].deps = units[i].deps + [j]
+    for i, j in diagnostic_locations(body).items():  # rustc's "warning: ..." and its "--> at"
+        units[i].deps = units[i].deps + [j]
+        units[j].deps = units[j].deps + [i]
     for i, ids in field_blocks(body).items():  # a field brings whose field it is
         units[i].deps = units[i].deps + ids
     for i, h in table_headers(lines).items():  # a table's row brings its header line

@@ -1828,3 +1828,53 @@ def test_an_extreme_line_that_opens_a_record_brings_the_record():
     for i, q in ((41, "0.599886"), (97, "0.511753"), (180, "0.509502")):
         assert f"# Query_time: {q}" in r.text, r.text
         assert f"CONCAT('%', 'feature{i}', '%')" in r.text, r.text
+
+
+def _clippy_output(n: int = 60) -> str:
+    # cargo clippy -W clippy::pedantic (rustc's diagnostic format, names varied): each warning's
+    # message line, then its "--> file:line:col" location, the source excerpt and notes
+    out = ["    Checking basegeom v0.1.0 (/home/u/basegeom)"]
+    long = {17: ("int_arc_arc", 65, 104), 43: ("int_segment_segment", 50, 109)}
+    for i in range(n):
+        name, line, size = long.get(i, (f"dist_{i}", 30 + i, 0))
+        if size:
+            out += [f"warning: this function has too many lines ({size}/100)",
+                    f"   --> src/intersection/{name}.rs:{line}:1",
+                    "    |",
+                    f"{line}  | / pub fn {name}(a: &Arc, b: &Arc) -> Config {{",
+                    f"{line + 1}  | |     let c0 = circle(a.c, a.r);",
+                    "...   |",
+                    f"{line + size - 1} | | }}",
+                    "    | |_^",
+                    "    |",
+                    "    = help: for further information visit https://rust-lang.github.io/"
+                    "rust-clippy/master/index.html#too_many_lines",
+                    "    = note: `-W clippy::too-many-lines` implied by `-W clippy::pedantic`",
+                    ""]
+        else:
+            out += ["warning: this function could have a `#[must_use]` attribute",
+                    f"  --> src/distance/{name}.rs:{line}:1",
+                    "   |",
+                    f"{line} | pub fn {name}(line: &Line, circle: &Circle) -> Config {{",
+                    "   | ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ help: "
+                    f"add the attribute: `#[must_use] pub fn {name}(line: &Line, circle: &Circle)`",
+                    "   |",
+                    "   = help: for further information visit https://rust-lang.github.io/"
+                    "rust-clippy/master/index.html#must_use_candidate",
+                    ""]
+    out += ["warning: `basegeom` (lib) generated 287 warnings",
+            "(run `cargo clippy --fix --lib -p basegeom` to apply 236 suggestions)",
+            "    Finished `dev` profile [unoptimized + debuginfo] target(s) in 1.46s"]
+    return "\n".join(out) + "\n"
+
+
+def test_a_rustc_diagnostic_and_its_location_line_are_kept_together():
+    # clippy's "warning: this function has too many lines (104/100)" was kept without the
+    # "--> src/...rs:65:1" under it, which says where: the question asks for both
+    text = _clippy_output()
+    r = C.compress(text, "Which functions does clippy flag as too long (too_many_lines), at "
+                   "which file:line and with how many lines?", 500)
+    assert r.tokens_after <= 500
+    for name, line, size in (("int_arc_arc", 65, 104), ("int_segment_segment", 50, 109)):
+        assert f"too many lines ({size}/100)" in r.text, r.text
+        assert f"--> src/intersection/{name}.rs:{line}:1" in r.text, r.text
