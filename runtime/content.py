@@ -489,9 +489,13 @@ LETTER_ERROR_RE = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[EF]
                              r"(^|\s)[EF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.-]+:\d+\]")
 
 
+# a test runner's mark of a failed test: Jest's ✕, Vitest's ×, Playwright's ✘, tap's ✖ and ✗
+FAILED_MARK_RE = re.compile(r"^\s*(?:\x1b\[[\d;]*m)*[✕×✘✖✗](?:\x1b\[[\d;]*m)*\s+\S")
+
+
 def is_error(line: str) -> bool:
     head = line[:200]
-    if http_status(line) >= 400:
+    if http_status(line) >= 400 or FAILED_MARK_RE.match(head):
         return True
     return bool(ERROR_LEVEL_RE.search(head) or EXC_NAME_RE.search(head)
                 or LETTER_ERROR_RE.search(head)

@@ -1878,3 +1878,33 @@ def test_a_rustc_diagnostic_and_its_location_line_are_kept_together():
     for name, line, size in (("int_arc_arc", 65, 104), ("int_segment_segment", 50, 109)):
         assert f"too many lines ({size}/100)" in r.text, r.text
         assert f"--> src/intersection/{name}.rs:{line}:1" in r.text, r.text
+
+
+def test_a_test_runners_failed_mark_is_an_error():
+    # Vitest marks a failed test "×" (Jest "✕"), a passed one "✓": the failed tests' lines
+    # were scored as any other test's, and lost among 200 passing ones and their stdout
+    rows = [" RUN  v3.1.4 /home/u/mock-d1", ""]
+    failed = {37: "tests/unit/engine.handleCreateTable.test.ts > handleCreateTable > creates "
+                  "an empty table if no columns",
+              151: "tests/unit/missingBindArgument.test.ts > invalid stress testing - missing "
+                   "bind argument > throws on missing bind argument"}
+    for i in range(200):
+        if i in failed:
+            rows += [f" × {failed[i]} {10 + i % 7}ms", "   → Unsupported SQL syntax"]
+        elif i % 10 == 3:
+            rows += [f"stdout | tests/unit/engine.module{i // 6}.test.ts > suite{i // 6} > "
+                     f"handles case {i}",
+                     f"[I][handleCreateTable] Created table with columns {{ tableKey: 'a{i}' }}",
+                     ""]
+        else:
+            rows.append(f" ✓ tests/unit/engine.module{i // 6}.test.ts > suite{i // 6} > "
+                        f"handles case {i} of the table tests {i % 9}ms")
+    rows += ["", " Test Files  2 failed | 38 passed (40)",
+             "      Tests  2 failed | 198 passed (200)", "   Duration  39.29s"]
+    text = "\n".join(rows) + "\n"
+    for query in ("Which Vitest tests failed in this run, in which test files, and with what "
+                  "error messages?", ""):
+        r = C.compress(text, query, 300)
+        assert r.tokens_after <= 300
+        for name in failed.values():
+            assert f" × {name}" in r.text, (query, r.text)
