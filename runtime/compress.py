@@ -269,6 +269,7 @@ class ContextCompressor:
                 content.table_extremes(lines, units, query)
                 content.duration_extremes(lines, units, query)
                 content.keyed_extremes(lines, units, query)
+                content.severity_extremes(lines, units, query)
                 content.position_extremes(units, query, lambda q: relevance(scored, q, bm))
         split, rel = content.split_long(units, rel, query, relevance)
         if split is not units:  # lines too long were split: the clauses are scored on pieces

@@ -1538,6 +1538,45 @@ def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
             _lift(values, units, most, EXTREME_VALUE)
 
 
+_SEVEREST = re.compile(r"\b(most (severe|serious|critical|dangerous)|severest|"
+                       r"highest[- ](severity|risk))\b", re.I)
+# a finding's severity as security scanners write it (npm audit, Trivy, Grype, Bandit, Snyk):
+# a word of its own, capitalised ("Critical", "HIGH") or the value of a severity key
+_LEVELS = {"critical": 5, "high": 4, "moderate": 3, "medium": 3, "low": 2,
+           "info": 1, "informational": 1, "negligible": 1}
+_SEVERITY_RE = re.compile(r"(?<![\w-])(Critical|CRITICAL|High|HIGH|Moderate|MODERATE|Medium|"
+                          r"MEDIUM|Low|LOW|Info|INFO|Informational|Negligible)(?![\w-])"
+                          r"|\bseverity\W{1,4}(critical|high|moderate|medium|low|info)\b",
+                          re.I)
+SEVERITY_REACH = 16  # lines after a finding's severity that may be its record
+
+
+def severity_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
+    """A question for the most severe finding ("what is the most severe vulnerability") is
+    answered by comparing severities, not words: the lines that write the highest severity
+    found (npm audit's ``Critical`` row) gain value, as :func:`extremes`' largest do, with the
+    lines after each up to the next severity (the finding's package, path, advisory)."""
+    if not _SEVEREST.search(query):
+        return
+    rated = []
+    for k, ln in enumerate(lines):
+        m = _SEVERITY_RE.search(ln[:400])
+        if m and (m.group(2) or not m.group(1).islower()):
+            rated.append((_LEVELS[(m.group(2) or m.group(1)).lower()], k))
+    if len(rated) < 3 or len({v for v, _ in rated}) < 2:
+        return
+    top = max(v for v, _ in rated)
+    at = [k for v, k in rated]
+    for n, (v, k) in enumerate(rated):
+        if v != top:
+            continue
+        units[k].value += EXTREME_VALUE
+        end = min(at[n + 1] if n + 1 < len(at) else len(lines), k + SEVERITY_REACH)
+        for j in range(max(0, k - 2), end):  # its record: the line that names it, what follows
+            if j != k and units[j].text.strip():
+                units[j].value = max(units[j].value, EXTREME_VALUE / 2)
+
+
 _FIRST = re.compile(r"\b(first|earliest|initial|initially)\b", re.I)
 _LAST = re.compile(r"\b(last|latest|final|finally|most recent)\b", re.I)
 POSITION_MATCH = 0.4  # of the question's best relevance: the lines that answer it, in order

@@ -1908,3 +1908,42 @@ def test_a_test_runners_failed_mark_is_an_error():
         assert r.tokens_after <= 300
         for name in failed.values():
             assert f" × {name}" in r.text, (query, r.text)
+
+
+def _npm_audit_report() -> str:
+    # npm 6's `npm audit` text report (names and numbers varied): a table per finding, its
+    # severity in the first row, then its package, dependency, path and advisory
+    import random
+    rnd = random.Random(5)
+    sep = "                " + " " * 64
+    out = ["", "                       === npm audit security report ===", ""]
+    for i in range(60):
+        level, title = ("Critical", "Arbitrary Code Execution") if i == 23 else rnd.choice(
+            [("Low", "Prototype Pollution"), ("High", "Regular Expression Denial of Service"),
+             ("Low", "Denial of Service"), ("Moderate", "Command Injection")])
+        pkg = "eslint-utils" if i == 23 else f"pkg-{i}"
+        path = "eslint > eslint-utils" if i == 23 else f"grunt > grunt-legacy-{i} > pkg-{i}"
+        out += [f"# Run  npm update {pkg} --depth {2 + i % 4}  to resolve {1 + i % 5} "
+                "vulnerabilities", sep,
+                f"  {level:<14}  {title:<60}", sep,
+                f"  {'Package':<14}  {pkg:<60}", sep,
+                f"  {'Dependency of':<14}  {path.split(' > ')[0] + ' [dev]':<60}", sep,
+                f"  {'Path':<14}  {path:<60}", sep,
+                f"  {'More info':<14}  {'https://npmjs.com/advisories/' + str(1000 + i):<60}",
+                sep, "", ""]
+    out.append("found 60 vulnerabilities (31 low, 12 moderate, 16 high, 1 critical) in 519 "
+               "scanned packages")
+    return "\n".join(out) + "\n"
+
+
+def test_the_most_severe_finding_is_found_by_comparing_severities():
+    # "what is the most severe vulnerability (package, path, advisory)": one "Critical" among
+    # 59 Low, Moderate and High findings, whose path and advisory share no word with the
+    # question; every finding's rows match it alike ("Path", "More info")
+    text = _npm_audit_report()
+    r = C.compress(text, "What is the most severe vulnerability in this npm audit report "
+                   "(severity, package, dependency path, advisory)?", 500)
+    assert r.tokens_after <= 500
+    for fact in ("Critical        Arbitrary Code Execution", "eslint > eslint-utils",
+                 "https://npmjs.com/advisories/1023"):
+        assert fact in r.text, r.text
