@@ -20,9 +20,11 @@ exceptions finds ``ValueError`` lines that never say the word. A question's word
 and a verb done again for the verb ("restarted" for ``started``).
 
 Exclusions. A word the query excludes ("an exception other than AssertionError", "errors except
-timeouts", "excluding", "besides", "apart from", "rather than", "instead of"), and the words
-joined to it by "or", "nor", "and" or "/" ("rather than 304 or 404"), weighs
-:data:`NEGATED_WEIGHT`: a unit matching it scores below zero, below one matching nothing.
+timeouts", "excluding", "besides", "apart from", "but not"), and the words joined to it by "or",
+"nor", "and" or "/" ("other than 304 or 404"), weighs :data:`EXCLUDED_WEIGHT`: a unit matching
+it scores below zero, below one matching nothing, whatever else it matches. A word the query
+contrasts ("uses 2_28 instead of 2_17", "rather than") weighs :data:`NEGATED_WEIGHT`: a unit
+matching it and enough of the rest may still score above zero.
 
 Scoring. Okapi BM25 (k1 = 1.2, b = 0.75; Robertson and Zaragoza, "The Probabilistic Relevance
 Framework: BM25 and Beyond", 2009) with each unit of a document (a line, a sentence, a JSON
@@ -196,6 +198,11 @@ NOISE = 0.15  # scaled scores below this are matches on common parts only ("ord"
 NEGATED_WEIGHT = -1.0  # a word the query excludes ("other than X", "except X", "excluding X")
 _NEGATING = (r"\b(other than|except(?: for)?|excluding|besides|apart from|but not|rather than|"
              r"instead of)")
+# "use 2_28 instead of 2_17", "Brotli found instead of pkg-config": what is replaced is part of
+# the answer, and weighs NEGATED_WEIGHT; what the other phrases leave out weighs EXCLUDED_WEIGHT,
+# enough that a unit matching it scores below zero whatever else it matches
+_CONTRAST = re.compile(r"(rather than|instead of)$", re.I)
+EXCLUDED_WEIGHT = -8.0
 _NEGATION = re.compile(_NEGATING + r"\s+(?:an?\s+|the\s+)?$", re.I)  # before a word
 _NEGATION_PHRASE = re.compile(_NEGATING + r"\b", re.I)
 _ALSO = re.compile(r"\s*(/\s*|,?\s+(or|nor)\s+|\s+and\s+)$", re.I)  # "X or Y", "X/Y"
@@ -208,7 +215,9 @@ def query_weights(query: str) -> dict[str, float]:
     for the parts of a compound identifier (``ord-47110`` asks for that order, and only a
     little for anything "ord")."""
     out: dict[str, float] = {}
-    negated: set[str] = set()
+    negated: set[str] = set()  # what the query contrasts with what it asks ("instead of")
+    excluded: set[str] = set()  # what it leaves out ("other than", "except")
+    hard = True
     phrases = [m.span() for m in _NEGATION_PHRASE.finditer(query)]
     ends = [b for _, b in phrases]  # sorted, the phrases not overlapping
 
@@ -223,11 +232,14 @@ def query_weights(query: str) -> dict[str, float]:
         if w.lower() in ("or", "nor", "and"):
             continue  # joins what is excluded (_ALSO) or asked for
         ts = _terms_of_word(w)
-        if (_NEGATION.search(query[max(0, m.start() - 24):m.start()])
-                or (excluded_to >= 0 and _ALSO.match(query, excluded_to, m.start()))):
+        before = _NEGATION.search(query[max(0, m.start() - 24):m.start()])
+        if before or (excluded_to >= 0 and _ALSO.match(query, excluded_to, m.start())):
             # "an exception other than AssertionError": that one is not asked for, nor the
             # words joined to it ("rather than 304 or 404", "except timeouts and retries")
-            negated.update([whole(w)] if whole(w) in ts else ts)  # the identifier whole
+            if before:
+                hard = not _CONTRAST.match(before.group(1))
+            (excluded if hard else negated).update(
+                [whole(w)] if whole(w) in ts else ts)  # the identifier whole
             excluded_to = m.end()
             continue
         excluded_to = -1
@@ -248,6 +260,8 @@ def query_weights(query: str) -> dict[str, float]:
             out.setdefault(r, RELATED_WEIGHT * weight)
     for w in negated:
         out[w] = NEGATED_WEIGHT
+    for w in excluded:
+        out[w] = EXCLUDED_WEIGHT
     return out
 
 

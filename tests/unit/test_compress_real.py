@@ -1947,3 +1947,30 @@ def test_the_most_severe_finding_is_found_by_comparing_severities():
     for fact in ("Critical        Arbitrary Code Execution", "eslint > eslint-utils",
                  "https://npmjs.com/advisories/1023"):
         assert fact in r.text, r.text
+
+
+def test_what_the_question_leaves_out_is_not_kept_whatever_else_it_matches():
+    # "an error other than a timeout": a timeout line matching the question's other words
+    # (request, /api/orders, failed, error) outscored its exclusion and took budget from the
+    # errors asked for; "instead of" only contrasts ("uses 2_28 instead of 2_17"): the
+    # replaced value stays part of the answer, weighed down as before
+    rows = []
+    for i in range(300):
+        t = f"2024-03-0{1 + i // 100}T10:{i % 60:02d}:{(i * 7) % 60:02d}Z"
+        if i % 9 == 4:
+            rows.append(f"{t} ERROR request GET /api/orders/{1000 + i} failed: timeout after "
+                        f"30s (attempt {1 + i % 3})")
+        elif i in (133, 251):
+            rows.append(f"{t} ERROR request GET /api/orders/{1000 + i} failed: connection reset "
+                        "by peer")
+        else:
+            rows.append(f"{t} INFO request GET /api/{'users' if i % 2 else 'items'}/{i} "
+                        f"completed 200 in {10 + i % 50}ms")
+    r = C.compress("\n".join(rows) + "\n",
+                   "Which requests to /api/orders failed with an error other than a timeout?", 150)
+    assert r.tokens_after <= 150
+    assert "timeout" not in r.text, r.text
+    for i in (133, 251):
+        assert f"/api/orders/{1000 + i} failed: connection reset" in r.text, r.text
+    assert query_weights("why does it use 2_28 instead of 2_17")["217"] == -1.0
+    assert query_weights("errors other than timeouts")["timeout"] < -1.0
