@@ -762,8 +762,12 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if (frame[i] and i + 1 < n and not frame[i + 1] and body[i + 1].strip()
                 and _indent(body[i + 1]) > _indent(body[i])):
             u.deps = [i + 1]  # a Python frame's source line (indented under it)
-        if parent[i] >= 0:  # an indented line brings the line it is under (a JUnit testcase)
-            u.deps = u.deps + [parent[i]]
+        # an indented line brings the lines it is under (a JUnit testcase; shellcheck's "In x
+        # line 855:" over the code line a finding's "^-- SC2054" marks)
+        p, up = parent[i], 0
+        while p >= 0 and up < PARENT_DEPTH and (up == 0 or len(body[p]) <= PARENT_SHORT):
+            u.deps = u.deps + [p]
+            p, up = parent[p], up + 1
         if i in raised:
             u.deps = u.deps + [raised[i]]
         if i in xml_children:  # an XML element brings its few empty child elements
@@ -990,6 +994,8 @@ LIST_MAX = 20  # matching lines of one template under different headers: a list,
 PREFIX_RE = re.compile(r"^(\s*(\[[^\]]{0,48}\d[^\]]{0,48}\]|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?"
                        r"([.,]\d+)?(Z|[+-]\d\d:?\d\d)?|\d\d:\d\d:\d\d([.,]\d+)?)[ \t]*)+")
 _MINUTE_RE = re.compile(r"\d\d:\d\d")  # a time's hours and minutes
+PARENT_DEPTH = 2  # enclosing lines an indented line brings, the nearest first; beyond the
+PARENT_SHORT = 100  # nearest, only a line this short (a header, not a test suite's attributes)
 PARENT_REACH = 30  # lines above where an indented line's enclosing line is looked for
 _TOKEN_RE = re.compile(r"[^\s:=,;()\[\]{}<>\"']+")
 SIMILAR_SHARE = 0.7  # of a line's tokens equal (position by position) to its group's first

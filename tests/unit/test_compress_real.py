@@ -1974,3 +1974,32 @@ def test_what_the_question_leaves_out_is_not_kept_whatever_else_it_matches():
         assert f"/api/orders/{1000 + i} failed: connection reset" in r.text, r.text
     assert query_weights("why does it use 2_28 instead of 2_17")["217"] == -1.0
     assert query_weights("errors other than timeouts")["timeout"] < -1.0
+
+
+def _shellcheck_tty(n: int = 120) -> str:
+    # shellcheck's tty format (names varied): "In <script> line <n>:", the code line, and a
+    # "^-- SCxxxx (level): message" line under the part of it each finding marks
+    out = []
+    warned = {37: ("SC2054", "Use spaces, not commas, to separate array elements."),
+              88: ("SC2089", "Quotes/backslashes will be treated literally. Use an array.")}
+    for i in range(n):
+        line = 40 + 9 * i
+        code, msg = warned.get(i, ("SC2086", "Double quote to prevent globbing and word "
+                                             "splitting."))
+        level = "warning" if i in warned else "info"
+        out += [f"In deploy.sh line {line}:",
+                f"        cp -r $src_dir/config_{i} $dest_dir/config_{i}",
+                f"              ^------^ {code} ({level}): {msg}", "", ""]
+    return "\n".join(out) + "\n"
+
+
+def test_a_finding_under_an_indented_line_brings_the_header_above_both():
+    # the "^-- SC2054 (warning)" line brought the code line it marks (the line it is under),
+    # but not "In deploy.sh line 373:" above that, which says where: asked for, it was lost
+    text = _shellcheck_tty()
+    r = C.compress(text, "Apart from the SC2086 info notes, which shellcheck warnings were "
+                   "reported, and at which script line numbers?", 400)
+    assert r.tokens_after <= 400
+    for line, code in ((40 + 9 * 37, "SC2054"), (40 + 9 * 88, "SC2089")):
+        assert f"{code} (warning)" in r.text, r.text
+        assert f"In deploy.sh line {line}:" in r.text, r.text
