@@ -1722,6 +1722,12 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
         while not mine and q >= 0 and up < ID_REACH:  # the nearest object around it that has
             q, up = parent[q], up + 1
             mine = id_lines.get(q, [])
+        # an object in an array of a record ("labels": [{"name": "bug"}] of an issue) is known
+        # by that record too: which issue is labelled so
+        a = parent[p] if p >= 0 else -1
+        rec = parent[a] if a >= 0 and lines[a].rstrip().endswith("[") else -1
+        if rec >= 0 and parent[rec] >= 0 and lines[parent[rec]].rstrip().endswith("["):
+            mine = mine + id_lines.get(rec, [])  # (itself one of an array's records)
         u.deps = list(dict.fromkeys(u.deps + mine))
         r = rel[i]
         b = best.get(p, 0.0)

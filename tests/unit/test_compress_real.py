@@ -2003,3 +2003,30 @@ def test_a_finding_under_an_indented_line_brings_the_header_above_both():
     for line, code in ((40 + 9 * 37, "SC2054"), (40 + 9 * 88, "SC2089")):
         assert f"{code} (warning)" in r.text, r.text
         assert f"In deploy.sh line {line}:" in r.text, r.text
+
+
+def test_an_object_in_a_records_array_brings_the_records_identifying_fields():
+    # GitHub's issues list: an issue's labels are objects of its "labels" array; "which
+    # issues are labelled bug" matched "name": "bug", which brought its label's url and not
+    # which issue it labels (the issue's number and title)
+    import json as _json
+    issues = []
+    for i in range(40):
+        label = "bug" if i in (7, 23) else ("greenkeeper" if i % 3 else "enhancement")
+        issues.append({
+            "url": f"https://api.github.com/repos/acme/widgets/issues/{100 + i}",
+            "id": 179426438 + i, "number": 100 + i,
+            "title": f"Widget {i} renders {'nothing on resize' if i == 7 else 'slowly'}",
+            "user": {"login": f"user{i % 5}", "id": 4000 + i % 5, "type": "User"},
+            "labels": [{"url": f"https://api.github.com/repos/acme/widgets/labels/{label}",
+                        "name": label, "color": "ee0701", "default": False}],
+            "state": "open", "locked": False, "comments": i % 4,
+            "created_at": f"2016-09-{1 + i % 28:02d}T10:00:00Z",
+            "body": f"Steps to reproduce the widget {i} problem: open the page and wait."})
+    text = _json.dumps(issues, indent=2)
+    assert content.detect(text) == "json_lines"
+    r = C.compress(text, "Which issues are labelled 'bug' (number and title)?", 500)
+    assert r.tokens_after <= 500
+    for i in (7, 23):
+        assert f'"number": {100 + i},' in r.text, r.text
+        assert f'"title": "Widget {i} renders' in r.text, r.text
