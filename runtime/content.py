@@ -1505,11 +1505,14 @@ def duration_extremes(lines: list[str], units: Sequence[Unit], query: str) -> No
 
 # "Query_time: 0.039063", "rows=1200": a key's number (not a time's "12:05:03" or a path's);
 # of a range, its end ("actual time=130.693..135231.371": EXPLAIN ANALYZE's last row's time)
-_KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\s?[:=]\s*(-?\d+(?:\.\d+)?)"
+_KEYED_NUMBER_RE = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]*)\"?\s?[:=]\s*(-?\d+(?:\.\d+)?)"
                               r"(?:\.\.(\d+(?:\.\d+)?))?(?![\w.:/-])")
 # a count and the words after it that say what it counts, to a punctuation mark: "1182 are
 # dead but not yet removable", "3 failed"
 _COUNTED_RE = re.compile(r"(?<![\w.:/-])(\d+)\s+([A-Za-z][a-z-]{2,}(?:\s+[A-Za-z][a-z-]*){0,4})")
+
+
+KEYED_REACH = 4000  # characters of a line where its keys are read (a structured log's record)
 
 
 def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
@@ -1530,7 +1533,7 @@ def keyed_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
         # key: number, key=number, and a number counting what the word after it says
         # ("1182 are dead but not yet removable", "3 failed")
         found = [(m.group(1), m.group(3) or m.group(2))
-                 for m in _KEYED_NUMBER_RE.finditer(ln[:400])] if (
+                 for m in _KEYED_NUMBER_RE.finditer(ln[:KEYED_REACH])] if (
             ":" in ln or "=" in ln) else []
         found += [(m.group(2), m.group(1)) for m in _COUNTED_RE.finditer(ln[:400])]
         for key, number in found:

@@ -2030,3 +2030,29 @@ def test_an_object_in_a_records_array_brings_the_records_identifying_fields():
     for i in (7, 23):
         assert f'"number": {100 + i},' in r.text, r.text
         assert f'"title": "Widget {i} renders' in r.text, r.text
+
+
+def test_a_json_logs_keyed_numbers_are_compared_for_the_largest():
+    # mongod's structured log: each slow query is a JSON line whose "durationMillis":351 is
+    # written with its key quoted and far into the line; keyed values were read only as
+    # key: value or key=value in a line's first 400 characters
+    import json as _json
+    rows = []
+    for i in range(200):
+        attr = {"type": "command", "ns": f"shop.coll{i}",
+                "command": {"find": f"coll{i}", "filter": {"k": i},
+                            "lsid": {"id": {"$uuid": f"1879abc5-eea9-4692-8745-{i:012d}"}},
+                            "$db": "shop"},
+                "numYields": 0, "reslen": 38 + i, "locks": {"Global": {"acquireCount": {"w": 1}}},
+                "storage": {}, "protocol": "op_msg", "queues": {"execution": {"admissions": 1}},
+                "workingMillis": 336 if i == 131 else 100 + i % 90,
+                "durationMillis": 351 if i == 131 else 101 + i % 90}
+        rows.append(_json.dumps({"t": {"$date": f"2026-03-03T11:{i // 60:02d}:{i % 60:02d}.631"},
+                                 "s": "I", "c": "COMMAND", "id": 51803, "ctx": f"conn{i % 9}",
+                                 "msg": "Slow query", "attr": attr}, separators=(",", ":")))
+    text = "\n".join(rows) + "\n"
+    r = C.compress(text, "Which slow query took the longest (namespace, command and "
+                   "durationMillis)?", 600)
+    assert r.tokens_after <= 600
+    assert '"ns":"shop.coll131"' in r.text, r.text
+    assert '"workingMillis":336,"durationMillis":351' in r.text, r.text
