@@ -783,6 +783,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         units[i].deps = units[i].deps + [h]
         units[h].outline = True
     record_blocks(units, group, size, rel)
+    id_spans(body, units)
     values = [bool(_VALUES_RE.match(_TAG_RE.sub(" ", b))) for b in body]
     for i in range(1, n):  # a line of values only is what the line above it names
         if values[i] and not values[i - 1] and body[i - 1].strip():
@@ -933,6 +934,31 @@ RECORD_HEADS = 3  # at most this many lines of a template may: else the template
 RECORD_MAX = 12  # lines after it, to the next line of its template: a record, not a section
 RECORD_VALUE = 2.0  # times its relevance, each line of its record (as a matching line)
 RECORD_REGULAR = 0.5  # of a template's lines at its usual distance from the next: records
+
+
+_ID_TOKEN_RE = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|"
+                          r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,40}\b")
+SPAN_MAX = 40  # lines from a task's first line to its last (its id on both)
+SPAN_SHARE = 0.5  # of the best value inside a span, its first and last lines'
+
+
+def id_spans(body: list[str], units: Sequence[Unit]) -> None:
+    """A task, job or request a log writes an id on when it begins and when it ends
+    (Celery's ``Task x[e26dcb9d-...] received`` ... ``Task x[e26dcb9d-...] succeeded in
+    6.19s``) spans the lines between: what happens there happens in it, so its first and last
+    lines (which task, how long, what it returned) gain a share of the best value inside."""
+    at: dict[str, list[int]] = {}
+    for i, ln in enumerate(body):
+        if "-" in ln or any(c.isdigit() for c in ln[:400]):
+            for m in _ID_TOKEN_RE.finditer(ln[:400]):
+                at.setdefault(m.group(), []).append(i)
+    for seen in at.values():
+        a, b = seen[0], seen[-1]
+        if len(seen) > 6 or b - a < 2 or b - a > SPAN_MAX:
+            continue
+        best = max(units[k].value for k in range(a + 1, b))
+        for k in (a, b):
+            units[k].value = max(units[k].value, SPAN_SHARE * best)
 
 
 def record_blocks(units: list[Unit], group: list[int], size: dict[int, int],

@@ -2056,3 +2056,41 @@ def test_a_json_logs_keyed_numbers_are_compared_for_the_largest():
     assert r.tokens_after <= 600
     assert '"ns":"shop.coll131"' in r.text, r.text
     assert '"workingMillis":336,"durationMillis":351' in r.text, r.text
+
+
+def test_a_task_whose_id_opens_and_closes_it_spans_what_happens_between():
+    # a Celery worker's log: "Task x[<id>] received", the job's own lines (its model, its
+    # error), then "Task x[<id>] succeeded in 6.19s: {'status': 'failed'}": asked which task
+    # ran the failing gpt-4 job, how long and with what result, the error was kept without
+    # the task's first and last lines, which share no word with the question
+    import uuid
+    rnd = __import__("random").Random(3)
+    rows = []
+    for k in range(40):
+        task, msg = uuid.UUID(int=rnd.getrandbits(128)), uuid.UUID(int=rnd.getrandbits(128))
+        t = f"2025-05-21 13:{k:02d}:0"
+        model = "gpt-4" if k == 27 else "gpt-3.5"
+        rows += [f"{t}1,153: INFO/MainProcess] Task celery_worker.process_message[{task}] "
+                 "received",
+                 f"{t}1,160: WARNING/MainProcess] Starting translation job {msg} with model "
+                 f"{model}"]
+        if k == 27:
+            rows += [f"{t}3,229: ERROR/MainProcess] Translation error with gpt-4: No module "
+                     "named 'openai'",
+                     f"{t}5,291: INFO/MainProcess] Updated status for message {msg}: failed"]
+        else:
+            rows += [f"{t}3,229: INFO/MainProcess] Translated 1{k} segments of message {msg}",
+                     f"{t}5,291: INFO/MainProcess] Updated status for message {msg}: "
+                     "completed"]
+        rows.append(f"{t}7,341: INFO/MainProcess] Task celery_worker.process_message[{task}] "
+                    f"succeeded in {6 + k / 7:.3f}s: {{'status': "
+                    f"'{'failed' if k == 27 else 'completed'}', 'message_id': '{msg}'}}")
+        if k == 27:
+            opened, closed = rows[-5], rows[-1]
+    r = C.compress("\n".join(rows) + "\n", "Which translation job failed, with which model "
+                   "and error, which Celery task ID handled it, and how long did that task "
+                   "run and what status did it return?", 400)
+    assert r.tokens_after <= 400
+    assert "No module named 'openai'" in r.text, r.text
+    assert opened.split("] ", 1)[1] in r.text, r.text
+    assert closed.split("] ", 1)[1] in r.text, r.text
