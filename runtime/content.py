@@ -2093,6 +2093,18 @@ def yaml_context(lines: list[str]) -> list[str]:
     "the cilium-operator Deployment's image" finds the ``image:`` line of that object, not of
     every other."""
     scored = in_context(lines, json=True)
+    # and the keys of the mappings further up: a workflow's step under "asan:" is the asan
+    # job's ("which RUSTFLAGS does the asan job use")
+    ind = [_indent(ln) for ln in lines]
+    parent = indent_parents(ind)
+    keys = [m.group(1) if (m := YAML_KEY_RE.match(ln)) else "" for ln in lines]
+    path: list[str] = [""] * len(lines)  # the keys above each line's opening line
+    for i in range(len(lines)):
+        p = parent[i]
+        if p >= 0:
+            path[i] = (path[p] + " " + keys[parent[p]]).strip() if parent[p] >= 0 else ""
+            if path[i]:
+                scored[i] += "\n" + path[i]
     names = yaml_names(lines)
     starts = sorted(names)
     for a, b in zip(starts, starts[1:] + [len(lines)]):

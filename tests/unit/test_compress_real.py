@@ -2094,3 +2094,26 @@ def test_a_task_whose_id_opens_and_closes_it_spans_what_happens_between():
     assert "No module named 'openai'" in r.text, r.text
     assert opened.split("] ", 1)[1] in r.text, r.text
     assert closed.split("] ", 1)[1] in r.text, r.text
+
+
+def test_a_yaml_line_is_read_with_the_keys_of_the_mappings_above_it():
+    # a GitHub Actions workflow: every job sets RUSTFLAGS in a step's env; "which RUSTFLAGS
+    # does the asan job use" matched each alike, the line knowing only its own "env:"
+    jobs = ["name: CI", "on: [push]", "env:", "  RUSTFLAGS: -Dwarnings", "jobs:"]
+    for j, job in enumerate(["basics", "test-full", "asan", "miri", "loom", "docs", "wasm",
+                             "features", "semver", "cross"]):
+        flags = ("-Z sanitizer=address --cfg tokio_no_tuning_tests" if job == "asan"
+                 else f"--cfg tokio_unstable -Dwarnings --cfg flag_{j}")
+        jobs += [f"  {job}:", f"    name: {job} checks", "    needs: basics",
+                 "    runs-on: ubuntu-latest", "    steps:", "      - uses: actions/checkout@v4",
+                 "      - name: Install Rust ${{ env.rust_nightly }}",
+                 "        uses: dtolnay/rust-toolchain@stable",
+                 "        with:", "          toolchain: ${{ env.rust_nightly }}",
+                 f"      - name: run {job}", f"        run: cargo test --workspace --{job}",
+                 "        env:", f"          RUSTFLAGS: {flags}",
+                 "          RUST_BACKTRACE: 1", ""]
+    text = "\n".join(jobs) + "\n"
+    assert content.detect(text) == "yaml"
+    r = C.compress(text, "Which RUSTFLAGS does the asan job use?", 120)
+    assert r.tokens_after <= 120
+    assert "RUSTFLAGS: -Z sanitizer=address --cfg tokio_no_tuning_tests" in r.text, r.text
