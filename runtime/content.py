@@ -93,6 +93,9 @@ CODE_LINE_RE = re.compile(
     r"var\s|function\b|export\s|return\b|if\s*\(|if\s.*:\s*$|for\s*\(|for\s.*:\s*$|while\b|"
     r"else\b|elif\s|try\s*[:{]|except\b|catch\b|switch\b|case\s|@\w+|//|/\*|\*/|\}|#\[|"
     r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|'''|"
+    # a Dockerfile's instructions
+    r"(FROM|RUN|ARG|ENV|COPY|ADD|WORKDIR|ENTRYPOINT|CMD|EXPOSE|LABEL|USER|VOLUME|SHELL|"
+    r"HEALTHCHECK|ONBUILD|STOPSIGNAL)\s+\S|"
     # Ruby's
     r"end\s*$|unless\s|elsif\s|module\s|require(_relative)?\s|raise\b|rescue\b|ensure\s*$|"
     r"attr_(reader|writer|accessor)\s|(?:.*\s|(?<=\s))do(\s*\|[^|]*\|)?\s*$)")

@@ -2117,3 +2117,19 @@ def test_a_yaml_line_is_read_with_the_keys_of_the_mappings_above_it():
     r = C.compress(text, "Which RUSTFLAGS does the asan job use?", 120)
     assert r.tokens_after <= 120
     assert "RUSTFLAGS: -Z sanitizer=address --cfg tokio_no_tuning_tests" in r.text, r.text
+
+
+def test_a_dockerfile_is_code_and_its_pinned_versions_are_kept():
+    # moby's multi-stage Dockerfile (tests/data/compress/SOURCES.md) was read as a log (no
+    # line looked like code), where the comments that name a tool and its version twice
+    # ("# RUNC_VERSION sets the version of runc to install") outscored the ARG that pins it
+    text = (Path(__file__).parents[1] / "data" / "compress" / "moby-dev.Dockerfile").read_text(
+        encoding="utf-8")
+    assert content.detect(text) == "code"
+    r = C.compress(text, "Which versions does this Dockerfile pin for Go, containerd, runc, "
+                   "tini and rootlesskit?", 500)
+    assert r.tokens_after <= 500
+    for fact in ("ARG GO_VERSION=1.26.7", "ARG CONTAINERD_VERSION=v2.3.4",
+                 "ARG RUNC_VERSION=v1.4.3", "ARG TINI_VERSION=v0.19.0",
+                 "ARG ROOTLESSKIT_VERSION=v3.1.0"):
+        assert fact in r.text, r.text
