@@ -169,6 +169,16 @@ def detect(text: str) -> str:
         return "yaml"
     if csv_delimiter(lines):
         return "csv"
+    # a Markdown document's fenced examples are the document's, not code to read as code
+    fence = False
+    unfenced = []
+    for ln in lines:
+        if FENCE_RE.match(ln):
+            fence = not fence
+        elif not fence:
+            unfenced.append(ln)
+    if len(unfenced) < len(lines) and not fence and any(HEADING_MD_RE.match(ln) for ln in unfenced):
+        lines = unfenced
     step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
     sample = lines[::step]
     n = len(sample)

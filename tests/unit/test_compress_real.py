@@ -2133,3 +2133,20 @@ def test_a_dockerfile_is_code_and_its_pinned_versions_are_kept():
                  "ARG RUNC_VERSION=v1.4.3", "ARG TINI_VERSION=v0.19.0",
                  "ARG ROOTLESSKIT_VERSION=v3.1.0"):
         assert fact in r.text, r.text
+
+
+def test_a_markdown_page_is_prose_whatever_its_fenced_examples_hold():
+    # Ruff's editor settings page (tests/data/compress/SOURCES.md): its fenced JSON and Lua
+    # examples outnumbered its prose lines, so it was read as code, where a heading is no
+    # anchor and a setting's "**Default value**:" lines are not its fields
+    text = (Path(__file__).parents[1] / "data" / "compress" / "ruff-editor-settings.md"
+            ).read_text(encoding="utf-8")
+    assert content.detect(text) == "prose"
+    r = C.compress(text, "For the settings configurationPreference, format.backend and "
+                   "importStrategy: what values are allowed, what are the defaults, and which uv "
+                   "version does the uv formatting backend need?", 300)
+    assert r.tokens_after <= 300
+    for fact in ('**Default value**: `"editorFirst"`', '**Default value**: `"fromEnvironment"`',
+                 '`"uv"`: Use uv for formatting (requires uv >= 0.8.13)',
+                 "`useBundled` uses the version bundled with the extension"):
+        assert fact in r.text, r.text
