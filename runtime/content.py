@@ -148,6 +148,9 @@ def _program_trace(lines: list[str]) -> bool:
 FINDING_RE = re.compile(r"^(?:[A-Za-z]:)?[\w.~/\\-]*[\w-]\.[A-Za-z]\w{0,5}(?:\(\d+\)|:\d+)?:\s")
 
 
+GUTTER_RE = re.compile(r"^\s*(\d+|LL|\.\.\.)?\s+\|(\s|$)")  # a source excerpt's margin
+
+
 def detect(text: str) -> str:
     """``html`` (a page: read as its text, :mod:`agentflux.runtime.compress_html`), ``json``
     (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a fragment of it:
@@ -201,8 +204,10 @@ def detect(text: str) -> str:
         return "log"
     if record_lines(lines[:2000]) >= RECORDS_SHARE:
         return "log"
-    # a build's output: a compiler's diagnostics on one line in ten or more
-    if sum(diag) >= 0.1 * n:
+    # a build's output: a compiler's diagnostics on one line in ten or more (with the source
+    # excerpts rustc and GCC write under them: "   |", "36 |     user_alias.field(...)")
+    gutters = sum(bool(GUTTER_RE.match(ln)) for ln in sample) if sum(diag) >= 3 else 0
+    if sum(diag) + gutters >= 0.1 * n:
         return "log"
     if codeish >= 0.35 * n and codeish > proseish:
         # unless most lines begin as many others do: a program's records, whatever code they

@@ -2150,3 +2150,17 @@ def test_a_markdown_page_is_prose_whatever_its_fenced_examples_hold():
                  '`"uv"`: Use uv for formatting (requires uv >= 0.8.13)',
                  "`useBundled` uses the version bundled with the extension"):
         assert fact in r.text, r.text
+
+
+def test_rustcs_errors_with_their_source_excerpts_are_a_log():
+    # diesel's trybuild errors (tests/data/compress/SOURCES.md): one line in eleven was a
+    # diagnostic's header or location, the rest rustc's source excerpts in their "|" margin
+    # and notes: under the one-in-ten bar, read as prose
+    text = (Path(__file__).parents[1] / "data" / "compress" / "rustc-diesel-aliases.stderr"
+            ).read_text(encoding="utf-8")
+    assert content.detect(text) == "log"
+    r = C.compress(text, "", 500)  # no question: the errors and where they are
+    assert r.tokens_after <= 500
+    for fact in ("tests/fail/derive/aliases.rs:36:22", "tests/fail/derive/aliases.rs:52:23",
+                 "cannot join `pets::table` to `Alias<users2>` due to missing relation"):
+        assert fact in r.text, r.text
