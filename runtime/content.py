@@ -1837,6 +1837,8 @@ def list_items(units: Sequence[Unit], skip: set[int] | frozenset[int] = frozense
             ind = len(t) - len(t.lstrip())
             if LIST_ITEM_RE.match(t) and (base < 0 or ind == base):
                 base = ind
+            elif not its and ind > (intro := len(u.text) - len(u.text.lstrip())):
+                base = intro  # an indented block under it (reST's "::" literal block)
             elif not (its and ind > base):
                 break
             its.append(j)

@@ -2164,3 +2164,19 @@ def test_rustcs_errors_with_their_source_excerpts_are_a_log():
     for fact in ("tests/fail/derive/aliases.rs:36:22", "tests/fail/derive/aliases.rs:52:23",
                  "cannot join `pets::table` to `Alias<users2>` due to missing relation"):
         assert fact in r.text, r.text
+
+
+def test_a_line_ending_in_a_colon_brings_the_indented_block_under_it():
+    # the CPython developer's guide (tests/data/compress/SOURCES.md): reST's "On *Unix*
+    # (including macOS)::" introduces a literal block, the command itself; the introduction
+    # was kept and "make patchcheck" under it was not
+    text = (Path(__file__).parents[1] / "data" / "compress" /
+            "devguide-pull-request-lifecycle.rst").read_text(encoding="utf-8")
+    assert content.detect(text) == "prose"
+    r = C.compress(text, "Before a CPython pull request can be merged, what does a contributor "
+                   "need to do: which changes do not need a NEWS entry, how is a NEWS entry "
+                   "created and how must its file be named, how is patchcheck run on Unix and "
+                   "on Windows, and how is the CLA signed?", 300)
+    assert r.tokens_after <= 300
+    assert "On *Unix* (including macOS)::" in r.text, r.text
+    assert "make patchcheck" in r.text, r.text
