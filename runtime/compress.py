@@ -267,6 +267,7 @@ class ContextCompressor:
             else:
                 units = content.log_units(lines, rel)
                 content.table_extremes(lines, units, query)
+                content.table_thresholds(lines, units, query)
                 content.duration_extremes(lines, units, query)
                 content.keyed_extremes(lines, units, query)
                 content.severity_extremes(lines, units, query)

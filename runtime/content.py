@@ -895,6 +895,9 @@ _COLUMN_RE = re.compile(r"\S+")
 _TIME_FIRST_RE = re.compile(r"\s*\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AP]M)?(?=\s)")
 
 
+_RULE_RE = re.compile(r"^\s*[-=+|: ]*[-=]{3}[-=+|: ]*$")
+
+
 def table_headers(lines: list[str]) -> dict[int, int]:
     """The rows of tables in ``lines`` (``ps aux``, ``kubectl get pods``, ``df -h``, CSV), each
     mapped to its header line: a row kept without it is a line of numbers nobody can read.
@@ -934,10 +937,13 @@ def table_headers(lines: list[str]) -> dict[int, int]:
             return hit >= max(3, 0.7 * len(cols))
 
         j = i + 1
+        if j < n and _RULE_RE.match(lines[j]):  # a rule under the header ("-----  ----")
+            j += 1
+        first = j
         while j < n and follows(lines[j]):
             j += 1
-        if j - i - 1 >= TABLE_MIN_ROWS:
-            for k in range(i + 1, j):
+        if j - first >= TABLE_MIN_ROWS:
+            for k in range(first, j):
                 out[k] = i
             i = j
         else:
@@ -1517,6 +1523,45 @@ def table_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
                     values.append((v, r))
             if len(values) >= 2:
                 _lift(values, units, most, EXTREME_VALUE)
+
+
+THRESHOLD_ROWS = 20  # rows of a table lifted by a threshold at most (else it picks little)
+
+
+def table_thresholds(lines: list[str], units: Sequence[Unit], query: str) -> None:
+    """A question for the rows past a threshold ("which modules are below 50% coverage",
+    "pods with more than 5 restarts") is answered by comparing the values of the column it
+    names (``Cover``, ``RESTARTS``; a percentage by a column of percentages): the rows that
+    pass gain value, as :func:`table_extremes`' largest do, when they are few."""
+    m = _THRESHOLD_RE.search(query)  # (csv_units' too)
+    if not m:
+        return
+    how, limit = m.group(1).lower(), float(m.group(2))
+    below = how in ("less than", "under", "below", "fewer than", "at most")
+    percent = query[m.end():m.end() + 2].lstrip().startswith("%")
+    from agentflux.runtime.relevance import terms
+    asked = set(terms(query))
+    rows: dict[int, list[int]] = {}
+    for row, header in table_headers(lines).items():
+        rows.setdefault(header, []).append(row)
+    for header, members in rows.items():
+        for col in _COLUMN_RE.finditer(lines[header]):
+            named = terms(col.group())  # "Cover" for "coverage": a column's short name
+            if not any(a.startswith(t) or t.startswith(a) for t in named if len(t) >= 3
+                       for a in asked if len(a) >= 3):
+                continue
+            passed = []
+            for r in members:
+                cell = next((c.group() for c in _COLUMN_RE.finditer(lines[r])
+                             if c.start() < col.end() and c.end() > col.start()), "")
+                v = _amount(cell)
+                if v is not None and cell.endswith("%") == percent and (
+                        (v < limit or (how == "at most" and v == limit)) if below else
+                        (v > limit or (how == "at least" and v == limit))):
+                    passed.append(r)
+            if 0 < len(passed) <= THRESHOLD_ROWS:
+                for r in passed:
+                    units[r].value += EXTREME_VALUE
 
 
 _DURATION_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?(ns|us|µs|ms|s|sec|secs|seconds|min|"

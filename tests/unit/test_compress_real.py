@@ -2180,3 +2180,34 @@ def test_a_line_ending_in_a_colon_brings_the_indented_block_under_it():
     assert r.tokens_after <= 300
     assert "On *Unix* (including macOS)::" in r.text, r.text
     assert "make patchcheck" in r.text, r.text
+
+
+def test_a_tables_rows_past_a_threshold_the_question_sets_are_kept():
+    # coverage.py's report under pytest's progress lines: "which modules are below 50%
+    # coverage" is answered by the Cover column's values; the table (a rule of dashes under
+    # its header) was not read as one, and no value was compared with the question's 50%
+    rnd = __import__("random").Random(8)
+    rows = ["============================= test session starts ==============================",
+            "platform linux -- Python 3.13.9, pytest-8.4.2, pluggy-1.6.0", "collected 639 items",
+            ""]
+    rows += [f"tests/unit/test_module_{i:02d}.py {'.' * (5 + i % 30):<40} [{i * 2:3d}%]"
+             for i in range(50)]
+    rows += ["", "---------- coverage: platform linux, python 3.13.9-final-0 ----------",
+             "Name" + " " * 52 + "Stmts   Miss Branch BrPart  Cover   Missing", "-" * 100]
+    low = {7: (216, 190, "10%"), 23: (83, 48, "41%"), 31: (53, 27, "49%")}
+    for i in range(45):
+        stmts, miss, cover = low.get(i, (rnd.randint(20, 300), 0, ""))
+        if not cover:
+            miss = rnd.randint(0, stmts // 5)
+            cover = f"{100 - 100 * miss // stmts}%"
+        missing = "" if miss == 0 else f"{10 + i}-{20 + i}, {40 + i}"
+        rows.append(f"{'app/pkg/module_' + str(i) + '.py':<56}{stmts:5d}  {miss:5d}  "
+                    f"{rnd.randint(0, 60):5d}  {rnd.randint(0, 4):5d}  {cover:>5}   {missing}")
+    rows += ["-" * 100, f"{'TOTAL':<56} 2883    565    612     52    78%", "",
+             "======================= 639 passed in 41.20s ======================="]
+    text = "\n".join(rows) + "\n"
+    r = C.compress(text, "Which modules in this coverage report are below 50% coverage (give "
+                   "statements, misses and percentage)?", 300)
+    assert r.tokens_after <= 300
+    for i, (stmts, miss, cover) in low.items():
+        assert f"app/pkg/module_{i}.py" in r.text and f" {cover}" in r.text, r.text
