@@ -92,7 +92,10 @@ CODE_LINE_RE = re.compile(
     r"func\s|fn\s|pub(\([^)]*\))?\s|impl\b|struct\s|enum\s|interface\s|type\s+\w+\s|const\s|let\s|"
     r"var\s|function\b|export\s|return\b|if\s*\(|if\s.*:\s*$|for\s*\(|for\s.*:\s*$|while\b|"
     r"else\b|elif\s|try\s*[:{]|except\b|catch\b|switch\b|case\s|@\w+|//|/\*|\*/|\}|#\[|"
-    r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|'''|"
+    r"[\w.\[\]'\"]+\s*(=|\+=|-=|:=|\|=|\?=)\s*\S|[\w.]+\(.*\)\s*;?\s*$|\"\"\"|'''|"
+    # a shell script's (and a Makefile's conditionals)
+    r"(if|while|until)\s+!?\s*\[|(then|fi|do|done|esac)\s*(;|$|#)|local\s|unset\s|"
+    r"[\w-]+\s*\(\)\s*\{?\s*$|(ifeq|ifneq|ifdef|ifndef)\s|endif\s*$|\.PHONY\s*:|"
     # a Dockerfile's instructions
     r"(FROM|RUN|ARG|ENV|COPY|ADD|WORKDIR|ENTRYPOINT|CMD|EXPOSE|LABEL|USER|VOLUME|SHELL|"
     r"HEALTHCHECK|ONBUILD|STOPSIGNAL)\s+\S|"
@@ -103,8 +106,9 @@ CODE_LINE_RE = re.compile(
 # Failed PUT 403", "5 silly cache add ...")
 NUMBERED_LEVEL_RE = re.compile(r"^\d+ (silly|verbose|info|http|warn|error|timing|debug|notice|"
                                r"trace)\s")
-CODE_END_RE = re.compile(r"[;{}:,(\[]\s*$|^\s*[)\]}]")
+CODE_END_RE = re.compile(r"[;{}:,(\[]\s*$|^\s*[)\]}]|\s\\$")  # (and a continued line: " \")
 HEADING_MD_RE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
+SECTION_MD_RE = re.compile(r"^#{2,6}\s+\S")  # a Markdown heading no program's comment looks like
 # reStructuredText: a directive that documents one thing (``.. confval:: junit_family``) heads
 # its indented description like a heading; field lines (``:default: ...``) are docs too
 RST_ENTITY_RE = re.compile(r"^\.\. (confval|option|envvar|setting|describe|object|function|"
@@ -218,8 +222,11 @@ def detect(text: str) -> str:
         # records written in words, their values changing (a solver's "Solving for p, Initial
         # residual = ..." every iteration); a higher bar than code's, as documentation repeats
         # its phrasing more ("Default: ...")
+        # (not a Markdown document in sections, "## [14.3.3]" and "### Fixed" over its bullets:
+        # a changelog)
         records = (skeleton_share(sample) >= PROSE_SKELETON_SHARE
-                   and len(set(sample)) >= PROSE_DISTINCT * n)
+                   and len(set(sample)) >= PROSE_DISTINCT * n
+                   and sum(bool(SECTION_MD_RE.match(ln)) for ln in sample) < 3)
         return "log" if records else "prose"
     return "log"
 
@@ -297,11 +304,14 @@ def diffish(lines: list[str]) -> bool:
     return inside >= 0.7 * len(lines)
 
 
+YAML_MAPPED = 0.2  # of a YAML text's lines, "key:" lines at least
+
+
 def yamlish(lines: list[str]) -> bool:
     """YAML: most lines a mapping's ``key:`` (or a list's ``- ``, a comment, ``---``), some of
     them indented (a structure, not a list of ``Name: value`` lines)."""
     sample = lines[:20000]
-    keyed = nested = code_ends = fences = 0
+    keyed = nested = code_ends = fences = mapped = 0
     block = -1  # the indentation of a block scalar's key ("description: |"): text below it
     for ln in sample:
         ind = len(ln) - len(ln.lstrip(" "))
@@ -309,15 +319,22 @@ def yamlish(lines: list[str]) -> bool:
             keyed += 1  # a line of the block's text
             continue
         block = -1
+        key = YAML_KEY_RE.match(ln)
+        if key and key.group(1).isdigit():  # a backtrace's "  0: 0x7f2e..." is no mapping
+            continue
         if YAML_LINE_RE.match(ln):
             keyed += 1
+            mapped += bool(key)
             nested += ln[:1] == " " or ln.startswith("- ")
             if _BLOCK_SCALAR_RE.search(ln):
                 block = ind
         code_ends += ln.rstrip().endswith((";", "{", ")"))
         fences += ln.startswith("```")  # Markdown's (a bulleted list is YAML's too)
     n = len(sample)
-    return keyed >= 0.7 * n and nested >= 0.2 * n and code_ends < 0.05 * n and not fences
+    # and some of it a mapping's keys: headings and bulleted lines alone are Markdown's (a
+    # changelog's "## [14.3.3]", "### Fixed", "- Fixed ...")
+    return (keyed >= 0.7 * n and nested >= 0.2 * n and code_ends < 0.05 * n and not fences
+            and mapped >= YAML_MAPPED * n)
 
 
 def _wordy(line: str) -> bool:
@@ -2334,13 +2351,16 @@ def _stamped_record(fields: list[str]) -> bool:
 
 def csv_delimiter(lines: list[str]) -> str:
     """The delimiter of a CSV (or TSV, ``;``/``|``-separated) table: its first line has two or
-    more, and :data:`TABLE_SHARE` of the lines after it as many fields; else ""."""
+    more (a tab, one or more), and :data:`TABLE_SHARE` of the lines after it as many fields;
+    else ""."""
     head = lines[0] if lines else ""
     if len(lines) < 6 or head.lstrip()[:1] in "{[<":  # JSON or XML records one per line
         return ""
     sample = lines[1:2001]
     for d in CSV_DELIMITERS:
-        if head.count(d) < 2:
+        # two columns are a table too when tabs set them apart (prose holds no tabs); a
+        # comma, a semicolon or a bar alone is a sentence's as likely
+        if head.count(d) < (1 if d == "\t" else 2):
             continue
         cells = _fields(head, d)
         if sum(bool(_NAMED_CELL_RE.match(c)) for c in cells) >= 0.5 * len(cells):

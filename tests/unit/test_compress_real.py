@@ -2211,3 +2211,77 @@ def test_a_tables_rows_past_a_threshold_the_question_sets_are_kept():
     assert r.tokens_after <= 300
     for i, (stmts, miss, cover) in low.items():
         assert f"app/pkg/module_{i}.py" in r.text and f" {cover}" in r.text, r.text
+
+
+def _makefile() -> str:
+    # a library's Makefile (zstd's lib/Makefile in form): "?=" defaults, ifeq blocks,
+    # .PHONY targets, recipes indented by a tab, a variable continued with " \"
+    out = ["# " + "#" * 64, "# Copyright (c) Meta Platforms, Inc. and affiliates.",
+           "# All rights reserved.", "# " + "#" * 64, "",
+           "# default target (when running `make` with no argument)", "lib-release:", ""]
+    for i, mod in enumerate(["COMPRESSION", "DECOMPRESSION", "DICTBUILDER", "DEPRECATED",
+                             "LEGACY", "MULTITHREAD"]):
+        out += [f"ZSTD_LIB_{mod} ?= {int(i < 4)}", f"ifeq ($(ZSTD_LIB_{mod}), 0)",
+                f"  ZSTD_{mod}_FILES =", f"  CPPFLAGS += -DZSTD_NO_{mod}", "endif", ""]
+    out += ["SET_CACHE_DIRECTORY = \\", "   +$(MAKE) --no-print-directory $@ \\",
+            "    BUILD_DIR=obj/$(HASH_DIR) \\", '    CPPFLAGS="$(CPPFLAGS)" \\',
+            '    LDFLAGS="$(LDFLAGS)"', ""]
+    for target in ("libzstd.a", "libzstd", "lib", "lib-mt", "install", "uninstall", "clean"):
+        out += [f".PHONY: {target}", f"{target}: $(ZSTD_{target.upper().replace('-', '_')}_OBJ)",
+                "\t# Check for multithread flag at target execution time",
+                f"\t$(AR) $(ARFLAGS) $@ $^", f"\t@echo compiling {target} $(LIBVER)", ""]
+    return "\n".join(out) + "\n"
+
+
+def _dockerfile_with_tabs() -> str:
+    # an official image's Dockerfile (python:3.12-slim in form): RUN steps continued over
+    # many tab-indented lines ending in " \"
+    out = ["#", '# NOTE: THIS DOCKERFILE IS GENERATED VIA "apply-templates.sh"', "#",
+           "# PLEASE DO NOT EDIT IT DIRECTLY.", "#", "", "FROM debian:bookworm-slim", "",
+           "# ensure local python is preferred over distribution python",
+           "ENV PATH /usr/local/bin:$PATH", "", "# runtime dependencies", "RUN set -eux; \\",
+           "\tapt-get update; \\", "\tapt-get install -y --no-install-recommends \\"]
+    out += [f"\t\t{pkg} \\" for pkg in ("ca-certificates", "netbase", "tzdata", "dpkg-dev",
+                                         "gcc", "gnupg", "libbz2-dev", "libc6-dev", "libdb-dev",
+                                         "libffi-dev", "libgdbm-dev", "liblzma-dev",
+                                         "libreadline-dev", "libsqlite3-dev", "libssl-dev",
+                                         "make", "tk-dev", "uuid-dev", "wget", "xz-utils")]
+    out += ["\t; \\", "\trm -rf /var/lib/apt/lists/*", "", "ENV PYTHON_VERSION 3.12.8", "",
+            "RUN set -eux; \\", '\twget -O python.tar.xz "https://www.python.org/ftp/python/'
+            '${PYTHON_VERSION}/Python-$PYTHON_VERSION.tar.xz"; \\',
+            "\tmkdir -p /usr/src/python; \\", "\tcd /usr/src/python; \\", "\t./configure \\",
+            "\t\t--enable-optimizations \\", "\t\t--enable-shared \\", "\t\t--with-lto \\",
+            "\t; \\", '\tmake -j "$(nproc)"; \\', "\tmake install", "", 'CMD ["python3"]']
+    return "\n".join(out) + "\n"
+
+
+def test_shell_scripts_makefiles_and_dockerfiles_are_code():
+    # shell's "if [ ... ]; then", "fi", "local", functions; a Makefile's "?=", "ifeq" and
+    # ".PHONY:"; lines continued with " \" (RUN steps, recipes): none looked like code, and a
+    # "# comment" looks like a Markdown heading, so these were read as logs or prose
+    # (nvm's install.sh, tests/data/compress/SOURCES.md)
+    script = (Path(__file__).parents[1] / "data" / "compress" / "nvm-install.sh").read_text()
+    for text in (script, _makefile(), _dockerfile_with_tabs()):
+        assert content.detect(text) == "code", text[:300]
+
+
+def test_a_changelog_a_two_column_tsv_and_a_rust_backtrace_are_read_as_what_they_are():
+    changelog = ["# Changelog", "", "All notable changes to this project will be documented "
+                 "in this file.", ""]
+    for v in range(40, 10, -1):
+        changelog += [f"## [14.{v // 10}.{v % 10}] - 2026-0{1 + v % 9}-1{v % 10}", "",
+                      "### Fixed", "",
+                      f"- Fixed infinite loop with `cells.split_graphemes` in case {v} "
+                      f"https://github.com/Textualize/rich/pull/{3900 + v}",
+                      f"- Fixed control codes reporting a width of {v % 3} "
+                      f"https://github.com/Textualize/rich/pull/{3800 + v}", "", "### Added",
+                      "", f"- Added `Console.export_{v}` for exporting what was printed "
+                      f"https://github.com/Textualize/rich/pull/{3700 + v}", ""]
+    assert content.detect("\n".join(changelog) + "\n") == "prose"  # was YAML, then a log
+    tsv = "id\trate\n" + "".join(f"{1001 + 2 * i}\t.{90 + i % 80:03d}\n" for i in range(300))
+    assert content.detect(tsv) == "csv"  # two columns: was a log
+    # a rustc panic's backtrace (tests/data/compress/SOURCES.md): "   0:     0x7f2e5c3ca2ba -
+    # std::..." was a YAML key, and its "note: ..." lines too
+    trace = (Path(__file__).parents[1] / "data" / "compress" / "rustc-ice-backtrace.log"
+             ).read_text()
+    assert content.detect(trace) == "log"
