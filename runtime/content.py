@@ -177,14 +177,15 @@ def detect(text: str) -> str:
     if csv_delimiter(lines):
         return "csv"
     # a Markdown document's fenced examples are the document's, not code to read as code
-    fence = False
-    unfenced = []
+    # (but a program's traceback pasted in one is what a bug report is about: below)
+    whole, fence, unfenced = lines, False, []
     for ln in lines:
         if FENCE_RE.match(ln):
             fence = not fence
         elif not fence:
             unfenced.append(ln)
-    if len(unfenced) < len(lines) and not fence and any(HEADING_MD_RE.match(ln) for ln in unfenced):
+    if (len(unfenced) < len(lines) and not fence
+            and any(HEADING_MD_RE.match(ln) for ln in unfenced)):
         lines = unfenced
     step = max(1, len(lines) // 2000)  # a sample of long texts: detection stays cheap
     sample = lines[::step]
@@ -202,7 +203,7 @@ def detect(text: str) -> str:
     records = sum(bool(RECORD_RE.match(ln)) for ln in sample)
     if records >= 0.5 * n or any(TEST_RUN_RE.search(ln.strip()) for ln in sample[:400]):
         return "log"
-    if _program_trace(lines):  # a script's output that ends in a traceback
+    if _program_trace(whole):  # a script's output that ends in a traceback
         return "log"
     if logish >= 0.3 * n and logish >= codeish * 0.5:
         return "log"
