@@ -991,9 +991,8 @@ def id_spans(body: list[str], units: Sequence[Unit]) -> None:
     lines (which task, how long, what it returned) gain a share of the best value inside."""
     at: dict[str, list[int]] = {}
     for i, ln in enumerate(body):
-        if "-" in ln or any(c.isdigit() for c in ln[:400]):
-            for m in _ID_TOKEN_RE.finditer(ln[:400]):
-                at.setdefault(m.group(), []).append(i)
+        for m in _ID_TOKEN_RE.finditer(ln[:400]):
+            at.setdefault(m.group(), []).append(i)
     for seen in at.values():
         a, b = seen[0], seen[-1]
         if len(seen) > 6 or b - a < 2 or b - a > SPAN_MAX:
@@ -2108,6 +2107,8 @@ def split_long(units: list[Unit], rel: list[float], query: str,
                 split.append((len(out) - 1, first[k]))
     for u in out:
         u.deps = [first[d] for d in u.deps if 0 <= d < len(first)]
+        if u.record_end >= 0:  # (an index of a unit too)
+            u.record_end = first[u.record_end] if u.record_end < len(first) else len(out)
     for k, head in split:
         out[k].deps.append(head)
     return out, out_rel

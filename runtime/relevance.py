@@ -195,7 +195,7 @@ class BM25:
 
 
 NOISE = 0.15  # scaled scores below this are matches on common parts only ("ord" of ord-47110)
-NEGATED_WEIGHT = -1.0  # a word the query excludes ("other than X", "except X", "excluding X")
+NEGATED_WEIGHT = -1.0  # a word the query contrasts ("instead of X", "rather than X")
 _NEGATING = (r"\b(other than|except(?: for)?|excluding|besides|apart from|but not|rather than|"
              r"instead of)")
 # "use 2_28 instead of 2_17", "Brotli found instead of pkg-config": what is replaced is part of

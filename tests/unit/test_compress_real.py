@@ -2285,3 +2285,18 @@ def test_a_changelog_a_two_column_tsv_and_a_rust_backtrace_are_read_as_what_they
     trace = (Path(__file__).parents[1] / "data" / "compress" / "rustc-ice-backtrace.log"
              ).read_text()
     assert content.detect(trace) == "log"
+
+
+def test_a_records_end_follows_its_units_when_long_lines_are_split():
+    # a line too long is split into pieces, so the units after it move: the end of a record
+    # a later line opens (Unit.record_end, an index of a unit) moves with them
+    long = "x" * (content.LONG_CHARS * 3)
+    units = [content.Unit(0, 1, long), content.Unit(1, 2, "Time = 10", record_end=4),
+             content.Unit(2, 3, "residual 0.1"), content.Unit(3, 4, "residual 0.2"),
+             content.Unit(4, 5, "Time = 20")]
+    split, _ = content.split_long(units, [0.0] * 5, "", lambda texts, q: [0.0] * len(texts))
+    pieces = len(split) - 4
+    assert pieces > 1
+    head = next(u for u in split if u.text == "Time = 10")
+    assert head.record_end == 4 + pieces - 1
+    assert split[head.record_end].text == "Time = 20"
