@@ -67,7 +67,7 @@ import csv
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import orjson
 
@@ -1524,22 +1524,25 @@ def table_extremes(lines: list[str], units: Sequence[Unit], query: str) -> None:
         return
     from agentflux.runtime.relevance import terms
     asked = set(terms(query))
+    for cells in table_columns(lines, lambda name: bool(asked.intersection(terms(name)))):
+        values = [(v, r) for cell, r in cells if (v := _amount(cell)) is not None]
+        if len(values) >= 2:
+            _lift(values, units, most, EXTREME_VALUE)
+
+
+def table_columns(lines: list[str], named: Callable[[str], bool]
+                  ) -> Iterator[list[tuple[str, int]]]:
+    """The columns of the tables in ``lines`` whose header ``named`` accepts, each as its
+    cells with their rows (the row's field under the column, left or right aligned)."""
     rows: dict[int, list[int]] = {}
     for row, header in table_headers(lines).items():
         rows.setdefault(header, []).append(row)
     for header, members in rows.items():
         for col in _COLUMN_RE.finditer(lines[header]):
-            if not asked.intersection(terms(col.group())):
-                continue
-            values = []
-            for r in members:  # the row's field under the column (left or right aligned)
-                cell = next((m.group() for m in _COLUMN_RE.finditer(lines[r])
-                             if m.start() < col.end() and m.end() > col.start()), "")
-                v = _amount(cell)
-                if v is not None:
-                    values.append((v, r))
-            if len(values) >= 2:
-                _lift(values, units, most, EXTREME_VALUE)
+            if named(col.group()):
+                yield [(next((m.group() for m in _COLUMN_RE.finditer(lines[r])
+                              if m.start() < col.end() and m.end() > col.start()), ""), r)
+                       for r in members]
 
 
 THRESHOLD_ROWS = 20  # rows of a table lifted by a threshold at most (else it picks little)
@@ -1557,28 +1560,19 @@ def table_thresholds(lines: list[str], units: Sequence[Unit], query: str) -> Non
     below = how in ("less than", "under", "below", "fewer than", "at most")
     percent = query[m.end():m.end() + 2].lstrip().startswith("%")
     from agentflux.runtime.relevance import terms
-    asked = set(terms(query))
-    rows: dict[int, list[int]] = {}
-    for row, header in table_headers(lines).items():
-        rows.setdefault(header, []).append(row)
-    for header, members in rows.items():
-        for col in _COLUMN_RE.finditer(lines[header]):
-            named = terms(col.group())  # "Cover" for "coverage": a column's short name
-            if not any(a.startswith(t) or t.startswith(a) for t in named if len(t) >= 3
-                       for a in asked if len(a) >= 3):
-                continue
-            passed = []
-            for r in members:
-                cell = next((c.group() for c in _COLUMN_RE.finditer(lines[r])
-                             if c.start() < col.end() and c.end() > col.start()), "")
-                v = _amount(cell)
-                if v is not None and cell.endswith("%") == percent and (
-                        (v < limit or (how == "at most" and v == limit)) if below else
-                        (v > limit or (how == "at least" and v == limit))):
-                    passed.append(r)
-            if 0 < len(passed) <= THRESHOLD_ROWS:
-                for r in passed:
-                    units[r].value += EXTREME_VALUE
+    asked = [a for a in terms(query) if len(a) >= 3]
+
+    def named(name: str) -> bool:  # "Cover" for "coverage": a column's short name too
+        return any(a.startswith(t) or t.startswith(a) for t in terms(name) if len(t) >= 3
+                   for a in asked)
+    for cells in table_columns(lines, named):
+        passed = [r for cell, r in cells if (v := _amount(cell)) is not None
+                  and cell.endswith("%") == percent
+                  and ((v < limit or (how == "at most" and v == limit)) if below else
+                       (v > limit or (how == "at least" and v == limit)))]
+        if 0 < len(passed) <= THRESHOLD_ROWS:
+            for r in passed:
+                units[r].value += EXTREME_VALUE
 
 
 _DURATION_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?(ns|us|µs|ms|s|sec|secs|seconds|min|"
