@@ -978,8 +978,8 @@ RECORD_VALUE = 2.0  # times its relevance, each line of its record (as a matchin
 RECORD_REGULAR = 0.5  # of a template's lines at its usual distance from the next: records
 
 
-_ID_TOKEN_RE = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|"
-                          r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,40}\b")
+# a UUID, or a hex id of 12-40 digits (with a letter and a digit: not a number, not a word)
+_ID_TOKEN_RE = re.compile(r"\b[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\b|\b[0-9a-f]{12,40}\b")
 SPAN_MAX = 40  # lines from a task's first line to its last (its id on both)
 SPAN_SHARE = 0.5  # of the best value inside a span, its first and last lines'
 
@@ -992,7 +992,9 @@ def id_spans(body: list[str], units: Sequence[Unit]) -> None:
     at: dict[str, list[int]] = {}
     for i, ln in enumerate(body):
         for m in _ID_TOKEN_RE.finditer(ln[:400]):
-            at.setdefault(m.group(), []).append(i)
+            t = m.group()
+            if "-" in t or (not t.isdigit() and not t.isalpha()):
+                at.setdefault(t, []).append(i)
     for seen in at.values():
         a, b = seen[0], seen[-1]
         if len(seen) > 6 or b - a < 2 or b - a > SPAN_MAX:
