@@ -26,8 +26,9 @@ import re
 from collections import Counter
 from typing import Any
 
-from agentflux.runtime.content import (COMMON_KEY, ERROR_WORD_RE, EXC_NAME_RE, KEY_ONLY,
-                                       MESSAGE_KEYS, RECORD_MATCH, Unit, picked_by_values)
+from agentflux.runtime.content import (COMMON_KEY, ERROR_WORD_RE, EXC_NAME_RE, FILE_KEYS,
+                                       KEY_ONLY, LINE_KEYS, MESSAGE_KEYS, RECORD_MATCH, Unit,
+                                       bring_locations, picked_by_values)
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import index, query_weights, scale
 
@@ -105,7 +106,34 @@ class JsonDoc:
                 text += '{},"…": "12 more keys"'
             self.units.append(Unit(i, i + 1, text, value=value, deps=deps,
                                    critical=rel[i] > 0.5))
+        bring_locations(self.units, self._locations())  # a file's field: its line number
         self.rel = rel
+
+    def _locations(self) -> dict[int, int]:
+        """Each leaf naming a file (:data:`FILE_KEYS`) mapped to the leaf of its location's line
+        number (:data:`LINE_KEYS`) in its object, in an object of it or in an object beside it
+        (``"path"`` and ``"start": {"line": 12}``; SARIF's ``"artifactLocation": {"uri"}`` and
+        ``"region": {"startLine"}``), nearest first; not inside an array (a file's list of
+        findings is not its location)."""
+        lines: dict[tuple, list[int]] = {}
+        for j, q in enumerate(self.paths):
+            if len(q) >= 1 and isinstance(q[-1], str) and q[-1].lower() in LINE_KEYS:
+                lines.setdefault(q[:-1], []).append(j)
+                if len(q) >= 2 and isinstance(q[-2], str):
+                    lines.setdefault(q[:-2], []).append(j)
+        out: dict[int, int] = {}
+        if not lines:
+            return out
+        for i, p in enumerate(self.paths):
+            if not (p and isinstance(p[-1], str) and p[-1].lower() in FILE_KEYS):
+                continue
+            o = p[:-1]
+            for a in (o, o[:-1]) if o and isinstance(o[-1], str) else (o,):
+                hit = lines.get(a)
+                if hit:
+                    out[i] = min(hit, key=lambda j: abs(j - i))
+                    break
+        return out
 
     def _by_values(self, rel: list[float]) -> list[float] | None:
         """Per leaf, its relevance with the keys most records of its array have left out,

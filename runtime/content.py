@@ -1447,6 +1447,13 @@ MAX_ID_SIBLINGS = 4
 MESSAGE_KEYS = frozenset({"message", "msg", "detail", "details", "description", "reason",
                           "error_description", "errormessage", "error_message"})
 ID_REACH = 3  # objects up where a field of an object without identifying fields finds some
+# a finding's location is a file and a line, often written apart (Semgrep's "path" and its
+# "start": {"line": 12}; SARIF's "artifactLocation": {"uri"} and "region": {"startLine"}; a
+# crash report frame's "sourceFile" and "sourceLine"): either brings the other
+FILE_KEYS = frozenset({"path", "file", "filename", "file_name", "filepath", "file_path", "uri",
+                       "sourcefile", "source_file", "sourcepath", "source_path"})
+LINE_KEYS = frozenset({"line", "startline", "start_line", "lineno", "line_no", "line_number",
+                       "linenumber", "sourceline", "source_line", "beginline", "begin_line"})
 RECORD_MATCH = 0.3  # an object's best field relevance (0..1) that makes its other fields count
 COMMON_KEY = 3  # objects that have a key for it to be a field of every record (type, line)
 KEY_ONLY = 0.25  # of a line's relevance from its key alone, in a record the query does not pick
@@ -1847,7 +1854,58 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
         u.critical = r > 0.5
         u.outline = i in id_lines.get(p, ())
         u.filler = u.outline
+    bring_locations(units, location_pairs(lines, parent, children, key_re, opens))
     return units
+
+
+def bring_locations(units: Sequence[Unit], pairs: dict[int, int]) -> None:
+    """A unit naming a file (``pairs``: its line number's unit), or bringing one along (an
+    identifying ``path``), brings the line number too, with what that brings."""
+    if not pairs:
+        return
+    for i, u in enumerate(units):
+        for f in [i] + [d for d in u.deps if d in pairs]:
+            k = pairs.get(f, -1)
+            if k >= 0 and k != i:
+                u.deps = list(dict.fromkeys(u.deps + [k] + units[k].deps))
+
+
+def location_pairs(lines: list[str], parent: list[int], children: dict[int, list[int]],
+                   key_re: re.Pattern[str], opens: tuple[str, ...]) -> dict[int, int]:
+    """Each line of a file's field (:data:`FILE_KEYS`) mapped to the line of its location's
+    line number (:data:`LINE_KEYS`) and back: found in the file's object, in an object of
+    it, or in an object beside it (one object up, not past an array's element), nearest
+    first; arrays are not looked into (a file's list of findings is not its location)."""
+    def key(k: int) -> str:
+        m = key_re.match(lines[k])
+        return m.group(1).lower() if m and not lines[k].rstrip().endswith(opens) else ""
+
+    def element(k: int) -> bool:  # an array's element opens here: {  }, {  [ {
+        t = lines[k].rstrip()
+        return t.endswith("{") and (t.lstrip().startswith(("{", "}", "-")) or t.endswith("[ {")
+                                    or t.endswith("[{"))
+
+    def find(i: int, want: frozenset[str]) -> int:
+        o = parent[i]
+        tops = [o] if o < 0 or element(o) or parent[o] < 0 else [o, parent[o]]
+        for a in tops:
+            level = [k for k in children.get(a, []) if k != i]
+            for _ in range(2):
+                hit = [k for k in level if key(k) in want]
+                if hit:
+                    return min(hit, key=lambda k: abs(k - i))
+                level = [c for k in level if not lines[k].rstrip().endswith("[")
+                         for c in children.get(k, [])]
+        return -1
+
+    pairs: dict[int, int] = {}
+    for i in range(len(lines)):
+        name = key(i)
+        if name in FILE_KEYS:
+            k = find(i, LINE_KEYS)
+            if k >= 0:
+                pairs[i] = k
+    return pairs
 
 
 # -- prose and documentation ------------------------------------------------------------------

@@ -1242,6 +1242,35 @@ def test_records_picked_by_a_value_on_one_line_json_too():
     assert sum("line" in f for f in shown) >= len(shown) - 1, shown
 
 
+@pytest.mark.parametrize("layout", ["pretty", "one line"])
+def test_a_findings_file_brings_its_line_number(layout):
+    # "where are the unused imports?" of pylint's JSON report (microsoft/sarif-sdk's test
+    # data), at a budget that binds: the answer is a file and a line. The matching findings
+    # kept their "symbol" and, as an identifying field, their "path", but not their "line":
+    # a location is both (Semgrep's "path" and "start": {"line"}, SARIF's "uri" and "region":
+    # {"startLine"} too), so a kept file brings its line number
+    text = (Path(__file__).parents[1] / "data" / "compress" / "pylint-01.json").read_text()
+    findings = json.loads(text)
+    if layout == "one line":
+        text = json.dumps(findings)
+    r = C.compress(text, "where are the unused imports?", 200 if layout == "pretty" else 300)
+    assert r.tokens_after <= (200 if layout == "pretty" else 300)
+    unused = [f for f in findings if f["symbol"] == "unused-import"]
+    if layout == "pretty":
+        shown = r.text.split('"symbol": "unused-import"')[:-1]
+        assert len(shown) >= 3, r.text
+        for block in shown:  # each finding shown says its line, above its symbol
+            record = block.rsplit("{", 1)[-1]
+            assert re.search(r'"line": \d+,', record), (record, r.text)
+    else:
+        shown = [f for f in json.loads(r.text)
+                 if isinstance(f, dict) and f.get("symbol") == "unused-import"]
+        assert len(shown) >= 3, r.text
+        lines = {(f["line"], f["path"]) for f in unused}
+        for f in shown:
+            assert (f.get("line"), f.get("path")) in lines, (f, r.text)
+
+
 def test_a_traces_library_frames_give_way_to_what_the_question_asks():
     # Pulsar's TestNG report: "which test failed, with what assertion and at which source
     # line, and which tests were skipped". At 1,000 tokens the failure's 25-frame trace was
@@ -2300,3 +2329,65 @@ def test_a_records_end_follows_its_units_when_long_lines_are_split():
     head = next(u for u in split if u.text == "Time = 10")
     assert head.record_end == 4 + pieces - 1
     assert split[head.record_end].text == "Time = 20"
+
+
+SARIF_21 = """{
+  "runs" : [ {
+    "results" : [ {
+      "ruleId" : "js/incomplete-sanitization",
+      "message" : {
+        "text" : "This replaces only the first occurrence of '['."
+      },
+      "locations" : [ {
+        "physicalLocation" : {
+          "artifactLocation" : {
+            "uri" : "app.ts",
+            "index" : 0
+          },
+          "region" : {
+            "startLine" : 30,
+            "startColumn" : 21
+          }
+        }
+      } ]
+    }, {
+      "ruleId" : "js/incomplete-sanitization",
+      "locations" : [ {
+        "physicalLocation" : {
+          "artifactLocation" : {
+            "uri" : "dist/app.js"
+          },
+          "region" : {
+            "startLine" : 37
+          }
+        }
+      } ]
+    } ]
+  } ]
+}"""
+
+
+def test_a_location_pairs_its_file_with_its_line_number_where_tools_write_them():
+    # SARIF 2.1 (CodeQL's layout): the file in "artifactLocation", its line in the "region"
+    # beside it; each result's file pairs with its own line, never another result's
+    lines = SARIF_21.splitlines()
+    units = content.json_line_units(lines, [0.0] * len(lines))
+    at = {ln.strip(): k for k, ln in enumerate(lines)}
+    assert at['"startLine" : 30,'] in units[at['"uri" : "app.ts",']].deps
+    assert at['"startLine" : 37'] in units[at['"uri" : "dist/app.js"']].deps
+    assert at['"startLine" : 30,'] not in units[at['"uri" : "dist/app.js"']].deps
+    # Semgrep's one-line JSON: "path" and "start": {"line": ...}; a finding's kept message
+    # brings its path (an identifying field), and the path its line
+    semgrep = json.dumps({"results": [
+        {"check_id": "php.lang.security.phpinfo-use.phpinfo-use", "path": "phpinfo.php",
+         "start": {"line": 8, "col": 1}, "end": {"line": 8, "col": 11},
+         "extra": {"message": "The 'phpinfo' function may reveal sensitive information "
+                   "about your environment.", "severity": "ERROR"}},
+        {"check_id": "php.lang.security.tainted-exec.tainted-exec",
+         "path": "vulnerabilities/exec/source/low.php", "start": {"line": 15, "col": 9},
+         "end": {"line": 15, "col": 40},
+         "extra": {"message": "Executing non-constant commands. This can lead to command "
+                   "injection.", "severity": "ERROR"}}] * 20})
+    r = C.compress(semgrep, "where is phpinfo called?", 80)
+    assert r.tokens_after <= 80
+    assert '"path": "phpinfo.php", "start": {"line": 8' in r.text, r.text
