@@ -27,8 +27,8 @@ from collections import Counter
 from typing import Any
 
 from agentflux.runtime.content import (COMMON_KEY, ERROR_WORD_RE, EXC_NAME_RE, FILE_KEYS,
-                                       KEY_ONLY, LINE_KEYS, MESSAGE_KEYS, RECORD_MATCH, Unit,
-                                       bring_locations, picked_by_values)
+                                       KEY_ONLY, LINE_KEYS, LOCATION_DEPTH, MESSAGE_KEYS,
+                                       RECORD_MATCH, Unit, bring_locations, picked_by_values)
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import index, query_weights, scale
 
@@ -106,8 +106,49 @@ class JsonDoc:
                 text += '{},"…": "12 more keys"'
             self.units.append(Unit(i, i + 1, text, value=value, deps=deps,
                                    critical=rel[i] > 0.5))
+        bring_locations(self.units, self._message_locations())  # a finding's message: its file
         bring_locations(self.units, self._locations())  # a file's field: its line number
         self.rel = rel
+
+    def _message_locations(self) -> dict[int, int]:
+        """Each message of a finding (a :data:`MESSAGE_KEYS` field, or a ``message`` object's
+        ``text`` as SARIF writes it) mapped to its finding's file (:data:`FILE_KEYS`), the
+        nearest in the finding's object, :data:`LOCATION_DEPTH` objects down at most, through
+        arrays' first elements only (its first location)."""
+        files: dict[tuple, tuple[int, int]] = {}  # an object's path: (depth, its file leaf)
+        for j, q in enumerate(self.paths):
+            if not (q and isinstance(q[-1], str) and q[-1].lower() in FILE_KEYS):
+                continue
+            depth = 0
+            for cut in range(len(q) - 1, max(len(q) - 2 - LOCATION_DEPTH * 2, -1), -1):
+                o = q[:cut]
+                if files.get(o, (99, 0))[0] > depth:
+                    files[o] = (depth, j)
+                if cut and isinstance(q[cut - 1], int):
+                    if q[cut - 1] != 0:
+                        break  # not the first element: not the finding's location
+                else:
+                    depth += 1
+                    if depth > LOCATION_DEPTH:
+                        break
+        out: dict[int, int] = {}
+        if not files:
+            return out
+        for i, p in enumerate(self.paths):
+            if not (p and isinstance(p[-1], str)):
+                continue
+            name = p[-1].lower()
+            if name in MESSAGE_KEYS:
+                o = p[:-1]
+            elif (name in ("text", "markdown") and len(p) >= 2 and isinstance(p[-2], str)
+                  and p[-2].lower() in MESSAGE_KEYS):
+                o = p[:-2]
+            else:
+                continue
+            hit = files.get(o)
+            if hit is not None and hit[1] != i:
+                out[i] = hit[1]
+        return out
 
     def _locations(self) -> dict[int, int]:
         """Each leaf naming a file (:data:`FILE_KEYS`) mapped to the leaf of its location's line

@@ -1854,20 +1854,75 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
         u.critical = r > 0.5
         u.outline = i in id_lines.get(p, ())
         u.filler = u.outline
+    bring_locations(units, message_locations(lines, parent, children, key_re, opens))
     bring_locations(units, location_pairs(lines, parent, children, key_re, opens))
     return units
 
 
+LOCATION_DEPTH = 4  # objects down from a finding to its location's file (SARIF's result:
+# "locations": [{"physicalLocation": {"artifactLocation": {"uri"}}}])
+
+
+def message_locations(lines: list[str], parent: list[int], children: dict[int, list[int]],
+                      key_re: re.Pattern[str], opens: tuple[str, ...]) -> dict[int, int]:
+    """Each message of a finding (a :data:`MESSAGE_KEYS` field, or the ``text`` of a
+    ``message`` object as SARIF writes it) mapped to its finding's file (:data:`FILE_KEYS`):
+    the nearest in the finding's object, :data:`LOCATION_DEPTH` objects down at most, through
+    the first element of an array (its first location) only."""
+    def key(k: int) -> str:
+        m = key_re.match(lines[k])
+        return m.group(1).lower() if m else ""
+
+    def opening(k: int) -> bool:
+        return lines[k].rstrip().endswith(opens)
+
+    def below(o: int) -> list[int]:
+        """The fields of object line ``o`` (an array's: its first element's)."""
+        t = lines[o].rstrip()
+        kids = children.get(o, [])
+        if t.endswith("[") and kids:  # the first element only
+            first = kids[0]
+            return children.get(first, []) if lines[first].strip() in ("{", "- ") else [first]
+        return [k for k in kids if not lines[k].lstrip().startswith("}")]  # "}, {": another
+
+    found: dict[int, int] = {}
+    out: dict[int, int] = {}
+    for i in range(len(lines)):
+        name = key(i)
+        if opening(i) or not name:
+            continue
+        o = parent[i]
+        if name in ("text", "markdown") and o >= 0 and key(o) in MESSAGE_KEYS:
+            o = parent[o]
+        elif name not in MESSAGE_KEYS:
+            continue
+        if o < 0:
+            continue
+        if o not in found:
+            found[o] = -1
+            level = below(o)
+            for _ in range(LOCATION_DEPTH + 1):
+                hit = [k for k in level if not opening(k) and key(k) in FILE_KEYS]
+                if hit:
+                    found[o] = hit[0]
+                    break
+                level = [c for k in level if opening(k) for c in below(k)]
+        if found[o] >= 0:
+            out[i] = found[o]
+    return out
+
+
 def bring_locations(units: Sequence[Unit], pairs: dict[int, int]) -> None:
-    """A unit naming a file (``pairs``: its line number's unit), or bringing one along (an
-    identifying ``path``), brings the line number too, with what that brings."""
+    """A unit in ``pairs`` (a file's field: its line number's unit; a finding's message: its
+    file's), or bringing one along (an identifying ``path``; an object's opening line its
+    message), brings its pair too, with what that brings."""
     if not pairs:
         return
     for i, u in enumerate(units):
         for f in [i] + [d for d in u.deps if d in pairs]:
             k = pairs.get(f, -1)
             if k >= 0 and k != i:
-                u.deps = list(dict.fromkeys(u.deps + [k] + units[k].deps))
+                u.deps = list(dict.fromkeys(u.deps + [k]))
 
 
 def location_pairs(lines: list[str], parent: list[int], children: dict[int, list[int]],

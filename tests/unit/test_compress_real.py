@@ -2331,6 +2331,34 @@ def test_a_records_end_follows_its_units_when_long_lines_are_split():
     assert split[head.record_end].text == "Time = 20"
 
 
+@pytest.mark.parametrize("layout", ["pretty", "one line"])
+def test_a_findings_message_brings_its_location(layout):
+    # a SARIF report (Fortify's, of Java code, from microsoft/sarif-sdk's test data): "on which
+    # lines is Random.setSeed called with a constant?" kept the five findings' messages and
+    # none of their lines: a result's location is three objects down its "locations" array
+    # (physicalLocation, artifactLocation's "uri", region's "startLine"). A finding's message
+    # brings its first location's file, and the file its line
+    text = (Path(__file__).parents[1] / "data" / "compress" / "fortify-banned-apis.sarif"
+            ).read_text()
+    results = json.loads(text)["runs"][0]["results"]
+    if layout == "one line":
+        text = json.dumps(json.loads(text))
+    seeds = [r for r in results if r["message"]["text"].startswith("Random.setSeed")]
+    lines = [r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in seeds]
+    r = C.compress(text, "On which lines is Random.setSeed called with a constant?", 400)
+    assert r.tokens_after <= 400
+    if layout == "pretty":
+        for n in lines:
+            assert f'"startLine": {n}\n' in r.text, (n, r.text)
+    else:
+        shown = [res for res in json.loads(r.text)["runs"][0]["results"]
+                 if isinstance(res, dict) and "setSeed" in str(res.get("message"))]
+        assert len(shown) == len(seeds)
+        got = sorted(res["locations"][0]["physicalLocation"]["region"]["startLine"]
+                     for res in shown)
+        assert got == sorted(lines), r.text
+
+
 SARIF_21 = """{
   "runs" : [ {
     "results" : [ {
