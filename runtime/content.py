@@ -1854,8 +1854,10 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
         u.critical = r > 0.5
         u.outline = i in id_lines.get(p, ())
         u.filler = u.outline
-    bring_locations(units, message_locations(lines, parent, children, key_re, opens))
-    bring_locations(units, location_pairs(lines, parent, children, key_re, opens))
+    names = [m.group(1).lower() if (m := key_re.match(ln)) else "" for ln in lines]
+    opened = [ln.rstrip().endswith(opens) for ln in lines]
+    bring_locations(units, message_locations(lines, parent, children, names, opened))
+    bring_locations(units, location_pairs(lines, parent, children, names, opened))
     return units
 
 
@@ -1864,17 +1866,17 @@ LOCATION_DEPTH = 4  # objects down from a finding to its location's file (SARIF'
 
 
 def message_locations(lines: list[str], parent: list[int], children: dict[int, list[int]],
-                      key_re: re.Pattern[str], opens: tuple[str, ...]) -> dict[int, int]:
+                      names: list[str], opened: list[bool]) -> dict[int, int]:
     """Each message of a finding (a :data:`MESSAGE_KEYS` field, or the ``text`` of a
     ``message`` object as SARIF writes it) mapped to its finding's file (:data:`FILE_KEYS`):
     the nearest in the finding's object, :data:`LOCATION_DEPTH` objects down at most, through
-    the first element of an array (its first location) only."""
+    the first element of an array (its first location) only. ``names``: each line's key
+    (lowercase, "" for none); ``opened``: whether it opens an object or an array."""
     def key(k: int) -> str:
-        m = key_re.match(lines[k])
-        return m.group(1).lower() if m else ""
+        return names[k]
 
     def opening(k: int) -> bool:
-        return lines[k].rstrip().endswith(opens)
+        return opened[k]
 
     def below(o: int) -> list[int]:
         """The fields of object line ``o`` (an array's: its first element's)."""
@@ -1926,14 +1928,14 @@ def bring_locations(units: Sequence[Unit], pairs: dict[int, int]) -> None:
 
 
 def location_pairs(lines: list[str], parent: list[int], children: dict[int, list[int]],
-                   key_re: re.Pattern[str], opens: tuple[str, ...]) -> dict[int, int]:
+                   names: list[str], opened: list[bool]) -> dict[int, int]:
     """Each line of a file's field (:data:`FILE_KEYS`) mapped to the line of its location's
-    line number (:data:`LINE_KEYS`) and back: found in the file's object, in an object of
-    it, or in an object beside it (one object up, not past an array's element), nearest
-    first; arrays are not looked into (a file's list of findings is not its location)."""
+    line number (:data:`LINE_KEYS`): found in the file's object, in an object of it, or in
+    an object beside it (one object up, not past an array's element), nearest first; arrays
+    are not looked into (a file's list of findings is not its location). ``names`` and
+    ``opened`` as for :func:`message_locations`."""
     def key(k: int) -> str:
-        m = key_re.match(lines[k])
-        return m.group(1).lower() if m and not lines[k].rstrip().endswith(opens) else ""
+        return "" if opened[k] else names[k]
 
     def element(k: int) -> bool:  # an array's element opens here: {  }, {  [ {
         t = lines[k].rstrip()
