@@ -122,7 +122,13 @@ TEST_RE = re.compile(r"^(=+ .*(FAILURES|ERRORS|test session|short test summary|p
 RECORD_RE = re.compile(r"^\s*(\{.*\}|<[\w?!/].*>)\s*,?\s*$")
 TEST_RUN_RE = re.compile(r"^=+ (test session starts|FAILURES|ERRORS) =+$|^--- FAIL: |^=== RUN |"
                          r"<testsuites?\b|<test-run\b|^FAIL\s+\S+\s+\(?\d|^Tests run: \d+|"
-                         r"^\s*\d+ (passing|failing)\b|^Test Suites: ")
+                         r"^\s*\d+ (passing|failing)\b|^Test Suites: |"
+                         # PHPUnit's banner and summary, RSpec's and Minitest's summaries,
+                         # cargo test's, Vitest's, dotnet test's
+                         r"^PHPUnit \d+\.\d+\S* by |^Tests: \d+, Assertions: \d+|"
+                         r"^\d+ examples?, \d+ failures?|^\d+ runs, \d+ assertions, |"
+                         r"^test result: (ok|FAILED)\. \d+ passed|^Test Files\s+\d+ (passed|failed)|"
+                         r"^(Passed|Failed)!\s+- Failed:\s+\d+|^Total tests: \d+")
 
 
 # a traceback as a program writes it: its header at the start of a line, its first frame

@@ -320,6 +320,34 @@ def test_a_programs_output_that_ends_in_a_traceback_is_read_as_a_log(tmp_path):
     assert [content.detect(t) for t in (java, go, doc)] == ["log", "log", "prose"]
 
 
+@pytest.mark.parametrize("banner, summary", [
+    ("PHPUnit 9.6.22 by Sebastian Bergmann and contributors.",
+     "Tests: 34, Assertions: 45, Errors: 1, Failures: 1."),
+    ("Randomized with seed 41207", "35 examples, 26 failures"),  # RSpec
+    ("# Running:", "12 runs, 20 assertions, 2 failures, 0 errors, 0 skips"),  # Minitest
+    ("running 12 tests", "test result: FAILED. 10 passed; 2 failed; 0 ignored; 0 measured"),
+    (" RUN  v1.6.0 /app", " Test Files  2 failed | 5 passed (7)"),  # Vitest
+    ("Starting test execution, please wait...",
+     "Failed!  - Failed:     2, Passed:    31, Skipped:     0, Total:    33"),  # dotnet test
+])
+def test_a_test_runs_summary_makes_it_a_log_however_wordy_its_lines(banner, summary):
+    # a PHPUnit run in a WordPress plugin's container (from the second blind detection
+    # corpus): 100 of its 149 lines are PHP's "Deprecated: Creation of dynamic property ..."
+    # notices, sentences, and it was read as prose; a test runner's banner or summary line,
+    # as PHPUnit, RSpec, Minitest, cargo test, Vitest and dotnet test write them, says what
+    # the text is, as pytest's, Jest's and Maven's did
+    notice = ("Deprecated: Creation of dynamic property ScreenlyCast\\Tests\\TestCore::$paths is "
+              "deprecated in /var/www/html/wp-content/plugins/screenly-cast/tests/test-core.php "
+              "on line 21\n\n")
+    text = (banner + "\n\n" + ".\n".join([notice] * 40) + "\n1) TestCore::testInit\n"
+            + "Failed asserting that an array is empty.\n\n" + summary + "\n")
+    assert content.detect(text) == "log"
+    # in a document, a fenced example's summary line does not make it a log
+    doc = ("# Testing\n\n" + "Run the suite before you open a pull request, and fix what "
+           "it reports.\n\n" * 20 + "```\n" + summary + "\n```\n")
+    assert content.detect(doc) == "prose"
+
+
 def test_a_level_written_as_one_letter_is_a_level():
     # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
     # error; among hundreds of D and I lines the two E lines had not counted as errors
