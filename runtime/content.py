@@ -217,8 +217,10 @@ def detect(text: str) -> str:
         return "log"
     # a build's output: a compiler's diagnostics on one line in ten or more (with the source
     # excerpts rustc and GCC write under them: "   |", "36 |     user_alias.field(...)")
+    # (or on one line in twenty, ten of them at least: pip's log of a failed build, wordy
+    # with its "Skipping link ..." lines)
     gutters = sum(bool(GUTTER_RE.match(ln)) for ln in sample) if sum(diag) >= 3 else 0
-    if sum(diag) + gutters >= 0.1 * n:
+    if sum(diag) + gutters >= 0.1 * n or sum(diag) >= max(DIAG_MIN, 0.05 * n):
         return "log"
     if codeish >= 0.35 * n and codeish > proseish:
         # unless most lines begin as many others do: a program's records, whatever code they
@@ -238,6 +240,7 @@ def detect(text: str) -> str:
     return "log"
 
 
+DIAG_MIN = 10  # compiler diagnostics that make a text a build's output at one line in twenty
 RECORDS_SHARE = 0.6  # of the lines: records of several lines, a log (record_lines)
 RECORDS_MIN = 0.05  # of the lines: those that open a record
 

@@ -348,6 +348,40 @@ def test_a_test_runs_summary_makes_it_a_log_however_wordy_its_lines(banner, summ
     assert content.detect(doc) == "prose"
 
 
+def test_a_failed_builds_diagnostics_make_a_wordy_install_log_a_log():
+    # pip's verbose log of an install whose C extension fails to build (the form of a real
+    # one, from the third-party hiredis build in CartoDB's repository, blind probe 21): half
+    # its lines are "Skipping link ... (from ...); not a file" sentences, and its 30 gcc
+    # diagnostics were one line in eleven: read as prose, the first error ("Python.h: No such
+    # file or directory", why the build failed) was lost among byte-compiling lines
+    links = "".join(f"    Skipping link https://github.com/pietern/hiredis-py/tree/v0.{i}.0 "
+                    "(from https://github.com/pietern/hiredis-py); not a file\n"
+                    for i in range(130))
+    build = ("  Running setup.py install for hiredis\n"
+             "    gcc -pthread -fno-strict-aliasing -DNDEBUG -g -fwrapv -O2 -Wall -fPIC -Isrc "
+             "-I/usr/include/python2.6 -c src/hiredis.c -o build/temp/src/hiredis.o\n"
+             "    In file included from src/hiredis.c:1:\n"
+             "    src/hiredis.h:4:20: error: Python.h: No such file or directory\n"
+             + "".join(f"    src/hiredis.c:{i}: error: expected '=', ',', ';', 'asm' or "
+                       "'__attribute__' before '*' token\n" for i in range(6, 35))
+             + "    error: command 'gcc' failed with exit status 1\n")
+    names = [a + b for a in "abcdefghijklmnopqrst" for b in "abcdefghijklmno"]  # 300
+    compiled = "".join(f"    byte-compiling /usr/local/lib/python2.6/dist-packages/brewery/"
+                       f"{m}.py to {m}.pyc\n" for m in names)
+    text = ("Downloading/unpacking hiredis==0.1.0\n" + links + compiled + build
+            + "Cleaning up...\n" + "Command /usr/bin/python -c \"import setuptools\" install "
+            "failed with error code 1\n")
+    assert content.detect(text) == "log"
+    r = C.compress(text, "Which package failed to install and why? Give the compiler error "
+                   "and the missing header.", 200)
+    assert "error: Python.h: No such file or directory" in r.text, r.text
+    # a document quoting a few diagnostics among its paragraphs stays prose
+    doc = ("When the headers are missing the build stops with an error that names the "
+           "header it could not find; the lines below it follow from that one.\n\n" * 40
+           + "    src/hiredis.h:4:20: error: Python.h: No such file or directory\n" * 3)
+    assert content.detect(doc) == "prose"
+
+
 def test_a_level_written_as_one_letter_is_a_level():
     # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
     # error; among hundreds of D and I lines the two E lines had not counted as errors
