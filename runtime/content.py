@@ -427,7 +427,12 @@ LIBRARY_FRAME_RE = re.compile(
     r"org\.testng|org\.apache\.maven|org\.gradle|org\.springframework|System|Microsoft|"
     r"NUnit|Xunit|Castle|OpenQA)\.|site-packages/|dist-packages/|/lib/python\d|<frozen |"
     r"node_modules/|node:internal|\(internal/|/usr/lib/|/vendor/|\.cargo/registry|/rustc/|"
-    r"/go/src/runtime/|testing/testing\.go|\[native code\]|\(Native Method\)")
+    r"/go/src/runtime/|testing/testing\.go|\[native code\]|\(Native Method\)|"
+    # Go's standard library (GOROOT's src/, its packages' paths have no domain) and modules
+    # (the module cache, where toolchains are too)
+    r"/go/src/(?![\w-]+\.[\w.-]+/)|/libexec/src/|/pkg/mod/")
+GO_FUNC_RE = re.compile(r"^[\w.\-/]+(\.\(\*?[\w.\[\], ]+\))?(\.[\w\[\],. ]+)*\(.*\)$")
+GO_FILE_RE = re.compile(r"^\t\S+\.go:\d+( \+0x[0-9a-f]+)?$")
 IN_APP_VALUE = 1.0  # added to such a frame's value
 LIBRARY_FRAME_VALUE = 0.1  # a library's frame inside a trace (not its first or last)
 PYTEST_E_RE = re.compile(r"^\s*E {2,}\S")
@@ -624,6 +629,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     body = [_unstamped(ln).removesuffix("&#13;") for ln in lines]
     err = [is_error(ln) if ln.strip() else False for ln in lines]
     frame = [bool(FRAME_RE.match(ln)) for ln in body]
+    # Go's frames are two lines: the function, then its file and line indented by a tab
+    go_func = [i + 1 < n and bool(GO_FILE_RE.match(body[i + 1])) and bool(GO_FUNC_RE.match(ln))
+               for i, ln in enumerate(body)]
+    for i in range(n):
+        frame[i] = frame[i] or go_func[i]
     final = [False] * n
     raised: dict[int, int] = {}  # pytest's "file.py:LINE: Error" line -> the exception's line
     # the final exception of each traceback: Python's first line after the frames that is not
@@ -682,7 +692,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                              or (_indent(body[j]) > _indent(body[i]) and not err[j])):
                 j += 1
             frames = [k for k in range(i, j) if frame[k]]
-            app = [k for k in frames if not LIBRARY_FRAME_RE.search(lines[k])]
+            app = [k for k in frames  # (a Go function: by its file, below it)
+                   if not LIBRARY_FRAME_RE.search(lines[k + 1] if go_func[k] else lines[k])]
             top = _package(body[i]) if app[:1] == [i] else ""
             if top:  # a library no list names (org.hibernate) is the top frame's package
                 app = [k for k in app if _package(body[k]) not in ("", top)]
@@ -807,6 +818,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if (frame[i] and i + 1 < n and not frame[i + 1] and body[i + 1].strip()
                 and _indent(body[i + 1]) > _indent(body[i])):
             u.deps = [i + 1]  # a Python frame's source line (indented under it)
+        if go_func[i]:
+            u.deps = [i + 1]  # a Go function's file and line
         # an indented line brings the lines it is under (a JUnit testcase; shellcheck's "In x
         # line 855:" over the code line a finding's "^-- SC2054" marks)
         p, up = parent[i], 0

@@ -382,6 +382,29 @@ def test_a_failed_builds_diagnostics_make_a_wordy_install_log_a_log():
     assert content.detect(doc) == "prose"
 
 
+def test_a_go_traces_own_frame_comes_before_the_runtimes():
+    # Go writes a frame on two lines, the function and, indented by a tab, its file and line;
+    # read one line at a time, a Go trace had no frame "in the application" (Sentry's "in
+    # app"), and the standard library's frames (GOROOT's src/, the module cache's toolchains)
+    # counted as much as the program's: at 120 tokens the mutex's Unlock was kept and the
+    # program's function that unlocked it twice was not (a real run: go-fatal-unlock.txt)
+    text = (Path(__file__).parents[1] / "data" / "compress" / "go-fatal-unlock.txt").read_text()
+    r = C.compress(text, "Why did the program crash, in which of its functions and at which "
+                   "file:line?", 120)
+    assert r.tokens_after <= 120
+    for fact in ("fatal error: sync: unlock of unlocked mutex",
+                 "main.(*Replicator).sendRequest(", "main.go:20 +0x"):
+        assert fact in r.text, (fact, r.text)
+    assert "internal/sync/mutex.go" not in r.text, r.text
+    # a library is known by its path: Go's standard library and the module cache; a program
+    # under a GOPATH-style src/ (a domain first) is not one
+    for path, library in (("\t/usr/local/go/src/net/http/server.go:2009 +0x1f", True),
+                          ("\t/root/go/pkg/mod/github.com/lib/pq@v1.10.9/conn.go:862 +0x4c",
+                           True),
+                          ("\t/home/dev/go/src/github.com/acme/api/main.go:12 +0x25", False)):
+        assert bool(content.LIBRARY_FRAME_RE.search(path)) is library, path
+
+
 def test_a_level_written_as_one_letter_is_a_level():
     # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
     # error; among hundreds of D and I lines the two E lines had not counted as errors
