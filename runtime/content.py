@@ -463,7 +463,10 @@ SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?)|no tests ran)\b.*
                         r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)|"
                         # Maven's and Gradle's end of a build, and Surefire's count of all tests
                         r"^(\[\w+\] )?(BUILD (SUCCESS|SUCCESSFUL|FAILURE|FAILED)\b|Total time:|"
-                        r"Tests run: \d+, Failures: \d+, Errors: \d+, Skipped: \d+$)")
+                        r"Tests run: \d+, Failures: \d+, Errors: \d+, Skipped: \d+$)|"
+                        # a linter's or type checker's count (ruff, mypy, tsc, Biome; ESLint's)
+                        r"^Found \d+ (errors?|warnings?|problems?|issues?)\b|"
+                        r"^\W{0,2}\d+ problems? \(\d+ errors?, \d+ warnings?\)")
 
 
 # an HTTP exchange's status: an access log's request line and status, a recorded API

@@ -405,6 +405,22 @@ def test_a_go_traces_own_frame_comes_before_the_runtimes():
         assert bool(content.LIBRARY_FRAME_RE.search(path)) is library, path
 
 
+def test_a_linters_count_is_a_summary_line():
+    # a CI job's output: Biome's lint (its count: "Found 30 warnings."), then a C++ build and
+    # a Rust build; "did the lint step report problems?" had lost the count (warnings are no
+    # errors), now a summary line as pytest's and Maven's are (ruff's and mypy's "Found N
+    # errors", ESLint's "N problems (E errors, W warnings)" too)
+    data = Path(__file__).parents[1] / "data" / "compress"
+    text = "".join((data / f).read_text() for f in (
+        "biome-lint.txt", "ninja-gcc-deprecated.log", "rustc-diesel-aliases.stderr"))
+    r = C.compress(text, "Did the lint step report problems, and why did the build fail?", 300)
+    assert r.tokens_after <= 300
+    assert "Found 30 warnings." in r.text, r.text
+    for line in ("Found 1333 errors in 82 files (checked 131 source files)", "Found 3 errors.",
+                 "\u2716 12 problems (3 errors, 9 warnings)", "Found 21 warnings."):
+        assert content.SUMMARY_RE.match(line), line
+
+
 def test_a_level_written_as_one_letter_is_a_level():
     # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
     # error; among hundreds of D and I lines the two E lines had not counted as errors
