@@ -1356,8 +1356,9 @@ def damp_repeats(units: Sequence[Unit], keys: Sequence[str | None] | None = None
     (None: not counted); by default a comment line's (``/// # use tokio::runtime;`` in every
     doc example), not statements: ``method = "GET"`` under three different conditions says
     three things."""
-    if keys is None:
-        keys = [t if len(t) >= 4 and COMMENT_RE.match(t) else None
+    if keys is None:  # (and a docstring's sentences: ":param partial: Whether to ignore
+        # missing fields ..." in each of four functions taking it)
+        keys = [t if len(t) >= 4 and (COMMENT_RE.match(t) or _wordy(t)) else None
                 for t in (u.text.strip() for u in units)]
     best: dict[str, int] = {}
     for k, u in enumerate(units):

@@ -421,6 +421,25 @@ def test_a_linters_count_is_a_summary_line():
         assert content.SUMMARY_RE.match(line), line
 
 
+def test_a_docstring_repeated_in_each_function_counts_once():
+    # marshmallow's schema.py: ":param partial: Whether to ignore missing fields ..." is
+    # written in the docstrings of load, loads, validate and _deserialize; each copy matched
+    # the question as well as the first and took its share of the budget (five copies kept of
+    # the sentence). A docstring's sentence repeated word for word counts once, as a comment's
+    # does, and the budget goes to the code that answers: validate()'s return of the errors
+    text = (Path(__file__).parents[1] / "data" / "compress" / "marshmallow-schema.py.txt"
+            ).read_text()
+    query = ("How does marshmallow's Schema handle unknown fields and partial loading? What is "
+             "the default `unknown` Meta behaviour, how are missing fields skipped when "
+             "`partial` is a collection and how is it passed down to nested schemas, how does "
+             "`validate()` return errors instead of raising, which Meta option is deprecated in "
+             "favour of which, and which two Meta options cannot be combined?")
+    r = C.compress(text, query, 2000)
+    assert r.kind == "code" and r.tokens_after <= 2000
+    assert r.text.count("Whether to ignore missing fields and not require") <= 2, r.text
+    assert "return typing.cast(dict[str, list[str]], exc.messages)" in r.text, r.text
+
+
 def test_a_level_written_as_one_letter_is_a_level():
     # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
     # error; among hundreds of D and I lines the two E lines had not counted as errors
