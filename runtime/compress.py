@@ -72,6 +72,9 @@ LEND_CHILD = 0.5  # of the line's value
 LEND_CHILDREN = 8  # the block's first lines
 
 
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colour and cursor codes
+
+
 @dataclass(frozen=True)
 class CompressionResult:
     text: str
@@ -180,6 +183,12 @@ class ContextCompressor:
         if before <= target:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
+        if "\x1b[" in text:  # colours say nothing to a model and cost tokens: left out
+            text = ANSI_RE.sub("", text)
+            if self.count(text) <= target:
+                after = self.count(text)
+                return CompressionResult(text, before, after, "ansi",
+                                         (time.perf_counter() - t0) * 1000, 0, 1.0)
         kind = content.detect(text)
         if kind == "html":  # a page: its text (the markup is 40-60 % of its tokens), as prose
             from agentflux.runtime.compress_html import html_text

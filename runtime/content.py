@@ -490,6 +490,44 @@ REQUEST_REACH = 40  # lines up from a response's status to its request
 _PID_RE = re.compile(r"#\d+\]")  # Rails' "[2014-06-16T17:07:10.900658 #31321]"
 
 
+# Jest's and Vitest's diff of a failed assertion: "- Expected" (and "+ Received") over the
+# values, "-" and "+" lines among them; ANSI colours aside
+_EXPECTED_RE = re.compile(r"^\s*(?:\x1b\[[\d;]*m)*- Expected\b")
+_RECEIVED_RE = re.compile(r"^\s*(?:\x1b\[[\d;]*m)*\+ Received\b")
+DIFF_LINES = 24  # of an assertion's diff that come with its "- Expected" line, at most
+DIFF_VALUE = 2.5  # an assertion's diff's header (its lines: half): as much as a final exception
+
+
+def assertion_diffs(lines: list[str]) -> dict[int, list[int]]:
+    """Each "- Expected" line of a test runner's failed assertion (Jest's, Vitest's) mapped to
+    the lines of its diff: down to the first blank line after the values that follow "+
+    Received" (Jest writes the headers, a blank line, then the diff; Vitest's
+    ``toMatchObject`` the expected value, a blank line, "+ Received:" and the received one),
+    :data:`DIFF_LINES` at most: what was expected and what came is the failure."""
+    out: dict[int, list[int]] = {}
+    n = len(lines)
+    for i, ln in enumerate(lines):
+        if not _EXPECTED_RE.match(ln):
+            continue
+        block: list[int] = []
+        received = values = False
+        j = i + 1
+        while j < n and len(block) < DIFF_LINES:
+            t = lines[j].strip()
+            if not t:
+                if received and values:
+                    break
+            elif _RECEIVED_RE.match(lines[j]):
+                received, values = True, False
+            else:
+                values = True
+            block.append(j)
+            j += 1
+        if received:
+            out[i] = [k for k in block if lines[k].strip()]
+    return out
+
+
 def requests_of(lines: list[str], err: Sequence[bool]) -> dict[int, int]:
     """Each server line reporting a response's status of 400 or more without its request
     (Rails' "Completed 401 Unauthorized in 1ms") mapped to the line that started that request,
@@ -833,6 +871,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.deps = u.deps + [raised[i]]
         if i in xml_children:  # an XML element brings its few empty child elements
             u.deps = u.deps + xml_children[i]
+    for i, block in assertion_diffs(body).items():  # "- Expected" brings the diff under it
+        units[i].deps = units[i].deps + block
+        units[i].value += DIFF_VALUE
+        for k in block:
+            units[k].value += DIFF_VALUE * 0.5
     for i, j in requests_of(body, err).items():  # a failed response brings its request
         units[i].deps = units[i].deps + [j]
     for i, j in diagnostic_locations(body).items():  # rustc's "warning: ..." and its "--> at"

@@ -440,6 +440,37 @@ def test_a_docstring_repeated_in_each_function_counts_once():
     assert "return typing.cast(dict[str, list[str]], exc.messages)" in r.text, r.text
 
 
+def test_a_terminals_colours_are_left_out():
+    # Vitest's output as a terminal gets it (a real run, vitest-run.txt): a colour code before
+    # and after most words, a third of the text's tokens, each kept line paying for them; a
+    # model reads no colours. They are left out (the text as a reader sees it; "ansi" when
+    # that alone fits the budget)
+    text = (Path(__file__).parents[1] / "data" / "compress" / "vitest-run.txt").read_text()
+    assert text.count("\x1b[") > 1000
+    r = C.compress(text, "Which test failed?", 500)
+    assert r.tokens_after <= 500 and "\x1b" not in r.text, r.text
+    assert r.tokens_before == C.count(text)
+    assert "FAIL  tests/journal.test.js > ensureDateNode > keeps the template order" in r.text
+    tail = "\n".join(text.splitlines()[-30:])
+    r = C.compress(tail, "", C.count(tail) - 1)
+    assert r.strategy == "ansi" and "\x1b" not in r.text and r.tokens_after < C.count(tail)
+    assert "Tests  1 failed | 545 passed (546)" in r.text, r.text
+
+
+def test_a_failed_assertions_diff_comes_whole():
+    # the same run: "what did the assertion expect versus receive?" kept Vitest's "- Expected"
+    # and "+ Received" headers and none of the values under them; the diff under a failed
+    # assertion's "- Expected" (Jest's and Vitest's form) comes with it and counts as much as
+    # a traceback's final exception
+    text = (Path(__file__).parents[1] / "data" / "compress" / "vitest-run.txt").read_text()
+    r = C.compress(text, "Which test failed and what did the assertion expect versus "
+                   "receive?", 150)
+    assert r.tokens_after <= 150
+    for line in ("- Expected", "+ Received", '-   "Notes",', '+   "Notes",',
+                 "AssertionError: expected [ 'Top 3 priorities', 'Notes' ] to deeply equal"):
+        assert line in r.text, (line, r.text)
+
+
 def test_a_level_written_as_one_letter_is_a_level():
     # Android's logcat (threadtime and brief formats) and glog/klog (Kubernetes): "E" is an
     # error; among hundreds of D and I lines the two E lines had not counted as errors
