@@ -185,8 +185,9 @@ class ContextCompressor:
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
         if "\x1b[" in text:  # colours say nothing to a model and cost tokens: left out
             text = ANSI_RE.sub("", text)
-            if self.count(text) <= target:
-                after = self.count(text)
+            after = self.count(text)
+            if after <= target:
+                self._emit("ansi", before, after, t0, preserved=0, quality=1.0)
                 return CompressionResult(text, before, after, "ansi",
                                          (time.perf_counter() - t0) * 1000, 0, 1.0)
         kind = content.detect(text)

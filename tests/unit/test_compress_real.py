@@ -16,7 +16,9 @@ import pytest
 from agentflux.bench import compression
 from agentflux.runtime import content
 from agentflux.runtime.compress import FOLDED, MARKER_RE, ContextCompressor
+from agentflux.runtime.instrument import CountingEmitter, Instrumentation
 from agentflux.runtime.relevance import query_weights, scores, terms
+from agentflux.schemas import check
 
 DOCS = {d["id"][:2]: d for d in compression.load()}
 HOLDOUT = compression.load(compression.HOLDOUT) + compression.load(compression.HOLDOUT2)
@@ -452,9 +454,15 @@ def test_a_terminals_colours_are_left_out():
     assert r.tokens_before == C.count(text)
     assert "FAIL  tests/journal.test.js > ensureDateNode > keeps the template order" in r.text
     tail = "\n".join(text.splitlines()[-30:])
-    r = C.compress(tail, "", C.count(tail) - 1)
+    sink = CountingEmitter()
+    counted = ContextCompressor(instrumentation=Instrumentation(sink))
+    r = counted.compress(tail, "", C.count(tail) - 1)
     assert r.strategy == "ansi" and "\x1b" not in r.text and r.tokens_after < C.count(tail)
     assert "Tests  1 failed | 545 passed (546)" in r.text, r.text
+    (ev,) = sink.of_type("context.compress")  # reported as any compression is
+    assert ev["attrs"]["strategy"] == "ansi" and check(ev) is None
+    assert (ev["attrs"]["tokens_before"], ev["attrs"]["tokens_after"]) == (
+        r.tokens_before, r.tokens_after)
 
 
 def test_a_failed_assertions_diff_comes_whole():
