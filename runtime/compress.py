@@ -2,6 +2,9 @@
 tool outputs (extractive, content-aware and query-aware; then an optional abstractive
 summariser hook).
 
+A terminal's colour codes (ANSI escapes: a third of a coloured test run's tokens) are left
+out first; a text they alone put over the budget is returned without them (``ansi``).
+
 Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of text (``log``:
 logs and test reports, ``json``, ``yaml``, ``diff``, ``csv``, ``code``, ``prose``) and its
 strategy cuts it into units (lines, sentences, JSON leaves, a table's records) with a value
