@@ -172,6 +172,11 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     "empty_lines": lambda n: "\n" * n,
     "one_char_lines": lambda n: "\n".join(["a", "}", "ERROR"] * (n // 8)),
     "deep_indent": lambda n: "\n".join(" " * (i % 400) + "if x:" for i in range(n // 200)),
+    # one object of thousands of files and line numbers (duplicate keys parse: the last wins):
+    # each file's line number was looked for among all of them (2026-11-29, quadratic: 8,000
+    # pairs took 21 s)
+    "file_line_fields": lambda n: "{\n" + "".join(
+        f'  "path": "p{i}",\n  "line": {i},\n' for i in range(n // 30)) + '  "z": 1\n}\n',
 }
 
 

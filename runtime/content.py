@@ -62,6 +62,7 @@ budget:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import csv
 import math
@@ -2011,24 +2012,37 @@ def location_pairs(lines: list[str], parent: list[int], children: dict[int, list
         return t.endswith("{") and (t.lstrip().startswith(("{", "}", "-")) or t.endswith("[ {")
                                     or t.endswith("[{"))
 
-    def find(i: int, want: frozenset[str]) -> int:
+    # per object: the line numbers' lines in it, and in its objects (not its arrays), in order
+    # (read once per object: an object of thousands of fields is read once, not per field)
+    found: dict[int, tuple[list[int], list[int]]] = {}
+
+    def numbers(a: int) -> tuple[list[int], list[int]]:
+        if a not in found:
+            kids = children.get(a, [])
+            inner = [c for k in kids if opened[k] and not lines[k].rstrip().endswith("[")
+                     for c in children.get(k, [])]
+            found[a] = ([k for k in kids if key(k) in LINE_KEYS],
+                        sorted(c for c in inner if key(c) in LINE_KEYS))
+        return found[a]
+
+    def nearest(hits: list[int], i: int) -> int:
+        at = bisect.bisect_left(hits, i)
+        return min(hits[max(0, at - 1):at + 1], key=lambda k: abs(k - i))
+
+    def find(i: int) -> int:
         o = parent[i]
-        tops = [o] if o < 0 or element(o) or parent[o] < 0 else [o, parent[o]]
-        for a in tops:
-            level = [k for k in children.get(a, []) if k != i]
-            for _ in range(2):
-                hit = [k for k in level if key(k) in want]
-                if hit:
-                    return min(hit, key=lambda k: abs(k - i))
-                level = [c for k in level if not lines[k].rstrip().endswith("[")
-                         for c in children.get(k, [])]
+        if o < 0:  # a document's top level is no finding's object
+            return -1
+        for a in [o] if element(o) or parent[o] < 0 else [o, parent[o]]:
+            for hits in numbers(a):
+                if hits:
+                    return nearest(hits, i)
         return -1
 
     pairs: dict[int, int] = {}
     for i in range(len(lines)):
-        name = key(i)
-        if name in FILE_KEYS:
-            k = find(i, LINE_KEYS)
+        if key(i) in FILE_KEYS:
+            k = find(i)
             if k >= 0:
                 pairs[i] = k
     return pairs
