@@ -175,6 +175,9 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     # one object of thousands of files and line numbers (duplicate keys parse: the last wins):
     # each file's line number was looked for among all of them (2026-11-29, quadratic: 8,000
     # pairs took 21 s)
+    # Go frames whose function line fails to match late (its ")" cut off): the frame pattern
+    # tried every split of the dotted name (2026-11-29, exponential in the dots)
+    "go_frames": lambda n: ("main" + ".f" * 22 + "(0x1\n\t/app/main.go:12 +0x1d\n") * (n // 75),
     "file_line_fields": lambda n: "{\n" + "".join(
         f'  "path": "p{i}",\n  "line": {i},\n' for i in range(n // 30)) + '  "z": 1\n}\n',
 }

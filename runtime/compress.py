@@ -75,7 +75,10 @@ LEND_CHILD = 0.5  # of the line's value
 LEND_CHILDREN = 8  # the block's first lines
 
 
-ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colour and cursor codes
+# a terminal's codes: colours and cursor moves (CSI, "\x1b[31m", "\x1b[38:5:208m"), hyperlinks
+# and titles (OSC, GCC's "\x1b]8;;url\x07"), character sets ("\x1b(B")
+ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|"
+                     r"\x1b[()][0-9A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ class ContextCompressor:
         if before <= target:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
-        if "\x1b[" in text:  # colours say nothing to a model and cost tokens: left out
+        if "\x1b" in text:  # colours say nothing to a model and cost tokens: left out
             text = ANSI_RE.sub("", text)
             after = self.count(text)
             if after <= target:

@@ -28,7 +28,8 @@ from typing import Any
 
 from agentflux.runtime.content import (COMMON_KEY, ERROR_WORD_RE, EXC_NAME_RE, FILE_KEYS,
                                        KEY_ONLY, LINE_KEYS, LOCATION_DEPTH, MESSAGE_KEYS,
-                                       RECORD_MATCH, Unit, bring_locations, picked_by_values)
+                                       RECORD_MATCH, Unit, bring_locations, nearest,
+                                       picked_by_values)
 from agentflux.runtime.content import ID_KEYS_ORDER as ID_KEYS
 from agentflux.runtime.relevance import index, query_weights, scale
 
@@ -156,23 +157,26 @@ class JsonDoc:
         (``"path"`` and ``"start": {"line": 12}``; SARIF's ``"artifactLocation": {"uri"}`` and
         ``"region": {"startLine"}``), nearest first; not inside an array (a file's list of
         findings is not its location)."""
-        lines: dict[tuple, list[int]] = {}
+        files = [i for i, p in enumerate(self.paths)
+                 if p and isinstance(p[-1], str) and p[-1].lower() in FILE_KEYS]
+        own = {self.paths[i][:-1] for i in files}  # objects with a file: a finding each
+        lines: dict[tuple, list[int]] = {}  # an object's path: its line numbers, in order
         for j, q in enumerate(self.paths):
             if len(q) >= 1 and isinstance(q[-1], str) and q[-1].lower() in LINE_KEYS:
                 lines.setdefault(q[:-1], []).append(j)
-                if len(q) >= 2 and isinstance(q[-2], str):
+                # in an object of an object ("start": {"line"}), unless that object is another
+                # finding with its own file
+                if len(q) >= 2 and isinstance(q[-2], str) and q[:-1] not in own:
                     lines.setdefault(q[:-2], []).append(j)
         out: dict[int, int] = {}
         if not lines:
             return out
-        for i, p in enumerate(self.paths):
-            if not (p and isinstance(p[-1], str) and p[-1].lower() in FILE_KEYS):
-                continue
-            o = p[:-1]
+        for i in files:
+            o = self.paths[i][:-1]
             for a in (o, o[:-1]) if o and isinstance(o[-1], str) else (o,):
                 hit = lines.get(a)
                 if hit:
-                    out[i] = min(hit, key=lambda j: abs(j - i))
+                    out[i] = nearest(hit, i)
                     break
         return out
 

@@ -429,10 +429,14 @@ LIBRARY_FRAME_RE = re.compile(
     r"NUnit|Xunit|Castle|OpenQA)\.|site-packages/|dist-packages/|/lib/python\d|<frozen |"
     r"node_modules/|node:internal|\(internal/|/usr/lib/|/vendor/|\.cargo/registry|/rustc/|"
     r"/go/src/runtime/|testing/testing\.go|\[native code\]|\(Native Method\)|"
-    # Go's standard library (GOROOT's src/, its packages' paths have no domain) and modules
-    # (the module cache, where toolchains are too)
-    r"/go/src/(?![\w-]+\.[\w.-]+/)|/libexec/src/|/pkg/mod/")
-GO_FUNC_RE = re.compile(r"^[\w.\-/]+(\.\(\*?[\w.\[\], ]+\))?(\.[\w\[\],. ]+)*\(.*\)$")
+    # Go's standard library (GOROOT's src/ where Go installs it: /usr/local/go, Debian's
+    # /usr/lib/go-1.x, Homebrew's libexec, golang.org/dl's ~/sdk/go1.x) and modules (the
+    # module cache, where toolchains are too); not any "/go/src/": a program built under
+    # /go/src/app (the golang image's old WORKDIR) or a GOPATH is the program
+    r"/usr/local/go/src/|/usr/lib/go[\w.-]*/src/|/sdk/go[\d.]+/src/|/libexec/src/|/pkg/mod/")
+# (one optional group after the package: a repeated one, its class holding dots as the
+# package's does, tried every split of a line that fails: exponential)
+GO_FUNC_RE = re.compile(r"^[\w.\-/]+(\.\(\*?[\w.\[\], ]+\))?(\.[\w\[\],. ]+)?\(.*\)$")
 GO_FILE_RE = re.compile(r"^\t\S+\.go:\d+( \+0x[0-9a-f]+)?$")
 IN_APP_VALUE = 1.0  # added to such a frame's value
 LIBRARY_FRAME_VALUE = 0.1  # a library's frame inside a trace (not its first or last)
@@ -493,8 +497,8 @@ _PID_RE = re.compile(r"#\d+\]")  # Rails' "[2014-06-16T17:07:10.900658 #31321]"
 
 # Jest's and Vitest's diff of a failed assertion: "- Expected" (and "+ Received") over the
 # values, "-" and "+" lines among them; ANSI colours aside
-_EXPECTED_RE = re.compile(r"^\s*(?:\x1b\[[\d;]*m)*- Expected\b")
-_RECEIVED_RE = re.compile(r"^\s*(?:\x1b\[[\d;]*m)*\+ Received\b")
+_EXPECTED_RE = re.compile(r"^\s*- Expected\b")  # (colour codes are left out before: compress)
+_RECEIVED_RE = re.compile(r"^\s*\+ Received\b")
 DIFF_LINES = 24  # of an assertion's diff that come with its "- Expected" line, at most
 DIFF_VALUE = 2.5  # an assertion's diff's header (its lines: half): as much as a final exception
 
@@ -1363,6 +1367,10 @@ def code_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
 
 
 COMMENT_RE = re.compile(r"(//|#(?![!\[])|/?\*|--|;|<!--)")
+# a statement, not a docstring's or comment's sentence (a message written in three places,
+# raise ValueError("..."), says three things: where it is raised)
+STATEMENT_RE = re.compile(r"(return|raise|throw|yield|assert|await)\b|"
+                          r"[\w.$]+\s*(\(|[-+*/]?=[^=])")
 REPEAT_SHARE = 0.2  # of its value a line keeps when the same line, better placed, says it too
 ATTRIBUTE_RE = re.compile(r"^\s*(#\[|@\w)")  # Rust's #[...], decorators and annotations
 COMMENT_REACH = 3  # lines of a comment that say what the code line after them is
@@ -1402,8 +1410,9 @@ def damp_repeats(units: Sequence[Unit], keys: Sequence[str | None] | None = None
     three things."""
     if keys is None:  # (and a docstring's sentences: ":param partial: Whether to ignore
         # missing fields ..." in each of four functions taking it)
-        keys = [t if len(t) >= 4 and (COMMENT_RE.match(t) or _wordy(t)) else None
-                for t in (u.text.strip() for u in units)]
+        keys = [t if len(t) >= 4 and (COMMENT_RE.match(t) or (_wordy(t)
+                                                              and not STATEMENT_RE.match(t)))
+                else None for t in (u.text.strip() for u in units)]
     best: dict[str, int] = {}
     for k, u in enumerate(units):
         key = keys[k]
@@ -1954,7 +1963,7 @@ def message_locations(lines: list[str], parent: list[int], children: dict[int, l
         kids = children.get(o, [])
         if t.endswith("[") and kids:  # the first element only
             first = kids[0]
-            return children.get(first, []) if lines[first].strip() in ("{", "- ") else [first]
+            return children.get(first, []) if lines[first].strip() in ("{", "-") else [first]
         return [k for k in kids if not lines[k].lstrip().startswith("}")]  # "}, {": another
 
     found: dict[int, int] = {}
@@ -1968,8 +1977,12 @@ def message_locations(lines: list[str], parent: list[int], children: dict[int, l
             o = parent[o]
         elif name not in MESSAGE_KEYS:
             continue
+        elif lines[i].lstrip().startswith("- "):  # YAML's "- message: ...": the item's line
+            o = i
         if o < 0:
             continue
+        if o not in found and lines[o].lstrip().startswith("- ") and key(o) in FILE_KEYS:
+            found[o] = o  # YAML's "- path: a.py" opens the item its message is in
         if o not in found:
             found[o] = -1
             level = below(o)
@@ -1997,6 +2010,12 @@ def bring_locations(units: Sequence[Unit], pairs: dict[int, int]) -> None:
                 u.deps = list(dict.fromkeys(u.deps + [k]))
 
 
+def nearest(hits: list[int], i: int) -> int:
+    """Of ``hits`` (indexes in order, one at least), the one nearest ``i``."""
+    at = bisect.bisect_left(hits, i)
+    return min(hits[max(0, at - 1):at + 1], key=lambda k: abs(k - i))
+
+
 def location_pairs(lines: list[str], parent: list[int], children: dict[int, list[int]],
                    names: list[str], opened: list[bool]) -> dict[int, int]:
     """Each line of a file's field (:data:`FILE_KEYS`) mapped to the line of its location's
@@ -2019,19 +2038,19 @@ def location_pairs(lines: list[str], parent: list[int], children: dict[int, list
     def numbers(a: int) -> tuple[list[int], list[int]]:
         if a not in found:
             kids = children.get(a, [])
+            # (not an object with a file of its own: another finding, beside this one)
             inner = [c for k in kids if opened[k] and not lines[k].rstrip().endswith("[")
+                     and not any(key(c) in FILE_KEYS for c in children.get(k, []))
                      for c in children.get(k, [])]
             found[a] = ([k for k in kids if key(k) in LINE_KEYS],
                         sorted(c for c in inner if key(c) in LINE_KEYS))
         return found[a]
 
-    def nearest(hits: list[int], i: int) -> int:
-        at = bisect.bisect_left(hits, i)
-        return min(hits[max(0, at - 1):at + 1], key=lambda k: abs(k - i))
-
     def find(i: int) -> int:
+        if lines[i].lstrip().startswith("- "):  # YAML's "- path: a.py": the item's own line
+            return nearest(numbers(i)[0], i) if numbers(i)[0] else -1
         o = parent[i]
-        if o < 0:  # a document's top level is no finding's object
+        if o < 0:  # a YAML document's top level is no finding's object
             return -1
         for a in [o] if element(o) or parent[o] < 0 else [o, parent[o]]:
             for hits in numbers(a):

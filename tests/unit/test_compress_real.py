@@ -403,7 +403,9 @@ def test_a_go_traces_own_frame_comes_before_the_runtimes():
     for path, library in (("\t/usr/local/go/src/net/http/server.go:2009 +0x1f", True),
                           ("\t/root/go/pkg/mod/github.com/lib/pq@v1.10.9/conn.go:862 +0x4c",
                            True),
-                          ("\t/home/dev/go/src/github.com/acme/api/main.go:12 +0x25", False)):
+                          ("\t/home/dev/go/src/github.com/acme/api/main.go:12 +0x25", False),
+                          ("\t/go/src/app/main.go:20 +0xd4", False),  # the golang image's
+                          ("\t/usr/lib/go-1.22/src/sync/mutex.go:65", True)):
         assert bool(content.LIBRARY_FRAME_RE.search(path)) is library, path
 
 
@@ -2578,3 +2580,93 @@ def test_a_location_pairs_its_file_with_its_line_number_where_tools_write_them()
     r = C.compress(semgrep, "where is phpinfo called?", 80)
     assert r.tokens_after <= 80
     assert '"path": "phpinfo.php", "start": {"line": 8' in r.text, r.text
+
+
+def test_a_location_is_its_own_findings_never_anothers():
+    # from the review: a file's line number was looked for in the objects beside the file's
+    # object, and those may be other findings; in YAML, a "- path:" item's line is its own
+    doc = {"findings": {"F1": {"path": "a.py", "rule": "x"},
+                        "F2": {"path": "b.py", "line": 9}}}
+    lines = json.dumps(doc, indent=2).splitlines()
+    units = content.json_line_units(lines, [0.0] * len(lines))
+    at = {ln.strip(): k for k, ln in enumerate(lines)}
+    assert at['"line": 9'] not in units[at['"path": "a.py",']].deps
+    assert at['"line": 9'] in units[at['"path": "b.py",']].deps
+    one = compression_json(doc)
+    assert one._locations() == {one.paths.index(("findings", "F2", "path")):
+                                one.paths.index(("findings", "F2", "line"))}
+    yaml = "report:\n  results:\n    - path: a.py\n      line: 3\n  line: 99\n"
+    lines = yaml.splitlines()
+    units = content.json_line_units(lines, [0.0] * len(lines), yaml=True)
+    assert 3 in units[2].deps and 4 not in units[2].deps
+    yaml = ("results:\n  - message: bad thing\n    path: a.py\n    line: 3\n"
+            "  - message: other\n    path: b.py\n    line: 4\n")
+    lines = yaml.splitlines()
+    units = content.json_line_units(lines, [0.0] * len(lines), yaml=True)
+    assert {2, 3} <= set(units[1].deps) and {5, 6} <= set(units[4].deps)
+    assert not {5, 6} & set(units[1].deps)
+    # many pairs in one object (duplicate keys parse): each file its own, the nearest, line
+    lines = ["{"] + [ln for i in range(50) for ln in (f'  "path": "p{i}",', f'  "line": {i},',
+                                                        f'  "rule": "r{i}",')]
+    lines += ['  "z": 1', "}"]
+    units = content.json_line_units(lines, [0.0] * len(lines))
+    for i in range(50):
+        assert 2 + 3 * i in units[1 + 3 * i].deps
+    # a finding's message brings its first location's file, not its second's
+    result = {"runs": [{"results": [{"message": {"text": "tainted value reaches a sink"},
+                                     "locations": [
+        {"physicalLocation": {"artifactLocation": {"uri": "first.js"},
+                              "region": {"startLine": 3}}},
+        {"physicalLocation": {"artifactLocation": {"uri": "second.js"},
+                              "region": {"startLine": 7}}}]}]}]}
+    one = compression_json(result)
+    text = one.paths.index(("runs", 0, "results", 0, "message", "text"))
+    first = ("runs", 0, "results", 0, "locations", 0, "physicalLocation", "artifactLocation",
+             "uri")
+    assert one._message_locations() == {text: one.paths.index(first)}
+    lines = json.dumps(result, indent=2).splitlines()
+    units = content.json_line_units(lines, [0.0] * len(lines))
+    k = next(k for k, ln in enumerate(lines) if "tainted value" in ln)
+    uris = {ln.strip(): j for j, ln in enumerate(lines) if '"uri"' in ln}
+    assert uris['"uri": "first.js"'] in units[k].deps
+    assert uris['"uri": "second.js"'] not in units[k].deps
+
+
+def compression_json(doc):
+    from agentflux.runtime.compress_json import JsonDoc
+    return JsonDoc(doc, "where")
+
+
+def test_an_expected_line_without_received_is_no_diff():
+    # "- Expected" in a list of a document's items is no assertion's diff: Jest's and
+    # Vitest's diff has "+ Received" after it
+    lines = ["Notes:", "- Expected behaviour is documented below", "- Other", "", "More."]
+    assert content.assertion_diffs(lines) == {}
+    lines = ["- Expected", "+ Received", "", '  Array [', '-   "a",', '+   "b",', "  ]", "",
+             "  at x.test.js:3:4"]
+    assert content.assertion_diffs(lines) == {0: [1, 3, 4, 5, 6]}
+
+
+def test_a_message_raised_in_three_places_is_no_repeat():
+    # a docstring's sentence repeated counts once, a statement does not: the same message
+    # raised in three functions says where each raises it (from the review)
+    code = "".join(f"def check_{n}(value):\n    if value < 0:\n"
+                   f'        raise ValueError("the value must not be negative here at all")\n'
+                   f"    return value\n\n" for n in ("a", "b", "c"))
+    lines = code.splitlines()
+    units = content.code_units(lines, [0.5 if "raise" in ln else 0.0 for ln in lines])
+    raised = [u.value for u in units if "raise" in u.text]
+    assert len(raised) == 3 and len(set(raised)) == 1, raised
+
+
+def test_a_terminals_hyperlinks_and_other_codes_are_left_out_too():
+    # GCC writes each warning's option as a hyperlink (OSC 8), 256-colour codes are written
+    # with colons too, "\x1b(B" resets the character set
+    line = ("src/a.c:3:5: \x1b[01;35m\x1b[Kwarning: \x1b[m\x1b[Kunused variable \x1b[01m\x1b[K"
+            "x\x1b[m\x1b[K [\x1b[01;35m\x1b[K\x1b]8;;https://gcc.gnu.org/onlinedocs/gcc/"
+            "Warning-Options.html#index-Wunused-variable\x07-Wunused-variable\x1b]8;;\x07\x1b[m"
+            "\x1b[K] \x1b[38:5:208mnote\x1b[0m\x1b(B\n")
+    text = line * 400
+    r = C.compress(text, "which warnings?", 300)
+    assert "\x1b" not in r.text and "\x07" not in r.text
+    assert "warning: unused variable x [-Wunused-variable] note" in r.text, r.text
