@@ -1528,7 +1528,8 @@ MESSAGE_KEYS = frozenset({"message", "msg", "detail", "details", "description", 
 ID_REACH = 3  # objects up where a field of an object without identifying fields finds some
 # a finding's location is a file and a line, often written apart (Semgrep's "path" and its
 # "start": {"line": 12}; SARIF's "artifactLocation": {"uri"} and "region": {"startLine"}; a
-# crash report frame's "sourceFile" and "sourceLine"): either brings the other
+# crash report frame's "sourceFile" and "sourceLine"): the file brings the line, and a
+# finding's message its file (json_line_units, compress_json)
 FILE_KEYS = frozenset({"path", "file", "filename", "file_name", "filepath", "file_path", "uri",
                        "sourcefile", "source_file", "sourcepath", "source_path"})
 LINE_KEYS = frozenset({"line", "startline", "start_line", "lineno", "line_no", "line_number",
@@ -1951,11 +1952,7 @@ def message_locations(lines: list[str], parent: list[int], children: dict[int, l
     the nearest in the finding's object, :data:`LOCATION_DEPTH` objects down at most, through
     the first element of an array (its first location) only. ``names``: each line's key
     (lowercase, "" for none); ``opened``: whether it opens an object or an array."""
-    def key(k: int) -> str:
-        return names[k]
-
-    def opening(k: int) -> bool:
-        return opened[k]
+    key, opening = names.__getitem__, opened.__getitem__
 
     def below(o: int) -> list[int]:
         """The fields of object line ``o`` (an array's: its first element's)."""
@@ -2000,7 +1997,8 @@ def message_locations(lines: list[str], parent: list[int], children: dict[int, l
 def bring_locations(units: Sequence[Unit], pairs: dict[int, int]) -> None:
     """A unit in ``pairs`` (a file's field: its line number's unit; a finding's message: its
     file's), or bringing one along (an identifying ``path``; an object's opening line its
-    message), brings its pair too, with what that brings."""
+    message), brings its pair too: the pair's line alone, not the objects around it (a few
+    tokens where the object's lines would cost a dozen)."""
     if not pairs:
         return
     for i, u in enumerate(units):
@@ -2040,7 +2038,7 @@ def location_pairs(lines: list[str], parent: list[int], children: dict[int, list
             kids = children.get(a, [])
             # (not an object with a file of its own: another finding, beside this one)
             inner = [c for k in kids if opened[k] and not lines[k].rstrip().endswith("[")
-                     and not any(key(c) in FILE_KEYS for c in children.get(k, []))
+                     and not any(key(f) in FILE_KEYS for f in children.get(k, []))
                      for c in children.get(k, [])]
             found[a] = ([k for k in kids if key(k) in LINE_KEYS],
                         sorted(c for c in inner if key(c) in LINE_KEYS))
