@@ -207,7 +207,8 @@ def test_ten_thousand_tool_names_keep_the_series_bounded_and_count_the_overflow(
                     "the detector to take the flood past its keys as the overflow key's")
     counted = worker.metrics()[overflow]
     assert counted <= n_tools
-    wait_until(lambda: prom.value(f"max({overflow})") >= n_tools - cap, 60,
+    # (no sample yet until Prometheus scrapes the series: 0, not None, so the wait goes on)
+    wait_until(lambda: prom.value(f"max({overflow})", 0.0) >= n_tools - cap, 60,
                "Prometheus to scrape the detector's overflow", interval_s=0.25)
     # and the worker, its detector judging only the keys that can alert, still stops when told
     # (it was busy judging every tool name every tick, ignored SIGTERM and was killed)
