@@ -107,24 +107,34 @@ class JsonDoc:
                 text += '{},"…": "12 more keys"'
             self.units.append(Unit(i, i + 1, text, value=value, deps=deps,
                                    critical=rel[i] > 0.5))
-        bring_locations(self.units, self._message_locations())  # a finding's message: its file
-        bring_locations(self.units, self._locations())  # a file's field: its line number
+        keys, files = self._keys_and_files()  # read once for both
+        if files:
+            bring_locations(self.units, self._message_locations(keys, files))  # its file
+            bring_locations(self.units, self._locations(keys, files))  # its line number
         self.rel = rel
 
-    def _message_locations(self) -> dict[int, int]:
+    def _keys_and_files(self) -> tuple[list[str], list[int]]:
+        """Each leaf's key (lowercase, "" in an array) and the leaves naming a file."""
+        keys = [p[-1].lower() if p and isinstance(p[-1], str) else "" for p in self.paths]
+        return keys, [i for i, k in enumerate(keys) if k in FILE_KEYS]
+
+    def _message_locations(self, keys: list[str] | None = None,
+                           files: list[int] | None = None) -> dict[int, int]:
         """Each message of a finding (a :data:`MESSAGE_KEYS` field, or a ``message`` object's
         ``text`` as SARIF writes it) mapped to its finding's file (:data:`FILE_KEYS`), the
         nearest in the finding's object, :data:`LOCATION_DEPTH` objects down at most, through
-        arrays' first elements only (its first location)."""
-        files: dict[tuple, tuple[int, int]] = {}  # an object's path: (depth, its file leaf)
-        for j, q in enumerate(self.paths):
-            if not (q and isinstance(q[-1], str) and q[-1].lower() in FILE_KEYS):
-                continue
+        arrays' first elements only (its first location). ``keys``: each leaf's key,
+        lowercase; ``files``: the leaves naming a file (:meth:`_keys_and_files`, by default)."""
+        if keys is None or files is None:
+            keys, files = self._keys_and_files()
+        found: dict[tuple, tuple[int, int]] = {}  # an object's path: (depth, its file leaf)
+        for j in files:
+            q = self.paths[j]
             depth = 0
             for cut in range(len(q) - 1, max(len(q) - 2 - LOCATION_DEPTH * 2, -1), -1):
                 o = q[:cut]
-                if files.get(o, (99, 0))[0] > depth:
-                    files[o] = (depth, j)
+                if found.get(o, (99, 0))[0] > depth:
+                    found[o] = (depth, j)
                 if cut and isinstance(q[cut - 1], int):
                     if q[cut - 1] != 0:
                         break  # not the first element: not the finding's location
@@ -133,12 +143,8 @@ class JsonDoc:
                     if depth > LOCATION_DEPTH:
                         break
         out: dict[int, int] = {}
-        if not files:
-            return out
-        for i, p in enumerate(self.paths):
-            if not (p and isinstance(p[-1], str)):
-                continue
-            name = p[-1].lower()
+        for i, name in enumerate(keys):
+            p = self.paths[i]
             if name in MESSAGE_KEYS:
                 o = p[:-1]
             elif (name in ("text", "markdown") and len(p) >= 2 and isinstance(p[-2], str)
@@ -146,23 +152,26 @@ class JsonDoc:
                 o = p[:-2]
             else:
                 continue
-            hit = files.get(o)
+            hit = found.get(o)
             if hit is not None and hit[1] != i:
                 out[i] = hit[1]
         return out
 
-    def _locations(self) -> dict[int, int]:
+    def _locations(self, keys: list[str] | None = None,
+                   files: list[int] | None = None) -> dict[int, int]:
         """Each leaf naming a file (:data:`FILE_KEYS`) mapped to the leaf of its location's line
         number (:data:`LINE_KEYS`) in its object, in an object of it or in an object beside it
         (``"path"`` and ``"start": {"line": 12}``; SARIF's ``"artifactLocation": {"uri"}`` and
         ``"region": {"startLine"}``), nearest first; not inside an array (a file's list of
-        findings is not its location)."""
-        files = [i for i, p in enumerate(self.paths)
-                 if p and isinstance(p[-1], str) and p[-1].lower() in FILE_KEYS]
+        findings is not its location). ``keys`` and ``files`` as for
+        :meth:`_message_locations`."""
+        if keys is None or files is None:
+            keys, files = self._keys_and_files()
         own = {self.paths[i][:-1] for i in files}  # objects with a file: a finding each
         lines: dict[tuple, list[int]] = {}  # an object's path: its line numbers, in order
-        for j, q in enumerate(self.paths):
-            if len(q) >= 1 and isinstance(q[-1], str) and q[-1].lower() in LINE_KEYS:
+        for j, name in enumerate(keys):
+            if name in LINE_KEYS:
+                q = self.paths[j]
                 lines.setdefault(q[:-1], []).append(j)
                 # in an object of an object ("start": {"line"}), unless that object is another
                 # finding with its own file

@@ -1889,17 +1889,14 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
     id_lines: dict[int, list[int]] = {}
     best: dict[int, float] = {}
     message: dict[int, int] = {}  # an object's message field
+    # each line's key (lowercase, "" for none) and whether it opens an object or an array,
+    # read once for the identifying fields, the messages and the locations below
+    names = [m.group(1).lower() if (m := key_re.match(ln)) else "" for ln in lines]
+    opened = [ln.rstrip().endswith(opens) for ln in lines]
     for p, kids in children.items():
-        ids = []
-        for k in kids:
-            m = key_re.match(lines[k])
-            if m and m.group(1).lower() in ID_KEYS and not lines[k].rstrip().endswith(opens):
-                ids.append(k)
-        id_lines[p] = ids[:MAX_ID_SIBLINGS]
+        id_lines[p] = [k for k in kids if names[k] in ID_KEYS and not opened[k]][:MAX_ID_SIBLINGS]
         best[p] = max(pick[k] for k in kids)
-        said = [k for k in kids if (m := key_re.match(lines[k]))
-                and m.group(1).lower() in MESSAGE_KEYS
-                and not lines[k].rstrip().endswith(opens)]
+        said = [k for k in kids if names[k] in MESSAGE_KEYS and not opened[k]]
         if said:
             message[p] = said[0]
     if yaml:  # a Kubernetes object: its kind and its metadata's name
@@ -1934,8 +1931,6 @@ def json_line_units(lines: list[str], rel: list[float], yaml: bool = False,
         u.critical = r > 0.5
         u.outline = i in id_lines.get(p, ())
         u.filler = u.outline
-    names = [m.group(1).lower() if (m := key_re.match(ln)) else "" for ln in lines]
-    opened = [ln.rstrip().endswith(opens) for ln in lines]
     bring_locations(units, message_locations(lines, parent, children, names, opened))
     bring_locations(units, location_pairs(lines, parent, children, names, opened))
     return units
@@ -1952,7 +1947,11 @@ def message_locations(lines: list[str], parent: list[int], children: dict[int, l
     the nearest in the finding's object, :data:`LOCATION_DEPTH` objects down at most, through
     the first element of an array (its first location) only. ``names``: each line's key
     (lowercase, "" for none); ``opened``: whether it opens an object or an array."""
-    key, opening = names.__getitem__, opened.__getitem__
+    def key(k: int) -> str:
+        return names[k]
+
+    def opening(k: int) -> bool:
+        return opened[k]
 
     def below(o: int) -> list[int]:
         """The fields of object line ``o`` (an array's: its first element's)."""
