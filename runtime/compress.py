@@ -18,12 +18,12 @@ units and every line with a block indented under it first lend worth to the line
 :func:`lend_to_neighbours`: a line is read with its neighbours), fills what is
 left with context around them (neighbouring lines, the head of the text; without a query, the
 text's outline up to the budget: the least indented lines, a JSON document's shallowest
-fields), renders them in their original order with the gaps marked (``[N omitted]``, ``…``;
-JSON stays valid JSON, its omissions summarised as counts and keys) and checks the rendered
-text's tokens: **the output never exceeds ``target_tokens``, markers included.** Protected
-material (errors, final exceptions) is ranked like the rest when it alone exceeds the budget
-(the errors that match the query and the final exceptions first); ``hard_floor=True`` keeps
-all of it whatever the size (the older behaviour).
+fields), renders them in their original order with the gaps marked (``[N omitted]``, a
+short one ``…``; JSON stays valid JSON, its omissions summarised as counts and keys) and
+checks the rendered text's tokens: **the output never exceeds ``target_tokens``, markers
+included.** Protected material (errors, final exceptions) is ranked like the rest when it
+alone exceeds the budget (the errors that match the query and the final exceptions first);
+``hard_floor=True`` keeps all of it whatever the size (the older behaviour).
 
 Abstractive stage. When protected material had to be dropped and a summariser is configured
 (any callable ``(text, target_tokens) -> str``, e.g. an LLM call), it gets the extractive
@@ -672,12 +672,17 @@ SHORT_GAP = 12  # characters: a single omitted line this short is written, not m
 MARKER_RE = re.compile(r"^(\[\d+ (similar )?omitted\]|…)$")  # a line that is a marker
 
 
+COUNT_FROM = 10  # omitted lines: a gap this long is marked with its count, a shorter one ``…``
+
+
 def marker(lines: int, similar: bool = False) -> str:
-    """What stands for ``lines`` omitted lines: ``[3 omitted]``, ``[5 similar omitted]``
-    (every one repeats a kept line's template), four tokens; one line is ``…``, one token.
-    Markers are a sixth of a compressed text and the budget counts them: with the five tokens
-    of ``[3 lines omitted]`` (and of one line's) ~2 % fewer facts were kept (development sets
-    and probes; most at tight budgets)."""
-    if lines == 1:
-        return "…"
-    return f"[{lines} similar omitted]" if similar else f"[{lines} omitted]"
+    """What stands for ``lines`` omitted lines: ``[25 omitted]`` (four tokens) from
+    :data:`COUNT_FROM` lines, ``…`` (one token) below; ``[5 similar omitted]`` when every one
+    repeats a kept line's template (two lines or more). Markers are a tenth of a compressed
+    text (a fifth of code's) and the budget counts them: with the five tokens of ``[3 lines
+    omitted]`` (and of one line's) ~2 % fewer facts were kept; with ``…`` for gaps under ten
+    lines 15 more of 5,000 (development sets and probes 13-20; none fewer at 2,000 tokens).
+    Only a long gap's size says something to a reader: how much of the text is not there."""
+    if similar and lines > 1:
+        return f"[{lines} similar omitted]"
+    return f"[{lines} omitted]" if lines >= COUNT_FROM else "…"

@@ -99,8 +99,15 @@ def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
     units = line_units(["ERROR first", "}", "ERROR second", "a long line nobody asked for",
                         "another one", "ERROR third"])
     out = render_lines(units, {0, 2, 5}).splitlines()
-    # "}" costs less than a marker would; two lines left out are one marker
-    assert out == ["ERROR first", "}", "ERROR second", "[2 omitted]", "ERROR third"]
+    # "}" costs less than a marker would; two lines left out are one marker, "…": a short
+    # gap's size says nothing a reader needs
+    assert out == ["ERROR first", "}", "ERROR second", "…", "ERROR third"]
+    # a long gap's says how much of the text is not there: from ten lines
+    units = line_units(["ERROR first"] + [f"line {k} nobody asked for" for k in range(9)]
+                       + ["ERROR second"] + [f"line {k} nobody asked for" for k in range(10)]
+                       + ["ERROR third"])
+    out = render_lines(units, {0, 10, 21}).splitlines()
+    assert out == ["ERROR first", "…", "ERROR second", "[10 omitted]", "ERROR third"]
     # a short first sentence of a long line is not written for the whole line: marked
     long = Unit(1, 2, "See below.", part=0)
     rest = Unit(1, 2, "A sentence nobody kept. " * 20, part=1)
