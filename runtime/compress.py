@@ -2,8 +2,10 @@
 tool outputs (extractive, content-aware and query-aware; then an optional abstractive
 summariser hook).
 
-A terminal's colour codes (ANSI escapes: a third of a coloured test run's tokens) are left
-out first; a text they alone put over the budget is returned without them (``ansi``).
+A terminal's decoration is left out first: colour codes (ANSI escapes: a third of a coloured
+test run's tokens) and the length of rules drawn with characters that cost up to three tokens
+each (Vitest's ``⎯⎯⎯⎯``, pip's ``━━━━``: three of them are left). A text they alone put over
+the budget is returned without them (``plain``).
 
 Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of text (``log``:
 logs and test reports, ``json``, ``yaml``, ``diff``, ``csv``, ``code``, ``prose``) and its
@@ -79,6 +81,20 @@ LEND_CHILDREN = 8  # the block's first lines
 # and titles (OSC, GCC's "\x1b]8;;url\x07"), character sets ("\x1b(B")
 ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|"
                      r"\x1b[()][0-9A-Za-z]")
+
+# a rule drawn with a character a tokenizer spends one to three tokens on (dashes, box
+# drawing, block elements, geometric shapes): its length says nothing
+RULE_RE = re.compile(r"([\u2010-\u2015\u2022\u23af\u2500-\u259f\u25a0-\u25ff])\1{3,}")
+RULE_KEPT = 3  # characters of such a rule
+
+
+def plain_text(text: str) -> str:
+    """``text`` as a model should read it: without a terminal's colour codes, its rules
+    drawn :data:`RULE_KEPT` characters long (Vitest's ``⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯[2/13]⎯``
+    is 94 tokens with its timestamp; a Vitest job's log at 2,000 tokens had spent 850 on
+    them); ``text`` itself when there is neither."""
+    out = ANSI_RE.sub("", text) if "\x1b" in text else text
+    return RULE_RE.sub(lambda m: m.group(1) * RULE_KEPT, out) if RULE_RE.search(out) else out
 
 
 @dataclass(frozen=True)
@@ -189,12 +205,13 @@ class ContextCompressor:
         if before <= target:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
-        if "\x1b" in text:  # colours say nothing to a model and cost tokens: left out
-            text = ANSI_RE.sub("", text)
+        plain = plain_text(text)
+        if plain is not text:  # the decoration says nothing to a model and costs tokens
+            text = plain
             after = self.count(text)
             if after <= target:
-                self._emit("ansi", before, after, t0, preserved=0, quality=1.0)
-                return CompressionResult(text, before, after, "ansi",
+                self._emit("plain", before, after, t0, preserved=0, quality=1.0)
+                return CompressionResult(text, before, after, "plain",
                                          (time.perf_counter() - t0) * 1000, 0, 1.0)
         kind = content.detect(text)
         if kind == "html":  # a page: its text (the markup is 40-60 % of its tokens), as prose
@@ -502,9 +519,9 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
 
 def lend_to_neighbours(units: Sequence[Unit], sizes: Sequence[int], budget: int) -> None:
     """The units worth at least :data:`LEND_FROM` of the best one's value raise the lines
-    around them (up to :data:`LEND_REACH` away; not blank lines, not repeats of a template) to
-    :data:`LEND_SHARE` of their own value per line of distance, when their cost times
-    :data:`LEND_ROOM` fits ``budget``. A line that answers is read with its neighbours: the
+    around them (up to :data:`LEND_REACH` away; not blank lines, not repeats of a template,
+    not rules) to :data:`LEND_SHARE` of their own value per line of distance, when their cost
+    times :data:`LEND_ROOM` fits ``budget``. A line that answers is read with its neighbours: the
     test's name above an assertion, the fields next to a matching one, the next frames of a
     trace. Every line worth anything lends :data:`LEND_CHILD` of its value to the first
     :data:`LEND_CHILDREN` lines of the block indented under it, whatever the budget. A line
@@ -521,7 +538,7 @@ def lend_to_neighbours(units: Sequence[Unit], sizes: Sequence[int], budget: int)
             u = units[j]
             if not u.text.strip() or indent[j] <= indent[k]:
                 break
-            if not u.similar:
+            if not u.similar and not u.rule:
                 u.value = max(u.value, v * LEND_CHILD)
     lenders = [k for k, v in enumerate(values) if v >= LEND_FROM * best]
     if sum(sizes[k] for k in lenders) * LEND_ROOM > budget:
@@ -533,7 +550,7 @@ def lend_to_neighbours(units: Sequence[Unit], sizes: Sequence[int], budget: int)
                 if not 0 <= j < len(units):
                     break
                 u = units[j]
-                if u.text.strip() and not u.similar:
+                if u.text.strip() and not u.similar and not u.rule:
                     u.value = max(u.value, values[k] * LEND_SHARE ** d)
 
 

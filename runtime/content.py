@@ -395,6 +395,7 @@ class Unit:
     # a JSON record on one line (a structured log's): its fields, as (key, text, is a time)
     record: tuple[tuple[str, str, bool], ...] | None = None
     short: str = ""  # what it costs written folded (:func:`folded`), when it may be
+    rule: bool = False  # a line drawn as a rule (:func:`is_rule`): no line's context
 
 
 def line_units(lines: list[str]) -> list[Unit]:
@@ -904,7 +905,25 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             # its size when written: after a gap its time stays (and it may be written whole)
             u.short = FOLDED + (folded(u.record, before, next_to=False) or u.text)
         before = u.record
+    rules = {i for i in range(n) if is_rule(body[i])}
+    if rules:  # a rule is no line's context (Vitest's "⎯⎯⎯[1/1]⎯" over its summary)
+        for u in units:
+            if u.deps:
+                u.deps = [d for d in u.deps if d not in rules]
+        for i in rules:
+            units[i].rule, units[i].filler = True, False
     return units
+
+
+_RULE_STRIP = re.compile(r"[\s\d\[\]()/|+:%]")
+_RULE_CHAR = re.compile(r"[-=_*~#.\u2010-\u2015\u2022\u23af\u2500-\u259f\u25a0-\u25ff]")
+
+
+def is_rule(line: str) -> bool:
+    """A rule: one character repeated (``=====``, ``+-----+----+``, ``⎯⎯⎯[2/13]⎯``: a counter,
+    brackets, bars and crosses aside), drawn between the lines that say something."""
+    t = _RULE_STRIP.sub("", line)
+    return len(t) >= 3 and t == t[0] * len(t) and bool(_RULE_CHAR.match(t))
 
 
 # -- JSON records, one per line ----------------------------------------------------------------

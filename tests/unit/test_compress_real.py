@@ -447,7 +447,7 @@ def test_a_docstring_repeated_in_each_function_counts_once():
 def test_a_terminals_colours_are_left_out():
     # Vitest's output as a terminal gets it (a real run, vitest-run.txt): a colour code before
     # and after most words, a third of the text's tokens, each kept line paying for them; a
-    # model reads no colours. They are left out (the text as a reader sees it; "ansi" when
+    # model reads no colours. They are left out (the text as a reader sees it; "plain" when
     # that alone fits the budget)
     text = (Path(__file__).parents[1] / "data" / "compress" / "vitest-run.txt").read_text()
     assert text.count("\x1b[") > 1000
@@ -459,12 +459,41 @@ def test_a_terminals_colours_are_left_out():
     sink = CountingEmitter()
     counted = ContextCompressor(instrumentation=Instrumentation(sink))
     r = counted.compress(tail, "", C.count(tail) - 1)
-    assert r.strategy == "ansi" and "\x1b" not in r.text and r.tokens_after < C.count(tail)
+    assert r.strategy == "plain" and "\x1b" not in r.text and r.tokens_after < C.count(tail)
     assert "Tests  1 failed | 545 passed (546)" in r.text, r.text
     (ev,) = sink.of_type("context.compress")  # reported as any compression is
-    assert ev["attrs"]["strategy"] == "ansi" and check(ev) is None
+    assert ev["attrs"]["strategy"] == "plain" and check(ev) is None
     assert (ev["attrs"]["tokens_before"], ev["attrs"]["tokens_after"]) == (
         r.tokens_before, r.tokens_after)
+
+
+def test_rules_drawn_with_costly_characters_are_drawn_short():
+    # a GitHub Actions job running Biome and Vitest (gmoon/s3proxy's job log): each of
+    # Vitest's separators between failures, "<time> ⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯[2/13]⎯", costs 94
+    # tokens (three per "⎯"), and a failure's line brought its separator along: at 2,000 tokens
+    # the failed step's command, the second kind of error and the lint step's count were out
+    text = (Path(__file__).parents[1] / "data" / "compress" / "s3proxy-gha-job.log").read_text()
+    assert C.count("⎯" * 20) == 60
+    query = ("Why did this job fail: which step failed, how many tests failed, which errors "
+             "were reported, with what exit code, and did the lint step warn about anything?")
+    r = C.compress(text, query, 2000)
+    assert r.tokens_after <= 2000 and "⎯⎯⎯⎯" not in r.text
+    for line in ("##[group]Run npm run test:unit", "Found 21 warnings.",
+                 "##[error]CredentialsProviderError", "##[error]Error: require() of ES Module",
+                 "##[error]Process completed with exit code 1.", "⎯⎯⎯ Failed Tests 13 ⎯⎯⎯"):
+        assert line in r.text, (line, r.text)
+    # a rule is no line's context: "⎯⎯⎯[1/1]⎯" came with the summary under it and, cheap
+    # now, took the place of an assertion's diff at 150 tokens (the test below)
+    rules = ("=====", "+-----+----+", "⎯⎯⎯[2/13]⎯", "|:---|---:|")
+    assert all(content.is_rule(x) for x in rules)
+    assert not any(content.is_rule(x) for x in ("⎯⎯⎯ Failed Tests 13 ⎯⎯⎯", "}}}", "....F..",
+                                                "--", "[1/13]", "2025-06-15T16:17:32.53Z"))
+    # a text that only its rules put over the budget is returned with them short
+    bars = "\n".join(f"Downloading pkg{k}-1.0.whl (12 kB)\n   " + "━" * 40 + " 12.0/12.0 kB"
+                     for k in range(20))
+    assert C.count(bars.replace("━" * 40, "━━━")) < C.count(bars) * 0.7
+    r = C.compress(bars, "", int(C.count(bars) * 0.7))
+    assert r.strategy == "plain" and r.text == bars.replace("━" * 40, "━━━")
 
 
 def test_a_failed_assertions_diff_comes_whole():
