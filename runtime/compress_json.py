@@ -10,7 +10,8 @@ brings the identifying fields of the objects around it (``id``, ``name``, ``numb
 that reports an error (an exception's name, a status of 300 or more) brings its object's
 message (``"code": "ValidationException"`` and what was invalid). What is not
 kept is summarised where it was: an object's dropped keys as ``"…": "N more keys: a, b, …"``,
-an array's dropped elements as a last element ``"… N more items with keys a, b, …"``. Long
+an array's dropped elements as a last element ``"… N more items with keys a, b, …"`` (or
+written, when they are scalars shorter than the marker: ``"onContentLoad":387``). Long
 strings are cut to their sentences that match the query (or their head), marked ``…``. A
 string that holds a JSON object or array (a recorded API response's body) is read as JSON, the
 same way, and written back as a string of JSON with the separators it had, so its facts read as
@@ -331,26 +332,33 @@ class JsonDoc:
                 # and where the same names were listed already (every recorded repository)
                 names = ", ".join(map(str, dropped[:8])) + (", …" if len(dropped) > 8 else "")
                 in_record = bool(path) and isinstance(path[-1], int)
-                out[MARK] = (f"{len(dropped)} more keys" if in_record or names in self._listed
-                             else f"{len(dropped)} more keys: {names}")
+                mark = (f"{len(dropped)} more keys" if in_record or names in self._listed
+                        else f"{len(dropped)} more keys: {names}")
+                if self._cheaper([(k, node[k]) for k in dropped], path, mark):
+                    return {k: out[k] if k in out else node[k] for k in node}
+                out[MARK] = mark
                 self._listed.add(names)
             return out
         if isinstance(node, list) and node:
-            out, dropped, keys = [], 0, Counter()
+            out, left, keys = [], [], Counter()
             for i, v in enumerate(node):
                 r = self._build(v, kept, index, path + (i,))
                 if r is _MISSING:
-                    dropped += 1
+                    left.append(i)
                     if isinstance(v, dict):
                         keys.update(v.keys())
                 else:
                     out.append(r)
             if not out:
                 return _MISSING
-            if dropped:
+            if left:
                 common = ", ".join(str(k) for k, _ in keys.most_common(8))
-                out.append(f"{MARK} {dropped} more items" + (f" with keys {common}" if common
-                                                                else ""))
+                mark = f"{MARK} {len(left)} more items" + (f" with keys {common}" if common
+                                                             else "")
+                if self._cheaper([(i, node[i]) for i in left], path, mark):
+                    it = iter(out)
+                    return [node[i] if i in left else next(it) for i in range(len(node))]
+                out.append(mark)
             return out
         if path in self._embeds:
             inner, seps = self._embeds[path]
@@ -363,6 +371,20 @@ class JsonDoc:
         if i is None or i not in kept:
             return _MISSING
         return self._short(node)
+
+    def _cheaper(self, left: list[tuple[Any, Any]], path: tuple, mark: str) -> bool:
+        """Whether the fields (or items) ``left`` out of the object (array) at ``path`` are
+        shorter written than the marker ``mark`` that would stand for them: scalars (nor a
+        string holding JSON) whose text is no longer than the marker's (``"onLoad":837``
+        against ``"…":"1 more keys: onLoad"``): written, in their place."""
+        size = 0
+        for k, v in left:
+            if isinstance(v, (dict, list)) and v or path + (k,) in self._embeds:
+                return False
+            size += len(dumps(v)) + 1 + (len(dumps(k)) + 1 if isinstance(k, str) else 0)
+            if size > len(mark) + 6:
+                return False
+        return True
 
     def digest(self) -> Any:
         """Nothing fits whole: the document's shape (top-level keys, array lengths)."""

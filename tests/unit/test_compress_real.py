@@ -1367,6 +1367,28 @@ def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     assert len(bare) >= 5 and "node_id" in listed[0], r.text
 
 
+
+def test_json_writes_the_fields_left_out_when_they_are_shorter_than_their_marker():
+    # an HTTP Archive of three page loads (PerfCascade's test data): run 3's pageTimings kept
+    # "onLoad":837 and wrote "…":"1 more keys" for "onContentLoad":387, which is shorter
+    text = (Path(__file__).parents[1] / "data" / "compress" / "browsertime-sitespeed.har"
+            ).read_text()
+    r = C.compress(text, "What were onContentLoad and onLoad in the first and third runs, "
+                   "and how long did the main document take?", 2000)
+    assert r.tokens_after <= 2000 and json.loads(r.text)
+    for fact in ('"onContentLoad":1123,"onLoad":1825', '"onContentLoad":387,"onLoad":837',
+                 '"time":1108,"_mainRequest":true'):
+        assert fact in r.text, (fact, r.text)
+    # and so items of an array; a marker that is shorter stays
+    doc = {"runs": [{"id": f"run{i}", "tags": ["a", "b"], "codes": list(range(40)),
+                     "note": "nothing to see here " * 20} for i in range(30)]}
+    r = C.compress(json.dumps(doc), "which runs are there?", 300)
+    assert r.tokens_after <= 300 and json.loads(r.text), r.text
+    # '"tags": ["a", "… 1 more items"]' was written
+    assert '"tags": ["a", "b"]' in r.text and "… 1 more items" not in r.text, r.text
+    assert "nothing to see" not in r.text and '"…": "1 more keys"' in r.text, r.text
+
+
 ODD = {
     "one long line": "x" * 200_000,
     "minified code": "function a(b){return b+1};" * 8000,
