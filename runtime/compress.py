@@ -313,7 +313,8 @@ class ContextCompressor:
             content.version_lines(units, query)
         if kind in ("json_lines", "yaml", "log"):
             content.extremes(units, rel, query)
-        return pack(units, rel, target, lambda kept: render_lines(units, kept), count,
+        counted = target >= COUNT_BUDGET
+        return pack(units, rel, target, lambda kept: render_lines(units, kept, counted), count,
                     self._enc, fill=neighbour_fill(units),
                     spread=outline_fill(units) if not asked else (
                         weak_fill(units, query) if kind == "log" else None),
@@ -625,9 +626,9 @@ def outline_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
 FOLDED = content.FOLDED  # a log line written without the timestamp prefix of the line above's
 
 
-def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
+def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) -> str:
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
-    omitted line repeats a kept template); sentences of one line joined, gaps inside a line
+    omitted line repeats a kept template; ``counted``: a long gap's with its size); sentences of one line joined, gaps inside a line
     as ``[...]``; a log line after one (a gap's marker between them or not) with a timestamp
     prefix of the same form (digits aside) and the same minute is written without it
     (:data:`FOLDED`): in CI logs the prefix is half the tokens; a JSON record after another
@@ -649,7 +650,7 @@ def render_lines(units: Sequence[Unit], kept: set[int]) -> str:
         if lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP:
             out.append(lone.text)  # cheaper than its marker
         else:
-            out.append(marker(gap, gap_similar))
+            out.append(marker(gap, gap_similar, counted))
 
     for k, u in enumerate(units):
         if k in kept:
@@ -690,16 +691,19 @@ MARKER_RE = re.compile(r"^(\[\d+ (similar )?omitted\]|…)$")  # a line that is 
 
 
 COUNT_FROM = 10  # omitted lines: a gap this long is marked with its count, a shorter one ``…``
+COUNT_BUDGET = 1000  # tokens: under this budget no gap is counted
 
 
-def marker(lines: int, similar: bool = False) -> str:
+def marker(lines: int, similar: bool = False, counted: bool = True) -> str:
     """What stands for ``lines`` omitted lines: ``[25 omitted]`` (four tokens) from
-    :data:`COUNT_FROM` lines, ``…`` (one token) below; ``[5 similar omitted]`` when every one
-    repeats a kept line's template (two lines or more). Markers are a tenth of a compressed
-    text (a fifth of code's) and the budget counts them: with the five tokens of ``[3 lines
-    omitted]`` (and of one line's) ~2 % fewer facts were kept; with ``…`` for gaps under ten
-    lines 15 more of 5,000 (development sets and probes 13-20; none fewer at 2,000 tokens).
-    Only a long gap's size says something to a reader: how much of the text is not there."""
+    :data:`COUNT_FROM` lines when ``counted``, ``…`` (one token) otherwise; ``[5 similar
+    omitted]`` when every one repeats a kept line's template (two lines or more). Markers are
+    a tenth of a compressed text (a fifth of code's) and the budget counts them: with the five
+    tokens of ``[3 lines omitted]`` (and of one line's) ~2 % fewer facts were kept; with ``…``
+    for gaps under ten lines 15 more of 5,000 (development sets and probes 13-20; none fewer
+    at 2,000 tokens), and with no count under :data:`COUNT_BUDGET` tokens 18 more (none
+    fewer; at 150 and 500 tokens, a handful of lines: a count costs a fact). Only a long
+    gap's size says something to a reader: how much of the text is not there."""
     if similar and lines > 1:
         return f"[{lines} similar omitted]"
-    return f"[{lines} omitted]" if lines >= COUNT_FROM else "…"
+    return f"[{lines} omitted]" if counted and lines >= COUNT_FROM else "…"

@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 
@@ -108,6 +109,14 @@ def test_a_gap_is_one_short_marker_and_a_lone_short_line_is_written_instead():
                        + ["ERROR third"])
     out = render_lines(units, {0, 10, 21}).splitlines()
     assert out == ["ERROR first", "…", "ERROR second", "[10 omitted]", "ERROR third"]
+    # not under a budget of 1,000 tokens: a handful of lines, where a count costs a fact
+    out = render_lines(units, {0, 10, 21}, counted=False).splitlines()
+    assert out == ["ERROR first", "…", "ERROR second", "…", "ERROR third"]
+    log = (Path(__file__).parent.parent / "data" / "compress" / "s3proxy-gha-job.log").read_text()
+    c = ContextCompressor()
+    assert re.search(r"\[\d+ omitted\]", c.compress(log, "which tests failed", 1000).text)
+    tight = c.compress(log, "which tests failed", 999).text
+    assert "FAIL" in tight and not re.search(r"\[\d+ omitted\]", tight), tight
     # a short first sentence of a long line is not written for the whole line: marked
     long = Unit(1, 2, "See below.", part=0)
     rest = Unit(1, 2, "A sentence nobody kept. " * 20, part=1)
