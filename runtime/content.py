@@ -410,7 +410,8 @@ ERROR_WORD_RE = re.compile(r"\b(error|errors|exception|traceback|fatal|panic|pan
                            r"failure|failures|failing|critical|severe|denied|refused|timeout|"
                            r"timed out|segfault|segmentation fault|errno|assert\w*|abort(ed)?|"
                            r"killed|oomkilled|unhandled|uncaught|cannot|can't|could not|"
-                           r"unable to|unsuccessful|non-zero|exit (code|status):? ?[1-9]\d*)\b", re.I)
+                           r"unable to|unsuccessful|non-zero|exit (code|status):? ?[1-9]\d*|"
+                           r"incompatible|conflicts?|conflicting)\b", re.I)
 ERROR_LEVEL_RE = re.compile(r"\b(ERROR|ERR|FATAL|CRITICAL|SEVERE|PANIC|FAIL(ED)?|EMERG|ALERT)\b")
 FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>/]+\(.*\)$|at .+:\d+(:\d+)?\)?$|'
                       r"#\d+\s+0x[0-9a-f]+|\S+\.(go|rs|py|js|ts|java|kt|c|cc|cpp):\d+|"

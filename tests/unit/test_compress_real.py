@@ -496,6 +496,21 @@ def test_rules_drawn_with_costly_characters_are_drawn_short():
     assert r.strategy == "plain" and r.text == bars.replace("━" * 40, "━━━")
 
 
+def test_a_dependency_conflict_is_an_error():
+    # pip's resolver ends an install with the packages it broke ("X requires Y, but you have Z
+    # which is incompatible."); no error word said so, and "installed" in the question matched
+    # the hundred lines uninstalling the old versions: at 2,000 tokens 7 of 21 were kept
+    text = (Path(__file__).parents[1] / "data" / "compress" / "pip-install-conflicts.log"
+            ).read_text()
+    r = C.compress(text, "Which installed packages did this install break?", 2000)
+    assert r.tokens_after <= 2000 and r.text.count("which is incompatible.") >= 18, r.text
+    for line in ("letta 0.14.0 requires opentelemetry-api==1.30.0",
+                 "composio-core 0.7.21 requires rich<14,>=13.7.1, but you have rich 13.7.0",
+                 "grpcio-tools 1.71.2 requires protobuf<6.0dev,>=5.26.1"):
+        assert line in r.text, (line, r.text)
+    assert content.is_error("CONFLICT (content): Merge conflict in src/app.py")
+
+
 def test_a_failed_assertions_diff_comes_whole():
     # the same run: "what did the assertion expect versus receive?" kept Vitest's "- Expected"
     # and "+ Received" headers and none of the values under them; the diff under a failed
