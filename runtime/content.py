@@ -809,13 +809,21 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     if len(lone) > LONE_MAX:  # many lines differ: none stands out
         lone = set()
     for u in units:
-        m = PREFIX_RE.match(u.text)
-        if m and m.end() >= 12 and m.end() < len(u.text):
+        # `gh run view --log` writes the job and the step before the time: the same job's and
+        # step's lines fold as one prefix
+        g = GH_RUN_LOG_RE.match(u.text) if "\t" in u.text[:201] else None
+        job = g.group() if g else ""
+        m = PREFIX_RE.match(u.text[len(job):])
+        if m and m.end() >= 12 and len(job) + m.end() < len(u.text):
             # its form, and its time to the minute: a line logged minutes after the one
-            # above keeps its time (when the donor finished, not only that it did)
-            minute = _MINUTE_RE.search(m.group())
-            u.fold, u.fold_key = m.end(), re.sub(r"\d", "#", m.group()) + (
-                "|" + m.group()[:minute.end()] if minute else "")
+            # above keeps its time (when the donor finished, not only that it did); the
+            # prefix and one space after it (the line's own indentation stays, whatever it is)
+            stamp = m.group().rstrip(" \t")
+            minute = _MINUTE_RE.search(stamp)
+            end = len(job) + len(stamp)
+            u.fold = end + (u.text[end:end + 1] in (" ", "\t"))
+            u.fold_key = job + re.sub(r"\d", "#", stamp) + (
+                "|" + stamp[:minute.end()] if minute else "")
     parent = indent_parents([_indent(ln) for ln in body], reach=PARENT_REACH)
     for i, u in enumerate(units):
         ln = u.text

@@ -144,8 +144,28 @@ def test_a_log_line_is_written_without_its_timestamp_only_in_the_minute_of_the_l
     ci = [f"[task 2025-02-13T21:36:55.{k:03d}Z] 21:36:55     INFO -  frame {k}" for k in range(6)]
     ci.append("[task 2025-02-13T21:52:01.000Z] 21:52:01     INFO -  Task exited")
     out = render_lines(log_units(ci, [0.0] * 7), {0, 3, 6}).splitlines()
-    assert out == [ci[0], "[2 similar omitted]", FOLDED + "INFO -  frame 3",
+    # (the prefix is the time and one space: what the line writes after it stays)
+    assert out == [ci[0], "[2 similar omitted]", FOLDED + "    INFO -  frame 3",
                    "[2 similar omitted]", ci[6]]
+
+
+def test_a_gh_run_logs_job_step_and_time_fold_as_one_prefix_and_indentation_stays():
+    from agentflux.runtime.compress import render_lines
+    from agentflux.runtime.content import FOLDED, log_units
+    # `gh run view --log` writes the job and the step before each line's time: 15 tokens a
+    # line, and they were written on every line kept; a line's own indentation stays
+    lines = ["lint\tRun ruff check\t2026-01-30T03:29:22.9075418Z W293 Blank line has whitespace",
+             "lint\tRun ruff check\t2026-01-30T03:29:22.9075500Z    --> test_bot.py:241:1",
+             "lint\tRun ruff check\t2026-01-30T03:29:22.9077497Z Found 12 errors.",
+             "test\tRun unit tests\t2026-01-30T03:29:25.1621344Z 17 passed in 0.97s"]
+    out = render_lines(log_units(lines, [0.0] * 4), {0, 1, 2, 3}).splitlines()
+    assert out == [lines[0], FOLDED + "   --> test_bot.py:241:1", FOLDED + "Found 12 errors.",
+                   lines[3]]
+    # and so a timestamp's: the space after it is the prefix's, the rest the line's own
+    ci = ["2025-06-15T16:17:32.4915692Z  FAIL  test/MockExpress.test.ts > handles HEAD",
+          "2025-06-15T16:17:32.4948916Z CredentialsProviderError: Could not load credentials"]
+    out = render_lines(log_units(ci, [0.0] * 2), {0, 1}).splitlines()
+    assert out == [ci[0], FOLDED + "CredentialsProviderError: Could not load credentials"]
 
 
 def test_pieces_of_a_long_line_join_back_to_it_and_break_after_delimiters():
