@@ -914,6 +914,12 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             # its size when written: after a gap its time stays (and it may be written whole)
             u.short = FOLDED + (folded(u.record, before, next_to=False) or u.text)
         before = u.record
+    kinds: set[str] = set()
+    for i in range(n):  # the first diagnostic of each code: its kind's example
+        m = DIAG_CODE_RE.search(body[i]) if err[i] else None
+        if m and m.group() not in kinds:
+            kinds.add(m.group())
+            units[i].value += KIND_VALUE
     rules = {i for i in range(n) if is_rule(body[i])}
     if rules:  # a rule is no line's context (Vitest's "⎯⎯⎯[1/1]⎯" over its summary)
         for u in units:
@@ -924,6 +930,12 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     return units
 
 
+# a diagnostic's code: tsc's TS2307, rustc's E0255, Ruff's E501, ShellCheck's SC2086, mypy's
+# [attr-defined] at the end of its line
+DIAG_CODE_RE = re.compile(r"\b[A-Z]{1,4}\d{3,5}\b|\[[a-z]+(?:-[a-z]+)*\]\s*$")
+# what the first error of each code gains: a compiler's or linter's list is read by its kinds
+# (a tsc run's 239 errors, 60 of them one missing module in scripts; "what kinds of errors")
+KIND_VALUE = 1.0
 _RULE_STRIP = re.compile(r"[\s\d\[\]()/|+:%]")
 _RULE_CHAR = re.compile(r"[-=_*~#.\u2010-\u2015\u2022\u23af\u2500-\u259f\u25a0-\u25ff]")
 

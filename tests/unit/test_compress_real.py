@@ -511,6 +511,24 @@ def test_a_dependency_conflict_is_an_error():
     assert content.is_error("CONFLICT (content): Merge conflict in src/app.py")
 
 
+def test_a_compilers_errors_are_read_by_their_kinds():
+    # a tsc run (nonlinear-editor's typescript-errors.txt): 17 error codes in 330 lines, most of
+    # them a few codes again and again; "what kinds of errors" kept 8 codes at 1,000 tokens
+    # and 10 at 2,000. The first error of each code is its kind's example
+    text = (Path(__file__).parents[1] / "data" / "compress" / "tsc-nonlinear-editor.txt"
+            ).read_text()
+    codes = set(re.findall(r"TS\d{4}", text))
+    assert len(codes) == 17
+    r = C.compress(text, "What kinds of type errors are there, and where?", 1000)
+    assert r.tokens_after <= 1000 and set(re.findall(r"TS\d{4}", r.text)) == codes, r.text
+    r = C.compress(text, "", 500)  # without a question too: 6 of them before
+    assert r.tokens_after <= 500 and len(set(re.findall(r"TS\d{4}", r.text))) >= 12, r.text
+    assert [m.group() for m in map(content.DIAG_CODE_RE.search, (
+        "src/a.ts(3,36): error TS2307: Cannot find module", "error[E0255]: the name",
+        'x.py:4: error: "int" has no attribute "y"  [attr-defined]')) if m] == [
+        "TS2307", "E0255", "[attr-defined]"]
+
+
 def test_a_failed_assertions_diff_comes_whole():
     # the same run: "what did the assertion expect versus receive?" kept Vitest's "- Expected"
     # and "+ Received" headers and none of the values under them; the diff under a failed
