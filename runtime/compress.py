@@ -3,9 +3,9 @@ tool outputs (extractive, content-aware and query-aware; then an optional abstra
 summariser hook).
 
 A terminal's decoration is left out first: colour codes (ANSI escapes: a third of a coloured
-test run's tokens) and the length of rules drawn with characters that cost up to three tokens
-each (Vitest's ``⎯⎯⎯⎯``, pip's ``━━━━``: three of them are left). A text they alone put over
-the budget is returned without them (``plain``).
+test run's tokens) and, in a log or prose, the length of rules drawn with characters that cost
+up to three tokens each (Vitest's ``⎯⎯⎯⎯``, pip's ``━━━━``: three of them are left). A text
+they alone put over the budget is returned without them (``plain``).
 
 Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of text (``log``:
 logs and test reports, ``json``, ``yaml``, ``diff``, ``csv``, ``code``, ``prose``) and its
@@ -83,18 +83,22 @@ ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
                      r"\x1b[()][0-9A-Za-z]")
 
 # a rule drawn with a character a tokenizer spends one to three tokens on (dashes, box
-# drawing, block elements, geometric shapes): its length says nothing
-RULE_RE = re.compile(r"([\u2010-\u2015\u2022\u23af\u2500-\u259f\u25a0-\u25ff])\1{3,}")
+# drawing, block elements, geometric shapes): in a log or prose its length says nothing
+RULE_RE = re.compile(f"([{content.COSTLY_RULE_CHARS}])\\1{{3,}}")
 RULE_KEPT = 3  # characters of such a rule
+RULED_KINDS = ("log", "prose")  # not in data, code or a diff: a bar's or a literal's length
 
 
-def plain_text(text: str) -> str:
-    """``text`` as a model should read it: without a terminal's colour codes, its rules
-    drawn :data:`RULE_KEPT` characters long (Vitest's ``⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯[2/13]⎯``
-    is 94 tokens with its timestamp; a Vitest job's log at 2,000 tokens had spent 850 on
-    them); ``text`` itself when there is neither."""
+def plain_text(text: str, kind: str) -> str:
+    """``text`` (of the ``kind`` :func:`content.detect` says) as a model should read it:
+    without a terminal's colour codes, and a log's or prose's rules drawn :data:`RULE_KEPT`
+    characters long (Vitest's ``⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯[2/13]⎯`` is 94 tokens with its
+    timestamp; a Vitest job's log at 2,000 tokens had spent 850 on them); ``text`` itself when
+    there is neither."""
     out = ANSI_RE.sub("", text) if "\x1b" in text else text
-    return RULE_RE.sub(lambda m: m.group(1) * RULE_KEPT, out) if RULE_RE.search(out) else out
+    if kind in RULED_KINDS and RULE_RE.search(out):
+        return RULE_RE.sub(lambda m: m.group(1) * RULE_KEPT, out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -205,15 +209,18 @@ class ContextCompressor:
         if before <= target:
             return CompressionResult(text, before, before, "none",
                                      (time.perf_counter() - t0) * 1000, 0, 1.0)
-        plain = plain_text(text)
-        if plain is not text:  # the decoration says nothing to a model and costs tokens
+        coloured = "\x1b" in text
+        if coloured:  # what the text is is read without its colours
+            text = ANSI_RE.sub("", text)
+        kind = content.detect(text)
+        plain = plain_text(text, kind)
+        if coloured or plain is not text:  # the decoration costs tokens and says nothing
             text = plain
             after = self.count(text)
             if after <= target:
                 self._emit("plain", before, after, t0, preserved=0, quality=1.0)
                 return CompressionResult(text, before, after, "plain",
                                          (time.perf_counter() - t0) * 1000, 0, 1.0)
-        kind = content.detect(text)
         if kind == "html":  # a page: its text (the markup is 40-60 % of its tokens), as prose
             from agentflux.runtime.compress_html import html_text
             page = html_text(text)
@@ -628,8 +635,9 @@ FOLDED = content.FOLDED  # a log line written without the timestamp prefix of th
 
 def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) -> str:
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
-    omitted line repeats a kept template; ``counted``: a long gap's with its size); sentences of one line joined, gaps inside a line
-    as ``[...]``; a log line after one (a gap's marker between them or not) with a timestamp
+    omitted line repeats a kept template; with its size when ``counted`` and long), or the
+    one line omitted when it is shorter than a marker (not a rule); sentences of one line
+    joined, gaps inside a line as ``[...]``; a log line after one (a gap's marker between them or not) with a timestamp
     prefix of the same form (digits aside) and the same minute is written without it
     (:data:`FOLDED`): in CI logs the prefix is half the tokens; a JSON record after another
     (a gap's marker between them or not) without the fields equal to that one's, and its time
@@ -647,7 +655,8 @@ def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) ->
 
     def close_gap() -> None:
         lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
-        if lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP:
+        if (lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP
+                and not lone.rule):
             out.append(lone.text)  # cheaper than its marker
         else:
             out.append(marker(gap, gap_similar, counted))
@@ -697,13 +706,14 @@ COUNT_BUDGET = 1000  # tokens: under this budget no gap is counted
 def marker(lines: int, similar: bool = False, counted: bool = True) -> str:
     """What stands for ``lines`` omitted lines: ``[25 omitted]`` (four tokens) from
     :data:`COUNT_FROM` lines when ``counted``, ``…`` (one token) otherwise; ``[5 similar
-    omitted]`` when every one repeats a kept line's template (two lines or more). Markers are
+    omitted]`` when every one repeats a kept line's template (two lines or more; when
+    ``counted``: under :data:`COUNT_BUDGET` tokens it is ``…`` too). Markers are
     a tenth of a compressed text (a fifth of code's) and the budget counts them: with the five
     tokens of ``[3 lines omitted]`` (and of one line's) ~2 % fewer facts were kept; with ``…``
     for gaps under ten lines 15 more of 5,000 (development sets and probes 13-20; none fewer
     at 2,000 tokens), and with no count under :data:`COUNT_BUDGET` tokens 18 more (none
     fewer; at 150 and 500 tokens, a handful of lines: a count costs a fact). Only a long
     gap's size says something to a reader: how much of the text is not there."""
-    if similar and lines > 1:
+    if similar and lines > 1 and counted:
         return f"[{lines} similar omitted]"
     return f"[{lines} omitted]" if counted and lines >= COUNT_FROM else "…"

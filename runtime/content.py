@@ -809,21 +809,16 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     if len(lone) > LONE_MAX:  # many lines differ: none stands out
         lone = set()
     for u in units:
-        # `gh run view --log` writes the job and the step before the time: the same job's and
-        # step's lines fold as one prefix
-        g = GH_RUN_LOG_RE.match(u.text) if "\t" in u.text[:201] else None
-        job = g.group() if g else ""
-        m = PREFIX_RE.match(u.text[len(job):])
-        if m and m.end() >= 12 and len(job) + m.end() < len(u.text):
-            # its form, and its time to the minute: a line logged minutes after the one
-            # above keeps its time (when the donor finished, not only that it did); the
-            # prefix and one space after it (the line's own indentation stays, whatever it is)
-            stamp = m.group().rstrip(" \t")
-            minute = _MINUTE_RE.search(stamp)
-            end = len(job) + len(stamp)
-            u.fold = end + (u.text[end:end + 1] in (" ", "\t"))
-            u.fold_key = job + re.sub(r"\d", "#", stamp) + (
-                "|" + stamp[:minute.end()] if minute else "")
+        # its timestamp (with `gh run view --log`'s job and step before it: the same job's and
+        # step's lines fold as one prefix), its form and its time to the minute: a line logged
+        # minutes after the one above keeps its time (when the donor finished, not only that
+        # it did); the prefix and one space after it (the line's own indentation stays)
+        job, time, end = stamp(u.text)
+        if time and end - len(job) >= 12 and end < len(u.text):
+            minute = _MINUTE_RE.search(time)
+            u.fold = end
+            u.fold_key = job + re.sub(r"\d", "#", time) + (
+                "|" + time[:minute.end()] if minute else "")
     parent = indent_parents([_indent(ln) for ln in body], reach=PARENT_REACH)
     for i, u in enumerate(units):
         ln = u.text
@@ -915,8 +910,9 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.short = FOLDED + (folded(u.record, before, next_to=False) or u.text)
         before = u.record
     kinds: set[str] = set()
-    for i in range(n):  # the first diagnostic of each code: its kind's example
-        m = DIAG_CODE_RE.search(body[i]) if err[i] else None
+    for i in range(n):  # the first diagnostic of each code: its kind's example (not a repeat:
+        # an id in a message repeated is no kind of its own)
+        m = DIAG_CODE_RE.search(body[i]) if err[i] and not units[i].similar else None
         if m and m.group() not in kinds:
             kinds.add(m.group())
             units[i].value += KIND_VALUE
@@ -937,14 +933,19 @@ DIAG_CODE_RE = re.compile(r"\b[A-Z]{1,4}\d{3,5}\b|\[[a-z]+(?:-[a-z]+)*\]\s*$")
 # (a tsc run's 239 errors, 60 of them one missing module in scripts; "what kinds of errors")
 KIND_VALUE = 1.0
 _RULE_STRIP = re.compile(r"[\s\d\[\]()/|+:%]")
-_RULE_CHAR = re.compile(r"[-=_*~#.\u2010-\u2015\u2022\u23af\u2500-\u259f\u25a0-\u25ff]")
+# what a rule is drawn with: ASCII's dashes, equals, stars...; and dashes, box drawing, block
+# elements and geometric shapes, which a tokenizer spends one to three tokens on each
+COSTLY_RULE_CHARS = "\u2010-\u2015\u2022\u23af\u2500-\u259f\u25a0-\u25ff"
+_RULE_CHAR = re.compile(f"[-=_*~#.{COSTLY_RULE_CHARS}]")
 
 
 def is_rule(line: str) -> bool:
-    """A rule: one character repeated (``=====``, ``+-----+----+``, ``⎯⎯⎯[2/13]⎯``: a counter,
-    brackets, bars and crosses aside), drawn between the lines that say something."""
+    """A rule: one character repeated, three times in a row at least (``=====``,
+    ``+-----+----+``, ``⎯⎯⎯[2/13]⎯``: a counter, brackets, bars and crosses aside), drawn
+    between the lines that say something (not ``10.0.0.1``: its dots are no run)."""
     t = _RULE_STRIP.sub("", line)
-    return len(t) >= 3 and t == t[0] * len(t) and bool(_RULE_CHAR.match(t))
+    return (len(t) >= 3 and t == t[0] * len(t) and bool(_RULE_CHAR.match(t))
+            and t[0] * 3 in line)
 
 
 # -- JSON records, one per line ----------------------------------------------------------------
@@ -1197,18 +1198,24 @@ def _package(line: str) -> str:
 GH_RUN_LOG_RE = re.compile(r"^[^\t]{1,200}\t[^\t]{0,300}\t(?=\d{4}-\d\d-\d\dT\d\d:\d\d)")
 
 
-def _unstamped(line: str) -> str:
-    """``line`` without a timestamp prefix (:data:`PREFIX_RE`, after the job and step `gh
-    run view --log` writes before it) and the one space after it: the indentation after that
-    is the line's own."""
+def stamp(line: str) -> tuple[str, str, int]:
+    """A line's prefix: the job and step `gh run view --log` writes (or ""), its timestamp
+    (:data:`PREFIX_RE`, blanks after it aside; "" when there is none) and where the line's
+    own text starts (after the one space or tab following them: the indentation after that
+    is the line's own)."""
     g = GH_RUN_LOG_RE.match(line) if "\t" in line[:201] else None
-    if g:
-        line = line[g.end():]
-    m = PREFIX_RE.match(line)
+    job = g.group() if g else ""
+    m = PREFIX_RE.match(line[len(job):])
     if not m:
-        return line
-    end = len(m.group().rstrip(" \t"))
-    return line[end + 1:] if line[end:end + 1] in (" ", "\t") else line[end:]
+        return job, "", len(job)
+    time = m.group().rstrip(" \t")
+    end = len(job) + len(time)
+    return job, time, end + (line[end:end + 1] in (" ", "\t"))
+
+
+def _unstamped(line: str) -> str:
+    """``line`` without its prefix (:func:`stamp`)."""
+    return line[stamp(line)[2]:]
 
 
 def _masked(line: str) -> str:

@@ -471,7 +471,7 @@ def test_rules_drawn_with_costly_characters_are_drawn_short():
     # a GitHub Actions job running Biome and Vitest (gmoon/s3proxy's job log): each of
     # Vitest's separators between failures, "<time> ⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯⎯[2/13]⎯", costs 94
     # tokens (three per "⎯"), and a failure's line brought its separator along: at 2,000 tokens
-    # the failed step's command, the second kind of error and the lint step's count were out
+    # the failed step's command was out
     text = (Path(__file__).parents[1] / "data" / "compress" / "s3proxy-gha-job.log").read_text()
     assert C.count("⎯" * 20) == 60
     query = ("Why did this job fail: which step failed, how many tests failed, which errors "
@@ -487,7 +487,19 @@ def test_rules_drawn_with_costly_characters_are_drawn_short():
     rules = ("=====", "+-----+----+", "⎯⎯⎯[2/13]⎯", "|:---|---:|")
     assert all(content.is_rule(x) for x in rules)
     assert not any(content.is_rule(x) for x in ("⎯⎯⎯ Failed Tests 13 ⎯⎯⎯", "}}}", "....F..",
-                                                "--", "[1/13]", "2025-06-15T16:17:32.53Z"))
+                                                "--", "[1/13]", "2025-06-15T16:17:32.53Z",
+                                                "10.0.0.1", "  192.168.1.10", "2025-06-15-01"))
+    # nor is a short rule written for a lone line left out: "⎯⎯⎯[2/13]⎯" is 17 tokens, "…" 1
+    from agentflux.runtime.compress import render_lines
+    units = content.log_units(["FAIL a", "⎯⎯⎯[2/13]⎯", "FAIL b"], [0.0] * 3)
+    assert render_lines(units, {0, 2}) == "FAIL a\n…\nFAIL b"
+    # and only a log's or prose's rules are drawn short: a diff's, code's or data's length
+    # is what they say ("━" * 40 -> "━" * 60 is the change)
+    diff = ("diff --git a/ui.py b/ui.py\n--- a/ui.py\n+++ b/ui.py\n@@ -1,3 +1,3 @@\n"
+            + "".join(f" line {k} = {k}\n" for k in range(40))
+            + f'-SEPARATOR = "{"━" * 40}"\n+SEPARATOR = "{"━" * 60}"\n')
+    r = C.compress(diff, "how did SEPARATOR change?", 200)
+    assert "━" * 40 in r.text and "━" * 60 in r.text, r.text
     # a text that only its rules put over the budget is returned with them short
     bars = "\n".join(f"Downloading pkg{k}-1.0.whl (12 kB)\n   " + "━" * 40 + " 12.0/12.0 kB"
                      for k in range(20))
@@ -527,6 +539,15 @@ def test_a_compilers_errors_are_read_by_their_kinds():
         "src/a.ts(3,36): error TS2307: Cannot find module", "error[E0255]: the name",
         'x.py:4: error: "int" has no attribute "y"  [attr-defined]')) if m] == [
         "TS2307", "E0255", "[attr-defined]"]
+    # an id in an error repeated is no kind of its own: the blob's number in "upload of blob
+    # B1003 failed" made each repeat a first, and the one other error went at 300 tokens
+    log = [f"INFO worker-{k % 4} synced {k} items in {k % 7 + 1} ms" for k in range(400)]
+    for k in range(0, 400, 3):
+        log[k] = f"ERROR worker-{k % 4} upload of blob B{1000 + k} failed, will retry"
+    log[200] = "ERROR disk quota exceeded on /data (used 100.0 GiB of 100 GiB)"
+    for budget in (150, 300, 500):
+        r = C.compress("\n".join(log), "why did it fail?", budget)
+        assert log[200] in r.text, (budget, r.text)
 
 
 def test_a_failed_assertions_diff_comes_whole():
@@ -1400,14 +1421,15 @@ def test_json_lists_dropped_keys_once_where_the_same_keys_are_dropped_again():
     assert len(bare) >= 5 and "node_id" in listed[0], r.text
 
 
-
 def test_json_writes_the_fields_left_out_when_they_are_shorter_than_their_marker():
     # an HTTP Archive of three page loads (PerfCascade's test data): run 3's pageTimings kept
     # "onLoad":837 and wrote "…":"1 more keys" for "onContentLoad":387, which is shorter
     text = (Path(__file__).parents[1] / "data" / "compress" / "browsertime-sitespeed.har"
             ).read_text()
-    r = C.compress(text, "What were onContentLoad and onLoad in the first and third runs, "
-                   "and how long did the main document take?", 2000)
+    r = C.compress(text, "In this HAR of three sitespeed.io page loads, what were onContentLoad/"
+                   "onLoad for the first and the third run, how long did the main document "
+                   "request take in run 1, how large is the biggest image and its transfer body "
+                   "size, and which browser version was used?", 2000)
     assert r.tokens_after <= 2000 and json.loads(r.text)
     for fact in ('"onContentLoad":1123,"onLoad":1825', '"onContentLoad":387,"onLoad":837',
                  '"time":1108,"_mainRequest":true'):
