@@ -637,12 +637,12 @@ def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) ->
     """Kept units in order; a gap of omitted lines as one marker (``similar`` when every
     omitted line repeats a kept template; with its size when ``counted`` and long), or the
     one line omitted when it is shorter than a marker (not a rule); sentences of one line
-    joined, gaps inside a line as ``[...]``; a log line after one (a gap's marker between them or not) with a timestamp
-    prefix of the same form (digits aside) and the same minute is written without it
-    (:data:`FOLDED`): in CI logs the prefix is half the tokens; a JSON record after another
-    (a gap's marker between them or not) without the fields equal to that one's, and its time
-    when right below it (:func:`content.folded`, marked the same): in ``go test -json`` they
-    are half its tokens."""
+    joined, gaps inside a line as ``[...]``; a log line after one (a gap's marker between them
+    or not) with a timestamp prefix of the same form (digits aside) and the same minute is
+    written without it (:data:`FOLDED`): in CI logs the prefix is half the tokens; a JSON
+    record after another (a gap's marker between them or not) without the fields equal to that
+    one's, and its time when right below it (:func:`content.folded`, marked the same): in ``go
+    test -json`` they are half its tokens."""
     out: list[str] = []
     gap = 0
     gap_similar = True
