@@ -2521,7 +2521,8 @@ def diff_path(lines: list[str], f: int) -> str:
 def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
-    added in place of a removed one brings that line (what it was before); changed lines count
+    added in place of a removed one and that removed line bring each other (what it was before,
+    what it became); changed lines count
     more than the context around them, a test file's lines (:data:`TEST_PATH_RE`) less unless
     the query asks of tests, a change repeated word for word (in another file or hunk) once;
     file and hunk headers fill what is left (which files and functions changed); a commit's
@@ -2550,6 +2551,7 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
         elif w == "+":
             if plus_at < len(run_minus):
                 deps.append(run_minus[plus_at])  # the line it replaces
+                units[run_minus[plus_at]].deps.append(i)  # and what replaced it
             plus_at += 1
         else:
             run_minus, plus_at = [], 0

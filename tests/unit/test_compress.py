@@ -224,7 +224,7 @@ def test_a_diffs_hunks_are_read_by_their_counts_and_a_kept_change_says_where_it_
     assert content.detect(diff + "\n" + diff) == "diff"
     units = content.diff_units(diff.splitlines(), [0.0] * 22)
     assert set(units[10].deps) == {3, 4, 9}  # its file, its hunk, the line it replaces
-    assert units[17].deps == [14, 15]
+    assert units[17].deps == [14, 15, 18]  # its file, its hunk, the line that replaced it
     # lines of "--flag: value" are no YAML (a lint run's "--BPS-0730: Status: ..." log)
     log = "\n".join(f"--BPS-07{k:02d}: Status: step {k} done" for k in range(40))
     assert content.detect(log) != "yaml"

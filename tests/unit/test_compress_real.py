@@ -206,6 +206,22 @@ def test_the_same_change_in_several_files_is_kept_once():
     assert units[3].value > units[7].value and units[2].value > units[6].value
 
 
+def test_a_removed_line_kept_brings_the_line_that_replaced_it():
+    # ettercap's backport: the question names geoip_ccode_by_ip, a removed declaration; what
+    # replaces it is the answer (the removed line had been kept alone)
+    d = STRUCTURED["05"]
+    r = C.compress(d["text"], d["query"], 2000)
+    lines = r.text.splitlines()
+    at = lines.index("-EC_API_EXTERN const char* geoip_ccode_by_ip (struct ip_addr *ip);")
+    assert lines[at + 1] == "-EC_API_EXTERN const char* geoip_country_by_ip (struct ip_addr *ip);"
+    assert lines[at + 2].startswith("+EC_API_EXTERN char* geoip_get_by_ip (struct ip_addr *ip,")
+    diff = ["+++ b/a.conf", "@@ -1,3 +1,3 @@", " x = 1", "-timeout = 30", "-retries = 2",
+            "+timeout = 60", "+retries = 5", "+backoff = 2"]
+    units = content.diff_units(diff, scores(content.diff_context(diff), "timeout"))
+    assert 5 in units[3].deps and 6 in units[4].deps and 3 in units[5].deps
+    assert not any(7 in u.deps for u in units[:7])  # an added line replaced nothing
+
+
 def test_a_yaml_line_is_scored_and_kept_in_its_kubernetes_object():
     d = STRUCTURED["01"]  # a rendered Cilium chart: 20 objects, one of them the operator's
     r = C.compress(d["text"], "which replica count and health port does the cilium-operator "
