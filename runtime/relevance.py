@@ -277,6 +277,11 @@ RELATED: dict[str, tuple[str, ...]] = {
     "depend": ("requir", "dep"), "requir": ("depend", "dep"),
     "larg": ("size", "byte"),  # "how large is it": a size
     "wheel": ("whl",),
+    # a resource deleted: Terraform's "Destruction complete", Helm's "uninstalled"
+    "delet": ("destroy", "destruct", "remov"), "remov": ("delet", "destroy", "destruct"),
+    "destroy": ("destruct", "delet", "remov"),
+    # "is it healthy": Kubernetes' Ready conditions (KubeletReady)
+    "healthi": ("health", "readi"), "health": ("healthi", "readi"),
 }
 RELATED_WEIGHT = 0.4  # of the question's word's weight
 # and a verb done again is the verb: "after the broker restarted" is answered by "[Kafka

@@ -1002,6 +1002,21 @@ def test_a_question_for_a_verb_done_again_finds_the_verb():
     assert "[Kafka Server 1], started" in C.compress(d["text"], d["query"], 2000).text
 
 
+def test_a_question_in_other_words_finds_what_the_tool_writes():
+    # "did it remove everything": Terraform writes "Destruction complete"; "is the node
+    # healthy": Kubernetes writes a Ready condition (KubeletReady)
+    w = query_weights("Did the second run remove everything, and is the node healthy?")
+    assert 0 < w["destruct"] < 1.0 and 0 < w["delet"] < 1.0 and 0 < w["readi"] < 1.0
+    log = []
+    for k in range(60):
+        log += [f"aws_security_group_rule.r{k}: Refreshing state... [id=sgrule-{k * 7919}]",
+                f"aws_route.r{k}: Still destroying... [id=r-{k * 104729}, 10s elapsed]"]
+    log[70:70] = ["aws_lb_listener.api: Destroying... [id=arn:aws:elasticloadbalancing:l-1]",
+                  "aws_lb_listener.api: Destruction complete after 0s"]
+    r = C.compress("\n".join(log), "Which resources did the second run remove?", 150)
+    assert "aws_lb_listener.api: Destruction complete after 0s" in r.text, r.text
+
+
 def test_a_question_that_spells_out_a_word_finds_the_abbreviation_a_program_writes():
     lines = [f"pool {k}: database pool size {k * 4}, idle {k}" for k in range(30)]
     lines.insert(17, "pgbouncer: max_db_conns=50 reserve_pool=5")
