@@ -464,9 +464,12 @@ def has_path(line: str) -> bool:
 
 TEMPLATE_RE = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+(\.\d+)*|\"[^\"]{0,80}\"|"
                          r"'[^']{0,80}'")
+JEST_FILE_RE = re.compile(r"^(PASS|FAIL) \S")
 SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?)|no tests ran)\b.*=+$|"
                         r"^(FAILED|ERROR) \S+::|"
                         r"^(Tests?|Test Suites):\s+\d+|^FAIL\s+\S|^--- FAIL:|^not ok \d+|"
+                        # Jest's failed test (not its "● Console": what a test logged)
+                        r"^\u25cf (?!Console$)\S|"
                         r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)|"
                         # Maven's and Gradle's end of a build, and Surefire's count of all tests
                         r"^(\[\w+\] )?(BUILD (SUCCESS|SUCCESSFUL|FAILURE|FAILED)\b|Total time:|"
@@ -676,6 +679,17 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     # (and an XML-escaped carriage return after it: JUnit reports' "&#13;")
     body = [_unstamped(ln).removesuffix("&#13;") for ln in lines]
     err = [is_error(ln) if ln.strip() else False for ln in lines]
+    # Jest's "● Console": what the tests of a file logged (a passing test's console.error of
+    # the failure it provoked), up to the next file's PASS/FAIL or failed test
+    console = False
+    for i, ln in enumerate(body):
+        st = ln.strip()
+        if st == "\u25cf Console":
+            console = True
+        elif console and (JEST_FILE_RE.match(st) or st.startswith("\u25cf ")):
+            console = False
+        elif console:
+            err[i] = False
     frame = [bool(FRAME_RE.match(ln)) for ln in body]
     # Go's frames are two lines: the function, then its file and line indented by a tab
     go_func = [i + 1 < n and bool(GO_FILE_RE.match(body[i + 1])) and bool(GO_FUNC_RE.match(ln))

@@ -586,6 +586,24 @@ def test_a_compilers_errors_are_read_by_their_kinds():
         assert log[200] in r.text, (budget, r.text)
 
 
+def test_jests_failed_tests_outrank_what_its_passing_tests_logged():
+    # a Jest run (Volontariapp's npm-packages, jest.log): one file's seven failed tests, then
+    # passing files' "● Console" blocks of console.error ("[ERROR] ... Failed to fetch tags",
+    # each with a stack): the logged errors had filled the budget, one failed test kept of 7
+    text = (Path(__file__).parents[1] / "data" / "compress" / "jest-console-noise.log"
+            ).read_text(encoding="utf-8")
+    names = re.findall(r"^  \u25cf (SearchAdvancedVO \u203a .*)$", text, re.M)
+    messages = set(re.findall(r"^    (Received message: .*)$", text, re.M))
+    assert len(names) == 7 and len(messages) == 6
+    q = "Which tests failed, and with what messages?"
+    r = C.compress(text, q, 500)
+    assert sum(n in r.text for n in names) >= 6 and sum(m in r.text for m in messages) >= 5
+    r = C.compress(text, q, 1000)
+    assert all(n in r.text for n in names) and all(m in r.text for m in messages), r.text
+    assert content.SUMMARY_RE.match("\u25cf Suite \u203a does a thing")
+    assert not content.SUMMARY_RE.match("\u25cf Console")
+
+
 def test_a_failed_assertions_diff_comes_whole():
     # the same run: "what did the assertion expect versus receive?" kept Vitest's "- Expected"
     # and "+ Received" headers and none of the values under them; the diff under a failed
