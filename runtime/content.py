@@ -160,6 +160,7 @@ FINDING_RE = re.compile(r"^(?:[A-Za-z]:)?[\w.~/\\-]*[\w-]\.[A-Za-z]\w{0,5}(?:\(\
 
 
 GUTTER_RE = re.compile(r"^\s*(\d+|LL|\.\.\.)?\s+\|(\s|$)")  # a source excerpt's margin
+GUTTER_SHARE = 0.3  # of its relevance, a source excerpt's line under a diagnostic
 
 
 def detect(text: str) -> str:
@@ -690,6 +691,16 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             console = False
         elif console:
             err[i] = False
+    # a compiler's excerpt of the source under a diagnostic ("  62 |   std::cerr << ...",
+    # "     |   ^~~~"): the code it quotes is no error, and its words say little of its own
+    # (under a diagnostic: not a psql table's " 1 | alice" row)
+    gutter = [False] * n
+    for i, ln in enumerate(body):
+        if GUTTER_RE.match(ln) and any(err[j] or gutter[j] for j in range(max(0, i - 3), i)):
+            gutter[i] = True
+    for i in range(n):
+        if gutter[i]:
+            err[i] = False
     frame = [bool(FRAME_RE.match(ln)) for ln in body]
     # Go's frames are two lines: the function, then its file and line indented by a tab
     go_func = [i + 1 < n and bool(GO_FILE_RE.match(body[i + 1])) and bool(GO_FUNC_RE.match(ln))
@@ -845,7 +856,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         # no repeat when it is one of few such: its differing words are what is asked for
         # (the one pod in CrashLoopBackOff among 400 Running)
         u.similar = not first_or_last and not (i in odd and odd_in[g] <= STANDS_OUT_MAX)
-        r = rel[i]
+        r = rel[i] * (GUTTER_SHARE if gutter[i] else 1.0)
         v = 2.0 * r
         if err[i] and r >= 0:  # an error the query excludes ("rather than 404") is none
             v += 1.2 + 1.5 * r

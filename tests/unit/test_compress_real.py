@@ -604,6 +604,27 @@ def test_jests_failed_tests_outrank_what_its_passing_tests_logged():
     assert not content.SUMMARY_RE.match("\u25cf Console")
 
 
+def test_a_linters_source_excerpts_are_no_errors_of_their_own():
+    # Ruff's findings in obi-one (ruff_output.txt's last 757 lines): each quotes the code under
+    # it with a margin ("154 | |     assert ..., \"ERROR: Output circuit already exists!\""); the
+    # quoted code's "ERROR" and "except" had made its lines errors, and 4 of 32 findings were
+    # kept at 1,000 tokens
+    text = (Path(__file__).parents[1] / "data" / "compress" / "ruff-long-excerpts.txt"
+            ).read_text(encoding="utf-8")
+    findings = [ln for ln in text.splitlines() if re.match(r"^obi_one/\S+:\d+:\d+: [A-Z]+\d+ ", ln)]
+    assert len(findings) == 32
+    q = "Where is the code failing to handle exceptions properly?"
+    for budget, least in ((500, 8), (1000, 16)):
+        r = C.compress(text, q, budget)
+        assert sum(f in r.text for f in findings) >= least, (budget, r.text)
+    assert all(f in r.text for f in findings if re.search(r": (E722|BLE001) ", f)), r.text
+    # a psql table's rows are no excerpt: the row that says "error" stays an error
+    rows = ["  id | state", "-----+-------"] + [f"  {k} | ok" for k in range(60)]
+    rows[40] = "  38 | error: disk full"
+    units = content.log_units(rows, [0.0] * len(rows))
+    assert units[40].value > max(u.value for k, u in enumerate(units) if k != 40)
+
+
 def test_a_failed_assertions_diff_comes_whole():
     # the same run: "what did the assertion expect versus receive?" kept Vitest's "- Expected"
     # and "+ Received" headers and none of the values under them; the diff under a failed
