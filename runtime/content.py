@@ -2543,20 +2543,15 @@ def diff_path(lines: list[str], f: int) -> str:
     return lines[f]
 
 
-FILE_DECAY = 0.05  # a diff's k-th most valuable change in a file counts 1 - k * this of its
-FILE_DECAY_MIN = 0.5  # value, at least this: a change touches several files, each in part
-
-
 def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
     added in place of a removed one and that removed line bring each other (what it was before,
-    what it became); changed lines count more than the context around them, a test file's
-    lines (:data:`TEST_PATH_RE`) less unless the query asks of tests, a change repeated word
-    for word (in another file or hunk) once, and a file's changes the less the more of them
-    rank above (:data:`FILE_DECAY`: the changes of one file do not crowd out the other files
-    the question asks of); file and hunk headers fill what is left (which files and functions
-    changed); a commit's subject counts as a heading."""
+    what it became); changed lines count
+    more than the context around them, a test file's lines (:data:`TEST_PATH_RE`) less unless
+    the query asks of tests, a change repeated word for word (in another file or hunk) once;
+    file and hunk headers fill what is left (which files and functions changed); a commit's
+    subject counts as a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
     damp_tests = not TEST_QUERY_RE.search(query)
@@ -2605,15 +2600,6 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     # the same change in several files or hunks (etter.conf.v4 and .v6) says it once
     damp_repeats(units, [ln.strip() if w in "+-" and len(ln.strip()) >= 8 else None
                          for ln, w in zip(lines, what)])
-    by_file: dict[int, list[int]] = {}
-    for i, w in enumerate(what):
-        if w in "+-" and file_of[i] >= 0 and units[i].value > 0:
-            by_file.setdefault(file_of[i], []).append(i)
-    if len(by_file) > 1:  # each file's changes, its most valuable first: the answer spreads
-        for ks in by_file.values():
-            ks.sort(key=lambda k: -units[k].value)
-            for j, k in enumerate(ks):
-                units[k].value *= max(FILE_DECAY_MIN, 1.0 - FILE_DECAY * j)
     return units
 
 

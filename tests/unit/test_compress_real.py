@@ -222,26 +222,6 @@ def test_a_removed_line_kept_brings_the_line_that_replaced_it():
     assert not any(7 in u.deps for u in units[:7])  # an added line replaced nothing
 
 
-def test_a_diffs_changes_spread_over_the_files_the_question_asks_of():
-    # vcpkg's curl patch: at 1,000 tokens CMakeLists.txt's forty lines on CURL_CONFIG_LIBS
-    # had left libcurl.pc.in's one change (Requires -> Libs) and curl-config.in's new echo out
-    d = STRUCTURED["06"]
-    r = C.compress(d["text"], d["query"], 1000)
-    for fact in ("-Requires: @LIBCURL_PC_REQUIRES@", "+Libs: -L${libdir} -lcurl",
-                 '+      echo "@libdir@/libcurl.@libext@ @LIBCURL_PC_LDFLAGS_PRIVATE@ '
-                 '@CURL_CONFIG_LIBS@"'):
-        assert fact in r.text.splitlines(), r.text
-    diff = ["diff --git a/a.py b/a.py", "--- a/a.py", "+++ b/a.py", "@@ -0,0 +1,9 @@"] + [
-        f"+timeout_{k} = {k}" for k in range(9)] + [
-        "diff --git a/b.py b/b.py", "--- a/b.py", "+++ b/b.py", "@@ -0,0 +1,1 @@", "+wait = 60"]
-    rel = [0.0] * 4 + [0.5] * 9 + [0.0] * 4 + [0.45]
-    one = content.diff_units(diff[:13], rel[:13])
-    units = content.diff_units(diff, rel)
-    assert [u.value for u in one[4:13]] == [one[4].value] * 9  # one file: nothing to spread
-    assert units[4].value == one[4].value  # a file's best change keeps its value
-    assert units[17].value > min(u.value for u in units[4:13])  # b.py's one change
-
-
 def test_a_yaml_line_is_scored_and_kept_in_its_kubernetes_object():
     d = STRUCTURED["01"]  # a rendered Cilium chart: 20 objects, one of them the operator's
     r = C.compress(d["text"], "which replica count and health port does the cilium-operator "
