@@ -845,6 +845,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             u.fold_key = job + re.sub(r"\d", "#", time) + (
                 "|" + time[:minute.end()] if minute else "")
     parent = indent_parents([_indent(ln) for ln in body], reach=PARENT_REACH)
+    under: dict[tuple[int, int], int] = {}  # a template's first line under each header
     for i, u in enumerate(units):
         ln = u.text
         if not ln.strip():
@@ -883,9 +884,12 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         # line that matches, repeating its template under a header of its own, is no repeat
         # in a short list (<= LIST_MAX): "<skipped />" says which test only with its header,
         # jstack's 'which is held by "DeadlockThread-C"' whose lock each thread waits on
+        # (the first of its template under that header: the same line again under it, an
+        # ESLint file's nine "'X' is already declared" at other lines, repeats)
         if u.similar and not (final[i] and _masked(ln) != _masked(lines[g])) and not (
                 parent[i] >= 0 and r > 0 and size[g] <= LIST_MAX
-                and (parent[g] < 0 or body[parent[i]].strip() != body[parent[g]].strip())):
+                and (parent[g] < 0 or body[parent[i]].strip() != body[parent[g]].strip())
+                and under.setdefault((g, parent[i]), i) == i):
             v *= 0.25
         u.value = v
         # protected: what the query excludes is not (r < 0: "an exception other than X")

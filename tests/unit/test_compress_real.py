@@ -1340,6 +1340,15 @@ def test_the_same_line_under_different_headers_is_a_list_and_each_header_is_kept
     lines = ["<failure>", "  <message>Session not created</message>"] * 30
     units = content.log_units(lines, [0.0, 1.0] * 30)
     assert units[5].value == pytest.approx(units[1].value * 0.25)
+    # and under a header of its own: an ESLint file's nine "'X' is already declared in the
+    # upper scope" at other lines are its first and eight repeats, not a list of nine
+    report = ["/app/src/a.test.ts", "  16:9  error  'spy' is already declared in the upper "
+              "scope on line 9 column 3  no-shadow", "/app/src/b.test.ts"] + [
+        f"  {k}:15  error  'Collector' is already declared in the upper scope on line 3 "
+        "column 5  no-shadow" for k in range(500, 590, 10)] + ["/app/src/c.ts",
+                                                               "  3:1  error  x  no-undef"]
+    units = content.log_units(report, [0.0, 0.4, 0.0] + [0.4] * 9 + [0.0, 0.4])
+    assert units[4].value == units[5].value < 0.3 * units[3].value
 
 
 def test_java_with_braces_on_their_own_lines_keeps_signatures_and_named_constants():
