@@ -159,7 +159,9 @@ def _program_trace(lines: list[str]) -> bool:
 FINDING_RE = re.compile(r"^(?:[A-Za-z]:)?[\w.~/\\-]*[\w-]\.[A-Za-z]\w{0,5}(?:\(\d+\)|:\d+)?:\s")
 
 
-GUTTER_RE = re.compile(r"^\s*(\d+|LL|\.\.\.)?\s+\|(\s|$)")  # a source excerpt's margin
+# a source excerpt's margin ("   |", " 36 | code"); its blanks read once (a line of 100,000
+# tabs had taken 8 s: "\s*" and "\s+" split the run every way)
+GUTTER_RE = re.compile(r"^\s*+(?:(?:\d+|LL|\.\.\.)\s+|(?<=\s))\|(\s|$)")
 GUTTER_SHARE = 0.3  # of its relevance, a source excerpt's line under a diagnostic
 
 

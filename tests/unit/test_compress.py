@@ -248,11 +248,13 @@ def test_line_classifiers_read_a_long_run_once_and_mean_what_they_meant():
                           r"^\s*#|^---(\s|$)|^\.\.\.\s*$")
     old_key = re.compile(r"""^\s*(?:-\s+)?["']?([\w.$@/][^"':#]*?)["']?\s*:(?:\s|$)""")
     old_exc = re.compile(content.EXC_NAME_RE.pattern.replace(r"(?<!\.)[a-z]", "[a-z]", 1))
+    old_gutter = re.compile(r"^\s*(\d+|LL|\.\.\.)?\s+\|(\s|$)")  # (2026-11-29)
     assert old_code.pattern != content.CODE_LINE_RE.pattern
     assert old_exc.pattern != content.EXC_NAME_RE.pattern
     lines = ["  do", "foo.each do |x|", "\tdef f(x):", "do", "key with spaces : v",
              "'quoted key ' : v", '"k":1', "- name: app", "a  b  c:",
-             "java.lang.NullPointerException", "Foo.bar.BazError: no", "x.y.Z_Error"]
+             "java.lang.NullPointerException", "Foo.bar.BazError: no", "x.y.Z_Error",
+             "   |", "36 | x", "  36 |", " LL | y", "|", "36| x", "\t...\t| z", " 1 |x"]
     for root in (compression.DATA, compression.HOLDOUT, compression.STRUCTURED):
         for d in compression.load(root):
             lines += d["text"].splitlines()
@@ -264,6 +266,7 @@ def test_line_classifiers_read_a_long_run_once_and_mean_what_they_meant():
         new, old = content.YAML_KEY_RE.match(ln), old_key.match(ln)
         assert bool(new) == bool(old) and (not new or new.group(1) == old.group(1).rstrip()), ln
         assert bool(content.EXC_NAME_RE.search(ln)) == bool(old_exc.search(ln)), ln
+        assert bool(content.GUTTER_RE.match(ln)) == bool(old_gutter.match(ln)), ln
 
 
 def test_a_path_late_in_a_long_line_is_still_a_path():
