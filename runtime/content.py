@@ -699,10 +699,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     gutter = [False] * n
     for i, ln in enumerate(body):
         if GUTTER_RE.match(ln) and any(err[j] or gutter[j] for j in range(max(0, i - 3), i)):
-            gutter[i] = True
-    for i in range(n):
-        if gutter[i]:
-            err[i] = False
+            gutter[i], err[i] = True, False
     frame = [bool(FRAME_RE.match(ln)) for ln in body]
     # Go's frames are two lines: the function, then its file and line indented by a tab
     go_func = [i + 1 < n and bool(GO_FILE_RE.match(body[i + 1])) and bool(GO_FUNC_RE.match(ln))
@@ -2553,11 +2550,10 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
     """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
     added in place of a removed one and that removed line bring each other (what it was before,
-    what it became); changed lines count
-    more than the context around them, a test file's lines (:data:`TEST_PATH_RE`) less unless
-    the query asks of tests, a change repeated word for word (in another file or hunk) once;
-    file and hunk headers fill what is left (which files and functions changed); a commit's
-    subject counts as a heading."""
+    what it became); changed lines count more than the context around them, a test file's
+    lines (:data:`TEST_PATH_RE`) less unless the query asks of tests, a change repeated word
+    for word (in another file or hunk) once; file and hunk headers fill what is left (which
+    files and functions changed); a commit's subject counts as a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
     damp_tests = not TEST_QUERY_RE.search(query)

@@ -277,7 +277,7 @@ RELATED: dict[str, tuple[str, ...]] = {
     "depend": ("requir", "dep"), "requir": ("depend", "dep"),
     "larg": ("size", "byte"),  # "how large is it": a size
     "wheel": ("whl",),
-    # a resource deleted: Terraform's "Destruction complete", Helm's "uninstalled"
+    # a resource deleted: Terraform's "Destroying..." and "Destruction complete"
     "delet": ("destroy", "destruct", "remov"), "remov": ("delet", "destroy", "destruct"),
     "destroy": ("destruct", "delet", "remov"),
     # "is it healthy": Kubernetes' Ready conditions (KubeletReady)
