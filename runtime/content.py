@@ -163,6 +163,8 @@ FINDING_RE = re.compile(r"^(?:[A-Za-z]:)?[\w.~/\\-]*[\w-]\.[A-Za-z]\w{0,5}(?:\(\
 # tabs had taken 8 s: "\s*" and "\s+" split the run every way)
 GUTTER_RE = re.compile(r"^\s*+(?:(?:\d+|LL|\.\.\.)\s+|(?<=\s))\|(\s|$)")
 GUTTER_SHARE = 0.3  # of its relevance, a source excerpt's line under a diagnostic
+LOCATION_RE = re.compile(r"\.\w{1,6}(?::\d+|\(\d+)")  # a file's line: "a.cpp:62", "a.cs(12"
+TABLE_RULE_RE = re.compile(r"^\s*-+(?:\+-+)+\s*$")  # psql's "----+-------"
 
 
 def detect(text: str) -> str:
@@ -471,8 +473,6 @@ JEST_FILE_RE = re.compile(r"^(PASS|FAIL) \S")
 SUMMARY_RE = re.compile(r"^=+ .*\b(\d+ (failed|passed|errors?)|no tests ran)\b.*=+$|"
                         r"^(FAILED|ERROR) \S+::|"
                         r"^(Tests?|Test Suites):\s+\d+|^FAIL\s+\S|^--- FAIL:|^not ok \d+|"
-                        # Jest's failed test (not its "● Console": what a test logged)
-                        r"^\u25cf (?!Console$)\S|"
                         r"^\s*\d+ (failing|passing)\b|^(BUILD|Build) (FAILED|FAILURE)|"
                         # Maven's and Gradle's end of a build, and Surefire's count of all tests
                         r"^(\[\w+\] )?(BUILD (SUCCESS|SUCCESSFUL|FAILURE|FAILED)\b|Total time:|"
@@ -682,24 +682,50 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     # (and an XML-escaped carriage return after it: JUnit reports' "&#13;")
     body = [_unstamped(ln).removesuffix("&#13;") for ln in lines]
     err = [is_error(ln) if ln.strip() else False for ln in lines]
-    # Jest's "● Console": what the tests of a file logged (a passing test's console.error of
-    # the failure it provoked), up to the next file's PASS/FAIL or failed test
-    console = False
+    # Jest: a failed test ("● Suite › test") in a file that FAILed is an error and counts as a
+    # summary does (not systemd's "● nginx.service"); what a file's tests logged, indented
+    # under "● Console" (a passing test's console.error of the failure it provoked), is none
+    jest_failed: set[int] = set()
+    failing, console = False, -1  # (the "● Console" line's indentation, in its block)
     for i, ln in enumerate(body):
         st = ln.strip()
-        if st == "\u25cf Console":
-            console = True
-        elif console and (JEST_FILE_RE.match(st) or st.startswith("\u25cf ")):
-            console = False
-        elif console:
+        if not st:
+            continue
+        # (its own indentation: a logged line's time is no CI runner's stamp before it)
+        raw = lines[i] if lines[i][:1].isspace() else ln
+        ind = len(raw) - len(raw.lstrip())
+        if 0 <= console < ind:
             err[i] = False
+            continue
+        console = -1
+        if JEST_FILE_RE.match(st):
+            failing = st.startswith("FAIL")
+        elif st == "\u25cf Console":
+            console = ind
+        elif failing and st.startswith("\u25cf "):
+            jest_failed.add(i)
+            err[i] = True
     # a compiler's excerpt of the source under a diagnostic ("  62 |   std::cerr << ...",
-    # "     |   ^~~~"): the code it quotes is no error, and its words say little of its own
-    # (under a diagnostic: not a psql table's " 1 | alice" row)
+    # "     |   ^~~~"): the code it quotes is no error, and its words say little of its own.
+    # It starts within three lines of a file's line (gcc's "rag.cpp:62:64: error: ...",
+    # rustc's "--> src/x.rs:3:5", Ruff's finding) and goes on while its lines do; not across a
+    # table's rule (psql's " 1 | ERROR | disk full" under "psql:jobs.sql:3: ERROR: ...")
     gutter = [False] * n
     for i, ln in enumerate(body):
-        if GUTTER_RE.match(ln) and any(err[j] or gutter[j] for j in range(max(0, i - 3), i)):
-            gutter[i], err[i] = True, False
+        if not GUTTER_RE.match(ln):
+            continue
+        if i and gutter[i - 1]:
+            gutter[i] = True
+        else:
+            for j in range(i - 1, max(-1, i - 4), -1):
+                if TABLE_RULE_RE.match(body[j]):
+                    break
+                if body[j].lstrip().startswith("-->") or (
+                        LOCATION_RE.search(body[j][:PATH_HEAD]) and has_path(body[j])):
+                    gutter[i] = True
+                    break
+        if gutter[i]:
+            err[i] = False
     frame = [bool(FRAME_RE.match(ln)) for ln in body]
     # Go's frames are two lines: the function, then its file and line indented by a tab
     go_func = [i + 1 < n and bool(GO_FILE_RE.match(body[i + 1])) and bool(GO_FUNC_RE.match(ln))
@@ -868,7 +894,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             v += (LIBRARY_FRAME_VALUE if inner[i] else 0.35) + (IN_APP_VALUE if in_app[i] else 0.0)
         if has_path(ln) and not inner[i]:
             v += 0.25
-        if SUMMARY_RE.match(ln.strip()) or SUMMARY_RE.match(body[i].strip()):
+        if (SUMMARY_RE.match(ln.strip()) or SUMMARY_RE.match(body[i].strip())
+                or i in jest_failed):
             v += 1.5
         if 300 <= http_status(ln) < 400:  # a redirect: worth more than a plain 200
             v += 0.6
@@ -2546,14 +2573,18 @@ def diff_path(lines: list[str], f: int) -> str:
     return lines[f]
 
 
+REPLACED_BY_MAX = 2  # a removed line brings the one added in its place up to twice as long
+
+
 def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit]:
     """A unified diff (``git diff``, ``git show``, a ``.patch``): a kept line brings its hunk's
     header and its file's (``+++ b/path``, else ``diff --git``), so it says where it is; a line
     added in place of a removed one and that removed line bring each other (what it was before,
-    what it became); changed lines count more than the context around them, a test file's
-    lines (:data:`TEST_PATH_RE`) less unless the query asks of tests, a change repeated word
-    for word (in another file or hunk) once; file and hunk headers fill what is left (which
-    files and functions changed); a commit's subject counts as a heading."""
+    what it became; unless the new one is far longer: :data:`REPLACED_BY_MAX`); changed lines
+    count more than the context around them, a test file's lines (:data:`TEST_PATH_RE`) less
+    unless the query asks of tests, a change repeated word for word (in another file or hunk)
+    once; file and hunk headers fill what is left (which files and functions changed); a
+    commit's subject counts as a heading."""
     units = line_units(lines)
     what, file_of, hunk_of = diff_lines(lines)
     damp_tests = not TEST_QUERY_RE.search(query)
@@ -2577,8 +2608,10 @@ def diff_units(lines: list[str], rel: list[float], query: str = "") -> list[Unit
             plus_at = 0
         elif w == "+":
             if plus_at < len(run_minus):
-                deps.append(run_minus[plus_at])  # the line it replaces
-                units[run_minus[plus_at]].deps.append(i)  # and what replaced it
+                was = run_minus[plus_at]
+                deps.append(was)  # the line it replaces
+                if len(lines[i]) <= REPLACED_BY_MAX * len(lines[was]) + 20:
+                    units[was].deps.append(i)  # and what replaced it, unless far longer
             plus_at += 1
         else:
             run_minus, plus_at = [], 0

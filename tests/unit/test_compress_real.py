@@ -220,6 +220,16 @@ def test_a_removed_line_kept_brings_the_line_that_replaced_it():
     units = content.diff_units(diff, scores(content.diff_context(diff), "timeout"))
     assert 5 in units[3].deps and 6 in units[4].deps and 3 in units[5].deps
     assert not any(7 in u.deps for u in units[:7])  # an added line replaced nothing
+    # a removed line does not bring a far longer one: the question's line alone fits a budget
+    # that both together did not
+    diff = ["diff --git a/a.js b/a.js", "--- a/a.js", "+++ b/a.js", "@@ -1,1 +1,1 @@",
+            "-const legacyTimeoutMs = 30000;",
+            "+const config = {" + ", ".join(f"opt{k}: {k}" for k in range(60)) + "};"]
+    for f in range(5):
+        diff += [f"diff --git a/b{f}.js b/b{f}.js", f"--- a/b{f}.js", f"+++ b/b{f}.js",
+                 "@@ -1,1 +1,1 @@", f"-b{f} = old()", f"+b{f} = new()"]
+    r = C.compress("\n".join(diff), "What happened to legacyTimeoutMs?", 60)
+    assert "-const legacyTimeoutMs = 30000;" in r.text and r.tokens_after <= 60, r.text
 
 
 def test_a_yaml_line_is_scored_and_kept_in_its_kubernetes_object():
@@ -580,8 +590,22 @@ def test_jests_failed_tests_outrank_what_its_passing_tests_logged():
     assert sum(n in r.text for n in names) >= 6 and sum(m in r.text for m in messages) >= 5
     r = C.compress(text, q, 1000)
     assert all(n in r.text for n in names) and all(m in r.text for m in messages), r.text
-    assert content.SUMMARY_RE.match("\u25cf Suite \u203a does a thing")
-    assert not content.SUMMARY_RE.match("\u25cf Console")
+    # the console block ends where its indentation does: what follows is read as before (the
+    # last file's block had hidden the build's errors after it); and "● " is Jest's only
+    # after a file that FAILed (systemd's "● redis.service" is no failed test)
+    log = ["PASS src/a.test.ts", "  \u25cf Console", "", "    console.log", "      hello", "",
+           "Test Suites: 1 passed, 1 total", "src/app.ts(12,5): error TS2322: Type 'string' is "
+           "not assignable to type 'number'.", "ERROR: deployment web-7 failed"]
+    units = content.log_units(log, [0.0] * len(log))
+    assert units[7].value > 2 * units[4].value and units[8].value > 2 * units[4].value
+    status = []
+    for name in ("nginx", "sshd", "cron", "redis", "postgres", "docker", "kubelet", "chronyd"):
+        status += [f"\u25cf {name}.service - {name} daemon",
+                   f"     Loaded: loaded (/lib/systemd/system/{name}.service; enabled)",
+                   "     Active: " + ("failed (Result: exit-code) since Mon 2026-11-23 10:00:01"
+                                      if name == "redis" else "active (running) since Mon"), ""]
+    r = C.compress("\n".join(status), "which service failed?", 80)
+    assert "Active: failed (Result: exit-code)" in r.text, r.text
 
 
 def test_a_linters_source_excerpts_are_no_errors_of_their_own():
@@ -598,7 +622,14 @@ def test_a_linters_source_excerpts_are_no_errors_of_their_own():
         r = C.compress(text, q, budget)
         assert sum(f in r.text for f in findings) >= least, (budget, r.text)
     assert all(f in r.text for f in findings if re.search(r": (E722|BLE001) ", f)), r.text
-    # a psql table's rows are no excerpt: the row that says "error" stays an error
+    # a psql table's rows are no excerpt, after a diagnostic neither: its rule is no margin
+    table = ['psql:jobs.sql:3: ERROR:  duplicate key value violates unique constraint "pk"',
+             " id | state  | note", "----+--------+------"] + [
+        f" {k:3d} | ok     | fine" for k in range(1, 200)]
+    table[60], table[130] = "  58 | failed | disk full on /data", " 128 | failed | out of memory"
+    r = C.compress("\n".join(table), "what went wrong?", 100)
+    assert "disk full on /data" in r.text and "out of memory" in r.text, r.text
+    # (and without one: the row that says "error" stays an error)
     rows = ["  id | state", "-----+-------"] + [f"  {k} | ok" for k in range(60)]
     rows[40] = "  38 | error: disk full"
     units = content.log_units(rows, [0.0] * len(rows))
