@@ -227,17 +227,22 @@ def test_pool_manager_command_scales_and_stops_on_sigterm(settings, docker_api, 
                             key.encode())
         asyncio.run(publish(settings, settings.topics.pool_commands, [(pool, orjson.dumps(doc))]))
         wait_until(lambda: len(containers()) == 2, 60, "2 containers of the pool")
+
+        def reported() -> bool:  # the pool's state as the manager reports it to Kafka
+            records = asyncio.run(read_all(settings, settings.topics.events))
+            events = [orjson.loads(r.value) for r in records]
+            return any(e["type"] == "pool.state" and e["attrs"]["pool"] == pool
+                       and e["attrs"]["target"] == 2 and e["attrs"]["available"] == 2
+                       for ev in events for e in (ev if isinstance(ev, list) else [ev]))
+        # (a report follows the containers: SIGTERM sent on seeing them had, under load,
+        # come before it)
+        wait_until(reported, 60, "a pool.state event with target 2 and 2 available")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, err.read_text()
         text = err.read_text()
         assert "interrupted (SIGTERM)" in text and "stopped; applied 1, duplicates 0" in text
         assert "Traceback" not in text
         assert len(containers()) == 2  # kept: the next start adopts them
-        records = asyncio.run(read_all(settings, settings.topics.events))
-        events = [orjson.loads(r.value) for r in records]
-        states = [e for ev in events for e in (ev if isinstance(ev, list) else [ev])
-                  if e["type"] == "pool.state" and e["attrs"]["pool"] == pool]
-        assert any(e["attrs"]["target"] == 2 and e["attrs"]["available"] == 2 for e in states)
     finally:
         if proc.poll() is None:
             proc.kill()
