@@ -178,6 +178,9 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     # Go frames whose function line fails to match late (its ")" cut off): the frame pattern
     # tried every split of the dotted name (2026-11-29, exponential in the dots)
     "go_frames": lambda n: ("main" + ".f" * 22 + "(0x1\n\t/app/main.go:12 +0x1d\n") * (n // 75),
+    # digits then blanks on one line: the pattern for a line of values tried every split of
+    # it (2026-11-29, quadratic: 40,000 characters took 19 s)
+    "digits_then_blanks": lambda n: "1" * (n // 2) + " " * (n // 2) + "x",
     "file_line_fields": lambda n: "{\n" + "".join(
         f'  "path": "p{i}",\n  "line": {i},\n' for i in range(n // 30)) + '  "z": 1\n}\n',
 }

@@ -249,12 +249,16 @@ def test_line_classifiers_read_a_long_run_once_and_mean_what_they_meant():
     old_key = re.compile(r"""^\s*(?:-\s+)?["']?([\w.$@/][^"':#]*?)["']?\s*:(?:\s|$)""")
     old_exc = re.compile(content.EXC_NAME_RE.pattern.replace(r"(?<!\.)[a-z]", "[a-z]", 1))
     old_gutter = re.compile(r"^\s*(\d+|LL|\.\.\.)?\s+\|(\s|$)")  # (2026-11-29)
+    old_values = re.compile(r"^[\s\d.,:;%/|+-]*\d[\s\d.,:;%/|+-]*$")  # (the same day)
+    old_rule = re.compile(r"^\s*[-=+|: ]*[-=]{3}[-=+|: ]*$")
     assert old_code.pattern != content.CODE_LINE_RE.pattern
     assert old_exc.pattern != content.EXC_NAME_RE.pattern
     lines = ["  do", "foo.each do |x|", "\tdef f(x):", "do", "key with spaces : v",
              "'quoted key ' : v", '"k":1', "- name: app", "a  b  c:",
              "java.lang.NullPointerException", "Foo.bar.BazError: no", "x.y.Z_Error",
-             "   |", "36 | x", "  36 |", " LL | y", "|", "36| x", "\t...\t| z", " 1 |x"]
+             "   |", "36 | x", "  36 |", " LL | y", "|", "36| x", "\t...\t| z", " 1 |x",
+             " 12.5 | 3,400 | 7%", "1", "abc 1", "--- ---", "\t---", " -=- ", "-- | --", "==",
+             "  ----+----  ", "- - -", "+---+---+", " : ---", "---\tx", "1 2 3 x"]
     for root in (compression.DATA, compression.HOLDOUT, compression.STRUCTURED):
         for d in compression.load(root):
             lines += d["text"].splitlines()
@@ -267,6 +271,8 @@ def test_line_classifiers_read_a_long_run_once_and_mean_what_they_meant():
         assert bool(new) == bool(old) and (not new or new.group(1) == old.group(1).rstrip()), ln
         assert bool(content.EXC_NAME_RE.search(ln)) == bool(old_exc.search(ln)), ln
         assert bool(content.GUTTER_RE.match(ln)) == bool(old_gutter.match(ln)), ln
+        assert bool(content._VALUES_RE.match(ln)) == bool(old_values.match(ln)), ln
+        assert bool(content._RULE_RE.match(ln)) == bool(old_rule.match(ln)), ln
 
 
 def test_a_path_late_in_a_long_line_is_still_a_path():
