@@ -694,8 +694,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         if not st:
             continue
         # (its own indentation: a logged line's time is no CI runner's stamp before it)
-        raw = lines[i] if lines[i][:1].isspace() else ln
-        ind = len(raw) - len(raw.lstrip())
+        ind = _indent(lines[i] if lines[i][:1].isspace() else ln)
         if 0 <= console < ind:
             err[i] = False
             continue
@@ -722,7 +721,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             for j in range(i - 1, max(-1, i - 4), -1):
                 if TABLE_RULE_RE.match(body[j]):
                     break
-                if body[j].lstrip().startswith("-->") or (
+                if RUST_AT_RE.match(body[j]) or (
                         LOCATION_RE.search(body[j][:PATH_HEAD]) and has_path(body[j])):
                     gutter[i] = True
                     break
