@@ -682,7 +682,8 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
     # what each line says, a CI runner's timestamp before it aside (GitHub Actions stamps
     # every line): indentation, frames and exceptions are read there
     # (and an XML-escaped carriage return after it: JUnit reports' "&#13;")
-    body = [_unstamped(ln).removesuffix("&#13;") for ln in lines]
+    tag = mux_tag(lines)
+    body = [_unstamped(ln, tag).removesuffix("&#13;") for ln in lines]
     err = [is_error(ln) if ln.strip() else False for ln in lines]
     # Jest: a failed test ("● Suite › test") in a file that FAILed is an error and counts as a
     # summary does (not systemd's "● nginx.service"); what a file's tests logged, indented
@@ -864,7 +865,7 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
         # step's lines fold as one prefix), its form and its time to the minute: a line logged
         # minutes after the one above keeps its time (when the donor finished, not only that
         # it did); the prefix and one space after it (the line's own indentation stays)
-        job, time, end = stamp(u.text)
+        job, time, end = stamp(u.text, tag)
         if time and end - len(job) >= 12 and end < len(u.text):
             minute = _MINUTE_RE.search(time)
             u.fold = end
@@ -1254,12 +1255,32 @@ def _package(line: str) -> str:
 GH_RUN_LOG_RE = re.compile(r"^[^\t]{1,200}\t[^\t]{0,300}\t(?=\d{4}-\d\d-\d\dT\d\d:\d\d)")
 
 
-def stamp(line: str) -> tuple[str, str, int]:
-    """A line's prefix: the job and step `gh run view --log` writes (or ""), its timestamp
-    (:data:`PREFIX_RE`, blanks after it aside; "" when there is none) and where the line's
-    own text starts (after the one space or tab following them: the indentation after that
-    is the line's own)."""
-    g = GH_RUN_LOG_RE.match(line) if "\t" in line[:201] else None
+# a multiplexed output's source before each line: docker compose's service ("web-1  | ", a
+# name, not a compiler's "143 |" gutter), a process's tag ("(EngineCore pid=2181) ", Ray's
+# "(pid=4242, ip=10.0.0.3) ")
+MUX_TAG_RES = (re.compile(r"[A-Za-z][\w.-]{0,63} *\| "),
+               re.compile(r"\([^()\n]{0,48}\bpid=\d+[^()\n]{0,48}\) "))
+MUX_SHARE = 0.3  # of a log's non-blank lines (of its first MUX_LINES) so tagged: multiplexed
+MUX_LINES = 2000
+
+
+def mux_tag(lines: Sequence[str]) -> re.Pattern[str] | None:
+    """The tag a multiplexed output writes before its lines (:data:`MUX_TAG_RES`), when at
+    least :data:`MUX_SHARE` of them have it; else None. Below it, a line says what it says
+    (a frame, a traceback, its indentation, its timestamp) as in one program's output."""
+    written = [ln for ln in lines[:MUX_LINES] if ln.strip()]
+    for r in MUX_TAG_RES:
+        if written and sum(1 for ln in written if r.match(ln)) >= MUX_SHARE * len(written):
+            return r
+    return None
+
+
+def stamp(line: str, tag: re.Pattern[str] | None = None) -> tuple[str, str, int]:
+    """A line's prefix: the job and step `gh run view --log` writes, or a multiplexed
+    output's ``tag`` (:func:`mux_tag`; or ""), its timestamp (:data:`PREFIX_RE`, blanks after
+    it aside; "" when there is none) and where the line's own text starts (after the one space
+    or tab following them: the indentation after that is the line's own)."""
+    g = GH_RUN_LOG_RE.match(line) if "\t" in line[:201] else (tag.match(line) if tag else None)
     job = g.group() if g else ""
     m = PREFIX_RE.match(line[len(job):])
     if not m:
@@ -1269,9 +1290,9 @@ def stamp(line: str) -> tuple[str, str, int]:
     return job, time, end + (line[end:end + 1] in (" ", "\t"))
 
 
-def _unstamped(line: str) -> str:
+def _unstamped(line: str, tag: re.Pattern[str] | None = None) -> str:
     """``line`` without its prefix (:func:`stamp`)."""
-    return line[stamp(line)[2]:]
+    return line[stamp(line, tag)[2]:]
 
 
 def _masked(line: str) -> str:

@@ -608,6 +608,40 @@ def test_jests_failed_tests_outrank_what_its_passing_tests_logged():
     assert "Active: failed (Result: exit-code)" in r.text, r.text
 
 
+def test_a_multiplexed_outputs_tag_is_read_past_like_a_timestamp():
+    # vLLM's CI log (held-out set): the engine core's and the API server's lines each after
+    # their process's tag, "(EngineCore pid=2181) ". Its traceback was read as no traceback
+    # (its header and frames were not at the line's start): at 400-800 tokens the root-cause
+    # AttributeError was left out for the API server's frames
+    d = next(d for d in HOLDOUT if d["id"].startswith("02-vllm"))
+    root = "(EngineCore pid=2181) AttributeError: 'AlwaysHitShapeEnv' object has no attribute"
+    for target in (400, 600, 800):
+        r = C.compress(d["text"], d["query"], target)
+        assert root in r.text and r.tokens_after <= target, (target, r.text)
+    # docker compose's "vets-service       | " (Spring Petclinic's services): below it each
+    # line's timestamp folds as a CI runner's does, under its own service only
+    text = (Path(__file__).parents[1] / "data" / "compress" / "compose-petclinic.log"
+            ).read_text(encoding="utf-8")
+    q = ("Why are the petclinic services failing to report tracing spans, how many spans did "
+         "vets-service drop, and how long did vets-service take to start?")
+    r = C.compress(text, q, 1000)
+    assert r.tokens_after <= 1000
+    assert "Dropped 28 spans due to ResourceAccessException" in r.text
+    assert "Started VetsServiceApplication in 28.769 seconds" in r.text
+    out = r.text.splitlines()
+    folded = [k for k, ln in enumerate(out) if ln.startswith(FOLDED)]
+    assert len(folded) >= 3, r.text
+    for k in folded:  # the line written above (gaps aside) is its service's, with the tag
+        above = next(ln for ln in reversed(out[:k])
+                     if not ln.startswith(FOLDED) and not MARKER_RE.fullmatch(ln))
+        assert re.match(r"[\w-]+ +\| \d{4}-", above), (above, out[k])
+        service = above.split("|")[0]
+        rest = out[k][len(FOLDED):]
+        assert any(ln.startswith(service) and ln.endswith(rest) for ln in text.splitlines())
+    # a compiler's gutter ("143 |") is no service's name
+    assert content.mux_tag([f"{n} |     x = {n}" for n in range(100, 140)]) is None
+
+
 def test_a_linters_source_excerpts_are_no_errors_of_their_own():
     # Ruff's findings in obi-one (ruff_output.txt's last 757 lines): each quotes the code under
     # it with a margin ("154 | |     assert ..., \"ERROR: Output circuit already exists!\""); the
