@@ -1258,7 +1258,7 @@ GH_RUN_LOG_RE = re.compile(r"^[^\t]{1,200}\t[^\t]{0,300}\t(?=\d{4}-\d\d-\d\dT\d\
 # a multiplexed output's source before each line: docker compose's service ("web-1  | ", a
 # name, not a compiler's "143 |" gutter), a process's tag ("(EngineCore pid=2181) ", Ray's
 # "(pid=4242, ip=10.0.0.3) ")
-MUX_TAG_RES = (re.compile(r"[A-Za-z][\w.-]{0,63} *\| "),
+MUX_TAG_RES = (re.compile(r"[A-Za-z][\w.-]{0,63} *+\| "),
                re.compile(r"\([^()\n]{0,48}\bpid=\d+[^()\n]{0,48}\) "))
 MUX_SHARE = 0.3  # of a log's non-blank lines (of its first MUX_LINES) so tagged: multiplexed
 MUX_LINES = 2000
