@@ -1259,18 +1259,25 @@ GH_RUN_LOG_RE = re.compile(r"^[^\t]{1,200}\t[^\t]{0,300}\t(?=\d{4}-\d\d-\d\dT\d\
 # name, not a compiler's "143 |" gutter), a process's tag ("(EngineCore pid=2181) ", Ray's
 # "(pid=4242, ip=10.0.0.3) ")
 MUX_TAG_RES = (re.compile(r"[A-Za-z][\w.-]{0,63} *+\| "),
-               re.compile(r"\([^()\n]{0,48}\bpid=\d+[^()\n]{0,48}\) "))
+               re.compile(r"\([^()\n]{0,48}\bpid=\d++[^()\n]{0,48}\) "))
 MUX_SHARE = 0.3  # of a log's non-blank lines (of its first MUX_LINES) so tagged: multiplexed
 MUX_LINES = 2000
+# of the tagged lines, those with the same tag as the tagged line before: a program writes
+# several lines in a row (psql's expanded records, "created_at | 2024-05-01 14:30:34+00", and
+# other "key | value" lists change their key every line: no tags)
+MUX_RUNS = 0.3
 
 
 def mux_tag(lines: Sequence[str]) -> re.Pattern[str] | None:
     """The tag a multiplexed output writes before its lines (:data:`MUX_TAG_RES`), when at
-    least :data:`MUX_SHARE` of them have it; else None. Below it, a line says what it says
-    (a frame, a traceback, its indentation, its timestamp) as in one program's output."""
+    least :data:`MUX_SHARE` of them have it, and :data:`MUX_RUNS` of those the tag of the
+    tagged line before; else None. Below it, a line says what it says (a frame, a traceback,
+    its indentation, its timestamp) as in one program's output."""
     written = [ln for ln in lines[:MUX_LINES] if ln.strip()]
     for r in MUX_TAG_RES:
-        if written and sum(1 for ln in written if r.match(ln)) >= MUX_SHARE * len(written):
+        tags = [m.group() for ln in written if (m := r.match(ln))]
+        if (written and len(tags) >= MUX_SHARE * len(written)
+                and sum(a == b for a, b in zip(tags, tags[1:])) >= MUX_RUNS * (len(tags) - 1)):
             return r
     return None
 
@@ -1280,7 +1287,9 @@ def stamp(line: str, tag: re.Pattern[str] | None = None) -> tuple[str, str, int]
     output's ``tag`` (:func:`mux_tag`; or ""), its timestamp (:data:`PREFIX_RE`, blanks after
     it aside; "" when there is none) and where the line's own text starts (after the one space
     or tab following them: the indentation after that is the line's own)."""
-    g = GH_RUN_LOG_RE.match(line) if "\t" in line[:201] else (tag.match(line) if tag else None)
+    g = GH_RUN_LOG_RE.match(line) if "\t" in line[:201] else None
+    if g is None and tag is not None:
+        g = tag.match(line)
     job = g.group() if g else ""
     m = PREFIX_RE.match(line[len(job):])
     if not m:

@@ -631,6 +631,10 @@ def test_a_multiplexed_outputs_tag_is_read_past_like_a_timestamp():
     out = r.text.splitlines()
     folded = [k for k, ln in enumerate(out) if ln.startswith(FOLDED)]
     assert len(folded) >= 3, r.text
+    # a Java frame's tab after the tag is the frame's own: it is read as a frame
+    tag = content.mux_tag(text.splitlines())
+    frame = next(ln for ln in text.splitlines() if "| \tat " in ln)
+    assert content.FRAME_RE.match(content._unstamped(frame, tag)), frame
     for k in folded:  # the line written above (gaps aside) is its service's, with the tag
         above = next(ln for ln in reversed(out[:k])
                      if not ln.startswith(FOLDED) and not MARKER_RE.fullmatch(ln))
@@ -638,8 +642,36 @@ def test_a_multiplexed_outputs_tag_is_read_past_like_a_timestamp():
         service = above.split("|")[0]
         rest = out[k][len(FOLDED):]
         assert any(ln.startswith(service) and ln.endswith(rest) for ln in text.splitlines())
-    # a compiler's gutter ("143 |") is no service's name
+    # services writing in turns, a few lines each: a line folds under its own service only
+    log, k = [], 0
+    for turn in range(60):
+        service = ("web-1   ", "worker-1", "db-1    ")[turn * 7 % 3]
+        for _ in range(1 + turn % 3):
+            log.append(f"{service} | 2024-05-02T10:{turn // 6:02d}:{k % 60:02d}.{k:03d}Z INFO "
+                       f"msg#{k:04d} {'cache miss' if k % 5 else 'GET /api/orders 200'}")
+            k += 1
+    r = C.compress("\n".join(log), "which cache misses were logged?", 400)
+    out = r.text.splitlines()
+    service_of = {ln.split("msg#")[1][:4]: ln.split("|")[0] for ln in log}
+    written = None
+    for ln in out:
+        if MARKER_RE.fullmatch(ln):
+            continue
+        if ln.startswith(FOLDED):
+            assert service_of[ln.split("msg#")[1][:4]] == written, (ln, written, r.text)
+        else:
+            written = ln.split("|")[0]
+    assert sum(ln.startswith(FOLDED) for ln in out) >= 5, r.text
+    # a compiler's gutter ("143 |") is no service's name, nor is psql's expanded record's
+    # column ("created_at | 2024-05-01 14:30:34.236758+00": a key a line, no program's lines)
     assert content.mux_tag([f"{n} |     x = {n}" for n in range(100, 140)]) is None
+    psql = []
+    for n in range(40):
+        psql += [f"-[ RECORD {n + 1} ]-----------------", f"id         | {9000 + n}",
+                 "event      | logout", f"created_at | 2024-05-01 14:30:{n:02d}.236758+00"]
+    assert content.mux_tag(psql) is None
+    r = C.compress("\n".join(psql), "What are the created_at values?", 500)
+    assert FOLDED not in r.text and r.text.count("created_at | 2024-05-01 14:30:") >= 10
 
 
 def test_a_linters_source_excerpts_are_no_errors_of_their_own():
