@@ -306,6 +306,7 @@ class ContextCompressor:
                     lines, rel, score=lambda texts: relevance(texts, query))
             else:
                 units = content.log_units(lines, rel)
+                content.asked_frames(units, query)
                 content.table_extremes(lines, units, query)
                 content.table_thresholds(lines, units, query)
                 content.duration_extremes(lines, units, query)

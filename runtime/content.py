@@ -401,6 +401,7 @@ class Unit:
     record: tuple[tuple[str, str, bool], ...] | None = None
     short: str = ""  # what it costs written folded (:func:`folded`), when it may be
     rule: bool = False  # a line drawn as a rule (:func:`is_rule`): no line's context
+    frame: int = -1  # a trace's frame: its place from the innermost (0); else -1
 
 
 def line_units(lines: list[str]) -> list[Unit]:
@@ -799,7 +800,13 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 app = [k for k in app if _package(body[k]) not in ("", top)]
             for k in set(frames[1:-1]) - set(app):
                 inner[k] = True
-            if body[i].lstrip().startswith("File \"") and app and app[-1] < frames[-1]:
+            python = body[i].lstrip().startswith("File \"")
+            # (a trace has frames: a line alone, pytest's "utils.py:1795: RuntimeError" or a
+            # warning's "plugin.py:208: PytestDeprecationWarning", is none)
+            for rank, k in enumerate((reversed(frames) if python else frames)
+                                     if len(frames) > 1 else ()):
+                units[k].frame = rank
+            if python and app and app[-1] < frames[-1]:
                 in_app[app[-1]] = True  # Python's, innermost last: the last before a library's
             elif app and app[0] > i:  # Java's, innermost first: the first below the libraries'
                 in_app[app[0]] = True
@@ -1316,6 +1323,26 @@ _NOT_NAMES = frozenset("""which what the its a an latest new minimum maximum fix
 plugin package library tool same other exact""".split())
 VERSION_VALUE = 0.6  # a line naming what the question asks the version of, with a version
 VERSION_TOP = 3  # such lines lifted (the first)
+
+
+# a question for a trace's frames: "its key frames", "the call chain", "the frame that raised
+# it", "the stack trace", "the innermost managed frame", "backtrace"
+# (not "stack" alone: a CloudFormation stack, a technology stack)
+FRAMES_ASKED_RE = re.compile(r"\b(frames?|stack\s*traces?|backtraces?|tracebacks?|call\s*"
+                             r"(?:chain|stack)s?)\b", re.I)
+FRAME_ASKED = 2.0  # what the innermost frame of each trace gains; the next less (FRAME_DECAY)
+FRAME_DECAY = 5.0
+
+
+def asked_frames(units: Sequence[Unit], query: str) -> None:
+    """A question for a trace's frames ("what was the crashed thread doing: its key frames")
+    is answered by the frames from the innermost out: each gains :data:`FRAME_ASKED`, less the
+    further out it is (a repeat of a template a quarter of it: the same trace again)."""
+    if not FRAMES_ASKED_RE.search(query):
+        return
+    for u in units:
+        if u.frame >= 0:
+            u.value += FRAME_ASKED / (1 + u.frame / FRAME_DECAY) * (0.25 if u.similar else 1.0)
 
 
 def version_lines(units: Sequence[Unit], query: str) -> None:

