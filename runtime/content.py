@@ -429,6 +429,7 @@ FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|at [\w$.<>/]+\(.*\)$|at .+:\
 TRACEBACK_RE = re.compile(r"^\s*\W{0,4}(Traceback \(most recent call last\)|Exception in thread|"
                           r"goroutine \d+ \[|panic:|thread '.*' panicked|Caused by:|"
                           r"Stack trace:|stack backtrace:)")
+PYTHON_FRAME_RE = re.compile(r'^\s*(File "[^"]+", line \d+|[\w/.-]+\.py:\d+: in \w)')
 BARE_HEADER_RE = re.compile(r"^\s*\W{0,4}(Stack trace|stack backtrace|Caused by):?\s*$", re.I)
 # frames of a language's runtime, test frameworks and installed packages
 LIBRARY_FRAME_RE = re.compile(
@@ -800,13 +801,26 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
                 app = [k for k in app if _package(body[k]) not in ("", top)]
             for k in set(frames[1:-1]) - set(app):
                 inner[k] = True
-            python = body[i].lstrip().startswith("File \"")
-            # (a trace has frames: a line alone, pytest's "utils.py:1795: RuntimeError" or a
-            # warning's "plugin.py:208: PytestDeprecationWarning", is none)
-            for rank, k in enumerate((reversed(frames) if python else frames)
-                                     if len(frames) > 1 else ()):
-                units[k].frame = rank
-            if python and app and app[-1] < frames[-1]:
+            # Python's frames, innermost last: "File ..., line N, in f", pytest's short
+            # "path.py:N: in f"
+            python = bool(PYTHON_FRAME_RE.match(body[i]))
+            # the frames a reader counts: Python's (not the source under them), Go's functions
+            # (not the file and line under each)
+            counted = [k for k in frames if (bool(PYTHON_FRAME_RE.match(body[k])) if python
+                                             else not (k > 0 and go_func[k - 1]))]
+            # a trace: two frames or more right under (a line or two) an error, a trace's header,
+            # a line that says what follows (ASan's "freed by thread T0 here:"), or right above its
+            # final exception (a run of findings or warnings, "a.py:3: Warning", and a line
+            # alone, pytest's "utils.py:1795: RuntimeError", are none)
+            above = [h for h in (i - 1, i - 2) if h >= 0]  # (up to a blank line)
+            above = above[:next((a for a, h in enumerate(above) if not body[h].strip()), 2)]
+            if len(counted) > 1 and (
+                    any(err[h] or TRACEBACK_RE.match(body[h]) for h in above)
+                    or (i > 0 and body[i - 1].rstrip().endswith(":"))
+                    or any(final[h] for h in range(j, min(n, j + 3)))):
+                for rank, k in enumerate(reversed(counted) if python else counted):
+                    units[k].frame = rank
+            if body[i].lstrip().startswith("File \"") and app and app[-1] < frames[-1]:
                 in_app[app[-1]] = True  # Python's, innermost last: the last before a library's
             elif app and app[0] > i:  # Java's, innermost first: the first below the libraries'
                 in_app[app[0]] = True
@@ -1330,18 +1344,25 @@ VERSION_TOP = 3  # such lines lifted (the first)
 # (not "stack" alone: a CloudFormation stack, a technology stack)
 FRAMES_ASKED_RE = re.compile(r"\b(frames?|stack\s*traces?|backtraces?|tracebacks?|call\s*"
                              r"(?:chain|stack)s?)\b", re.I)
+# what is no question for a trace's frames: a time frame, a video's frames, a frame rate, and
+# a trace the question does not want ("I do not need the traceback")
+NOT_FRAMES_RE = re.compile(
+    r"\b(time\s*frames?|frames?\s*(?:rates?|per\s+second|drops?|dropped)|fps|video|animation|"
+    r"dropped\s+frames?|(?:not?|without|skip|don't|never)\W+(?:\w+\W+){0,3}?(?:the\W+)?"
+    r"(?:frames?|stack\s*traces?|backtraces?|tracebacks?|call\s*(?:chain|stack)s?))\b", re.I)
 FRAME_ASKED = 2.0  # what the innermost frame of each trace gains; the next less (FRAME_DECAY)
 FRAME_DECAY = 5.0
+FRAME_TOP = 3  # frames of each trace that gain, from the innermost
 
 
 def asked_frames(units: Sequence[Unit], query: str) -> None:
     """A question for a trace's frames ("what was the crashed thread doing: its key frames")
     is answered by the frames from the innermost out: each gains :data:`FRAME_ASKED`, less the
     further out it is (a repeat of a template a quarter of it: the same trace again)."""
-    if not FRAMES_ASKED_RE.search(query):
+    if not FRAMES_ASKED_RE.search(query) or NOT_FRAMES_RE.search(query):
         return
     for u in units:
-        if u.frame >= 0:
+        if 0 <= u.frame < FRAME_TOP:
             u.value += FRAME_ASKED / (1 + u.frame / FRAME_DECAY) * (0.25 if u.similar else 1.0)
 
 

@@ -691,8 +691,26 @@ def test_a_question_for_frames_is_answered_by_the_frames_from_the_innermost_out(
     assert r.tokens_after <= 400
     assert "in WTF::RawPtr<blink::HTMLInputElement>::operator*() const" in r.text, r.text
     assert "in WTF::RefCounted<blink::InputTypeView>::deref()" in r.text, r.text
-    # a question that asks for no frames is answered as before: "stack" alone is no trace's
+    # a question that asks for no frames is answered as before: "stack" alone is no trace's,
+    # a time frame, a video's frames, a trace the question does not want
     assert content.FRAMES_ASKED_RE.search("which CloudFormation stack failed?") is None
+    for q in ("Over what time frame did it fail?", "How many video frames were dropped?",
+              "Why did it fail? (I do not need the traceback.)", "What failed, without the "
+              "stack trace?"):
+        assert content.NOT_FRAMES_RE.search(q), q
+    # pytest's short frames are innermost last, as Python's; a run of warnings after a file
+    # and line is no trace
+    log = ["_____ test_checkout_total _____", "tests/test_checkout.py:44: in test_checkout_total",
+           "    total = cart.checkout(user)", "app/cart.py:120: in checkout",
+           "    return self._price(items)", "app/tax.py:12: in _load",
+           "    with open(path) as fh:",
+           "E   FileNotFoundError: [Errno 2] No such file or directory: 'EU-West.json'", "",
+           "=== warnings summary ==="] + [
+           f"tests/test_mod{k}.py:10: PytestDeprecationWarning: fixture 'db' uses deprecated scope"
+           for k in range(12)]
+    units = content.log_units(log, [0.0] * len(log))
+    assert [u.frame for u in units[1:7]] == [2, -1, 1, -1, 0, -1]
+    assert all(u.frame == -1 for u in units[9:])
 
 
 def test_a_linters_source_excerpts_are_no_errors_of_their_own():
