@@ -812,8 +812,11 @@ def log_units(lines: list[str], rel: list[float]) -> list[Unit]:
             # a line that says what follows (ASan's "freed by thread T0 here:"), or right above its
             # final exception (a run of findings or warnings, "a.py:3: Warning", and a line
             # alone, pytest's "utils.py:1795: RuntimeError", are none)
-            above = [h for h in (i - 1, i - 2) if h >= 0]  # (up to a blank line)
-            above = above[:next((a for a, h in enumerate(above) if not body[h].strip()), 2)]
+            above = []  # the two lines above, up to a blank line
+            for h in (i - 1, i - 2):
+                if h < 0 or not body[h].strip():
+                    break
+                above.append(h)
             if len(counted) > 1 and (
                     any(err[h] or TRACEBACK_RE.match(body[h]) for h in above)
                     or (i > 0 and body[i - 1].rstrip().endswith(":"))
@@ -1357,8 +1360,10 @@ FRAME_TOP = 3  # frames of each trace that gain, from the innermost
 
 def asked_frames(units: Sequence[Unit], query: str) -> None:
     """A question for a trace's frames ("what was the crashed thread doing: its key frames")
-    is answered by the frames from the innermost out: each gains :data:`FRAME_ASKED`, less the
-    further out it is (a repeat of a template a quarter of it: the same trace again)."""
+    is answered by the frames from the innermost out: the :data:`FRAME_TOP` innermost of each
+    trace (:attr:`Unit.frame`) gain :data:`FRAME_ASKED`, less the further out (a repeat of a
+    template a quarter of it: the same trace again). Not more: every frame of every trace
+    crowded out the exceptions, test names and summaries a reader needs with them."""
     if not FRAMES_ASKED_RE.search(query) or NOT_FRAMES_RE.search(query):
         return
     for u in units:
