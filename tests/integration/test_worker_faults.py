@@ -223,9 +223,13 @@ def test_lag_never_under_reports_what_has_not_landed(settings, worker):
 
 
 def test_one_clock_a_day_fast_does_not_close_every_window(settings, worker):
-    settings = settings.replace(window_s=30.0, grace_s=5.0, max_future_skew_s=2.0)
-    worker.settings = settings
     now = time.time_ns()
+    # windows also close by the wall clock, after their end and grace: the current window must
+    # end minutes after the test (a 30 s window had ended seconds into a slow start, and its
+    # rows were rightly closed: CI failed on it once)
+    window_s = next(w for w in range(600, 1800, 60) if w - (now // 10**9) % w >= 180)
+    settings = settings.replace(window_s=float(window_s), grace_s=5.0, max_future_skew_s=2.0)
+    worker.settings = settings
     evs = [dict(e, ts=now - 10**9 + i) for i, e in enumerate(events(200, seed=3))]
     fast = dict(events(1, seed=4)[0], ts=now + 86400 * 10**9)
     worker.start()
