@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import json
 import logging
@@ -360,6 +361,10 @@ def tune_gc() -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # `kill -QUIT <pid>` writes every thread's stack to the worker's stderr and the worker goes
+    # on, as a JVM's thread dump does: how a worker that hangs is looked into (the harness does
+    # it when a worker it started does not come up). Faust takes SIGUSR1 and SIGUSR2.
+    faulthandler.register(signal.SIGQUIT, all_threads=True)
     from agentflux.memory import tune_memory
     tune_memory()  # before anything imports pyarrow
 

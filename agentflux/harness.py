@@ -93,14 +93,17 @@ def wait_until(cond: Callable[[], bool], deadline_s: float, what: str,
                interval_s: float = 0.05) -> None:
     """Poll ``cond`` until it holds; raise TimeoutError naming ``what`` after ``deadline_s``."""
     end = time.monotonic() + deadline_s
+    last: OSError | None = None
     while True:
         try:
             if cond():
                 return
-        except OSError:
-            pass  # endpoint not up yet
+            last = None
+        except OSError as exc:
+            last = exc  # endpoint not up yet
         if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
+            why = f" (the last try: {type(last).__name__}: {last})" if last else ""
+            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}{why}")
         time.sleep(interval_s)
 
 
@@ -218,10 +221,44 @@ class WorkerProcess:
                        ready_timeout_s, "the worker's /metrics endpoint")
         except WorkerExited:
             raise
+        except TimeoutError as exc:
+            dump = self.thread_dump()
+            self.stop(timeout_s=3.0)
+            if dump:
+                raise TimeoutError(f"{exc}; the worker's threads then:\n{dump}") from None
+            raise
         except BaseException:
             self.stop(timeout_s=3.0)
             raise
         return self
+
+    def thread_dump(self, timeout_s: float = 5.0) -> str:
+        """Every thread's stack in the running worker (``kill -QUIT``; it goes on running), as
+        it wrote them to its log; "" without a log, or before the worker has said it serves
+        /metrics (until then SIGQUIT would end it)."""
+        if self.proc is None or self.proc.poll() is not None or not self.log_path:
+            return ""
+        path = Path(self.log_path)
+        text = path.read_text(errors="replace")
+        if "agentflux worker: " not in text or "/metrics" not in text:
+            return ""
+        start = len(text.encode())
+        self.proc.send_signal(signal.SIGQUIT)
+
+        seen = [""]
+
+        def done() -> bool:  # the dump is in the log and has stopped growing
+            with open(path, "rb") as f:
+                f.seek(start)
+                new = f.read().decode(errors="replace")
+            settled = "most recent call first" in new and new == seen[0]
+            seen[0] = new
+            return settled
+        try:
+            wait_until(done, timeout_s, "the worker's thread dump", interval_s=0.1)
+        except TimeoutError:
+            pass
+        return seen[0] if "most recent call first" in seen[0] else ""
 
     def _alive_or_raise(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

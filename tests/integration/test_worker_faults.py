@@ -272,6 +272,18 @@ def test_a_worker_whose_broker_is_gone_stops_on_sigterm_within_its_bound(tmp_pat
     assert query(own, "SELECT count(*) FROM events") == [(10,)]
 
 
+def test_a_running_worker_dumps_every_threads_stack_on_sigquit_and_goes_on(settings, worker):
+    """How a worker that hangs is looked into (the harness does it when one it started does not
+    come up): `kill -QUIT` writes each thread's stack to its log, the /metrics server's too."""
+    worker.start()
+    dump = worker.thread_dump()
+    assert "most recent call first" in dump and "serve_forever" in dump, dump
+    assert "agentflux/cli.py" in dump  # the main thread, in the worker's command
+    asyncio.run(produce_raw(settings, [orjson.dumps(events(5))]))
+    worker.wait_for(lambda m: m.get(EVENTS_ROWS, 0) == 5, 60, "5 events after the dump")
+    assert worker.stop() == 0
+
+
 def test_an_unreachable_broker_is_one_line_not_a_traceback(settings):
     from agentflux.localkafka import free_port
 
