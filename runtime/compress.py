@@ -212,10 +212,13 @@ class ContextCompressor:
         coloured = "\x1b" in text
         if coloured:  # what the text is is read without its colours
             text = ANSI_RE.sub("", text)
-        kind = content.detect(text)
+        # a file's lines with their numbers, or a search's: what it is is read past them
+        numbered = content.line_numbers(text)
+        kind = content.detect(numbered.body if numbered else text)
         plain = plain_text(text, kind)
         if coloured or plain is not text:  # the decoration costs tokens and says nothing
             text = plain
+            numbered = numbered and content.line_numbers(text)
             after = self.count(text)
             if after <= target:
                 self._emit("plain", before, after, t0, preserved=0, quality=1.0)
@@ -223,6 +226,8 @@ class ContextCompressor:
                                          (time.perf_counter() - t0) * 1000, 0, 1.0)
         if kind == "html":  # a page: its text (the markup is 40-60 % of its tokens), as prose
             from agentflux.runtime.compress_html import html_text
+            if numbered:  # a page's text has lines of its own: the numbers are left out
+                text, numbered = numbered.body, None
             page = html_text(text)
             if not page.strip():  # nothing a reader sees (all script): its markup, as prose
                 kind = "prose"
@@ -234,13 +239,14 @@ class ContextCompressor:
                 return CompressionResult(text, before, after, "html:text",
                                          (time.perf_counter() - t0) * 1000, 0, 1.0, 0, kind)
         try:
-            out = self._extractive(text, query, target, kind, hard_floor)
+            out = self._extractive(text, query, target, kind, hard_floor, numbered)
         except RecursionError:  # JSON nested deeper than Python's stack walks: its lines
             kind = "log"
-            out = self._extractive(text, query, target, kind, hard_floor)
+            out = self._extractive(text, query, target, kind, hard_floor, numbered)
         strategy = f"extractive:{kind}"
         if out.protected_dropped and self.summarizer is not None:
-            floor = out if hard_floor else self._extractive(text, query, target, kind, True)
+            floor = out if hard_floor else self._extractive(text, query, target, kind, True,
+                                                            numbered)
             summary = self.summarizer(floor.text, target)
             if self.count(summary) <= target:
                 out = Packed(summary, out.kept_protected, out.protected_dropped, out.quality)
@@ -253,8 +259,10 @@ class ContextCompressor:
                                  out.quality, out.protected_dropped, kind)
 
     def _extractive(self, text: str, query: str, target: int, kind: str,
-                    hard_floor: bool) -> "Packed":
+                    hard_floor: bool, numbered: content.Numbered | None = None) -> "Packed":
         count = self.count
+        if numbered:
+            text = numbered.body
         asked = bool(query_weights(query))  # else the budget left shows the text's outline
         if kind == "html":
             kind = "prose"  # its text, from compress()
@@ -293,6 +301,8 @@ class ContextCompressor:
             else:
                 scored = content.in_context(lines, json=kind == "json_lines") if kind in (
                     "code", "json_lines") else lines
+            if numbered and any(numbered.paths):  # a search's results: of which file, too
+                scored = [f"{t} {p}" if p else t for t, p in zip(scored, numbered.paths)]
             bm = index(scored)
             rel = relevance(scored, query, bm)
             if kind == "code":
@@ -321,6 +331,8 @@ class ContextCompressor:
             content.version_lines(units, query)
         if kind in ("json_lines", "yaml", "log"):
             content.extremes(units, rel, query)
+        if numbered:
+            content.write_numbers(units, numbered)
         counted = target >= COUNT_BUDGET
         return pack(units, rel, target, lambda kept: render_lines(units, kept, counted), count,
                     self._enc, fill=neighbour_fill(units),
@@ -387,7 +399,8 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     is no query: nothing was selected for a question) orders what fills the rest of the
     budget after ``fill``. See the module docstring."""
     n = len(units)
-    sizes = [s + 1 for s in count_many([u.short or u.text for u in units], enc)] if n else []
+    sizes = [s + 1 for s in count_many([u.numbers + (u.short or u.text) for u in units], enc)
+             ] if n else []
     kept: set[int] = set()
     # the units chosen for themselves, each with what it brings along; a unit stays kept while
     # a chosen unit holds it (``holders``), so dropping one drops what only it brought
@@ -658,7 +671,7 @@ def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) ->
         lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
         if (lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP
                 and not lone.rule):
-            out.append(lone.text)  # cheaper than its marker
+            out.append(lone.numbers + lone.text)  # cheaper than its marker
         else:
             out.append(marker(gap, gap_similar, counted))
 
@@ -671,15 +684,15 @@ def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) ->
             if u.part >= 0 and u.line == last_line and out:
                 out[-1] += (u.glue if u.part == last_part + 1 else " [...] ") + u.text
             elif u.fold and u.fold_key == prev_key:  # the same prefix form as the line above
-                out.append(FOLDED + u.text[u.fold:])
+                out.append(u.numbers + FOLDED + u.text[u.fold:])
             elif u.record is not None and above is not None and (
                     f := content.folded(u.record, above, next_to)) is not None:
-                out.append(FOLDED + f)
+                out.append(u.numbers + FOLDED + f)
             else:
                 if u.part > 0:
-                    out.append("[...] " + u.text)
+                    out.append(u.numbers + "[...] " + u.text)
                 else:
-                    out.append(u.text)
+                    out.append(u.numbers + u.text)
             prev_key = u.fold_key if u.fold else None
             above = u.record if u.part < 0 else None
             next_to = True

@@ -321,6 +321,10 @@ def diffish(lines: list[str]) -> bool:
 
 
 YAML_MAPPED = 0.2  # of a YAML text's lines, "key:" lines at least
+# Python's compound statements end in a colon as a YAML key does ("def get(self, url):", a
+# search's results for "def " are all of them)
+PY_BLOCK_RE = re.compile(r"\s*(?:(?:async\s+)?def|class|elif|if|for|while|with|except)[\s(].*:\s*$"
+                         r"|\s*(?:else|try|finally):\s*$")
 
 
 def yamlish(lines: list[str]) -> bool:
@@ -344,7 +348,7 @@ def yamlish(lines: list[str]) -> bool:
             nested += ln[:1] == " " or ln.startswith("- ")
             if _BLOCK_SCALAR_RE.search(ln):
                 block = ind
-        code_ends += ln.rstrip().endswith((";", "{", ")"))
+        code_ends += ln.rstrip().endswith((";", "{", ")")) or bool(PY_BLOCK_RE.match(ln))
         fences += ln.startswith("```")  # Markdown's (a bulleted list is YAML's too)
     n = len(sample)
     # and some of it a mapping's keys: headings and bulleted lines alone are Markdown's (a
@@ -402,6 +406,7 @@ class Unit:
     short: str = ""  # what it costs written folded (:func:`folded`), when it may be
     rule: bool = False  # a line drawn as a rule (:func:`is_rule`): no line's context
     frame: int = -1  # a trace's frame: its place from the innermost (0); else -1
+    numbers: str = ""  # its line's number written before it (:func:`line_numbers`)
 
 
 def line_units(lines: list[str]) -> list[Unit]:
@@ -1304,6 +1309,118 @@ def mux_tag(lines: Sequence[str]) -> re.Pattern[str] | None:
                 and sum(a == b for a, b in zip(tags, tags[1:])) >= MUX_RUNS * (len(tags) - 1)):
             return r
     return None
+
+
+# A line-number gutter: a file shown with its line numbers (`cat -n` and `nl`: "    12\t", an
+# agent's file view: "    12→") or the lines a search found (`grep -n`, `rg -n`: "12:" for a
+# match, "12-" for context; `grep -rn`, `rg`: the file first, "src/app.py:12:"). Below it is the
+# file's own text: what it is (code, a log, JSON, ...) is read there, and the gutter is written
+# back before each kept line (an agent edits by those numbers).
+NUMBERS_RES = (re.compile(r"(?=[ \d]{6,}\t) {0,8}(\d{1,9})\t"),  # right-aligned, six wide
+               re.compile(r" {0,8}(\d{1,9})→"),
+               re.compile(r"(\d{1,9})[:-]"),
+               # a match's "path:12:" (a column after it: "path:12:5:"), a context line's
+               # "path-12-" (its path the longest that is followed by one: "2024-05-01-a.md")
+               re.compile(r"((?:[A-Za-z]:)?[^\s:]{1,250}?):(\d{1,9}):(?:\d{1,6}:)?|"
+                          r"((?:[A-Za-z]:)?[^\s:]{1,250})-(\d{1,9})-"))
+NUMBERED_SHARE = 0.9  # of the lines with a text (a search's "--" and file headings aside)
+NUMBERED_MIN = 5  # numbered lines
+NUMBERED_LINES = 2000  # read to decide
+# a linter's or a compiler's findings ("src/a.py:12: error: ...", "a.c:3:5: warning: ...",
+# "x.py:1:80: E501 ..."): a log of findings, each after its place, not a file's lines
+FINDING_RE = re.compile(r"(?:\d+[:-])?\s*(?:(?:fatal )?error|warning|note|info|hint|[A-Z]{1,4}\d{2,5})\b")
+
+
+@dataclass
+class Numbered:
+    """A text's line numbers (:data:`NUMBERS_RES`): ``body`` is the text without them (a
+    search's ``--`` between its groups a blank line), ``prefixes`` each line's gutter (or its
+    ``--``; "" where a line has none), ``paths`` the file each line is of (a search's results),
+    "" where none is named, and ``runs``, in a search's results, the run of consecutive lines of
+    one file each line is in (a line brings no line of another run along; None in a file's
+    view: one run)."""
+    body: str
+    prefixes: list[str]
+    paths: list[str]
+    runs: list[int] | None = None
+
+
+def line_numbers(text: str) -> Numbered | None:
+    """The line-number gutter before ``text``'s lines (:data:`NUMBERS_RES`), when at least
+    :data:`NUMBERED_SHARE` of its lines with a text have one and the numbers go up (one by one
+    in a file's view; within each file in a search's results); else None."""
+    lines = text.splitlines()
+    head = lines[:NUMBERED_LINES]
+    for form, r in enumerate(NUMBERS_RES):
+        found = [r.match(ln[:300]) for ln in head]
+        counted = numbered = up = pairs = findings = 0
+        last: tuple[str, int] | None = None
+        for i, (ln, m) in enumerate(zip(head, found)):
+            if not ln.strip() or ln == "--":  # a search's groups, in order within a file
+                continue
+            if m is None:
+                # a file's heading above its results (rg's): after a blank line or first
+                heading = form == 2 and (i == 0 or not head[i - 1].strip()) and (
+                    i + 1 < len(found) and found[i + 1] is not None)
+                counted += not heading
+                last = None if heading else last
+                continue
+            counted += 1
+            numbered += 1
+            path, n = _numbered_at(m, form)
+            if form >= 2 and FINDING_RE.match(ln, m.end()):
+                findings += 1
+            if last is not None and last[0] == path:
+                pairs += 1
+                up += n == last[1] + 1 if form < 2 else n > last[1]
+            last = (path, n)
+        runs = (numbered >= NUMBERED_MIN and numbered >= NUMBERED_SHARE * counted and pairs
+                and up >= NUMBERED_SHARE * pairs)
+        # a file of a line or a few, every one of them numbered from where the view starts
+        whole = form < 2 and 0 < numbered == counted < NUMBERED_MIN and up == pairs
+        if (runs or whole) and findings <= (1 - NUMBERED_SHARE) * numbered:
+            prefixes, paths, body, runs = [], [], [], []
+            last = None
+            for ln in lines:
+                m = r.match(ln[:300])
+                cut = len(ln) if ln == "--" and form >= 2 else m.end() if m else 0
+                prefixes.append(ln[:cut])
+                body.append(ln[cut:])
+                at = _numbered_at(m, form) if m else None
+                paths.append(at[0] if at else "")
+                if at is None or last is None or at[0] != last[0] or at[1] != last[1] + 1:
+                    runs.append(len(runs))  # a new run (a line without a number: its own)
+                else:
+                    runs.append(runs[-1])
+                last = at
+            return Numbered("\n".join(body), prefixes, paths, runs if form >= 2 else None)
+    return None
+
+
+def _numbered_at(m: re.Match[str], form: int) -> tuple[str, int]:
+    """The file (a search's) and the line number a :data:`NUMBERS_RES` match names."""
+    if form < 3:
+        return "", int(m.group(1))
+    return (m.group(1), int(m.group(2))) if m.group(1) else (m.group(3), int(m.group(4)))
+
+
+def write_numbers(units: Sequence[Unit], numbered: Numbered) -> None:
+    """Each unit written after its line's gutter (:func:`line_numbers`), a unit of several lines
+    each of them after its own; in a search's results, a unit brings along no line of another
+    run (its enclosing block there is another place's line)."""
+    prefixes, runs = numbered.prefixes, numbered.runs
+    for u in units:
+        if runs is not None and u.deps and 0 <= u.line < len(runs):
+            u.deps = [d for d in u.deps if 0 <= d < len(units)
+                      and runs[min(units[d].line, len(runs) - 1)] == runs[u.line]]
+        if 0 <= u.line < len(prefixes):
+            u.numbers = prefixes[u.line]
+            if runs is not None and u.numbers == "--":  # a separator: written only between
+                u.filler, u.value = False, 0.0          # two kept lines, for their gap
+            if u.end > u.line + 1 and "\n" in u.text:
+                first, *rest = u.text.split("\n")
+                u.text = "\n".join([first, *(prefixes[u.line + 1 + i] + t if u.line + 1 + i < len(
+                    prefixes) else t for i, t in enumerate(rest))])
 
 
 def stamp(line: str, tag: re.Pattern[str] | None = None) -> tuple[str, str, int]:

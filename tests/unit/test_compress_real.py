@@ -2991,3 +2991,100 @@ def test_a_terminals_hyperlinks_and_other_codes_are_left_out_too():
     r = C.compress(text, "which warnings?", 300)
     assert "\x1b" not in r.text and "\x07" not in r.text
     assert "warning: unused variable x [-Wunused-variable] note" in r.text, r.text
+
+
+ADAPTERS_CAT_N = (Path(__file__).parent.parent / "data" / "compress"
+                  / "requests-adapters.cat-n.txt").read_text()
+SEND_TIMEOUT = ("How does HTTPAdapter.send handle timeouts: how is the timeout value turned into "
+                "a urllib3 Timeout, and which exceptions are raised for connect and read timeouts?")
+
+
+def _file_view(form: str) -> str:
+    """requests' adapters.py as `cat -n` showed it (the sample) or as an agent's file view."""
+    if form == "cat -n":
+        return ADAPTERS_CAT_N
+    body = [ln.split("\t", 1)[1] for ln in ADAPTERS_CAT_N.splitlines()]
+    return "".join(f"{n:>6}\u2192{ln}\n" for n, ln in enumerate(body, 1))
+
+
+@pytest.mark.parametrize("form", ["cat -n", "agent view"])
+def test_a_file_shown_with_its_line_numbers_is_read_as_the_code_it_is(form):
+    # `cat -n` had made it a TSV table (the number, a tab, the line): no function brought its
+    # signature, and the numbers an agent edits by are what it must keep
+    text = _file_view(form)
+    lines = text.splitlines()
+    r = C.compress(text, SEND_TIMEOUT, 500)
+    assert r.kind == "code" and r.tokens_after <= 500
+    out = r.text.splitlines()
+    assert all(MARKER_RE.match(ln) or ln in lines for ln in out), "a line not as it was"
+    sep = "\t" if form == "cat -n" else "\u2192"
+    assert f"   684{sep}                resolved_timeout = TimeoutSauce(connect=connect, read=read)" in out
+    assert f"   693{sep}            resolved_timeout = TimeoutSauce(connect=timeout, read=timeout)" in out
+    assert f"   634{sep}    def send(" in out  # the function they are in
+    assert f"   158{sep}class HTTPAdapter(BaseAdapter):" in out
+
+
+def test_search_results_are_read_by_their_lines_and_keep_their_places():
+    # `grep -rn "def \|class "`: below each "path:line:" a definition (Python's compound
+    # statements, not YAML's keys); what is kept is written with its place
+    text = (Path(__file__).parent.parent / "data" / "compress"
+            / "requests-grep-def-class.txt").read_text()
+    lines = text.splitlines()
+    r = C.compress(text, "Which classes and methods follow redirects, rebuild the auth and "
+                   "the method, and what is raised for too many redirects?", 300)
+    assert r.kind == "code" and r.tokens_after <= 300
+    out = r.text.splitlines()
+    assert all(MARKER_RE.match(ln) or ln in lines for ln in out), "a line not as it was"
+    for line in ("src/requests/sessions.py:186:    def resolve_redirects(",
+                 "src/requests/sessions.py:309:    def rebuild_auth(",
+                 "src/requests/sessions.py:370:    def rebuild_method(",
+                 "src/requests/exceptions.py:106:class TooManyRedirects(RequestException):"):
+        assert line in out, (line, r.text)
+
+
+def test_a_searchs_context_groups_bring_no_line_of_another_place():
+    # `grep -rn -C 2`: a match in a function of adapters.py is no block under a line of
+    # sessions.py above it, and the "--" between groups is written for no gap of its own
+    text = (Path(__file__).parent.parent / "data" / "compress"
+            / "requests-grep-C2-timeout.txt").read_text()
+    numbered = content.line_numbers(text)
+    assert numbered is not None and numbered.runs is not None
+    lines = text.splitlines()
+    for target in (200, 400, 600, 800):
+        r = C.compress(text, "Where is the default timeout of a request set, and how is a "
+                       "connect or read timeout reported to the caller?", target)
+        out = r.text.splitlines()
+        assert all(MARKER_RE.match(ln) or ln in lines for ln in out)
+        assert "--" not in out, r.text
+    assert "src/requests/adapters.py:693:            resolved_timeout = TimeoutSauce(" \
+           "connect=timeout, read=timeout)" in out
+
+
+@pytest.mark.parametrize("text", [
+    "2024-05-01 12:00:01 INFO a\n2024-05-01 12:00:02 INFO b\n" * 5,  # times: the same "number"
+    "".join(f"{n}\tname{n}\t{n * 3}\n" for n in range(1, 40)),  # a TSV's ids: no cat -n
+    "".join(f"src/a.py:{n}:5: E501 line too long (88 > 79 characters)\n" for n in range(1, 40)),
+    "".join(f"src/a.py:{n}: error: Incompatible types\n" for n in range(1, 40)),
+    "".join(f"10.0.0.{n % 3}:8080: connected\n" for n in range(40)),
+])
+def test_what_only_looks_numbered_has_no_line_numbers(text):
+    # a log's times, a TSV's id column, a linter's findings, hosts and ports
+    assert content.line_numbers(text) is None
+
+
+def test_line_numbers_are_read_in_each_form_they_come():
+    body = ["def f(x):", "    return x", "", "class C:", "    pass", "x = f(1)"]
+    forms = {
+        "".join(f"{n:6d}\t{ln}\n" for n, ln in enumerate(body, 1)): "     1\t",  # cat -n
+        "".join(f"{n:>6}\u2192{ln}\n" for n, ln in enumerate(body, 1)): "     1\u2192",
+        "".join(f"{n}:{ln}\n" for n, ln in enumerate(body, 1)): "1:",  # grep -n, one file
+        "".join(f"2024-05-01-post.md-{n}-{ln}\n" for n, ln in enumerate(body, 1)):
+            "2024-05-01-post.md-1-",  # a context line's file with dashes in its name
+        "src/a.py\n1:def f(x):\n2:    return x\n\nsrc/b.py\n7:class C:\n8:    pass\n"
+        "9:x = f(1)\n11:y = 2\n": "1:",  # rg --heading
+    }
+    for text, first in forms.items():
+        numbered = content.line_numbers(text)
+        assert numbered is not None, text
+        assert next(p for p in numbered.prefixes if p) == first
+        assert "def f(x):" in numbered.body.splitlines()
