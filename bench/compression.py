@@ -45,6 +45,9 @@ HOLDOUT3 = Path(__file__).parent / "data" / "compression-holdout3"
 # development half, where the strategies for these kinds were developed, and a held-out half
 STRUCTURED = Path(__file__).parent / "data" / "compression-structured"
 STRUCTURED_HOLDOUT = Path(__file__).parent / "data" / "compression-structured-holdout"
+# files shown with their line numbers (cat -n, nl, an agent's file view) and search results
+# (grep -rn, git grep -n, rg -n) from 12 other repositories (2026-11-29): held out
+NUMBERED = Path(__file__).parent / "data" / "compression-numbered"
 TARGETS = (2000, 1000)
 
 
@@ -217,5 +220,5 @@ def hostile(target: int = 2000, chars: int = HOSTILE_CHARS,
             "within_budget": within / (len(ms) + 1)}
 
 
-__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "HOSTILE", "STRUCTURED",
+__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "HOSTILE", "NUMBERED", "STRUCTURED",
            "STRUCTURED_HOLDOUT", "evaluate", "head_and_tail", "hostile", "load", "targets_met"]

@@ -67,7 +67,8 @@ def bench_compression(console=None) -> dict:
     """The compressor on the real evaluation sets (:mod:`agentflux.bench.compression`: the
     development set, ``compression_*``, and the held-out ones, ``compression_holdout_*``,
     ``compression_holdout2_*`` and ``compression_holdout3_*``; YAML, diffs and CSV:
-    ``compression_structured_*`` and ``compression_structured_holdout_*``), with
+    ``compression_structured_*`` and ``compression_structured_holdout_*``; files shown with
+    their line numbers and search results: ``compression_numbered_*``), with
     head-and-tail truncation to the same size as the baseline and the compressor without the
     query (``no_query``) beside it; the project's own synthetic
     corpus alongside (``compression_own_corpus_ratio``) for continuity; and the time it takes
@@ -81,7 +82,8 @@ def bench_compression(console=None) -> dict:
     for prefix, root in (("holdout_", compression.HOLDOUT), ("holdout2_", compression.HOLDOUT2),
                          ("holdout3_", compression.HOLDOUT3),
                          ("structured_", compression.STRUCTURED),
-                         ("structured_holdout_", compression.STRUCTURED_HOLDOUT)):
+                         ("structured_holdout_", compression.STRUCTURED_HOLDOUT),
+                         ("numbered_", compression.NUMBERED)):
         if (root / "manifest.json").exists():
             sets.append((prefix, root))
     out: dict = {}
