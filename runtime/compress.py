@@ -215,6 +215,8 @@ class ContextCompressor:
         # a file's lines with their numbers, or a search's: what it is is read past them
         numbered = content.line_numbers(text)
         kind = content.detect(numbered.body if numbered else text)
+        if kind == "html" and numbered:  # a page's source to edit by its lines, not its text
+            kind = "code"
         plain = plain_text(text, kind)
         if coloured or plain is not text:  # the decoration costs tokens and says nothing
             text = plain
@@ -226,8 +228,6 @@ class ContextCompressor:
                                          (time.perf_counter() - t0) * 1000, 0, 1.0)
         if kind == "html":  # a page: its text (the markup is 40-60 % of its tokens), as prose
             from agentflux.runtime.compress_html import html_text
-            if numbered:  # a page's text has lines of its own: the numbers are left out
-                text, numbered = numbered.body, None
             page = html_text(text)
             if not page.strip():  # nothing a reader sees (all script): its markup, as prose
                 kind = "prose"
@@ -272,7 +272,11 @@ class ContextCompressor:
             doc = JsonDoc(loads(text), query, separators(text))
             clause_boost(doc.units, query, doc.index)
             content.extremes(doc.units, doc.rel, query)
-            return pack(doc.units, doc.rel, target, doc.render, count, self._enc,
+            # a view of a one-line document: the digest written after its line's number
+            first = numbered.prefixes[0] if numbered and numbered.prefixes else ""
+            return pack(doc.units, doc.rel, target,
+                        (lambda kept: first + doc.render(kept)) if first else doc.render,
+                        count, self._enc,
                         fill=fill_order(doc), hard_floor=hard_floor,
                         spread=None if asked else lambda kept: outline_order(doc, kept))
         lines = text.splitlines()
@@ -669,7 +673,7 @@ def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) ->
 
     def close_gap() -> None:
         lone = units[gap_units[0]] if len(gap_units) == 1 and gap == 1 else None
-        if (lone is not None and lone.part < 0 and len(lone.text) <= SHORT_GAP
+        if (lone is not None and lone.part < 0 and len(lone.numbers) + len(lone.text) <= SHORT_GAP
                 and not lone.rule):
             out.append(lone.numbers + lone.text)  # cheaper than its marker
         else:
@@ -681,7 +685,10 @@ def render_lines(units: Sequence[Unit], kept: set[int], counted: bool = True) ->
                 close_gap()
                 gap, gap_similar, gap_units = 0, True, []
                 next_to = False
-            if u.part >= 0 and u.line == last_line and out:
+            # a line's pieces on its line (one not next to the last, under line numbers, on a
+            # line of its own after the number of the line it starts on: a CSV record's lines)
+            if u.part >= 0 and u.line == last_line and out and (
+                    not u.numbers or u.part == last_part + 1):
                 out[-1] += (u.glue if u.part == last_part + 1 else " [...] ") + u.text
             elif u.fold and u.fold_key == prev_key:  # the same prefix form as the line above
                 out.append(u.numbers + FOLDED + u.text[u.fold:])

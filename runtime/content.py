@@ -1321,14 +1321,21 @@ NUMBERS_RES = (re.compile(r"(?=[ \d]{6,}\t) {0,8}(\d{1,9})\t"),  # right-aligned
                re.compile(r"(\d{1,9})[:-]"),
                # a match's "path:12:" (a column after it: "path:12:5:"), a context line's
                # "path-12-" (its path the longest that is followed by one: "2024-05-01-a.md")
-               re.compile(r"((?:[A-Za-z]:)?[^\s:]{1,250}?):(\d{1,9}):(?:\d{1,6}:)?|"
+               re.compile(r"((?:[A-Za-z]:)?[^\s:]{1,250}?):(\d{1,9}):(\d{1,6}:)?|"
                           r"((?:[A-Za-z]:)?[^\s:]{1,250})-(\d{1,9})-"))
 NUMBERED_SHARE = 0.9  # of the lines with a text (a search's "--" and file headings aside)
 NUMBERED_MIN = 5  # numbered lines
 NUMBERED_LINES = 2000  # read to decide
-# a linter's or a compiler's findings ("src/a.py:12: error: ...", "a.c:3:5: warning: ...",
-# "x.py:1:80: E501 ..."): a log of findings, each after its place, not a file's lines
+# a linter's or a compiler's findings ("src/a.py:12: error: ...", "x.py:1:80: E501 ...", tsc's
+# "a.ts:3:5 - error"): a log of findings, each after its place, not a file's lines; most of
+# them name a column; a list's "201: Step 201" or `ip -o link`'s "2: eth0: <...>" write a
+# blank after the colon (a file's lines have their own indentation, rarely one blank: a diff's)
 FINDING_RE = re.compile(r"(?:\d+[:-])?\s*(?:(?:fatal )?error|warning|note|info|hint|[A-Z]{1,4}\d{2,5})\b")
+COLUMN_RE = re.compile(r"\d{1,6}(?::| - )")
+_ONE_BLANK_RE = re.compile(r" [^\s*]")  # (" * @param": a doc comment's line)
+_NUMBERS_ONLY_RE = re.compile(r"\s*[.,:;/+-]*\d[\d.,:;/+-]*\s*$")  # kafka's "topic:3:590526"
+_PATHISH = frozenset("./\\")
+_CONTEXT_AT_RE = re.compile(r"-(\d{1,9})-")
 
 
 @dataclass
@@ -1336,40 +1343,70 @@ class Numbered:
     """A text's line numbers (:data:`NUMBERS_RES`): ``body`` is the text without them (a
     search's ``--`` between its groups a blank line), ``prefixes`` each line's gutter (or its
     ``--``; "" where a line has none), ``paths`` the file each line is of (a search's results),
-    "" where none is named, and ``runs``, in a search's results, the run of consecutive lines of
-    one file each line is in (a line brings no line of another run along; None in a file's
-    view: one run)."""
+    "" where none is named; in a search's results, ``runs`` the run of consecutive lines of one
+    file each line is in (a line brings no line of another run along; None in a file's view:
+    one run) and ``headings`` the line naming the file of each line (`rg --heading`'s; -1)."""
     body: str
     prefixes: list[str]
     paths: list[str]
     runs: list[int] | None = None
+    headings: list[int] | None = None
+
+
+def _numbered_at(line: str, form: int, known: set[str]) -> tuple[int, str, int, bool] | None:
+    """Where ``line``'s gutter of ``form`` (:data:`NUMBERS_RES`) ends, the file it names (a
+    search's), its line number and whether a column follows it; None without one. A context
+    line's file is one of the ``known`` files of the search's matches when one fits."""
+    m = NUMBERS_RES[form].match(line[:300])
+    if m is None:
+        return None
+    if form < 2:
+        return m.end(), "", int(m.group(1)), False
+    if form == 2:
+        return m.end(), "", int(m.group(1)), bool(COLUMN_RE.match(line, m.end()))
+    if m.group(1) is not None:
+        return (m.end(), m.group(1), int(m.group(2)),
+                m.group(3) is not None or bool(COLUMN_RE.match(line, m.end())))
+    for c in _CONTEXT_AT_RE.finditer(line, 0, 300):  # "data.csv-12-2024-05-01,...": data.csv
+        if line[:c.start()] in known:
+            return c.end(), line[:c.start()], int(c.group(1)), False
+    return m.end(), m.group(4), int(m.group(5)), False
 
 
 def line_numbers(text: str) -> Numbered | None:
     """The line-number gutter before ``text``'s lines (:data:`NUMBERS_RES`), when at least
     :data:`NUMBERED_SHARE` of its lines with a text have one and the numbers go up (one by one
-    in a file's view; within each file in a search's results); else None."""
+    in a file's view; within each file in a search's results); else None. Findings (most with
+    a column, or a blank after the colon), a table's id column and numbers alone are none."""
     lines = text.splitlines()
     head = lines[:NUMBERED_LINES]
-    for form, r in enumerate(NUMBERS_RES):
-        found = [r.match(ln[:300]) for ln in head]
-        counted = numbered = up = pairs = findings = 0
+    for form in range(len(NUMBERS_RES)):
+        known = {m.group(1) for ln in head if form == 3
+                 and (m := NUMBERS_RES[3].match(ln[:300])) and m.group(1) is not None}
+        found = [_numbered_at(ln, form, known) for ln in head]
+        counted = numbered = up = pairs = odd = padded = 0
         last: tuple[str, int] | None = None
-        for i, (ln, m) in enumerate(zip(head, found)):
+        for i, (ln, at) in enumerate(zip(head, found)):
             if not ln.strip() or ln == "--":  # a search's groups, in order within a file
                 continue
-            if m is None:
+            if at is None:
                 # a file's heading above its results (rg's): after a blank line or first
                 heading = form == 2 and (i == 0 or not head[i - 1].strip()) and (
                     i + 1 < len(found) and found[i + 1] is not None)
                 counted += not heading
                 last = None if heading else last
                 continue
+            cut, path, n, column = at
             counted += 1
             numbered += 1
-            path, n = _numbered_at(m, form)
-            if form >= 2 and FINDING_RE.match(ln, m.end()):
-                findings += 1
+            padded += ln[:1] == " "
+            body = ln[cut:]
+            # not a file's line: a finding (its column, its word), "N: text", numbers alone,
+            # a "path" that names no file ("orders-v2:3:")
+            odd += (form >= 2 and (column or bool(FINDING_RE.match(body))
+                                   or (form == 2 and bool(_ONE_BLANK_RE.match(body)))
+                                   or bool(_NUMBERS_ONLY_RE.match(body))
+                                   or (form == 3 and not _PATHISH.intersection(path))))
             if last is not None and last[0] == path:
                 pairs += 1
                 up += n == last[1] + 1 if form < 2 else n > last[1]
@@ -1378,49 +1415,69 @@ def line_numbers(text: str) -> Numbered | None:
                 and up >= NUMBERED_SHARE * pairs)
         # a file of a line or a few, every one of them numbered from where the view starts
         whole = form < 2 and 0 < numbered == counted < NUMBERED_MIN and up == pairs
-        if (runs or whole) and findings <= (1 - NUMBERED_SHARE) * numbered:
-            prefixes, paths, body, runs = [], [], [], []
-            last = None
-            for ln in lines:
-                m = r.match(ln[:300])
-                cut = len(ln) if ln == "--" and form >= 2 else m.end() if m else 0
-                prefixes.append(ln[:cut])
-                body.append(ln[cut:])
-                at = _numbered_at(m, form) if m else None
-                paths.append(at[0] if at else "")
-                if at is None or last is None or at[0] != last[0] or at[1] != last[1] + 1:
-                    runs.append(len(runs))  # a new run (a line without a number: its own)
-                else:
-                    runs.append(runs[-1])
-                last = at
-            return Numbered("\n".join(body), prefixes, paths, runs if form >= 2 else None)
+        if ((runs or whole) and odd <= (1 - NUMBERED_SHARE) * numbered
+                and (form != 0 or padded)):  # cat -n pads; a table's id column does not
+            return _numbered(lines, form, known)
     return None
 
 
-def _numbered_at(m: re.Match[str], form: int) -> tuple[str, int]:
-    """The file (a search's) and the line number a :data:`NUMBERS_RES` match names."""
-    if form < 3:
-        return "", int(m.group(1))
-    return (m.group(1), int(m.group(2))) if m.group(1) else (m.group(3), int(m.group(4)))
+def _numbered(lines: list[str], form: int, known: set[str]) -> Numbered:
+    prefixes, paths, body, runs, headings = [], [], [], [], []
+    last = None
+    heading = -1
+    for i, ln in enumerate(lines):
+        at = _numbered_at(ln, form, known)
+        cut = len(ln) if ln == "--" and form >= 2 else at[0] if at else 0
+        prefixes.append(ln[:cut])
+        body.append(ln[cut:])
+        paths.append(at[1] if at else "")
+        if at is None and form == 2 and ln.strip() and ln != "--":
+            heading = i  # rg --heading's file (or a line of other output)
+        elif not ln.strip():
+            heading = -1
+        headings.append(heading if at else -1)
+        if at is None or last is None or at[1] != last[1] or at[2] != last[2] + 1:
+            runs.append(len(runs))  # a new run (a line without a number: its own)
+        else:
+            runs.append(runs[-1])
+        last = at
+    search = form >= 2
+    return Numbered("\n".join(body), prefixes, paths, runs if search else None,
+                    headings if search and any(h >= 0 for h in headings) else None)
 
 
 def write_numbers(units: Sequence[Unit], numbered: Numbered) -> None:
     """Each unit written after its line's gutter (:func:`line_numbers`), a unit of several lines
-    each of them after its own; in a search's results, a unit brings along no line of another
-    run (its enclosing block there is another place's line)."""
-    prefixes, runs = numbered.prefixes, numbered.runs
-    for u in units:
-        if runs is not None and u.deps and 0 <= u.line < len(runs):
+    (a CSV record; a piece of one, :func:`split_long`) each of them after its own; in a search's
+    results, a unit brings along no line of another run (its enclosing block there is another
+    place's line) but the heading naming its file."""
+    prefixes, runs, headings = numbered.prefixes, numbered.runs, numbered.headings
+    n = len(prefixes)
+    first = {}  # line -> its (first) unit
+    for k, u in enumerate(units):
+        if u.part <= 0:
+            first.setdefault(u.line, k)
+    offset = 0  # lines of a split record before this piece
+    for k, u in enumerate(units):
+        if u.part <= 0:
+            offset = 0
+        start = u.line + offset
+        if u.part >= 0:
+            offset += u.text.count("\n")
+        if not 0 <= start < n:
+            continue
+        if runs is not None and u.deps:
             u.deps = [d for d in u.deps if 0 <= d < len(units)
-                      and runs[min(units[d].line, len(runs) - 1)] == runs[u.line]]
-        if 0 <= u.line < len(prefixes):
-            u.numbers = prefixes[u.line]
-            if runs is not None and u.numbers == "--":  # a separator: written only between
-                u.filler, u.value = False, 0.0          # two kept lines, for their gap
-            if u.end > u.line + 1 and "\n" in u.text:
-                first, *rest = u.text.split("\n")
-                u.text = "\n".join([first, *(prefixes[u.line + 1 + i] + t if u.line + 1 + i < len(
-                    prefixes) else t for i, t in enumerate(rest))])
+                      and runs[min(units[d].line, n - 1)] == runs[start]]
+        if headings is not None and headings[start] >= 0 and headings[start] in first:
+            u.deps = [*u.deps, first[headings[start]]]
+        u.numbers = prefixes[start]
+        if runs is not None and u.numbers == "--":  # a separator: written only between
+            u.filler, u.value = False, 0.0          # two kept lines, for their gap
+        if "\n" in u.text:
+            first_line, *rest = u.text.split("\n")
+            u.text = "\n".join([first_line, *(prefixes[start + 1 + i] + t if start + 1 + i < n
+                                               else t for i, t in enumerate(rest))])
 
 
 def stamp(line: str, tag: re.Pattern[str] | None = None) -> tuple[str, str, int]:

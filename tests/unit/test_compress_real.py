@@ -26,6 +26,7 @@ HOLDOUT3 = compression.load(compression.HOLDOUT3)  # for the budget only: nothin
 # YAML, unified diffs and CSV: where their strategies were developed, and held out (the budget)
 STRUCTURED = {d["id"][:2]: d for d in compression.load(compression.STRUCTURED)}
 STRUCTURED_HOLDOUT = compression.load(compression.STRUCTURED_HOLDOUT)
+NUMBERED = compression.load(compression.NUMBERED)  # file views and searches: held out
 C = ContextCompressor()
 
 
@@ -36,7 +37,8 @@ def doc(n: str) -> dict:
 @pytest.mark.parametrize("target", [2000, 1000, 300])
 def test_no_output_exceeds_the_budget_markers_included(target):
     over, cut = [], []
-    for d in [*DOCS.values(), *HOLDOUT, *HOLDOUT3, *STRUCTURED.values(), *STRUCTURED_HOLDOUT]:
+    for d in [*DOCS.values(), *HOLDOUT, *HOLDOUT3, *STRUCTURED.values(), *STRUCTURED_HOLDOUT,
+              *NUMBERED]:
         r = C.compress(d["text"], d["query"], target)
         if C.count(r.text) > target or r.tokens_after > target:
             over.append((d["id"], r.tokens_after))
@@ -3063,12 +3065,30 @@ def test_a_searchs_context_groups_bring_no_line_of_another_place():
 @pytest.mark.parametrize("text", [
     "2024-05-01 12:00:01 INFO a\n2024-05-01 12:00:02 INFO b\n" * 5,  # times: the same "number"
     "".join(f"{n}\tname{n}\t{n * 3}\n" for n in range(1, 40)),  # a TSV's ids: no cat -n
+    "id\tcustomer\ttotal\n" + "".join(f"{n}\tc{n % 7}\t{n % 90}.50\n"
+                                        for n in range(200000, 200040)),  # mysql -B: six digits
     "".join(f"src/a.py:{n}:5: E501 line too long (88 > 79 characters)\n" for n in range(1, 40)),
     "".join(f"src/a.py:{n}: error: Incompatible types\n" for n in range(1, 40)),
     "".join(f"10.0.0.{n % 3}:8080: connected\n" for n in range(40)),
+    # from the review: kafka-get-offsets, go build, yamllint -f parsable, eslint -f unix,
+    # tsc, `ip -o link`, a numbered list
+    "".join(f"orders-v2:{n}:{590000 + n * 37}\n" for n in range(40)),
+    "# example.com/svc\n" + "".join(f"internal/server/routes.go:{n}:17: undefined: helper{n}\n"
+                                     for n in range(1, 40)),
+    "".join(f"deploy/app.yaml:{n}:3: [warning] wrong indentation: expected 2 but found 4 "
+            f"(indentation)\n" for n in range(1, 40)),
+    "".join(f"/src/app.js:{n}:9: 'x{n}' is assigned a value but never used. [Error/no-unused-vars]"
+            f"\n" for n in range(1, 40)),
+    "".join(f"src/app.ts:{n}:5 - error TS2322: Type 'string' is not assignable to type 'number'."
+            f"\n" for n in range(1, 40)),
+    "".join(f"{n}: eth{n}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP\n"
+            for n in range(1, 40)),
+    "".join(f"{n}: Step {n}: run `make target{n}` and check the output for warnings\n"
+            for n in range(1, 40)),
 ])
 def test_what_only_looks_numbered_has_no_line_numbers(text):
-    # a log's times, a TSV's id column, a linter's findings, hosts and ports
+    # a log's times, a table's id column, a linter's or compiler's findings (most name a
+    # column), hosts and ports, topics and partitions, a list's "N: text"
     assert content.line_numbers(text) is None
 
 
@@ -3082,9 +3102,102 @@ def test_line_numbers_are_read_in_each_form_they_come():
             "2024-05-01-post.md-1-",  # a context line's file with dashes in its name
         "src/a.py\n1:def f(x):\n2:    return x\n\nsrc/b.py\n7:class C:\n8:    pass\n"
         "9:x = f(1)\n11:y = 2\n": "1:",  # rg --heading
+        # a context line whose own text starts with a number and a dash: the file the
+        # matches name (from the review)
+        "".join(f"data.csv:{n}:{ln}\n" if n % 2 else f"data.csv-{n}-2024-05-0{n},{ln}\n"
+                for n, ln in enumerate(body, 1)): "data.csv:1:",
     }
     for text, first in forms.items():
         numbered = content.line_numbers(text)
         assert numbered is not None, text
         assert next(p for p in numbered.prefixes if p) == first
         assert "def f(x):" in numbered.body.splitlines()
+
+    numbered = content.line_numbers("".join(
+        f"data.csv:{n}:x{n},host-{n},failed\n" if n % 2 else f"data.csv-{n}-2024-05-0{n},host-{n},ok\n"
+        for n in range(1, 9)))
+    assert set(numbered.paths) == {"data.csv"} and len(set(numbered.runs)) == 1
+
+
+def test_the_pieces_of_a_long_record_are_written_after_the_numbers_of_their_own_lines():
+    # `cat -n` of a CSV whose quoted field holds 12 lines: a record over 1,200 characters is
+    # kept in pieces, and each piece's lines had been numbered from the record's first line
+    # (an agent editing by them edits another line; from the review)
+    rows = ["id,host,latency_ms,note"]
+    for i in range(1, 300):
+        note = "ok"
+        if i % 50 == 0:
+            note = '"' + "\n".join(f"trace line {j}: broker kafka-{j % 3} timeout while fetching "
+                                    f"metadata for topic orders-{j} partition {j * 3}, retrying"
+                                    for j in range(12)) + '"'
+        rows.append(f"{i},host-{i % 17},{(i * 37) % 90},{note}")
+    plain = "\n".join(rows).splitlines()
+    text = "".join(f"{n:6d}\t{ln}\n" for n, ln in enumerate(plain, 1))
+    for target in (300, 1000, 2000):
+        out = C.compress(text, "kafka timeout orders-7", target).text
+        numbered = [m.groups() for ln in out.splitlines()
+                    if (m := re.match(r" *(\d+)\t(.*)", ln))]
+        assert len(numbered) > 5
+        for n, rest in numbered:
+            for piece in rest.removeprefix("[...] ").split(" [...] "):
+                assert piece in plain[int(n) - 1], (n, piece)
+
+
+def test_a_view_of_a_web_pages_source_keeps_its_lines_and_numbers():
+    # an HTML file shown with cat -n is source to edit by its lines, not a page to read as its
+    # text (from the review)
+    page = (Path(__file__).parent.parent / "data" / "compress" / "go1-release-notes.html").read_text()
+    text = "".join(f"{n:6d}\t{ln}\n" for n, ln in enumerate(page.splitlines(), 1))
+    r = C.compress(text, "which stylesheet does the page link, and what is its title?", 500)
+    assert r.kind == "code"
+    lines = text.splitlines()
+    out = r.text.splitlines()
+    assert all(MARKER_RE.match(ln) or ln in lines for ln in out)
+    assert any("<link" in ln and "stylesheet" in ln for ln in out), r.text
+
+
+def test_rg_headings_come_with_the_lines_kept_under_them():
+    # `rg -n --heading`: a kept line brings the line naming its file; a heading had been kept
+    # without its lines, above another file's (from the review)
+    text = (Path(__file__).parent.parent / "data" / "compress"
+            / "aiokafka-rg-heading.txt").read_text()
+    of, heading = {}, None
+    for ln in text.splitlines():
+        if ln and not ln[0].isdigit():
+            heading = ln
+        elif ln:
+            of[ln] = heading
+    for q in ("where is _send_sasl_token defined", "which methods does the Fetcher class have",
+              "how does the producer send and flush batches"):
+        for target in (150, 300, 1000):
+            out = C.compress(text, q, target).text.splitlines()
+            shown, wrong = None, []
+            for ln in out:
+                if ln in of:
+                    if shown != of[ln]:
+                        wrong.append((ln, shown))
+                elif not MARKER_RE.match(ln) and ln.strip():
+                    shown = ln
+            assert wrong == [], (q, target, wrong)
+
+
+def test_a_view_of_a_one_line_document_keeps_its_number():
+    # cat -n of a minified JSON document: its digest after the line's number (from the review)
+    doc = json.dumps([{"id": i, "name": f"item-{i}", "status": "ok" if i % 9 else "failed",
+                       "detail": "x" * 40} for i in range(300)], separators=(",", ":"))
+    r = C.compress(f"     1\t{doc}\n", "which items failed?", 300)
+    assert r.kind == "json" and r.text.startswith("     1\t[") and r.tokens_after <= 300
+
+
+def test_a_lone_line_is_written_for_its_gap_only_when_with_its_place_it_is_short():
+    # a search's one omitted line "src/requests/adapters.py-683-    }" costs more than "…"
+    from agentflux.runtime.compress import render_lines
+    units = content.line_units(["a = 1", "}", "b = 2"])
+    for u, place in zip(units, ("src/requests/adapters.py:682:", "src/requests/adapters.py-683-",
+                                "src/requests/adapters.py:684:")):
+        u.numbers = place
+    assert render_lines(units, {0, 2}).splitlines()[1] == "…"
+    units = content.line_units(["a = 1", "}", "b = 2"])
+    for u, place in zip(units, ("   682\t", "   683\t", "   684\t")):
+        u.numbers = place
+    assert render_lines(units, {0, 2}).splitlines()[1] == "   683\t}"
