@@ -184,6 +184,9 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     # digits then blanks on one line: the pattern for a line of values tried every split of
     # it (2026-11-29, quadratic: 40,000 characters took 19 s)
     "digits_then_blanks": lambda n: "1" * (n // 2) + " " * (n // 2) + "x",
+    # a path-like run without an extension: the path pattern read it to its end again from
+    # each "-" (2026-11-29, quadratic: 100,000 characters took 70 s)
+    "path_like_run": lambda n: "a/b-" * (n // 4),
     "file_line_fields": lambda n: "{\n" + "".join(
         f'  "path": "p{i}",\n  "line": {i},\n' for i in range(n // 30)) + '  "z": 1\n}\n',
 }
