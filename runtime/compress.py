@@ -8,7 +8,9 @@ up to three tokens each (Vitest's ``⎯⎯⎯⎯``, pip's ``━━━━``: thre
 they alone put over the budget is returned without them (``plain``).
 
 Extractive stage. :func:`agentflux.runtime.content.detect` names the kind of text (``log``:
-logs and test reports, ``json``, ``yaml``, ``diff``, ``csv``, ``code``, ``prose``) and its
+logs and test reports, ``json``, ``yaml``, ``diff``, ``tree``, ``csv``, ``code``, ``prose``;
+below a file view's or a search's line numbers, :func:`agentflux.runtime.content.line_numbers`,
+written back before each kept line) and its
 strategy cuts it into units (lines, sentences, JSON leaves, a table's records) with a value
 (BM25 relevance to the query, :mod:`agentflux.runtime.relevance`, plus what the kind says
 matters: the final exception of a traceback, error lines, signatures, headings, a table's
@@ -286,6 +288,9 @@ class ContextCompressor:
             bm = index(texts)
             rel = relevance(texts, query, bm)
             units = content.csv_units(units, fields, rel, query)
+        elif kind == "tree":  # a directory's entries, each under its directories
+            units, rel = content.tree_units(lines, query, relevance)
+            bm = None
         elif kind == "prose":
             # prose_units scores its units first: that index and those scores are kept
             scored: list[tuple[BM25, list[float]]] = []

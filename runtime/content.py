@@ -1,7 +1,8 @@
 """What a tool output is, and its units: the compressor's content-aware strategies.
 
 :func:`detect` names the kind of a text by counting line shapes: ``json`` (it parses, on one
-line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``diff`` (unified), ``yaml``,
+line), ``json_lines`` (pretty-printed JSON, or a fragment of it), ``diff`` (unified), ``tree``
+(a directory's), ``yaml``,
 ``csv`` (or TSV: a header and rows of as many fields), ``code`` (source), ``log``
 (log lines, test reports, access logs, records one per line: timestamps, levels, tracebacks,
 test outcomes; records of a timestamped line and lines indented under it) or ``prose`` (docs,
@@ -58,6 +59,12 @@ budget:
   balanced, and a small block is kept whole.
 * ``html``: a page is read as its text, as prose (:mod:`agentflux.runtime.compress_html`:
   headings as Markdown headings, preformatted blocks fenced; no scripts or styles).
+* ``tree``: a directory's tree as `tree` draws it: an entry is scored with the names of the
+  directories it is in and brings them (:func:`tree_units`).
+
+A file shown with its line numbers (`cat -n`, an agent's view) or a search's results (`grep
+-rn`, `rg -n`) is read below its numbers (:func:`line_numbers`): what it is is detected there,
+and each kept line is written after its own number and file (:func:`write_numbers`).
 """
 
 from __future__ import annotations
@@ -170,8 +177,8 @@ TABLE_RULE_RE = re.compile(r"^\s*-+(?:\+-+)+\s*$")  # psql's "----+-------"
 def detect(text: str) -> str:
     """``html`` (a page: read as its text, :mod:`agentflux.runtime.compress_html`), ``json``
     (one line: rewritten as valid JSON), ``json_lines`` (pretty-printed, or a fragment of it:
-    a digest of its own lines), ``diff`` (unified), ``yaml``, ``csv`` (or TSV), ``code``,
-    ``log`` or ``prose`` (see the module docstring)."""
+    a digest of its own lines), ``diff`` (unified), ``tree`` (a directory's, `tree`'s),
+    ``yaml``, ``csv`` (or TSV), ``code``, ``log`` or ``prose`` (see the module docstring)."""
     s = text.lstrip()
     if s[:1] == "<" and htmlish(s):
         return "html"
@@ -184,6 +191,8 @@ def detect(text: str) -> str:
         return "log"
     if diffish(lines):
         return "diff"
+    if tree_depths(lines) is not None:
+        return "tree"
     if yamlish(lines):
         return "yaml"
     if csv_delimiter(lines):
@@ -1646,6 +1655,54 @@ def indent_parents(ind: list[int], reach: int | None = None) -> list[int]:
             parent[i] = stack[-1]
         stack.append(i)
     return parent
+
+
+# -- a directory's tree (`tree`) ---------------------------------------------------------------
+
+# `tree`'s drawing before each entry: GNU tree's "├── " and "└── " under "│   " (its blanks
+# no-break spaces in a UTF-8 locale) or four blanks per level; `tree --charset ascii`'s "|-- ",
+# "`-- " and "|   "
+TREE_RE = re.compile(r"((?:[│|][ \xa0]{3}|[ \xa0]{4})*+)(?:[├└]── |[|`]-- )")
+TREE_SHARE = 0.9  # of the lines with a text after the first (the root) drawn so
+TREE_COUNT_RE = re.compile(r"\d+ director(?:y|ies)(?:, \d+ files?)?$")  # its last line
+
+
+def tree_depths(lines: Sequence[str]) -> list[int] | None:
+    """Each line's depth in `tree`'s drawing (:data:`TREE_RE`; 0 for a line without: the root,
+    the closing count, a blank line's -1), when :data:`TREE_SHARE` of the lines with a text
+    after the first are entries (five or more); else None."""
+    drawn = [TREE_RE.match(ln) for ln in lines]
+    entries = sum(m is not None for m in drawn)
+    written = sum(bool(ln.strip()) and not TREE_COUNT_RE.match(ln) for ln in lines[1:])
+    if entries < 5 or entries < TREE_SHARE * written:
+        return None
+    return [len(m.group(1)) // 4 + 1 if m else (0 if ln.strip() else -1)
+            for ln, m in zip(lines, drawn)]
+
+
+def tree_units(lines: list[str], query: str, relevance) -> tuple[list[Unit], list[float]]:
+    """A directory's tree: each entry scored with the names of the directories it is in
+    (``test_sshkey.c`` under ``regress/unittests/sshkey/``) and kept with them, as a path is
+    read; the top two levels are its outline. ``relevance``: texts and query -> scores."""
+    depth = tree_depths(lines) or [0] * len(lines)
+    parent = indent_parents(depth)
+    names = [ln[m.end():] if (m := TREE_RE.match(ln)) else ln for ln in lines]
+    chains: list[list[int]] = []
+    for i in range(len(lines)):
+        chain, p = [], parent[i]
+        while p >= 0 and len(chain) < 32:
+            chain.append(p)
+            p = parent[p]
+        chains.append(chain)
+    scored = [" ".join([names[i], *(names[p] for p in chains[i])]) for i in range(len(lines))]
+    rel = relevance(scored, query)
+    units = line_units(lines)
+    for i, u in enumerate(units):
+        u.deps = chains[i]
+        u.value = 2.0 * rel[i]
+        u.outline = 0 <= depth[i] <= 2
+        u.filler = depth[i] >= 0  # a blank line says nothing between two gaps
+    return units, rel
 
 
 def _allman(lines: list[str], ind: list[int], i: int) -> bool:

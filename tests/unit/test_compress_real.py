@@ -3201,3 +3201,53 @@ def test_a_lone_line_is_written_for_its_gap_only_when_with_its_place_it_is_short
     for u, place in zip(units, ("   682\t", "   683\t", "   684\t")):
         u.numbers = place
     assert render_lines(units, {0, 2}).splitlines()[1] == "   683\t}"
+
+
+def _tree_ancestors(lines: list[str]) -> dict[str, list[str]]:
+    """Each entry line of a `tree` output written once in it (``__init__.py`` under several
+    directories is the same line) with the lines of the directories it is in."""
+    out, stack = {}, []
+    for ln in lines:
+        at = next((i for i, c in enumerate(ln) if c in "├└"), -1)
+        if at < 0:
+            continue
+        depth = at // 4
+        del stack[depth:]
+        out[ln] = list(stack)
+        stack.append(ln)
+    return {ln: a for ln, a in out.items() if lines.count(ln) == 1}
+
+
+def test_a_directory_tree_keeps_each_entry_under_its_directories():
+    # `tree`: a file kept without the directories above it says nowhere where it is (the
+    # consumer's fetcher.py was kept under "consumer" without "aiokafka" above it)
+    text = (Path(__file__).parent.parent / "data" / "compress" / "aiokafka-tree.txt").read_text()
+    lines = text.splitlines()
+    ancestors = _tree_ancestors(lines)
+    for q, target in (("Where are the consumer's fetcher and group coordinator, and their "
+                       "tests?", 200), ("which GitHub workflows are there?", 150),
+                      ("where are the docs' examples of the producer?", 300)):
+        r = C.compress(text, q, target)
+        assert r.kind == "tree" and r.tokens_after <= target
+        out = r.text.splitlines()
+        for i, ln in enumerate(out):
+            if ln in ancestors:
+                above = [a for a in out[:i] if a in ancestors]
+                assert all(a in above for a in ancestors[ln]), (q, ln, r.text)
+    assert "│\xa0\xa0 │\xa0\xa0 ├── fetcher.py" in C.compress(text, "Where are the consumer's fetcher and "
+                                                  "group coordinator, and their tests?", 200).text
+
+
+@pytest.mark.parametrize("text", [
+    "- a\n  - b\n    - c\n  - d\n- e\n  - f\n",  # Markdown's nested list
+    "".join(f"├─┬ pkg{n}@1.0.{n}\n│ ├── dep{n}@2.0.0\n│ └── other{n}@3.0.0\n" for n in range(9)),
+])
+def test_what_is_drawn_otherwise_is_no_directory_tree(text):
+    # (npm ls draws two characters a level; its first level alone is not most of its lines)
+    assert content.tree_depths(text.splitlines()) is None
+
+
+def test_a_tree_drawn_in_ascii_is_read_as_a_tree():
+    lines = [".", "|-- src", "|   |-- app.py", "|   `-- util", "|       `-- io.py", "`-- tests",
+             "    `-- test_app.py", "", "4 directories, 3 files"]
+    assert content.tree_depths(lines) == [0, 1, 2, 2, 3, 1, 2, -1, 0]
