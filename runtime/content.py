@@ -1343,7 +1343,8 @@ NUMBERED_LINES = 2000  # read to decide
 # "a.ts:3:5 - error"): a log of findings, each after its place, not a file's lines; most of
 # them name a column; a list's "201: Step 201" or `ip -o link`'s "2: eth0: <...>" write a
 # blank after the colon (a file's lines have their own indentation, rarely one blank: a diff's)
-FINDING_RE = re.compile(r"(?:\d+[:-])?\s*(?:(?:fatal )?error|warning|note|info|hint|[A-Z]{1,4}\d{2,5})\b")
+FINDING_WORD_RE = re.compile(r"(?:\d+[:-])?\s*(?:(?:fatal )?error|warning|note|info|hint|"
+                             r"[A-Z]{1,4}\d{2,5})\b")
 COLUMN_RE = re.compile(r"\d{1,6}(?::| - )")
 _ONE_BLANK_RE = re.compile(r" [^\s*]")  # (" * @param": a doc comment's line)
 _NUMBERS_ONLY_RE = re.compile(r"\s*[.,:;/+-]*\d[\d.,:;/+-]*\s*$")  # kafka's "topic:3:590526"
@@ -1416,7 +1417,7 @@ def line_numbers(text: str) -> Numbered | None:
             body = ln[cut:]
             # not a file's line: a finding (its column, its word), "N: text", numbers alone,
             # a "path" that names no file ("orders-v2:3:")
-            odd += (form >= 2 and (column or bool(FINDING_RE.match(body))
+            odd += (form >= 2 and (column or bool(FINDING_WORD_RE.match(body))
                                    or (form == 2 and bool(_ONE_BLANK_RE.match(body)))
                                    or bool(_NUMBERS_ONLY_RE.match(body))
                                    or (form == 3 and not _PATHISH.intersection(path))))

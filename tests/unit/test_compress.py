@@ -331,3 +331,23 @@ def test_wrong_arguments_say_what_is_wrong_and_how_to_pass_them():
     # None is no query, and a whole number written as a float is that number
     assert c.compress(text, None, 50.0).text == c.compress(text, "", 50).text
     assert c.compress(text, None, 50.0).tokens_after <= 50
+
+
+def test_no_name_of_the_compressors_modules_is_defined_twice():
+    # a pattern defined again further down a module replaces the first for every line that
+    # uses it: the line numbers' FINDING_RE had replaced detection's (a linter's finding after
+    # its file), and a pytest collection report was read as prose
+    import ast
+    from pathlib import Path
+
+    from agentflux.runtime import compress, compress_html, compress_json, content, relevance
+    for mod in (compress, compress_html, compress_json, content, relevance):
+        names: list[str] = []
+        for node in ast.parse(Path(mod.__file__).read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.append(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names += [t.id for t in targets if isinstance(t, ast.Name)]
+        twice = sorted({n for n in names if names.count(n) > 1} - {"__all__"})
+        assert twice == [], (mod.__name__, twice)
