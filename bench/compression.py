@@ -187,6 +187,11 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     # a path-like run without an extension: the path pattern read it to its end again from
     # each "-" (2026-11-29, quadratic: 100,000 characters took 70 s)
     "path_like_run": lambda n: "a/b-" * (n // 4),
+    # a directory tree under a root of half the characters: each entry was scored with its
+    # directories' names whole (2026-11-29, 100,000 characters' root and 9,000 entries: 21 s
+    # and 6 GB)
+    "tree_long_root": lambda n: "r" * (n // 2) + "\n" + "".join(
+        f"├── f{i}.c\n" for i in range(n // 22)),
     "file_line_fields": lambda n: "{\n" + "".join(
         f'  "path": "p{i}",\n  "line": {i},\n' for i in range(n // 30)) + '  "z": 1\n}\n',
 }

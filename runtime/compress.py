@@ -289,7 +289,7 @@ class ContextCompressor:
             rel = relevance(texts, query, bm)
             units = content.csv_units(units, fields, rel, query)
         elif kind == "tree":  # a directory's entries, each under its directories
-            units, rel = content.tree_units(lines, query, relevance)
+            units, rel, depth = content.tree_units(lines, query, relevance)
             bm = None
         elif kind == "prose":
             # prose_units scores its units first: that index and those scores are kept
@@ -343,11 +343,15 @@ class ContextCompressor:
         if numbered:
             content.write_numbers(units, numbered)
         counted = target >= COUNT_BUDGET
+        if kind == "tree":  # what is left shows its levels, the first first, question or none
+            spread = outline_fill(units, [depth[u.line] for u in units])
+        else:
+            spread = outline_fill(units) if not asked else (
+                weak_fill(units, query) if kind == "log" else None)
+        # (a tree without a question: its levels, not its first lines and their neighbours)
+        fill = () if kind == "tree" and not asked else neighbour_fill(units)
         return pack(units, rel, target, lambda kept: render_lines(units, kept, counted), count,
-                    self._enc, fill=neighbour_fill(units),
-                    spread=outline_fill(units) if not asked else (
-                        weak_fill(units, query) if kind == "log" else None),
-                    hard_floor=hard_floor)
+                    self._enc, fill=fill, spread=spread, hard_floor=hard_floor)
 
     def _emit(self, strategy: str, before: int, after: int, t0: float, *, preserved: int,
               quality: float) -> None:
@@ -405,8 +409,8 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
     rendered text fits (a last resort cuts it at the budget's token, marked); a rendered text
     well under the budget (:data:`REFILL_BELOW`: trimmed too far, or sizes that counted what
     the render folds away) takes more of what is left while it fits. ``spread`` (when there
-    is no query: nothing was selected for a question) orders what fills the rest of the
-    budget after ``fill``. See the module docstring."""
+    is no query: nothing was selected for a question; a directory tree's levels whatever the
+    query) orders what fills the rest of the budget after ``fill``. See the module docstring."""
     n = len(units)
     sizes = [s + 1 for s in count_many([u.numbers + (u.short or u.text) for u in units], enc)
              ] if n else []
@@ -467,7 +471,7 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
             break
         if units[k].filler:
             take(k, fill_limit)
-    if spread is not None:  # no query: the rest of the budget shows more of the text's outline
+    if spread is not None:  # the rest of the budget shows more of the text's outline
         for k in spread(kept):
             if used >= limit:
                 break
@@ -481,9 +485,11 @@ def pack(units: Sequence[Unit], rel: Sequence[float], budget: int,
         # estimated sizes leave out markers and syntax: scale the overflow to the estimates
         estimate = sum(sizes[k] for k in kept) or 1
         over = (tokens - budget) * estimate / tokens
-        # the least valuable chosen units go, with what only they brought along
+        # the least valuable chosen units go, with what only they brought along (of equal
+        # worth, the last chosen: the fill's and the outline's last, a tree's deepest)
+        at = {k: i for i, k in enumerate(chosen)}
         removable = sorted((k for k in chosen if k not in floor),
-                           key=lambda k: (units[k].value, -k))
+                           key=lambda k: (units[k].value, -at[k]))
         if not removable:
             break
         freed = 0
@@ -637,16 +643,18 @@ def weak_fill(units: Sequence[Unit], query: str) -> Callable[[set[int]], list[in
     return order
 
 
-def outline_fill(units: Sequence[Unit]) -> Callable[[set[int]], list[int]]:
+def outline_fill(units: Sequence[Unit], depths: Sequence[int] | None = None
+                 ) -> Callable[[set[int]], list[int]]:
     """Without a query nothing is selected for the question, so what is left of the budget
     shows the text's outline: the lines least indented first (a file's top-level
-    definitions before their bodies, a document's top-level keys before their children), the
-    nearest to a kept line first among those (a section's first sentences, a function's
-    first lines); never a blank line."""
+    definitions before their bodies, a document's top-level keys before their children; or
+    least deep by ``depths``: a directory tree's levels), the nearest to a kept line first
+    among those (a section's first sentences, a function's first lines); never a blank line."""
     def order(kept: set[int]) -> list[int]:
         n = len(units)
         dist = _distances(n, kept)
-        depth = [len(u.text) - len(u.text.lstrip()) for u in units]
+        depth = list(depths) if depths is not None else [
+            len(u.text) - len(u.text.lstrip()) for u in units]
         return sorted((k for k in range(n) if dist[k] > 0 and units[k].filler
                        and units[k].text.strip()),
                       key=lambda k: (not units[k].outline, depth[k], dist[k], k))

@@ -1669,25 +1669,45 @@ TREE_COUNT_RE = re.compile(r"\d+ director(?:y|ies)(?:, \d+ files?)?$")  # its la
 
 
 def tree_depths(lines: Sequence[str]) -> list[int] | None:
-    """Each line's depth in `tree`'s drawing (:data:`TREE_RE`; 0 for a line without: the root,
-    the closing count, a blank line's -1), when :data:`TREE_SHARE` of the lines with a text
-    after the first are entries (five or more); else None."""
+    """Each line's depth in `tree`'s drawing (:data:`TREE_RE`), when :data:`TREE_SHARE` of
+    the lines with a text after the first are entries (five or more); else None. A line
+    without the drawing is a root (0) when it is the first, the closing count, or a line
+    opening entries of the first level; any other (an error tree wrote, a note) is under no
+    directory and over none (-1, as a blank line)."""
     drawn = [TREE_RE.match(ln) for ln in lines]
-    entries = sum(m is not None for m in drawn)
-    written = sum(bool(ln.strip()) and not TREE_COUNT_RE.match(ln) for ln in lines[1:])
-    if entries < 5 or entries < TREE_SHARE * written:
+    written = [i for i, ln in enumerate(lines) if ln.strip()]
+    entries = sum(drawn[i] is not None for i in written)
+    others = sum(drawn[i] is None and not TREE_COUNT_RE.match(lines[i]) for i in written[1:])
+    if entries < 5 or entries < TREE_SHARE * (entries + others):
         return None
-    return [len(m.group(1)) // 4 + 1 if m else (0 if ln.strip() else -1)
-            for ln, m in zip(lines, drawn)]
+    depth = [len(m.group(1)) // 4 + 1 if m else -1 for m in drawn]
+    for k, i in enumerate(written):
+        if drawn[i] is None and (k == 0 or TREE_COUNT_RE.match(lines[i]) or (
+                k + 1 < len(written) and depth[written[k + 1]] == 1)):
+            depth[i] = 0
+    return depth
 
 
-def tree_units(lines: list[str], query: str, relevance) -> tuple[list[Unit], list[float]]:
+TREE_NAME_CHARS = 200  # of each directory's name, TREE_SCORED_CHARS of them, score an entry
+TREE_SCORED_CHARS = 2000
+TREE_ERROR_VALUE = 1.2  # added to a line tree wrote about an error ("[error opening dir]")
+TREE_NOTE_RE = re.compile(r"\s\[error\b[^\]]*\]\s*$")  # tree's note after an entry
+
+
+def tree_units(lines: list[str], query: str, relevance
+               ) -> tuple[list[Unit], list[float], list[int]]:
     """A directory's tree: each entry scored with the names of the directories it is in
-    (``test_sshkey.c`` under ``regress/unittests/sshkey/``) and kept with them, as a path is
-    read; the top two levels are its outline. ``relevance``: texts and query -> scores."""
-    depth = tree_depths(lines) or [0] * len(lines)
+    (``test_sshkey.c`` under ``regress/unittests/sshkey/``; the first :data:`TREE_NAME_CHARS`
+    characters of each, up to :data:`TREE_SCORED_CHARS`) and kept with all of them, as a path
+    is read; the top two levels are its outline; an error tree wrote (a line of its own, an
+    entry's ``[error opening dir]``; not an entry named ``ValidationException.java``) is
+    protected as in a log.
+    ``relevance``: texts and query -> scores. Returns the units, their relevance and each
+    line's depth (for the outline, breadth first)."""
+    depth = tree_depths(lines) or [0 if ln.strip() else -1 for ln in lines]
     parent = indent_parents(depth)
-    names = [ln[m.end():] if (m := TREE_RE.match(ln)) else ln for ln in lines]
+    names = [(ln[m.end():] if (m := TREE_RE.match(ln)) else ln)[:TREE_NAME_CHARS]
+             for ln in lines]
     chains: list[list[int]] = []
     for i in range(len(lines)):
         chain, p = [], parent[i]
@@ -1695,15 +1715,26 @@ def tree_units(lines: list[str], query: str, relevance) -> tuple[list[Unit], lis
             chain.append(p)
             p = parent[p]
         chains.append(chain)
-    scored = [" ".join([names[i], *(names[p] for p in chains[i])]) for i in range(len(lines))]
+    scored = []
+    for i in range(len(lines)):
+        text = lines[i][:TREE_SCORED_CHARS]
+        for p in chains[i]:
+            if len(text) >= TREE_SCORED_CHARS:
+                break
+            text += " " + names[p]
+        scored.append(text)
     rel = relevance(scored, query)
     units = line_units(lines)
     for i, u in enumerate(units):
         u.deps = chains[i]
         u.value = 2.0 * rel[i]
+        drawn = depth[i] > 0 and TREE_RE.match(lines[i]) is not None
+        if rel[i] >= 0 and (TREE_NOTE_RE.search(lines[i]) if drawn else is_error(lines[i])):
+            u.value += TREE_ERROR_VALUE
+            u.critical = True
         u.outline = 0 <= depth[i] <= 2
         u.filler = depth[i] >= 0  # a blank line says nothing between two gaps
-    return units, rel
+    return units, rel, depth
 
 
 def _allman(lines: list[str], ind: list[int], i: int) -> bool:

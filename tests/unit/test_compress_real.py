@@ -3251,3 +3251,83 @@ def test_a_tree_drawn_in_ascii_is_read_as_a_tree():
     lines = [".", "|-- src", "|   |-- app.py", "|   `-- util", "|       `-- io.py", "`-- tests",
              "    `-- test_app.py", "", "4 directories, 3 files"]
     assert content.tree_depths(lines) == [0, 1, 2, 2, 3, 1, 2, -1, 0]
+
+
+AIOKAFKA_TREE = (Path(__file__).parent.parent / "data" / "compress"
+                 / "aiokafka-tree.txt").read_text()
+
+
+def _top_level(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln[:4] in ("├── ", "└── ")]
+
+
+def test_a_trees_outline_is_its_levels_the_first_first():
+    # without a question, and with one nothing answers, what the budget has room for shows
+    # the first level before the second (the first lines' neighbours had come first and left
+    # out tests/ and docs/; a question matching nothing used a quarter of the budget; from
+    # the review)
+    top = _top_level(AIOKAFKA_TREE)
+    assert len(top) == 25
+    r = C.compress(AIOKAFKA_TREE, "", 300)
+    assert all(t in r.text.splitlines() for t in top), r.text
+    # (what a question's few weak matches bring along takes its share first)
+    r = C.compress(AIOKAFKA_TREE, "is there a helm chart for kubernetes?", 300)
+    assert sum(t in r.text.splitlines() for t in top) >= 20 and r.tokens_after >= 0.8 * 300
+
+
+def test_what_a_trees_outline_leaves_out_over_the_budget_is_its_deepest():
+    # over the budget, the units chosen last went first only by their place in the text:
+    # rclone's last top-level entries (go.mod, go.sum) went before second-level ones
+    text = (Path(__file__).parent.parent / "data" / "compress"
+            / "rclone-tree-a-L3.txt").read_text()
+    top = _top_level(text)
+    assert len(top) == 29
+    for target in (1000, 1500, 2000):
+        out = C.compress(text, "", target).text.splitlines()
+        assert [t for t in top if t not in out] == [], target
+
+
+def test_a_trees_error_lines_are_kept_as_a_logs_and_break_no_chain():
+    # tree's "[error opening dir]" and a message written among the entries (merged stderr):
+    # kept as errors, and the entries after such a line are still under their directories
+    # (it had become their parent; from the review)
+    lines = AIOKAFKA_TREE.splitlines()
+    at = lines.index("│\xa0\xa0 ├── consumer")
+    lines[at] += "  [error opening dir]"
+    lines.insert(at + 1, "tree: aiokafka/consumer/.cache: Permission denied")
+    text = "\n".join(lines) + "\n"
+    for q, target in (("", 300), ("which files does the consumer package have?", 200)):
+        out = C.compress(text, q, target).text.splitlines()
+        assert "tree: aiokafka/consumer/.cache: Permission denied" in out, (q, out)
+        assert "│\xa0\xa0 ├── consumer  [error opening dir]" in out, (q, out)
+    out = C.compress(text, "where is the consumer's fetcher.py?", 120).text.splitlines()
+    fetcher = out.index("│\xa0\xa0 │\xa0\xa0 ├── fetcher.py")
+    assert "├── aiokafka" in out[:fetcher], out
+
+
+def test_a_tree_after_a_blank_line_is_read_the_same():
+    # detection skipped the blank line, the tree's reading did not: near the share of
+    # entries a tree needs, every entry had been a root of its own (from the review)
+    head = "\n".join(AIOKAFKA_TREE.splitlines()[:91]
+                     + [f"note {i}: written by the agent's listing tool" for i in range(10)])
+    for text in (head, "\n" + head):
+        out = C.compress(text, "where is the consumer's fetcher.py?", 120).text.splitlines()
+        fetcher = out.index("│\xa0\xa0 │\xa0\xa0 ├── fetcher.py")
+        assert "├── aiokafka" in out[:fetcher] and "│\xa0\xa0 ├── consumer" in out[:fetcher]
+
+
+def test_a_trees_entries_named_like_errors_are_no_errors():
+    # a Java package's ValidationException.java is a file, not an error tree wrote: protected
+    # as one, 40 of them had crowded out what the question asked for
+    entries = [f"XValidation{i}Exception.java" for i in range(40)] + [
+        "NamingService.java", "NamingFactory.java", "ConfigService.java"]
+    text = "api\n└── com\n    └── alibaba\n" + "".join(
+        f"        {'└' if i == len(entries) - 1 else '├'}── {e}\n"
+        for i, e in enumerate(sorted(entries)))
+    r = C.compress(text, "where is the NamingService interface?", 60)
+    assert r.kind == "tree" and "        ├── NamingService.java" in r.text.splitlines(), r.text
+    units, _, _ = content.tree_units(text.splitlines(), "", scores)
+    assert not any(u.critical for u in units)
+    units, _, _ = content.tree_units((text + "tree: api/x: Permission denied\n").splitlines(),
+                                     "", scores)
+    assert [u.text for u in units if u.critical] == ["tree: api/x: Permission denied"]
