@@ -48,6 +48,9 @@ STRUCTURED_HOLDOUT = Path(__file__).parent / "data" / "compression-structured-ho
 # files shown with their line numbers (cat -n, nl, an agent's file view) and search results
 # (grep -rn, git grep -n, rg -n) from 12 other repositories (2026-11-29): held out
 NUMBERED = Path(__file__).parent / "data" / "compression-numbered"
+# directory listings (tree with its options, find, ls -R, git ls-tree, du -a) from 12 other
+# repositories (2026-11-29): held out
+LISTINGS = Path(__file__).parent / "data" / "compression-listings"
 TARGETS = (2000, 1000)
 
 
@@ -228,5 +231,6 @@ def hostile(target: int = 2000, chars: int = HOSTILE_CHARS,
             "within_budget": within / (len(ms) + 1)}
 
 
-__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "HOSTILE", "NUMBERED", "STRUCTURED",
-           "STRUCTURED_HOLDOUT", "evaluate", "head_and_tail", "hostile", "load", "targets_met"]
+__all__ = ["DATA", "HOLDOUT", "HOLDOUT2", "HOLDOUT3", "HOSTILE", "LISTINGS", "NUMBERED",
+           "STRUCTURED", "STRUCTURED_HOLDOUT", "evaluate", "head_and_tail", "hostile", "load",
+           "targets_met"]

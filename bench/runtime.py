@@ -68,7 +68,8 @@ def bench_compression(console=None) -> dict:
     development set, ``compression_*``, and the held-out ones, ``compression_holdout_*``,
     ``compression_holdout2_*`` and ``compression_holdout3_*``; YAML, diffs and CSV:
     ``compression_structured_*`` and ``compression_structured_holdout_*``; files shown with
-    their line numbers and search results: ``compression_numbered_*``), with
+    their line numbers and search results: ``compression_numbered_*``; directory listings:
+    ``compression_listings_*``), with
     head-and-tail truncation to the same size as the baseline and the compressor without the
     query (``no_query``) beside it; the project's own synthetic
     corpus alongside (``compression_own_corpus_ratio``) for continuity; and the time it takes
@@ -83,7 +84,8 @@ def bench_compression(console=None) -> dict:
                          ("holdout3_", compression.HOLDOUT3),
                          ("structured_", compression.STRUCTURED),
                          ("structured_holdout_", compression.STRUCTURED_HOLDOUT),
-                         ("numbered_", compression.NUMBERED)):
+                         ("numbered_", compression.NUMBERED),
+                         ("listings_", compression.LISTINGS)):
         if (root / "manifest.json").exists():
             sets.append((prefix, root))
     out: dict = {}
