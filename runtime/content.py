@@ -1666,20 +1666,31 @@ def indent_parents(ind: list[int], reach: int | None = None) -> list[int]:
 TREE_RE = re.compile(r"((?:[│|][ \xa0]{3}|[ \xa0]{4})*+)(?:[├└]── |[|`]-- )")
 TREE_SHARE = 0.9  # of the lines with a text after the first (the root) drawn so
 TREE_COUNT_RE = re.compile(r"\d+ director(?:y|ies)(?:, \d+ files?)?$")  # its last line
+TREE_LINES = 2000  # read to decide (detection runs on every text: a long log's are not all read)
 
 
-def tree_depths(lines: Sequence[str]) -> list[int] | None:
-    """Each line's depth in `tree`'s drawing (:data:`TREE_RE`), when :data:`TREE_SHARE` of
-    the lines with a text after the first are entries (five or more); else None. A line
-    without the drawing is a root (0) when it is the first, the closing count, or a line
-    opening entries of the first level; any other (an error tree wrote, a note) is under no
-    directory and over none (-1, as a blank line)."""
-    drawn = [TREE_RE.match(ln) for ln in lines]
-    written = [i for i, ln in enumerate(lines) if ln.strip()]
+def _tree_drawn(lines: Sequence[str]) -> list[re.Match[str] | None] | None:
+    """Each line's drawing (:data:`TREE_RE`), when :data:`TREE_SHARE` of the lines with a text
+    after the first, of the first :data:`TREE_LINES`, are entries (five or more); else None."""
+    head = lines[:TREE_LINES]
+    drawn = [TREE_RE.match(ln) for ln in head]
+    written = [i for i, ln in enumerate(head) if ln.strip()]
     entries = sum(drawn[i] is not None for i in written)
-    others = sum(drawn[i] is None and not TREE_COUNT_RE.match(lines[i]) for i in written[1:])
+    others = sum(drawn[i] is None and not TREE_COUNT_RE.match(head[i]) for i in written[1:])
     if entries < 5 or entries < TREE_SHARE * (entries + others):
         return None
+    return drawn + [TREE_RE.match(ln) for ln in lines[TREE_LINES:]]
+
+
+def tree_depths(lines: Sequence[str], drawn: Sequence[re.Match[str] | None] | None = None
+                ) -> list[int] | None:
+    """Each line's depth in `tree`'s drawing (``drawn``, or :func:`_tree_drawn`'s: None when
+    the text is no tree). A line without the drawing is a root (0) when it is the first, the
+    closing count, or a line opening entries of the first level; any other (an error tree
+    wrote, a note) is under no directory and over none (-1, as a blank line)."""
+    if drawn is None and (drawn := _tree_drawn(lines)) is None:
+        return None
+    written = [i for i, ln in enumerate(lines) if ln.strip()]
     depth = [len(m.group(1)) // 4 + 1 if m else -1 for m in drawn]
     for k, i in enumerate(written):
         if drawn[i] is None and (k == 0 or TREE_COUNT_RE.match(lines[i]) or (
@@ -1704,10 +1715,14 @@ def tree_units(lines: list[str], query: str, relevance
     protected as in a log.
     ``relevance``: texts and query -> scores. Returns the units, their relevance and each
     line's depth (for the outline, breadth first)."""
-    depth = tree_depths(lines) or [0 if ln.strip() else -1 for ln in lines]
+    drawn = _tree_drawn(lines)
+    if drawn is None:  # (detection said tree: a text read as one anyway, each line a root)
+        drawn = [None] * len(lines)
+        depth = [0 if ln.strip() else -1 for ln in lines]
+    else:
+        depth = tree_depths(lines, drawn)
     parent = indent_parents(depth)
-    names = [(ln[m.end():] if (m := TREE_RE.match(ln)) else ln)[:TREE_NAME_CHARS]
-             for ln in lines]
+    names = [(ln[m.end():] if m else ln)[:TREE_NAME_CHARS] for ln, m in zip(lines, drawn)]
     chains: list[list[int]] = []
     for i in range(len(lines)):
         chain, p = [], parent[i]
@@ -1728,8 +1743,8 @@ def tree_units(lines: list[str], query: str, relevance
     for i, u in enumerate(units):
         u.deps = chains[i]
         u.value = 2.0 * rel[i]
-        drawn = depth[i] > 0 and TREE_RE.match(lines[i]) is not None
-        if rel[i] >= 0 and (TREE_NOTE_RE.search(lines[i]) if drawn else is_error(lines[i])):
+        entry = depth[i] > 0 and drawn[i] is not None
+        if rel[i] >= 0 and (TREE_NOTE_RE.search(lines[i]) if entry else is_error(lines[i])):
             u.value += TREE_ERROR_VALUE
             u.critical = True
         u.outline = 0 <= depth[i] <= 2
